@@ -1,0 +1,201 @@
+"""Type one raw table by its contract and record every row that breaks it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
+from features.problems import Problem, shorten
+
+TIMESTAMP_DTYPE = "datetime64[us, UTC]"
+STRUCTURAL = "structural"
+
+
+@dataclass
+class TableCheck:
+    """The outcome of checking one table: typed columns, problems and bad rows."""
+
+    table: Table
+    file: str
+    frame: pd.DataFrame | None
+    typed: dict[str, pd.Series] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    structural: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    bad_reasons: dict[int, str] = field(default_factory=dict)
+
+    def flag(
+        self, mask: np.ndarray, column: str | None, message: str, personal: bool = False
+    ) -> None:
+        """Record that the rows in ``mask`` break the contract in ``column``."""
+        positions = np.flatnonzero(mask)
+        if positions.size == 0 or self.frame is None:
+            return
+        first = int(positions[0])
+        value = None
+        if column is not None and column in self.frame and not personal:
+            value = shorten(self.frame[column].iloc[first])
+        self.problems.append(
+            Problem(self.file, message, column, first + 1, value, int(positions.size))
+        )
+        reason = f"{column}: {message}" if column else message
+        for position in positions.tolist():
+            self.bad_reasons.setdefault(position, reason)
+
+    def clean_frame(self) -> pd.DataFrame:
+        """The typed table, without the rows set aside, personal columns flagged in attrs."""
+        columns = dict(self.typed)
+        if self.frame is not None and self.table.name == "leads":
+            extras = [c for c in self.frame.columns if c not in self.table.column_names]
+            columns.update({c: self.frame[c] for c in extras})
+        frame = pd.DataFrame(columns)
+        if self.bad_reasons:
+            keep = np.ones(len(frame), dtype=bool)
+            keep[list(self.bad_reasons)] = False
+            frame = frame.loc[keep]
+        frame = frame.reset_index(drop=True)
+        frame.attrs["personal_columns"] = sorted(
+            c.name for c in self.table.columns if c.personal
+        )
+        return frame
+
+
+def check_table(table: Table, raw: pd.DataFrame | None, file: str) -> TableCheck:
+    """Type ``raw`` by the contract of ``table``, collecting every problem.
+
+    Args:
+        table: the contract table.
+        raw: the table as read (strings from CSV, native types from Parquet), or None
+            when the file is absent.
+        file: the file name used in messages.
+    """
+    if raw is None:
+        raw = pd.DataFrame({c: pd.Series([], dtype=object) for c in table.required_columns})
+        if not table.optional:
+            return _structural(table, raw, file, f"required table {table.name!r} is missing")
+    raw = raw.reset_index(drop=True)
+    check = TableCheck(table=table, file=file, frame=raw)
+    missing = [c for c in table.required_columns if c not in raw.columns]
+    for name in missing:
+        check.structural.append(Problem(file, "required column is missing", column=name))
+    if raw.empty and not table.optional:
+        check.structural.append(Problem(file, f"required table {table.name!r} has no rows"))
+    for column in table.columns:
+        check.typed[column.name] = _coerce_column(check, column)
+    _check_primary_key(check)
+    return check
+
+
+def _structural(table: Table, raw: pd.DataFrame, file: str, message: str) -> TableCheck:
+    check = TableCheck(table=table, file=file, frame=raw)
+    check.structural.append(Problem(file, message))
+    check.typed = {c.name: _empty_series(c) for c in table.columns}
+    return check
+
+
+def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
+    frame = check.frame
+    assert frame is not None
+    if column.name not in frame:
+        return pd.Series(_empty_series(column).reindex(range(len(frame))).to_numpy())
+    raw = frame[column.name]
+    present = raw.notna().to_numpy()
+    typed, bad, message = COERCERS[column.kind](raw, column, check)
+    check.flag(bad & present, column.name, message, column.personal)
+    if column.required:
+        check.flag(~present, column.name, "required value is missing")
+    return typed
+
+
+def _empty_series(column: Column) -> pd.Series:
+    if column.kind in (Kind.TIMESTAMP, Kind.DATE):
+        return pd.Series([], dtype=TIMESTAMP_DTYPE)
+    if column.kind in (Kind.INTEGER, Kind.FLOAT):
+        return pd.Series([], dtype="float64")
+    if column.kind is Kind.CATEGORY:
+        return pd.Series(pd.Categorical([], categories=list(column.vocabulary)))
+    return pd.Series([], dtype=object)
+
+
+Coerced = tuple[pd.Series, np.ndarray, str]
+
+
+def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
+    values = raw.astype(object).where(raw.notna(), None)
+    if not pd.api.types.is_string_dtype(raw) and not pd.api.types.is_object_dtype(raw):
+        values = values.map(lambda v: None if v is None else str(v))
+    return values, np.zeros(len(raw), dtype=bool), ""
+
+
+def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
+        bad = np.zeros(len(raw), dtype=bool)
+    else:
+        text = raw.astype(object).where(raw.notna(), None)
+        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        bad = parsed.isna().to_numpy()
+    parsed = parsed.astype(TIMESTAMP_DTYPE)
+    if column.kind is Kind.DATE:
+        parsed = parsed.dt.floor("D")
+    return parsed, bad, f"not an ISO 8601 {column.kind.value}"
+
+
+def _coerce_number(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
+    if pd.api.types.is_bool_dtype(raw):
+        numbers = pd.Series(np.full(len(raw), np.nan))
+        bad = np.ones(len(raw), dtype=bool)
+    else:
+        numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+        values = numbers.to_numpy()
+        bad = ~np.isfinite(values)
+        if column.kind is Kind.INTEGER:
+            bad |= np.isfinite(values) & (np.floor(values) != values)
+    numbers = numbers.where(~pd.Series(bad), np.nan)
+    message = "not a whole number" if column.kind is Kind.INTEGER else "not a finite number"
+    return numbers, bad, message
+
+
+def _coerce_category(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    normalised = pd.Index([str(u).strip().lower() for u in uniques], dtype=object)
+    vocabulary = pd.Index(column.vocabulary)
+    unique_codes = vocabulary.get_indexer(normalised)
+    unknown_uniques = unique_codes < 0
+    is_activity_type = column.name == "activity_type" and check.table is ACTIVITIES
+    if is_activity_type and unknown_uniques.any():
+        unique_codes = np.where(unknown_uniques, vocabulary.get_loc(OTHER_ACTIVITY), unique_codes)
+        unknown_rows = int(np.isin(codes, np.flatnonzero(unknown_uniques)).sum())
+        examples = ", ".join(sorted(map(str, uniques[unknown_uniques]))[:5])
+        check.warnings.append(
+            f"{check.file}: {unknown_rows} activities with an unknown activity_type "
+            f"were kept as 'other' (e.g. {examples})"
+        )
+    mapped = np.where(codes >= 0, unique_codes[np.maximum(codes, 0)] if len(uniques) else -1, -1)
+    bad = (codes >= 0) & (mapped < 0)
+    typed = pd.Series(pd.Categorical.from_codes(np.where(bad, -1, mapped), categories=vocabulary))
+    allowed = ", ".join(column.vocabulary)
+    return typed, bad, f"not one of the allowed values ({allowed})"
+
+
+COERCERS: dict[Kind, Callable[[pd.Series, Column, TableCheck], Coerced]] = {
+    Kind.STRING: _coerce_string,
+    Kind.TIMESTAMP: _coerce_timestamp,
+    Kind.DATE: _coerce_timestamp,
+    Kind.INTEGER: _coerce_number,
+    Kind.FLOAT: _coerce_number,
+    Kind.CATEGORY: _coerce_category,
+}
+
+
+def _check_primary_key(check: TableCheck) -> None:
+    key = check.table.primary_key
+    if key is None or check.frame is None or key not in check.frame:
+        return
+    values = check.typed[key]
+    duplicated = values.notna().to_numpy() & values.duplicated(keep=False).to_numpy()
+    check.flag(duplicated, key, "duplicate primary key")

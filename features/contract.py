@@ -1,0 +1,241 @@
+"""The data contract in code: the five tables of a CRM / marketing-automation export.
+
+Every loader, validator, generator and API model reads its column names, types and
+vocabularies from here, so the contract has exactly one executable form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """The logical type of a contract column."""
+
+    STRING = "string"
+    TIMESTAMP = "timestamp"
+    DATE = "date"
+    INTEGER = "integer"
+    FLOAT = "float"
+    CATEGORY = "category"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a contract table."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    vocabulary: tuple[str, ...] = ()
+    personal: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the export: its file stem, primary key and columns."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: str | None
+    optional: bool = False
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Names of the columns every file of this table must have."""
+        return tuple(c.name for c in self.columns if c.required)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Names of all contract columns, in contract order."""
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        """The contract column called ``name``."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.name} has no contract column {name!r}")
+
+
+LEAD_SOURCES = (
+    "web_form",
+    "content_download",
+    "webinar",
+    "trade_show",
+    "paid_search",
+    "paid_social",
+    "organic_search",
+    "email_campaign",
+    "referral",
+    "partner",
+    "outbound",
+    "other",
+)
+JOB_LEVELS = (
+    "c_level",
+    "vp",
+    "director",
+    "manager",
+    "individual_contributor",
+    "student",
+    "unknown",
+)
+PRODUCT_FITS = ("ideal", "customization", "major_investment")
+
+MARKETING_ACTIVITIES = (
+    "email_open",
+    "email_click",
+    "web_visit",
+    "pricing_page_visit",
+    "content_download",
+    "webinar_registered",
+    "webinar_attended",
+    "event_attended",
+    "form_submit",
+    "demo_request",
+    "chat_conversation",
+)
+SALES_ACTIVITIES = (
+    "sales_call",
+    "sales_email_reply",
+    "meeting_decision_maker",
+    "meeting_recommender",
+    "meeting_influencer",
+    "online_demo",
+    "onsite_demo",
+    "spec_provided",
+    "funding_confirmed",
+    "budget_approved",
+    "references_requested",
+    "references_contacted",
+)
+OTHER_ACTIVITY = "other"
+ACTIVITY_TYPES = (*MARKETING_ACTIVITIES, *SALES_ACTIVITIES, OTHER_ACTIVITY)
+
+STAGES = ("mql", "sal", "sql", "opportunity")
+REASON_CODES = (
+    "budget",
+    "timing",
+    "competitor_won",
+    "not_decision_maker",
+    "no_need",
+    "wrong_solution",
+    "needs_nurturing",
+    "unresponsive",
+    "do_not_contact",
+    "bad_data",
+    "other",
+)
+BARRIER_SIDES = ("prospect", "product", "process", "rep", "unknown")
+REP_POTENTIALS = ("high", "medium", "low", "none")
+OPPORTUNITY_STATUSES = ("open", "won", "lost")
+CONSENT_STATUSES = ("subscribed", "unsubscribed", "do_not_contact")
+NO_CONTACT_CONSENT = frozenset({"unsubscribed", "do_not_contact"})
+NO_CONTACT_REASONS = frozenset({"do_not_contact", "bad_data"})
+
+LEADS = Table(
+    name="leads",
+    primary_key="lead_id",
+    columns=(
+        Column("lead_id", Kind.STRING, required=True, description="primary key"),
+        Column("account_id", Kind.STRING, description="the company; several leads can share it"),
+        Column("created_at", Kind.TIMESTAMP, required=True),
+        Column("lead_source", Kind.CATEGORY, required=True, vocabulary=LEAD_SOURCES),
+        Column("industry", Kind.STRING, description="free text from the CRM picklist"),
+        Column("employee_count", Kind.INTEGER),
+        Column("annual_revenue", Kind.FLOAT, description="USD"),
+        Column("country", Kind.STRING, description="ISO 3166-1 alpha-2"),
+        Column("job_title", Kind.STRING, description="free text"),
+        Column("job_level", Kind.CATEGORY, vocabulary=JOB_LEVELS),
+        Column("product_fit", Kind.CATEGORY, vocabulary=PRODUCT_FITS),
+        Column("email", Kind.STRING, personal=True),
+        Column("first_name", Kind.STRING, personal=True),
+        Column("last_name", Kind.STRING, personal=True),
+    ),
+)
+
+ACTIVITIES = Table(
+    name="activities",
+    primary_key="activity_id",
+    columns=(
+        Column("activity_id", Kind.STRING, required=True, description="primary key"),
+        Column("lead_id", Kind.STRING, required=True),
+        Column("occurred_at", Kind.TIMESTAMP, required=True),
+        Column(
+            "activity_type",
+            Kind.CATEGORY,
+            required=True,
+            vocabulary=ACTIVITY_TYPES,
+            description="unknown types are kept as 'other' and counted in a warning",
+        ),
+    ),
+)
+
+REJECTIONS = Table(
+    name="rejections",
+    primary_key="rejection_id",
+    columns=(
+        Column("rejection_id", Kind.STRING, required=True, description="primary key"),
+        Column("lead_id", Kind.STRING, required=True),
+        Column("rejected_at", Kind.TIMESTAMP, required=True),
+        Column("stage_at_rejection", Kind.CATEGORY, required=True, vocabulary=STAGES),
+        Column("reason_code", Kind.CATEGORY, required=True, vocabulary=REASON_CODES),
+        Column("reason_detail", Kind.STRING, description="the rep's free-text note"),
+        Column("barrier_side", Kind.CATEGORY, vocabulary=BARRIER_SIDES),
+        Column("rep_potential", Kind.CATEGORY, vocabulary=REP_POTENTIALS),
+        Column("follow_up_date", Kind.DATE, description="the rep's suggested next contact"),
+        Column("lead_score_at_rejection", Kind.FLOAT),
+        Column("recommended_program", Kind.STRING),
+        Column("rep_id", Kind.STRING),
+    ),
+)
+
+OPPORTUNITIES = Table(
+    name="opportunities",
+    primary_key="opportunity_id",
+    optional=True,
+    columns=(
+        Column("opportunity_id", Kind.STRING, required=True, description="primary key"),
+        Column("lead_id", Kind.STRING, required=True),
+        Column("created_at", Kind.TIMESTAMP, required=True),
+        Column("closed_at", Kind.TIMESTAMP),
+        Column("status", Kind.CATEGORY, required=True, vocabulary=OPPORTUNITY_STATUSES),
+        Column("amount", Kind.FLOAT, description="USD"),
+        Column("loss_reason", Kind.STRING),
+    ),
+)
+
+CONSENT = Table(
+    name="consent",
+    primary_key=None,
+    optional=True,
+    columns=(
+        Column("lead_id", Kind.STRING, required=True),
+        Column("changed_at", Kind.TIMESTAMP, required=True),
+        Column("status", Kind.CATEGORY, required=True, vocabulary=CONSENT_STATUSES),
+    ),
+)
+
+TABLES: tuple[Table, ...] = (LEADS, ACTIVITIES, REJECTIONS, OPPORTUNITIES, CONSENT)
+TABLES_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+
+#: Columns that hold personal data: loaded for the CRM's sake, never a feature,
+#: never logged, never written into a model artifact.
+PERSONAL_COLUMNS: frozenset[str] = frozenset(
+    c.name for table in TABLES for c in table.columns if c.personal
+)
+
+#: Tables whose rows reference a lead and so must point at a known ``lead_id``.
+LEAD_CHILD_TABLES: tuple[str, ...] = ("activities", "rejections", "opportunities", "consent")
+
+#: Timestamp column of each table, the one point-in-time filtering uses.
+EVENT_TIME_COLUMN: dict[str, str] = {
+    "leads": "created_at",
+    "activities": "occurred_at",
+    "rejections": "rejected_at",
+    "opportunities": "created_at",
+    "consent": "changed_at",
+}

@@ -1,0 +1,284 @@
+"""Read an export directory into typed, validated tables.
+
+The export is one directory with one file per contract table (``.parquet`` or ``.csv``).
+Every problem is collected before anything is reported, each naming the file, the column,
+the first offending row and its value. In lenient mode (used by the batch scoring job) rows
+with row-level problems are set aside with their reason instead of failing the load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.coercion import TableCheck, check_table
+from features.contract import (
+    EVENT_TIME_COLUMN,
+    LEAD_CHILD_TABLES,
+    TABLES,
+    TABLES_BY_NAME,
+    Kind,
+    Table,
+)
+from features.problems import ContractError, Problem, shorten
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".parquet", ".csv")
+
+
+@dataclass
+class RejectedRow:
+    """A row set aside by a lenient load, with why."""
+
+    table: str
+    row: int
+    key: str | None
+    reason: str
+
+
+@dataclass
+class Export:
+    """The five contract tables, typed, with timestamps in UTC.
+
+    Attributes:
+        tables: table name to DataFrame; optional tables absent from the export are empty.
+        snapshot_at: the export's end: the latest timestamp found in any table.
+        files: table name to the file it was read from (absent tables are missing).
+        warnings: non-fatal notes, such as unknown activity types mapped to ``other``.
+        rejected_rows: rows set aside by a lenient load.
+    """
+
+    tables: dict[str, pd.DataFrame]
+    snapshot_at: pd.Timestamp
+    files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    rejected_rows: list[RejectedRow] = field(default_factory=list)
+
+    @property
+    def leads(self) -> pd.DataFrame:
+        """The leads table."""
+        return self.tables["leads"]
+
+    @property
+    def activities(self) -> pd.DataFrame:
+        """The activities table."""
+        return self.tables["activities"]
+
+    @property
+    def rejections(self) -> pd.DataFrame:
+        """The rejections table."""
+        return self.tables["rejections"]
+
+    @property
+    def opportunities(self) -> pd.DataFrame:
+        """The opportunities table (empty when the export has none)."""
+        return self.tables["opportunities"]
+
+    @property
+    def consent(self) -> pd.DataFrame:
+        """The consent table (empty when the export has none)."""
+        return self.tables["consent"]
+
+
+def load_export(
+    directory: str | Path,
+    *,
+    lenient: bool = False,
+    snapshot_at: pd.Timestamp | None = None,
+) -> Export:
+    """Load and validate an export directory.
+
+    Args:
+        directory: the directory holding ``leads``, ``activities``, ``rejections`` and
+            optionally ``opportunities`` and ``consent`` as ``.parquet`` or ``.csv``.
+        lenient: set rows with row-level problems aside (see ``Export.rejected_rows``)
+            instead of failing; structural problems (a missing file or column, an
+            unreadable file) still fail.
+        snapshot_at: the export's end; defaults to the latest timestamp in the data.
+
+    Returns:
+        The typed export.
+
+    Raises:
+        ContractError: listing every problem found.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ContractError([Problem(str(root), "export directory does not exist")])
+    files, problems = _locate_files(root)
+    raw = _read_files(files, problems)
+    if problems:
+        raise ContractError(problems)
+    return build_export(raw, files=files, lenient=lenient, snapshot_at=snapshot_at)
+
+
+def build_export(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    files: Mapping[str, Path] | None = None,
+    lenient: bool = False,
+    snapshot_at: pd.Timestamp | None = None,
+) -> Export:
+    """Validate and type raw tables (strings or native types) into an ``Export``.
+
+    Args:
+        raw: table name to DataFrame as read; optional tables may be missing.
+        files: where each table came from, for messages.
+        lenient: set bad rows aside instead of failing (see ``load_export``).
+        snapshot_at: the export's end; defaults to the latest timestamp in the data.
+
+    Raises:
+        ContractError: listing every problem found.
+    """
+    file_names = {name: str(path) for name, path in (files or {}).items()}
+    checks = {
+        table.name: check_table(
+            table, raw.get(table.name), file_names.get(table.name, table.name)
+        )
+        for table in TABLES
+    }
+    _check_references(checks)
+    problems = [p for check in checks.values() for p in check.problems]
+    structural = [p for check in checks.values() for p in check.structural]
+    if structural or (problems and not lenient):
+        raise ContractError(structural + problems)
+    rejected = [row for check in checks.values() for row in _rejected_rows(check)]
+    tables = {name: check.clean_frame() for name, check in checks.items()}
+    warnings = [w for check in checks.values() for w in check.warnings]
+    for warning in warnings:
+        logger.warning(warning)
+    return Export(
+        tables=tables,
+        snapshot_at=snapshot_at if snapshot_at is not None else latest_timestamp(tables),
+        files=dict(files or {}),
+        warnings=warnings,
+        rejected_rows=rejected,
+    )
+
+
+def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
+    """The latest timestamp of any timestamp column in the tables (the snapshot time)."""
+    latest: list[pd.Timestamp] = []
+    for table in TABLES:
+        frame = tables.get(table.name)
+        if frame is None or frame.empty:
+            continue
+        for column in table.columns:
+            if column.kind is Kind.TIMESTAMP and column.name in frame:
+                value = frame[column.name].max()
+                if pd.notna(value):
+                    latest.append(value)
+    if not latest:
+        raise ContractError([Problem("export", "no timestamps found in any table")])
+    return max(latest)
+
+
+def _locate_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
+    files: dict[str, Path] = {}
+    problems: list[Problem] = []
+    for table in TABLES:
+        found = [root / f"{table.name}{suffix}" for suffix in SUPPORTED_SUFFIXES]
+        present = [path for path in found if path.is_file()]
+        if len(present) > 1:
+            problems.append(
+                Problem(str(root), f"both {present[0].name} and {present[1].name} exist; keep one")
+            )
+        elif present:
+            files[table.name] = present[0]
+        elif not table.optional:
+            problems.append(
+                Problem(
+                    str(root / f"{table.name}.parquet|.csv"),
+                    f"required table {table.name!r} is missing",
+                )
+            )
+    return files, problems
+
+
+def _read_files(files: Mapping[str, Path], problems: list[Problem]) -> dict[str, pd.DataFrame]:
+    raw: dict[str, pd.DataFrame] = {}
+    for name, path in files.items():
+        try:
+            raw[name] = read_table_file(path)
+        except ContractError as error:
+            problems.extend(error.problems)
+    return raw
+
+
+def read_table_file(path: Path) -> pd.DataFrame:
+    """Read one table file, CSV as strings (parsed later) and Parquet as stored.
+
+    Raises:
+        ContractError: when the file is not a readable CSV or Parquet file.
+    """
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8",
+                engine="c",
+            )
+        return pd.read_parquet(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        reason = f"not a readable UTF-8 CSV file ({type(error).__name__}: {shorten(error, 120)})"
+    except Exception as error:  # pyarrow raises several unrelated types for a corrupt file
+        reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
+    raise ContractError([Problem(str(path), reason)])
+
+
+def _check_references(checks: Mapping[str, TableCheck]) -> None:
+    leads = checks["leads"]
+    if leads.frame is None or "lead_id" not in leads.frame:
+        return
+    known = pd.Index(leads.frame["lead_id"].dropna().unique())
+    for name in LEAD_CHILD_TABLES:
+        child = checks[name]
+        if child.frame is None or "lead_id" not in child.frame or child.frame.empty:
+            continue
+        lead_ids = child.frame["lead_id"]
+        unknown = lead_ids.notna().to_numpy() & (known.get_indexer(lead_ids) < 0)
+        child.flag(unknown, "lead_id", "points to a lead_id that is not in leads")
+
+
+def _rejected_rows(check: TableCheck) -> list[RejectedRow]:
+    if check.frame is None or not check.bad_reasons:
+        return []
+    key = TABLES_BY_NAME[check.table.name].primary_key or "lead_id"
+    keys = check.frame[key] if key in check.frame else None
+    rows: list[RejectedRow] = []
+    for position, reason in sorted(check.bad_reasons.items()):
+        value = None if keys is None else keys.iloc[position]
+        rows.append(
+            RejectedRow(
+                table=check.table.name,
+                row=position + 1,
+                key=None if value is None or pd.isna(value) else str(value),
+                reason=reason,
+            )
+        )
+    return rows
+
+
+def empty_table(table: Table) -> pd.DataFrame:
+    """An empty, correctly typed frame for a contract table."""
+    return check_table(table, None, table.name).clean_frame()
+
+
+def event_times(frame: pd.DataFrame, table: str) -> np.ndarray:
+    """The point-in-time column of a table as int64 microseconds since the epoch (UTC)."""
+    return to_microseconds(frame[EVENT_TIME_COLUMN[table]])
+
+
+def to_microseconds(series: pd.Series) -> np.ndarray:
+    """A UTC timestamp column as int64 microseconds; missing values become INT64 min."""
+    values = series.to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT"))
+    return values.view("int64")

@@ -1,0 +1,60 @@
+"""Problems found in input data, reported all at once with where they are and why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as possible.
+
+    Attributes:
+        file: the file (or API field path) the problem is in.
+        message: what is wrong, in plain words.
+        column: the column concerned, if any.
+        row: 1-based data row (the header is not counted; in a CSV the line is ``row + 1``).
+        value: an offending value, shortened; never a personal field's value.
+        count: how many rows share this problem (the row and value are the first example).
+    """
+
+    file: str
+    message: str
+    column: str | None = None
+    row: int | None = None
+    value: str | None = None
+    count: int = 1
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.column:
+            where += f", column {self.column!r}"
+        if self.row is not None:
+            where += f", row {self.row}"
+        text = f"{where}: {self.message}"
+        if self.value is not None:
+            text += f" (value {self.value!r})"
+        if self.count > 1:
+            text += f" [{self.count} rows; first shown]"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of this problem."""
+        return asdict(self)
+
+
+class ContractError(ValueError):
+    """Input that breaks the data contract; carries every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) with the input:\n{lines}")
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """A printable, bounded rendering of an offending value."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
