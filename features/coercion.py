@@ -12,7 +12,6 @@ from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
 from features.problems import Problem, shorten
 
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
-STRUCTURAL = "structural"
 
 
 @dataclass
@@ -101,7 +100,7 @@ def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
     frame = check.frame
     assert frame is not None
     if column.name not in frame:
-        return pd.Series(_empty_series(column).reindex(range(len(frame))).to_numpy())
+        return _missing_series(column, len(frame))
     raw = frame[column.name]
     present = raw.notna().to_numpy()
     typed, bad, message = COERCERS[column.kind](raw, column, check)
@@ -112,13 +111,19 @@ def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
 
 
 def _empty_series(column: Column) -> pd.Series:
+    return _missing_series(column, 0)
+
+
+def _missing_series(column: Column, length: int) -> pd.Series:
+    """A correctly typed column of ``length`` missing values (an absent optional column)."""
     if column.kind in (Kind.TIMESTAMP, Kind.DATE):
-        return pd.Series([], dtype=TIMESTAMP_DTYPE)
+        return pd.Series(pd.NaT, index=range(length), dtype=TIMESTAMP_DTYPE)
     if column.kind in (Kind.INTEGER, Kind.FLOAT):
-        return pd.Series([], dtype="float64")
+        return pd.Series(np.full(length, np.nan))
     if column.kind is Kind.CATEGORY:
-        return pd.Series(pd.Categorical([], categories=list(column.vocabulary)))
-    return pd.Series([], dtype=object)
+        codes = np.full(length, -1)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=list(column.vocabulary)))
+    return pd.Series(np.full(length, None, dtype=object))
 
 
 Coerced = tuple[pd.Series, np.ndarray, str]

@@ -1,0 +1,159 @@
+"""Feature and label settings: validated, frozen, and carried inside every model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.contract import ACTIVITY_TYPES, PERSONAL_COLUMNS, PRODUCT_FITS, LEADS
+
+DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
+    "meeting_decision_maker": 5,
+    "meeting_recommender": 3,
+    "meeting_influencer": 1,
+    "spec_provided": 5,
+    "funding_confirmed": 5,
+    "budget_approved": 3,
+    "references_contacted": 5,
+    "references_requested": 1,
+    "onsite_demo": 5,
+    "online_demo": 1,
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PointsConfig(_Frozen):
+    """The classic points score: fit points plus behaviour points, and its qualification rule.
+
+    Attributes:
+        behaviour: points per activity type, counted for every occurrence up to ``as_of``.
+        target_verticals: industries the vendor targets (compared lower-cased).
+        expertise_verticals: target verticals where the vendor also has domain expertise.
+        vertical_with_expertise: fit points for a target vertical with domain expertise.
+        vertical_without_expertise: fit points for a target vertical without it.
+        product_fit: fit points per ``product_fit`` value.
+        qualification_min_points: the rule's points threshold.
+        qualification_requires: activity types that must each have occurred at least once.
+        qualification_requires_target_vertical: the rule also needs a target vertical.
+    """
+
+    behaviour: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BEHAVIOUR_POINTS))
+    target_verticals: tuple[str, ...] = (
+        "software",
+        "financial services",
+        "healthcare",
+        "manufacturing",
+        "retail",
+        "telecommunications",
+    )
+    expertise_verticals: tuple[str, ...] = ("software", "financial services")
+    vertical_with_expertise: float = 10
+    vertical_without_expertise: float = 5
+    product_fit: dict[str, float] = Field(
+        default_factory=lambda: {"ideal": 10, "customization": 5, "major_investment": 0}
+    )
+    qualification_min_points: float = 20
+    qualification_requires: tuple[str, ...] = ("funding_confirmed", "onsite_demo")
+    qualification_requires_target_vertical: bool = True
+
+    @field_validator("behaviour")
+    @classmethod
+    def _known_activity_types(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(ACTIVITY_TYPES))
+        if unknown:
+            raise ValueError(f"unknown activity types in behaviour points: {unknown}")
+        return value
+
+    @field_validator("qualification_requires")
+    @classmethod
+    def _known_required_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(ACTIVITY_TYPES))
+        if unknown:
+            raise ValueError(f"unknown activity types in qualification_requires: {unknown}")
+        return value
+
+    @field_validator("product_fit")
+    @classmethod
+    def _known_fits(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(PRODUCT_FITS))
+        if unknown:
+            raise ValueError(f"unknown product_fit values: {unknown}")
+        return value
+
+    @field_validator("target_verticals", "expertise_verticals")
+    @classmethod
+    def _normalise_verticals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip().lower() for v in value)
+
+
+class CustomColumns(_Frozen):
+    """Extra ``leads`` columns (customers' custom CRM fields) to use as features."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_contract_or_personal(self) -> CustomColumns:
+        for name in (*self.numeric, *self.categorical):
+            if name in PERSONAL_COLUMNS or name.lower() in {"email", "first_name", "last_name"}:
+                raise ValueError(f"{name!r} is personal data and can never be a feature")
+            if name in LEADS.column_names:
+                raise ValueError(f"{name!r} is a contract column, not a custom one")
+        overlap = set(self.numeric) & set(self.categorical)
+        if overlap:
+            raise ValueError(f"columns declared both numeric and categorical: {sorted(overlap)}")
+        return self
+
+
+class FeatureConfig(_Frozen):
+    """How examples, labels and features are built.
+
+    Attributes:
+        horizon_days: a re-conversion counts if an opportunity is created within this many
+            days after ``as_of``.
+        target: ``reconverted`` (an opportunity is created) or ``won`` (and it is won).
+        rescore_offsets_days: days after the rejection at which training examples are
+            taken while the rejection is still open; 0 is scoring at rejection.
+        windows_days: engagement look-back windows before ``as_of``.
+        points: the classic points score and qualification rule.
+        custom_columns: extra lead columns to use as features.
+        min_category_count: categories seen fewer times in training are treated as unseen.
+        max_categories: at most this many categories are kept per learned categorical.
+    """
+
+    horizon_days: int = Field(default=365, gt=0, le=3650)
+    target: Literal["reconverted", "won"] = "reconverted"
+    rescore_offsets_days: tuple[int, ...] = (0, 30, 90, 180, 365)
+    windows_days: tuple[int, ...] = (7, 30, 90, 365)
+    points: PointsConfig = Field(default_factory=PointsConfig)
+    custom_columns: CustomColumns = Field(default_factory=CustomColumns)
+    min_category_count: int = Field(default=20, ge=1)
+    max_categories: int = Field(default=200, ge=1)
+
+    @field_validator("rescore_offsets_days", "windows_days")
+    @classmethod
+    def _sorted_unique_non_negative(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(v < 0 for v in value):
+            raise ValueError("must be a non-empty list of non-negative day counts")
+        return tuple(sorted(set(value)))
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(v == 0 for v in value):
+            raise ValueError("engagement windows must be at least one day")
+        return value
+
+
+def load_feature_config(path: str | Path | None) -> FeatureConfig:
+    """Read a feature config from YAML (the defaults when ``path`` is None)."""
+    if path is None:
+        return FeatureConfig()
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return FeatureConfig.model_validate(data)

@@ -1,0 +1,353 @@
+"""A lead history as sorted numpy columns: the one input shape of the feature engine.
+
+Both a whole export (training, batch scoring) and one API request (one lead's rows) are
+turned into a ``History``; the engine never sees pandas or pydantic, so both paths run the
+same arithmetic on the same integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.config import FeatureConfig
+from features.contract import (
+    ACTIVITY_TYPES,
+    BARRIER_SIDES,
+    CONSENT_STATUSES,
+    JOB_LEVELS,
+    LEAD_SOURCES,
+    OPPORTUNITY_STATUSES,
+    PRODUCT_FITS,
+    REASON_CODES,
+    REP_POTENTIALS,
+    STAGES,
+)
+from features.loading import Export, to_microseconds
+from features.records import ScoreRequest
+
+DAY_US = 86_400_000_000
+MISSING_TIME = np.iinfo(np.int64).min
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+LEAD_TEXT_COLUMNS = ("industry", "country", "job_title")
+LEAD_CODE_COLUMNS = {
+    "lead_source": LEAD_SOURCES,
+    "job_level": JOB_LEVELS,
+    "product_fit": PRODUCT_FITS,
+}
+LEAD_NUMBER_COLUMNS = ("employee_count", "annual_revenue")
+REJECTION_CODE_COLUMNS = {
+    "reason_code": REASON_CODES,
+    "stage_at_rejection": STAGES,
+    "barrier_side": BARRIER_SIDES,
+    "rep_potential": REP_POTENTIALS,
+}
+CODES = {name: {value: i for i, value in enumerate(vocab)} for name, vocab in {
+    **LEAD_CODE_COLUMNS,
+    **REJECTION_CODE_COLUMNS,
+    "activity_type": ACTIVITY_TYPES,
+    "opportunity_status": OPPORTUNITY_STATUSES,
+    "consent_status": CONSENT_STATUSES,
+}.items()}
+
+
+@dataclass(frozen=True)
+class Events:
+    """Timed events of many leads, sorted by (lead, time, kind).
+
+    Attributes:
+        lead: lead index (into ``History.lead_id``) of each event.
+        time: event time, int64 microseconds since the epoch (UTC).
+        kind: an integer code (activity type, consent status, ...).
+        value: an optional float per event (an opportunity amount).
+    """
+
+    lead: np.ndarray
+    time: np.ndarray
+    kind: np.ndarray
+    value: np.ndarray
+
+    @staticmethod
+    def build(lead: Any, time: Any, kind: Any, value: Any = None) -> Events:
+        """Sort raw columns into an ``Events`` block."""
+        lead = np.asarray(lead, dtype=np.int64)
+        time = np.asarray(time, dtype=np.int64)
+        kind = np.asarray(kind, dtype=np.int64)
+        value = np.zeros(len(lead)) if value is None else np.asarray(value, dtype=np.float64)
+        order = np.lexsort((kind, time, lead))
+        return Events(lead[order], time[order], kind[order], value[order])
+
+    def __len__(self) -> int:
+        return len(self.lead)
+
+    def between_leads(self, first: int, stop: int) -> Events:
+        """Events of leads ``first <= lead < stop``, re-indexed from zero."""
+        lo, hi = np.searchsorted(self.lead, [first, stop], side="left")
+        return Events(
+            self.lead[lo:hi] - first, self.time[lo:hi], self.kind[lo:hi], self.value[lo:hi]
+        )
+
+
+@dataclass(frozen=True)
+class Rejections:
+    """Rejections sorted by (lead, rejected_at, rejection_id)."""
+
+    lead: np.ndarray
+    time: np.ndarray
+    rejection_id: np.ndarray
+    codes: dict[str, np.ndarray]
+    follow_up: np.ndarray
+    lead_score: np.ndarray
+    program: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lead)
+
+    def take(self, rows: np.ndarray) -> Rejections:
+        """The rejections at positions ``rows`` (already in sorted order)."""
+        return Rejections(
+            self.lead[rows],
+            self.time[rows],
+            self.rejection_id[rows],
+            {name: codes[rows] for name, codes in self.codes.items()},
+            self.follow_up[rows],
+            self.lead_score[rows],
+            self.program[rows],
+        )
+
+
+@dataclass(frozen=True)
+class History:
+    """Every row the features may use, for a set of leads, as sorted numpy columns."""
+
+    lead_id: np.ndarray
+    lead_created: np.ndarray
+    lead_codes: dict[str, np.ndarray]
+    lead_text: dict[str, np.ndarray]
+    lead_numbers: dict[str, np.ndarray]
+    activities: Events
+    opportunities_created: Events
+    opportunities_closed: Events
+    consent: Events
+    rejections: Rejections
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_leads(self) -> int:
+        """How many leads the history holds."""
+        return len(self.lead_id)
+
+    def between_leads(self, first: int, stop: int) -> History:
+        """The history of leads ``first <= lead < stop``, re-indexed from zero."""
+        lo, hi = np.searchsorted(self.rejections.lead, [first, stop], side="left")
+        rejections = self.rejections.take(np.arange(lo, hi))
+        return replace(
+            self,
+            lead_id=self.lead_id[first:stop],
+            lead_created=self.lead_created[first:stop],
+            lead_codes={k: v[first:stop] for k, v in self.lead_codes.items()},
+            lead_text={k: v[first:stop] for k, v in self.lead_text.items()},
+            lead_numbers={k: v[first:stop] for k, v in self.lead_numbers.items()},
+            activities=self.activities.between_leads(first, stop),
+            opportunities_created=self.opportunities_created.between_leads(first, stop),
+            opportunities_closed=self.opportunities_closed.between_leads(first, stop),
+            consent=self.consent.between_leads(first, stop),
+            rejections=replace(rejections, lead=rejections.lead - first),
+        )
+
+
+def history_from_export(export: Export, config: FeatureConfig) -> History:
+    """Turn a loaded export into a ``History`` (leads in the order of the leads table)."""
+    leads = export.leads
+    index = pd.Index(leads["lead_id"])
+    return History(
+        lead_id=leads["lead_id"].to_numpy(dtype=object),
+        lead_created=to_microseconds(leads["created_at"]),
+        lead_codes={c: _category_codes(leads[c]) for c in LEAD_CODE_COLUMNS},
+        lead_text={
+            c: _text_column(leads, c)
+            for c in (*LEAD_TEXT_COLUMNS, *config.custom_columns.categorical)
+        },
+        lead_numbers={
+            c: _number_column(leads, c)
+            for c in (*LEAD_NUMBER_COLUMNS, *config.custom_columns.numeric)
+        },
+        activities=Events.build(
+            index.get_indexer(export.activities["lead_id"]),
+            to_microseconds(export.activities["occurred_at"]),
+            _category_codes(export.activities["activity_type"]),
+        ),
+        **_opportunity_events(export.opportunities, index),
+        consent=Events.build(
+            index.get_indexer(export.consent["lead_id"]),
+            to_microseconds(export.consent["changed_at"]),
+            _category_codes(export.consent["status"]),
+        ),
+        rejections=_rejections_from_frame(export.rejections, index),
+    )
+
+
+def _category_codes(series: pd.Series) -> np.ndarray:
+    return np.asarray(series.cat.codes, dtype=np.int64)
+
+
+def _text_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.full(len(frame), None, dtype=object)
+    values = frame[column]
+    return values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
+
+
+def _number_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.full(len(frame), np.nan)
+    numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    return np.where(np.isfinite(numbers), numbers, np.nan)
+
+
+def _opportunity_events(opportunities: pd.DataFrame, index: pd.Index) -> dict[str, Events]:
+    lead = index.get_indexer(opportunities["lead_id"])
+    created = to_microseconds(opportunities["created_at"])
+    closed = to_microseconds(opportunities["closed_at"])
+    status = _category_codes(opportunities["status"])
+    amount = opportunities["amount"].to_numpy(dtype=np.float64)
+    return _opportunity_blocks(lead, created, closed, status, amount)
+
+
+def _opportunity_blocks(
+    lead: np.ndarray,
+    created: np.ndarray,
+    closed: np.ndarray,
+    status: np.ndarray,
+    amount: np.ndarray,
+) -> dict[str, Events]:
+    """Opportunities as two event streams: creations, and closures (won or lost)."""
+    is_closed = (closed != MISSING_TIME) & (status != CODES["opportunity_status"]["open"])
+    closed_at = np.maximum(closed, created)
+    return {
+        "opportunities_created": Events.build(lead, created, status, amount),
+        "opportunities_closed": Events.build(
+            lead[is_closed], closed_at[is_closed], status[is_closed], amount[is_closed]
+        ),
+    }
+
+
+def _rejections_from_frame(rejections: pd.DataFrame, index: pd.Index) -> Rejections:
+    lead = index.get_indexer(rejections["lead_id"])
+    time = to_microseconds(rejections["rejected_at"])
+    ids = rejections["rejection_id"].to_numpy(dtype=object)
+    id_rank = pd.factorize(ids, sort=True)[0]
+    order = np.lexsort((id_rank, time, lead))
+    return Rejections(
+        lead=lead[order].astype(np.int64),
+        time=time[order],
+        rejection_id=ids[order],
+        codes={c: _category_codes(rejections[c])[order] for c in REJECTION_CODE_COLUMNS},
+        follow_up=to_microseconds(rejections["follow_up_date"])[order],
+        lead_score=rejections["lead_score_at_rejection"].to_numpy(dtype=np.float64)[order],
+        program=_text_column(rejections, "recommended_program")[order],
+    )
+
+
+def microseconds(value: datetime | None) -> int:
+    """A UTC datetime as integer microseconds since the epoch (``MISSING_TIME`` for None)."""
+    if value is None:
+        return int(MISSING_TIME)
+    return (value - EPOCH) // timedelta(microseconds=1)
+
+
+def _code(column: str, value: str | None) -> int:
+    return -1 if value is None else CODES[column][value]
+
+
+def history_from_request(request: ScoreRequest, config: FeatureConfig) -> History:
+    """Turn one scoring request (one lead's own rows) into a one-lead ``History``."""
+    lead = request.lead
+    rejections = [*request.earlier_rejections, request.rejection]
+    return History(
+        lead_id=np.array([lead.lead_id], dtype=object),
+        lead_created=np.array([microseconds(lead.created_at)], dtype=np.int64),
+        lead_codes={c: np.array([_code(c, getattr(lead, c))]) for c in LEAD_CODE_COLUMNS},
+        lead_text={
+            **{c: np.array([getattr(lead, c)], dtype=object) for c in LEAD_TEXT_COLUMNS},
+            **{
+                c: np.array([_custom_text(lead.custom_value(c))], dtype=object)
+                for c in config.custom_columns.categorical
+            },
+        },
+        lead_numbers={
+            **{c: np.array([_float(getattr(lead, c))]) for c in LEAD_NUMBER_COLUMNS},
+            **{
+                c: np.array([_custom_number(lead.custom_value(c))])
+                for c in config.custom_columns.numeric
+            },
+        },
+        activities=_activity_events(request),
+        **_request_opportunities(request),
+        consent=Events.build(
+            np.zeros(len(request.consent), dtype=np.int64),
+            [microseconds(c.changed_at) for c in request.consent],
+            [_code("consent_status", c.status) for c in request.consent],
+        ),
+        rejections=_request_rejections(rejections),
+    )
+
+
+def _activity_events(request: ScoreRequest) -> Events:
+    activities = request.activities
+    count = len(activities)
+    time = np.fromiter((microseconds(a.occurred_at) for a in activities), np.int64, count)
+    codes = CODES["activity_type"]
+    kind = np.fromiter((codes[a.activity_type] for a in activities), np.int64, count)
+    return Events.build(np.zeros(count, dtype=np.int64), time, kind)
+
+
+def _request_opportunities(request: ScoreRequest) -> dict[str, Events]:
+    opportunities = request.opportunities
+    return _opportunity_blocks(
+        np.zeros(len(opportunities), dtype=np.int64),
+        np.array([microseconds(o.created_at) for o in opportunities], dtype=np.int64),
+        np.array([microseconds(o.closed_at) for o in opportunities], dtype=np.int64),
+        np.array([_code("opportunity_status", o.status) for o in opportunities], dtype=np.int64),
+        np.array([_float(o.amount) for o in opportunities], dtype=np.float64),
+    )
+
+
+def _request_rejections(rejections: Sequence[Any]) -> Rejections:
+    ids = np.array([r.rejection_id for r in rejections], dtype=object)
+    time = np.array([microseconds(r.rejected_at) for r in rejections], dtype=np.int64)
+    order = np.lexsort((pd.factorize(ids, sort=True)[0], time))
+    return Rejections(
+        lead=np.zeros(len(rejections), dtype=np.int64),
+        time=time[order],
+        rejection_id=ids[order],
+        codes={
+            c: np.array([_code(c, getattr(r, c)) for r in rejections], dtype=np.int64)[order]
+            for c in REJECTION_CODE_COLUMNS
+        },
+        follow_up=np.array([microseconds(r.follow_up_date) for r in rejections])[order],
+        lead_score=np.array([_float(r.lead_score_at_rejection) for r in rejections])[order],
+        program=np.array([r.recommended_program for r in rejections], dtype=object)[order],
+    )
+
+
+def _float(value: float | int | None) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _custom_number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return np.nan
+    return number if np.isfinite(number) else np.nan
+
+
+def _custom_text(value: Any) -> str | None:
+    return None if value is None else str(value)

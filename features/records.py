@@ -1,0 +1,234 @@
+"""Contract rows as JSON records: the scoring request body, validated field by field.
+
+These models accept exactly what the file loader accepts (same vocabularies, same UTC
+rules, same case-insensitive categories), so a lead scores the same from an export and
+from a request.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from features.contract import (
+    ACTIVITY_TYPES,
+    BARRIER_SIDES,
+    CONSENT_STATUSES,
+    JOB_LEVELS,
+    LEAD_SOURCES,
+    OPPORTUNITY_STATUSES,
+    OTHER_ACTIVITY,
+    PRODUCT_FITS,
+    REASON_CODES,
+    REP_POTENTIALS,
+    STAGES,
+)
+
+MAX_TEXT = 2000
+MAX_ID = 200
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso_text_only(value: Any) -> Any:
+    if isinstance(value, bool | int | float):
+        raise ValueError("must be an ISO 8601 string, not a number")
+    return value
+
+
+def _date_or_datetime(value: Any) -> Any:
+    value = _iso_text_only(value)
+    if isinstance(value, str) and len(value) == 10:
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
+    return value
+
+
+def _day_start(value: datetime) -> datetime:
+    return datetime.combine(value.date(), time(), tzinfo=UTC)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_text_only), AfterValidator(_to_utc)]
+DateField = Annotated[
+    datetime,
+    BeforeValidator(_date_or_datetime),
+    AfterValidator(_to_utc),
+    AfterValidator(_day_start),
+]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
+def _vocabulary(values: tuple[str, ...], fallback: str | None = None) -> Any:
+    allowed = frozenset(values)
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        normalised = value.strip().lower()
+        if normalised in allowed:
+            return normalised
+        if fallback is not None:
+            return fallback
+        raise ValueError(f"must be one of: {', '.join(values)}")
+
+    return Annotated[
+        str,
+        BeforeValidator(check),
+        Field(json_schema_extra={"enum": list(values)}),
+    ]
+
+
+LeadSource = _vocabulary(LEAD_SOURCES)
+JobLevel = _vocabulary(JOB_LEVELS)
+ProductFit = _vocabulary(PRODUCT_FITS)
+ActivityType = _vocabulary(ACTIVITY_TYPES, fallback=OTHER_ACTIVITY)
+Stage = _vocabulary(STAGES)
+ReasonCode = _vocabulary(REASON_CODES)
+BarrierSide = _vocabulary(BARRIER_SIDES)
+RepPotential = _vocabulary(REP_POTENTIALS)
+OpportunityStatus = _vocabulary(OPPORTUNITY_STATUSES)
+ConsentStatus = _vocabulary(CONSENT_STATUSES)
+
+
+class _Record(BaseModel):
+    """Extra fields (customers' own columns) are accepted and kept, as in files."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, str_max_length=MAX_TEXT)
+
+
+class LeadRecord(_Record):
+    """One row of ``leads``."""
+
+    lead_id: Identifier
+    account_id: Identifier | None = None
+    created_at: Timestamp
+    lead_source: LeadSource
+    industry: Text | None = None
+    employee_count: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    annual_revenue: FiniteFloat | None = None
+    country: Text | None = None
+    job_title: Text | None = None
+    job_level: JobLevel | None = None
+    product_fit: ProductFit | None = None
+    email: Text | None = Field(default=None, repr=False)
+    first_name: Text | None = Field(default=None, repr=False)
+    last_name: Text | None = Field(default=None, repr=False)
+
+    def custom_value(self, name: str) -> Any:
+        """The value of a custom (non-contract) column, or None."""
+        extra = self.model_extra or {}
+        return extra.get(name)
+
+
+class ActivityRecord(_Record):
+    """One row of ``activities``; an unknown type is kept as ``other``."""
+
+    activity_id: Identifier
+    lead_id: Identifier
+    occurred_at: Timestamp
+    activity_type: ActivityType
+
+
+class RejectionRecord(_Record):
+    """One row of ``rejections``."""
+
+    rejection_id: Identifier
+    lead_id: Identifier
+    rejected_at: Timestamp
+    stage_at_rejection: Stage
+    reason_code: ReasonCode
+    reason_detail: Text | None = None
+    barrier_side: BarrierSide | None = None
+    rep_potential: RepPotential | None = None
+    follow_up_date: DateField | None = None
+    lead_score_at_rejection: FiniteFloat | None = None
+    recommended_program: Text | None = None
+    rep_id: Identifier | None = None
+
+
+class OpportunityRecord(_Record):
+    """One row of ``opportunities``."""
+
+    opportunity_id: Identifier
+    lead_id: Identifier
+    created_at: Timestamp
+    closed_at: Timestamp | None = None
+    status: OpportunityStatus
+    amount: FiniteFloat | None = None
+    loss_reason: Text | None = None
+
+
+class ConsentRecord(_Record):
+    """One row of ``consent``."""
+
+    lead_id: Identifier
+    changed_at: Timestamp
+    status: ConsentStatus
+
+
+MAX_ROWS_PER_LEAD = 5000
+
+
+class ScoreRequest(BaseModel):
+    """Everything one prediction needs: one rejection of one lead and the lead's own rows.
+
+    ``as_of`` defaults to now. Rows after ``as_of`` may be sent; they are ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lead: LeadRecord
+    rejection: RejectionRecord
+    activities: Annotated[list[ActivityRecord], Field(max_length=MAX_ROWS_PER_LEAD)] = []
+    opportunities: Annotated[list[OpportunityRecord], Field(max_length=MAX_ROWS_PER_LEAD)] = []
+    consent: Annotated[list[ConsentRecord], Field(max_length=MAX_ROWS_PER_LEAD)] = []
+    earlier_rejections: Annotated[
+        list[RejectionRecord], Field(max_length=MAX_ROWS_PER_LEAD)
+    ] = []
+    as_of: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _rows_belong_to_the_lead(self) -> ScoreRequest:
+        lead_id = self.lead.lead_id
+        groups: dict[str, list[Any]] = {
+            "rejection": [self.rejection],
+            "activities": list(self.activities),
+            "opportunities": list(self.opportunities),
+            "consent": list(self.consent),
+            "earlier_rejections": list(self.earlier_rejections),
+        }
+        for field_name, rows in groups.items():
+            for index, row in enumerate(rows):
+                if row.lead_id != lead_id:
+                    where = field_name if field_name == "rejection" else f"{field_name}[{index}]"
+                    raise ValueError(f"{where}.lead_id does not match lead.lead_id")
+        if self.as_of is not None and self.as_of < self.rejection.rejected_at:
+            raise ValueError("as_of is before rejection.rejected_at")
+        return self
+
+    def resolved_as_of(self, now: datetime | None = None) -> datetime:
+        """``as_of``, or ``now`` (UTC) when the request leaves it out."""
+        if self.as_of is not None:
+            return self.as_of
+        return now or datetime.now(UTC)
