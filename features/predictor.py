@@ -1,0 +1,191 @@
+"""The re-conversion model as one object: raw contract rows in, calibrated probability out.
+
+It bundles the feature config, the learned category vocabularies, the LightGBM booster and
+the calibration map. It is saved as plain files (LightGBM's own text format and JSON; no
+pickle), and training, ``srl evaluate``, batch scoring and the API all predict through it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+
+from features.config import FeatureConfig
+from features.dataset import ExampleSet
+from features.encoding import CategoryVocabulary
+from features.engine import FeatureTable, compute_features
+from features.examples import Examples, rejection_example
+from features.history import History, history_from_request, microseconds
+from features.records import ScoreRequest
+
+MODEL_FORMAT_VERSION = 1
+BOOSTER_FILE = "booster.txt"
+METADATA_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A monotone map from the booster's raw probability to a calibrated one.
+
+    ``isotonic`` interpolates linearly between the fitted points ``(x, y)``; ``platt``
+    applies ``sigmoid(a * logit(p) + b)``; ``none`` is the identity.
+    """
+
+    method: Literal["isotonic", "platt", "none"] = "none"
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    a: float = 1.0
+    b: float = 0.0
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for raw booster probabilities."""
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.method == "isotonic":
+            return np.interp(raw, self.x, self.y)
+        if self.method == "platt":
+            clipped = np.clip(raw, 1e-12, 1 - 1e-12)
+            logit = np.log(clipped / (1 - clipped))
+            return 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
+        return raw
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {"method": self.method, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Calibration:
+        """Rebuild from ``to_dict`` output."""
+        return Calibration(
+            method=data["method"],
+            x=tuple(data.get("x", ())),
+            y=tuple(data.get("y", ())),
+            a=float(data.get("a", 1.0)),
+            b=float(data.get("b", 0.0)),
+        )
+
+
+@dataclass
+class ReconversionModel:
+    """Everything needed to turn a lead's rows into a calibrated re-conversion probability.
+
+    Attributes:
+        config: the feature and label settings the model was trained with.
+        vocabulary: category vocabularies learned in training.
+        booster: the LightGBM model.
+        calibration: the map from raw to calibrated probability.
+        feature_names: the booster's features, in order.
+        metadata: free JSON metadata (trained at, metrics, data fingerprint, ...).
+    """
+
+    config: FeatureConfig
+    vocabulary: CategoryVocabulary
+    booster: lgb.Booster
+    calibration: Calibration
+    feature_names: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    num_threads: int = 0
+
+    def matrix(self, features: FeatureTable) -> np.ndarray:
+        """The booster's input matrix for raw feature columns (checked against training)."""
+        if features.names != self.feature_names:
+            missing = sorted(set(self.feature_names) - set(features.names))
+            raise ValueError(f"features differ from the model's; missing: {missing[:10]}")
+        return self.vocabulary.encode(features)
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for an encoded feature matrix."""
+        if len(matrix) == 0:
+            return np.zeros(0)
+        raw = self.booster.predict(matrix, num_threads=self.num_threads)
+        return self.calibration.apply(np.asarray(raw, dtype=np.float64))
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """Per-feature SHAP contributions in log-odds (last column: the expected value)."""
+        if len(matrix) == 0:
+            return np.zeros((0, len(self.feature_names) + 1))
+        values = self.booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
+        return np.asarray(values, dtype=np.float64)
+
+    def predict_features(self, features: FeatureTable) -> np.ndarray:
+        """Calibrated probabilities for raw feature columns."""
+        return self.predict_matrix(self.matrix(features))
+
+    def predict_examples(self, history: History, examples: Examples) -> np.ndarray:
+        """Calibrated probabilities for examples of a history."""
+        return self.predict_features(compute_features(history, examples, self.config))
+
+    def predict_set(self, examples: ExampleSet) -> np.ndarray:
+        """Calibrated probabilities for a built example set."""
+        return self.predict_features(examples.features)
+
+    def request_features(self, request: ScoreRequest, now: datetime | None = None) -> FeatureTable:
+        """The raw feature row of one scoring request (only its rows at or before as_of)."""
+        history = history_from_request(request, self.config)
+        as_of = max(microseconds(request.resolved_as_of(now)), microseconds(request.rejection.rejected_at))
+        examples = rejection_example(history, request.rejection.rejection_id, as_of)
+        return compute_features(history, examples, self.config)
+
+    def predict_requests(
+        self, requests: Sequence[ScoreRequest], now: datetime | None = None
+    ) -> np.ndarray:
+        """Calibrated probabilities for scoring requests, in order."""
+        if not requests:
+            return np.zeros(0)
+        rows = [self.matrix(self.request_features(r, now)) for r in requests]
+        return self.predict_matrix(np.vstack(rows))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model as ``booster.txt`` (LightGBM text) and ``model.json``."""
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(target / BOOSTER_FILE))
+        document = {
+            "format_version": MODEL_FORMAT_VERSION,
+            "config": self.config.model_dump(mode="json"),
+            "vocabulary": self.vocabulary.to_dict(),
+            "calibration": self.calibration.to_dict(),
+            "feature_names": self.feature_names,
+            "metadata": _json_safe(self.metadata),
+        }
+        (target / METADATA_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
+        return target
+
+    @staticmethod
+    def load(directory: str | Path, num_threads: int = 0) -> ReconversionModel:
+        """Read a model written by ``save``."""
+        source = Path(directory)
+        document = json.loads((source / METADATA_FILE).read_text(encoding="utf-8"))
+        if document.get("format_version") != MODEL_FORMAT_VERSION:
+            raise ValueError(
+                f"{source / METADATA_FILE}: model format {document.get('format_version')} "
+                f"is not supported (expected {MODEL_FORMAT_VERSION})"
+            )
+        return ReconversionModel(
+            config=FeatureConfig.model_validate(document["config"]),
+            vocabulary=CategoryVocabulary.from_dict(document["vocabulary"]),
+            booster=lgb.Booster(model_file=str(source / BOOSTER_FILE)),
+            calibration=Calibration.from_dict(document["calibration"]),
+            feature_names=list(document["feature_names"]),
+            metadata=document.get("metadata", {}),
+            num_threads=num_threads,
+        )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value

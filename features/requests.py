@@ -1,0 +1,94 @@
+"""Scoring request bodies cut from an export: one rejection with the lead's own rows.
+
+Used to show how a marketing platform would call the API for a lead of an export, and to
+prove that a lead scores the same from an export and from a request.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from features.contract import TABLES_BY_NAME
+from features.loading import Export
+from features.records import ScoreRequest
+
+
+def request_body(
+    export: Export,
+    rejection_id: str,
+    as_of: datetime | pd.Timestamp | None = None,
+    *,
+    include_personal: bool = False,
+    custom_columns: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The JSON body a platform would send to score ``rejection_id`` at ``as_of``.
+
+    All of the lead's rows are included, even those after ``as_of``: the scorer must
+    ignore them, and sending them proves it does.
+    """
+    rejections = export.rejections
+    match = rejections.loc[rejections["rejection_id"] == rejection_id]
+    if match.empty:
+        raise KeyError(f"no rejection {rejection_id!r} in the export")
+    rejection = match.iloc[0]
+    lead_id = rejection["lead_id"]
+    lead_rows = export.leads.loc[export.leads["lead_id"] == lead_id]
+    lead = _records(lead_rows, "leads", include_personal, custom_columns)[0]
+    own = {
+        name: export.tables[name].loc[export.tables[name]["lead_id"] == lead_id]
+        for name in ("activities", "opportunities", "consent", "rejections")
+    }
+    earlier = own["rejections"].loc[own["rejections"]["rejected_at"] < rejection["rejected_at"]]
+    body: dict[str, Any] = {
+        "lead": lead,
+        "rejection": _records(match.iloc[:1], "rejections")[0],
+        "activities": _records(own["activities"], "activities"),
+        "opportunities": _records(own["opportunities"], "opportunities"),
+        "consent": _records(own["consent"], "consent"),
+        "earlier_rejections": _records(earlier, "rejections"),
+    }
+    if as_of is not None:
+        body["as_of"] = pd.Timestamp(as_of).isoformat()
+    return body
+
+
+def score_request(
+    export: Export, rejection_id: str, as_of: datetime | pd.Timestamp | None = None
+) -> ScoreRequest:
+    """``request_body`` validated into a ``ScoreRequest``."""
+    return ScoreRequest.model_validate(request_body(export, rejection_id, as_of))
+
+
+def _records(
+    frame: pd.DataFrame,
+    table: str,
+    include_personal: bool = False,
+    custom_columns: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    contract = TABLES_BY_NAME[table]
+    columns = [
+        c.name
+        for c in contract.columns
+        if c.name in frame and (include_personal or not c.personal)
+    ]
+    columns += [c for c in custom_columns if c in frame]
+    return [
+        {name: _json_value(value) for name, value in zip(columns, row, strict=True)}
+        for row in frame[columns].itertuples(index=False, name=None)
+    ]
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if hasattr(value, "item"):
+        return _json_value(value.item())
+    return value

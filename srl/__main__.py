@@ -1,0 +1,5 @@
+"""``python -m srl``."""
+
+from srl.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""The ``srl`` console script: subcommands are thin wrappers over package functions."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+import features.cli
+
+app = typer.Typer(
+    name="srl",
+    help="SRL Rebound: find the sales-rejected leads worth winning back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+features.cli.register(app)
+
+
+def _register_optional() -> None:
+    """Training and serving commands, registered when those packages are present."""
+    import importlib
+
+    for module in ("training.cli", "serving.cli", "srl.demo"):
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+            continue
+        loaded.register(app)
+
+
+_register_optional()
+
+
+def configure_logging() -> None:
+    """Plain key=value log lines on stderr; level from ``SRL_LOG_LEVEL`` (default INFO)."""
+    logging.basicConfig(
+        level=os.environ.get("SRL_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+
+
+def main() -> None:
+    """Entry point of the ``srl`` console script."""
+    configure_logging()
+    app()
