@@ -103,6 +103,7 @@ class Population:
     level_observed: np.ndarray
     title: np.ndarray
     product_fit: np.ndarray
+    product_fit_true: np.ndarray
     tech_stack: np.ndarray
     web_sessions: np.ndarray
     fit: np.ndarray
@@ -181,6 +182,7 @@ def generate_population(
         level_observed=blank(rng, level, 0.25),
         title=_titles(rng, level),
         product_fit=blank(rng, product_fit, 0.15),
+        product_fit_true=product_fit,
         tech_stack=tech,
         web_sessions=_web_sessions(rng, intent),
         fit=fit,

@@ -1,0 +1,445 @@
+"""The sales side of the synthetic history: rejections, comebacks and opportunities.
+
+Each lead follows one path: it stays a marketing lead, becomes an opportunity directly, or is
+rejected by sales. A rejection may lead to a comeback (a new opportunity) whose chance and
+timing depend on the rejection reason, the lead's fit and its latent intent; a stalled
+comeback or a re-MQL can be rejected again. Rounds of rejections are simulated for all
+leads at once, so the cost is a handful of vectorised passes, not a loop over leads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Self
+
+import numpy as np
+
+from features.contract import REASON_CODES, STAGES
+from features.synthetic_population import (
+    MISSING,
+    Population,
+    blank,
+    pick,
+    pick_rows,
+    sigmoid,
+)
+
+NURTURE, DIRECT, REJECTED = 0, 1, 2
+MQL, SAL, SQL, OPPORTUNITY = (STAGES.index(s) for s in ("mql", "sal", "sql", "opportunity"))
+OPEN, WON, LOST = 0, 1, 2  # contract OPPORTUNITY_STATUSES order
+R = {code: i for i, code in enumerate(REASON_CODES)}
+
+#: Share of leads that sales rejects at least once (published MQL rejection: 20-45%).
+REJECTED_SHARE = 0.38
+MAX_REJECTIONS = 3
+N_REPS = 50
+STAGE_WEIGHTS = (30, 25, 30, 15)
+#: Reason mix by stage (rows: mql, sal, sql, opportunity; columns: REASON_CODES order).
+STAGE_REASON_WEIGHTS = np.array([
+    [5, 12, 2, 12, 12, 4, 22, 14, 4, 10, 3],
+    [10, 18, 4, 12, 10, 5, 14, 17, 2, 4, 4],
+    [20, 24, 9, 9, 7, 6, 8, 11, 1, 1, 4],
+    [26, 22, 18, 5, 6, 8, 3, 8, 0.5, 0.5, 3],
+], dtype=float)  # fmt: skip
+#: Chance a rejection with each reason ever comes back (REASON_CODES order).
+COMEBACK_TARGET = np.array([0.22, 0.26, 0.17, 0.13, 0.03, 0.03, 0.10, 0.08, 0.0, 0.0, 0.07])
+#: Where the barrier was, by reason (columns: prospect, product, process, rep, unknown).
+BARRIER_WEIGHTS = np.array([
+    [80, 5, 3, 7, 5], [82, 2, 4, 7, 5], [55, 30, 2, 8, 5], [70, 0, 12, 13, 5],
+    [70, 18, 2, 5, 5], [10, 78, 2, 5, 5], [35, 5, 45, 10, 5], [55, 0, 15, 22, 8],
+    [85, 0, 5, 5, 5], [10, 0, 75, 5, 10], [30, 15, 15, 15, 25],
+], dtype=float)  # fmt: skip
+BARRIER_EFFECT = np.array([0.0, -0.4, 0.15, 0.6, 0.0])
+STAGE_EFFECT = np.array([-0.3, -0.1, 0.1, 0.3])
+FOLLOW_UP_SHARE = np.array([0.8, 0.85, 0.2, 0.15, 0.1, 0.1, 0.2, 0.15, 0.0, 0.0, 0.15])
+PROGRAMS = ("Quarterly check-in", "Budget & ROI nurture", "Competitive displacement",
+            "Executive sponsor outreach", "Use-case education", "Re-engagement sequence",
+            "Newsletter only")  # fmt: skip
+PROGRAM_BY_REASON = np.array([1, 0, 2, 3, 4, 6, 4, 5, MISSING, MISSING, 6])
+DETAILS: tuple[tuple[str, ...], ...] = (
+    ("No budget this year", "Budget frozen until next FY", "Price above their budget",
+     "Waiting on budget approval"),
+    ("Revisit next quarter", "Project pushed to next fiscal year", "Not a priority right now",
+     "Reorg in progress, check back later"),
+    ("Signed with a competitor", "Renewed with incumbent vendor",
+     "Chose a cheaper alternative", "Locked into a 12-month contract elsewhere"),
+    ("Contact has no buying authority", "Need to reach the economic buyer",
+     "Champion left the evaluation", "Influencer only"),
+    ("No current need", "Happy with current process", "Does not see the problem"),
+    ("Missing key integration", "Requirements outside our scope", "Needs on-premise version"),
+    ("Early research stage", "Student / education interest only", "Too early for sales"),
+    ("No reply after 5 touches", "Went dark after first call", "Could not reach"),
+    ("Asked not to be contacted", "Opted out of all communication"),
+    ("Invalid phone and email", "Duplicate record", "Fake form submission"),
+    ("See notes", "Misc", "Other reason"),
+)  # fmt: skip
+LOSS_REASONS = ("Lost to competitor", "No decision / status quo", "Price too high",
+                "Timing - project delayed", "Went dark", "Missing feature", "Budget cut")  # fmt: skip
+LOSS_WEIGHTS = (28, 24, 14, 12, 10, 7, 5)
+LOSS_BY_REASON = np.array([6, 3, 0, 1, 1, 5, 1, 4, 4, 4, 1])
+AMOUNT_MEDIAN = np.array([9_000.0, 40_000.0, 160_000.0])
+#: Sales-cycle median in days by segment: SMB 1-3 months, mid-market 3-6, enterprise 6-12.
+CYCLE_MEDIAN = np.array([55.0, 110.0, 250.0])
+WIN_INTERCEPT = -0.85
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A batch of rows held as parallel numpy arrays."""
+
+    def take(self, index: np.ndarray) -> Self:
+        """The rows selected by a boolean mask or an index array."""
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @classmethod
+    def concat(cls, parts: list[Self]) -> Self:
+        """All parts' rows, in order."""
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))
+
+
+@dataclass(frozen=True)
+class Pending(Columns):
+    """Rejections about to happen: who, when, at which stage, and whether a deal was open."""
+
+    lead: np.ndarray
+    at: np.ndarray
+    stage: np.ndarray
+    had_opportunity: np.ndarray
+
+
+@dataclass(frozen=True)
+class Rejections(Columns):
+    """Rejection rows (codes index the contract vocabularies; -1 is missing)."""
+
+    lead: np.ndarray
+    at: np.ndarray
+    stage: np.ndarray
+    reason: np.ndarray
+    detail: np.ndarray
+    barrier: np.ndarray
+    potential: np.ndarray
+    follow_up: np.ndarray
+    score: np.ndarray
+    program: np.ndarray
+    rep: np.ndarray
+
+
+@dataclass(frozen=True)
+class Opportunities(Columns):
+    """Opportunity rows; ``closed`` is NaN and ``status`` OPEN while a deal is running."""
+
+    lead: np.ndarray
+    created: np.ndarray
+    closed: np.ndarray
+    status: np.ndarray
+    amount: np.ndarray
+    loss: np.ndarray
+
+
+@dataclass(frozen=True)
+class Comebacks(Columns):
+    """Every planned comeback, including those due after the end (their run-up is visible)."""
+
+    lead: np.ndarray
+    at: np.ndarray
+    rejected_at: np.ndarray
+    reason: np.ndarray
+    visible: np.ndarray
+
+
+@dataclass(frozen=True)
+class Quiet(Columns):
+    """Rejections that never came back, with when the lead's next rejection happened (or inf)."""
+
+    lead: np.ndarray
+    rejected_at: np.ndarray
+    until: np.ndarray
+
+
+@dataclass(frozen=True)
+class Journey:
+    """The sales history of all leads."""
+
+    path: np.ndarray
+    rejections: Rejections
+    opportunities: Opportunities
+    comebacks: Comebacks
+    quiet: Quiet
+
+
+def simulate_journey(rng: np.random.Generator, pop: Population, end: float) -> Journey:
+    """Simulate every lead's sales history up to ``end`` (float days)."""
+    path = _paths(rng, pop)
+    direct = np.flatnonzero(path == DIRECT)
+    opened = pop.created[direct] + 1.0 + rng.gamma(2.0, 15.0, len(direct))
+    opportunities = [_opportunities(rng, pop, direct, opened, end, 0.0)]
+    rep_skill = rng.normal(0.0, 0.35, N_REPS)
+    rep_load = rng.lognormal(0.0, 0.5, N_REPS)
+    pending = _first_rejections(rng, pop, np.flatnonzero(path == REJECTED))
+    rejections, comebacks, quiet = [], [], []
+    for _ in range(MAX_REJECTIONS):
+        pending = pending.take(pending.at <= end)
+        rejected, p_back = _describe(rng, pop, pending, rep_skill, rep_load)
+        opportunities.append(_lost_before(rng, pop, rejected, ~pending.had_opportunity))
+        back = rng.random(len(rejected)) < p_back
+        due = _comeback_time(rng, rejected)
+        came = Comebacks(
+            rejected.lead[back], due[back], rejected.at[back], rejected.reason[back],
+            rng.random(int(back.sum())) < 0.85,
+        )  # fmt: skip
+        opened_now = came.at <= end
+        new = _opportunities(rng, pop, came.lead[opened_now], came.at[opened_now], end, 0.1)
+        pending, until = _next_rejections(rng, pop, rejected, back, new)
+        rejections.append(rejected)
+        comebacks.append(came)
+        opportunities.append(new)
+        quiet.append(Quiet(rejected.lead[~back], rejected.at[~back], until))
+    return Journey(
+        path=path,
+        rejections=Rejections.concat(rejections),
+        opportunities=Opportunities.concat(opportunities),
+        comebacks=Comebacks.concat(comebacks),
+        quiet=Quiet.concat(quiet),
+    )
+
+
+def cycle_days(rng: np.random.Generator, segment: np.ndarray) -> np.ndarray:
+    """Sales-cycle length in days, lognormal around the segment's median."""
+    sigma = np.where(segment == 2, 0.3, 0.35)
+    return np.clip(CYCLE_MEDIAN[segment] * np.exp(sigma * rng.standard_normal(len(segment))), 21, 420)
+
+
+def next_year_start(days: np.ndarray) -> np.ndarray:
+    """The first 1 January strictly after each day (float days since the epoch)."""
+    year = np.floor(days).astype("int64").astype("datetime64[D]").astype("datetime64[Y]")
+    return (year + 1).astype("datetime64[D]").astype("int64").astype(float)
+
+
+def next_quarter_start(days: np.ndarray) -> np.ndarray:
+    """The first calendar-quarter start strictly after each day."""
+    month = np.floor(days).astype("int64").astype("datetime64[D]").astype("datetime64[M]")
+    index = month.astype("int64")
+    quarter = ((index // 3) + 1) * 3
+    return quarter.astype("datetime64[M]").astype("datetime64[D]").astype("int64").astype(float)
+
+
+def _paths(rng: np.random.Generator, pop: Population) -> np.ndarray:
+    score = pop.fit + 0.5 * pop.intent
+    p_direct = np.clip(0.25 + 0.08 * score, 0.03, 0.6)
+    u = rng.random(pop.size)
+    return np.where(
+        u < REJECTED_SHARE, REJECTED, np.where(u < REJECTED_SHARE + p_direct, DIRECT, NURTURE)
+    )
+
+
+def _first_rejections(rng: np.random.Generator, pop: Population, lead: np.ndarray) -> Pending:
+    n = len(lead)
+    stage = pick(rng, STAGE_WEIGHTS, n)
+    delay = np.select(
+        [stage == MQL, stage == SAL, stage == SQL],
+        [1 + rng.gamma(2, 6, n), 7 + rng.gamma(2, 10, n), 20 + rng.gamma(2.5, 14, n)],
+        25 + 0.7 * cycle_days(rng, pop.segment[lead]),
+    )
+    return Pending(lead, pop.created[lead] + delay, stage, np.zeros(n, dtype=bool))
+
+
+def _describe(
+    rng: np.random.Generator,
+    pop: Population,
+    pending: Pending,
+    rep_skill: np.ndarray,
+    rep_load: np.ndarray,
+) -> tuple[Rejections, np.ndarray]:
+    lead, n = pending.lead, len(pending)
+    reason = pick_rows(rng, _reason_weights(pop, lead, pending.stage))
+    barrier = pick_rows(rng, BARRIER_WEIGHTS[reason])
+    rep = pick(rng, rep_load, n)
+    effects = (
+        0.5 * pop.fit[lead]
+        + 0.8 * pop.intent[lead]
+        + rep_skill[rep]
+        + BARRIER_EFFECT[barrier]
+        + STAGE_EFFECT[pending.stage]
+        + rng.normal(0.0, 0.4, n)
+    )
+    logit = effects + _intercepts(effects, reason)[reason]
+    reachable = COMEBACK_TARGET[reason] > 0
+    score = 30 + 10 * pop.fit[lead] + 9 * pop.intent[lead] + 7 * pending.stage
+    rejected = Rejections(
+        lead=lead,
+        at=pending.at,
+        stage=pending.stage,
+        reason=reason,
+        detail=_details(rng, reason),
+        barrier=blank(rng, barrier, 0.1),
+        potential=blank(rng, _potential(rng, logit, reachable), 0.1),
+        follow_up=_follow_up(rng, reason, pending.at),
+        score=np.where(
+            rng.random(n) < 0.06, np.nan, np.round(np.clip(score + rng.normal(0, 12, n), 0, 150), 1)
+        ),
+        program=_programs(rng, reason),
+        rep=blank(rng, rep, 0.05),
+    )
+    return rejected, np.where(reachable, sigmoid(logit), 0.0)
+
+
+def _reason_weights(pop: Population, lead: np.ndarray, stage: np.ndarray) -> np.ndarray:
+    weights = STAGE_REASON_WEIGHTS[stage].copy()
+    level, segment = pop.level[lead], pop.segment[lead]
+    investment = pop.product_fit_true[lead] == 2  # major_investment
+    weights[:, R["not_decision_maker"]] *= np.array([0.3, 0.5, 0.8, 1.2, 2.2, 2.5, 1.8])[level]
+    weights[:, R["budget"]] *= np.array([1.4, 1.0, 0.7])[segment] * np.where(investment, 1.5, 1)
+    weights[:, R["competitor_won"]] *= np.array([0.8, 1.2, 1.8])[segment]
+    weights[:, R["bad_data"]] *= np.where(level >= 5, 3.0, 1.0)
+    weights[:, R["no_need"]] *= 1.0 + np.maximum(0.0, -pop.fit[lead])
+    weights[:, R["wrong_solution"]] *= (1.0 + np.maximum(0.0, -pop.fit[lead])) * np.where(
+        investment, 2.0, 1.0
+    )
+    return weights
+
+
+def _intercepts(effects: np.ndarray, reason: np.ndarray) -> np.ndarray:
+    # Solve, per reason, the intercept that makes the mean comeback chance hit its target.
+    k = len(REASON_CODES)
+    low, high = np.full(k, -12.0), np.full(k, 6.0)
+    counts = np.maximum(np.bincount(reason, minlength=k), 1)
+    for _ in range(40):
+        middle = (low + high) / 2
+        rate = np.bincount(reason, sigmoid(middle[reason] + effects), minlength=k) / counts
+        too_high = rate > COMEBACK_TARGET
+        high, low = np.where(too_high, middle, high), np.where(too_high, low, middle)
+    return (low + high) / 2
+
+
+def _potential(rng: np.random.Generator, logit: np.ndarray, reachable: np.ndarray) -> np.ndarray:
+    # The rep's view of future potential: a noisy reading of the true comeback odds.
+    view = logit + rng.normal(0.0, 1.0, len(logit))
+    cuts = np.quantile(view, [0.2, 0.55, 0.85]) if len(view) else np.zeros(3)
+    code = 3 - np.searchsorted(cuts, view)  # REP_POTENTIALS: high, medium, low, none
+    return np.where(reachable, code, 3)
+
+
+def _follow_up(rng: np.random.Generator, reason: np.ndarray, at: np.ndarray) -> np.ndarray:
+    n = len(at)
+    months = np.where(reason == R["timing"], rng.uniform(1, 6, n), rng.uniform(2, 9, n))
+    ahead = at + 30.4 * months
+    fiscal = (reason == R["budget"]) & (rng.random(n) < 0.5)
+    ahead = np.where(fiscal, next_year_start(at + 14), ahead)
+    has = rng.random(n) < FOLLOW_UP_SHARE[reason]
+    return np.where(has, np.floor(ahead), np.nan)
+
+
+def _programs(rng: np.random.Generator, reason: np.ndarray) -> np.ndarray:
+    n = len(reason)
+    program = PROGRAM_BY_REASON[reason]
+    other = rng.integers(0, len(PROGRAMS), n)
+    program = np.where((program >= 0) & (rng.random(n) < 0.15), other, program)
+    return np.where(rng.random(n) < 0.2, MISSING, program)
+
+
+def _details(rng: np.random.Generator, reason: np.ndarray) -> np.ndarray:
+    widest = max(len(options) for options in DETAILS)
+    table = np.full((len(DETAILS), widest), None, dtype=object)
+    for code, options in enumerate(DETAILS):
+        table[code, : len(options)] = options
+    counts = np.array([len(options) for options in DETAILS])
+    choice = np.floor(rng.random(len(reason)) * counts[reason]).astype(int)
+    detail = table[reason, choice]
+    detail[rng.random(len(reason)) < 0.15] = None
+    return detail
+
+
+def _comeback_time(rng: np.random.Generator, rejected: Rejections) -> np.ndarray:
+    reason, at, n = rejected.reason, rejected.at, len(rejected)
+    due = at + rng.gamma(2.0, 110.0, n)  # no_need, wrong_solution, other: slow and rare
+    due = np.where(reason == R["needs_nurturing"], at + rng.gamma(2.5, 65.0, n), due)
+    due = np.where(reason == R["unresponsive"], at + rng.gamma(2.0, 85.0, n), due)
+    due = np.where(reason == R["not_decision_maker"], at + rng.gamma(3.0, 45.0, n), due)
+    due = np.where(reason == R["competitor_won"], at + rng.normal(345.0, 25.0, n), due)
+    january = (reason == R["budget"]) & (rng.random(n) < 0.7)
+    fiscal = np.where(january, next_year_start(at + 14), next_quarter_start(at + 45))
+    fiscal += rng.gamma(2.0, 8.0, n)
+    near_follow_up = rejected.follow_up + rng.normal(0.0, 14.0, n)
+    use_follow_up = np.isfinite(rejected.follow_up) & (rng.random(n) < 0.6)
+    timed = np.where(use_follow_up, near_follow_up, fiscal)
+    due = np.where(np.isin(reason, (R["budget"], R["timing"])), timed, due)
+    return np.maximum(due, at + 14.0)
+
+
+def _opportunities(
+    rng: np.random.Generator,
+    pop: Population,
+    lead: np.ndarray,
+    created: np.ndarray,
+    end: float,
+    shift: float,
+) -> Opportunities:
+    keep = created <= end
+    lead, created, n = lead[keep], created[keep], int(keep.sum())
+    segment = pop.segment[lead]
+    cycle = cycle_days(rng, segment)
+    p_win = sigmoid(WIN_INTERCEPT + 0.5 * pop.fit[lead] + 0.4 * pop.intent[lead] + shift)
+    won = rng.random(n) < p_win
+    closed = created + np.where(won, cycle, cycle * rng.uniform(0.4, 1.1, n))
+    status = np.where(closed > end, OPEN, np.where(won, WON, LOST))
+    amount = rng.lognormal(np.log(AMOUNT_MEDIAN[segment]) + 0.15 * pop.fit[lead], 0.6)
+    return Opportunities(
+        lead=lead,
+        created=created,
+        closed=np.where(status == OPEN, np.nan, closed),
+        status=status,
+        amount=np.where(rng.random(n) < 0.05, np.nan, np.round(amount, -2)),
+        loss=np.where(status == LOST, pick(rng, LOSS_WEIGHTS, n), MISSING),
+    )
+
+
+def _lost_before(
+    rng: np.random.Generator, pop: Population, rejected: Rejections, needed: np.ndarray
+) -> Opportunities:
+    # A rejection at stage 'opportunity' closes a deal that was opened earlier and lost.
+    select = needed & (rejected.stage == OPPORTUNITY)
+    lead, at, n = rejected.lead[select], rejected.at[select], int(select.sum())
+    created_lead = pop.created[lead]
+    created = created_lead + (at - created_lead) * rng.uniform(0.1, 0.4, n)
+    closed = np.maximum(at - rng.uniform(0.0, 2.0, n), created + 0.5)
+    amount = rng.lognormal(np.log(AMOUNT_MEDIAN[pop.segment[lead]]), 0.6)
+    return Opportunities(
+        lead=lead,
+        created=created,
+        closed=np.minimum(closed, at),
+        status=np.full(n, LOST),
+        amount=np.round(amount, -2),
+        loss=LOSS_BY_REASON[rejected.reason[select]],
+    )
+
+
+def _next_rejections(
+    rng: np.random.Generator,
+    pop: Population,
+    rejected: Rejections,
+    back: np.ndarray,
+    new: Opportunities,
+) -> tuple[Pending, np.ndarray]:
+    # A stalled comeback is rejected again at stage 'opportunity'; a quiet lead may re-MQL.
+    stalled = (new.status == LOST) & (rng.random(len(new)) < 0.35)
+    again = Pending(
+        new.lead[stalled],
+        new.closed[stalled] + rng.uniform(0.0, 3.0, int(stalled.sum())),
+        np.full(int(stalled.sum()), OPPORTUNITY),
+        np.ones(int(stalled.sum()), dtype=bool),
+    )
+    quiet = ~back
+    n_quiet = int(quiet.sum())
+    contactable = COMEBACK_TARGET[rejected.reason[quiet]] > 0
+    re_mql = contactable & (rng.random(n_quiet) < 0.12)
+    at = rejected.at[quiet] + rng.uniform(120.0, 540.0, n_quiet)
+    remql = Pending(
+        rejected.lead[quiet][re_mql],
+        at[re_mql],
+        pick(rng, (45, 30, 25), int(re_mql.sum())),
+        np.zeros(int(re_mql.sum()), dtype=bool),
+    )
+    return Pending.concat([again, remql]), np.where(re_mql, at, np.inf)

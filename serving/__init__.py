@@ -1,0 +1,1 @@
+"""Scoring: the HTTP API marketing automation calls, nurture routing and batch scoring jobs."""

@@ -1,0 +1,127 @@
+"""The routing policy: a versioned YAML file owned by marketing operations, validated on load."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.contract import CONSENT_STATUSES, NO_CONTACT_CONSENT, NO_CONTACT_REASONS, REASON_CODES
+
+DEFAULT_POLICY = "default.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Tier(_Frozen):
+    """A probability band with a name and a work priority (1 is most urgent)."""
+
+    name: str = Field(min_length=1)
+    min_probability: float = Field(ge=0.0, le=1.0)
+    priority: int = Field(ge=1, le=9)
+
+
+class Suppression(_Frozen):
+    """Consent states and rejection reasons that forbid any contact, whatever the score."""
+
+    consent: tuple[str, ...] = tuple(sorted(NO_CONTACT_CONSENT))
+    reasons: tuple[str, ...] = tuple(sorted(NO_CONTACT_REASONS))
+
+    @model_validator(mode="after")
+    def _never_weaker_than_the_contract(self) -> Suppression:
+        missing_consent = NO_CONTACT_CONSENT - set(self.consent)
+        missing_reasons = NO_CONTACT_REASONS - set(self.reasons)
+        if missing_consent or missing_reasons:
+            raise ValueError(
+                "suppression must always include consent "
+                f"{sorted(NO_CONTACT_CONSENT)} and reasons {sorted(NO_CONTACT_REASONS)}; "
+                f"missing {sorted(missing_consent | missing_reasons)}"
+            )
+        unknown = (set(self.consent) - set(CONSENT_STATUSES)) | (
+            set(self.reasons) - set(REASON_CODES)
+        )
+        if unknown:
+            raise ValueError(f"unknown consent statuses or reasons: {sorted(unknown)}")
+        return self
+
+
+class Rebound(_Frozen):
+    """When a lead goes straight back to sales."""
+
+    program: str = "rebound_to_sales"
+    min_probability: float = Field(ge=0.0, le=1.0)
+    recent_intent_feature: str = "intent_30d"
+    min_recent_intent: float = Field(default=1, ge=0)
+    follow_up_due_min_probability: float = Field(ge=0.0, le=1.0)
+    follow_up_due_within_days: float = Field(default=14, ge=0)
+
+
+class LowTouch(_Frozen):
+    """The long-term, low-touch track for the lowest scores."""
+
+    program: str = "low_touch_nurture"
+    max_probability: float = Field(ge=0.0, le=1.0)
+    cadence_days: int = Field(gt=0)
+
+
+class ReasonRoute(_Frozen):
+    """The nurture program for one rejection reason and how its next contact is timed."""
+
+    program: str = Field(min_length=1)
+    next_action: Literal["follow_up", "fiscal_year", "renewal", "cadence"] = "cadence"
+    cadence_days: int = Field(default=30, gt=0)
+    lead_days: int = Field(default=30, ge=0)
+    renewal_days: int = Field(default=365, gt=0)
+
+
+class RoutingPolicy(_Frozen):
+    """The whole policy; see ``serving/policies/default.yaml`` for the annotated default."""
+
+    version: int = Field(ge=1)
+    name: str = Field(min_length=1)
+    tiers: tuple[Tier, ...]
+    suppression: Suppression = Field(default_factory=Suppression)
+    rebound: Rebound
+    low_touch: LowTouch
+    reasons: dict[str, ReasonRoute]
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_descend_to_zero(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        cut_offs = [t.min_probability for t in tiers]
+        if not tiers or cut_offs != sorted(cut_offs, reverse=True) or len(set(cut_offs)) != len(
+            cut_offs
+        ):
+            raise ValueError("tiers must be listed from highest to lowest distinct min_probability")
+        if cut_offs[-1] != 0.0:
+            raise ValueError("the last tier must start at min_probability 0.0")
+        return tiers
+
+    @model_validator(mode="after")
+    def _every_reason_routed(self) -> RoutingPolicy:
+        unknown = set(self.reasons) - set(REASON_CODES)
+        if unknown:
+            raise ValueError(f"unknown reasons in the policy: {sorted(unknown)}")
+        unrouted = set(REASON_CODES) - set(self.reasons) - set(self.suppression.reasons)
+        if unrouted:
+            raise ValueError(f"reasons with neither a program nor suppression: {sorted(unrouted)}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """``name@version``, returned with every routing decision."""
+        return f"{self.name}@v{self.version}"
+
+
+def load_policy(path: str | Path | None = None) -> RoutingPolicy:
+    """Read and validate a routing policy YAML (the packaged default when ``path`` is None)."""
+    if path is None:
+        text = resources.files("serving.policies").joinpath(DEFAULT_POLICY).read_text("utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return RoutingPolicy.model_validate(yaml.safe_load(text) or {})

@@ -1,0 +1,50 @@
+"""Score and route feature rows: the one path shared by the API and the batch job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from features.engine import FeatureTable
+from features.predictor import ReconversionModel
+from serving.policy import RoutingPolicy
+from serving.routing import Routes, RoutingInputs, route
+
+ReasonMode = Literal["none", "top", "all"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Probabilities, routing decisions and (optionally) reasons for a set of leads.
+
+    Attributes:
+        probability: calibrated re-conversion probabilities.
+        routes: the routing decisions.
+        matrix: the encoded feature matrix (kept for explanations).
+    """
+
+    probability: np.ndarray
+    routes: Routes
+    matrix: np.ndarray
+
+
+def score_features(
+    model: ReconversionModel,
+    features: FeatureTable,
+    as_of: np.ndarray,
+    policy: RoutingPolicy,
+) -> Scored:
+    """Predict and route every row of a feature table.
+
+    Args:
+        model: the re-conversion model.
+        features: raw feature columns from the feature engine.
+        as_of: each row's scoring moment, int64 microseconds (UTC).
+        policy: the routing policy.
+    """
+    matrix = model.matrix(features)
+    probability = model.predict_matrix(matrix)
+    inputs = RoutingInputs.from_features(features, probability, as_of, policy)
+    return Scored(probability=probability, routes=route(inputs, policy), matrix=matrix)

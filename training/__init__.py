@@ -1,0 +1,1 @@
+"""Training: LightGBM re-conversion models, honest time-based evaluation, MLflow registry."""
