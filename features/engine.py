@@ -8,7 +8,7 @@ features as it computes them, so the feature catalogue is generated from this co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -105,13 +105,35 @@ class FeatureTable:
             column = np.asarray(values, dtype=object)
         else:
             column = np.asarray(values, dtype=np.float64)
-        self.specs.append(FeatureSpec(name, kind, meaning, window, source, vocabulary))
+        self.specs.append(_spec(name, kind, meaning, window, source, vocabulary))
         self.columns[name] = column
 
-    def add_category(self, name: str, codes: np.ndarray, vocabulary: tuple[str, ...], **kw: str) -> None:
+    def add_block(self, specs: tuple[FeatureSpec, ...], block: np.ndarray) -> None:
+        """Record several numeric features at once: column ``j`` of ``block`` is ``specs[j]``."""
+        block = np.asarray(block, dtype=np.float64)
+        self.specs.extend(specs)
+        for position, spec in enumerate(specs):
+            self.columns[spec.name] = block[:, position]
+
+    def add_category(
+        self, name: str, codes: np.ndarray, vocabulary: tuple[str, ...], **kw: str
+    ) -> None:
         """Record a contract-vocabulary category given its integer codes (-1 missing)."""
         values = np.where(codes >= 0, codes, np.nan).astype(np.float64)
         self.add(name, values, kind="category", vocabulary=vocabulary, **kw)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=None)
+def _spec(
+    name: str,
+    kind: FeatureKind,
+    meaning: str,
+    window: str,
+    source: str,
+    vocabulary: tuple[str, ...] = (),
+) -> FeatureSpec:
+    """One shared ``FeatureSpec`` per distinct definition (specs do not depend on data)."""
+    return FeatureSpec(name, kind, meaning, window, source, vocabulary)
 
 
 @dataclass
@@ -359,16 +381,17 @@ def _per_type_features(
     per_window: dict[int, np.ndarray],
     since_rejection: np.ndarray,
 ) -> None:
-    for code, kind in enumerate(ACTIVITY_TYPES):
-        for window, counts in per_window.items():
-            table.add(
-                f"{kind}_{window}d", counts[:, code], source="activities",
-                window=f"{window} days before as_of", meaning=f"{kind} events",
-            )
-        table.add(
-            f"{kind}_since_rejection", since_rejection[:, code], source="activities",
-            window="since the rejection", meaning=f"{kind} events after the rejection",
-        )
+    for window, counts in per_window.items():
+        table.add_block(_per_type_specs(f"{window}d", f"{window} days before as_of"), counts)
+    table.add_block(_per_type_specs("since_rejection", "since the rejection"), since_rejection)
+
+
+@lru_cache(maxsize=None)
+def _per_type_specs(suffix: str, window: str) -> tuple[FeatureSpec, ...]:
+    return tuple(
+        _spec(f"{kind}_{suffix}", "numeric", f"{kind} events", window, "activities")
+        for kind in ACTIVITY_TYPES
+    )
 
 
 def _recency_features(
@@ -380,14 +403,19 @@ def _recency_features(
         source="activities", meaning="days since the lead's latest activity of any type",
     )
     last = prefix_last(activities.kind, len(ACTIVITY_TYPES))[upto]
-    for code, kind in enumerate(ACTIVITY_TYPES):
-        index = last[:, code]
-        seen = index >= start
-        times = activities.time[np.maximum(index, 0)] if len(activities) else ctx.as_of
-        table.add(
-            f"days_since_{kind}", np.where(seen, ctx.days_before_as_of(times), np.nan),
-            source="activities", meaning=f"days since the lead's latest {kind}",
-        )
+    seen = last >= start[:, None]
+    times = activities.time[np.maximum(last, 0)] if len(activities) else np.zeros(last.shape)
+    days = np.where(seen, (ctx.as_of[:, None] - times) / DAY_US, np.nan)
+    table.add_block(_recency_specs(), days)
+
+
+@lru_cache(maxsize=1)
+def _recency_specs() -> tuple[FeatureSpec, ...]:
+    return tuple(
+        _spec(f"days_since_{kind}", "numeric", f"days since the lead's latest {kind}", "at as_of",
+              "activities")
+        for kind in ACTIVITY_TYPES
+    )
 
 
 def _group_features(
@@ -397,36 +425,59 @@ def _group_features(
     pre_rejection: np.ndarray,
     all_time: np.ndarray,
 ) -> None:
-    for group, kinds in ACTIVITY_GROUPS.items():
-        codes = [ACTIVITY_TYPES.index(k) for k in kinds]
-        for window, counts in per_window.items():
-            table.add(
-                f"{group}_{window}d", counts[:, codes].sum(axis=1), source="activities",
-                window=f"{window} days before as_of", meaning=f"{group} activities",
-            )
-        table.add(
-            f"{group}_since_rejection", since_rejection[:, codes].sum(axis=1),
-            source="activities", window="since the rejection",
-            meaning=f"{group} activities after the rejection",
+    membership = _group_membership()
+    for window, counts in per_window.items():
+        specs = _group_specs(f"{window}d", f"{window} days before as_of", "activities")
+        table.add_block(specs, counts @ membership)
+    table.add_block(
+        _group_specs("since_rejection", "since the rejection", "activities after the rejection"),
+        since_rejection @ membership,
+    )
+    table.add_block(
+        _group_specs(
+            f"pre_rejection_{PRE_REJECTION_DAYS}d",
+            f"{PRE_REJECTION_DAYS} days before the rejection",
+            "activities in the month before the rejection",
+        ),
+        pre_rejection @ membership,
+    )
+    table.add_block(
+        _group_specs("total", "all history to as_of", "activities ever"), all_time @ membership
+    )
+    if TREND_RECENT_DAYS in per_window and TREND_EARLIER_DAYS in per_window:
+        recent = per_window[TREND_RECENT_DAYS] @ membership
+        earlier = per_window[TREND_EARLIER_DAYS] @ membership - recent
+        trend = recent / TREND_RECENT_DAYS - earlier / (TREND_EARLIER_DAYS - TREND_RECENT_DAYS)
+        table.add_block(_trend_specs(), trend)
+
+
+@lru_cache(maxsize=1)
+def _group_membership() -> np.ndarray:
+    """Activity type x group indicator matrix (float, so counts @ matrix sums per group)."""
+    membership = np.zeros((len(ACTIVITY_TYPES), len(ACTIVITY_GROUPS)))
+    for column, kinds in enumerate(ACTIVITY_GROUPS.values()):
+        membership[[ACTIVITY_TYPES.index(k) for k in kinds], column] = 1.0
+    return membership
+
+
+@lru_cache(maxsize=None)
+def _group_specs(suffix: str, window: str, meaning: str) -> tuple[FeatureSpec, ...]:
+    return tuple(
+        _spec(f"{group}_{suffix}", "numeric", f"{group} {meaning}", window, "activities")
+        for group in ACTIVITY_GROUPS
+    )
+
+
+@lru_cache(maxsize=1)
+def _trend_specs() -> tuple[FeatureSpec, ...]:
+    return tuple(
+        _spec(
+            f"{group}_trend", "numeric",
+            f"daily rate of {group} activities, last 30 days minus the 60 before",
+            "30 vs 31-90 days before as_of", "activities",
         )
-        table.add(
-            f"{group}_pre_rejection_{PRE_REJECTION_DAYS}d", pre_rejection[:, codes].sum(axis=1),
-            source="activities", window=f"{PRE_REJECTION_DAYS} days before the rejection",
-            meaning=f"{group} activities in the month before the rejection",
-        )
-        table.add(
-            f"{group}_total", all_time[:, codes].sum(axis=1), source="activities",
-            window="all history to as_of", meaning=f"{group} activities ever",
-        )
-        if TREND_RECENT_DAYS in per_window and TREND_EARLIER_DAYS in per_window:
-            recent = per_window[TREND_RECENT_DAYS][:, codes].sum(axis=1)
-            earlier = per_window[TREND_EARLIER_DAYS][:, codes].sum(axis=1) - recent
-            table.add(
-                f"{group}_trend", recent / TREND_RECENT_DAYS
-                - earlier / (TREND_EARLIER_DAYS - TREND_RECENT_DAYS),
-                source="activities", window="30 vs 31-90 days before as_of",
-                meaning=f"daily rate of {group} activities, last 30 days minus the 60 before",
-            )
+        for group in ACTIVITY_GROUPS
+    )
 
 
 def _points_block(ctx: _Context, table: FeatureTable) -> None:

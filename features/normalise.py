@@ -12,6 +12,8 @@ from features.contract import JOB_LEVELS
 
 _SPACES = re.compile(r"[\s_\-/&,.]+")
 UNKNOWN_LEVEL = JOB_LEVELS.index("unknown")
+#: Arrays up to this length are handled value by value (cheaper than factorising).
+SMALL = 8
 
 #: Title keywords in priority order: the first level whose pattern matches wins.
 TITLE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -23,19 +25,23 @@ TITLE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+@lru_cache(maxsize=65536)
+def _normalise_string(text: str) -> str | None:
+    return _SPACES.sub(" ", text.lower()).strip() or None
+
+
 def normalise_value(value: object) -> str | None:
     """Lower-case, trimmed text with runs of spaces and punctuation folded to one space."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = _SPACES.sub(" ", str(value).lower()).strip()
-    return text or None
+    return _normalise_string(str(value))
 
 
 def normalise_text(values: np.ndarray) -> np.ndarray:
     """``normalise_value`` over an object array, computed once per distinct value."""
+    if len(values) <= SMALL:
+        return np.array([normalise_value(v) for v in values], dtype=object)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if len(values) == 1:
-        return np.array([normalise_value(values[0])], dtype=object)
     normalised = np.array([normalise_value(u) for u in uniques] + [None], dtype=object)
     return normalised[codes]
 
@@ -60,7 +66,9 @@ def derive_job_levels(codes: np.ndarray, titles: np.ndarray) -> tuple[np.ndarray
     """
     missing = (codes < 0) | (codes == UNKNOWN_LEVEL)
     derived = codes.copy()
-    if missing.any():
+    if missing.any() and len(codes) <= SMALL:
+        derived[missing] = [job_level_from_title(t) for t in titles[missing]]
+    elif missing.any():
         title_codes, uniques = pd.factorize(titles[missing], use_na_sentinel=True)
         levels = np.array([job_level_from_title(t) for t in uniques] + [UNKNOWN_LEVEL])
         derived[missing] = levels[title_codes]

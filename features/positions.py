@@ -43,6 +43,8 @@ def positions(
     """
     if len(event_lead) == 0:
         return [np.zeros(len(query_lead), dtype=np.int64) for _ in query_times]
+    if _one_lead(event_lead, query_lead):
+        return [np.searchsorted(event_time, t, side=side).astype(np.int64) for t in query_times]
     stacked = np.concatenate([event_time, *query_times])
     _, rank = np.unique(stacked, return_inverse=True)
     width = np.int64(rank.max()) + 2
@@ -54,6 +56,12 @@ def positions(
         found.append(np.searchsorted(event_keys, keys, side=side).astype(np.int64))
         offset += len(times)
     return found
+
+
+def _one_lead(event_lead: np.ndarray, query_lead: np.ndarray) -> bool:
+    """True when every event and query belongs to the same lead (an API request)."""
+    lead = event_lead[0]
+    return bool(event_lead[-1] == lead and (query_lead == lead).all())
 
 
 def event_positions(

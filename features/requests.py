@@ -83,7 +83,7 @@ def _records(
 
 
 def _json_value(value: Any) -> Any:
-    if value is None or value is pd.NaT:
+    if value is None or value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()

@@ -80,7 +80,7 @@ LOSS_BY_REASON = np.array([6, 3, 0, 1, 1, 5, 1, 4, 4, 4, 1])
 AMOUNT_MEDIAN = np.array([9_000.0, 40_000.0, 160_000.0])
 #: Sales-cycle median in days by segment: SMB 1-3 months, mid-market 3-6, enterprise 6-12.
 CYCLE_MEDIAN = np.array([55.0, 110.0, 250.0])
-WIN_INTERCEPT = -0.85
+WIN_INTERCEPT = -1.15
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,72 @@
+"""Labels and censoring: unknown outcomes are never negatives and never train or evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from features.config import FeatureConfig
+from features.dataset import build_training_set, uncensored
+from features.loading import Export, load_export
+
+DAY = np.timedelta64(1, "D")
+
+
+def test_tiny_export_examples_labels_and_censoring(tiny_export_dir: Path) -> None:
+    # Given the tiny export (snapshot 2025-05-01) and a 180-day horizon
+    export = load_export(tiny_export_dir)
+    examples = build_training_set(export, FeatureConfig(horizon_days=180))
+    keys = examples.keys
+    labels = examples.labels
+    assert labels is not None
+    by_key = {
+        (r, int(o)): i for i, (r, o) in enumerate(zip(keys["rejection_id"], keys["offset_days"]))
+    }
+    # Then R1 (an opportunity 122 days later) is positive until the opportunity closes it
+    assert sorted(o for r, o in by_key if r == "R1") == [0, 30, 90]
+    assert labels.reconverted[by_key[("R1", 0)]] == 1.0
+    assert labels.days_to_reconversion[by_key[("R1", 0)]] == 122.0
+    # And R3, rejected on the snapshot day, is censored, never a negative
+    assert labels.censored[by_key[("R3", 0)]]
+    assert np.isnan(labels.target[by_key[("R3", 0)]])
+    # And R2's 365-day re-score lies 30 days before the snapshot: its horizon is unseen
+    assert labels.censored[by_key[("R2", 365)]]
+    assert not labels.censored[by_key[("R2", 180)]]
+
+
+def test_censored_examples_never_reach_training_or_evaluation(small_export: Export) -> None:
+    config = FeatureConfig()
+    examples = build_training_set(small_export, config)
+    assert examples.labels is not None
+    horizon_end = examples.keys["as_of"] + np.timedelta64(config.horizon_days, "D")
+    unseen = (horizon_end > small_export.snapshot_at).to_numpy()
+
+    np.testing.assert_array_equal(examples.labels.censored, unseen)
+    assert np.isnan(examples.labels.target[unseen]).all()
+    kept = uncensored(examples)
+    assert kept.labels is not None
+    assert len(kept) == int((~unseen).sum()) > 0
+    assert not np.isnan(kept.labels.target).any()
+    assert (kept.keys["as_of"] + np.timedelta64(config.horizon_days, "D") <= small_export.snapshot_at).all()
+
+
+def test_won_target_censors_windows_with_only_open_opportunities(small_export: Export) -> None:
+    config = FeatureConfig(target="won")
+    examples = build_training_set(small_export, config)
+    assert examples.labels is not None
+    labels = examples.labels
+
+    assert (labels.won <= labels.reconverted).all()
+    assert np.isnan(labels.target[labels.censored]).all()
+    np.testing.assert_array_equal(labels.target[~labels.censored], labels.won[~labels.censored])
+
+
+def test_rescoring_examples_exist_only_while_the_rejection_is_open(small_export: Export) -> None:
+    examples = build_training_set(small_export, FeatureConfig())
+    later = examples.keys.loc[examples.keys["offset_days"] > 0]
+    opportunities = small_export.opportunities
+
+    for _, row in later.sample(200, random_state=1).iterrows():
+        mine = opportunities.loc[opportunities["lead_id"] == row["lead_id"], "created_at"]
+        assert not ((mine > row["rejected_at"]) & (mine <= row["as_of"])).any()

@@ -1,0 +1,182 @@
+"""The contract loader: types, UTC, vocabularies, and every problem named precisely."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.contract import PERSONAL_COLUMNS
+from features.loading import load_export
+from features.problems import ContractError, Problem
+from tests.features.conftest import TINY_TABLES, write_tiny_export
+
+
+def problems_of(directory: Path) -> list[Problem]:
+    with pytest.raises(ContractError) as caught:
+        load_export(directory)
+    return caught.value.problems
+
+
+def with_table(tmp_path: Path, name: str, text: str) -> Path:
+    return write_tiny_export(tmp_path / "export", {**TINY_TABLES, name: text})
+
+
+def test_loads_types_and_converts_offsets_to_utc(tiny_export_dir: Path) -> None:
+    export = load_export(tiny_export_dir)
+
+    leads = export.leads
+    assert str(leads["created_at"].dtype) == "datetime64[us, UTC]"
+    assert leads.loc[1, "created_at"] == pd.Timestamp("2024-01-31T22:00:00Z")
+    assert leads.loc[1, "lead_source"] == "web_form"
+    assert leads["employee_count"].tolist()[0] == 120.0
+    assert export.snapshot_at == pd.Timestamp("2025-05-01T00:00:00Z")
+
+
+def test_unknown_activity_type_becomes_other_with_a_warning(tiny_export_dir: Path) -> None:
+    export = load_export(tiny_export_dir)
+
+    assert export.activities.loc[3, "activity_type"] == "other"
+    assert any("1 activities with an unknown activity_type" in w for w in export.warnings)
+
+
+def test_optional_tables_may_be_absent(tiny_export_dir: Path) -> None:
+    (tiny_export_dir / "opportunities.csv").unlink()
+    (tiny_export_dir / "consent.csv").unlink()
+
+    export = load_export(tiny_export_dir)
+
+    assert export.opportunities.empty
+    assert export.consent.empty
+    assert list(export.consent.columns) == ["lead_id", "changed_at", "status"]
+
+
+def test_extra_columns_are_kept_on_leads_only_and_personal_columns_flagged(
+    tiny_export_dir: Path,
+) -> None:
+    export = load_export(tiny_export_dir)
+
+    assert "crm_custom_score" in export.leads
+    assert set(export.leads.attrs["personal_columns"]) == PERSONAL_COLUMNS
+    assert export.leads.loc[0, "email"] == "ann@example.com"
+
+
+def test_missing_required_column_is_named(tmp_path: Path) -> None:
+    directory = write_tiny_export(tmp_path / "export")
+    frame = pd.read_csv(directory / "rejections.csv").drop(columns=["reason_code"])
+    frame.to_csv(directory / "rejections.csv", index=False)
+
+    (problem,) = [p for p in problems_of(directory) if p.column == "reason_code"]
+
+    assert problem.message == "required column is missing"
+    assert problem.file.endswith("rejections.csv")
+
+
+def test_duplicate_lead_id_is_named_with_row(tmp_path: Path) -> None:
+    duplicate = TINY_TABLES["leads"] + "L1,2024-03-01T00:00:00Z,webinar,,,,,,,,\n"
+    directory = with_table(tmp_path, "leads", duplicate)
+
+    (problem,) = problems_of(directory)
+
+    assert (problem.column, problem.message, problem.row, problem.value) == (
+        "lead_id",
+        "duplicate primary key",
+        1,
+        "L1",
+    )
+    assert problem.count == 2
+
+
+def test_unparseable_rejected_at_is_named_with_row_and_value(tmp_path: Path) -> None:
+    text = TINY_TABLES["rejections"].replace("2025-05-01T00:00:00Z", "first of May")
+    directory = with_table(tmp_path, "rejections", text)
+
+    (problem,) = problems_of(directory)
+
+    assert (problem.column, problem.row, problem.value) == ("rejected_at", 3, "first of May")
+    assert "ISO 8601" in problem.message
+
+
+def test_unknown_reason_code_is_named(tmp_path: Path) -> None:
+    text = TINY_TABLES["rejections"].replace(",timing,,,", ",bad_vibes,,,", 1)
+    directory = with_table(tmp_path, "rejections", text)
+
+    (problem,) = problems_of(directory)
+
+    assert (problem.column, problem.row, problem.value) == ("reason_code", 2, "bad_vibes")
+    assert "allowed values" in problem.message
+
+
+def test_rejection_of_unknown_lead_is_named(tmp_path: Path) -> None:
+    text = TINY_TABLES["rejections"] + "R9,L404,2024-04-01T00:00:00Z,sql,budget,,,\n"
+    directory = with_table(tmp_path, "rejections", text)
+
+    (problem,) = problems_of(directory)
+
+    assert (problem.file.endswith("rejections.csv"), problem.column, problem.row) == (
+        True,
+        "lead_id",
+        4,
+    )
+    assert problem.value == "L404"
+    assert "not in leads" in problem.message
+
+
+@pytest.mark.parametrize("name", ["leads.parquet", "leads.csv"])
+def test_file_that_is_not_csv_or_parquet_is_named(tmp_path: Path, name: str) -> None:
+    directory = write_tiny_export(tmp_path / "export")
+    (directory / "leads.csv").unlink()
+    (directory / name).write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\x00garbage")
+
+    (problem,) = problems_of(directory)
+
+    assert problem.file.endswith(name)
+    assert "not a readable" in problem.message
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = TINY_TABLES["rejections"].replace("2025-05-01T00:00:00Z", "never").replace(
+        ",budget,", ",nope,"
+    )
+    directory = with_table(tmp_path, "rejections", text)
+
+    columns = {p.column for p in problems_of(directory)}
+
+    assert columns == {"rejected_at", "reason_code"}
+
+
+def test_empty_required_table_and_missing_table_are_problems(tmp_path: Path) -> None:
+    directory = with_table(tmp_path, "activities", "activity_id,lead_id,occurred_at,activity_type\n")
+    (directory / "rejections.csv").unlink()
+
+    messages = {p.message for p in problems_of(directory)}
+
+    assert "required table 'rejections' is missing" in messages
+
+
+def test_lenient_load_sets_bad_rows_aside_with_reason(tmp_path: Path) -> None:
+    text = TINY_TABLES["rejections"].replace("2025-05-01T00:00:00Z", "garbled")
+    directory = with_table(tmp_path, "rejections", text)
+
+    export = load_export(directory, lenient=True)
+
+    assert export.rejections["rejection_id"].tolist() == ["R1", "R2"]
+    (rejected,) = export.rejected_rows
+    assert (rejected.table, rejected.row, rejected.key) == ("rejections", 3, "R3")
+    assert rejected.reason.startswith("rejected_at: not an ISO 8601")
+
+
+def test_generated_export_validates_in_both_formats(tmp_path: Path, small_export_dir: Path) -> None:
+    from features.synthetic import generate_export
+
+    csv_dir = tmp_path / "csv"
+    generate_export(csv_dir, 500, 5, "csv")
+    parquet_dir = tmp_path / "parquet"
+    shutil.copytree(small_export_dir, parquet_dir)
+
+    for directory in (csv_dir, parquet_dir):
+        export = load_export(directory)
+        assert len(export.leads) > 0
+        assert len(export.rejections) > 0

@@ -1,0 +1,69 @@
+"""Fixtures for the serving tests: real LightGBM models trained on the small generated export.
+
+The models are ``ReconversionModel`` bundles written to plain directories (booster text and
+JSON), exactly what ``srl serve --model DIR`` and the batch job load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from sklearn.isotonic import IsotonicRegression
+
+from features.config import FeatureConfig
+from features.dataset import ExampleSet, build_training_set, uncensored
+from features.encoding import CategoryVocabulary
+from features.loading import Export
+from features.predictor import Calibration, ReconversionModel
+
+
+def train_model(examples: ExampleSet, rounds: int = 40, seed: int = 7) -> ReconversionModel:
+    """A small calibrated LightGBM model of ``examples`` (uncensored, with labels)."""
+    assert examples.labels is not None
+    config = FeatureConfig()
+    vocabulary = CategoryVocabulary.fit(
+        examples.features, config.min_category_count, config.max_categories
+    )
+    matrix = vocabulary.encode(examples.features)
+    categorical = [i for i, s in enumerate(examples.features.specs) if s.kind != "numeric"]
+    params = {
+        "objective": "binary", "verbose": -1, "num_leaves": 15, "learning_rate": 0.1,
+        "num_threads": 1, "seed": seed, "feature_fraction": 0.8, "bagging_fraction": 0.8,
+        "bagging_freq": 1, "deterministic": True,
+    }
+    data = lgb.Dataset(
+        matrix, examples.labels.target, feature_name=examples.features.names,
+        categorical_feature=categorical, free_raw_data=False,
+    )
+    booster = lgb.train(params, data, num_boost_round=rounds)
+    raw = np.asarray(booster.predict(matrix), dtype=np.float64)
+    isotonic = IsotonicRegression(out_of_bounds="clip").fit(raw, examples.labels.target)
+    calibration = Calibration(
+        "isotonic", tuple(map(float, isotonic.X_thresholds_)),
+        tuple(map(float, isotonic.y_thresholds_)),
+    )
+    metadata = {"trained_at": "2025-01-01T00:00:00+00:00", "metrics": {"auc": 0.8}, "seed": seed}
+    return ReconversionModel(
+        config, vocabulary, booster, calibration, examples.features.names, metadata, 1
+    )
+
+
+@pytest.fixture(scope="session")
+def training_examples(small_export: Export) -> ExampleSet:
+    """The small export's uncensored training examples."""
+    return uncensored(build_training_set(small_export, FeatureConfig()))
+
+
+@pytest.fixture(scope="session")
+def model(training_examples: ExampleSet) -> ReconversionModel:
+    """A trained model (single-threaded)."""
+    return train_model(training_examples)
+
+
+@pytest.fixture(scope="session")
+def model_dir(model: ReconversionModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained model saved as a directory."""
+    return model.save(tmp_path_factory.mktemp("models") / "v1")

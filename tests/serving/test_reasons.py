@@ -1,0 +1,141 @@
+"""Reasons: TreeSHAP factors ranked per row and phrased in plain words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.catalogue import feature_specs
+from features.config import FeatureConfig
+from features.dataset import ExampleSet
+from features.engine import FeatureSpec
+from features.predictor import ReconversionModel
+from serving.phrases import display_value, phrase_for
+from serving.reasons import explain, rank_factors
+
+ROWS = 200
+
+
+@pytest.fixture(scope="module")
+def rows(training_examples: ExampleSet) -> ExampleSet:
+    return training_examples.take(np.arange(ROWS))
+
+
+def _spec(name: str) -> FeatureSpec:
+    return next(s for s in feature_specs(FeatureConfig()) if s.name == name)
+
+
+def test_all_reasons_add_up_to_the_raw_score(model: ReconversionModel, rows: ExampleSet) -> None:
+    # Given every non-zero factor of each row
+    matrix = model.matrix(rows.features)
+    reasons = explain(model, rows.features, matrix, top_k=None)
+    # Then they and the expected value add up to the booster's raw log-odds
+    expected = model.contributions(matrix)[:, -1]
+    raw = model.booster.predict(matrix, raw_score=True)
+    totals = np.array([sum(r.contribution for r in row) for row in reasons]) + expected
+    np.testing.assert_allclose(totals, raw, atol=1e-9)
+
+
+def test_top_reasons_are_the_strongest_in_order(model: ReconversionModel, rows: ExampleSet) -> None:
+    matrix = model.matrix(rows.features)
+    everything = explain(model, rows.features, matrix, top_k=None)
+    top = explain(model, rows.features, matrix, top_k=3)
+    for full, best in zip(everything, top, strict=True):
+        strengths = [abs(r.contribution) for r in full]
+        assert strengths == sorted(strengths, reverse=True)
+        assert [r.feature for r in best] == [r.feature for r in full[:3]]
+        assert all(r.direction == ("up" if r.contribution > 0 else "down") for r in best)
+        assert all(r.contribution != 0 for r in full)
+
+
+def test_batch_and_single_rows_explain_alike(model: ReconversionModel, rows: ExampleSet) -> None:
+    batch = explain(model, rows.features, model.matrix(rows.features), top_k=5)
+    for index in range(0, ROWS, 37):
+        one = rows.take(np.array([index]))
+        (single,) = explain(model, one.features, model.matrix(one.features), top_k=5)
+        assert [(r.feature, r.text, r.value) for r in single] == [
+            (r.feature, r.text, r.value) for r in batch[index]
+        ]
+        np.testing.assert_allclose(
+            [r.contribution for r in single], [r.contribution for r in batch[index]], atol=1e-12
+        )
+
+
+def test_no_rows_and_no_factors(model: ReconversionModel, rows: ExampleSet) -> None:
+    empty = rows.take(np.zeros(ROWS, dtype=bool))
+    assert explain(model, empty.features, model.matrix(empty.features)) == []
+    assert explain(model, rows.features, model.matrix(rows.features), top_k=0)[:2] == [[], []]
+
+
+def test_values_are_labels_and_numbers(model: ReconversionModel, rows: ExampleSet) -> None:
+    reasons = explain(model, rows.features, model.matrix(rows.features), top_k=None)
+    specs = {s.name: s for s in rows.features.specs}
+    for reason in (r for row in reasons for r in row):
+        kind = specs[reason.feature].kind
+        if reason.value is None:
+            continue
+        if kind == "category":
+            assert reason.value in specs[reason.feature].vocabulary
+        elif kind == "numeric":
+            assert isinstance(reason.value, float)
+            assert np.isfinite(reason.value)
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "text"),
+    [
+        ("pricing_page_visit_30d", 3.0, "3 pricing-page visits in the 30 days before scoring"),
+        ("pricing_page_visit_30d", 1.0, "1 pricing-page visit in the 30 days before scoring"),
+        ("demo_request_since_rejection", 0.0, "no demo requests since the rejection"),
+        ("intent_pre_rejection_30d", 2.0, "2 buying signals in the 30 days before the rejection"),
+        ("reason_code", 0.0, "rejected for budget"),
+        ("reason_code", 2.0, "rejected because a competitor won"),
+        ("follow_up_days", 12.3, "follow-up date is in 12 days"),
+        ("follow_up_days", -4.0, "follow-up date passed 4 days ago"),
+        ("follow_up_days", float("nan"), "no follow-up date set"),
+        ("days_since_pricing_page_visit", float("nan"), "no pricing-page visit on record"),
+        ("days_since_demo_request", 9.6, "last demo request 10 days ago"),
+        ("earlier_rejections_budget", 2.0, "2 earlier rejections for budget"),
+        ("consent_status", 1.0, "consent: unsubscribed"),
+        ("stage_at_rejection", 2.0, "stage at rejection: SQL"),
+        ("amount_won", 48000.0, "$48,000 won before"),
+        ("annual_revenue", 12_500_000.0, "annual revenue $12.5M"),
+        ("marketing_trend", 0.2, "marketing touches rising over the last 30 days"),
+        ("points_qualified", 1.0, "passes the classic qualification rule"),
+        ("as_of_month", 3.0, "scored in March"),
+    ],
+)
+def test_phrases_read_as_plain_words(feature: str, value: float, text: str) -> None:
+    spec = _spec(feature)
+    assert phrase_for(spec)(display_value(spec, value)) == text
+
+
+def test_text_features_show_their_value() -> None:
+    industry, country = _spec("industry"), _spec("country")
+    assert phrase_for(industry)(display_value(industry, "software")) == "industry: software"
+    assert phrase_for(country)(display_value(country, "de")) == "country: DE"
+    assert phrase_for(industry)(display_value(industry, None)) == "industry not recorded"
+
+
+@pytest.mark.parametrize("value", [None, 0.0, 1.0, 2.5, -3.0, 45.0])
+def test_every_catalogue_feature_has_a_real_phrase(value: float | None) -> None:
+    # No phrase falls back to a raw feature name (with underscores) for any value
+    for spec in feature_specs(FeatureConfig()):
+        if spec.kind == "category":
+            position = int(abs(value or 0)) % len(spec.vocabulary)
+            shown = None if value is None else spec.vocabulary[position]
+        elif spec.kind == "text":
+            shown = None if value is None else "software"
+        elif spec.name == "as_of_month":
+            shown = None if value is None else 5.0
+        else:
+            shown = value
+        text = phrase_for(spec)(shown)
+        assert text, spec.name
+        assert "_" not in text, (spec.name, text)
+
+
+def test_rank_factors_handles_k_beyond_the_width() -> None:
+    contributions = np.array([[0.1, -0.5, 0.0], [0.0, 0.0, 0.3]])
+    assert rank_factors(contributions, 10).tolist() == [[1, 0, 2], [2, 0, 1]]
+    assert rank_factors(contributions, 1).tolist() == [[1], [2]]
