@@ -52,8 +52,8 @@ def _empty_history(config: FeatureConfig) -> History:
     return History(
         lead_id=nothing,
         lead_created=empty,
-        lead_codes={c: empty for c in LEAD_CODE_COLUMNS},
-        lead_text={c: nothing for c in (*LEAD_TEXT_COLUMNS, *config.custom_columns.categorical)},
+        lead_codes=dict.fromkeys(LEAD_CODE_COLUMNS, empty),
+        lead_text=dict.fromkeys((*LEAD_TEXT_COLUMNS, *config.custom_columns.categorical), nothing),
         lead_numbers={
             c: np.zeros(0) for c in (*LEAD_NUMBER_COLUMNS, *config.custom_columns.numeric)
         },
@@ -62,8 +62,13 @@ def _empty_history(config: FeatureConfig) -> History:
         opportunities_closed=_empty_events(),
         consent=_empty_events(),
         rejections=Rejections(
-            empty, empty, nothing, {c: empty for c in REJECTION_CODE_COLUMNS}, empty,
-            np.zeros(0), nothing,
+            empty,
+            empty,
+            nothing,
+            dict.fromkeys(REJECTION_CODE_COLUMNS, empty),
+            empty,
+            np.zeros(0),
+            nothing,
         ),
     )
 

@@ -42,7 +42,9 @@ def validate(
         _report_problems(error, as_json)
         raise typer.Exit(1) from error
     summary = summarise_export(export, horizon_days)
-    typer.echo(json.dumps({"valid": True, **summary}, indent=2) if as_json else format_summary(summary))
+    typer.echo(
+        json.dumps({"valid": True, **summary}, indent=2) if as_json else format_summary(summary)
+    )
 
 
 def _report_problems(error: ContractError, as_json: bool) -> None:
@@ -59,9 +61,7 @@ def generate(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the export into.")],
     leads: Annotated[int, typer.Option("--leads", min=1, help="Number of leads.")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 7,
-    fmt: Annotated[
-        str, typer.Option("--format", help="File format: parquet or csv.")
-    ] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="File format: parquet or csv.")] = "parquet",
 ) -> None:
     """Generate a realistic synthetic CRM export (deterministic per seed)."""
     from features.synthetic import generate_export

@@ -57,9 +57,7 @@ class TableCheck:
             keep[list(self.bad_reasons)] = False
             frame = frame.loc[keep]
         frame = frame.reset_index(drop=True)
-        frame.attrs["personal_columns"] = sorted(
-            c.name for c in self.table.columns if c.personal
-        )
+        frame.attrs["personal_columns"] = sorted(c.name for c in self.table.columns if c.personal)
         return frame
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from features.contract import ACTIVITY_TYPES, PERSONAL_COLUMNS, PRODUCT_FITS, LEADS
+from features.contract import ACTIVITY_TYPES, LEADS, PERSONAL_COLUMNS, PRODUCT_FITS
 
 DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
     "meeting_decision_maker": 5,
@@ -56,7 +56,7 @@ class PointsConfig(_Frozen):
     vertical_with_expertise: float = 10
     vertical_without_expertise: float = 5
     product_fit: dict[str, float] = Field(
-        default_factory=lambda: {"ideal": 10, "customization": 5, "major_investment": 0}
+        default_factory=lambda: {"ideal": 10.0, "customization": 5.0, "major_investment": 0.0}
     )
     qualification_min_points: float = 20
     qualification_requires: tuple[str, ...] = ("funding_confirmed", "onsite_demo")

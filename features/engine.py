@@ -8,7 +8,7 @@ features as it computes them, so the feature catalogue is generated from this co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -120,10 +120,18 @@ class FeatureTable:
     ) -> None:
         """Record a contract-vocabulary category given its integer codes (-1 missing)."""
         values = np.where(codes >= 0, codes, np.nan).astype(np.float64)
-        self.add(name, values, kind="category", vocabulary=vocabulary, **kw)  # type: ignore[arg-type]
+        self.add(
+            name,
+            values,
+            kind="category",
+            vocabulary=vocabulary,
+            meaning=kw["meaning"],
+            source=kw["source"],
+            window=kw.get("window", "at as_of"),
+        )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spec(
     name: str,
     kind: FeatureKind,
@@ -176,32 +184,53 @@ def _lead_block(ctx: _Context, table: FeatureTable) -> None:
         if column == "job_level":
             continue
         table.add_category(
-            column, h.lead_codes[column][lead], vocabulary, meaning=f"lead {column}", source="leads",
+            column,
+            h.lead_codes[column][lead],
+            vocabulary,
+            meaning=f"lead {column}",
+            source="leads",
             window="static",
         )
     levels, derived = derive_job_levels(h.lead_codes["job_level"], h.lead_text["job_title"])
     table.add_category(
-        "job_level", levels[lead], JOB_LEVELS, source="leads", window="static",
+        "job_level",
+        levels[lead],
+        JOB_LEVELS,
+        source="leads",
+        window="static",
         meaning="job level; derived from the job title when missing or unknown",
     )
     table.add(
-        "job_level_from_title", derived[lead].astype(float), source="leads", window="static",
+        "job_level_from_title",
+        derived[lead].astype(float),
+        source="leads",
+        window="static",
         meaning="1 when the job level was derived from the title",
     )
     for column in ("industry", "country"):
         table.add(
-            column, normalise_text(h.lead_text[column])[lead], kind="text", source="leads",
-            window="static", meaning=f"lead {column} (normalised free text)",
+            column,
+            normalise_text(h.lead_text[column])[lead],
+            kind="text",
+            source="leads",
+            window="static",
+            meaning=f"lead {column} (normalised free text)",
         )
     for column, values in h.lead_numbers.items():
         table.add(column, values[lead], source="leads", window="static", meaning=f"lead {column}")
     for column in ctx.config.custom_columns.categorical:
         table.add(
-            column, normalise_text(h.lead_text[column])[lead], kind="text", source="leads",
-            window="static", meaning=f"custom lead column {column}",
+            column,
+            normalise_text(h.lead_text[column])[lead],
+            kind="text",
+            source="leads",
+            window="static",
+            meaning=f"custom lead column {column}",
         )
     table.add(
-        "lead_age_days", ctx.days_before_as_of(h.lead_created[lead]), source="leads",
+        "lead_age_days",
+        ctx.days_before_as_of(h.lead_created[lead]),
+        source="leads",
         meaning="days from lead creation to as_of",
     )
 
@@ -210,19 +239,32 @@ def _rejection_block(ctx: _Context, table: FeatureTable) -> None:
     rejections, rows = ctx.history.rejections, ctx.examples.rejection_row
     for column, vocabulary in REJECTION_CODE_COLUMNS.items():
         table.add_category(
-            column, rejections.codes[column][rows], vocabulary, source="rejections",
-            meaning=f"{column} of this rejection", window="at rejection",
+            column,
+            rejections.codes[column][rows],
+            vocabulary,
+            source="rejections",
+            meaning=f"{column} of this rejection",
+            window="at rejection",
         )
     table.add(
-        "recommended_program", normalise_text(rejections.program[rows]), kind="text",
-        source="rejections", window="at rejection", meaning="nurture program the rep picked",
+        "recommended_program",
+        normalise_text(rejections.program[rows]),
+        kind="text",
+        source="rejections",
+        window="at rejection",
+        meaning="nurture program the rep picked",
     )
     table.add(
-        "lead_score_at_rejection", rejections.lead_score[rows], source="rejections",
-        window="at rejection", meaning="the marketing platform's score at rejection",
+        "lead_score_at_rejection",
+        rejections.lead_score[rows],
+        source="rejections",
+        window="at rejection",
+        meaning="the marketing platform's score at rejection",
     )
     table.add(
-        "days_since_rejection", ctx.days_before_as_of(ctx.rejected_at), source="rejections",
+        "days_since_rejection",
+        ctx.days_before_as_of(ctx.rejected_at),
+        source="rejections",
         meaning="days from the rejection to as_of",
     )
     _follow_up_features(ctx, table, rejections.follow_up[rows])
@@ -233,12 +275,16 @@ def _follow_up_features(ctx: _Context, table: FeatureTable, follow_up: np.ndarra
     known = follow_up != np.iinfo(np.int64).min
     until = np.where(known, (follow_up - ctx.as_of) / DAY_US, np.nan)
     table.add(
-        "follow_up_days", until, source="rejections",
+        "follow_up_days",
+        until,
+        source="rejections",
         meaning="days from as_of until the rep's follow-up date (negative once passed)",
     )
     table.add(
-        "follow_up_overdue", np.where(known, (until <= 0).astype(float), np.nan),
-        source="rejections", meaning="1 when the follow-up date has come",
+        "follow_up_overdue",
+        np.where(known, (until <= 0).astype(float), np.nan),
+        source="rejections",
+        meaning="1 when the follow-up date has come",
     )
 
 
@@ -248,7 +294,9 @@ def _calendar_features(ctx: _Context, table: FeatureTable) -> None:
     next_year = (moments.astype("datetime64[Y]") + 1).astype("datetime64[us]").astype(np.int64)
     table.add("as_of_month", months, source="as_of", meaning="calendar month of as_of")
     table.add(
-        "days_to_next_year", (next_year - ctx.as_of) / DAY_US, source="as_of",
+        "days_to_next_year",
+        (next_year - ctx.as_of) / DAY_US,
+        source="as_of",
         meaning="days from as_of to the next calendar (fiscal) year",
     )
 
@@ -259,28 +307,37 @@ def _earlier_rejection_block(ctx: _Context, table: FeatureTable) -> None:
     start = lead_starts(rejections.lead, ctx.history.n_leads)[lead]
     earlier = before - start
     table.add(
-        "earlier_rejections", earlier, source="rejections", window="before this rejection",
+        "earlier_rejections",
+        earlier,
+        source="rejections",
+        window="before this rejection",
         meaning="how many times the lead was rejected before this rejection",
     )
     previous = np.maximum(before - 1, 0)
     has_previous = earlier > 0
     reason = rejections.codes["reason_code"]
     table.add_category(
-        "previous_reason_code", np.where(has_previous, reason[previous], -1),
-        REASON_CODES, source="rejections", window="before this rejection",
+        "previous_reason_code",
+        np.where(has_previous, reason[previous], -1),
+        REASON_CODES,
+        source="rejections",
+        window="before this rejection",
         meaning="reason of the lead's previous rejection",
     )
     table.add(
         "days_since_previous_rejection",
         np.where(has_previous, (ctx.rejected_at - rejections.time[previous]) / DAY_US, np.nan),
-        source="rejections", window="before this rejection",
+        source="rejections",
+        window="before this rejection",
         meaning="days between the previous rejection and this one",
     )
     counts = prefix_counts(np.maximum(reason, 0), len(REASON_CODES))
     by_reason = counts[before] - counts[start]
     for code, name in enumerate(REASON_CODES):
         table.add(
-            f"earlier_rejections_{name}", by_reason[:, code], source="rejections",
+            f"earlier_rejections_{name}",
+            by_reason[:, code],
+            source="rejections",
             window="before this rejection",
             meaning=f"earlier rejections of the lead with reason {name}",
         )
@@ -295,31 +352,46 @@ def _opportunity_block(ctx: _Context, table: FeatureTable) -> None:
     (closed_upto,) = event_positions(closed, lead, [as_of])
     n_created = created_upto - created_start
     n_closed = closed_upto - closed_start
-    table.add("opportunities_before", n_created, source="opportunities",
-              meaning="opportunities created for the lead by as_of")
-    table.add("opportunities_open", n_created - n_closed, source="opportunities",
-              meaning="of those, still open at as_of")
+    table.add(
+        "opportunities_before",
+        n_created,
+        source="opportunities",
+        meaning="opportunities created for the lead by as_of",
+    )
+    table.add(
+        "opportunities_open",
+        n_created - n_closed,
+        source="opportunities",
+        meaning="of those, still open at as_of",
+    )
     won_code = CODES["opportunity_status"]["won"]
     for status in ("won", "lost"):
         is_status = (closed.kind == won_code) == (status == "won")
         status_counts = np.concatenate([[0], np.cumsum(is_status)])
         amounts = np.where(is_status, closed.value, 0.0)
         table.add(
-            f"opportunities_{status}", status_counts[closed_upto] - status_counts[closed_start],
-            source="opportunities", meaning=f"opportunities closed {status} by as_of",
+            f"opportunities_{status}",
+            status_counts[closed_upto] - status_counts[closed_start],
+            source="opportunities",
+            meaning=f"opportunities closed {status} by as_of",
         )
         table.add(
-            f"amount_{status}", range_sums(amounts, closed_start, closed_upto),
-            source="opportunities", meaning=f"total amount (USD) of opportunities closed {status}",
+            f"amount_{status}",
+            range_sums(amounts, closed_start, closed_upto),
+            source="opportunities",
+            meaning=f"total amount (USD) of opportunities closed {status}",
         )
     table.add(
         "days_since_last_opportunity",
         _days_since_last(ctx, created.time, created_start, created_upto),
-        source="opportunities", meaning="days since the lead's latest opportunity was created",
+        source="opportunities",
+        meaning="days since the lead's latest opportunity was created",
     )
     table.add(
-        "days_since_last_close", _days_since_last(ctx, closed.time, closed_start, closed_upto),
-        source="opportunities", meaning="days since the lead's latest opportunity closed",
+        "days_since_last_close",
+        _days_since_last(ctx, closed.time, closed_start, closed_upto),
+        source="opportunities",
+        meaning="days since the lead's latest opportunity closed",
     )
 
 
@@ -343,12 +415,17 @@ def _consent_block(ctx: _Context, table: FeatureTable) -> None:
     latest = consent.kind[np.maximum(upto - 1, 0)] if len(consent) else np.zeros(len(lead), int)
     status = np.where(has_any, latest, subscribed)
     table.add_category(
-        "consent_status", status, CONSENT_STATUSES, source="consent",
+        "consent_status",
+        status,
+        CONSENT_STATUSES,
+        source="consent",
         meaning="the lead's consent at as_of (subscribed when never changed)",
     )
     opted_out = np.concatenate([[0], np.cumsum(consent.kind != subscribed)])
     table.add(
-        "consent_opt_outs", opted_out[upto] - opted_out[start], source="consent",
+        "consent_opt_outs",
+        opted_out[upto] - opted_out[start],
+        source="consent",
         meaning="times the lead unsubscribed or asked not to be contacted by as_of",
     )
 
@@ -386,7 +463,7 @@ def _per_type_features(
     table.add_block(_per_type_specs("since_rejection", "since the rejection"), since_rejection)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _per_type_specs(suffix: str, window: str) -> tuple[FeatureSpec, ...]:
     return tuple(
         _spec(f"{kind}_{suffix}", "numeric", f"{kind} events", window, "activities")
@@ -399,8 +476,10 @@ def _recency_features(
 ) -> None:
     activities = ctx.history.activities
     table.add(
-        "days_since_last_activity", _days_since_last(ctx, activities.time, start, upto),
-        source="activities", meaning="days since the lead's latest activity of any type",
+        "days_since_last_activity",
+        _days_since_last(ctx, activities.time, start, upto),
+        source="activities",
+        meaning="days since the lead's latest activity of any type",
     )
     last = prefix_last(activities.kind, len(ACTIVITY_TYPES))[upto]
     seen = last >= start[:, None]
@@ -412,8 +491,13 @@ def _recency_features(
 @lru_cache(maxsize=1)
 def _recency_specs() -> tuple[FeatureSpec, ...]:
     return tuple(
-        _spec(f"days_since_{kind}", "numeric", f"days since the lead's latest {kind}", "at as_of",
-              "activities")
+        _spec(
+            f"days_since_{kind}",
+            "numeric",
+            f"days since the lead's latest {kind}",
+            "at as_of",
+            "activities",
+        )
         for kind in ACTIVITY_TYPES
     )
 
@@ -460,7 +544,7 @@ def _group_membership() -> np.ndarray:
     return membership
 
 
-@lru_cache(maxsize=None)
+@cache
 def _group_specs(suffix: str, window: str, meaning: str) -> tuple[FeatureSpec, ...]:
     return tuple(
         _spec(f"{group}_{suffix}", "numeric", f"{group} {meaning}", window, "activities")
@@ -472,9 +556,11 @@ def _group_specs(suffix: str, window: str, meaning: str) -> tuple[FeatureSpec, .
 def _trend_specs() -> tuple[FeatureSpec, ...]:
     return tuple(
         _spec(
-            f"{group}_trend", "numeric",
+            f"{group}_trend",
+            "numeric",
             f"daily rate of {group} activities, last 30 days minus the 60 before",
-            "30 vs 31-90 days before as_of", "activities",
+            "30 vs 31-90 days before as_of",
+            "activities",
         )
         for group in ACTIVITY_GROUPS
     )
@@ -489,10 +575,13 @@ def _points_block(ctx: _Context, table: FeatureTable) -> None:
     target = np.isin(industry, points.target_verticals)
     expertise = np.isin(industry, points.expertise_verticals) & target
     vertical = np.where(
-        expertise, points.vertical_with_expertise,
+        expertise,
+        points.vertical_with_expertise,
         np.where(target, points.vertical_without_expertise, 0.0),
     )
-    fit_by_code = np.array([points.product_fit.get(v, 0.0) for v in LEAD_CODE_COLUMNS["product_fit"]])
+    fit_by_code = np.array(
+        [points.product_fit.get(v, 0.0) for v in LEAD_CODE_COLUMNS["product_fit"]]
+    )
     fit_code = h.lead_codes["product_fit"][lead]
     product = np.where(fit_code >= 0, fit_by_code[np.maximum(fit_code, 0)], 0.0)
     total = behaviour + vertical + product

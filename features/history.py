@@ -48,13 +48,16 @@ REJECTION_CODE_COLUMNS = {
     "barrier_side": BARRIER_SIDES,
     "rep_potential": REP_POTENTIALS,
 }
-CODES = {name: {value: i for i, value in enumerate(vocab)} for name, vocab in {
-    **LEAD_CODE_COLUMNS,
-    **REJECTION_CODE_COLUMNS,
-    "activity_type": ACTIVITY_TYPES,
-    "opportunity_status": OPPORTUNITY_STATUSES,
-    "consent_status": CONSENT_STATUSES,
-}.items()}
+CODES = {
+    name: {value: i for i, value in enumerate(vocab)}
+    for name, vocab in {
+        **LEAD_CODE_COLUMNS,
+        **REJECTION_CODE_COLUMNS,
+        "activity_type": ACTIVITY_TYPES,
+        "opportunity_status": OPPORTUNITY_STATUSES,
+        "consent_status": CONSENT_STATUSES,
+    }.items()
+}
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,7 @@ def _number_column(frame: pd.DataFrame, column: str) -> np.ndarray:
     return np.where(np.isfinite(numbers), numbers, np.nan)
 
 
-def _opportunity_events(opportunities: pd.DataFrame, index: pd.Index) -> dict[str, Events]:
+def _opportunity_events(opportunities: pd.DataFrame, index: pd.Index) -> dict[str, Any]:
     lead = index.get_indexer(opportunities["lead_id"])
     created = to_microseconds(opportunities["created_at"])
     closed = to_microseconds(opportunities["closed_at"])
@@ -226,7 +229,7 @@ def _opportunity_blocks(
     closed: np.ndarray,
     status: np.ndarray,
     amount: np.ndarray,
-) -> dict[str, Events]:
+) -> dict[str, Any]:
     """Opportunities as two event streams: creations, and closures (won or lost)."""
     is_closed = (closed != MISSING_TIME) & (status != CODES["opportunity_status"]["open"])
     closed_at = np.maximum(closed, created)
@@ -308,7 +311,7 @@ def _activity_events(request: ScoreRequest) -> Events:
     return Events.build(np.zeros(count, dtype=np.int64), time, kind)
 
 
-def _request_opportunities(request: ScoreRequest) -> dict[str, Events]:
+def _request_opportunities(request: ScoreRequest) -> dict[str, Any]:
     opportunities = request.opportunities
     return _opportunity_blocks(
         np.zeros(len(opportunities), dtype=np.int64),

@@ -138,9 +138,7 @@ def build_export(
     """
     file_names = {name: str(path) for name, path in (files or {}).items()}
     checks = {
-        table.name: check_table(
-            table, raw.get(table.name), file_names.get(table.name, table.name)
-        )
+        table.name: check_table(table, raw.get(table.name), file_names.get(table.name, table.name))
         for table in TABLES
     }
     _check_references(checks)
@@ -253,7 +251,7 @@ def _rejected_rows(check: TableCheck) -> list[RejectedRow]:
     if check.frame is None or not check.bad_reasons:
         return []
     key = TABLES_BY_NAME[check.table.name].primary_key or "lead_id"
-    keys = check.frame[key] if key in check.frame else None
+    keys = check.frame.get(key)
     rows: list[RejectedRow] = []
     for position, reason in sorted(check.bad_reasons.items()):
         value = None if keys is None else keys.iloc[position]

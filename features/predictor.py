@@ -58,7 +58,13 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
-        return {"method": self.method, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b}
+        return {
+            "method": self.method,
+            "x": list(self.x),
+            "y": list(self.y),
+            "a": self.a,
+            "b": self.b,
+        }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Calibration:
@@ -129,7 +135,9 @@ class ReconversionModel:
     def request_features(self, request: ScoreRequest, now: datetime | None = None) -> FeatureTable:
         """The raw feature row of one scoring request (only its rows at or before as_of)."""
         history = history_from_request(request, self.config)
-        as_of = max(microseconds(request.resolved_as_of(now)), microseconds(request.rejection.rejected_at))
+        as_of = max(
+            microseconds(request.resolved_as_of(now)), microseconds(request.rejection.rejected_at)
+        )
         examples = rejection_example(history, request.rejection.rejection_id, as_of)
         return compute_features(history, examples, self.config)
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,43 +27,56 @@ import mlflow
 import mlflow.pyfunc
 from mlflow.models.model import ModelInfo
 
+from features.model_store import MODEL_ARTIFACT
 from features.predictor import ReconversionModel
 from features.records import ScoreRequest
 
-MODEL_ARTIFACT = "reconversion_model"
-"""Key of the model directory in the pyfunc's ``artifacts`` (and its folder in the model)."""
 MODEL_CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 THREADS_VARIABLE = "SRL_MODEL_THREADS"
 RUNTIME_PACKAGES = ("mlflow", "lightgbm", "numpy", "pandas", "pydantic", "pyyaml")
 
 
-class ReconversionPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow's view of a ``ReconversionModel``: raw contract rows to probabilities."""
+@contextmanager
+def _bodies_are_free_form() -> Iterator[None]:
+    """Silence MLflow's note that ``dict[str, Any]`` is not validated: the contract is.
 
-    def __init__(self) -> None:
-        self.model: ReconversionModel | None = None
+    Request bodies are validated by ``ScoreRequest`` (vocabularies, UTC times, ids), which
+    says more than MLflow's schema could; MLflow only checks that each item is an object.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Any type hint", category=UserWarning)
+        yield
 
-    def load_context(self, context: Any) -> None:
-        """Read the model from the artifact MLflow downloaded beside the code."""
-        threads = int(os.environ.get(THREADS_VARIABLE, "0"))
-        self.model = ReconversionModel.load(context.artifacts[MODEL_ARTIFACT], threads)
 
-    def predict(
-        self, model_input: list[dict[str, Any]], params: dict[str, Any] | None = None
-    ) -> list[float]:
-        """Calibrated probabilities, one per request body, in order.
+with _bodies_are_free_form():
 
-        Args:
-            model_input: request bodies (``lead``, ``rejection``, ``activities``, ...).
-            params: unused; accepted for MLflow's interface.
+    class ReconversionPyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow's view of a ``ReconversionModel``: raw contract rows to probabilities."""
 
-        Raises:
-            pydantic.ValidationError: a body breaks the data contract.
-        """
-        if self.model is None:
-            raise RuntimeError("the model is not loaded (load_context was not called)")
-        requests = [ScoreRequest.model_validate(_plain(body)) for body in model_input]
-        return [float(p) for p in self.model.predict_requests(requests)]
+        def __init__(self) -> None:
+            self.model: ReconversionModel | None = None
+
+        def load_context(self, context: Any) -> None:
+            """Read the model from the artifact MLflow downloaded beside the code."""
+            threads = int(os.environ.get(THREADS_VARIABLE, "0"))
+            self.model = ReconversionModel.load(context.artifacts[MODEL_ARTIFACT], threads)
+
+        def predict(
+            self, model_input: list[dict[str, Any]], params: dict[str, Any] | None = None
+        ) -> list[float]:
+            """Calibrated probabilities, one per request body, in order.
+
+            Args:
+                model_input: request bodies (``lead``, ``rejection``, ``activities``, ...).
+                params: unused; accepted for MLflow's interface.
+
+            Raises:
+                pydantic.ValidationError: a body breaks the data contract.
+            """
+            if self.model is None:
+                raise RuntimeError("the model is not loaded (load_context was not called)")
+            requests = [ScoreRequest.model_validate(_plain(body)) for body in model_input]
+            return [float(p) for p in self.model.predict_requests(requests)]
 
 
 def log_pyfunc(
@@ -82,14 +98,15 @@ def log_pyfunc(
     """
     with tempfile.TemporaryDirectory(prefix="srl-model-") as scratch:
         directory = model.save(Path(scratch) / MODEL_ARTIFACT)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(MODEL_CODE_FILE),
-            artifacts={MODEL_ARTIFACT: str(directory)},
-            input_example=[input_example],
-            pip_requirements=runtime_requirements(),
-            registered_model_name=registered_model_name,
-        )
+        with _bodies_are_free_form():
+            return mlflow.pyfunc.log_model(
+                name=name,
+                python_model=str(MODEL_CODE_FILE),
+                artifacts={MODEL_ARTIFACT: str(directory)},
+                input_example=[input_example],
+                pip_requirements=runtime_requirements(),
+                registered_model_name=registered_model_name,
+            )
 
 
 def runtime_requirements() -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -99,16 +99,28 @@ def _vocabulary(values: tuple[str, ...], fallback: str | None = None) -> Any:
     ]
 
 
-LeadSource = _vocabulary(LEAD_SOURCES)
-JobLevel = _vocabulary(JOB_LEVELS)
-ProductFit = _vocabulary(PRODUCT_FITS)
-ActivityType = _vocabulary(ACTIVITY_TYPES, fallback=OTHER_ACTIVITY)
-Stage = _vocabulary(STAGES)
-ReasonCode = _vocabulary(REASON_CODES)
-BarrierSide = _vocabulary(BARRIER_SIDES)
-RepPotential = _vocabulary(REP_POTENTIALS)
-OpportunityStatus = _vocabulary(OPPORTUNITY_STATUSES)
-ConsentStatus = _vocabulary(CONSENT_STATUSES)
+if TYPE_CHECKING:  # the validators below are plain strings to a type checker
+    LeadSource: TypeAlias = str
+    JobLevel: TypeAlias = str
+    ProductFit: TypeAlias = str
+    ActivityType: TypeAlias = str
+    Stage: TypeAlias = str
+    ReasonCode: TypeAlias = str
+    BarrierSide: TypeAlias = str
+    RepPotential: TypeAlias = str
+    OpportunityStatus: TypeAlias = str
+    ConsentStatus: TypeAlias = str
+else:
+    LeadSource = _vocabulary(LEAD_SOURCES)
+    JobLevel = _vocabulary(JOB_LEVELS)
+    ProductFit = _vocabulary(PRODUCT_FITS)
+    ActivityType = _vocabulary(ACTIVITY_TYPES, fallback=OTHER_ACTIVITY)
+    Stage = _vocabulary(STAGES)
+    ReasonCode = _vocabulary(REASON_CODES)
+    BarrierSide = _vocabulary(BARRIER_SIDES)
+    RepPotential = _vocabulary(REP_POTENTIALS)
+    OpportunityStatus = _vocabulary(OPPORTUNITY_STATUSES)
+    ConsentStatus = _vocabulary(CONSENT_STATUSES)
 
 
 class _Record(BaseModel):
@@ -203,9 +215,7 @@ class ScoreRequest(BaseModel):
     activities: Annotated[list[ActivityRecord], Field(max_length=MAX_ROWS_PER_LEAD)] = []
     opportunities: Annotated[list[OpportunityRecord], Field(max_length=MAX_ROWS_PER_LEAD)] = []
     consent: Annotated[list[ConsentRecord], Field(max_length=MAX_ROWS_PER_LEAD)] = []
-    earlier_rejections: Annotated[
-        list[RejectionRecord], Field(max_length=MAX_ROWS_PER_LEAD)
-    ] = []
+    earlier_rejections: Annotated[list[RejectionRecord], Field(max_length=MAX_ROWS_PER_LEAD)] = []
     as_of: Timestamp | None = None
 
     @model_validator(mode="after")

@@ -71,9 +71,7 @@ def _records(
 ) -> list[dict[str, Any]]:
     contract = TABLES_BY_NAME[table]
     columns = [
-        c.name
-        for c in contract.columns
-        if c.name in frame and (include_personal or not c.personal)
+        c.name for c in contract.columns if c.name in frame and (include_personal or not c.personal)
     ]
     columns += [c for c in custom_columns if c in frame]
     return [

@@ -30,27 +30,21 @@ import pyarrow.parquet as pq
 
 from features.contract import (
     ACTIVITY_TYPES,
+    BARRIER_SIDES,
     CONSENT_STATUSES,
     JOB_LEVELS,
     LEAD_SOURCES,
     OPPORTUNITY_STATUSES,
     PRODUCT_FITS,
     REASON_CODES,
+    REP_POTENTIALS,
     STAGES,
     TABLES_BY_NAME,
-    BARRIER_SIDES,
     Kind,
-    REP_POTENTIALS,
 )
 from features.synthetic_activity import Consent, Events, generate_activities, generate_consent
-from features.synthetic_journey import (
-    LOSS_REASONS,
-    N_REPS,
-    PROGRAMS,
-    Opportunities,
-    Rejections,
-    simulate_journey,
-)
+from features.synthetic_deals import LOSS_REASONS, Opportunities
+from features.synthetic_journey import N_REPS, PROGRAMS, Rejections, simulate_journey
 from features.synthetic_population import (
     COUNTRIES,
     FAKE_FIRST_NAMES,
@@ -140,7 +134,9 @@ def write_export(
         raise ValueError(f"not contract tables: {unknown}")
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    )
     try:
         for name, frame in tables.items():
             _write_table(name, frame, staging / f"{name}.{fmt}", fmt)
@@ -196,7 +192,7 @@ def _labels(vocabulary: Sequence[str], codes: np.ndarray) -> np.ndarray:
 
 
 def _category(vocabulary: Sequence[str], codes: np.ndarray) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes.astype(np.int64), categories=list(vocabulary))
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(vocabulary))
 
 
 def _whole(values: np.ndarray) -> pd.Series:
@@ -297,7 +293,9 @@ def _write_table(name: str, frame: pd.DataFrame, path: Path, fmt: Format) -> Non
         return
     contract = TABLES_BY_NAME[name]
     dates = {c.name for c in contract.columns if c.kind is Kind.DATE}
-    columns = [_csv_column(table.column(i), field.name in dates) for i, field in enumerate(table.schema)]
+    columns = [
+        _csv_column(table.column(i), field.name in dates) for i, field in enumerate(table.schema)
+    ]
     pacsv.write_csv(pa.table(columns, names=table.column_names), path)
 
 

@@ -14,15 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.contract import ACTIVITY_TYPES, CONSENT_STATUSES, LEAD_SOURCES, REASON_CODES
-from features.synthetic_journey import (
-    OPPORTUNITY,
-    SAL,
-    SQL,
-    WON,
-    Columns,
-    Journey,
-)
-from features.synthetic_population import COUNTRIES, OPT_IN_COUNTRIES, Population, pick
+from features.synthetic_deals import WON
+from features.synthetic_journey import OPPORTUNITY, SAL, SQL, Journey
+from features.synthetic_population import COUNTRIES, OPT_IN_COUNTRIES, Columns, Population, pick
 
 SUBSCRIBED, UNSUBSCRIBED, DO_NOT_CONTACT = (
     CONSENT_STATUSES.index(s) for s in ("subscribed", "unsubscribed", "do_not_contact")
@@ -181,7 +175,9 @@ def _unsubscribes(
     unsub = Consent(lead, at[lead], np.full(len(lead), UNSUBSCRIBED))
     back_at = unsub.at + rng.uniform(60.0, 400.0, len(lead))
     resubscribed = (rng.random(len(lead)) < 0.15) & (back_at <= end)
-    resub = Consent(lead[resubscribed], back_at[resubscribed], np.full(int(resubscribed.sum()), SUBSCRIBED))
+    resub = Consent(
+        lead[resubscribed], back_at[resubscribed], np.full(int(resubscribed.sum()), SUBSCRIBED)
+    )
     return unsub, resub
 
 
@@ -228,7 +224,9 @@ def _decaying(
     reach = -np.expm1(-span / tau)
     row = np.repeat(np.arange(len(lead)), rng.poisson(rate * tau * reach))
     offset = -tau * np.log1p(-rng.random(len(row)) * reach[row])
-    return Events(lead[row].astype(np.int32), start[row] + offset, _kinds(rng, BACKGROUND, len(row)))
+    return Events(
+        lead[row].astype(np.int32), start[row] + offset, _kinds(rng, BACKGROUND, len(row))
+    )
 
 
 def _first_touch(pop: Population) -> Events:
@@ -268,7 +266,9 @@ def _background(
     lead = np.arange(n)
     rate = BACKGROUND_RATE * np.exp(0.35 * pop.intent + rng.normal(0.0, 0.45, n) - 0.1)
     until = np.minimum(first_rejection, end)
-    steady = _spread(rng, lead, pop.created, until, rng.poisson(rate * (until - pop.created)), BACKGROUND)
+    steady = _spread(
+        rng, lead, pop.created, until, rng.poisson(rate * (until - pop.created)), BACKGROUND
+    )
     fresh = _decaying(rng, lead, pop.created, until, rate, 60.0)
     rejected = np.flatnonzero(first_rejection < end)
     after, stop = first_rejection[rejected], np.full(len(rejected), end)

@@ -9,16 +9,19 @@ leads at once, so the cost is a handful of vectorised passes, not a loop over le
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Self
+from dataclasses import dataclass
 
 import numpy as np
 
 from features.contract import REASON_CODES, STAGES
+from features.synthetic_deals import LOST, Opportunities, cycle_days, lost_deals, open_deals
 from features.synthetic_population import (
     MISSING,
+    Columns,
     Population,
     blank,
+    next_quarter_start,
+    next_year_start,
     pick,
     pick_rows,
     sigmoid,
@@ -26,7 +29,6 @@ from features.synthetic_population import (
 
 NURTURE, DIRECT, REJECTED = 0, 1, 2
 MQL, SAL, SQL, OPPORTUNITY = (STAGES.index(s) for s in ("mql", "sal", "sql", "opportunity"))
-OPEN, WON, LOST = 0, 1, 2  # contract OPPORTUNITY_STATUSES order
 R = {code: i for i, code in enumerate(REASON_CODES)}
 
 #: Share of leads that sales rejects at least once (published MQL rejection: 20-45%).
@@ -73,31 +75,8 @@ DETAILS: tuple[tuple[str, ...], ...] = (
     ("Invalid phone and email", "Duplicate record", "Fake form submission"),
     ("See notes", "Misc", "Other reason"),
 )  # fmt: skip
-LOSS_REASONS = ("Lost to competitor", "No decision / status quo", "Price too high",
-                "Timing - project delayed", "Went dark", "Missing feature", "Budget cut")  # fmt: skip
-LOSS_WEIGHTS = (28, 24, 14, 12, 10, 7, 5)
+#: The loss reason written on a deal that ended in a rejection with each reason.
 LOSS_BY_REASON = np.array([6, 3, 0, 1, 1, 5, 1, 4, 4, 4, 1])
-AMOUNT_MEDIAN = np.array([9_000.0, 40_000.0, 160_000.0])
-#: Sales-cycle median in days by segment: SMB 1-3 months, mid-market 3-6, enterprise 6-12.
-CYCLE_MEDIAN = np.array([55.0, 110.0, 250.0])
-WIN_INTERCEPT = -1.15
-
-
-@dataclass(frozen=True)
-class Columns:
-    """A batch of rows held as parallel numpy arrays."""
-
-    def take(self, index: np.ndarray) -> Self:
-        """The rows selected by a boolean mask or an index array."""
-        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    @classmethod
-    def concat(cls, parts: list[Self]) -> Self:
-        """All parts' rows, in order."""
-        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
-
-    def __len__(self) -> int:
-        return len(getattr(self, fields(self)[0].name))
 
 
 @dataclass(frozen=True)
@@ -125,18 +104,6 @@ class Rejections(Columns):
     score: np.ndarray
     program: np.ndarray
     rep: np.ndarray
-
-
-@dataclass(frozen=True)
-class Opportunities(Columns):
-    """Opportunity rows; ``closed`` is NaN and ``status`` OPEN while a deal is running."""
-
-    lead: np.ndarray
-    created: np.ndarray
-    closed: np.ndarray
-    status: np.ndarray
-    amount: np.ndarray
-    loss: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -175,7 +142,7 @@ def simulate_journey(rng: np.random.Generator, pop: Population, end: float) -> J
     path = _paths(rng, pop)
     direct = np.flatnonzero(path == DIRECT)
     opened = pop.created[direct] + 1.0 + rng.gamma(2.0, 15.0, len(direct))
-    opportunities = [_opportunities(rng, pop, direct, opened, end, 0.0)]
+    opportunities = [open_deals(rng, pop, direct, opened, end, 0.0)]
     rep_skill = rng.normal(0.0, 0.35, N_REPS)
     rep_load = rng.lognormal(0.0, 0.5, N_REPS)
     pending = _first_rejections(rng, pop, np.flatnonzero(path == REJECTED))
@@ -183,7 +150,7 @@ def simulate_journey(rng: np.random.Generator, pop: Population, end: float) -> J
     for _ in range(MAX_REJECTIONS):
         pending = pending.take(pending.at <= end)
         rejected, p_back = _describe(rng, pop, pending, rep_skill, rep_load)
-        opportunities.append(_lost_before(rng, pop, rejected, ~pending.had_opportunity))
+        opportunities.append(_deal_before(rng, pop, rejected, ~pending.had_opportunity))
         back = rng.random(len(rejected)) < p_back
         due = _comeback_time(rng, rejected)
         came = Comebacks(
@@ -191,8 +158,8 @@ def simulate_journey(rng: np.random.Generator, pop: Population, end: float) -> J
             rng.random(int(back.sum())) < 0.85,
         )  # fmt: skip
         opened_now = came.at <= end
-        new = _opportunities(rng, pop, came.lead[opened_now], came.at[opened_now], end, 0.1)
-        pending, until = _next_rejections(rng, pop, rejected, back, new)
+        new = open_deals(rng, pop, came.lead[opened_now], came.at[opened_now], end, 0.1)
+        pending, until = _next_rejections(rng, rejected, back, new)
         rejections.append(rejected)
         comebacks.append(came)
         opportunities.append(new)
@@ -204,26 +171,6 @@ def simulate_journey(rng: np.random.Generator, pop: Population, end: float) -> J
         comebacks=Comebacks.concat(comebacks),
         quiet=Quiet.concat(quiet),
     )
-
-
-def cycle_days(rng: np.random.Generator, segment: np.ndarray) -> np.ndarray:
-    """Sales-cycle length in days, lognormal around the segment's median."""
-    sigma = np.where(segment == 2, 0.3, 0.35)
-    return np.clip(CYCLE_MEDIAN[segment] * np.exp(sigma * rng.standard_normal(len(segment))), 21, 420)
-
-
-def next_year_start(days: np.ndarray) -> np.ndarray:
-    """The first 1 January strictly after each day (float days since the epoch)."""
-    year = np.floor(days).astype("int64").astype("datetime64[D]").astype("datetime64[Y]")
-    return (year + 1).astype("datetime64[D]").astype("int64").astype(float)
-
-
-def next_quarter_start(days: np.ndarray) -> np.ndarray:
-    """The first calendar-quarter start strictly after each day."""
-    month = np.floor(days).astype("int64").astype("datetime64[D]").astype("datetime64[M]")
-    index = month.astype("int64")
-    quarter = ((index // 3) + 1) * 3
-    return quarter.astype("datetime64[M]").astype("datetime64[D]").astype("int64").astype(float)
 
 
 def _paths(rng: np.random.Generator, pop: Population) -> np.ndarray:
@@ -369,56 +316,17 @@ def _comeback_time(rng: np.random.Generator, rejected: Rejections) -> np.ndarray
     return np.maximum(due, at + 14.0)
 
 
-def _opportunities(
-    rng: np.random.Generator,
-    pop: Population,
-    lead: np.ndarray,
-    created: np.ndarray,
-    end: float,
-    shift: float,
-) -> Opportunities:
-    keep = created <= end
-    lead, created, n = lead[keep], created[keep], int(keep.sum())
-    segment = pop.segment[lead]
-    cycle = cycle_days(rng, segment)
-    p_win = sigmoid(WIN_INTERCEPT + 0.5 * pop.fit[lead] + 0.4 * pop.intent[lead] + shift)
-    won = rng.random(n) < p_win
-    closed = created + np.where(won, cycle, cycle * rng.uniform(0.4, 1.1, n))
-    status = np.where(closed > end, OPEN, np.where(won, WON, LOST))
-    amount = rng.lognormal(np.log(AMOUNT_MEDIAN[segment]) + 0.15 * pop.fit[lead], 0.6)
-    return Opportunities(
-        lead=lead,
-        created=created,
-        closed=np.where(status == OPEN, np.nan, closed),
-        status=status,
-        amount=np.where(rng.random(n) < 0.05, np.nan, np.round(amount, -2)),
-        loss=np.where(status == LOST, pick(rng, LOSS_WEIGHTS, n), MISSING),
-    )
-
-
-def _lost_before(
+def _deal_before(
     rng: np.random.Generator, pop: Population, rejected: Rejections, needed: np.ndarray
 ) -> Opportunities:
     # A rejection at stage 'opportunity' closes a deal that was opened earlier and lost.
     select = needed & (rejected.stage == OPPORTUNITY)
-    lead, at, n = rejected.lead[select], rejected.at[select], int(select.sum())
-    created_lead = pop.created[lead]
-    created = created_lead + (at - created_lead) * rng.uniform(0.1, 0.4, n)
-    closed = np.maximum(at - rng.uniform(0.0, 2.0, n), created + 0.5)
-    amount = rng.lognormal(np.log(AMOUNT_MEDIAN[pop.segment[lead]]), 0.6)
-    return Opportunities(
-        lead=lead,
-        created=created,
-        closed=np.minimum(closed, at),
-        status=np.full(n, LOST),
-        amount=np.round(amount, -2),
-        loss=LOSS_BY_REASON[rejected.reason[select]],
-    )
+    loss = LOSS_BY_REASON[rejected.reason[select]]
+    return lost_deals(rng, pop, rejected.lead[select], rejected.at[select], loss)
 
 
 def _next_rejections(
     rng: np.random.Generator,
-    pop: Population,
     rejected: Rejections,
     back: np.ndarray,
     new: Opportunities,

@@ -1,4 +1,4 @@
-"""Who the synthetic leads are: companies, people, their fit, and shared sampling primitives.
+"""Who the synthetic leads are (companies, people, fit) and the generator's shared primitives.
 
 Everything is drawn column-wise with numpy (no per-lead Python loop), so a million leads
 take seconds. Times are float days since the Unix epoch until the tables are assembled.
@@ -7,11 +7,12 @@ take seconds. Times are float days since the Unix epoch until the tables are ass
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Self
 
 import numpy as np
 
-from features.contract import JOB_LEVELS, LEAD_SOURCES, PRODUCT_FITS
+from features.contract import JOB_LEVELS
 
 SMB, MID_MARKET, ENTERPRISE = 0, 1, 2
 MISSING = -1
@@ -83,6 +84,25 @@ FAKE_FIRST_NAMES = ("Test", "Sample", "Demo", "Fake", "Placeholder")
 
 
 @dataclass(frozen=True)
+class Columns:
+    """A batch of rows held as parallel numpy arrays."""
+
+    def take(self, index: np.ndarray) -> Self:
+        """The rows selected by a boolean mask or an index array."""
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @classmethod
+    def concat(cls, parts: list[Self]) -> Self:
+        """All parts' rows, in order."""
+        return cls(
+            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)}
+        )
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))
+
+
+@dataclass(frozen=True)
 class Population:
     """The leads, one array entry per lead, sorted by creation time.
 
@@ -145,6 +165,20 @@ def standardize(x: np.ndarray) -> np.ndarray:
     """Zero mean, unit variance (a constant array stays at zero)."""
     spread = float(x.std())
     return (x - x.mean()) / spread if spread > 0 else x - x.mean()
+
+
+def next_year_start(days: np.ndarray) -> np.ndarray:
+    """The first 1 January strictly after each day (float days since the epoch)."""
+    year = np.floor(days).astype("int64").astype("datetime64[D]").astype("datetime64[Y]")
+    return (year + 1).astype("datetime64[D]").astype("int64").astype(float)
+
+
+def next_quarter_start(days: np.ndarray) -> np.ndarray:
+    """The first calendar-quarter start strictly after each day."""
+    month = np.floor(days).astype("int64").astype("datetime64[D]").astype("datetime64[M]")
+    index = month.astype("int64")
+    quarter = ((index // 3) + 1) * 3
+    return quarter.astype("datetime64[M]").astype("datetime64[D]").astype("int64").astype(float)
 
 
 def generate_population(
@@ -265,4 +299,3 @@ def _titles(rng: np.random.Generator, level: np.ndarray) -> np.ndarray:
     titles = _title_table()[level, pattern, function, casing]
     titles[rng.random(n) < 0.07] = None
     return titles
-

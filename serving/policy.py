@@ -94,8 +94,10 @@ class RoutingPolicy(_Frozen):
     @classmethod
     def _tiers_descend_to_zero(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
         cut_offs = [t.min_probability for t in tiers]
-        if not tiers or cut_offs != sorted(cut_offs, reverse=True) or len(set(cut_offs)) != len(
-            cut_offs
+        if (
+            not tiers
+            or cut_offs != sorted(cut_offs, reverse=True)
+            or len(set(cut_offs)) != len(cut_offs)
         ):
             raise ValueError("tiers must be listed from highest to lowest distinct min_probability")
         if cut_offs[-1] != 0.0:

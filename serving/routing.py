@@ -111,7 +111,7 @@ def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
         program=program.astype(object),
         suppressed=suppressed,
         suppression_reason=why,
-        re_entry_stage=np.where(suppressed, None, inputs.stage).astype(object),
+        re_entry_stage=np.where(suppressed, np.array(None, dtype=object), inputs.stage),
         next_action_at=_next_action_at(inputs.as_of, days, suppressed),
         policy=policy.label,
     )
@@ -144,9 +144,7 @@ def _rebound(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
     return engaged | due
 
 
-def _reason_programs(
-    inputs: RoutingInputs, policy: RoutingPolicy
-) -> tuple[np.ndarray, np.ndarray]:
+def _reason_programs(inputs: RoutingInputs, policy: RoutingPolicy) -> tuple[np.ndarray, np.ndarray]:
     program = np.full(len(inputs.probability), SUPPRESSED_PROGRAM, dtype=object)
     days = np.full(len(inputs.probability), np.nan)
     for reason, rule in policy.reasons.items():

@@ -21,7 +21,8 @@ def test_tiny_export_examples_labels_and_censoring(tiny_export_dir: Path) -> Non
     labels = examples.labels
     assert labels is not None
     by_key = {
-        (r, int(o)): i for i, (r, o) in enumerate(zip(keys["rejection_id"], keys["offset_days"]))
+        (r, int(o)): i
+        for i, (r, o) in enumerate(zip(keys["rejection_id"], keys["offset_days"], strict=True))
     }
     # Then R1 (an opportunity 122 days later) is positive until the opportunity closes it
     assert sorted(o for r, o in by_key if r == "R1") == [0, 30, 90]
@@ -48,7 +49,9 @@ def test_censored_examples_never_reach_training_or_evaluation(small_export: Expo
     assert kept.labels is not None
     assert len(kept) == int((~unseen).sum()) > 0
     assert not np.isnan(kept.labels.target).any()
-    assert (kept.keys["as_of"] + np.timedelta64(config.horizon_days, "D") <= small_export.snapshot_at).all()
+    assert (
+        kept.keys["as_of"] + np.timedelta64(config.horizon_days, "D") <= small_export.snapshot_at
+    ).all()
 
 
 def test_won_target_censors_windows_with_only_open_opportunities(small_export: Export) -> None:

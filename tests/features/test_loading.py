@@ -137,8 +137,10 @@ def test_file_that_is_not_csv_or_parquet_is_named(tmp_path: Path, name: str) -> 
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    text = TINY_TABLES["rejections"].replace("2025-05-01T00:00:00Z", "never").replace(
-        ",budget,", ",nope,"
+    text = (
+        TINY_TABLES["rejections"]
+        .replace("2025-05-01T00:00:00Z", "never")
+        .replace(",budget,", ",nope,")
     )
     directory = with_table(tmp_path, "rejections", text)
 
@@ -148,7 +150,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_empty_required_table_and_missing_table_are_problems(tmp_path: Path) -> None:
-    directory = with_table(tmp_path, "activities", "activity_id,lead_id,occurred_at,activity_type\n")
+    directory = with_table(
+        tmp_path, "activities", "activity_id,lead_id,occurred_at,activity_type\n"
+    )
     (directory / "rejections.csv").unlink()
 
     messages = {p.message for p in problems_of(directory)}

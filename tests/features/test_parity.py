@@ -17,7 +17,10 @@ from features.records import ScoreRequest
 from features.requests import request_body
 
 CONFIG = FeatureConfig(
-    custom_columns={"numeric": ("crm_custom_web_sessions_12m",), "categorical": ("crm_custom_tech_stack",)}
+    custom_columns={
+        "numeric": ("crm_custom_web_sessions_12m",),
+        "categorical": ("crm_custom_tech_stack",),
+    }
 )
 
 

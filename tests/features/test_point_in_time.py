@@ -191,7 +191,9 @@ def test_labels_never_use_rows_at_or_before_as_of(
         reduced = build_export(tables, snapshot_at=small_export.snapshot_at)
         reduced_history = history_from_export(reduced, CONFIG)
         one = Examples.at(
-            reduced_history, examples.rejection_row[index : index + 1], examples.as_of[index : index + 1]
+            reduced_history,
+            examples.rejection_row[index : index + 1],
+            examples.as_of[index : index + 1],
         )
         again = label_examples(reduced_history, one, CONFIG, snapshot)
         assert again.reconverted[0] == labels.reconverted[index]

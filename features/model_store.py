@@ -1,0 +1,193 @@
+"""Load a ``ReconversionModel`` from the MLflow registry, a run or a local folder.
+
+The API and the batch jobs call ``load_model`` with a URI and get the model together with
+the version they got: an alias (``models:/srl-reconversion@champion``) is resolved once to
+a version, and that exact version is downloaded, so a caller can always say which version
+scored a lead even while people move the alias. Only the model's own files are read
+(LightGBM text and JSON); nothing is unpickled and no pyfunc is built.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from features.predictor import METADATA_FILE, ReconversionModel
+from features.tracking_store import registry_uri, sqlite_path, tracking_uri
+
+MODEL_ARTIFACT = "reconversion_model"
+"""Folder of the ``ReconversionModel`` files inside a logged pyfunc (under ``artifacts/``)."""
+LOCAL_VERSION = "local"
+MLMODEL_FILE = "MLmodel"
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
+_RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded: unknown alias or version, unreachable store, bad files."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model and where it came from.
+
+    Attributes:
+        model: the model, ready to predict.
+        uri: the URI as asked.
+        name: the registered model name, when loaded from the registry.
+        version: the registry version, or ``"local"``.
+        alias: the alias asked for, when the URI named one.
+        run_id: the MLflow run that logged the model, when known.
+    """
+
+    model: ReconversionModel
+    uri: str
+    name: str | None
+    version: str
+    alias: str | None
+    run_id: str | None
+
+
+def load_model(uri: str, num_threads: int = 0) -> LoadedModel:
+    """Load a model from ``uri``.
+
+    Args:
+        uri: ``models:/<name>@<alias>``, ``models:/<name>/<version>``,
+            ``runs:/<run_id>/<path>``, another MLflow artifact URI of a logged model, or a
+            local directory (an MLflow model folder or a ``ReconversionModel.save`` folder).
+        num_threads: LightGBM threads for prediction (0: LightGBM's default).
+
+    Returns:
+        The model with its registry name, resolved version, alias and run.
+
+    Raises:
+        ModelLoadError: the store is unreachable, the name, alias or version does not
+            exist, or the files are not a re-conversion model.
+    """
+    if _is_local(uri):
+        local = Path(uri.removeprefix("file://"))
+        if not local.is_dir():
+            raise ModelLoadError(f"{uri}: no such model directory")
+        return _from_directory(uri, local, num_threads)
+    registry = _REGISTRY_URI.match(uri)
+    if registry:
+        return _from_registry(uri, registry["name"], registry["alias"], registry["version"],
+                              num_threads)
+    run = _RUN_URI.match(uri)
+    if run:
+        folder = f"{uri.rstrip('/')}/artifacts/{MODEL_ARTIFACT}"
+        model = _download_and_load(uri, folder, num_threads)
+        return LoadedModel(model, uri, None, LOCAL_VERSION, None, run["run_id"])
+    return _from_artifact_uri(uri, num_threads)
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith("file://") or (
+        "://" not in uri and not uri.startswith(("models:/", "runs:/"))
+    )
+
+
+def _from_registry(
+    uri: str, name: str, alias: str | None, version: str | None, num_threads: int
+) -> LoadedModel:
+    details = _model_version(uri, name, alias, version)
+    folder = f"models:/{name}/{details.version}/artifacts/{MODEL_ARTIFACT}"
+    model = _download_and_load(uri, folder, num_threads)
+    return LoadedModel(model, uri, name, str(details.version), alias, details.run_id)
+
+
+def _model_version(uri: str, name: str, alias: str | None, version: str | None) -> Any:
+    """The registry's model version for an alias or a version number."""
+    _check_store_exists(uri)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, str(version))
+    except Exception as error:
+        raise ModelLoadError(f"{uri}: {_describe(error)} (registry {_safe(registry_uri())})") from error
+
+
+def _from_artifact_uri(uri: str, num_threads: int) -> LoadedModel:
+    """Any other artifact URI: download the whole model folder, then read it."""
+    with tempfile.TemporaryDirectory(prefix="srl-load-") as scratch:
+        local = _download(uri, uri, scratch)
+        loaded = _from_directory(uri, local, num_threads)
+    return loaded
+
+
+def _download_and_load(uri: str, folder_uri: str, num_threads: int) -> ReconversionModel:
+    with tempfile.TemporaryDirectory(prefix="srl-load-") as scratch:
+        return _read_model(uri, _download(uri, folder_uri, scratch), num_threads)
+
+
+def _download(uri: str, artifact_uri: str, destination: str) -> Path:
+    _check_store_exists(uri)
+    import mlflow.artifacts
+
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri,
+            dst_path=destination,
+            tracking_uri=tracking_uri(),
+            registry_uri=registry_uri(),
+        )
+    except Exception as error:
+        raise ModelLoadError(f"{uri}: could not download the model: {_describe(error)}") from error
+    return Path(path)
+
+
+def _from_directory(uri: str, directory: Path, num_threads: int) -> LoadedModel:
+    """A ``ReconversionModel.save`` folder, or an MLflow model folder holding one."""
+    if (directory / METADATA_FILE).exists():
+        return LoadedModel(_read_model(uri, directory, num_threads), uri, None, LOCAL_VERSION,
+                           None, None)
+    mlmodel = directory / MLMODEL_FILE
+    if not mlmodel.exists():
+        raise ModelLoadError(f"{uri}: neither {METADATA_FILE} nor {MLMODEL_FILE} found")
+    description = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
+    model = _read_model(uri, directory / _artifact_folder(uri, description), num_threads)
+    return LoadedModel(model, uri, None, LOCAL_VERSION, None, description.get("run_id"))
+
+
+def _artifact_folder(uri: str, description: dict[str, Any]) -> str:
+    """Where the MLmodel says the ReconversionModel files are."""
+    artifacts = description.get("flavors", {}).get("python_function", {}).get("artifacts") or {}
+    entry = artifacts.get(MODEL_ARTIFACT)
+    if not entry:
+        raise ModelLoadError(f"{uri}: the MLflow model has no {MODEL_ARTIFACT!r} artifact")
+    return str(entry["path"])
+
+
+def _read_model(uri: str, directory: Path, num_threads: int) -> ReconversionModel:
+    try:
+        return ReconversionModel.load(directory, num_threads)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelLoadError(f"{uri}: not a readable re-conversion model: {error}") from error
+
+
+def _check_store_exists(uri: str) -> None:
+    """Refuse to create an empty sqlite store as a side effect of loading."""
+    database = sqlite_path(registry_uri())
+    if database is not None and not database.exists():
+        raise ModelLoadError(
+            f"{uri}: no model registry at {database}; train a model first or set "
+            "MLFLOW_TRACKING_URI"
+        )
+
+
+def _describe(error: Exception) -> str:
+    message = str(getattr(error, "message", None) or error)
+    return message.splitlines()[0][:300] if message else type(error).__name__
+
+
+def _safe(uri: str) -> str:
+    """A store URI without credentials, for messages and logs."""
+    return re.sub(r"//[^/@]+@", "//***@", uri)
