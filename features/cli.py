@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import pandas as pd
 import typer
 
-from features.catalogue import catalogue_markdown
+from features.catalogue import catalogue_markdown, contract_markdown
 from features.config import load_feature_config
 from features.dataset import ExampleSet, build_training_set
 from features.loading import load_export
@@ -114,15 +114,20 @@ def example_frame(examples: ExampleSet) -> pd.DataFrame:
 
 
 def catalogue(
-    out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path(
-        "docs/feature-catalogue.md"
+    docs: Annotated[Path, typer.Option("--docs", help="Folder to write the Markdown into.")] = Path(
+        "docs"
     ),
     config: ConfigOption = None,
 ) -> None:
-    """Write the feature catalogue (name, meaning, window, source) generated from the code."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(catalogue_markdown(load_feature_config(config)), encoding="utf-8")
-    typer.echo(f"wrote {out}")
+    """Write docs/feature-catalogue.md and docs/data-contract.md, generated from the code."""
+    docs.mkdir(parents=True, exist_ok=True)
+    written = {
+        docs / "feature-catalogue.md": catalogue_markdown(load_feature_config(config)),
+        docs / "data-contract.md": contract_markdown(),
+    }
+    for path, text in written.items():
+        path.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -76,8 +76,9 @@ def load_model(uri: str, num_threads: int = 0) -> LoadedModel:
         return _from_directory(uri, local, num_threads)
     registry = _REGISTRY_URI.match(uri)
     if registry:
-        return _from_registry(uri, registry["name"], registry["alias"], registry["version"],
-                              num_threads)
+        return _from_registry(
+            uri, registry["name"], registry["alias"], registry["version"], num_threads
+        )
     run = _RUN_URI.match(uri)
     if run:
         folder = f"{uri.rstrip('/')}/artifacts/{MODEL_ARTIFACT}"
@@ -112,7 +113,8 @@ def _model_version(uri: str, name: str, alias: str | None, version: str | None) 
             return client.get_model_version_by_alias(name, alias)
         return client.get_model_version(name, str(version))
     except Exception as error:
-        raise ModelLoadError(f"{uri}: {_describe(error)} (registry {_safe(registry_uri())})") from error
+        where = _safe(registry_uri())
+        raise ModelLoadError(f"{uri}: {_describe(error)} (registry {where})") from error
 
 
 def _from_artifact_uri(uri: str, num_threads: int) -> LoadedModel:
@@ -147,8 +149,9 @@ def _download(uri: str, artifact_uri: str, destination: str) -> Path:
 def _from_directory(uri: str, directory: Path, num_threads: int) -> LoadedModel:
     """A ``ReconversionModel.save`` folder, or an MLflow model folder holding one."""
     if (directory / METADATA_FILE).exists():
-        return LoadedModel(_read_model(uri, directory, num_threads), uri, None, LOCAL_VERSION,
-                           None, None)
+        return LoadedModel(
+            _read_model(uri, directory, num_threads), uri, None, LOCAL_VERSION, None, None
+        )
     mlmodel = directory / MLMODEL_FILE
     if not mlmodel.exists():
         raise ModelLoadError(f"{uri}: neither {METADATA_FILE} nor {MLMODEL_FILE} found")

@@ -23,9 +23,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import mlflow.pyfunc
 from mlflow.models.model import ModelInfo
+from mlflow.pyfunc import PythonModel
 
 from features.model_store import MODEL_ARTIFACT
 from features.predictor import ReconversionModel
@@ -50,7 +50,7 @@ def _bodies_are_free_form() -> Iterator[None]:
 
 with _bodies_are_free_form():
 
-    class ReconversionPyfunc(mlflow.pyfunc.PythonModel):
+    class ReconversionPyfunc(PythonModel):
         """MLflow's view of a ``ReconversionModel``: raw contract rows to probabilities."""
 
         def __init__(self) -> None:
@@ -61,7 +61,7 @@ with _bodies_are_free_form():
             threads = int(os.environ.get(THREADS_VARIABLE, "0"))
             self.model = ReconversionModel.load(context.artifacts[MODEL_ARTIFACT], threads)
 
-        def predict(
+        def predict(  # type: ignore[override]
             self, model_input: list[dict[str, Any]], params: dict[str, Any] | None = None
         ) -> list[float]:
             """Calibrated probabilities, one per request body, in order.

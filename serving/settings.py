@@ -1,0 +1,99 @@
+"""The scoring service's settings: one object, read from ``SRL_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class Settings(BaseSettings):
+    """Everything the API process reads from its environment, validated at start-up.
+
+    Attributes:
+        api_keys: accepted ``X-API-Key`` values (``SRL_API_KEYS``, comma-separated). Empty
+            means no authentication, which is only allowed on a loopback address.
+        model_uri: a registry URI (``models:/name@alias``, ``models:/name/3``) or a local
+            model directory.
+        policy: the routing policy YAML (the packaged default when unset).
+        host, port: where ``srl serve`` binds.
+        allow_public_bind: bind to a non-loopback address even without API keys.
+        max_batch_items: most leads in one ``/v1/score/batch`` call.
+        max_body_bytes: largest request body accepted.
+        request_timeout_seconds: time budget of one scoring call.
+        reasons_default: reasons per lead when the request does not say.
+        reload_interval_seconds: how often to check whether the model source moved (0: never).
+        retry_interval_seconds: how often to retry while no model could be loaded.
+        startup_wait_seconds: how long start-up waits for the first model before serving
+            (not ready) anyway.
+        model_threads: LightGBM threads per process.
+        reload_signal: a file touched on ``/v1/admin/reload`` so that every worker reloads.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SRL_", extra="ignore", frozen=True)
+
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    model_uri: str = DEFAULT_MODEL_URI
+    policy: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    allow_public_bind: bool = False
+    max_batch_items: int = Field(default=500, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    reasons_default: int = Field(default=3, ge=0, le=50)
+    reload_interval_seconds: float = Field(default=0.0, ge=0)
+    retry_interval_seconds: float = Field(default=5.0, gt=0)
+    startup_wait_seconds: float = Field(default=30.0, ge=0)
+    model_threads: int = Field(default=1, ge=0)
+    reload_signal: Path | None = None
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_long_enough(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(key.get_secret_value()) < 16 for key in keys):
+            raise ValueError("every API key must be at least 16 characters long")
+        return keys
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests must carry a valid ``X-API-Key``."""
+        return bool(self.api_keys)
+
+    def check_bind(self, host: str | None = None) -> None:
+        """Refuse a public address when no API key is configured.
+
+        Raises:
+            ValueError: ``host`` is not a loopback address, no key is configured and
+                ``allow_public_bind`` is off.
+        """
+        target = host or self.host
+        if self.auth_enabled or self.allow_public_bind or is_loopback(target):
+            return
+        raise ValueError(
+            f"refusing to listen on {target} without API keys: set SRL_API_KEYS, bind to "
+            "127.0.0.1, or pass --allow-public-bind"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
