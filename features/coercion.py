@@ -12,6 +12,7 @@ from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
 from features.problems import Problem, shorten
 
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
+STRING_DTYPE = pd.StringDtype("pyarrow")
 
 
 @dataclass
@@ -121,17 +122,19 @@ def _missing_series(column: Column, length: int) -> pd.Series:
     if column.kind is Kind.CATEGORY:
         codes = np.full(length, -1)
         return pd.Series(pd.Categorical.from_codes(codes, categories=list(column.vocabulary)))
-    return pd.Series(np.full(length, None, dtype=object))
+    return pd.Series(np.full(length, None, dtype=object)).astype(STRING_DTYPE)
 
 
 Coerced = tuple[pd.Series, np.ndarray, str]
 
 
 def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
+    if isinstance(raw.dtype, pd.StringDtype):
+        return raw, np.zeros(len(raw), dtype=bool), ""
     values = raw.astype(object).where(raw.notna(), None)
     if not pd.api.types.is_string_dtype(raw) and not pd.api.types.is_object_dtype(raw):
         values = values.map(lambda v: None if v is None else str(v))
-    return values, np.zeros(len(raw), dtype=bool), ""
+    return values.astype(STRING_DTYPE), np.zeros(len(raw), dtype=bool), ""
 
 
 def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:

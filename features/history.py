@@ -28,7 +28,7 @@ from features.contract import (
     REP_POTENTIALS,
     STAGES,
 )
-from features.loading import Export, to_microseconds
+from features.loading import Export, positions_in, to_microseconds
 from features.records import ScoreRequest
 
 DAY_US = 86_400_000_000
@@ -182,13 +182,13 @@ def history_from_export(export: Export, config: FeatureConfig) -> History:
             for c in (*LEAD_NUMBER_COLUMNS, *config.custom_columns.numeric)
         },
         activities=Events.build(
-            index.get_indexer(export.activities["lead_id"]),
+            positions_in(index, export.activities["lead_id"]),
             to_microseconds(export.activities["occurred_at"]),
             _category_codes(export.activities["activity_type"]),
         ),
         **_opportunity_events(export.opportunities, index),
         consent=Events.build(
-            index.get_indexer(export.consent["lead_id"]),
+            positions_in(index, export.consent["lead_id"]),
             to_microseconds(export.consent["changed_at"]),
             _category_codes(export.consent["status"]),
         ),
@@ -215,7 +215,7 @@ def _number_column(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _opportunity_events(opportunities: pd.DataFrame, index: pd.Index) -> dict[str, Any]:
-    lead = index.get_indexer(opportunities["lead_id"])
+    lead = positions_in(index, opportunities["lead_id"])
     created = to_microseconds(opportunities["created_at"])
     closed = to_microseconds(opportunities["closed_at"])
     status = _category_codes(opportunities["status"])
@@ -242,7 +242,7 @@ def _opportunity_blocks(
 
 
 def _rejections_from_frame(rejections: pd.DataFrame, index: pd.Index) -> Rejections:
-    lead = index.get_indexer(rejections["lead_id"])
+    lead = positions_in(index, rejections["lead_id"])
     time = to_microseconds(rejections["rejected_at"])
     ids = rejections["rejection_id"].to_numpy(dtype=object)
     id_rank = pd.factorize(ids, sort=True)[0]

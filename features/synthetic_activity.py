@@ -26,7 +26,7 @@ BACKGROUND_RATE = 0.022
 Mix = dict[str, float]
 BACKGROUND: Mix = {
     "email_open": 55, "web_visit": 22, "email_click": 10, "content_download": 4,
-    "webinar_registered": 3, "webinar_attended": 1.5, "pricing_page_visit": 2,
+    "webinar_registered": 3, "webinar_attended": 1.5, "pricing_page_visit": 3,
     "event_attended": 0.5, "chat_conversation": 1, "form_submit": 1, "other": 0.5,
 }  # fmt: skip
 MQL_BURST: Mix = {
@@ -138,7 +138,15 @@ def generate_activities(
     events = Events.concat([_first_touch(pop), Events(layers.lead, shaped, layers.kind)])
     events = Events(events.lead, np.maximum(events.at, pop.created[events.lead]), events.kind)
     events = events.take((events.at <= end) & ~_silenced(events, silence))
-    return events.take(np.argsort(events.at, kind="stable"))
+    return events.take(_time_order(events.at))
+
+
+def _time_order(at: np.ndarray) -> np.ndarray:
+    # Order by whole second, ties by position: the key is unique, so any sort algorithm gives
+    # the same result on every machine, and the default one is several times faster than a
+    # stable sort on tens of millions of rows.
+    seconds = np.floor(at * 86_400.0).astype(np.int64)
+    return np.argsort(seconds * len(at) + np.arange(len(at)))
 
 
 def _first_per_lead(n: int, lead: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -325,7 +333,7 @@ def _decoys(rng: np.random.Generator, journey: Journey, end: float) -> Events:
     quiet = journey.quiet
     k = len(quiet)
     peak = quiet.rejected_at + rng.uniform(20.0, 600.0, k)
-    chosen = (rng.random(k) < 0.15) & (peak < np.minimum(quiet.until, end + 60.0))
+    chosen = (rng.random(k) < 0.25) & (peak < np.minimum(quiet.until, end + 60.0))
     start = np.maximum(peak - rng.uniform(10.0, 50.0, k), quiet.rejected_at + 1.0)
     counts = np.where(chosen, 1 + rng.poisson(4.0, k), 0)
     return _spread(rng, quiet.lead, start, peak, counts, DECOY)

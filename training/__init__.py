@@ -1,1 +1,1 @@
-"""Training: LightGBM re-conversion models, honest time-based evaluation, MLflow registry."""
+"""Training: time-split LightGBM re-conversion models with baselines, calibration and MLflow."""

@@ -6,6 +6,9 @@ JSON), exactly what ``srl serve --model DIR`` and the batch job load.
 
 from __future__ import annotations
 
+import socket
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightgbm as lgb
@@ -18,6 +21,12 @@ from features.dataset import ExampleSet, build_training_set, uncensored
 from features.encoding import CategoryVocabulary
 from features.loading import Export
 from features.predictor import Calibration, ReconversionModel
+from serving.app import create_app
+from serving.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fastapi.testclient import TestClient
 
 
 def train_model(examples: ExampleSet, rounds: int = 40, seed: int = 7) -> ReconversionModel:
@@ -67,3 +76,36 @@ def model(training_examples: ExampleSet) -> ReconversionModel:
 def model_dir(model: ReconversionModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained model saved as a directory."""
     return model.save(tmp_path_factory.mktemp("models") / "v1")
+
+
+API_KEY = "serving-tests-key-0123456789"
+
+
+def api_settings(model_uri: str | Path, **overrides: object) -> Settings:
+    """Settings for an app under test (fast retries, no public bind)."""
+    values: dict[str, object] = {
+        "model_uri": str(model_uri), "retry_interval_seconds": 0.2, "startup_wait_seconds": 60,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+def client(model_dir: Path) -> Iterator[TestClient]:
+    """A test client of the real app serving the trained model (no API keys)."""
+    with TestClient(create_app(api_settings(model_dir))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def secured_client(model_dir: Path) -> Iterator[TestClient]:
+    """A test client of the app with an API key configured."""
+    with TestClient(create_app(api_settings(model_dir, api_keys=API_KEY))) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

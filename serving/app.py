@@ -1,0 +1,94 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; its lifespan loads the model.
+
+Nothing happens at import time. ``srl serve`` (``serving.cli``) runs the factory under
+uvicorn; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from serving.dependencies import auth_dependencies
+from serving.errors import install_error_handlers
+from serving.metrics import Metrics
+from serving.middleware import RequestContext
+from serving.model_holder import ModelHolder
+from serving.request_body import BodyLimit
+from serving.routers import admin, document, health, metrics, model, scores
+from serving.routers.responses import errors
+from serving.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Scores sales-rejected leads for marketing automation: a calibrated probability that the
+lead re-converts within the horizon, a nurture route from the routing policy, and the
+reasons in plain words. The body is the lead's own rows as in the data contract (lead,
+rejection, activities, opportunities, consent, earlier rejections, as_of).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the scoring API.
+
+    Args:
+        settings: the service settings (read from the ``SRL_*`` environment when None).
+    """
+    settings = settings or Settings()
+    app = FastAPI(
+        title="SRL Rebound scoring API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.holder = ModelHolder(settings, app.state.metrics)
+    install_error_handlers(app)
+    _include_routers(app, settings)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=app.state.metrics)
+    return app
+
+
+def _include_routers(app: FastAPI, settings: Settings) -> None:
+    guard = auth_dependencies(settings)
+    unauthorized = errors(401) if settings.auth_enabled else {}
+    app.include_router(health.router)
+    for router in (
+        scores.scores_router(settings.max_batch_items), model.router, admin.router, metrics.router
+    ):
+        app.include_router(router, dependencies=guard, responses=unauthorized)
+    app.include_router(document.router, dependencies=guard)
+    if not settings.auth_enabled:
+        app.include_router(document.docs_router)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    holder: ModelHolder = app.state.holder
+    settings: Settings = app.state.settings
+    first_load = asyncio.create_task(holder.reload("start"))
+    try:
+        await asyncio.wait_for(asyncio.shield(first_load), settings.startup_wait_seconds)
+    except TimeoutError:
+        logger.warning("model still loading; not ready yet", extra={"uri": settings.model_uri})
+    if holder.current is None:
+        logger.error("not ready", extra={"reason": holder.problem})
+    watcher = asyncio.create_task(holder.watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        first_load.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

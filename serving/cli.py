@@ -1,0 +1,130 @@
+"""``srl serve``: run the scoring API under uvicorn.
+
+Options become ``SRL_*`` environment variables, so every worker process builds the same
+``Settings`` through ``serving.app:create_app``. Threads are split so that workers times
+threads never exceeds the cores: each worker predicts with LightGBM on its own threads and
+OpenMP is capped to match.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from serving.policy import load_policy
+from serving.settings import DEFAULT_MODEL_URI, Settings
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, requested: int, cores: int) -> int:
+    """LightGBM threads per worker: as asked, but never more than the worker's share of cores."""
+    share = max(1, cores // max(workers, 1))
+    return share if requested <= 0 else min(requested, share)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    model: Annotated[
+        str, typer.Option("--model", help="Registry URI (models:/name@alias) or model directory.")
+    ] = DEFAULT_MODEL_URI,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Routing policy YAML (default: packaged).")
+    ] = None,
+    reload_interval: Annotated[
+        float, typer.Option(min=0, help="Seconds between checks of the model source (0: never).")
+    ] = 0.0,
+    threads: Annotated[
+        int, typer.Option(min=0, help="LightGBM threads per worker (0: cores / workers).")
+    ] = 1,
+    max_batch_items: Annotated[int, typer.Option(min=1, help="Most leads per batch call.")] = 500,
+    timeout: Annotated[
+        float, typer.Option(min=0.001, help="Time budget of one scoring call, seconds.")
+    ] = 10.0,
+    allow_public_bind: Annotated[
+        bool, typer.Option(help="Bind to a non-loopback address even without SRL_API_KEYS.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the scoring API (keys from SRL_API_KEYS; see docs/serving.md)."""
+    cores = available_cores()
+    per_worker = threads_per_worker(workers, threads, cores)
+    overrides = {
+        "SRL_HOST": host, "SRL_PORT": str(port), "SRL_MODEL_URI": model,
+        "SRL_RELOAD_INTERVAL_SECONDS": str(reload_interval), "SRL_MODEL_THREADS": str(per_worker),
+        "SRL_MAX_BATCH_ITEMS": str(max_batch_items), "SRL_REQUEST_TIMEOUT_SECONDS": str(timeout),
+        "SRL_ALLOW_PUBLIC_BIND": str(allow_public_bind).lower(),
+    }
+    if policy is not None:
+        overrides["SRL_POLICY"] = str(policy.resolve())
+    os.environ.update(overrides)
+    os.environ.update({name: str(per_worker) for name in THREAD_VARIABLES})
+    settings = _checked_settings(host)
+    if workers > cores:
+        typer.echo(f"warning: {workers} workers on {cores} cores will compete for CPU", err=True)
+    with _worker_coordination(workers):
+        _run(settings, workers, log_level)
+
+
+def _checked_settings(host: str) -> Settings:
+    try:
+        settings = Settings()
+        settings.check_bind(host)
+        load_policy(settings.policy)
+    except (ValidationError, ValueError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    return settings
+
+
+@contextmanager
+def _worker_coordination(workers: int) -> Iterator[None]:
+    """With several workers: a shared reload signal and multi-process metrics."""
+    if workers == 1:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="srl-serve-") as scratch:
+        metrics_dir = Path(scratch) / "metrics"
+        metrics_dir.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        os.environ["SRL_RELOAD_SIGNAL"] = str(Path(scratch) / "reload")
+        yield
+
+
+def _run(settings: Settings, workers: int, log_level: str) -> None:
+    import uvicorn
+
+    from serving.logs import log_config
+
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_config=log_config(log_level.upper()),
+        access_log=False,
+        server_header=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``srl serve`` to the ``srl`` command."""
+    app.command("serve")(serve)

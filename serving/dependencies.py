@@ -1,0 +1,99 @@
+"""FastAPI dependencies: settings, API-key check, the serving deployment and the request id."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
+
+from serving.errors import ApiError
+from serving.metrics import Metrics
+from serving.model_holder import ModelHolder, NotReady
+from serving.service import Deployment
+from serving.settings import Settings
+
+API_KEY_HEADER = "X-API-Key"
+
+api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="One of the keys in SRL_API_KEYS (required on every route but the health checks).",
+)
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_holder(request: Request) -> ModelHolder:
+    """The app's model holder."""
+    holder: ModelHolder = request.app.state.holder
+    return holder
+
+
+def get_metrics(request: Request) -> Metrics:
+    """The app's metrics."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def get_request_id(request: Request) -> str:
+    """The id of this request (from ``X-Request-ID`` when well formed, else generated)."""
+    return str(request.state.request_id)
+
+
+def key_matches(given: str, keys: Sequence[SecretStr]) -> bool:
+    """Whether ``given`` is one of ``keys``; every key is compared in constant time."""
+    candidate = given.encode("utf-8", "surrogateescape")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key.get_secret_value().encode("utf-8"))
+    return matched
+
+
+async def require_api_key(
+    settings: Annotated[Settings, Depends(get_settings)],
+    key: Annotated[str | None, Security(api_key_header)] = None,
+) -> None:
+    """Reject the request unless it carries a configured API key.
+
+    Raises:
+        ApiError: 401 when the header is missing or the key is unknown.
+    """
+    if key is None or not key_matches(key, settings.api_keys):
+        raise ApiError(
+            401, "unauthorized", f"a valid {API_KEY_HEADER} header is required",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+
+
+def auth_dependencies(settings: Settings) -> list[Any]:
+    """Dependencies every protected router is included with (none when auth is off)."""
+    return [Depends(require_api_key)] if settings.auth_enabled else []
+
+
+def current_deployment(holder: Annotated[ModelHolder, Depends(get_holder)]) -> Deployment:
+    """The deployment serving now, taken once for the whole request.
+
+    Raises:
+        ApiError: 503 while no model is loaded.
+    """
+    try:
+        return holder.require()
+    except NotReady as error:
+        raise ApiError(
+            503, "not_ready", f"no model is loaded: {error}", headers={"Retry-After": "5"}
+        ) from error
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RequestId = Annotated[str, Depends(get_request_id)]
+CurrentDeployment = Annotated[Deployment, Depends(current_deployment)]

@@ -1,0 +1,148 @@
+"""Errors as JSON with one stable shape, naming fields but never echoing their values.
+
+Every error body is ``{"error": {"code", "message", "request_id", "fields"}}`` where
+``fields`` lists ``{"field": "lead.created_at", "problem": "...", "type": "..."}``. Pydantic's
+messages describe the rule that was broken ("Input should be a valid integer"); the input
+itself, which may hold personal data, is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from serving.service import DeadlineExceeded
+
+logger = logging.getLogger(__name__)
+
+STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the API answers with its own status, code and message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: Sequence[Mapping[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = list(fields)
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    fields: Iterable[Mapping[str, str]] = (),
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The JSON error response every failure goes through."""
+    request_id = getattr(request.state, "request_id", None)
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "request_id": request_id,
+            "fields": list(fields),
+        }
+    }
+    request.state.error_code = code
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def field_problems(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Pydantic / FastAPI validation errors as ``field``, ``problem``, ``type`` (no inputs)."""
+    problems = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        kind = str(error.get("type", "invalid"))
+        if kind == "json_invalid":
+            problems.append({"field": "body", "problem": "not valid JSON", "type": kind})
+            continue
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        problems.append({"field": ".".join(location) or "body", "problem": message, "type": kind})
+    return problems
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    problems = field_problems(error.errors())
+    if any(p["type"] == "json_invalid" for p in problems):
+        return error_response(
+            request, 422, "invalid_json", "the body is not valid JSON", problems[:1]
+        )
+    named = ", ".join(sorted({p["field"] for p in problems})[:5])
+    return error_response(
+        request, 422, "validation_error", f"invalid request: {named}", problems[:50]
+    )
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = STATUS_CODES.get(error.status_code, "http_error")
+    message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
+    if error.status_code == 413:
+        message = "the request body is too large"
+    return error_response(request, error.status_code, code, message, headers=error.headers)
+
+
+async def _api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return error_response(
+        request, error.status, error.code, error.message, error.fields, error.headers
+    )
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    # The message of an exception may quote the data it failed on: log where, not what.
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown"
+    logger.error(
+        "unexpected error",
+        extra={"error_type": type(error).__name__, "where": where,
+               "request_id": getattr(request.state, "request_id", None)},
+    )
+    return error_response(request, 500, "internal_error", "the server failed to answer")
+
+
+async def _deadline(request: Request, error: Exception) -> Response:
+    return error_response(request, 503, "timeout", str(error), headers={"Retry-After": "1"})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error the app can raise through ``error_response``."""
+    app.add_exception_handler(DeadlineExceeded, _deadline)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,175 @@
+"""Read an export directory in bounded batches, for jobs that must not hold it all in memory.
+
+The batch scoring job never loads a whole export: it streams each table file in record
+batches of the columns that scoring or validation need. Parsing follows the loader
+(``features.loading``): Parquet is read as stored, CSV as strings with empty fields missing,
+so that every value reaches the contract checks exactly as ``load_export`` would pass it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.config import FeatureConfig
+from features.contract import TABLES, TABLES_BY_NAME, Kind
+from features.problems import ContractError, Problem, shorten
+
+SUPPORTED_SUFFIXES = (".parquet", ".csv")
+BATCH_ROWS = 1 << 20
+
+#: Contract columns the batch job never reads: free text that is neither a feature nor ever
+#: invalid (personal fields, notes, ids of other systems). Skipping them changes no score
+#: and no rejected row, and keeps personal data out of the job's memory and work files.
+UNUSED_COLUMNS: dict[str, frozenset[str]] = {
+    "leads": frozenset({"email", "first_name", "last_name", "account_id"}),
+    "rejections": frozenset({"reason_detail", "rep_id"}),
+    "opportunities": frozenset({"loss_reason"}),
+}
+
+
+@dataclass(frozen=True)
+class ExportFiles:
+    """The file holding each table of an export directory (absent optional tables omitted)."""
+
+    root: Path
+    files: dict[str, Path]
+
+    def columns(self, table: str, config: FeatureConfig) -> list[str]:
+        """The columns of ``table`` the batch job reads, in file order."""
+        wanted = set(TABLES_BY_NAME[table].column_names) - UNUSED_COLUMNS.get(table, frozenset())
+        if table == "leads":
+            wanted |= {*config.custom_columns.numeric, *config.custom_columns.categorical}
+        return [c for c in file_columns(self.files[table]) if c in wanted]
+
+
+def locate_export(directory: str | Path) -> ExportFiles:
+    """Find each table's file and check that required tables and columns are there.
+
+    Raises:
+        ContractError: a required table or column is missing, a table exists in both
+            formats, or a file cannot be read.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ContractError([Problem(str(root), "export directory does not exist")])
+    files: dict[str, Path] = {}
+    problems: list[Problem] = []
+    for table in TABLES:
+        present = [p for p in (root / f"{table.name}{s}" for s in SUPPORTED_SUFFIXES) if p.is_file()]
+        if len(present) > 1:
+            problems.append(Problem(str(root), f"both {present[0].name} and {present[1].name} exist; keep one"))
+        elif present:
+            files[table.name] = present[0]
+        elif not table.optional:
+            problems.append(Problem(str(root / f"{table.name}.parquet|.csv"), f"required table {table.name!r} is missing"))
+    if problems:
+        raise ContractError(problems)
+    found = ExportFiles(root, files)
+    _check_required_columns(found)
+    return found
+
+
+def _check_required_columns(export: ExportFiles) -> None:
+    problems: list[Problem] = []
+    for name, path in export.files.items():
+        have = set(file_columns(path))
+        problems += [
+            Problem(str(path), "required column is missing", column=column)
+            for column in TABLES_BY_NAME[name].required_columns
+            if column not in have
+        ]
+    if problems:
+        raise ContractError(problems)
+
+
+def file_columns(path: Path) -> list[str]:
+    """The column names of a table file (Parquet schema or CSV header)."""
+    try:
+        if path.suffix == ".csv":
+            return list(pd.read_csv(path, nrows=0, dtype=str, encoding="utf-8").columns)
+        return list(pq.read_schema(path).names)
+    except Exception as error:  # pyarrow and pandas raise several unrelated types
+        raise _unreadable(path, error) from error
+
+
+def input_fingerprint(export: ExportFiles) -> str:
+    """A SHA-256 over every table file's name and bytes: same input, same fingerprint."""
+    digest = hashlib.sha256()
+    for name in sorted(export.files):
+        path = export.files[name]
+        digest.update(f"{name}:{path.name}:{path.stat().st_size}\n".encode())
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
+def iter_batches(
+    path: Path, columns: list[str], batch_rows: int = BATCH_ROWS
+) -> Iterator[pa.Table]:
+    """The chosen columns of a table file, in file order, ``batch_rows`` rows at a time.
+
+    CSV columns arrive as strings (missing when empty), Parquet columns as stored.
+
+    Raises:
+        ContractError: the file is not readable CSV or Parquet.
+    """
+    try:
+        if path.suffix == ".csv":
+            yield from _csv_batches(path, columns, batch_rows)
+        else:
+            yield from _parquet_batches(path, columns, batch_rows)
+    except ContractError:
+        raise
+    except Exception as error:  # pyarrow and pandas raise several unrelated types
+        raise _unreadable(path, error) from error
+
+
+def _parquet_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    source = pq.ParquetFile(path)
+    schema = pa.schema([source.schema_arrow.field(c) for c in columns])
+    found = False
+    for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
+        found = True
+        yield pa.Table.from_batches([batch]).replace_schema_metadata(None)
+    if not found:
+        yield schema.empty_table()
+
+
+def _csv_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    schema = pa.schema([(c, pa.string()) for c in columns])
+    reader = pd.read_csv(
+        path,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""],
+        encoding="utf-8",
+        engine="c",
+        usecols=columns,
+        chunksize=batch_rows,
+    )
+    found = False
+    with reader:
+        for frame in reader:
+            found = True
+            yield pa.Table.from_pandas(frame[columns], schema=schema, preserve_index=False)
+    if not found:
+        yield schema.empty_table()
+
+
+def timestamp_columns(table: str, columns: list[str]) -> list[str]:
+    """The contract timestamp columns among ``columns`` (those that mark the export's end)."""
+    contract = TABLES_BY_NAME[table]
+    return [c.name for c in contract.columns if c.kind is Kind.TIMESTAMP and c.name in columns]
+
+
+def _unreadable(path: Path, error: Exception) -> ContractError:
+    kind = "UTF-8 CSV" if path.suffix == ".csv" else "Parquet"
+    reason = f"not a readable {kind} file ({type(error).__name__}: {shorten(error, 120)})"
+    return ContractError([Problem(str(path), reason)])

@@ -1,0 +1,71 @@
+"""Per-request bookkeeping as plain ASGI: request id, timing, metrics and one log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.metrics import Metrics
+
+logger = logging.getLogger("serving.requests")
+
+REQUEST_ID_HEADER = b"x-request-id"
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContext:
+    """Give each request an id, answer it in ``X-Request-ID``, count and log it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request with its id in ``scope["state"]``; record how it ended."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, state, status, time.perf_counter() - started, request_id)
+
+    def _record(
+        self, scope: Scope, state: dict[str, object], status: int, seconds: float, request_id: str
+    ) -> None:
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        error = state.get("error_code")
+        error_code = str(error) if error is not None else (None if status < 400 else str(status))
+        self.metrics.observe_request(route, scope["method"], status, seconds, error_code)
+        level = logging.ERROR if status >= 500 else logging.INFO
+        logger.log(
+            level, "request",
+            extra={"request_id": request_id, "method": scope["method"], "route": route,
+                   "status": status, "ms": round(seconds * 1000, 3), "error": error_code},
+        )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER and _VALID_ID.match(value):
+            return value.decode()
+    return uuid.uuid4().hex

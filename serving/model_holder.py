@@ -1,0 +1,226 @@
+"""The serving model, swapped atomically while requests keep flowing.
+
+Every request takes the current ``Deployment`` once, at its start, and uses that object to
+the end; a reload builds and checks a complete new ``Deployment`` off the event loop and
+then replaces one reference. An in-flight request therefore never sees half a swap, and a
+version that fails to load, or loads but cannot score the example request, never replaces
+the one serving. With no model at all (registry unreachable at start), the service stays
+up, not ready, says why on ``/readyz`` and keeps retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
+
+from features.model_store import ModelLoadError
+from features.records import ScoreRequest
+from serving.examples import EXAMPLE_REQUEST
+from serving.metrics import Metrics
+from serving.model_source import current_version, load_serving_model
+from serving.policy import load_policy
+from serving.service import Deployment, score_requests
+from serving.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SIGNAL_TICK_SECONDS = 1.0
+
+
+class NotReady(Exception):  # noqa: N818 - reads as the state it reports
+    """No model is loaded yet; the message says why."""
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload did."""
+
+    reloaded: bool
+    version: str | None
+    previous_version: str | None
+    message: str
+
+
+class ModelHolder:
+    """Holds the serving ``Deployment`` and replaces it on reload or when the source moves."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._current: Deployment | None = None
+        self._problem = "starting: the model is loading"
+        self._lock = asyncio.Lock()
+        self._failed_source: str | None = None
+        self._signal_seen = _signal_stamp(settings.reload_signal)
+        self._last_poll = time.monotonic()
+
+    @property
+    def current(self) -> Deployment | None:
+        """The deployment serving now (None until the first successful load)."""
+        return self._current
+
+    @property
+    def problem(self) -> str | None:
+        """Why the service is not ready, or None when it is."""
+        return None if self._current is not None else self._problem
+
+    def require(self) -> Deployment:
+        """The deployment serving now.
+
+        Raises:
+            NotReady: nothing is loaded yet.
+        """
+        current = self._current
+        if current is None:
+            raise NotReady(self._problem)
+        return current
+
+    async def reload(self, cause: str) -> ReloadOutcome:
+        """Load the source again (and the policy) and swap it in if it works."""
+        async with self._lock:
+            outcome = await anyio.to_thread.run_sync(self._reload_blocking, cause)
+        self._metrics.reloads.labels("swapped" if outcome.reloaded else "failed").inc()
+        return outcome
+
+    async def reload_everywhere(self) -> ReloadOutcome:
+        """Reload here, then signal the other workers (when a signal file is configured)."""
+        outcome = await self.reload("admin")
+        signal = self._settings.reload_signal
+        if signal is not None:
+            signal.write_text(uuid.uuid4().hex, encoding="utf-8")
+            self._signal_seen = _signal_stamp(signal)
+        return outcome
+
+    async def watch(self) -> None:
+        """Retry while not ready; reload when the source moves or another worker signals."""
+        while True:
+            await asyncio.sleep(self._tick())
+            try:
+                await self._watch_once()
+            except Exception as error:  # the watcher must outlive any single failure
+                logger.error("model watch failed", extra={"error": _describe(error)})
+
+    def _tick(self) -> float:
+        if self._current is None:
+            return self._settings.retry_interval_seconds
+        ticks = [self._settings.retry_interval_seconds]
+        if self._settings.reload_interval_seconds > 0:
+            ticks.append(self._settings.reload_interval_seconds)
+        if self._settings.reload_signal is not None:
+            ticks.append(SIGNAL_TICK_SECONDS)
+        return min(ticks)
+
+    async def _watch_once(self) -> None:
+        if self._current is None:
+            await self.reload("retry")
+            return
+        stamp = _signal_stamp(self._settings.reload_signal)
+        if stamp != self._signal_seen:
+            self._signal_seen = stamp
+            await self.reload("signal")
+            return
+        if self._poll_due():
+            await self._reload_if_moved()
+
+    def _poll_due(self) -> bool:
+        interval = self._settings.reload_interval_seconds
+        if interval <= 0 or time.monotonic() - self._last_poll < interval:
+            return False
+        self._last_poll = time.monotonic()
+        return True
+
+    async def _reload_if_moved(self) -> None:
+        source = await anyio.to_thread.run_sync(current_version, self._settings.model_uri)
+        current = self._current
+        if source is None or current is None:
+            return
+        if source != current.version and source != self._failed_source:
+            await self.reload(f"source moved to {source}")
+
+    def _reload_blocking(self, cause: str) -> ReloadOutcome:
+        previous = self._current
+        before = previous.version if previous else None
+        source = _source_or_none(self._settings.model_uri)
+        try:
+            deployment = self._load()
+        except Exception as error:
+            self._failed_source = source
+            return self._failed(cause, before, error)
+        self._current = deployment
+        self._failed_source = None
+        self._metrics.model_swapped(_labels(previous), _labels(deployment) or ("", "", ""))
+        logger.info(
+            "model swapped in",
+            extra={"cause": cause, "version": deployment.version, "previous": before,
+                   "source": source, "policy": deployment.policy.label},
+        )
+        return ReloadOutcome(True, deployment.version, before, f"now serving {deployment.version}")
+
+    def _load(self) -> Deployment:
+        settings = self._settings
+        policy = load_policy(settings.policy)
+        model, identity = load_serving_model(settings.model_uri, settings.model_threads)
+        deployment = Deployment(model, identity, policy)
+        check_deployment(deployment)
+        return deployment
+
+    def _failed(self, cause: str, before: str | None, error: Exception) -> ReloadOutcome:
+        message = f"could not load {self._settings.model_uri}: {_describe(error)}"
+        if self._current is None:
+            self._problem = message
+            self._metrics.ready.set(0)
+        logger.error(
+            "model load failed", extra={"cause": cause, "serving": before, "error": message}
+        )
+        kept = f"; still serving {before}" if before else ""
+        return ReloadOutcome(False, before, before, message + kept)
+
+
+def check_deployment(deployment: Deployment) -> None:
+    """Score the example request end to end; raise unless it gives a probability.
+
+    Raises:
+        ValueError: the probability is not a finite number in [0, 1].
+    """
+    request = ScoreRequest.model_validate(EXAMPLE_REQUEST)
+    scoring = score_requests(deployment, [request], top_k=3, request_id="check")
+    probability = float(scoring.probability[0])
+    if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
+        raise ValueError(f"the model answered {probability} for the example request")
+
+
+def _source_or_none(uri: str) -> str | None:
+    try:
+        return current_version(uri)
+    except ModelLoadError:
+        return None
+
+
+def _labels(deployment: Deployment | None) -> tuple[str | None, str, str | None] | None:
+    if deployment is None:
+        return None
+    identity = deployment.identity
+    return identity.name, identity.version, identity.alias
+
+
+def _signal_stamp(path: Path | None) -> int | None:
+    if path is None:
+        return None
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).splitlines()[0][:300] if str(error) else ""
+    if isinstance(error, ModelLoadError | NotReady):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,114 @@
+"""Where the serving model comes from, which version it is, and whether the source moved.
+
+A registry URI names a version through an alias (``models:/srl-reconversion@champion``):
+polling asks the registry which version the alias points at now. A local directory has no
+registry version; its version is a fingerprint of its files, so a reload after the files
+(or a symlink to them) changed names a new version, and an unchanged directory does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from features.model_store import LOCAL_VERSION, ModelLoadError, load_model
+from features.predictor import ReconversionModel
+
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
+FINGERPRINT_CHARS = 12
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model is serving.
+
+    Attributes:
+        uri: the URI it was loaded from.
+        name: registered model name (None for a local directory).
+        version: registry version, or ``local-<fingerprint>`` for a directory.
+        alias: the alias in the URI, if any.
+        run_id: the MLflow run that logged it, when known.
+        loaded_at: when this process loaded it.
+    """
+
+    uri: str
+    name: str | None
+    version: str
+    alias: str | None
+    run_id: str | None
+    loaded_at: datetime
+
+
+def load_serving_model(uri: str, num_threads: int) -> tuple[ReconversionModel, ModelIdentity]:
+    """Load the model behind ``uri`` with its identity.
+
+    Raises:
+        ModelLoadError: the store is unreachable or the files are not a usable model.
+    """
+    loaded = load_model(uri, num_threads)
+    version = loaded.version
+    if version == LOCAL_VERSION:
+        version = f"local-{directory_fingerprint(_local_path(uri))}"
+    identity = ModelIdentity(
+        uri, loaded.name, version, loaded.alias, loaded.run_id, datetime.now(UTC)
+    )
+    return loaded.model, identity
+
+
+def current_version(uri: str) -> str | None:
+    """What ``uri`` points at now, cheaply: the alias's version or the directory's state.
+
+    Returns None when the URI names something fixed (a version number or a run), which
+    never moves, so there is nothing to poll.
+
+    Raises:
+        ModelLoadError: the registry could not be asked.
+    """
+    alias = _ALIAS_URI.match(uri)
+    if alias:
+        return _alias_version(uri, alias["name"], alias["alias"])
+    if _is_local(uri):
+        return f"local-{directory_fingerprint(_local_path(uri))}"
+    return None
+
+
+def directory_fingerprint(directory: Path) -> str:
+    """A short hash of every file under ``directory`` (paths and contents)."""
+    digest = hashlib.sha256()
+    if not directory.is_dir():
+        return "missing"
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:FINGERPRINT_CHARS]
+
+
+def _alias_version(uri: str, name: str, alias: str) -> str:
+    from mlflow import MlflowClient
+
+    from features.tracking_store import registry_uri, sqlite_path, tracking_uri
+
+    database = sqlite_path(registry_uri())
+    if database is not None and not database.exists():
+        raise ModelLoadError(f"{uri}: no model registry at {database}")
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
+        details: Any = client.get_model_version_by_alias(name, alias)
+    except Exception as error:
+        message = str(getattr(error, "message", None) or error).splitlines()[0][:300]
+        raise ModelLoadError(f"{uri}: could not resolve the alias: {message}") from error
+    return str(details.version)
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith("file://") or (
+        "://" not in uri and not uri.startswith(("models:/", "runs:/"))
+    )
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri.removeprefix("file://")).resolve()

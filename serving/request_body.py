@@ -1,0 +1,107 @@
+"""Request bodies: size-limited, and parsed as strict JSON (no NaN or Infinity) by orjson.
+
+Python's ``json`` accepts ``NaN`` and ``Infinity``, which are not JSON; orjson rejects them,
+so a body carrying them fails as invalid JSON before any field is looked at. The size limit
+answers 413 from the ``Content-Length`` header without reading the body, and stops reading
+a streamed body as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class StrictJSONRequest(Request):
+    """A request whose ``json()`` is orjson's strict parser."""
+
+    async def json(self) -> Any:
+        """The parsed body.
+
+        Raises:
+            orjson.JSONDecodeError: (a ``json.JSONDecodeError``) the body is not JSON.
+        """
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """A route that parses its body with ``StrictJSONRequest``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, given a ``StrictJSONRequest``."""
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict_handler
+
+
+class BodyTooLarge(HTTPException):
+    """The body passed the configured limit while it was being read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class BodyLimit:
+    """Refuse bodies larger than ``max_bytes`` with a JSON 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check ``Content-Length`` up front and count the bytes actually received."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _declared_length(scope) > self.max_bytes:
+            await self._refuse(scope, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        state = scope.setdefault("state", {})
+        state["error_code"] = "body_too_large"
+        body = orjson.dumps(
+            {"error": {"code": "body_too_large",
+                       "message": f"the request body is larger than {self.max_bytes} bytes",
+                       "request_id": state.get("request_id"), "fields": []}}
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

@@ -1,0 +1,1 @@
+"""One router per resource: scores, the model, health, metrics, admin and the API document."""

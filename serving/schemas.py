@@ -1,0 +1,148 @@
+"""The API's response and batch models (the request body is ``features.records.ScoreRequest``).
+
+Responses are serialised with orjson straight from plain dicts; these models define the
+OpenAPI document the dicts follow, and the tests validate every response against it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.records import ScoreRequest
+from serving.examples import EXAMPLE_REQUEST
+
+
+class ReasonOut(BaseModel):
+    """One factor of the score, in plain words."""
+
+    feature: str = Field(description="the feature's name (see the feature catalogue)")
+    direction: Literal["up", "down"] = Field(description="whether it raised or lowered the score")
+    contribution: float = Field(description="SHAP contribution in log-odds of the raw score")
+    value: float | str | None = Field(description="the lead's value: a number, a label or null")
+    text: str = Field(description="the factor in plain words")
+
+
+class RoutingOut(BaseModel):
+    """Where the lead goes next and when."""
+
+    re_entry_stage: str | None = Field(
+        description="funnel stage the lead resumes at (where it left off); null when suppressed"
+    )
+    next_action_date: date | None = Field(
+        description="day of the next contact (UTC); null when suppressed"
+    )
+    priority: int = Field(ge=0, description="1 is most urgent; 0 for suppressed leads")
+    policy: str = Field(description="routing policy name and version, e.g. default@v1")
+
+
+class ScoreResult(BaseModel):
+    """The score and route of one lead's rejection."""
+
+    rejection_id: str
+    lead_id: str
+    as_of: datetime = Field(description="the moment the lead was scored at (UTC)")
+    probability: float = Field(ge=0.0, le=1.0, description="calibrated re-conversion probability")
+    tier: str = Field(description="probability tier from the routing policy")
+    program: str = Field(description="nurture program, rebound_to_sales, or suppressed")
+    routing: RoutingOut
+    suppressed: bool = Field(description="consent or the rejection reason forbids contact")
+    suppression_reason: str | None = Field(
+        description="consent:<status> or reason:<code> when suppressed"
+    )
+    reasons: list[ReasonOut] = Field(description="strongest factors first")
+    model_version: str
+    request_id: str
+
+
+class BatchRequest(BaseModel):
+    """Several leads to score in one call."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE_REQUEST]}]}
+    )
+
+    items: list[ScoreRequest]
+
+
+def batch_request_model(max_items: int) -> type[BatchRequest]:
+    """``BatchRequest`` with the configured maximum number of items."""
+
+    class LimitedBatchRequest(BatchRequest):
+        items: Annotated[list[ScoreRequest], Field(min_length=1, max_length=max_items)]
+
+    LimitedBatchRequest.__name__ = "BatchRequest"
+    return LimitedBatchRequest
+
+
+class BatchResponse(BaseModel):
+    """One result per item, in the order of the request."""
+
+    results: list[ScoreResult]
+    model_version: str
+    request_id: str
+
+
+class ModelOut(BaseModel):
+    """The model currently serving."""
+
+    name: str | None
+    version: str
+    alias: str | None
+    uri: str
+    run_id: str | None
+    trained_at: str | None
+    loaded_at: datetime
+    metrics: dict[str, Any]
+    calibration: str
+    policy: str
+    features: list[str]
+
+
+class HealthOut(BaseModel):
+    """The process is alive."""
+
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    """Whether the service can score, and why not."""
+
+    ready: bool
+    model_version: str | None
+    policy: str | None
+    reason: str | None
+
+
+class ReloadOut(BaseModel):
+    """The outcome of a reload."""
+
+    reloaded: bool = Field(description="a new version was swapped in")
+    model_version: str | None = Field(description="the version serving now")
+    previous_version: str | None
+    message: str
+
+
+class FieldProblem(BaseModel):
+    """One field of the request that broke the contract."""
+
+    field: str
+    problem: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """What went wrong."""
+
+    code: str
+    message: str
+    request_id: str | None
+    fields: list[FieldProblem]
+
+
+class ErrorOut(BaseModel):
+    """The shape of every error response."""
+
+    error: ErrorBody

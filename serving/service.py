@@ -1,0 +1,148 @@
+"""Scoring requests end to end: raw rows to features, probability, route and reasons.
+
+The HTTP layer only validates, authenticates and serialises; everything a lead's answer
+depends on happens here, through the same ``score_features`` and ``explain`` the batch job
+uses. Results are plain dicts shaped like ``serving.schemas.ScoreResult``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from features.engine import compute_features
+from features.predictor import ReconversionModel
+from features.records import ScoreRequest
+from serving.model_source import ModelIdentity
+from serving.policy import RoutingPolicy
+from serving.reasons import Reason, explain
+from serving.request_history import requests_history
+from serving.routing import NO_DATE, Routes
+from serving.scoring import score_features
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model and the routing policy it serves with, swapped in and out as one."""
+
+    model: ReconversionModel
+    identity: ModelIdentity
+    policy: RoutingPolicy
+
+    @property
+    def version(self) -> str:
+        """The model version that answers."""
+        return self.identity.version
+
+
+class DeadlineExceeded(Exception):  # noqa: N818 - reads as the event it signals
+    """Scoring ran past its time budget."""
+
+
+class Deadline:
+    """A time budget checked between the steps of one scoring call."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.perf_counter() + seconds
+
+    def check(self, step: str) -> None:
+        """Raise ``DeadlineExceeded`` when the budget is spent (``step`` names where)."""
+        if time.perf_counter() > self._end:
+            raise DeadlineExceeded(f"scoring took longer than {self.seconds:g} s (at {step})")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """The results of one scoring call and the numbers metrics need."""
+
+    results: list[dict[str, Any]]
+    probability: np.ndarray
+    routes: Routes
+
+
+def score_requests(
+    deployment: Deployment,
+    requests: Sequence[ScoreRequest],
+    *,
+    top_k: int,
+    request_id: str,
+    now: datetime | None = None,
+    deadline: Deadline | None = None,
+) -> Scoring:
+    """Score, route and explain each request (in order).
+
+    Args:
+        deployment: the model and policy to use.
+        requests: validated request bodies.
+        top_k: reasons per lead (0: none).
+        request_id: echoed in every result.
+        now: the moment for requests without ``as_of`` (default: the current time).
+        deadline: the call's time budget, checked between steps.
+
+    Raises:
+        DeadlineExceeded: the budget ran out.
+    """
+    model, budget = deployment.model, deadline or Deadline(math.inf)
+    history, examples = requests_history(requests, model.config, now or datetime.now(UTC))
+    budget.check("history")
+    features = compute_features(history, examples, model.config)
+    budget.check("features")
+    scored = score_features(model, features, examples.as_of, deployment.policy)
+    reasons = explain(model, features, scored.matrix, top_k) if top_k > 0 else None
+    budget.check("reasons")
+    lead_ids = history.lead_id[history.rejections.lead[examples.rejection_row]]
+    results = [
+        _result(
+            scored.routes, index, request, str(lead_ids[index]), float(scored.probability[index]),
+            int(examples.as_of[index]), reasons[index] if reasons is not None else [],
+            deployment.version, request_id,
+        )
+        for index, request in enumerate(requests)
+    ]
+    return Scoring(results, scored.probability, scored.routes)
+
+
+def _result(
+    routes: Routes,
+    index: int,
+    request: ScoreRequest,
+    lead_id: str,
+    probability: float,
+    as_of: int,
+    reasons: list[Reason],
+    version: str,
+    request_id: str,
+) -> dict[str, Any]:
+    next_action = int(routes.next_action_at[index])
+    return {
+        "rejection_id": request.rejection.rejection_id,
+        "lead_id": lead_id,
+        "as_of": _moment(as_of).isoformat(),
+        "probability": probability,
+        "tier": str(routes.tier[index]),
+        "program": str(routes.program[index]),
+        "routing": {
+            "re_entry_stage": routes.re_entry_stage[index],
+            "next_action_date": None if next_action == NO_DATE else _moment(next_action).date(),
+            "priority": int(routes.priority[index]),
+            "policy": routes.policy,
+        },
+        "suppressed": bool(routes.suppressed[index]),
+        "suppression_reason": routes.suppression_reason[index],
+        "reasons": [reason.to_dict() for reason in reasons],
+        "model_version": version,
+        "request_id": request_id,
+    }
+
+
+def _moment(microseconds: int) -> datetime:
+    return EPOCH + timedelta(microseconds=microseconds)

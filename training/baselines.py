@@ -1,0 +1,116 @@
+"""Baselines scored on the same test examples as the model.
+
+- ``points_score``: the classic points score (fit plus behaviour points) and
+- ``points_qualified``: the classic qualification rule (0/1), each mapped to a probability
+  by a logistic fit on the validation window (a monotone map: rankings are unchanged);
+- ``logistic``: a regularised logistic regression on the same features (median imputation
+  with missing-value indicators, signed log and standard scaling of numbers, one-hot
+  categories), trained on the training window.
+
+Every baseline takes the model's encoded feature matrix and returns probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from features.engine import FeatureSpec
+from training.config import LogisticConfig
+
+POINTS_BASELINES = ("points_score", "points_qualified")
+MISSING_CODE = -1.0
+
+
+class Baseline(Protocol):
+    """Anything that turns an encoded feature matrix into probabilities."""
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities, one per row."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScoreBaseline:
+    """One feature column (a rule's score) mapped to a probability by ``sigmoid(a*x + b)``."""
+
+    column: int
+    a: float
+    b: float
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities from the column's values (missing counts as 0)."""
+        score = np.nan_to_num(matrix[:, self.column], nan=0.0)
+        return 1.0 / (1.0 + np.exp(-(self.a * score + self.b)))
+
+
+@dataclass(frozen=True)
+class LogisticBaseline:
+    """The fitted scikit-learn pipeline of the logistic-regression baseline."""
+
+    pipeline: Pipeline
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities of the positive class."""
+        return np.asarray(self.pipeline.predict_proba(matrix)[:, 1], dtype=np.float64)
+
+
+def fit_score_baseline(
+    names: Sequence[str], column: str, validation: np.ndarray, labels: np.ndarray
+) -> ScoreBaseline:
+    """Map the rule's score to a probability by a logistic fit on validation examples."""
+    index = list(names).index(column)
+    score = np.nan_to_num(validation[:, index], nan=0.0).reshape(-1, 1)
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(score, labels)
+    return ScoreBaseline(index, float(fit.coef_[0, 0]), float(fit.intercept_[0]))
+
+
+def fit_logistic_baseline(
+    specs: Sequence[FeatureSpec], train: np.ndarray, labels: np.ndarray, config: LogisticConfig
+) -> LogisticBaseline:
+    """Train the logistic-regression baseline on the training window."""
+    numeric = [i for i, s in enumerate(specs) if s.kind == "numeric"]
+    categorical = [i for i, s in enumerate(specs) if s.kind != "numeric"]
+    numbers = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True),
+        FunctionTransformer(_signed_log),
+        StandardScaler(),
+    )
+    categories = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=MISSING_CODE),
+        OneHotEncoder(handle_unknown="ignore", min_frequency=20),
+    )
+    columns = ColumnTransformer(
+        [("numbers", numbers, numeric), ("categories", categories, categorical)]
+    )
+    model = LogisticRegression(C=config.c, max_iter=config.max_iter)
+    pipeline = Pipeline([("columns", columns), ("logistic", model)]).fit(train, labels)
+    return LogisticBaseline(pipeline)
+
+
+def fit_baselines(
+    specs: Sequence[FeatureSpec],
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    config: LogisticConfig,
+) -> dict[str, Baseline]:
+    """Every baseline, each fitted on the window it is allowed to see."""
+    names = [spec.name for spec in specs]
+    baselines: dict[str, Baseline] = {
+        column: fit_score_baseline(names, column, *validation) for column in POINTS_BASELINES
+    }
+    baselines["logistic"] = fit_logistic_baseline(specs, *train, config)
+    return baselines
+
+
+def _signed_log(values: np.ndarray) -> np.ndarray:
+    """``sign(x) * log1p(|x|)``: counts and amounts on a scale a linear model can use."""
+    return np.sign(values) * np.log1p(np.abs(values))

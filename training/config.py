@@ -1,0 +1,182 @@
+"""The training run's settings: a versioned YAML file validated into a frozen model.
+
+Everything that changes a trained model lives here (features and labels, LightGBM
+parameters, the time split, calibration, the seed, the promotion gate), so a run is
+reproduced from its logged config alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.config import FeatureConfig
+
+CONFIG_VERSION = 1
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "training.yaml"
+DEFAULT_MODEL_NAME = "srl-reconversion"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LightGBMConfig(_Frozen):
+    """LightGBM settings (binary objective, native categorical features, early stopping).
+
+    Attributes:
+        num_threads: threads for training; 0 means every core of the machine.
+    """
+
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: int = Field(default=31, ge=2, le=4096)
+    max_depth: int = Field(default=-1, ge=-1)
+    min_data_in_leaf: int = Field(default=50, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: int = Field(default=1, ge=0)
+    lambda_l1: float = Field(default=0.0, ge=0)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    min_gain_to_split: float = Field(default=0.0, ge=0)
+    cat_smooth: float = Field(default=10.0, ge=0)
+    cat_l2: float = Field(default=10.0, ge=0)
+    min_data_per_group: int = Field(default=50, ge=1)
+    max_cat_threshold: int = Field(default=32, ge=1)
+    max_rounds: int = Field(default=2000, ge=1)
+    early_stopping_rounds: int = Field(default=100, ge=1)
+    num_threads: int = Field(default=0, ge=0)
+
+    def resolved_threads(self) -> int:
+        """The thread count to use: ``num_threads``, or the machine's cores when 0."""
+        return self.num_threads or os.cpu_count() or 1
+
+    def booster_params(self, seed: int) -> dict[str, Any]:
+        """Parameters for ``lightgbm.train``, deterministic for a given seed and thread count."""
+        params = self.model_dump(exclude={"max_rounds", "early_stopping_rounds", "num_threads"})
+        return {
+            **params,
+            "objective": "binary",
+            "metric": ["binary_logloss", "auc"],
+            "seed": seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            "num_threads": self.resolved_threads(),
+            "verbosity": -1,
+        }
+
+
+class SplitConfig(_Frozen):
+    """The time split of fully observed examples by their scoring moment ``as_of``.
+
+    The test window is the most recent ``test_days`` of uncensored examples, the
+    validation window the ``validation_days`` before it, training everything older. Each
+    lead belongs to the window of its latest example; its examples in earlier windows are
+    dropped, so no lead is on both sides of a split.
+
+    Attributes:
+        embargo_days: also drop training examples within this many days before the
+            validation window (set it to the horizon for label windows that never overlap).
+    """
+
+    validation_days: int = Field(default=180, ge=1)
+    test_days: int = Field(default=180, ge=1)
+    embargo_days: int = Field(default=0, ge=0)
+
+
+class CalibrationConfig(_Frozen):
+    """How raw booster probabilities are calibrated on the validation window.
+
+    ``auto`` fits isotonic regression and Platt scaling on the earlier part of the
+    validation window, keeps the one with the lower log loss on its later part, then refits
+    it on the whole window.
+    """
+
+    method: Literal["auto", "isotonic", "platt", "none"] = "auto"
+    selection_fraction: float = Field(default=0.5, gt=0, lt=1)
+
+
+class LogisticConfig(_Frozen):
+    """The regularised logistic-regression baseline (L2; ``c`` is sklearn's inverse strength)."""
+
+    c: float = Field(default=0.1, gt=0)
+    max_iter: int = Field(default=2000, ge=10)
+
+
+class PromotionConfig(_Frozen):
+    """The gate a challenger must pass to become champion.
+
+    The challenger is promoted when its ``metric`` on the run's test window beats the
+    current champion's on the same examples by at least ``margin`` (or there is no champion).
+    """
+
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "pr_auc"
+    margin: float = Field(default=0.002, ge=0)
+
+
+class TrainingConfig(_Frozen):
+    """One training run's settings.
+
+    Attributes:
+        version: the config file format version.
+        features: feature and label settings (carried inside the model).
+        lightgbm: booster settings.
+        split: the time split.
+        calibration: probability calibration.
+        logistic: the logistic-regression baseline.
+        promotion: the champion gate.
+        seed: the seed of every random choice.
+        registered_model_name: the MLflow registered model.
+        experiment_name: the MLflow experiment runs are logged to.
+        shap_sample: test examples explained in the SHAP summary plot.
+    """
+
+    version: Literal[1] = 1
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    logistic: LogisticConfig = Field(default_factory=LogisticConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    seed: int = 42
+    registered_model_name: str = Field(default=DEFAULT_MODEL_NAME, min_length=1)
+    experiment_name: str = Field(default=DEFAULT_MODEL_NAME, min_length=1)
+    shap_sample: int = Field(default=2000, ge=10)
+
+    def with_overrides(self, **changes: Any) -> TrainingConfig:
+        """A copy with some settings replaced (dotted names reach into sections).
+
+        ``features.horizon_days=180`` or ``seed=7``; None values are ignored. The result is
+        validated again.
+        """
+        data = self.model_dump(mode="json")
+        for dotted, value in changes.items():
+            if value is None:
+                continue
+            *path, leaf = dotted.split(".")
+            section = data
+            for part in path:
+                section = section[part]
+            section[leaf] = value
+        return TrainingConfig.model_validate(data)
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (what is logged with the run)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_training_config(path: str | Path | None = None) -> TrainingConfig:
+    """Read and validate a training config (``config/training.yaml`` when ``path`` is None).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        pydantic.ValidationError: a setting is unknown or out of range.
+    """
+    source = Path(path) if path is not None else DEFAULT_CONFIG_FILE
+    if path is None and not source.exists():
+        return TrainingConfig()
+    data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    return TrainingConfig.model_validate(data)

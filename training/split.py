@@ -1,0 +1,134 @@
+"""The time split: train on older examples, validate and test on the most recent ones.
+
+Only fully observed (uncensored) examples are split. Windows are cut on each example's
+scoring moment ``as_of``, newest last: the test window is the last ``test_days`` before the
+latest fully observed ``as_of``, the validation window the ``validation_days`` before that,
+and training everything older.
+
+A lead belongs to the window of its earliest example (its first rejection, a moment known
+when it is first scored, whatever happens next); its examples that fall in later windows
+are dropped ("cross-over" examples), so no lead is on both sides of a split and training
+never sees a moment later than validation. Assigning leads by their latest example instead
+would depend on the outcome (a lead that comes back stops being re-scored) and would fill
+the earlier windows with comebacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.dataset import ExampleSet
+from training.config import SplitConfig
+
+WINDOWS = ("train", "validation", "test")
+
+
+class SplitError(ValueError):
+    """The export is too short or too small for the configured windows."""
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Train, validation and test examples with the windows that cut them.
+
+    Attributes:
+        train: examples scored up to ``validation_start``.
+        validation: examples scored in ``(validation_start, test_start]``.
+        test: examples scored in ``(test_start, end]``.
+        validation_start: the end of the training window.
+        test_start: the end of the validation window.
+        end: the latest fully observed ``as_of``.
+        dropped_crossover: examples dropped because their lead belongs to an earlier window.
+        dropped_embargo: training examples dropped by the embargo.
+    """
+
+    train: ExampleSet
+    validation: ExampleSet
+    test: ExampleSet
+    validation_start: pd.Timestamp
+    test_start: pd.Timestamp
+    end: pd.Timestamp
+    dropped_crossover: int
+    dropped_embargo: int
+
+    def parts(self) -> dict[str, ExampleSet]:
+        """The three example sets by window name."""
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    def summary(self) -> dict[str, Any]:
+        """Window bounds, sizes and positive rates (logged with the run)."""
+        sizes = {name: _describe(part) for name, part in self.parts().items()}
+        return {
+            "validation_start": self.validation_start.isoformat(),
+            "test_start": self.test_start.isoformat(),
+            "end": self.end.isoformat(),
+            "dropped_crossover": self.dropped_crossover,
+            "dropped_embargo": self.dropped_embargo,
+            **sizes,
+        }
+
+
+def split_by_time(examples: ExampleSet, config: SplitConfig) -> TimeSplit:
+    """Split uncensored examples into train, validation and test windows.
+
+    Raises:
+        ValueError: the examples hold censored ones.
+        SplitError: a window is empty or has a single class.
+    """
+    if examples.labels is None or np.isnan(examples.labels.target).any():
+        raise ValueError("split_by_time takes labelled, uncensored examples only")
+    as_of = examples.keys["as_of"]
+    end = as_of.max()
+    test_start = end - pd.Timedelta(days=config.test_days)
+    validation_start = test_start - pd.Timedelta(days=config.validation_days)
+    window = np.where(as_of > test_start, 2, np.where(as_of > validation_start, 1, 0))
+    lead_window = pd.Series(window).groupby(examples.keys["lead_id"].to_numpy()).transform("min")
+    keep = window == lead_window.to_numpy()
+    embargo = validation_start - pd.Timedelta(days=config.embargo_days)
+    embargoed = keep & (window == 0) & (as_of > embargo).to_numpy()
+    train, validation, test = (examples.take(keep & ~embargoed & (window == i)) for i in range(3))
+    split = TimeSplit(
+        train,
+        validation,
+        test,
+        validation_start,
+        test_start,
+        end,
+        dropped_crossover=int((~keep).sum()),
+        dropped_embargo=int(embargoed.sum()),
+    )
+    _check(split)
+    return split
+
+
+def _check(split: TimeSplit) -> None:
+    for name, part in split.parts().items():
+        assert part.labels is not None
+        classes = np.unique(part.labels.target)
+        if len(classes) < 2:
+            raise SplitError(
+                f"the {name} window ({_span(part)}) has {len(part)} examples and "
+                f"{len(classes)} class(es); use a longer export or shorter windows"
+            )
+
+
+def _span(part: ExampleSet) -> str:
+    if len(part) == 0:
+        return "empty"
+    as_of = part.keys["as_of"]
+    return f"{as_of.min():%Y-%m-%d} to {as_of.max():%Y-%m-%d}"
+
+
+def _describe(part: ExampleSet) -> dict[str, Any]:
+    assert part.labels is not None
+    return {
+        "examples": len(part),
+        "leads": int(part.keys["lead_id"].nunique()),
+        "positives": int(part.labels.target.sum()),
+        "positive_rate": float(part.labels.target.mean()) if len(part) else float("nan"),
+        "span": _span(part),
+    }
