@@ -33,10 +33,10 @@ from features.history import (
 from features.normalise import derive_job_levels, normalise_text
 from features.positions import (
     event_positions,
+    last_of_each_kind,
     lead_starts,
     positions,
     prefix_counts,
-    prefix_last,
     range_sums,
 )
 
@@ -481,7 +481,7 @@ def _recency_features(
         source="activities",
         meaning="days since the lead's latest activity of any type",
     )
-    last = prefix_last(activities.kind, len(ACTIVITY_TYPES))[upto]
+    last = last_of_each_kind(activities.kind, len(ACTIVITY_TYPES), upto)
     seen = last >= start[:, None]
     times = activities.time[np.maximum(last, 0)] if len(activities) else np.zeros(last.shape)
     days = np.where(seen, (ctx.as_of[:, None] - times) / DAY_US, np.nan)

@@ -81,11 +81,19 @@ def prefix_counts(kind: np.ndarray, n_kinds: int) -> np.ndarray:
     return np.cumsum(counts, axis=0, dtype=np.int32)
 
 
-def prefix_last(kind: np.ndarray, n_kinds: int) -> np.ndarray:
-    """Index of the last event of each kind before row ``i`` (-1 when none; ``(n+1, k)``)."""
-    last = np.full((len(kind) + 1, n_kinds), -1, dtype=np.int64)
-    last[np.arange(1, len(kind) + 1), kind] = np.arange(len(kind))
-    return np.maximum.accumulate(last, axis=0)
+def last_of_each_kind(kind: np.ndarray, n_kinds: int, upto: np.ndarray) -> np.ndarray:
+    """Index of the last event of each kind before position ``upto`` (-1 when none).
+
+    Returns an array of shape ``(len(upto), n_kinds)``; one binary search per kind keeps
+    memory linear in the events.
+    """
+    last = np.full((len(upto), n_kinds), -1, dtype=np.int64)
+    for code in range(n_kinds):
+        where = np.flatnonzero(kind == code)
+        if where.size:
+            found = np.searchsorted(where, upto, side="left") - 1
+            last[:, code] = np.where(found >= 0, where[np.maximum(found, 0)], -1)
+    return last
 
 
 def range_sums(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:

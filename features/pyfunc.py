@@ -44,7 +44,9 @@ def _bodies_are_free_form() -> Iterator[None]:
     says more than MLflow's schema could; MLflow only checks that each item is an object.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Any type hint is inferred", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*Any type hint is inferred", category=UserWarning
+        )
         yield
 
 

@@ -1,0 +1,201 @@
+"""The batch job's files: the scored table (Parquet or CSV), the rejects file and the summary.
+
+Every file is written to a temporary name beside its target and moved into place in one
+step (``features.output.atomic_write``). The scored table is assembled from the chunks'
+parts in order, one Parquet row group per chunk of leads, so the same parts always give
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.contract import TABLES
+from features.output import atomic_write, check_table_path
+
+LEAD_ROW_COLUMN = "_lead_row"
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+_LEADING_FIELDS = [
+    pa.field("lead_id", pa.string()),
+    pa.field("rejection_id", pa.string()),
+    pa.field("as_of", UTC_MICROS),
+    pa.field("probability", pa.float64()),
+    pa.field("tier", pa.string()),
+    pa.field("program", pa.string()),
+    pa.field("suppressed", pa.bool_()),
+    pa.field("suppression_reason", pa.string()),
+    pa.field("priority", pa.int32()),
+    pa.field("re_entry_stage", pa.string()),
+    pa.field("next_action_date", pa.date32()),
+    pa.field("policy", pa.string()),
+]
+_REASONS_FIELD = pa.field("reasons", pa.string())
+_TRAILING_FIELDS = [pa.field("model_version", pa.string()), pa.field("scored_at", UTC_MICROS)]
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("table", pa.string()),
+        pa.field("row", pa.int64()),
+        pa.field("key", pa.string()),
+        pa.field("lead_id", pa.string()),
+        pa.field("rejection_id", pa.string()),
+        pa.field("reason", pa.string()),
+    ]
+)
+
+
+def output_schema(with_reasons: bool) -> pa.Schema:
+    """The columns of the scored file (``reasons`` only when reasons were asked for)."""
+    reasons = [_REASONS_FIELD] if with_reasons else []
+    return pa.schema([*_LEADING_FIELDS, *reasons, *_TRAILING_FIELDS])
+
+
+def part_schema(with_reasons: bool) -> pa.Schema:
+    """The output columns plus each row's lead position in the leads file (for ordering)."""
+    return output_schema(with_reasons).append(pa.field(LEAD_ROW_COLUMN, pa.int64()))
+
+
+@dataclass
+class OutputCounts:
+    """What the scored file holds, counted while it is written."""
+
+    rows: int = 0
+    suppressed: int = 0
+    tiers: Counter[str] = field(default_factory=Counter)
+    programs: Counter[str] = field(default_factory=Counter)
+
+    def add(self, table: pa.Table) -> None:
+        """Count one block of scored rows."""
+        self.rows += table.num_rows
+        self.suppressed += int(np.count_nonzero(table.column("suppressed").to_numpy()))
+        self.tiers.update(table.column("tier").to_pylist())
+        self.programs.update(table.column("program").to_pylist())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, categories sorted by name."""
+        return {
+            "rows": self.rows,
+            "suppressed": self.suppressed,
+            "tiers": dict(sorted(self.tiers.items())),
+            "programs": dict(sorted(self.programs.items())),
+        }
+
+
+def write_scored(
+    parts: Iterable[pa.Table], out: Path, chunk_leads: int, with_reasons: bool
+) -> OutputCounts:
+    """Assemble ordered parts into the scored file at ``out``, atomically.
+
+    Args:
+        parts: scored rows in output order, with their lead position column.
+        out: the target file (``.parquet`` or ``.csv``).
+        chunk_leads: leads per chunk; each chunk of leads becomes one Parquet row group.
+        with_reasons: whether the parts carry a ``reasons`` column.
+    """
+    target = check_table_path(out)
+    schema = output_schema(with_reasons)
+    counts = OutputCounts()
+
+    def write(temporary: Path) -> None:
+        groups = (g.select(schema.names) for g in regroup(parts, chunk_leads))
+        if target.suffix == ".parquet":
+            _write_parquet(groups, temporary, schema, counts)
+        else:
+            _write_csv(groups, temporary, schema, counts)
+
+    atomic_write(target, write)
+    return counts
+
+
+def regroup(parts: Iterable[pa.Table], chunk_leads: int) -> Iterator[pa.Table]:
+    """Re-cut ordered tables so that each output block holds exactly one chunk of leads."""
+    pending: list[pa.Table] = []
+    current: int | None = None
+    for part in parts:
+        if part.num_rows == 0:
+            continue
+        chunk = part.column(LEAD_ROW_COLUMN).to_numpy() // chunk_leads
+        bounds = np.flatnonzero(np.diff(chunk)) + 1
+        for start, stop in zip([0, *bounds], [*bounds, len(chunk)], strict=True):
+            if current is not None and chunk[start] != current:
+                yield pa.concat_tables(pending)
+                pending = []
+            current = int(chunk[start])
+            pending.append(part.slice(start, stop - start))
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+def _write_parquet(
+    groups: Iterator[pa.Table], path: Path, schema: pa.Schema, counts: OutputCounts
+) -> None:
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for group in groups:
+            counts.add(group)
+            writer.write_table(group.combine_chunks(), row_group_size=group.num_rows)
+
+
+def _write_csv(
+    groups: Iterator[pa.Table], path: Path, schema: pa.Schema, counts: OutputCounts
+) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(",".join(schema.names) + "\n")
+        for group in groups:
+            counts.add(group)
+            csv_frame(group).to_csv(handle, header=False, index=False, lineterminator="\n")
+
+
+def csv_frame(table: pa.Table) -> Any:
+    """A table as CSV-ready text: ISO 8601 times in UTC, ``true``/``false``, exact floats."""
+    frame = table.to_pandas()
+    for name in table.column_names:
+        kind = table.schema.field(name).type
+        if pa.types.is_timestamp(kind):
+            frame[name] = _iso_times(table.column(name))
+        elif pa.types.is_date(kind):
+            frame[name] = [None if d is None else d.isoformat() for d in table.column(name).to_pylist()]
+        elif pa.types.is_boolean(kind):
+            frame[name] = np.where(table.column(name).to_numpy(zero_copy_only=False), "true", "false")
+        elif pa.types.is_floating(kind):
+            frame[name] = [None if v is None else repr(v) for v in table.column(name).to_pylist()]
+    return frame
+
+
+def _iso_times(column: pa.ChunkedArray) -> np.ndarray:
+    values = column.cast(pa.int64()).to_numpy(zero_copy_only=False).astype("datetime64[us]")
+    return np.char.add(np.datetime_as_string(values, unit="us"), "Z").astype(object)
+
+
+def write_rejects(rejects: pa.Table, path: Path) -> None:
+    """Write the rows set aside as CSV (``table,row,key,lead_id,rejection_id,reason``)."""
+
+    def write(temporary: Path) -> None:
+        frame = rejects.select(REJECTS_SCHEMA.names).to_pandas()
+        frame.to_csv(temporary, index=False, lineterminator="\n")
+
+    atomic_write(path, write)
+
+
+def write_json(document: dict[str, Any], path: Path) -> None:
+    """Write a JSON document atomically (the run summary)."""
+    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def sort_rejects(tables: Iterable[pa.Table]) -> pa.Table:
+    """All rejected rows, ordered by table (contract order) and row number."""
+    combined = pa.concat_tables([REJECTS_SCHEMA.empty_table(), *tables])
+    order = {table.name: rank for rank, table in enumerate(TABLES)}
+    rank = np.array([order[t] for t in combined.column("table").to_pylist()], dtype=np.int64)
+    rows = combined.column("row").to_numpy()
+    return combined.take(pa.array(np.lexsort((rows, rank))))

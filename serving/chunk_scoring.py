@@ -1,0 +1,230 @@
+"""Check, featurise, score and route one chunk of leads: the unit of work of every batch engine.
+
+A chunk arrives as raw rows per table (as read from the files, with each row's number in
+its file). The loader's own checks (``features.loading.build_export``, lenient) set bad rows
+aside; the feature engine, model and routing policy then run exactly as for the API,
+through ``serving.scoring.score_features``. The local engine and the Spark engine both call
+``score_chunk``; only the way rows are grouped into chunks differs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.contract import TABLES_BY_NAME
+from features.engine import FeatureTable, compute_features
+from features.examples import Examples, open_rejection_examples
+from features.history import DAY_US, History, history_from_export
+from features.loading import Export, build_export, latest_timestamp
+from features.predictor import ReconversionModel
+from features.problems import ContractError
+from serving.batch_output import LEAD_ROW_COLUMN, REJECTS_SCHEMA, part_schema
+from serving.export_chunks import ROW_COLUMN
+from serving.policy import RoutingPolicy
+from serving.routing import NO_DATE
+from serving.scoring import ReasonMode, Scored, score_features
+
+TOP_REASONS = 3
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """What every chunk of one job shares (small and picklable, sent to workers).
+
+    Attributes:
+        as_of_us: the scoring moment, int64 microseconds (UTC).
+        scored_at_us: the job's time stamp, fixed when the job first started.
+        model_version: written on every row.
+        reasons: ``none``, ``top`` (the strongest few) or ``all``.
+    """
+
+    as_of_us: int
+    scored_at_us: int
+    model_version: str
+    reasons: ReasonMode = "none"
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What scoring a chunk produced.
+
+    Attributes:
+        scored: one row per open rejection (``batch_output.part_schema``).
+        rejects: rows set aside (``batch_output.REJECTS_SCHEMA``), numbered in their file.
+        latest_us: the latest timestamp among the chunk's valid rows (None when none).
+        warnings: the loader's notes (such as unknown activity types kept as ``other``).
+    """
+
+    scored: pa.Table
+    rejects: pa.Table
+    latest_us: int | None
+    warnings: tuple[str, ...]
+
+
+def score_chunk(
+    raw: Mapping[str, pa.Table],
+    model: ReconversionModel,
+    policy: RoutingPolicy,
+    settings: ChunkSettings,
+) -> ChunkOutcome:
+    """Check, score and route every rejection of the chunk open at ``settings.as_of_us``.
+
+    Args:
+        raw: table name to raw rows, each with a ``_row`` column (0-based row in its file).
+        model: the re-conversion model.
+        policy: the routing policy.
+        settings: the job's shared settings.
+
+    Raises:
+        ContractError: a structural problem (a missing column) that no row can be blamed for.
+    """
+    frames, rows = _raw_frames(raw)
+    stamp = pd.Timestamp(settings.as_of_us, unit="us", tz="UTC")
+    export = build_export(frames, lenient=True, snapshot_at=stamp)
+    lead_rows = _kept_rows(rows["leads"], export, "leads")
+    history = history_from_export(export, model.config)
+    examples = open_rejection_examples(history, settings.as_of_us)
+    scored = _scored_table(history, examples, lead_rows, model, policy, settings)
+    rejects = _rejects_table(export, frames, rows, scored)
+    return ChunkOutcome(scored, rejects, _latest_valid(export), tuple(export.warnings))
+
+
+def _raw_frames(raw: Mapping[str, pa.Table]) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+    frames: dict[str, pd.DataFrame] = {}
+    rows: dict[str, np.ndarray] = {}
+    for name, table in raw.items():
+        rows[name] = table.column(ROW_COLUMN).to_numpy()
+        frames[name] = table.drop_columns([ROW_COLUMN]).to_pandas()
+        if frames[name].empty and not TABLES_BY_NAME[name].optional:
+            frames[name], rows[name] = _placeholder(frames[name])
+    return frames, rows
+
+
+def _placeholder(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """One all-missing row standing in for a required table this chunk has no rows of.
+
+    The loader insists that required tables are not empty, which holds for the export but
+    not for every chunk. The placeholder fails the required-value check, so it is set aside
+    and never scored; its row number (-1) keeps it out of the rejects file.
+    """
+    blank = pd.DataFrame({c: pd.Series([None], dtype=object) for c in frame.columns})
+    return blank, np.array([-1], dtype=np.int64)
+
+
+def _kept_rows(rows: np.ndarray, export: Export, table: str) -> np.ndarray:
+    """File row numbers of the rows the loader kept, in the order of its clean table."""
+    keep = np.ones(len(rows), dtype=bool)
+    keep[[r.row - 1 for r in export.rejected_rows if r.table == table]] = False
+    return rows[keep]
+
+
+def _latest_valid(export: Export) -> int | None:
+    try:
+        latest = latest_timestamp(export.tables)
+    except ContractError:
+        return None
+    return int(latest.value // 1000)
+
+
+def _scored_table(
+    history: History,
+    examples: Examples,
+    lead_rows: np.ndarray,
+    model: ReconversionModel,
+    policy: RoutingPolicy,
+    settings: ChunkSettings,
+) -> pa.Table:
+    schema = part_schema(settings.reasons != "none")
+    if len(examples) == 0:
+        return schema.empty_table()
+    features = compute_features(history, examples, model.config)
+    scored = score_features(model, features, examples.as_of, policy)
+    lead = history.rejections.lead[examples.rejection_row]
+    columns = {
+        "lead_id": history.lead_id[lead],
+        "rejection_id": history.rejections.rejection_id[examples.rejection_row],
+        "as_of": examples.as_of,
+        **_route_columns(scored),
+        "model_version": np.full(len(examples), settings.model_version, dtype=object),
+        "scored_at": np.full(len(examples), settings.scored_at_us, dtype=np.int64),
+        LEAD_ROW_COLUMN: lead_rows[lead],
+    }
+    if settings.reasons != "none":
+        columns["reasons"] = reason_texts(model, features, scored, settings.reasons)
+    return pa.Table.from_arrays([_array(columns[f.name], f.type) for f in schema], schema=schema)
+
+
+def _route_columns(scored: Scored) -> dict[str, np.ndarray]:
+    routes = scored.routes
+    next_action = routes.next_action_at
+    return {
+        "probability": scored.probability,
+        "tier": routes.tier,
+        "program": routes.program,
+        "suppressed": routes.suppressed,
+        "suppression_reason": routes.suppression_reason,
+        "priority": routes.priority,
+        "re_entry_stage": routes.re_entry_stage,
+        "next_action_date": np.where(next_action == NO_DATE, -1, next_action // DAY_US),
+        "policy": np.full(len(next_action), routes.policy, dtype=object),
+    }
+
+
+def _array(values: np.ndarray, kind: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(kind):
+        return pa.array(np.asarray(values, dtype=np.int64), type=pa.int64()).cast(kind)
+    if pa.types.is_date(kind):
+        days = np.asarray(values, dtype=np.int64)
+        return pa.array(days.astype(np.int32), type=pa.int32(), mask=days < 0).cast(kind)
+    if pa.types.is_string(kind):
+        return pa.array([None if v is None else str(v) for v in values], type=kind)
+    return pa.array(values, type=kind)
+
+
+def reason_texts(
+    model: ReconversionModel, features: FeatureTable, scored: Scored, mode: ReasonMode
+) -> list[str]:
+    """Each row's reasons as a JSON list, from the API's own explanation code."""
+    from serving.reasons import explain
+
+    top_k = TOP_REASONS if mode == "top" else len(model.feature_names)
+    explained = explain(model, features, scored.matrix, top_k)
+    return [json.dumps([_reason_dict(r) for r in row], separators=(",", ":")) for row in explained]
+
+
+def _reason_dict(reason: object) -> dict[str, object]:
+    dump = getattr(reason, "model_dump", None)
+    if callable(dump):
+        return dict(dump(mode="json"))
+    return dict(vars(reason))
+
+
+def _rejects_table(
+    export: Export, frames: dict[str, pd.DataFrame], rows: dict[str, np.ndarray], scored: pa.Table
+) -> pa.Table:
+    opened = dict(
+        zip(scored.column("lead_id").to_pylist(), scored.column("rejection_id").to_pylist(), strict=True)
+    )
+    records = []
+    for rejected in export.rejected_rows:
+        file_row = int(rows[rejected.table][rejected.row - 1])
+        if file_row < 0:
+            continue
+        lead_id = _lead_of(frames[rejected.table], rejected.row - 1)
+        rejection_id = rejected.key if rejected.table == "rejections" else opened.get(lead_id)
+        records.append((rejected.table, file_row + 1, rejected.key, lead_id, rejection_id, rejected.reason))
+    columns = list(zip(*records, strict=True)) if records else [[] for _ in REJECTS_SCHEMA]
+    return pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, REJECTS_SCHEMA, strict=True)], schema=REJECTS_SCHEMA)
+
+
+def _lead_of(frame: pd.DataFrame, position: int) -> str | None:
+    if "lead_id" not in frame:
+        return None
+    value = frame["lead_id"].iloc[position]
+    return None if value is None or pd.isna(value) else str(value)
