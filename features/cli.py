@@ -103,7 +103,8 @@ def example_frame(examples: ExampleSet) -> pd.DataFrame:
             columns[spec.name] = labels
         else:
             columns[spec.name] = values
-    frame = pd.concat([examples.keys, pd.DataFrame(columns)], axis=1)
+    keys = examples.keys.drop(columns=[c for c in examples.keys.columns if c in columns])
+    frame = pd.concat([keys, pd.DataFrame(columns)], axis=1)
     if examples.labels is not None:
         frame["label"] = examples.labels.target
         frame["reconverted"] = examples.labels.reconverted

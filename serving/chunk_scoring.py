@@ -21,16 +21,19 @@ from features.contract import TABLES_BY_NAME
 from features.engine import FeatureTable, compute_features
 from features.examples import Examples, open_rejection_examples
 from features.history import DAY_US, History, history_from_export
-from features.loading import Export, build_export, latest_timestamp
+from features.loading import ARROW_STRING, Export, build_export, latest_timestamp
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from serving.batch_output import LEAD_ROW_COLUMN, REJECTS_SCHEMA, part_schema
 from serving.export_chunks import ROW_COLUMN
 from serving.policy import RoutingPolicy
+from serving.reasons import explain
 from serving.routing import NO_DATE
 from serving.scoring import ReasonMode, Scored, score_features
 
 TOP_REASONS = 3
+#: Text as Arrow-backed strings, as the loader reads it (``features.loading``).
+_STRINGS = {pa.string(): ARROW_STRING, pa.large_string(): ARROW_STRING}
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def _raw_frames(raw: Mapping[str, pa.Table]) -> tuple[dict[str, pd.DataFrame], d
     rows: dict[str, np.ndarray] = {}
     for name, table in raw.items():
         rows[name] = table.column(ROW_COLUMN).to_numpy()
-        frames[name] = table.drop_columns([ROW_COLUMN]).to_pandas()
+        frames[name] = table.drop_columns([ROW_COLUMN]).to_pandas(types_mapper=_STRINGS.get)
         if frames[name].empty and not TABLES_BY_NAME[name].optional:
             frames[name], rows[name] = _placeholder(frames[name])
     return frames, rows
@@ -191,18 +194,9 @@ def reason_texts(
     model: ReconversionModel, features: FeatureTable, scored: Scored, mode: ReasonMode
 ) -> list[str]:
     """Each row's reasons as a JSON list, from the API's own explanation code."""
-    from serving.reasons import explain
-
-    top_k = TOP_REASONS if mode == "top" else len(model.feature_names)
+    top_k = TOP_REASONS if mode == "top" else None
     explained = explain(model, features, scored.matrix, top_k)
-    return [json.dumps([_reason_dict(r) for r in row], separators=(",", ":")) for row in explained]
-
-
-def _reason_dict(reason: object) -> dict[str, object]:
-    dump = getattr(reason, "model_dump", None)
-    if callable(dump):
-        return dict(dump(mode="json"))
-    return dict(vars(reason))
+    return [json.dumps([r.to_dict() for r in row], separators=(",", ":")) for row in explained]
 
 
 def _rejects_table(

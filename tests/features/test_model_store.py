@@ -94,7 +94,9 @@ def test_the_pyfunc_scores_request_bodies_like_the_model(
 ) -> None:
     later = examples.keys.index[examples.keys["offset_days"] == 90][:3]
     bodies = [
-        request_body(small_export, examples.keys.at[i, "rejection_id"], examples.keys.at[i, "as_of"])
+        request_body(
+            small_export, examples.keys.at[i, "rejection_id"], examples.keys.at[i, "as_of"]
+        )
         for i in later
     ]
     _register(model, small_export, bodies[0]["rejection"]["rejection_id"])
@@ -120,7 +122,10 @@ def test_the_logged_model_holds_no_pickle(
 
 
 def test_a_missing_alias_version_or_store_is_a_clear_error(
-    model: ReconversionModel, small_export: Export, registry: MlflowClient, tmp_path: Path,
+    model: ReconversionModel,
+    small_export: Export,
+    registry: MlflowClient,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _register(model, small_export, str(small_export.rejections["rejection_id"].iloc[0]))

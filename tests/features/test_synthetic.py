@@ -263,9 +263,7 @@ def test_activity_volume_is_realistic(tables: Tables) -> None:
 # Realism ------------------------------------------------------------------------------
 
 
-def test_headline_rates_match_published_b2b_ranges(
-    tables: Tables, outcomes: pd.DataFrame
-) -> None:
+def test_headline_rates_match_published_b2b_ranges(tables: Tables, outcomes: pd.DataFrame) -> None:
     rejected_share = tables["rejections"]["lead_id"].nunique() / len(tables["leads"])
     closed = tables["opportunities"].query("status != 'open'")
     win_rate = (closed["status"] == "won").mean()
@@ -312,9 +310,7 @@ def test_timing_comebacks_land_near_the_follow_up_date(outcomes: pd.DataFrame) -
 
 
 def test_comebacks_are_preceded_by_buying_research(tables: Tables, outcomes: pd.DataFrame) -> None:
-    signal = tables["activities"].query(
-        "activity_type in ('pricing_page_visit', 'demo_request')"
-    )
+    signal = tables["activities"].query("activity_type in ('pricing_page_visit', 'demo_request')")
     back = outcomes[outcomes["delay"].notna() & outcomes["observed"]]
     quiet = outcomes[outcomes["comeback_at"].isna() & outcomes["observed"]]
     pseudo = quiet["rejected_at"] + pd.Timedelta(days=float(back["delay"].median()))
@@ -341,7 +337,9 @@ def test_do_not_contact_comes_with_consent_and_silence(tables: Tables) -> None:
     rejections, consent = tables["rejections"], tables["consent"]
     asked = rejections[rejections["reason_code"] == "do_not_contact"]
     dnc = consent[consent["status"] == "do_not_contact"]
-    matched = asked.merge(dnc, left_on=["lead_id", "rejected_at"], right_on=["lead_id", "changed_at"])
+    matched = asked.merge(
+        dnc, left_on=["lead_id", "rejected_at"], right_on=["lead_id", "changed_at"]
+    )
 
     assert len(asked) > 0
     assert len(matched) == len(asked)
@@ -382,9 +380,13 @@ def test_rep_fields_carry_signal(outcomes: pd.DataFrame) -> None:
 
     assert by_potential["high"] > by_potential["low"] > by_potential["none"]
     assert outcomes["rep_id"].nunique() == 50
-    assert outcomes["follow_up_date"].notna().groupby(outcomes["reason_code"], observed=True).mean()[
-        "timing"
-    ] > 0.7
+    assert (
+        outcomes["follow_up_date"]
+        .notna()
+        .groupby(outcomes["reason_code"], observed=True)
+        .mean()["timing"]
+        > 0.7
+    )
 
 
 def _events_in_window(
@@ -392,7 +394,11 @@ def _events_in_window(
 ) -> pd.Series:
     """How many of ``events`` each (lead, moment) pair has in the ``days`` before the moment."""
     anchors = pd.DataFrame(
-        {"row": np.arange(len(lead_ids)), "lead_id": lead_ids.to_numpy(), "moment": moments.to_numpy()}
+        {
+            "row": np.arange(len(lead_ids)),
+            "lead_id": lead_ids.to_numpy(),
+            "moment": moments.to_numpy(),
+        }
     )
     pairs = anchors.merge(events[["lead_id", "occurred_at"]], on="lead_id")
     inside = (pairs["occurred_at"] <= pairs["moment"]) & (
