@@ -74,7 +74,7 @@ def test_features_writes_the_example_table(tiny_export_dir: Path, tmp_path: Path
     table = pd.read_parquet(out)
     assert len(table) == 9
     assert {"rejection_id", "as_of", "label", "censored", "reason_code"} <= set(table.columns)
-    assert table["censored"].sum() == 2
+    assert table["censored"].sum() == 5
     assert not {"email", "first_name", "last_name"} & set(table.columns)
     assert list(tmp_path.iterdir()) == [out]
 

@@ -1,0 +1,188 @@
+"""The local engine: score the routed chunks of an export with a pool of worker processes.
+
+Each worker loads the job's own copy of the model once, then takes chunks: it reads the
+chunk's rows from the work directory, scores them (``serving.chunk_scoring``) and writes
+the chunk's part atomically. Chunks are independent, so they finish in any order and a
+restarted job only scores the chunks without a part; the output is assembled in chunk
+order, so the order of finishing never shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from features.predictor import ReconversionModel
+from serving.batch_progress import Progress
+from serving.checkpoints import read_part, write_part
+from serving.chunk_scoring import ChunkSettings, score_chunk
+from serving.export_chunks import ChunkLayout, read_chunk
+from serving.policy import RoutingPolicy
+
+logger = logging.getLogger(__name__)
+
+_WORKER: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class ChunkReport:
+    """What one finished chunk holds (kept in its part's metadata).
+
+    Attributes:
+        chunk: the chunk's number.
+        rows: scored rows.
+        rejected: rows set aside.
+        latest_us: the latest valid timestamp in the chunk (None when none).
+        warnings: the loader's notes.
+    """
+
+    chunk: int
+    rows: int
+    rejected: int
+    latest_us: int | None
+    warnings: tuple[str, ...]
+
+    def to_meta(self) -> dict[str, Any]:
+        """The part metadata form."""
+        return {
+            "chunk": self.chunk,
+            "rows": self.rows,
+            "rejected": self.rejected,
+            "latest_us": self.latest_us,
+            "warnings": list(self.warnings),
+        }
+
+    @staticmethod
+    def from_meta(meta: dict[str, Any]) -> ChunkReport:
+        """Rebuild from part metadata."""
+        return ChunkReport(
+            int(meta["chunk"]),
+            int(meta["rows"]),
+            int(meta["rejected"]),
+            meta["latest_us"],
+            tuple(meta["warnings"]),
+        )
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    """A chunk that could not be scored, and why (no row content, just the error)."""
+
+    chunk: int
+    error: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ChunkWork:
+    """Where a job's chunks come from and go to."""
+
+    spill: Path
+    layout: ChunkLayout
+    parts: Path
+    model: Path
+    policy: RoutingPolicy
+    settings: ChunkSettings
+
+
+def score_pending(
+    work: ChunkWork, pending: list[int], workers: int, progress: Progress
+) -> list[ChunkFailure]:
+    """Score every chunk in ``pending`` and checkpoint each as it finishes.
+
+    Args:
+        work: the job's chunk locations and settings.
+        pending: chunks without a part yet.
+        workers: worker processes (1 scores in this process).
+        progress: told about each finished chunk.
+
+    Returns:
+        The chunks that failed (the others all have a part).
+    """
+    if not pending:
+        return []
+    if workers <= 1:
+        return _score_here(work, pending, progress)
+    return _score_in_pool(work, pending, workers, progress)
+
+
+def _score_here(work: ChunkWork, pending: list[int], progress: Progress) -> list[ChunkFailure]:
+    _load_worker(str(work.model), work.policy, os.cpu_count() or 1)
+    failures: list[ChunkFailure] = []
+    for chunk in pending:
+        try:
+            report = run_chunk(work, chunk)
+        except Exception as error:  # a failed chunk is reported; the rest still runs
+            failures.append(_failure(chunk, error))
+            continue
+        progress.advance(report.rows)
+    return failures
+
+
+def _score_in_pool(
+    work: ChunkWork, pending: list[int], workers: int, progress: Progress
+) -> list[ChunkFailure]:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    failures: list[ChunkFailure] = []
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_load_worker, initargs=(str(work.model), work.policy, threads)
+    ) as pool:
+        futures: dict[Future[ChunkReport], int] = {pool.submit(run_chunk, work, c): c for c in pending}
+        for future in as_completed(futures):
+            try:
+                report = future.result()
+            except Exception as error:  # a failed chunk is reported; the rest still runs
+                failures.append(_failure(futures[future], error))
+                continue
+            progress.advance(report.rows)
+    return failures
+
+
+def _load_worker(model_dir: str, policy: RoutingPolicy, threads: int) -> None:
+    """Load the job's model once per process (the pool's initializer)."""
+    if _WORKER.get("model_dir") != model_dir:
+        _WORKER["model"] = ReconversionModel.load(model_dir, threads)
+        _WORKER["model_dir"] = model_dir
+    _WORKER["policy"] = policy
+
+
+def run_chunk(work: ChunkWork, chunk: int) -> ChunkReport:
+    """Score one chunk and write its part (runs in a worker)."""
+    raw = read_chunk(work.spill, work.layout, chunk)
+    outcome = score_chunk(raw, _WORKER["model"], _WORKER["policy"], work.settings)
+    report = ChunkReport(
+        chunk, outcome.scored.num_rows, outcome.rejects.num_rows, outcome.latest_us, outcome.warnings
+    )
+    write_part(work.parts, chunk, outcome.scored, outcome.rejects, report.to_meta())
+    return report
+
+
+def finished_reports(parts: Path, chunks: range) -> list[ChunkReport]:
+    """The reports of finished chunks, read from their parts' metadata."""
+    return [ChunkReport.from_meta(read_part(parts, c)[2]) for c in chunks]
+
+
+def scored_parts(parts: Path, chunks: range) -> Iterator[pa.Table]:
+    """The scored rows of each chunk, in chunk order."""
+    for chunk in chunks:
+        yield read_part(parts, chunk)[0]
+
+
+def rejected_parts(parts: Path, chunks: range) -> Iterator[pa.Table]:
+    """The rejected rows of each chunk, in chunk order."""
+    for chunk in chunks:
+        yield read_part(parts, chunk)[1]
+
+
+def _failure(chunk: int, error: BaseException) -> ChunkFailure:
+    logger.error("batch chunk_failed=%d error=%s", chunk, type(error).__name__, exc_info=error)
+    return ChunkFailure(chunk, type(error).__name__, str(error).splitlines()[0][:300] if str(error) else "")
