@@ -1,0 +1,379 @@
+"""The nightly batch job: every rejection open at ``as_of`` scored, routed and written to one file.
+
+``run_batch`` resolves the model once (an alias becomes one version for the whole run),
+routes the export into chunks of leads in a work directory beside the output, scores each
+chunk with the same features, model and routing policy as the API, and assembles the
+output with one atomic move. Rows that fail the data contract are set aside in
+``<out>.rejects.csv``; ``<out>.summary.json`` says what happened. Killed at any point and
+started again with the same arguments, the job resumes and writes the same bytes.
+
+Exit codes (``BatchSummary.exit_code``): 0 all rows scored, 3 scored but some input rows
+were rejected, 1 failed (nothing written at the output path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from features.output import check_table_path
+from features.predictor import ReconversionModel
+from serving.batch_local import (
+    ChunkFailure,
+    ChunkReport,
+    ChunkWork,
+    finished_reports,
+    rejected_parts,
+    score_pending,
+    scored_parts,
+)
+from serving.batch_output import OutputCounts, sort_rejects, write_json, write_rejects, write_scored
+from serving.batch_progress import Progress, progress_for
+from serving.checkpoints import JobIdentity, Manifest, WorkDirectory
+from serving.chunk_scoring import ChunkSettings
+from serving.export_chunks import ChunkLayout, partition_export
+from serving.export_reading import ExportFiles, input_fingerprint, locate_export
+from serving.model_source import ModelIdentity, directory_fingerprint, load_serving_model
+from serving.policy import RoutingPolicy, load_policy
+from serving.scoring import ReasonMode
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
+DEFAULT_CHUNK_LEADS = 50_000
+EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
+Engine = Literal["local", "spark"]
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One batch run's arguments (``srl score`` options).
+
+    Attributes:
+        data: the export directory (for the Spark engine, any path Spark reads).
+        out: the output file, ``.parquet`` or ``.csv``.
+        as_of: the scoring moment; None scores at the export's end (its latest valid row).
+        model_uri: registry alias or version, run URI or local model directory.
+        engine: ``local`` (worker processes) or ``spark``.
+        reasons: ``none``, ``top`` (three strongest factors) or ``all``.
+        policy_path: routing policy YAML (None: the packaged default).
+        chunk_leads: leads per chunk (checkpoint unit; bounds memory).
+        workers: local worker processes (0: one per CPU).
+        scored_at: the time stamp to write (None: when the job first starts).
+    """
+
+    data: str
+    out: Path
+    as_of: datetime | None = None
+    model_uri: str = DEFAULT_MODEL_URI
+    engine: Engine = "local"
+    reasons: ReasonMode = "none"
+    policy_path: Path | None = None
+    chunk_leads: int = DEFAULT_CHUNK_LEADS
+    workers: int = 0
+    scored_at: datetime | None = None
+
+    @property
+    def summary_path(self) -> Path:
+        """``<out>.summary.json``."""
+        return self.out.with_name(self.out.name + ".summary.json")
+
+    @property
+    def rejects_path(self) -> Path:
+        """``<out>.rejects.csv``."""
+        return self.out.with_name(self.out.name + ".rejects.csv")
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """The outcome of a run, as written to ``<out>.summary.json``."""
+
+    document: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 3 some input rows rejected, 1 failed."""
+        return int(self.document["exit_code"])
+
+
+class BatchFailed(RuntimeError):
+    """The job failed; nothing was written at the output path (its summary was)."""
+
+    def __init__(self, summary: BatchSummary) -> None:
+        self.summary = summary
+        failures = summary.document.get("failures", [])
+        super().__init__(f"batch scoring failed: {len(failures)} failure(s); see the summary")
+
+
+@dataclass
+class JobContext:
+    """What one run has resolved: model, policy, work directory and the fixed facts."""
+
+    request: BatchRequest
+    policy: RoutingPolicy
+    model: ReconversionModel
+    model_identity: ModelIdentity
+    work: WorkDirectory
+    manifest: Manifest
+    started: float = field(default_factory=time.monotonic)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def settings(self, as_of_us: int) -> ChunkSettings:
+        """The chunk settings at ``as_of_us``."""
+        return ChunkSettings(
+            as_of_us, self.manifest.scored_at_us, self.model_identity.version, self.request.reasons
+        )
+
+
+def run_batch(
+    request: BatchRequest, progress: Progress | None = None, spark: Any = None
+) -> BatchSummary:
+    """Run the batch job end to end.
+
+    Args:
+        request: the run's arguments.
+        progress: where chunk progress goes (default: a bar on a terminal, else log lines).
+        spark: a SparkSession for the Spark engine (default: one is created).
+
+    Returns:
+        The summary (also written beside the output).
+
+    Raises:
+        BatchFailed: some chunks could not be scored; the work directory is kept, so a
+            rerun resumes.
+        features.problems.ContractError: the export is structurally unusable.
+        features.model_store.ModelLoadError: the model could not be loaded.
+    """
+    check_table_path(request.out)
+    progress = progress if progress is not None else progress_for()
+    if request.engine == "spark":
+        from serving.spark import run_spark_batch
+
+        return run_spark_batch(request, progress, spark)
+    export = locate_export(request.data)
+    context = open_job(request, input_fingerprint(export))
+    layout = _routed(context, export)
+    as_of_us = _resolve_as_of(context, layout)
+    reports, failures = _score(context, layout, as_of_us, progress)
+    if failures:
+        raise BatchFailed(fail(context, failures))
+    return _finish_local(context, layout, as_of_us, reports)
+
+
+def open_job(request: BatchRequest, fingerprint: str) -> JobContext:
+    """Load policy and model (alias resolved once) and open or resume the work directory."""
+    policy = load_policy(request.policy_path)
+    model, identity = load_serving_model(request.model_uri, num_threads=1)
+    work = WorkDirectory.beside(request.out)
+    with tempfile.TemporaryDirectory(prefix="srl-model-") as folder:
+        snapshot = model.save(Path(folder) / "model")
+        job = JobIdentity(
+            input_fingerprint=fingerprint,
+            model_uri=request.model_uri,
+            model_version=identity.version,
+            model_fingerprint=directory_fingerprint(snapshot),
+            as_of=None if request.as_of is None else _iso(_micros(request.as_of)),
+            chunk_leads=request.chunk_leads,
+            policy=policy.label,
+            policy_fingerprint=hashlib.sha256(policy.model_dump_json().encode()).hexdigest(),
+            reasons=request.reasons,
+            engine=request.engine,
+        )
+        manifest = work.open(job, _micros(request.scored_at or datetime.now(UTC)))
+        if not work.model.is_dir():
+            shutil.copytree(snapshot, work.staging("model"), dirs_exist_ok=True)
+            work.publish_directory(work.path / ".model.partial", work.model)
+    logger.info(
+        "batch job model=%s version=%s policy=%s scored_at=%s",
+        request.model_uri,
+        identity.version,
+        policy.label,
+        _iso(manifest.scored_at_us),
+    )
+    return JobContext(request, policy, model, identity, work, manifest)
+
+
+def _routed(context: JobContext, export: ExportFiles) -> ChunkLayout:
+    """The export routed into chunks (done once; a resumed job reuses it)."""
+    layout = context.work.layout()
+    if layout is not None:
+        return layout
+    began = time.monotonic()
+    staged = context.work.staging("spill")
+    partition_export(export, context.model.config, context.request.chunk_leads, staged)
+    context.work.publish_directory(staged, context.work.spill)
+    context.timings["partition"] = time.monotonic() - began
+    layout = context.work.layout()
+    assert layout is not None
+    return layout
+
+
+def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:
+    manifest = context.manifest
+    if manifest.as_of_us is None:
+        requested = context.request.as_of
+        moment = _micros(requested) if requested is not None else layout.latest_us
+        if moment is None:
+            raise BatchFailed(fail(context, [ChunkFailure(-1, "NoTimestamps", "no timestamps")]))
+        manifest = Manifest(manifest.identity, manifest.scored_at_us, moment)
+        context.work.save(manifest)
+        context.manifest = manifest
+    assert manifest.as_of_us is not None
+    return manifest.as_of_us
+
+
+def _score(
+    context: JobContext, layout: ChunkLayout, as_of_us: int, progress: Progress
+) -> tuple[list[ChunkReport], list[ChunkFailure]]:
+    """Score every chunk; at the export's end, re-score once if bad rows moved the end."""
+    began = time.monotonic()
+    reports, failures = _score_at(context, layout, as_of_us, progress)
+    latest = max((r.latest_us for r in reports if r.latest_us is not None), default=None)
+    if not failures and context.request.as_of is None and latest is not None and latest != as_of_us:
+        logger.warning("batch export_end_moved from=%s to=%s (its latest rows were rejected)", _iso(as_of_us), _iso(latest))
+        context.manifest = Manifest(context.manifest.identity, context.manifest.scored_at_us, latest)
+        context.work.save(context.manifest)
+        reports, failures = _score_at(context, layout, latest, progress)
+    context.timings["scoring"] = time.monotonic() - began
+    return reports, failures
+
+
+def _score_at(
+    context: JobContext, layout: ChunkLayout, as_of_us: int, progress: Progress
+) -> tuple[list[ChunkReport], list[ChunkFailure]]:
+    work = context.work
+    work.drop_parts_except(as_of_us)
+    chunk_work = ChunkWork(
+        work.spill, layout, work.parts(as_of_us), work.model, context.policy, context.settings(as_of_us)
+    )
+    done = work.finished(as_of_us)
+    pending = [c for c in range(layout.n_chunks) if c not in done]
+    progress.start(layout.n_chunks, len(done))
+    try:
+        failures = score_pending(chunk_work, pending, _workers(context.request), progress)
+    finally:
+        progress.close()
+    if failures:
+        return [], failures
+    return finished_reports(chunk_work.parts, range(layout.n_chunks)), []
+
+
+def _finish_local(
+    context: JobContext, layout: ChunkLayout, as_of_us: int, reports: list[ChunkReport]
+) -> BatchSummary:
+    parts = context.work.parts(as_of_us)
+    chunks = range(layout.n_chunks)
+    rejects = sort_rejects(rejected_parts(parts, chunks))
+    return finish(context, as_of_us, scored_parts(parts, chunks), rejects, reports, layout.rows)
+
+
+def finish(
+    context: JobContext,
+    as_of_us: int,
+    parts: Any,
+    rejects: pa.Table,
+    reports: list[ChunkReport],
+    input_rows: dict[str, int],
+) -> BatchSummary:
+    """Write rejects, summary and output (each atomically), then drop the work directory."""
+    began = time.monotonic()
+    request = context.request
+    _write_rejects(rejects, request.rejects_path)
+    counts = write_scored(parts, request.out, request.chunk_leads, request.reasons != "none")
+    context.timings["writing"] = time.monotonic() - began
+    summary = _summary(context, as_of_us, counts, rejects, reports, input_rows)
+    write_json(summary.document, request.summary_path)
+    context.work.remove()
+    logger.info("batch done rows=%d rejected=%d exit_code=%d", counts.rows, rejects.num_rows, summary.exit_code)
+    return summary
+
+
+def fail(context: JobContext, failures: list[ChunkFailure]) -> BatchSummary:
+    """Write a failed run's summary (the output and the work directory are left alone)."""
+    document = _base_summary(context) | {
+        "status": "failed",
+        "exit_code": EXIT_FAILED,
+        "failures": [vars(f) for f in failures],
+    }
+    summary = BatchSummary(document)
+    write_json(document, context.request.summary_path)
+    return summary
+
+
+def _write_rejects(rejects: pa.Table, path: Path) -> None:
+    if rejects.num_rows:
+        write_rejects(rejects, path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _summary(
+    context: JobContext,
+    as_of_us: int,
+    counts: OutputCounts,
+    rejects: pa.Table,
+    reports: list[ChunkReport],
+    input_rows: dict[str, int],
+) -> BatchSummary:
+    by_table: dict[str, int] = {}
+    for table in rejects.column("table").to_pylist():
+        by_table[table] = by_table.get(table, 0) + 1
+    exit_code = EXIT_REJECTED if rejects.num_rows else EXIT_OK
+    document = _base_summary(context) | {
+        "status": "rejected_rows" if rejects.num_rows else "ok",
+        "exit_code": exit_code,
+        "as_of": _iso(as_of_us),
+        "input_rows": input_rows,
+        "scored": counts.to_dict(),
+        "rejected_rows": {"total": rejects.num_rows, "by_table": by_table},
+        "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
+        "warnings": sorted({w for r in reports for w in r.warnings}),
+        "failures": [],
+    }
+    return BatchSummary(document)
+
+
+def _base_summary(context: JobContext) -> dict[str, Any]:
+    request, identity = context.request, context.model_identity
+    return {
+        "output": str(request.out),
+        "engine": request.engine,
+        "data": str(request.data),
+        "scored_at": _iso(context.manifest.scored_at_us),
+        "model": {
+            "uri": identity.uri,
+            "name": identity.name,
+            "version": identity.version,
+            "alias": identity.alias,
+            "run_id": identity.run_id,
+        },
+        "policy": context.policy.label,
+        "reasons": request.reasons,
+        "chunk_leads": request.chunk_leads,
+        "seconds": {k: round(v, 3) for k, v in context.timings.items()}
+        | {"total": round(time.monotonic() - context.started, 3)},
+    }
+
+
+def _workers(request: BatchRequest) -> int:
+    import os
+
+    return request.workers if request.workers > 0 else (os.cpu_count() or 1)
+
+
+def _micros(moment: datetime) -> int:
+    stamp = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return int((stamp - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000 // 1)
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
