@@ -164,6 +164,8 @@ def simulate_journey(rng: np.random.Generator, pop: Population, end: float) -> J
         comebacks.append(came)
         opportunities.append(new)
         quiet.append(Quiet(rejected.lead[~back], rejected.at[~back], until))
+    if not sum(len(part) for part in rejections):
+        rejections.append(_fallback_rejection(rng, pop, path, end, rep_skill, rep_load))
     return Journey(
         path=path,
         rejections=Rejections.concat(rejections),
@@ -231,6 +233,21 @@ def _describe(
         rep=blank(rng, rep, 0.05),
     )
     return rejected, np.where(reachable, sigmoid(logit), 0.0)
+
+
+def _fallback_rejection(
+    rng: np.random.Generator,
+    pop: Population,
+    path: np.ndarray,
+    end: float,
+    rep_skill: np.ndarray,
+    rep_load: np.ndarray,
+) -> Rejections:
+    # The contract needs at least one rejection; a tiny sample may not have produced one.
+    lead = int(np.argmax(path != DIRECT))  # the earliest lead without a deal, else the first
+    at = np.array([(pop.created[lead] + end) / 2])
+    pending = Pending(np.array([lead]), at, np.array([MQL]), np.zeros(1, dtype=bool))
+    return _describe(rng, pop, pending, rep_skill, rep_load)[0]
 
 
 def _reason_weights(pop: Population, lead: np.ndarray, stage: np.ndarray) -> np.ndarray:

@@ -212,6 +212,16 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         write_export({"../leads": pd.DataFrame()}, tmp_path / "x", "csv")
 
 
+@pytest.mark.parametrize("n_leads", [1, 3, 40])
+def test_tiny_exports_still_satisfy_the_contract(n_leads: int) -> None:
+    tables = generate_tables(n_leads, 0, years=0.5)
+
+    export = build_export(tables)
+
+    assert len(export.rejections) >= 1
+    assert len(export.leads) == n_leads
+
+
 def test_ids_are_zero_padded_and_widen_when_needed() -> None:
     assert list(make_ids("A", 3)) == ["A0000001", "A0000002", "A0000003"]
     assert make_ids("R", 12)[-1] == "R0000012"
@@ -397,7 +407,7 @@ def _events_in_window(
         {
             "row": np.arange(len(lead_ids)),
             "lead_id": lead_ids.to_numpy(),
-            "moment": moments.to_numpy(),
+            "moment": moments.array,
         }
     )
     pairs = anchors.merge(events[["lead_id", "occurred_at"]], on="lead_id")
