@@ -332,15 +332,21 @@ def _earlier_rejection_block(ctx: _Context, table: FeatureTable) -> None:
         meaning="days between the previous rejection and this one",
     )
     counts = prefix_counts(np.maximum(reason, 0), len(REASON_CODES))
-    by_reason = counts[before] - counts[start]
-    for code, name in enumerate(REASON_CODES):
-        table.add(
+    table.add_block(_earlier_reason_specs(), counts[before] - counts[start])
+
+
+@lru_cache(maxsize=1)
+def _earlier_reason_specs() -> tuple[FeatureSpec, ...]:
+    return tuple(
+        _spec(
             f"earlier_rejections_{name}",
-            by_reason[:, code],
-            source="rejections",
-            window="before this rejection",
-            meaning=f"earlier rejections of the lead with reason {name}",
+            "numeric",
+            f"earlier rejections of the lead with reason {name}",
+            "before this rejection",
+            "rejections",
         )
+        for name in REASON_CODES
+    )
 
 
 def _opportunity_block(ctx: _Context, table: FeatureTable) -> None:
@@ -571,9 +577,9 @@ def _points_block(ctx: _Context, table: FeatureTable) -> None:
     all_time = ctx.all_time_activity_counts
     weights = np.array([points.behaviour.get(kind, 0.0) for kind in ACTIVITY_TYPES])
     behaviour = all_time @ weights
-    industry = normalise_text(h.lead_text["industry"])[lead]
-    target = np.isin(industry, points.target_verticals)
-    expertise = np.isin(industry, points.expertise_verticals) & target
+    industry = normalise_text(h.lead_text["industry"])
+    target = _member_of(industry, points.target_verticals)[lead]
+    expertise = _member_of(industry, points.expertise_verticals)[lead] & target
     vertical = np.where(
         expertise,
         points.vertical_with_expertise,
@@ -598,6 +604,12 @@ def _points_block(ctx: _Context, table: FeatureTable) -> None:
         ("points_qualified", qualified, "1 when the classic qualification rule passes"),
     ):
         table.add(name, values.astype(float), source="leads+activities", meaning=meaning)
+
+
+def _member_of(values: np.ndarray, allowed: tuple[str, ...]) -> np.ndarray:
+    """Element-wise membership of strings (None never a member), by set look-up."""
+    members = frozenset(allowed)
+    return np.fromiter((v in members for v in values), dtype=bool, count=len(values))
 
 
 FEATURE_BLOCKS = (

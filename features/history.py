@@ -265,6 +265,12 @@ def microseconds(value: datetime | None) -> int:
     return (value - EPOCH) // timedelta(microseconds=1)
 
 
+def utc_microseconds(values: Sequence[datetime]) -> np.ndarray:
+    """UTC datetimes as int64 microseconds, converted in one numpy call."""
+    naive = [value.replace(tzinfo=None) for value in values]
+    return np.array(naive, dtype="datetime64[us]").view(np.int64)
+
+
 def _code(column: str, value: str | None) -> int:
     return -1 if value is None else CODES[column][value]
 
@@ -305,7 +311,7 @@ def history_from_request(request: ScoreRequest, config: FeatureConfig) -> Histor
 def _activity_events(request: ScoreRequest) -> Events:
     activities = request.activities
     count = len(activities)
-    time = np.fromiter((microseconds(a.occurred_at) for a in activities), np.int64, count)
+    time = utc_microseconds([a.occurred_at for a in activities])
     codes = CODES["activity_type"]
     kind = np.fromiter((codes[a.activity_type] for a in activities), np.int64, count)
     return Events.build(np.zeros(count, dtype=np.int64), time, kind)

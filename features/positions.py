@@ -16,6 +16,9 @@ import numpy as np
 
 from features.history import Events
 
+#: Up to this many events a dense (events x kinds) table is cheaper than per-kind searches.
+SMALL_EVENTS = 4096
+
 
 def lead_starts(event_lead: np.ndarray, n_leads: int) -> np.ndarray:
     """Index of each lead's first event (length ``n_leads + 1``; the last is the total)."""
@@ -87,6 +90,8 @@ def last_of_each_kind(kind: np.ndarray, n_kinds: int, upto: np.ndarray) -> np.nd
     Returns an array of shape ``(len(upto), n_kinds)``; one binary search per kind keeps
     memory linear in the events.
     """
+    if len(kind) <= SMALL_EVENTS:
+        return _prefix_last(kind, n_kinds)[upto]
     last = np.full((len(upto), n_kinds), -1, dtype=np.int64)
     for code in range(n_kinds):
         where = np.flatnonzero(kind == code)
@@ -94,6 +99,13 @@ def last_of_each_kind(kind: np.ndarray, n_kinds: int, upto: np.ndarray) -> np.nd
             found = np.searchsorted(where, upto, side="left") - 1
             last[:, code] = np.where(found >= 0, where[np.maximum(found, 0)], -1)
     return last
+
+
+def _prefix_last(kind: np.ndarray, n_kinds: int) -> np.ndarray:
+    """Row ``i``: index of the last event of each kind before ``i`` (few events only)."""
+    last = np.full((len(kind) + 1, n_kinds), -1, dtype=np.int64)
+    last[np.arange(1, len(kind) + 1), kind] = np.arange(len(kind))
+    return np.maximum.accumulate(last, axis=0)
 
 
 def range_sums(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:

@@ -38,8 +38,19 @@ MAX_TEXT = 2000
 MAX_ID = 200
 
 
+#: The span of timestamps the file loader can parse (pandas' nanosecond range).
+EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)
+
+
 def _to_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("is outside the supported range of dates") from error
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"must be between {EARLIEST.date()} and {LATEST.date()}")
+    return moment
 
 
 def _iso_text_only(value: Any) -> Any:

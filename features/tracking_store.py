@@ -38,14 +38,17 @@ def registry_uri() -> str:
 
 
 def artifact_root() -> str:
-    """Where new experiments keep artifacts: ``SRL_ARTIFACT_ROOT`` or ``.srl/mlartifacts``.
+    """Where new experiments keep artifacts in a local store.
 
-    Only used for stores that keep artifacts locally (a sqlite or file store); a tracking
-    server chooses its own artifact root.
+    ``SRL_ARTIFACT_ROOT`` when set, else ``mlartifacts`` beside the sqlite database (for the
+    embedded store, ``.srl/mlartifacts``). A tracking server chooses its own artifact root.
     """
     configured = os.environ.get(ARTIFACT_VARIABLE)
     if configured:
         return str(Path(configured).resolve())
+    database = sqlite_path(tracking_uri())
+    if database is not None:
+        return str(database.resolve().parent / ARTIFACT_DIRECTORY)
     return str(Path.cwd() / STORE_DIRECTORY / ARTIFACT_DIRECTORY)
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
 DEFAULT_CHUNK_LEADS = 50_000
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Engine = Literal["local", "spark"]
 
 
@@ -181,23 +182,21 @@ def open_job(request: BatchRequest, fingerprint: str) -> JobContext:
             model_uri=request.model_uri,
             model_version=identity.version,
             model_fingerprint=directory_fingerprint(snapshot),
-            as_of=None if request.as_of is None else _iso(_micros(request.as_of)),
+            as_of=None if request.as_of is None else iso(micros(request.as_of)),
             chunk_leads=request.chunk_leads,
             policy=policy.label,
             policy_fingerprint=hashlib.sha256(policy.model_dump_json().encode()).hexdigest(),
             reasons=request.reasons,
             engine=request.engine,
         )
-        manifest = work.open(job, _micros(request.scored_at or datetime.now(UTC)))
-        if not work.model.is_dir():
-            shutil.copytree(snapshot, work.staging("model"), dirs_exist_ok=True)
-            work.publish_directory(work.path / ".model.partial", work.model)
+        manifest = work.open(job, micros(request.scored_at or datetime.now(UTC)))
+        work.install_model(snapshot)
     logger.info(
         "batch job model=%s version=%s policy=%s scored_at=%s",
         request.model_uri,
         identity.version,
         policy.label,
-        _iso(manifest.scored_at_us),
+        iso(manifest.scored_at_us),
     )
     return JobContext(request, policy, model, identity, work, manifest)
 
@@ -210,7 +209,7 @@ def _routed(context: JobContext, export: ExportFiles) -> ChunkLayout:
     began = time.monotonic()
     staged = context.work.staging("spill")
     partition_export(export, context.model.config, context.request.chunk_leads, staged)
-    context.work.publish_directory(staged, context.work.spill)
+    context.work.publish(staged, context.work.spill)
     context.timings["partition"] = time.monotonic() - began
     layout = context.work.layout()
     assert layout is not None
@@ -221,7 +220,7 @@ def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:
     manifest = context.manifest
     if manifest.as_of_us is None:
         requested = context.request.as_of
-        moment = _micros(requested) if requested is not None else layout.latest_us
+        moment = micros(requested) if requested is not None else layout.latest_us
         if moment is None:
             raise BatchFailed(fail(context, [ChunkFailure(-1, "NoTimestamps", "no timestamps")]))
         manifest = Manifest(manifest.identity, manifest.scored_at_us, moment)
@@ -239,7 +238,7 @@ def _score(
     reports, failures = _score_at(context, layout, as_of_us, progress)
     latest = max((r.latest_us for r in reports if r.latest_us is not None), default=None)
     if not failures and context.request.as_of is None and latest is not None and latest != as_of_us:
-        logger.warning("batch export_end_moved from=%s to=%s (its latest rows were rejected)", _iso(as_of_us), _iso(latest))
+        logger.warning("batch export_end_moved from=%s to=%s (its latest rows were rejected)", iso(as_of_us), iso(latest))
         context.manifest = Manifest(context.manifest.identity, context.manifest.scored_at_us, latest)
         context.work.save(context.manifest)
         reports, failures = _score_at(context, layout, latest, progress)
@@ -331,7 +330,7 @@ def _summary(
     document = _base_summary(context) | {
         "status": "rejected_rows" if rejects.num_rows else "ok",
         "exit_code": exit_code,
-        "as_of": _iso(as_of_us),
+        "as_of": iso(as_of_us),
         "input_rows": input_rows,
         "scored": counts.to_dict(),
         "rejected_rows": {"total": rejects.num_rows, "by_table": by_table},
@@ -348,7 +347,7 @@ def _base_summary(context: JobContext) -> dict[str, Any]:
         "output": str(request.out),
         "engine": request.engine,
         "data": str(request.data),
-        "scored_at": _iso(context.manifest.scored_at_us),
+        "scored_at": iso(context.manifest.scored_at_us),
         "model": {
             "uri": identity.uri,
             "name": identity.name,
@@ -365,15 +364,16 @@ def _base_summary(context: JobContext) -> dict[str, Any]:
 
 
 def _workers(request: BatchRequest) -> int:
-    import os
-
     return request.workers if request.workers > 0 else (os.cpu_count() or 1)
 
 
-def _micros(moment: datetime) -> int:
+def micros(moment: datetime) -> int:
+    """A datetime (naive means UTC) as integer microseconds since the epoch."""
     stamp = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return int((stamp - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000 // 1)
+    return (stamp - EPOCH) // timedelta(microseconds=1)
 
 
-def _iso(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+def iso(micros_since_epoch: int) -> str:
+    """Microseconds since the epoch as ISO 8601 in UTC (``...Z``)."""
+    moment = EPOCH + timedelta(microseconds=micros_since_epoch)
+    return moment.isoformat().replace("+00:00", "Z")

@@ -148,9 +148,17 @@ class WorkDirectory:
         """The routed export's layout, if routing finished."""
         return ChunkLayout.load(self.spill) if (self.spill / LAYOUT_FILE).is_file() else None
 
-    def publish_directory(self, staged: Path, target: Path) -> None:
+    def publish(self, staged: Path, target: Path) -> None:
         """Move a fully written directory into place in one step."""
         os.replace(staged, target)
+
+    def install_model(self, snapshot: Path) -> None:
+        """Copy the job's model into the work directory once (what every worker loads)."""
+        if self.model.is_dir():
+            return
+        staged = self.staging("model")
+        shutil.copytree(snapshot, staged, dirs_exist_ok=True)
+        self.publish(staged, self.model)
 
     def staging(self, name: str) -> Path:
         """A fresh temporary directory inside the work directory (emptied if left over)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from features.records import ScoreRequest
 from serving.examples import EXAMPLE_REQUEST
@@ -57,24 +57,20 @@ class ScoreResult(BaseModel):
     request_id: str
 
 
-class BatchRequest(BaseModel):
-    """Several leads to score in one call."""
-
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE_REQUEST]}]}
+def batch_request_model(max_items: int) -> type[BaseModel]:
+    """The batch body ``{"items": [...]}`` with the configured maximum number of items."""
+    items = Annotated[
+        list[ScoreRequest],
+        Field(min_length=1, max_length=max_items, description="the leads, each a /v1/score body"),
+    ]
+    return create_model(
+        "BatchRequest",
+        __config__=ConfigDict(
+            extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE_REQUEST]}]}
+        ),
+        __doc__="Several leads to score in one call.",
+        items=(items, ...),
     )
-
-    items: list[ScoreRequest]
-
-
-def batch_request_model(max_items: int) -> type[BatchRequest]:
-    """``BatchRequest`` with the configured maximum number of items."""
-
-    class LimitedBatchRequest(BatchRequest):
-        items: Annotated[list[ScoreRequest], Field(min_length=1, max_length=max_items)]
-
-    LimitedBatchRequest.__name__ = "BatchRequest"
-    return LimitedBatchRequest
 
 
 class BatchResponse(BaseModel):

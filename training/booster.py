@@ -54,7 +54,10 @@ def train_booster(
     categorical = categorical_columns(specs)
     params = config.booster_params(seed)
     train_set = lgb.Dataset(
-        train[0], train[1], feature_name=names, categorical_feature=categorical,
+        train[0],
+        train[1],
+        feature_name=names,
+        categorical_feature=categorical,
         params={"verbosity": -1},
     )
     valid_set = lgb.Dataset(
@@ -66,8 +69,9 @@ def train_booster(
         num_boost_round=config.max_rounds,
         valid_sets=[valid_set],
         valid_names=["validation"],
-        callbacks=[lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True,
-                                      verbose=False)],
+        callbacks=[
+            lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)
+        ],
     )
     best = booster.best_iteration or booster.current_iteration()
     scores = booster.best_score["validation"]

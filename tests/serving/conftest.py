@@ -9,11 +9,15 @@ from __future__ import annotations
 import socket
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
+import mlflow
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 from sklearn.isotonic import IsotonicRegression
 
 from features.config import FeatureConfig
@@ -21,6 +25,7 @@ from features.dataset import ExampleSet, build_training_set, uncensored
 from features.encoding import CategoryVocabulary
 from features.loading import Export
 from features.predictor import Calibration, ReconversionModel
+from features.pyfunc import log_pyfunc
 from serving.app import create_app
 from serving.settings import Settings
 
@@ -109,3 +114,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+MODEL_NAME = "srl-reconversion"
+
+
+@pytest.fixture
+def registry(tracking_uri: str, tmp_path: Path) -> MlflowClient:
+    """An empty sqlite MLflow registry whose artifacts live under tmp_path."""
+    experiment = mlflow.create_experiment("serving-tests", str(tmp_path / "artifacts"))
+    mlflow.set_experiment(experiment_id=experiment)
+    return MlflowClient()
+
+
+def register(model: ReconversionModel, body: dict[str, Any], alias: str | None = None) -> str:
+    """Log ``model`` as a pyfunc, register it under ``MODEL_NAME``; return its version."""
+    with mlflow.start_run():
+        info = log_pyfunc(model, body, registered_model_name=MODEL_NAME)
+    version = str(info.registered_model_version)
+    if alias is not None:
+        MlflowClient().set_registered_model_alias(MODEL_NAME, alias, version)
+    return version
+
+
+def broken_copy(model: ReconversionModel) -> ReconversionModel:
+    """A model that loads but cannot score: its feature list does not match the engine's."""
+    return replace(model, feature_names=model.feature_names[:-1])

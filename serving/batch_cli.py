@@ -1,0 +1,132 @@
+"""``srl score``: the nightly batch job, a thin wrapper over ``serving.batch.run_batch``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from features.model_store import ModelLoadError
+from features.problems import ContractError
+from serving.batch import (
+    DEFAULT_CHUNK_LEADS,
+    DEFAULT_MODEL_URI,
+    EXIT_FAILED,
+    BatchFailed,
+    BatchRequest,
+    BatchSummary,
+    Engine,
+    run_batch,
+)
+from serving.scoring import ReasonMode
+
+ENGINES: tuple[Engine, ...] = ("local", "spark")
+REASON_MODES: tuple[ReasonMode, ...] = ("none", "top", "all")
+
+
+def score(
+    data: Annotated[
+        str, typer.Option("--data", help="Export directory (Spark engine: any path Spark reads).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output file, .parquet or .csv.")],
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+            help="Score rejections open at this moment (UTC unless an offset is given); "
+            "default: the export's end (its latest valid timestamp).",
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="Model URI: registry alias or version, run, or directory.")
+    ] = DEFAULT_MODEL_URI,
+    engine: Annotated[str, typer.Option("--engine", help="local or spark.")] = "local",
+    reasons: Annotated[
+        str, typer.Option("--reasons", help="none, top (three strongest factors) or all.")
+    ] = "none",
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Routing policy YAML (default: packaged).")
+    ] = None,
+    chunk_leads: Annotated[
+        int, typer.Option("--chunk-leads", min=1, help="Leads per chunk (checkpoint and memory unit).")
+    ] = DEFAULT_CHUNK_LEADS,
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="Local worker processes (0: one per CPU).")
+    ] = 0,
+    scored_at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--scored-at",
+            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+            help="Time stamp written in scored_at (default: when the job first started; "
+            "a resumed job keeps its first stamp).",
+        ),
+    ] = None,
+) -> None:
+    """Score and route every open rejected lead of an export into one file.
+
+    Exit code 0: all rows scored; 3: scored, but some input rows were rejected (see
+    <out>.rejects.csv); 1: failed, nothing written at --out (rerun to resume).
+    """
+    request = BatchRequest(
+        data=data,
+        out=out,
+        as_of=as_of,
+        model_uri=model,
+        engine=_choice(engine, ENGINES, "--engine"),
+        reasons=_choice(reasons, REASON_MODES, "--reasons"),
+        policy_path=policy,
+        chunk_leads=chunk_leads,
+        workers=workers,
+        scored_at=scored_at,
+    )
+    try:
+        summary = run_batch(request)
+    except BatchFailed as error:
+        _echo_summary(error.summary)
+        raise typer.Exit(EXIT_FAILED) from error
+    except ContractError as error:
+        typer.echo(f"{len(error.problems)} problem(s) with the export:", err=True)
+        for problem in error.problems:
+            typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(EXIT_FAILED) from error
+    except ModelLoadError as error:
+        typer.echo(f"model could not be loaded: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from error
+    _echo_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:  # type: ignore[return]
+    if value not in allowed:
+        raise typer.BadParameter(f"must be one of {', '.join(allowed)}", param_hint=option)
+    return value
+
+
+def _echo_summary(summary: BatchSummary) -> None:
+    document = summary.document
+    scored = document.get("scored", {})
+    lines = [
+        f"status: {document['status']} (exit code {document['exit_code']})",
+        f"model: {document['model']['uri']} version {document['model']['version']}",
+        f"as_of: {document.get('as_of')}  scored_at: {document['scored_at']}",
+    ]
+    if scored:
+        lines.append(f"scored: {scored['rows']:,} rows, {scored['suppressed']:,} suppressed")
+        lines.append(f"tiers: {json.dumps(scored['tiers'])}")
+        lines.append(f"programs: {json.dumps(scored['programs'])}")
+    rejected = document.get("rejected_rows")
+    if rejected:
+        lines.append(f"rejected input rows: {rejected['total']:,} {json.dumps(rejected['by_table'])}")
+    for failure in document.get("failures", []):
+        lines.append(f"failed chunk {failure['chunk']}: {failure['error']}: {failure['message']}")
+    typer.echo("\n".join(lines))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``srl score`` to the ``srl`` application."""
+    app.command("score")(score)

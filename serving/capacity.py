@@ -1,0 +1,438 @@
+"""Thresholds, capacity and policy tuning: how many comebacks a routing choice captures.
+
+Sales can take back only so many rejected leads a month and nurture programs have limits
+too. These functions replay scored historical examples month by month (each example scored
+and routed exactly as the API would have done at its ``as_of``, through
+``serving.scoring.score_features``), count how many of the leads that did come back each
+threshold or policy would have put in front of sales or into nurture, and tune a routing
+policy to the capacity available. The computations behind
+``notebooks/03_routing_and_capacity.ipynb``; nothing here draws.
+
+Buckets: ``sales`` (handed back to sales), ``nurture`` (an active nurture program),
+``low_touch`` (the long-term low-touch track) and ``suppressed`` (no contact allowed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from features.dataset import ExampleSet
+from features.output import atomic_write
+from features.predictor import ReconversionModel
+from serving.policy import RoutingPolicy, load_policy
+from serving.routing import Routes, RoutingInputs, route
+from serving.scoring import score_features
+
+BUCKETS = ("sales", "nurture", "low_touch", "suppressed")
+DEFAULT_GRID = tuple(float(v) for v in np.round(np.arange(0.01, 1.0, 0.01), 2))
+EPOCH = pd.Timestamp(0, tz="UTC")
+Statistic = Literal["mean", "max"]
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many leads each team can take each month.
+
+    Attributes:
+        sales_per_month: leads sales can take back (the ``rebound`` program).
+        nurture_per_month: leads the active nurture programs can take.
+    """
+
+    sales_per_month: float
+    nurture_per_month: float
+
+
+@dataclass(frozen=True)
+class ScoredHistory:
+    """Historical examples scored and routed as the API would have done at each ``as_of``.
+
+    Attributes:
+        frame: one row per example: the example keys, ``month`` (of ``as_of``),
+            ``probability``, ``tier``, ``priority``, ``program``, ``suppressed``,
+            ``outcome`` (1 came back within the horizon, 0 not, NaN unknown) and
+            ``points_score`` (the classic points score, for comparison).
+        inputs: what routing read, to replay the same examples under other policies.
+    """
+
+    frame: pd.DataFrame
+    inputs: RoutingInputs
+
+    def take(self, mask: np.ndarray | pd.Series) -> ScoredHistory:
+        """The examples selected by a boolean mask."""
+        keep = np.asarray(mask, dtype=bool)
+        fields = {name: getattr(self.inputs, name)[keep] for name in _INPUT_FIELDS}
+        frame = self.frame.loc[keep].reset_index(drop=True)
+        return ScoredHistory(frame, RoutingInputs(**fields))
+
+
+_INPUT_FIELDS = tuple(RoutingInputs.__dataclass_fields__)
+
+
+def score_history(
+    model: ReconversionModel, examples: ExampleSet, policy: RoutingPolicy
+) -> ScoredHistory:
+    """Score and route every example (the shared API and batch path), keeping its outcome."""
+    as_of = as_of_microseconds(examples.keys["as_of"])
+    scored = score_features(model, examples.features, as_of, policy)
+    inputs = RoutingInputs.from_features(examples.features, scored.probability, as_of, policy)
+    frame = examples.keys.copy()
+    frame["month"] = _month(frame["as_of"])
+    frame["probability"] = scored.probability
+    frame = _with_routes(frame, scored.routes)
+    target = examples.labels.target if examples.labels is not None else np.nan
+    frame["outcome"] = np.broadcast_to(target, len(frame)).astype(np.float64)
+    frame["points_score"] = examples.features.columns["points_score"]
+    return ScoredHistory(frame, inputs)
+
+
+def as_of_microseconds(as_of: pd.Series) -> np.ndarray:
+    """Timestamps (UTC) as int64 microseconds since the epoch, as routing takes them."""
+    return ((pd.to_datetime(as_of, utc=True) - EPOCH) // pd.Timedelta(microseconds=1)).to_numpy(
+        dtype=np.int64
+    )
+
+
+def _month(as_of: pd.Series) -> pd.Series:
+    naive = pd.to_datetime(as_of, utc=True).dt.tz_localize(None)
+    return naive.dt.to_period("M").dt.to_timestamp()
+
+
+def _with_routes(frame: pd.DataFrame, routes: Routes) -> pd.DataFrame:
+    return frame.assign(
+        tier=routes.tier,
+        priority=routes.priority,
+        program=routes.program,
+        suppressed=routes.suppressed,
+    )
+
+
+def reroute(history: ScoredHistory, policy: RoutingPolicy) -> ScoredHistory:
+    """The same examples routed by another policy (probabilities and outcomes unchanged)."""
+    frame = _with_routes(history.frame, route(history.inputs, policy))
+    return ScoredHistory(frame, history.inputs)
+
+
+def in_period(
+    history: ScoredHistory, months: int, end: pd.Timestamp | None = None
+) -> ScoredHistory:
+    """The examples scored in the ``months`` months up to ``end`` (default: the latest).
+
+    Args:
+        history: the scored examples.
+        months: the period's length in months (3 for a quarter).
+        end: the period's end (exclusive when given); default just after the latest
+            ``as_of``.
+    """
+    as_of = pd.to_datetime(history.frame["as_of"], utc=True)
+    stop = as_of.max() + pd.Timedelta(microseconds=1) if end is None else _utc(end)
+    start = stop - pd.DateOffset(months=months)
+    return history.take(((as_of >= start) & (as_of < stop)).to_numpy())
+
+
+def _utc(moment: pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def policy_buckets(frame: pd.DataFrame, policy: RoutingPolicy) -> pd.Series:
+    """The bucket of each routed row: sales, nurture, low_touch or suppressed."""
+    bucket = np.full(len(frame), "nurture", dtype=object)
+    bucket[(frame["program"] == policy.rebound.program).to_numpy()] = "sales"
+    bucket[(frame["program"] == policy.low_touch.program).to_numpy()] = "low_touch"
+    bucket[frame["suppressed"].to_numpy(dtype=bool)] = "suppressed"
+    return pd.Series(bucket, index=frame.index, name="bucket")
+
+
+def capacity_buckets(frame: pd.DataFrame, capacity: Capacity, score: str) -> pd.Series:
+    """Buckets when each month's contactable leads are ranked by ``score`` and cut by capacity.
+
+    The top ``sales_per_month`` of a month go to sales, the next ``nurture_per_month`` to
+    nurture, the rest to the low-touch track; suppressed rows stay suppressed.
+    """
+    suppressed = frame["suppressed"].to_numpy(dtype=bool)
+    ranked = frame.loc[~suppressed].groupby("month")[score].rank(method="first", ascending=False)
+    rank = pd.Series(np.inf, index=frame.index)
+    rank.loc[ranked.index] = ranked
+    bucket = np.where(rank <= capacity.sales_per_month, "sales", "low_touch").astype(object)
+    limit = capacity.sales_per_month + capacity.nurture_per_month
+    bucket[(rank > capacity.sales_per_month) & (rank <= limit)] = "nurture"
+    bucket[suppressed] = "suppressed"
+    return pd.Series(bucket, index=frame.index, name="bucket")
+
+
+def bucket_summary(frame: pd.DataFrame, buckets: pd.Series) -> pd.DataFrame:
+    """Leads and comebacks per bucket.
+
+    Returns:
+        Indexed by bucket (all four, zeros where empty): ``leads``, ``per_month``,
+        ``comebacks`` (known outcomes only), ``comeback_rate`` and ``share_of_comebacks``.
+    """
+    outcome = frame["outcome"]
+    grouped = outcome.groupby(buckets)
+    table = pd.DataFrame({"leads": grouped.size(), "comebacks": grouped.sum()})
+    table = table.reindex(list(BUCKETS), fill_value=0)
+    table.insert(1, "per_month", table["leads"] / max(_month_count(frame), 1))
+    known = outcome.notna().groupby(buckets).sum().reindex(list(BUCKETS), fill_value=0)
+    table["comeback_rate"] = table["comebacks"] / known.replace(0, np.nan)
+    total = float(outcome.sum())
+    table["share_of_comebacks"] = table["comebacks"] / total if total else np.nan
+    table.index.name = "bucket"
+    return table
+
+
+def _month_count(frame: pd.DataFrame) -> int:
+    if frame.empty:
+        return 0
+    first, last = frame["month"].min(), frame["month"].max()
+    return (last.year - first.year) * 12 + last.month - first.month + 1
+
+
+def threshold_table(
+    frame: pd.DataFrame,
+    thresholds: Sequence[float],
+    capacity: Capacity,
+    score: str = "probability",
+    statistic: Statistic = "mean",
+) -> pd.DataFrame:
+    """What handing every contactable lead at or above a threshold to sales would do.
+
+    Only rows with a known outcome count, so pass a fully observed period.
+
+    Returns:
+        One row per threshold: ``per_month`` (mean leads handed over per month),
+        ``peak_month``, ``comebacks`` caught, ``capture_rate`` (of all contactable
+        comebacks), ``precision`` (comeback rate of the handed-over leads), ``fits_sales``
+        and ``fits_sales_and_nurture`` (the monthly ``statistic`` within capacity).
+    """
+    known = frame.loc[frame["outcome"].notna() & ~frame["suppressed"].astype(bool)]
+    months = pd.period_range(frame["month"].min(), frame["month"].max(), freq="M").to_timestamp()
+    total = float(known["outcome"].sum())
+    rows = []
+    for threshold in thresholds:
+        chosen = known[score].to_numpy() >= threshold
+        monthly = pd.Series(chosen).groupby(known["month"].to_numpy()).sum()
+        monthly = monthly.reindex(months, fill_value=0)
+        caught = float(known["outcome"].to_numpy()[chosen].sum())
+        load = float(monthly.mean() if statistic == "mean" else monthly.max())
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "per_month": float(monthly.mean()),
+                "peak_month": int(monthly.max()),
+                "comebacks": caught,
+                "capture_rate": caught / total if total else np.nan,
+                "precision": caught / chosen.sum() if chosen.any() else np.nan,
+                "fits_sales": load <= capacity.sales_per_month,
+                "fits_sales_and_nurture": load
+                <= capacity.sales_per_month + capacity.nurture_per_month,
+            }
+        )
+    return pd.DataFrame(rows).set_index("threshold")
+
+
+def compare_policies(
+    history: ScoredHistory,
+    capacity: Capacity,
+    policies: Mapping[str, RoutingPolicy],
+    scores: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Comebacks per bucket under routing policies, capacity-bound rankings and chance.
+
+    Args:
+        history: scored examples of a fully observed period.
+        capacity: leads per month for sales and nurture.
+        policies: routing policies by display name (routed as the API would; not bound by
+            capacity, their monthly volumes show whether they fit).
+        scores: ranking columns by display name, each cut by capacity month by month
+            (default: the model's probability and the classic points score).
+
+    Returns:
+        One row per policy: leads per month and comebacks per bucket, ``captured`` (sales
+        plus nurture comebacks) and ``capture_rate`` of all comebacks.
+    """
+    scores = scores or {"model ranking": "probability", "points score ranking": "points_score"}
+    frame = history.frame
+    rows = {
+        name: _policy_row(frame, policy_buckets(reroute(history, policy).frame, policy))
+        for name, policy in policies.items()
+    }
+    for name, column in scores.items():
+        rows[name] = _policy_row(frame, capacity_buckets(frame, capacity, column))
+    rows["at random (expected)"] = _random_row(frame, capacity)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _policy_row(frame: pd.DataFrame, buckets: pd.Series) -> dict[str, float]:
+    summary = bucket_summary(frame, buckets)
+    row = {f"{b}_per_month": float(summary.loc[b, "per_month"]) for b in BUCKETS}
+    row |= {f"{b}_comebacks": float(summary.loc[b, "comebacks"]) for b in BUCKETS}
+    return _with_capture(row, float(frame["outcome"].sum()))
+
+
+def _with_capture(row: dict[str, float], total: float) -> dict[str, float]:
+    row["captured"] = row["sales_comebacks"] + row["nurture_comebacks"]
+    row["capture_rate"] = row["captured"] / total if total else np.nan
+    return row
+
+
+def _random_row(frame: pd.DataFrame, capacity: Capacity) -> dict[str, float]:
+    """Expected comebacks when each month's contactable leads are picked at random."""
+    suppressed = frame["suppressed"].to_numpy(dtype=bool)
+    open_rows = frame.loc[~suppressed]
+    per_month = open_rows.groupby("month")["outcome"].agg(["size", "sum"])
+    sales = np.minimum(capacity.sales_per_month, per_month["size"])
+    nurture = np.minimum(capacity.nurture_per_month, per_month["size"] - sales)
+    rate = per_month["sum"] / per_month["size"]
+    months = max(_month_count(frame), 1)
+    leads = {"sales": sales.sum(), "nurture": nurture.sum()}
+    leads["low_touch"] = per_month["size"].sum() - leads["sales"] - leads["nurture"]
+    comebacks = {"sales": (sales * rate).sum(), "nurture": (nurture * rate).sum()}
+    comebacks["low_touch"] = per_month["sum"].sum() - comebacks["sales"] - comebacks["nurture"]
+    leads["suppressed"], comebacks["suppressed"] = (
+        suppressed.sum(),
+        frame["outcome"][suppressed].sum(),
+    )
+    row = {f"{b}_per_month": float(leads[b]) / months for b in BUCKETS}
+    row |= {f"{b}_comebacks": float(comebacks[b]) for b in BUCKETS}
+    return _with_capture(row, float(frame["outcome"].sum()))
+
+
+def monthly_buckets(history: ScoredHistory, policy: RoutingPolicy) -> pd.DataFrame:
+    """Leads per month in each bucket when ``policy`` routes the examples."""
+    frame = reroute(history, policy).frame
+    buckets = policy_buckets(frame, policy)
+    table = pd.crosstab(frame["month"], buckets).reindex(columns=list(BUCKETS), fill_value=0)
+    months = pd.period_range(frame["month"].min(), frame["month"].max(), freq="M")
+    return table.reindex(months.to_timestamp(), fill_value=0)
+
+
+def program_split(frame: pd.DataFrame) -> pd.DataFrame:
+    """How routed leads split over programs: leads, share, mean probability, comebacks.
+
+    Returns:
+        Indexed by program, largest first; ``comebacks`` and ``comeback_rate`` count
+        known outcomes only (NaN rate where none is known).
+    """
+    grouped = frame.groupby("program")
+    table = pd.DataFrame(
+        {
+            "leads": grouped.size(),
+            "mean_probability": grouped["probability"].mean(),
+            "comebacks": grouped["outcome"].sum(),
+            "known_outcomes": grouped["outcome"].count(),
+        }
+    )
+    table.insert(1, "share", table["leads"] / max(len(frame), 1))
+    table["comeback_rate"] = table["comebacks"] / table["known_outcomes"].replace(0, np.nan)
+    return table.sort_values("leads", ascending=False, kind="stable")
+
+
+def tune_policy(
+    policy: RoutingPolicy,
+    history: ScoredHistory,
+    capacity: Capacity,
+    grid: Sequence[float] = DEFAULT_GRID,
+    statistic: Statistic = "mean",
+    name: str | None = None,
+) -> RoutingPolicy:
+    """The policy with its thresholds set so that routed volumes fit the capacity.
+
+    ``rebound.min_probability`` becomes the lowest grid value whose monthly sales volume
+    fits ``sales_per_month`` (``follow_up_due_min_probability`` keeps its ratio to it);
+    then ``low_touch.max_probability`` becomes the lowest grid value, at most the rebound
+    threshold, whose monthly nurture volume fits ``nurture_per_month``. Everything else
+    (tiers, suppression, reason programs) is kept; the version goes up by one.
+
+    Args:
+        policy: the policy to start from.
+        history: scored examples whose monthly flow stands for the coming months.
+        capacity: leads per month for sales and nurture.
+        grid: candidate thresholds, ascending.
+        statistic: ``mean`` fits the average month, ``max`` the busiest month.
+        name: a new policy name (default: keep the name).
+    """
+    ratio = policy.rebound.follow_up_due_min_probability / max(policy.rebound.min_probability, 1e-9)
+
+    def rebound_at(threshold: float) -> RoutingPolicy:
+        due = min(1.0, round(threshold * ratio, 4))
+        return _updated(
+            policy, rebound={"min_probability": threshold, "follow_up_due_min_probability": due}
+        )
+
+    sales = _lowest_fitting(grid, rebound_at, history, "sales", capacity.sales_per_month, statistic)
+    chosen = rebound_at(sales)
+    candidates = [u for u in grid if u <= sales] or [sales]
+
+    def low_touch_at(threshold: float) -> RoutingPolicy:
+        return _updated(chosen, low_touch={"max_probability": threshold})
+
+    nurture = _lowest_fitting(
+        candidates, low_touch_at, history, "nurture", capacity.nurture_per_month, statistic
+    )
+    tuned = _updated(low_touch_at(nurture), version=policy.version + 1, name=name or policy.name)
+    return RoutingPolicy.model_validate(tuned.model_dump())
+
+
+def _lowest_fitting(
+    grid: Sequence[float],
+    candidate: Callable[[float], RoutingPolicy],
+    history: ScoredHistory,
+    bucket: str,
+    limit: float,
+    statistic: Statistic,
+) -> float:
+    """The lowest grid value whose policy keeps ``bucket``'s monthly volume within ``limit``."""
+    for value in grid:
+        volumes = monthly_buckets(history, candidate(value))[bucket]
+        load = volumes.mean() if statistic == "mean" else volumes.max()
+        if load <= limit:
+            return float(value)
+    return float(grid[-1])
+
+
+def _updated(policy: RoutingPolicy, **changes: Any) -> RoutingPolicy:
+    """A copy of the policy with top-level fields replaced and nested sections merged."""
+    document = policy.model_dump()
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            document[key] = {**document[key], **value}
+        else:
+            document[key] = value
+    return RoutingPolicy.model_validate(document)
+
+
+def policy_yaml(policy: RoutingPolicy, comment: str = "") -> str:
+    """The policy as YAML that ``serving.policy.load_policy`` reads back unchanged."""
+    header = "# Routing policy (see serving/policies/default.yaml for what each field means).\n"
+    if comment:
+        header += "".join(f"# {line}\n" for line in comment.splitlines())
+    body = yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False, width=100)
+    return header + body
+
+
+def write_policy(policy: RoutingPolicy, path: str | Path, comment: str = "") -> RoutingPolicy:
+    """Write the policy YAML atomically and read it back through ``load_policy``.
+
+    Returns:
+        The policy as loaded from the file (equal to ``policy``).
+
+    Raises:
+        ValueError: the written file does not load back to the same policy.
+    """
+    text = policy_yaml(policy, comment)
+
+    def write(temporary: Path) -> None:
+        temporary.write_text(text, encoding="utf-8")
+
+    target = atomic_write(path, write)
+    loaded = load_policy(target)
+    if loaded != policy:
+        raise ValueError(f"{target}: the written policy does not read back unchanged")
+    return loaded

@@ -1,0 +1,187 @@
+"""Malformed requests get a clear 4xx naming the field (never its value); never a 5xx."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+
+from serving.examples import EXAMPLE_REQUEST
+from tests.serving.conftest import TestClient, api_settings, create_app
+
+SECRET = "ann.secret@example.com"
+
+
+def _body(path: str, value: Any) -> dict[str, Any]:
+    """The example body with one field (``"lead.lead_source"``) replaced."""
+    body = copy.deepcopy(EXAMPLE_REQUEST)
+    *parents, last = path.split(".")
+    target: Any = body
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if value is ...:
+        del target[last]
+    else:
+        target[last] = value
+    return body
+
+
+def _problem(response: Any) -> dict[str, Any]:
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "request_id", "fields"}
+    assert error["request_id"] == response.headers["x-request-id"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b'{"lead": ', "invalid_json"),
+        (b"not json at all", "invalid_json"),
+        (b'{"lead": NaN}', "invalid_json"),
+        (b'{"lead": {"annual_revenue": Infinity}}', "invalid_json"),
+        (b"[" * 5000 + b"]" * 5000, "invalid_json"),
+        (b"[1, 2, 3]", "validation_error"),
+        (b"", "validation_error"),
+    ],
+)
+def test_bodies_that_are_not_json_objects(client: TestClient, raw: bytes, code: str) -> None:
+    response = client.post("/v1/score", content=raw, headers={"content-type": "application/json"})
+
+    error = _problem(response)
+    assert response.status_code == 422
+    assert error["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("lead.employee_count", "many", "lead.employee_count"),
+        ("lead.employee_count", 12.5, "lead.employee_count"),
+        ("lead.created_at", 1700000000, "lead.created_at"),
+        ("lead.created_at", "yesterday", "lead.created_at"),
+        ("lead.created_at", "0001-01-01T00:00:00+00:01", "lead.created_at"),
+        ("rejection.follow_up_date", "2025-13-45", "rejection.follow_up_date"),
+        ("lead.annual_revenue", "1e999", "lead.annual_revenue"),
+        ("activities", {"not": "a list"}, "activities"),
+        ("lead", ..., "lead"),
+        ("rejection.rejection_id", ..., "rejection.rejection_id"),
+        ("rejection.rejection_id", "", "rejection.rejection_id"),
+        ("rejection.rejection_id", "R" * 100_000, "rejection.rejection_id"),
+        ("rejection.reason_detail", "x" * 100_000, "rejection.reason_detail"),
+        ("lead.lead_source", "carrier_pigeon", "lead.lead_source"),
+        ("rejection.reason_code", "vibes", "rejection.reason_code"),
+        ("rejection.stage_at_rejection", None, "rejection.stage_at_rejection"),
+        ("consent", [{"lead_id": "L0000029", "changed_at": "2025-01-01", "status": "maybe"}],
+         "consent.0.status"),
+        ("rejection.lead_id", "SOMEONE_ELSE", "body"),
+        ("as_of", "2020-01-01T00:00:00Z", "body"),
+        ("surprise", 1, "surprise"),
+    ],
+)
+def test_broken_fields_are_named(client: TestClient, path: str, value: Any, field: str) -> None:
+    response = client.post("/v1/score", json=_body(path, value))
+
+    error = _problem(response)
+    assert response.status_code == 422
+    assert field in [f["field"] for f in error["fields"]], error
+
+
+def test_personal_and_submitted_values_are_never_echoed(client: TestClient) -> None:
+    body = _body("lead.email", SECRET)
+    body["lead"]["first_name"] = "Annabelle-Secret"
+    body["lead"]["employee_count"] = "Annabelle-Secret"
+    body["lead"]["created_at"] = SECRET
+
+    response = client.post("/v1/score", json=body)
+
+    assert response.status_code == 422
+    assert SECRET not in response.text
+    assert "Annabelle" not in response.text
+    assert {"lead.employee_count", "lead.created_at"} <= {
+        f["field"] for f in response.json()["error"]["fields"]
+    }
+
+
+def test_personal_fields_never_reach_the_answer(client: TestClient) -> None:
+    body = _body("lead.email", SECRET)
+
+    response = client.post("/v1/score", json=body, params={"reasons": 50})
+
+    assert response.status_code == 200
+    assert SECRET not in response.text
+
+
+def test_an_unknown_activity_type_still_scores_as_other(client: TestClient) -> None:
+    known = client.post("/v1/score", json=_body("activities.0.activity_type", "other"))
+    unknown = client.post("/v1/score", json=_body("activities.0.activity_type", "carrier_pigeon"))
+
+    assert unknown.status_code == 200
+    assert unknown.json()["probability"] == known.json()["probability"]
+
+
+def test_categories_are_case_insensitive_like_the_files(client: TestClient) -> None:
+    shouted = client.post("/v1/score", json=_body("lead.lead_source", " WEBINAR "))
+    plain = client.post("/v1/score", json=EXAMPLE_REQUEST)
+
+    assert shouted.status_code == 200
+    assert shouted.json()["probability"] == plain.json()["probability"]
+
+
+def test_custom_columns_are_accepted_and_ignored(client: TestClient) -> None:
+    response = client.post("/v1/score", json=_body("lead.crm_custom_score", {"deep": [1, None]}))
+
+    assert response.status_code == 200
+
+
+def test_a_batch_over_the_limit_is_refused_naming_items(model_dir: Any) -> None:
+    with TestClient(create_app(api_settings(model_dir, max_batch_items=3))) as small:
+        over = small.post("/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 4})
+        empty = small.post("/v1/score/batch", json={"items": []})
+        bad_item = small.post(
+            "/v1/score/batch", json={"items": [EXAMPLE_REQUEST, _body("lead", ...)]}
+        )
+
+    assert over.status_code == 422
+    assert _problem(over)["fields"][0]["field"] == "items"
+    assert _problem(empty)["fields"][0]["field"] == "items"
+    assert "items.1.lead" in [f["field"] for f in _problem(bad_item)["fields"]]
+
+
+def test_a_body_over_the_size_limit_is_refused(model_dir: Any) -> None:
+    body = orjson.dumps(_body("rejection.reason_detail", "x" * 5000))
+    with TestClient(create_app(api_settings(model_dir, max_body_bytes=4096))) as small:
+        declared = small.post(
+            "/v1/score", content=body, headers={"content-type": "application/json"}
+        )
+        streamed = small.post(
+            "/v1/score", content=iter([body[:3000], body[3000:]]),
+            headers={"content-type": "application/json"},
+        )
+        fits = small.post("/v1/score", json=EXAMPLE_REQUEST)
+
+    assert declared.status_code == 413
+    assert _problem(declared)["code"] == "body_too_large"
+    assert streamed.status_code == 413
+    assert _problem(streamed)["code"] == "body_too_large"
+    assert fits.status_code == 200
+
+
+def test_a_spent_time_budget_is_a_clear_503(model_dir: Any) -> None:
+    with TestClient(create_app(api_settings(model_dir, request_timeout_seconds=1e-9))) as slow:
+        response = slow.post("/v1/score", json=EXAMPLE_REQUEST)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "timeout"
+    assert response.headers["retry-after"] == "1"
+
+
+def test_a_wrong_content_type_is_refused(client: TestClient) -> None:
+    response = client.post(
+        "/v1/score", content=orjson.dumps(EXAMPLE_REQUEST), headers={"content-type": "text/plain"}
+    )
+
+    assert response.status_code == 422

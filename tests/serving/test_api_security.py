@@ -1,0 +1,149 @@
+"""API keys on every non-health route, constant-time comparison, and the bind guard."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+from typer.testing import CliRunner
+
+from serving.dependencies import key_matches
+from serving.examples import EXAMPLE_REQUEST
+from serving.settings import Settings, is_loopback
+from srl.cli import app as srl_app
+from tests.serving.conftest import API_KEY, TestClient
+
+PROTECTED = [
+    ("POST", "/v1/score"),
+    ("POST", "/v1/score/batch"),
+    ("GET", "/v1/model"),
+    ("POST", "/v1/admin/reload"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+@pytest.mark.parametrize("key", [None, "", "wrong-key-0123456789", API_KEY + "x", API_KEY[:-1]])
+def test_every_protected_route_needs_a_valid_key(
+    secured_client: TestClient, method: str, path: str, key: str | None
+) -> None:
+    headers = {} if key is None else {"X-API-Key": key}
+
+    response = secured_client.request(method, path, headers=headers, json=EXAMPLE_REQUEST)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_the_right_key_opens_every_route(
+    secured_client: TestClient, method: str, path: str
+) -> None:
+    body = {"items": [EXAMPLE_REQUEST]} if path.endswith("batch") else EXAMPLE_REQUEST
+
+    response = secured_client.request(method, path, headers={"X-API-Key": API_KEY}, json=body)
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_checks_need_no_key(secured_client: TestClient, path: str) -> None:
+    assert secured_client.get(path).status_code == 200
+
+
+def test_swagger_ui_is_only_served_without_keys(
+    secured_client: TestClient, client: TestClient
+) -> None:
+    assert secured_client.get("/docs").status_code == 404
+    assert client.get("/docs").status_code == 200
+
+
+def test_the_openapi_document_declares_the_key_only_when_required(
+    secured_client: TestClient, client: TestClient
+) -> None:
+    secured = secured_client.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()
+    open_doc = client.get("/openapi.json").json()
+
+    assert "APIKeyHeader" in secured["components"]["securitySchemes"]
+    assert "401" in secured["paths"]["/v1/score"]["post"]["responses"]
+    assert "securitySchemes" not in open_doc.get("components", {})
+
+
+def test_keys_come_comma_separated_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SRL_API_KEYS", f" {API_KEY} ,second-key-0123456789abc,")
+
+    settings = Settings()
+
+    assert [k.get_secret_value() for k in settings.api_keys] == [
+        API_KEY, "second-key-0123456789abc"
+    ]
+    assert API_KEY not in repr(settings)
+
+
+def test_short_keys_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SRL_API_KEYS", "short")
+
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings()
+
+
+def test_keys_are_compared_against_every_key() -> None:
+    keys = [SecretStr("first-key-0123456789"), SecretStr("second-key-0123456789")]
+
+    assert key_matches("second-key-0123456789", keys)
+    assert not key_matches("second-key-012345678", keys)
+    assert not key_matches("ünïcode-key-0123456789", keys)
+    assert not key_matches("anything-at-all-000", [])
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("10.1.2.3", False), ("example.com", False)],
+)
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_no_public_bind_without_keys_unless_allowed() -> None:
+    with pytest.raises(ValueError, match="refusing to listen on 0.0.0.0"):
+        Settings().check_bind("0.0.0.0")
+    Settings().check_bind("127.0.0.1")
+    Settings(allow_public_bind=True).check_bind("0.0.0.0")
+    Settings(api_keys=(SecretStr(API_KEY),)).check_bind("0.0.0.0")
+
+
+@pytest.fixture
+def restored_environ() -> Iterator[None]:
+    """``srl serve`` writes its options into the environment for its workers: undo that."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.usefixtures("restored_environ")
+def test_srl_serve_refuses_a_public_address_without_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SRL_API_KEYS", raising=False)
+
+    result = CliRunner().invoke(srl_app, ["serve", "--host", "0.0.0.0", "--port", "1"])
+
+    assert result.exit_code == 2
+    assert "refusing to listen on 0.0.0.0" in result.output
+
+
+@pytest.mark.usefixtures("restored_environ")
+def test_srl_serve_refuses_an_invalid_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nname: broken\ntiers: []\n", encoding="utf-8")
+
+    result = CliRunner().invoke(srl_app, ["serve", "--policy", str(policy), "--port", "1"])
+
+    assert result.exit_code == 2
+    assert "tiers" in result.output

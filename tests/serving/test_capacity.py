@@ -1,0 +1,220 @@
+"""Capacity, thresholds and policy tuning over scored historical examples.
+
+Hand-made frames check the arithmetic; the real model of tests/serving/conftest.py, trained
+on the small generated export, checks the replay through the shared scoring path and the
+tuned policy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.dataset import ExampleSet
+from features.predictor import ReconversionModel
+from serving import capacity
+from serving.capacity import Capacity, ScoredHistory
+from serving.policy import RoutingPolicy, load_policy
+from serving.routing import RoutingInputs, route
+
+
+def _frame(rows: list[tuple[str, float, float, bool]]) -> pd.DataFrame:
+    """Rows of (month, probability, outcome, suppressed)."""
+    frame = pd.DataFrame(rows, columns=["month", "probability", "outcome", "suppressed"])
+    frame["month"] = pd.to_datetime(frame["month"])
+    frame["points_score"] = frame["probability"][::-1].to_numpy()
+    return frame
+
+
+HAND = _frame(
+    [
+        ("2025-01-01", 0.9, 1, False),
+        ("2025-01-01", 0.7, 0, False),
+        ("2025-01-01", 0.5, 1, False),
+        ("2025-01-01", 0.1, 0, False),
+        ("2025-01-01", 0.95, 1, True),
+        ("2025-03-01", 0.8, 0, False),
+        ("2025-03-01", 0.6, 1, False),
+        ("2025-03-01", 0.2, 0, False),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def policy() -> RoutingPolicy:
+    """The packaged default routing policy."""
+    return load_policy()
+
+
+@pytest.fixture(scope="module")
+def history(
+    model: ReconversionModel, training_examples: ExampleSet, policy: RoutingPolicy
+) -> ScoredHistory:
+    """The small export's uncensored examples scored at rejection and routed."""
+    at_rejection = training_examples.take((training_examples.keys["offset_days"] == 0).to_numpy())
+    return capacity.score_history(model, at_rejection, policy)
+
+
+def test_capacity_buckets_take_each_months_best_leads_up_to_capacity() -> None:
+    buckets = capacity.capacity_buckets(HAND, Capacity(1, 2), "probability")
+
+    assert buckets.tolist() == [
+        "sales", "nurture", "nurture", "low_touch", "suppressed", "sales", "nurture", "nurture",
+    ]  # fmt: skip
+
+
+def test_bucket_summary_counts_every_lead_and_comeback_once() -> None:
+    buckets = capacity.capacity_buckets(HAND, Capacity(1, 1), "probability")
+
+    summary = capacity.bucket_summary(HAND, buckets)
+
+    assert summary["leads"].to_dict() == {"sales": 2, "nurture": 2, "low_touch": 3, "suppressed": 1}
+    assert summary["comebacks"].to_dict() == {
+        "sales": 1, "nurture": 1, "low_touch": 1, "suppressed": 1
+    }  # fmt: skip
+    assert summary.loc["sales", "per_month"] == pytest.approx(2 / 3)  # January to March
+    assert summary["share_of_comebacks"].sum() == pytest.approx(1.0)
+
+
+def test_threshold_table_volumes_and_captures() -> None:
+    table = capacity.threshold_table(HAND, [0.0, 0.55, 0.85], Capacity(1, 1))
+
+    assert table.loc[0.0, "capture_rate"] == 1.0
+    assert table.loc[0.55].to_dict() == pytest.approx(
+        {
+            "per_month": 4 / 3,
+            "peak_month": 2,
+            "comebacks": 2,
+            "capture_rate": 2 / 3,
+            "precision": 0.5,
+            "fits_sales": False,
+            "fits_sales_and_nurture": True,
+        }
+    )
+    assert table.loc[0.85, "comebacks"] == 1  # the suppressed 0.95 is never handed over
+    assert table["per_month"].is_monotonic_decreasing
+
+
+def test_random_choice_expects_capacity_share_of_each_months_comebacks() -> None:
+    history = ScoredHistory(HAND, _inputs(len(HAND)))
+
+    row = capacity.compare_policies(history, Capacity(1, 1), {}).loc["at random (expected)"]
+
+    # January: 4 open leads, 2 comebacks; March: 3 open leads, 1 comeback
+    assert row["sales_comebacks"] == pytest.approx(2 / 4 + 1 / 3)
+    assert row["nurture_comebacks"] == pytest.approx(2 / 4 + 1 / 3)
+    assert row["suppressed_comebacks"] == 1
+    assert row["sales_per_month"] == pytest.approx(2 / 3)
+
+
+def _inputs(n: int) -> RoutingInputs:
+    """Routing inputs that compare_policies needs only for named policies (none here)."""
+    empty = np.zeros(n)
+    return RoutingInputs(*(empty for _ in RoutingInputs.__dataclass_fields__))
+
+
+def test_history_is_scored_and_routed_by_the_shared_path(
+    history: ScoredHistory,
+    model: ReconversionModel,
+    training_examples: ExampleSet,
+    policy: RoutingPolicy,
+) -> None:
+    at_rejection = training_examples.take((training_examples.keys["offset_days"] == 0).to_numpy())
+    routes = route(history.inputs, policy)
+
+    np.testing.assert_array_equal(history.frame["probability"], model.predict_set(at_rejection))
+    np.testing.assert_array_equal(history.frame["program"], routes.program)
+    assert at_rejection.labels is not None
+    np.testing.assert_array_equal(history.frame["outcome"], at_rejection.labels.target)
+    assert (history.frame["month"] == history.frame["as_of"].dt.strftime("%Y-%m-01")).all()
+
+
+def test_model_ranking_beats_chance_within_the_same_capacity(history: ScoredHistory) -> None:
+    table = capacity.compare_policies(history, Capacity(5, 10), {})
+
+    model, chance = table.loc["model ranking"], table.loc["at random (expected)"]
+    assert model["sales_per_month"] == pytest.approx(chance["sales_per_month"])
+    assert model["sales_comebacks"] > 2 * chance["sales_comebacks"]
+    assert model["captured"] > chance["captured"]
+
+
+def test_in_period_keeps_the_last_months(history: ScoredHistory) -> None:
+    quarter = capacity.in_period(history, 3)
+
+    latest = history.frame["as_of"].max()
+    assert quarter.frame["as_of"].min() >= latest - pd.DateOffset(months=3)
+    assert len(quarter.frame) == int(
+        (history.frame["as_of"] > latest - pd.DateOffset(months=3)).sum()
+    )
+    assert len(quarter.inputs.probability) == len(quarter.frame)
+
+
+def test_tuned_policy_fits_capacity_and_is_the_loosest_that_does(
+    history: ScoredHistory, policy: RoutingPolicy
+) -> None:
+    room = Capacity(sales_per_month=3, nurture_per_month=6)
+
+    tuned = capacity.tune_policy(policy, history, room, name="tuned")
+
+    volumes = capacity.monthly_buckets(history, tuned).mean()
+    assert volumes["sales"] <= room.sales_per_month
+    assert volumes["nurture"] <= room.nurture_per_month
+    ratio = policy.rebound.follow_up_due_min_probability / policy.rebound.min_probability
+    looser = round(tuned.rebound.min_probability - 0.01, 2)
+    if looser >= capacity.DEFAULT_GRID[0]:
+        document = tuned.model_dump()
+        document["rebound"] |= {
+            "min_probability": looser,
+            "follow_up_due_min_probability": round(looser * ratio, 4),
+        }
+        relaxed = RoutingPolicy.model_validate(document)
+        assert capacity.monthly_buckets(history, relaxed).mean()["sales"] > room.sales_per_month
+    assert (tuned.version, tuned.name) == (policy.version + 1, "tuned")
+    assert tuned.suppression == policy.suppression
+    assert tuned.reasons == policy.reasons
+    assert tuned.low_touch.max_probability <= tuned.rebound.min_probability
+
+
+def test_no_suppressed_lead_reaches_sales_or_nurture_under_a_tuned_policy(
+    history: ScoredHistory, policy: RoutingPolicy
+) -> None:
+    generous = capacity.tune_policy(policy, history, Capacity(1000, 1000))
+
+    frame = capacity.reroute(history, generous).frame
+    buckets = capacity.policy_buckets(frame, generous)
+    no_contact = frame["reason_code"].isin(["do_not_contact", "bad_data"])
+    assert no_contact.any()
+    assert (buckets[no_contact] == "suppressed").all()
+    assert (frame.loc[frame["suppressed"], "program"] == "suppressed").all()
+
+
+def test_program_split_shares_add_up(history: ScoredHistory) -> None:
+    table = capacity.program_split(history.frame)
+
+    assert table["leads"].sum() == len(history.frame)
+    assert table["share"].sum() == pytest.approx(1.0)
+    assert table["comebacks"].sum() == history.frame["outcome"].sum()
+
+
+def test_written_policy_loads_back_unchanged(
+    history: ScoredHistory, policy: RoutingPolicy, tmp_path: Path
+) -> None:
+    tuned = capacity.tune_policy(policy, history, Capacity(4, 8), name="tuned-for-test")
+
+    loaded = capacity.write_policy(tuned, tmp_path / "policy.yaml", comment="capacity 4 / 8")
+
+    assert loaded == tuned
+    assert load_policy(tmp_path / "policy.yaml") == tuned
+    text = (tmp_path / "policy.yaml").read_text(encoding="utf-8")
+    assert "# capacity 4 / 8" in text
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_the_default_policy_round_trips_through_yaml(policy: RoutingPolicy, tmp_path: Path) -> None:
+    path = tmp_path / "default.yaml"
+    path.write_text(capacity.policy_yaml(policy), encoding="utf-8")
+
+    assert load_policy(path) == policy

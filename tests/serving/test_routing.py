@@ -1,0 +1,187 @@
+"""Routing decisions of the default policy, and the policy file's validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from features.history import DAY_US
+from serving.policy import RoutingPolicy, load_policy
+from serving.routing import NO_DATE, SUPPRESSED_PROGRAM, Routes, RoutingInputs, route
+
+AS_OF = 1_756_684_800_000_000  # 2025-09-01T00:00:00Z
+POLICY = load_policy()
+
+
+def _inputs(**columns: Any) -> RoutingInputs:
+    values: dict[str, Any] = {
+        "probability": [0.15], "reason_code": ["needs_nurturing"], "consent_status": ["subscribed"],
+        "stage": ["sql"], "follow_up_days": [np.nan], "days_since_rejection": [10.0],
+        "days_to_next_year": [122.0], "recent_intent": [0.0], "as_of": [AS_OF],
+    }
+    values.update(columns)
+    return RoutingInputs(**{
+        name: np.asarray(v, dtype=object if name in ("reason_code", "consent_status", "stage")
+                         else np.int64 if name == "as_of" else np.float64)
+        for name, v in values.items()
+    })
+
+
+def _one(routes: Routes) -> dict[str, Any]:
+    row = routes.row(0)
+    when = row["next_action_at"]
+    row["days"] = None if when is None else (when - AS_OF) / DAY_US
+    return row
+
+
+@pytest.mark.parametrize("consent", ["unsubscribed", "do_not_contact"])
+def test_consent_suppresses_even_a_hot_lead(consent: str) -> None:
+    row = _one(route(_inputs(probability=[0.99], consent_status=[consent], recent_intent=[9]),
+                     POLICY))
+
+    assert row["suppressed"] is True
+    assert row["program"] == SUPPRESSED_PROGRAM
+    assert row["suppression_reason"] == f"consent:{consent}"
+    assert (row["priority"], row["next_action_at"], row["re_entry_stage"]) == (0, None, None)
+
+
+@pytest.mark.parametrize("reason", ["do_not_contact", "bad_data"])
+def test_a_no_contact_reason_suppresses(reason: str) -> None:
+    row = _one(route(_inputs(probability=[0.9], reason_code=[reason], follow_up_days=[1.0]), POLICY))
+
+    assert (row["program"], row["suppression_reason"]) == (SUPPRESSED_PROGRAM, f"reason:{reason}")
+
+
+def test_high_odds_with_recent_intent_rebound_to_sales_today() -> None:
+    row = _one(route(_inputs(probability=[0.45], recent_intent=[2]), POLICY))
+
+    assert (row["program"], row["priority"], row["days"], row["tier"]) == (
+        "rebound_to_sales", 1, 0.0, "hot"
+    )
+
+
+def test_a_due_follow_up_with_good_odds_rebounds() -> None:
+    due = _one(route(_inputs(probability=[0.3], follow_up_days=[5.0]), POLICY))
+    too_far = _one(route(_inputs(probability=[0.3], follow_up_days=[40.0]), POLICY))
+    poor_odds = _one(route(_inputs(probability=[0.1], follow_up_days=[5.0]), POLICY))
+
+    assert due["program"] == "rebound_to_sales"
+    assert too_far["program"] == poor_odds["program"] == "education_track"
+
+
+def test_the_lowest_scores_go_low_touch() -> None:
+    row = _one(route(_inputs(probability=[0.01], reason_code=["budget"]), POLICY))
+
+    assert (row["program"], row["days"], row["tier"], row["priority"]) == (
+        "low_touch_nurture", 90.0, "cold", 4
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "follow_up", "program", "days"),
+    [
+        ("budget", np.nan, "budget_nurture", 122.0 - 45),  # 45 days before the new fiscal year
+        ("budget", 20.0, "budget_nurture", 20.0),  # the rep's follow-up comes first
+        ("timing", 60.0, "timing_nurture", 60.0),  # re-entry at the follow-up date
+        ("timing", -3.0, "timing_nurture", 30.0),  # passed follow-up: the cadence
+        ("competitor_won", np.nan, "competitive_nurture", 365.0 - 60 - 10),  # before renewal
+        ("not_decision_maker", np.nan, "find_decision_maker", 14.0),
+        ("wrong_solution", np.nan, "solution_nurture", 45.0),
+        ("no_need", np.nan, "solution_nurture", 60.0),
+        ("needs_nurturing", np.nan, "education_track", 21.0),
+        ("unresponsive", np.nan, "education_track", 30.0),
+        ("other", np.nan, "general_nurture", 30.0),
+    ],
+)
+def test_each_reason_has_its_program_and_timing(
+    reason: str, follow_up: float, program: str, days: float
+) -> None:
+    row = _one(route(_inputs(reason_code=[reason], follow_up_days=[follow_up]), POLICY))
+
+    assert (row["program"], row["days"]) == (program, days)
+
+
+def test_next_action_dates_fall_on_a_day_start() -> None:
+    late_in_day = AS_OF + 15 * 3600 * 1_000_000
+    row = route(_inputs(reason_code=["timing"], follow_up_days=[2.3], as_of=[late_in_day]),
+                POLICY).row(0)
+
+    assert row["next_action_at"] % DAY_US == 0
+
+
+@pytest.mark.parametrize("stage", ["mql", "sal", "sql", "opportunity"])
+def test_leads_resume_at_the_stage_they_reached(stage: str) -> None:
+    assert route(_inputs(stage=[stage]), POLICY).row(0)["re_entry_stage"] == stage
+
+
+@pytest.mark.parametrize(
+    ("probability", "tier"),
+    [(0.0, "cold"), (0.0799, "cold"), (0.08, "cool"), (0.2, "warm"), (0.4, "hot"), (1.0, "hot")],
+)
+def test_tiers_follow_the_cut_offs(probability: float, tier: str) -> None:
+    assert route(_inputs(probability=[probability]), POLICY).row(0)["tier"] == tier
+
+
+def test_routing_is_vectorised_and_keeps_row_order() -> None:
+    n = 5
+    inputs = _inputs(
+        probability=[0.01, 0.5, 0.2, 0.9, 0.3],
+        reason_code=["budget", "timing", "bad_data", "other", "no_need"],
+        consent_status=["subscribed"] * 3 + ["unsubscribed", "subscribed"],
+        stage=["mql"] * n, follow_up_days=[np.nan] * n, days_since_rejection=[1.0] * n,
+        days_to_next_year=[100.0] * n, recent_intent=[0.0, 3.0, 0.0, 5.0, 0.0], as_of=[AS_OF] * n,
+    )
+
+    routes = route(inputs, POLICY)
+
+    assert list(routes.program) == [
+        "low_touch_nurture", "rebound_to_sales", SUPPRESSED_PROGRAM, SUPPRESSED_PROGRAM,
+        "solution_nurture",
+    ]
+    assert (routes.next_action_at[[2, 3]] == NO_DATE).all()
+
+
+def _policy_document() -> dict[str, Any]:
+    return POLICY.model_dump(mode="json")
+
+
+def test_the_default_policy_is_versioned() -> None:
+    assert POLICY.label == "default@v1"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"suppression": {"consent": ["unsubscribed"], "reasons": ["do_not_contact", "bad_data"]}},
+         "suppression must always include"),
+        ({"tiers": [{"name": "a", "min_probability": 0.1, "priority": 1},
+                    {"name": "b", "min_probability": 0.5, "priority": 2}]}, "highest to lowest"),
+        ({"tiers": [{"name": "a", "min_probability": 0.1, "priority": 1}]}, "must start at"),
+        ({"version": 0}, "version"),
+    ],
+)
+def test_an_invalid_policy_is_refused(change: dict[str, Any], message: str) -> None:
+    document = {**_policy_document(), **change}
+
+    with pytest.raises(ValidationError, match=message):
+        RoutingPolicy.model_validate(document)
+
+
+def test_every_reason_must_be_routed_or_suppressed() -> None:
+    document = _policy_document()
+    del document["reasons"]["timing"]
+
+    with pytest.raises(ValidationError, match="timing"):
+        RoutingPolicy.model_validate(document)
+
+
+def test_a_policy_file_round_trips(tmp_path: Any) -> None:
+    document = {**_policy_document(), "version": 7, "name": "spring"}
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+
+    assert load_policy(path).label == "spring@v7"

@@ -1,0 +1,188 @@
+"""``srl train``, ``srl evaluate``, ``srl models``, ``srl promote`` and ``srl rollback``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+
+from features.model_store import ModelLoadError
+from features.problems import ContractError
+from training.config import DEFAULT_MODEL_NAME, load_training_config
+from training.split import SplitError
+
+DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
+
+DataOption = Annotated[
+    Path, typer.Option("--data", help="Export directory: leads, activities, rejections, ...")
+]
+NameOption = Annotated[
+    str, typer.Option("--name", help="Registered model name in the MLflow registry.")
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why, in a few words (recorded on the version).")
+]
+
+
+def train(
+    data: DataOption,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Training YAML (default: config/training.yaml)."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Override the label: reconverted or won."),
+    ] = None,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option("--horizon-days", min=1, help="Override the label horizon in days."),
+    ] = None,
+    tune_trials: Annotated[
+        int,
+        typer.Option(
+            "--tune", min=0, help="Optuna trials on the validation window first (0: none)."
+        ),
+    ] = 0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
+    register: Annotated[
+        bool,
+        typer.Option("--register/--no-register", help="Register the model and apply the gate."),
+    ] = True,
+) -> None:
+    """Train, evaluate and register a re-conversion model; log everything to MLflow."""
+    from training.train import train as run_training
+
+    if target is not None and target not in ("reconverted", "won"):
+        raise typer.BadParameter("must be reconverted or won", param_hint="--target")
+    try:
+        settings = load_training_config(config).with_overrides(
+            **{"features.target": target, "features.horizon_days": horizon_days, "seed": seed}
+        )
+        result = run_training(data, settings, tune_trials, register)
+    except (ContractError, SplitError, ValidationError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    overall = result.evaluation.report["overall"]
+    typer.echo(f"run {result.run_id}: {result.model_uri}")
+    if result.version is not None:
+        typer.echo(
+            f"registered {settings.registered_model_name} version {result.version} "
+            "(alias challenger)"
+        )
+    typer.echo(_metric_line("lightgbm", overall))
+    for name, report in result.evaluation.baselines.items():
+        typer.echo(_metric_line(name, report["overall"]))
+    typer.echo(result.evaluation.summary)
+    if result.decision is not None:
+        verdict = "champion" if result.decision.promoted else "not promoted"
+        typer.echo(f"gate: {verdict}: {result.decision.reason}")
+
+
+def _metric_line(name: str, metrics: dict[str, float]) -> str:
+    shown = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "capture_top_20")
+    return f"  {name:<17}" + "  ".join(f"{k}={metrics[k]:.4f}" for k in shown)
+
+
+def evaluate(
+    data: DataOption,
+    out: Annotated[
+        Path, typer.Option("--out", help="Predictions file to write, .parquet or .csv.")
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a model folder.",
+        ),
+    ] = DEFAULT_MODEL_URI,
+) -> None:
+    """Score every labelled, fully observed example; print the metrics as JSON."""
+    from training.evaluate import evaluate as run_evaluation
+
+    try:
+        document = run_evaluation(data, model, out)
+    except (ContractError, ModelLoadError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(json.dumps(document, indent=2))
+
+
+def models(
+    name: NameOption = DEFAULT_MODEL_NAME,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document.")] = False,
+) -> None:
+    """List registered versions with their aliases and headline test metrics."""
+    from training.registry import RegistryError, list_versions
+
+    try:
+        rows = list_versions(name)
+    except RegistryError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(
+        f"{'version':>7}  {'aliases':<22} {'created':<25} {'roc_auc':>7} {'pr_auc':>7} "
+        f"{'ece':>7}  run"
+    )
+    for row in rows:
+        metrics = row["metrics"]
+        typer.echo(
+            f"{row['version']:>7}  {','.join(row['aliases']) or '-':<22} {row['created']:<25} "
+            f"{_cell(metrics.get('roc_auc'))} {_cell(metrics.get('pr_auc'))} "
+            f"{_cell(metrics.get('ece'))}  {row['run_id']}"
+        )
+
+
+def _cell(value: float | str | None) -> str:
+    return f"{value:>7.4f}" if isinstance(value, float) else f"{'-':>7}"
+
+
+def promote(
+    version: Annotated[str, typer.Argument(help="The version to make champion.")],
+    name: NameOption = DEFAULT_MODEL_NAME,
+    reason: ReasonOption = "manual promotion",
+) -> None:
+    """Make VERSION the champion by hand, overriding the gate (recorded as tags)."""
+    _registry_action("promote", name, reason, version)
+
+
+def rollback(
+    name: NameOption = DEFAULT_MODEL_NAME,
+    reason: ReasonOption = "rollback",
+) -> None:
+    """Give the champion alias back to the version the current champion replaced."""
+    _registry_action("rollback", name, reason)
+
+
+def _registry_action(
+    action: Literal["promote", "rollback"], name: str, reason: str, version: str | None = None
+) -> None:
+    from training import registry
+
+    try:
+        if action == "promote":
+            assert version is not None
+            event = registry.promote(name, version, reason)
+        else:
+            event = registry.rollback(name, reason)
+    except registry.RegistryError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(
+        f"{name}: champion is now version {event['champion']} (was {event['replaced'] or 'none'})"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's commands to the ``srl`` application."""
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(models)
+    app.command()(promote)
+    app.command()(rollback)

@@ -1,0 +1,297 @@
+"""The model registry: challenger and champion aliases, the promotion gate, people's overrides.
+
+Every trained version is registered under the configured name (``srl-reconversion``) and
+gets the ``challenger`` alias. It becomes ``champion`` only when it beats the current
+champion on the same recent test window by the configured margin, or when there is no
+champion. ``promote`` and ``rollback`` let a person override; each move of the champion
+alias is recorded on the versions as tags (who, when, why, which version it replaced).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from features.config import FeatureConfig
+from features.dataset import ExampleSet, build_training_set
+from features.loading import Export
+from features.model_store import LoadedModel
+from features.tracking_store import registry_uri, tracking_uri
+from training.config import PromotionConfig
+from training.metrics import LOWER_IS_BETTER, score_metrics
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+PREVIOUS_CHAMPION_TAG = "previous_champion"
+HISTORY_TAG = "champion_history"
+MAX_TAG_LENGTH = 5000
+
+
+class RegistryError(RuntimeError):
+    """A registry action is impossible (no such version, nothing to roll back to)."""
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The promotion gate's verdict on a challenger.
+
+    Attributes:
+        promoted: whether the challenger became champion.
+        reason: a sentence saying why.
+        metric: the metric compared.
+        margin: the margin the challenger had to beat the champion by.
+        challenger_value: the challenger's metric on the compared examples.
+        champion_version: the champion at the time, if any.
+        champion_value: the champion's metric on the same examples.
+        compared_examples: how many test examples both models scored.
+    """
+
+    promoted: bool
+    reason: str
+    metric: str
+    margin: float
+    challenger_value: float | None = None
+    champion_version: str | None = None
+    champion_value: float | None = None
+    compared_examples: int = 0
+
+    def tags(self) -> dict[str, str]:
+        """The decision as model-version tags."""
+        return {f"gate.{k}": str(v) for k, v in asdict(self).items() if v is not None}
+
+
+def registry_client() -> MlflowClient:
+    """A client for the configured tracking store and registry."""
+    return MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
+
+
+def beats(metric: str, challenger: float, champion: float, margin: float) -> bool:
+    """Whether ``challenger`` is better than ``champion`` by at least ``margin``."""
+    if not (math.isfinite(challenger) and math.isfinite(champion)):
+        return False
+    if metric in LOWER_IS_BETTER:
+        return challenger <= champion - margin
+    return challenger >= champion + margin
+
+
+def champion_version(client: MlflowClient, name: str) -> str | None:
+    """The version the champion alias points at, or None."""
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def compare_with_champion(
+    champion: LoadedModel | None,
+    export: Export,
+    test: ExampleSet,
+    challenger_probability: np.ndarray,
+    features: FeatureConfig,
+    config: PromotionConfig,
+) -> GateDecision:
+    """Score the champion on the challenger's test window and apply the gate.
+
+    The champion predicts the same test examples with its own feature settings. A champion
+    trained for another target or horizon answers another question and is never replaced
+    automatically.
+    """
+    assert test.labels is not None
+    labels = test.labels.target
+    challenger_value = score_metrics(labels, challenger_probability)[config.metric]
+    if champion is None:
+        return GateDecision(
+            True,
+            "no champion yet",
+            config.metric,
+            config.margin,
+            challenger_value,
+            compared_examples=len(test),
+        )
+    settings = champion.model.config
+    if (settings.target, settings.horizon_days) != (features.target, features.horizon_days):
+        return GateDecision(
+            False,
+            f"champion {champion.version} predicts {settings.target} within "
+            f"{settings.horizon_days} days; a person must decide (srl promote)",
+            config.metric,
+            config.margin,
+            challenger_value,
+            champion.version,
+        )
+    rows, champion_probability = _champion_scores(champion, export, test, features)
+    mine_value = score_metrics(labels[rows], challenger_probability[rows])[config.metric]
+    theirs = score_metrics(labels[rows], champion_probability)[config.metric]
+    promoted = beats(config.metric, mine_value, theirs, config.margin)
+    verdict = "beats" if promoted else "does not beat"
+    return GateDecision(
+        promoted,
+        f"challenger {verdict} champion {champion.version} on {config.metric} "
+        f"({mine_value:.4f} vs {theirs:.4f}, margin {config.margin})",
+        config.metric,
+        config.margin,
+        mine_value,
+        champion.version,
+        theirs,
+        len(rows),
+    )
+
+
+def _champion_scores(
+    champion: LoadedModel, export: Export, test: ExampleSet, features: FeatureConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The champion's probabilities for the test examples it can score, and their rows.
+
+    With the same feature settings the champion scores the test features as built; with
+    other settings its own features are built for the same (rejection, as_of) pairs.
+    """
+    if champion.model.config == features:
+        return np.arange(len(test)), champion.model.predict_set(test)
+    theirs = build_training_set(export, champion.model.config)
+    keys = ["rejection_id", "as_of"]
+    position = theirs.keys[keys].reset_index().merge(test.keys[keys].reset_index(), on=keys)
+    rows = position["index_y"].to_numpy()
+    selected = theirs.take(position["index_x"].to_numpy())
+    return rows, champion.model.predict_set(selected)
+
+
+def record_training(
+    client: MlflowClient, name: str, version: str, tags: dict[str, str], decision: GateDecision
+) -> None:
+    """Tag the new version, make it challenger, and champion if the gate says so."""
+    for key, value in {**tags, **decision.tags()}.items():
+        client.set_model_version_tag(name, version, key, value[:MAX_TAG_LENGTH])
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if decision.promoted:
+        _move_champion(client, name, version, "gate", decision.reason)
+
+
+def promote(name: str, version: str, reason: str = "manual promotion") -> dict[str, Any]:
+    """Make ``version`` champion by hand (recorded on the version).
+
+    Raises:
+        RegistryError: the version does not exist.
+    """
+    client = registry_client()
+    _require_version(client, name, version)
+    return _move_champion(client, name, version, "manual", reason)
+
+
+def rollback(name: str, reason: str = "rollback") -> dict[str, Any]:
+    """Give the champion alias back to the version it replaced (recorded on both).
+
+    Raises:
+        RegistryError: there is no champion, or no earlier champion was recorded.
+    """
+    client = registry_client()
+    current = champion_version(client, name)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back")
+    details = client.get_model_version(name, current)
+    previous = details.tags.get(PREVIOUS_CHAMPION_TAG)
+    if not previous:
+        raise RegistryError(f"{name} version {current} replaced no earlier champion")
+    _require_version(client, name, previous)
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    event = _event("rolled back", reason, previous_champion=current)
+    _append_history(client, name, current, {**event, "action": "rolled back from"})
+    _append_history(client, name, previous, {**event, "action": "restored by rollback"})
+    _stamp(client, name, current, "rolled_back", event)
+    _stamp(client, name, previous, "restored", event)
+    return {"name": name, "champion": previous, "replaced": current, **event}
+
+
+def _move_champion(
+    client: MlflowClient, name: str, version: str, how: str, reason: str
+) -> dict[str, Any]:
+    previous = champion_version(client, name)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    event = _event(f"promoted ({how})", reason, previous_champion=previous)
+    if previous is not None and previous != version:
+        client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, previous)
+    _stamp(client, name, version, "promoted", event)
+    _append_history(client, name, version, event)
+    return {"name": name, "champion": version, "replaced": previous, **event}
+
+
+def _event(action: str, reason: str, previous_champion: str | None) -> dict[str, Any]:
+    return {
+        "action": action,
+        "reason": reason,
+        "by": _actor(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "previous_champion": previous_champion,
+    }
+
+
+def _stamp(
+    client: MlflowClient, name: str, version: str, prefix: str, event: dict[str, Any]
+) -> None:
+    for key in ("at", "by", "reason"):
+        client.set_model_version_tag(name, version, f"{prefix}_{key}", str(event[key]))
+
+
+def _append_history(client: MlflowClient, name: str, version: str, event: dict[str, Any]) -> None:
+    tags = client.get_model_version(name, version).tags
+    history = json.loads(tags.get(HISTORY_TAG, "[]"))
+    history.append(event)
+    text = json.dumps(history)
+    while len(text) > MAX_TAG_LENGTH and len(history) > 1:
+        history.pop(0)
+        text = json.dumps(history)
+    client.set_model_version_tag(name, version, HISTORY_TAG, text)
+
+
+def _require_version(client: MlflowClient, name: str, version: str) -> None:
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as error:
+        raise RegistryError(f"{name} has no version {version}") from error
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def list_versions(name: str) -> list[dict[str, Any]]:
+    """Every version with its aliases, run, headline test metrics and gate verdict."""
+    client = registry_client()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as error:
+        raise RegistryError(f"cannot list {name}: {error.message}") from error
+    rows = [_version_row(v) for v in versions]
+    return sorted(rows, key=lambda row: -int(row["version"]))
+
+
+def _version_row(version: Any) -> dict[str, Any]:
+    tags = dict(version.tags or {})
+    created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+    return {
+        "version": str(version.version),
+        "aliases": sorted(version.aliases or []),
+        "created": created.isoformat(timespec="seconds"),
+        "run_id": version.run_id,
+        "metrics": {
+            k.removeprefix("test."): _number(v) for k, v in tags.items() if k.startswith("test.")
+        },
+        "gate": tags.get("gate.reason"),
+    }
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text

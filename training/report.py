@@ -1,0 +1,314 @@
+"""A registered model judged from its MLflow run and on an export: the computations of
+``notebooks/02_model_report.ipynb``.
+
+``load_report`` reads a model version (by alias or number) and what its run recorded: the
+metrics, the params, the artifacts, the test-window report with the baselines, the resolved
+training config and the registry's tags. The other functions turn test-window predictions
+into tables: calibration, cumulative gains and lift, metrics per rejection reason and per
+re-scoring offset, a comparison of versions on the same examples, and SHAP summaries.
+Nothing here draws; ``training.plots`` and the notebook do.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from mlflow import MlflowClient
+
+from features.config import FeatureConfig
+from features.dataset import ExampleSet, build_training_set, uncensored
+from features.loading import Export
+from features.model_store import LoadedModel, load_model
+from features.predictor import ReconversionModel
+from training.config import TrainingConfig
+from training.metrics import HEADLINE_METRICS, metric_report, score_metrics
+from training.registry import CHAMPION, PREVIOUS_CHAMPION_TAG, champion_version, registry_client
+from training.split import split_by_time
+
+REPORT_METRICS = (*HEADLINE_METRICS, "lift_top_20", "examples", "positive_rate")
+SEGMENT_METRICS = ("examples", "positive_rate", "roc_auc", "pr_auc", "ece", "capture_top_20")
+GAIN_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """A registered model version and what its MLflow run recorded.
+
+    Attributes:
+        loaded: the model, its registry name, resolved version and run.
+        metrics: the run's MLflow metrics (``test.roc_auc``, ``baseline.logistic.pr_auc``, ...).
+        params: the run's MLflow params (the flattened resolved config and booster settings).
+        tags: the run's tags.
+        artifacts: every artifact path of the run (``plots/calibration_curve.png``, ...).
+        evaluation: ``metrics.json``: the test-window report, the baselines' reports, the
+            gains over each baseline and the plain-language summary.
+        config: the run's resolved training config.
+        split: ``split.json``: the time windows and their sizes.
+        version_tags: the registry version's tags (gate verdict, promotion history).
+    """
+
+    loaded: LoadedModel
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    artifacts: list[str]
+    evaluation: dict[str, Any]
+    config: TrainingConfig
+    split: dict[str, Any]
+    version_tags: dict[str, str]
+
+    @property
+    def model(self) -> ReconversionModel:
+        """The loaded model."""
+        return self.loaded.model
+
+    @property
+    def label(self) -> str:
+        """``v<version>`` (or the URI for a model outside the registry)."""
+        return f"v{self.loaded.version}" if self.loaded.name else self.loaded.uri
+
+
+def load_report(model_uri: str, num_threads: int = 0) -> ModelReport:
+    """Load a model (``models:/name@alias``, ``models:/name/3``, ...) and its run's records.
+
+    Raises:
+        features.model_store.ModelLoadError: the model cannot be loaded.
+        ValueError: the model was not logged by an MLflow run.
+    """
+    loaded = load_model(model_uri, num_threads=num_threads)
+    if loaded.run_id is None:
+        raise ValueError(f"{model_uri}: the model has no MLflow run to report on")
+    client = registry_client()
+    run = client.get_run(loaded.run_id)
+    documents = _run_documents(client, loaded.run_id)
+    return ModelReport(
+        loaded=loaded,
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        artifacts=artifact_paths(client, loaded.run_id),
+        evaluation=json.loads(documents["metrics.json"]),
+        config=TrainingConfig.model_validate(yaml.safe_load(documents["resolved_config.yaml"])),
+        split=json.loads(documents["split.json"]),
+        version_tags=_version_tags(client, loaded),
+    )
+
+
+def _run_documents(client: MlflowClient, run_id: str) -> dict[str, str]:
+    names = ("metrics.json", "resolved_config.yaml", "split.json")
+    with tempfile.TemporaryDirectory(prefix="srl-report-") as scratch:
+        paths = {name: client.download_artifacts(run_id, name, scratch) for name in names}
+        return {name: Path(path).read_text(encoding="utf-8") for name, path in paths.items()}
+
+
+def _version_tags(client: MlflowClient, loaded: LoadedModel) -> dict[str, str]:
+    if loaded.name is None:
+        return {}
+    return dict(client.get_model_version(loaded.name, loaded.version).tags or {})
+
+
+def artifact_paths(client: MlflowClient, run_id: str, folder: str | None = None) -> list[str]:
+    """Every file a run logged, as paths relative to the run's artifact root."""
+    paths: list[str] = []
+    for entry in client.list_artifacts(run_id, folder):
+        if entry.is_dir:
+            paths += artifact_paths(client, run_id, entry.path)
+        else:
+            paths.append(entry.path)
+    return sorted(paths)
+
+
+def download_artifact(report: ModelReport, path: str, destination: str | Path) -> Path:
+    """Download one artifact of the report's run (for example ``plots/shap_summary.png``)."""
+    client = registry_client()
+    assert report.loaded.run_id is not None
+    return Path(client.download_artifacts(report.loaded.run_id, path, str(destination)))
+
+
+def run_overview(report: ModelReport) -> pd.Series:
+    """The version at a glance: where it came from, what it predicts, how it was judged."""
+    metadata = report.model.metadata
+    window = metadata.get("test_window", {})
+    return pd.Series(
+        {
+            "model": report.loaded.name or report.loaded.uri,
+            "version": report.loaded.version,
+            "run_id": report.loaded.run_id,
+            "trained_at": metadata.get("trained_at"),
+            "target": report.model.config.target,
+            "horizon_days": report.model.config.horizon_days,
+            "test_window": f"{window.get('start')} .. {window.get('end')}",
+            "calibration": metadata.get("calibration"),
+            "gate": report.version_tags.get("gate.reason"),
+            "summary": report.evaluation.get("summary"),
+        },
+        name=report.label,
+    )
+
+
+def baseline_table(report: ModelReport) -> pd.DataFrame:
+    """The model beside each baseline on the run's test window (as logged in ``metrics.json``).
+
+    Returns:
+        One row for the model and one per baseline (points score, qualification rule,
+        logistic regression); columns ``REPORT_METRICS``.
+    """
+    rows = {f"model {report.label}": report.evaluation["test"]["overall"]}
+    for name, baseline in report.evaluation.get("baselines", {}).items():
+        rows[name] = baseline["overall"]
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    return table.reindex(columns=list(REPORT_METRICS)).astype(float)
+
+
+def reference_version(report: ModelReport) -> str | None:
+    """The version to compare with: the champion it replaced, or the champion it challenges.
+
+    For the current champion this is the version recorded as the one it replaced; for any
+    other version, the current champion. None when there is nothing to compare with.
+    """
+    if report.loaded.name is None:
+        return None
+    current = champion_version(registry_client(), report.loaded.name)
+    if current is None:
+        return None
+    if current == report.loaded.version or CHAMPION == report.loaded.alias:
+        return report.version_tags.get(PREVIOUS_CHAMPION_TAG)
+    return current
+
+
+def test_examples(report: ModelReport, export: Export) -> ExampleSet:
+    """The test window of the run's time split, rebuilt from ``export``.
+
+    On the export the model was trained on this is exactly the run's test window; on a
+    newer export of the same world it is the newest fully observed window, which the model
+    has never seen.
+    """
+    examples = uncensored(build_training_set(export, report.model.config))
+    return split_by_time(examples, report.config.split).test
+
+
+def scores_on(
+    model: ReconversionModel, export: Export, examples: ExampleSet, config: FeatureConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Another model's probabilities for the same (rejection, as_of) examples.
+
+    Args:
+        model: the model to score with (its own feature settings are used).
+        export: the export the examples were built from.
+        examples: the examples, built with ``config``.
+        config: the feature settings ``examples`` were built with.
+
+    Returns:
+        ``(rows, probability)``: the positions in ``examples`` the model could score (all
+        of them when its settings match) and its probabilities for those rows.
+    """
+    if model.config == config:
+        return np.arange(len(examples)), model.predict_set(examples)
+    theirs = build_training_set(export, model.config)
+    keys = ["rejection_id", "as_of"]
+    pairs = theirs.keys[keys].reset_index().merge(examples.keys[keys].reset_index(), on=keys)
+    return pairs["index_y"].to_numpy(), model.predict_set(theirs.take(pairs["index_x"].to_numpy()))
+
+
+def compare_versions(labels: np.ndarray, probabilities: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Every model's metrics on the same examples, one row per model."""
+    rows = {name: score_metrics(labels, p) for name, p in probabilities.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(REPORT_METRICS))
+
+
+def calibration_table(labels: np.ndarray, probability: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Observed comeback rate against mean predicted probability in equal-count bins.
+
+    Returns:
+        One row per bin (lowest scores first): ``examples``, ``mean_predicted``,
+        ``observed_rate`` and ``gap`` (observed minus predicted).
+    """
+    order = np.argsort(probability, kind="stable")
+    groups = np.empty(len(order), dtype=np.int64)
+    groups[order] = np.arange(len(order)) * bins // max(len(order), 1)
+    frame = pd.DataFrame({"bin": groups, "predicted": probability, "observed": labels})
+    table = frame.groupby("bin").agg(
+        examples=("observed", "size"),
+        mean_predicted=("predicted", "mean"),
+        observed_rate=("observed", "mean"),
+    )
+    table["gap"] = table["observed_rate"] - table["mean_predicted"]
+    return table
+
+
+def gains_table(
+    labels: np.ndarray, scores: Mapping[str, np.ndarray], shares: Sequence[float] = GAIN_SHARES
+) -> pd.DataFrame:
+    """Share of comebacks found and lift when contacting the top share of leads by each score.
+
+    Returns:
+        Indexed by the share contacted; columns ``<score> capture`` and ``<score> lift``.
+    """
+    total = max(float(labels.sum()), 1.0)
+    base_rate = total / max(len(labels), 1)
+    columns: dict[str, list[float]] = {}
+    for name, score in scores.items():
+        ranked = np.cumsum(labels[np.argsort(-np.asarray(score), kind="stable")])
+        tops = [max(1, int(np.ceil(share * len(labels)))) for share in shares]
+        columns[f"{name} capture"] = [ranked[top - 1] / total for top in tops]
+        columns[f"{name} lift"] = [ranked[top - 1] / top / base_rate for top in tops]
+    table = pd.DataFrame(columns, index=pd.Index(list(shares), name="share contacted"))
+    return table
+
+
+def segment_table(
+    keys: pd.DataFrame, labels: np.ndarray, probability: np.ndarray, by: str = "reason_code"
+) -> pd.DataFrame:
+    """Metrics per rejection reason (``reason_code``) or re-scoring offset (``offset_days``).
+
+    Segments with a single class have no ROC-AUC or PR-AUC (NaN).
+    """
+    report = metric_report(keys, labels, probability)
+    section = {"reason_code": "by_reason", "offset_days": "by_offset"}[by]
+    table = pd.DataFrame.from_dict(report[section], orient="index")
+    table.index.name = by
+    return table.reindex(columns=list(SEGMENT_METRICS))
+
+
+def shap_sample(
+    model: ReconversionModel, examples: ExampleSet, size: int = 500
+) -> tuple[np.ndarray, np.ndarray]:
+    """TreeSHAP contributions of an evenly spread sample of examples.
+
+    Returns:
+        ``(contributions, matrix)``: log-odds contributions with the expected value in the
+        last column (as ``training.plots.shap_summary`` takes them), and the encoded rows.
+    """
+    rows = np.linspace(0, len(examples) - 1, min(size, len(examples))).astype(np.int64)
+    matrix = model.matrix(examples.take(rows).features)
+    return model.contributions(matrix), matrix
+
+
+def mean_abs_shap(contributions: np.ndarray, names: Sequence[str], top: int = 15) -> pd.DataFrame:
+    """Features ranked by mean absolute SHAP value (their average pull on the score)."""
+    strength = np.abs(contributions[:, : len(names)]).mean(axis=0)
+    table = pd.DataFrame({"feature": list(names), "mean_abs_shap": strength})
+    table["share"] = table["mean_abs_shap"] / max(float(strength.sum()), 1e-12)
+    return table.sort_values("mean_abs_shap", ascending=False, kind="stable").head(top)
+
+
+def example_rows(labels: np.ndarray, probability: np.ndarray) -> dict[str, int]:
+    """A few examples worth explaining: the top score, a typical lead, the comeback scored lowest.
+
+    Returns:
+        Description to row position (the missed comeback only when there is one).
+    """
+    order = np.argsort(probability, kind="stable")
+    rows = {"highest score": int(order[-1]), "median score": int(order[len(order) // 2])}
+    comebacks = np.flatnonzero(labels == 1)
+    if comebacks.size:
+        rows["comeback scored lowest"] = int(comebacks[np.argmin(probability[comebacks])])
+    return rows

@@ -1,0 +1,172 @@
+"""MLflow tracking for training runs: the store, the experiment and what a run records.
+
+The store is ``MLFLOW_TRACKING_URI`` or the embedded sqlite database ``.srl/mlflow.db``
+(created on first use, with artifacts in ``.srl/mlartifacts``); see
+``features.tracking_store``. Nothing is configured or created at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from features.dataset import ExampleSet
+from features.loading import Export
+from features.tracking_store import artifact_root, is_local_store, sqlite_path, tracking_uri
+
+PACKAGE = "srl-rebound"
+ENVIRONMENT_PACKAGES = (
+    "mlflow",
+    "lightgbm",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "pydantic",
+    "optuna",
+    "shap",
+    "pyarrow",
+)
+TIME_COLUMNS = {
+    "leads": "created_at",
+    "activities": "occurred_at",
+    "rejections": "rejected_at",
+    "opportunities": "created_at",
+    "consent": "changed_at",
+}
+MAX_PARAM_LENGTH = 500
+
+
+def use_experiment(name: str) -> str:
+    """Point MLflow at the configured store and select (or create) the experiment.
+
+    A local store gets its database folder and an artifact root beside it; a tracking
+    server keeps its own artifact root.
+
+    Returns:
+        The experiment id.
+    """
+    uri = tracking_uri()
+    database = sqlite_path(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        experiment_id = existing.experiment_id
+    elif is_local_store(uri):
+        experiment_id = mlflow.create_experiment(name, artifact_location=_artifact_location(name))
+    else:
+        experiment_id = mlflow.create_experiment(name)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return str(experiment_id)
+
+
+def _artifact_location(experiment: str) -> str:
+    root = Path(artifact_root())
+    root.mkdir(parents=True, exist_ok=True)
+    return (root / experiment).as_uri()
+
+
+def flat_params(document: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested settings as MLflow params: ``lightgbm.learning_rate`` -> ``"0.02"``."""
+    params: dict[str, str] = {}
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            params.update(flat_params(value, f"{name}."))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+            params[name] = text[:MAX_PARAM_LENGTH]
+    return params
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(export: Export, examples: ExampleSet) -> dict[str, Any]:
+    """What data a run saw: file hashes, row counts, time span, example and censored counts."""
+    files = {name: file_digest(path) for name, path in sorted(export.files.items())}
+    combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    labels = examples.labels
+    censored = int(labels.censored.sum()) if labels is not None else 0
+    return {
+        "digest": combined,
+        "files": {
+            name: {"file": export.files[name].name, "sha256": h} for name, h in files.items()
+        },
+        "rows": {name: len(frame) for name, frame in sorted(export.tables.items())},
+        "time_span": _time_span(export),
+        "snapshot_at": export.snapshot_at.isoformat(),
+        "examples": len(examples),
+        "censored": censored,
+        "uncensored": len(examples) - censored,
+    }
+
+
+def _time_span(export: Export) -> dict[str, list[str | None]]:
+    span: dict[str, list[str | None]] = {}
+    for table, column in TIME_COLUMNS.items():
+        values = export.tables[table][column] if table in export.tables else None
+        if values is None or values.dropna().empty:
+            span[table] = [None, None]
+        else:
+            span[table] = [values.min().isoformat(), values.max().isoformat()]
+    return span
+
+
+def code_version() -> dict[str, Any]:
+    """The package version and, when run from a git checkout, its commit and dirty flag."""
+    version: dict[str, Any] = {"package": PACKAGE, "version": _version(PACKAGE)}
+    root = Path(__file__).resolve().parent.parent
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is not None:
+        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+        version.update({"git_commit": commit, "git_dirty": bool(status)})
+    return version
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform, cores and the versions of the packages that shape the model."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": {name: _version(name) for name in ENVIRONMENT_PACKAGES},
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def finite_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Only the finite values (MLflow refuses NaN in some stores)."""
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}

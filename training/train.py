@@ -1,0 +1,408 @@
+"""``srl train``: from an export to an evaluated, calibrated, registered model.
+
+The job reads as its steps: build examples and split them by time, encode, (tune,) train
+LightGBM, calibrate, fit the baselines, evaluate everything on the test window, log the run
+to MLflow, log and register the model, and apply the promotion gate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from features.dataset import ExampleSet, build_training_set, uncensored
+from features.encoding import CategoryVocabulary
+from features.engine import FeatureSpec
+from features.loading import Export, load_export
+from features.model_store import ModelLoadError, load_model
+from features.predictor import ReconversionModel
+from features.pyfunc import log_pyfunc
+from features.requests import request_body
+from training import plots, registry, tracking
+from training.baselines import Baseline, fit_baselines
+from training.booster import BoosterFit, raw_probability, train_booster
+from training.calibration import CalibrationChoice, fit_calibration
+from training.config import LightGBMConfig, TrainingConfig
+from training.metrics import (
+    HEADLINE_METRICS,
+    flatten,
+    improvement,
+    json_ready,
+    metric_report,
+    summary_sentence,
+)
+from training.registry import GateDecision
+from training.split import TimeSplit, split_by_time
+from training.tuning import tune
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME_IN_RUN = "model"
+LIGHTGBM = "lightgbm"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The split examples encoded for the booster.
+
+    Attributes:
+        split: the time split.
+        vocabulary: category vocabularies learned on the training window.
+        specs: the features, in matrix column order.
+        matrices: window name to ``(encoded matrix, labels)``.
+    """
+
+    split: TimeSplit
+    vocabulary: CategoryVocabulary
+    specs: list[FeatureSpec]
+    matrices: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The model and the baselines on the same test window.
+
+    Attributes:
+        report: the model's metrics overall, per reason and per offset.
+        baselines: each baseline's report.
+        gains: per baseline, how much better the model is (positive is better).
+        summary: the plain-language sentence.
+        probabilities: test-window probabilities of the model and each baseline.
+    """
+
+    report: dict[str, Any]
+    baselines: dict[str, dict[str, Any]]
+    gains: dict[str, dict[str, float]]
+    summary: str
+    probabilities: dict[str, np.ndarray]
+
+    def document(self) -> dict[str, Any]:
+        """Everything as a JSON-ready document (``metrics.json``)."""
+        return json_ready(
+            {
+                "summary": self.summary,
+                "test": self.report,
+                "baselines": self.baselines,
+                "gains_over_baselines": self.gains,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a training run produced.
+
+    Attributes:
+        run_id: the MLflow run.
+        model: the trained model.
+        model_uri: the logged model's URI.
+        version: the registered version (None when not registered).
+        evaluation: test-window metrics of the model and the baselines.
+        decision: the promotion gate's verdict (None when not registered).
+        split: the time split's windows and sizes.
+    """
+
+    run_id: str
+    model: ReconversionModel
+    model_uri: str
+    version: str | None
+    evaluation: Evaluation
+    decision: GateDecision | None
+    split: dict[str, Any]
+
+
+def train(
+    data: str | Path, config: TrainingConfig, tune_trials: int = 0, register: bool = True
+) -> TrainingResult:
+    """Train, evaluate, log and (by default) register a model on an export.
+
+    Args:
+        data: the export directory.
+        config: the resolved training settings.
+        tune_trials: Optuna trials to run first (0: use the configured settings).
+        register: register the model, give it the challenger alias and apply the gate.
+    """
+    experiment = tracking.use_experiment(config.experiment_name)
+    export = load_export(data)
+    examples = build_training_set(export, config.features)
+    split = split_by_time(uncensored(examples), config.split)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        log_inputs(config, export, examples, split)
+        prepared = prepare(split, config)
+        settings = _settings(prepared, config, tune_trials)
+        fit = fit_booster(prepared, settings, config.seed)
+        choice = calibrate(prepared, fit, config)
+        model = ReconversionModel(
+            config.features,
+            prepared.vocabulary,
+            fit.booster,
+            choice.calibration,
+            [s.name for s in prepared.specs],
+            num_threads=settings.resolved_threads(),
+        )
+        baselines = fit_baselines(
+            prepared.specs,
+            prepared.matrices["train"],
+            prepared.matrices["validation"],
+            config.logistic,
+        )
+        evaluation = evaluate_test(model, baselines, prepared)
+        model.metadata = model_metadata(config, run.info.run_id, evaluation, split, fit, choice)
+        log_results(prepared, model, fit, choice, evaluation, settings, config.shap_sample)
+        info = log_pyfunc(
+            model,
+            _input_example(export, split.test),
+            MODEL_NAME_IN_RUN,
+            config.registered_model_name if register else None,
+        )
+        version = (
+            None if info.registered_model_version is None else str(info.registered_model_version)
+        )
+        decision = _gate(export, split, evaluation, config, version) if version else None
+    logger.info(
+        "trained run_id=%s version=%s summary=%s", run.info.run_id, version, evaluation.summary
+    )
+    return TrainingResult(
+        run.info.run_id, model, info.model_uri, version, evaluation, decision, split.summary()
+    )
+
+
+def prepare(split: TimeSplit, config: TrainingConfig) -> Prepared:
+    """Learn category vocabularies on the training window and encode every window."""
+    vocabulary = CategoryVocabulary.fit(
+        split.train.features, config.features.min_category_count, config.features.max_categories
+    )
+    matrices = {name: _encoded(vocabulary, part) for name, part in split.parts().items()}
+    return Prepared(split, vocabulary, list(split.train.features.specs), matrices)
+
+
+def _encoded(vocabulary: CategoryVocabulary, part: ExampleSet) -> tuple[np.ndarray, np.ndarray]:
+    assert part.labels is not None
+    return vocabulary.encode(part.features), part.labels.target
+
+
+def _settings(prepared: Prepared, config: TrainingConfig, trials: int) -> LightGBMConfig:
+    if trials <= 0:
+        return config.lightgbm
+    return tune(
+        prepared.specs,
+        prepared.matrices["train"],
+        prepared.matrices["validation"],
+        config.lightgbm,
+        trials,
+        config.seed,
+    )
+
+
+def fit_booster(prepared: Prepared, settings: LightGBMConfig, seed: int) -> BoosterFit:
+    """Train LightGBM on the training window with early stopping on validation."""
+    return train_booster(
+        prepared.specs, prepared.matrices["train"], prepared.matrices["validation"], settings, seed
+    )
+
+
+def calibrate(prepared: Prepared, fit: BoosterFit, config: TrainingConfig) -> CalibrationChoice:
+    """Fit the calibration map on the validation window (the booster's held-out slice)."""
+    matrix, labels = prepared.matrices["validation"]
+    raw = raw_probability(fit.booster, matrix, config.lightgbm.resolved_threads())
+    as_of = prepared.split.validation.keys["as_of"].to_numpy()
+    return fit_calibration(raw, labels, as_of, config.calibration)
+
+
+def evaluate_test(
+    model: ReconversionModel, baselines: dict[str, Baseline], prepared: Prepared
+) -> Evaluation:
+    """Score the model and every baseline on the same test examples."""
+    matrix, labels = prepared.matrices["test"]
+    keys = prepared.split.test.keys
+    probabilities = {LIGHTGBM: model.predict_matrix(matrix)}
+    probabilities.update({name: b.predict(matrix) for name, b in baselines.items()})
+    reports = {name: metric_report(keys, labels, p) for name, p in probabilities.items()}
+    report = reports.pop(LIGHTGBM)
+    overall = {name: r["overall"] for name, r in reports.items()}
+    gains = {name: improvement(report["overall"], o) for name, o in overall.items()}
+    return Evaluation(
+        report, reports, gains, summary_sentence(report["overall"], overall), probabilities
+    )
+
+
+def model_metadata(
+    config: TrainingConfig,
+    run_id: str,
+    evaluation: Evaluation,
+    split: TimeSplit,
+    fit: BoosterFit,
+    choice: CalibrationChoice,
+) -> dict[str, Any]:
+    """What the model carries about itself (read by ``GET /v1/model`` and ``srl models``)."""
+    overall = evaluation.report["overall"]
+    return json_ready(
+        {
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "run_id": run_id,
+            "registered_model_name": config.registered_model_name,
+            "target": config.features.target,
+            "horizon_days": config.features.horizon_days,
+            "metrics": {name: overall[name] for name in HEADLINE_METRICS},
+            "baselines": {
+                n: {m: r["overall"][m] for m in HEADLINE_METRICS}
+                for n, r in evaluation.baselines.items()
+            },
+            "summary": evaluation.summary,
+            "test_window": {"start": split.test_start.isoformat(), "end": split.end.isoformat()},
+            "calibration": choice.calibration.method,
+            "best_iteration": fit.best_iteration,
+            "training_config_version": config.version,
+        }
+    )
+
+
+def log_inputs(
+    config: TrainingConfig, export: Export, examples: ExampleSet, split: TimeSplit
+) -> None:
+    """Record the resolved config, the data fingerprint, the code and the environment."""
+    fingerprint = tracking.data_fingerprint(export, examples)
+    code = tracking.code_version()
+    mlflow.log_params(tracking.flat_params(config.model_dump(mode="json"), "config."))
+    mlflow.log_text(config.to_yaml(), "resolved_config.yaml")
+    mlflow.log_dict(fingerprint, "data_fingerprint.json")
+    mlflow.log_dict(split.summary(), "split.json")
+    mlflow.log_dict(code, "code_version.json")
+    mlflow.log_dict(tracking.environment(), "environment.json")
+    mlflow.set_tags(
+        {
+            "srl.data_digest": fingerprint["digest"],
+            "srl.target": config.features.target,
+            "srl.horizon_days": str(config.features.horizon_days),
+            "srl.code_version": str(code.get("git_commit") or code["version"]),
+        }
+    )
+    mlflow.log_metrics(
+        {
+            "data.examples": fingerprint["examples"],
+            "data.censored": fingerprint["censored"],
+            **{f"data.{name}.examples": len(part) for name, part in split.parts().items()},
+        }
+    )
+
+
+def log_results(
+    prepared: Prepared,
+    model: ReconversionModel,
+    fit: BoosterFit,
+    choice: CalibrationChoice,
+    evaluation: Evaluation,
+    settings: LightGBMConfig,
+    shap_sample: int,
+) -> None:
+    """Log metrics, the feature list, the plots and the full metrics document."""
+    mlflow.log_params(tracking.flat_params(settings.model_dump(mode="json"), "booster."))
+    metrics = flatten(evaluation.report, "test")
+    for name, report in evaluation.baselines.items():
+        metrics.update(flatten({**report, "by_reason": {}, "by_offset": {}}, f"baseline.{name}"))
+    for name, gains in evaluation.gains.items():
+        metrics.update({f"gain_over.{name}.{k}": v for k, v in gains.items()})
+    for method, scores in choice.scores.items():
+        metrics.update({f"calibration.{method}.{k}": v for k, v in scores.items()})
+    metrics["best_iteration"] = fit.best_iteration
+    mlflow.log_metrics(tracking.finite_metrics(metrics))
+    mlflow.set_tag("srl.summary", evaluation.summary)
+    mlflow.set_tag("srl.calibration", choice.calibration.method)
+    mlflow.log_dict(evaluation.document(), "metrics.json")
+    mlflow.log_text(evaluation.summary + "\n", "summary.txt")
+    mlflow.log_dict({"features": _feature_list(prepared.specs)}, "features.json")
+    _log_plots(prepared, model, evaluation, shap_sample)
+
+
+def _feature_list(specs: list[FeatureSpec]) -> list[dict[str, str]]:
+    return [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "meaning": s.meaning,
+            "window": s.window,
+            "source": s.source,
+        }
+        for s in specs
+    ]
+
+
+def _log_plots(
+    prepared: Prepared, model: ReconversionModel, evaluation: Evaluation, shap_sample: int
+) -> None:
+    matrix, labels = prepared.matrices["test"]
+    names = [s.name for s in prepared.specs]
+    probability = evaluation.probabilities[LIGHTGBM]
+    sample = _sample_rows(len(matrix), shap_sample)
+    contributions = model.contributions(matrix[sample])
+    gain = np.asarray(model.booster.feature_importance(importance_type="gain"), dtype=float)
+    figures = {
+        "calibration_curve.png": plots.calibration_curve(
+            labels, {LIGHTGBM: probability, "logistic": evaluation.probabilities["logistic"]}
+        ),
+        "cumulative_gains_lift.png": plots.gains_chart(labels, evaluation.probabilities),
+        "feature_importance.png": plots.feature_importance(names, gain),
+        "shap_summary.png": plots.shap_summary(names, contributions, matrix[sample]),
+        "reconversion_by_decile.png": plots.decile_rates(labels, probability),
+    }
+    for file_name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{file_name}")
+
+
+def _sample_rows(n: int, size: int) -> np.ndarray:
+    """A fixed, evenly spread sample of row positions (the same on every run)."""
+    if n <= size:
+        return np.arange(n)
+    return np.linspace(0, n - 1, size).astype(np.int64)
+
+
+def _input_example(export: Export, test: ExampleSet) -> dict[str, Any]:
+    """A request body for the first test example (no personal fields)."""
+    first = test.keys.iloc[0]
+    return request_body(export, str(first["rejection_id"]), first["as_of"])
+
+
+def _gate(
+    export: Export,
+    split: TimeSplit,
+    evaluation: Evaluation,
+    config: TrainingConfig,
+    version: str,
+) -> GateDecision:
+    """Compare with the current champion on this run's test window and record the verdict."""
+    client = registry.registry_client()
+    name = config.registered_model_name
+    current = registry.champion_version(client, name)
+    probability = evaluation.probabilities[LIGHTGBM]
+    try:
+        champion = load_model(f"models:/{name}/{current}") if current else None
+    except ModelLoadError as error:
+        decision = GateDecision(
+            False,
+            f"champion {current} could not be loaded: {error}",
+            config.promotion.metric,
+            config.promotion.margin,
+        )
+    else:
+        decision = registry.compare_with_champion(
+            champion, export, split.test, probability, config.features, config.promotion
+        )
+    tags = {f"test.{k}": f"{evaluation.report['overall'][k]:.6f}" for k in HEADLINE_METRICS}
+    tags.update(
+        {
+            "test_window": f"{split.test_start.isoformat()}/{split.end.isoformat()}",
+            "summary": evaluation.summary,
+        }
+    )
+    registry.record_training(client, name, version, tags, decision)
+    mlflow.set_tags(decision.tags())
+    logger.info(
+        "gate version=%s promoted=%s reason=%s", version, decision.promoted, decision.reason
+    )
+    return decision
