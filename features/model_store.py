@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,15 +137,36 @@ def _download(uri: str, artifact_uri: str, destination: str) -> Path:
     import mlflow.artifacts
 
     try:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=artifact_uri,
-            dst_path=destination,
-            tracking_uri=tracking_uri(),
-            registry_uri=registry_uri(),
-        )
+        with _stores_in_use():
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=artifact_uri,
+                dst_path=destination,
+                tracking_uri=tracking_uri(),
+                registry_uri=registry_uri(),
+            )
     except Exception as error:
         raise ModelLoadError(f"{uri}: could not download the model: {_describe(error)}") from error
     return Path(path)
+
+
+@contextmanager
+def _stores_in_use() -> Iterator[None]:
+    """Point MLflow's process-wide stores at ours while downloading.
+
+    Resolving a ``models:/`` URI reads the process-wide registry URI, not only the one
+    passed in, so without this a default (unset) environment would look in MLflow's own
+    default store instead of the project's.
+    """
+    import mlflow
+
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(registry_uri())
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
 
 
 def _from_directory(uri: str, directory: Path, num_threads: int) -> LoadedModel:

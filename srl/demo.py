@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from features.config import FeatureConfig
@@ -44,13 +45,16 @@ def write_feature_table(export: Export, workdir: Path) -> Path:
     return write_table(example_frame(examples), workdir / "features.parquet")
 
 
-def write_sample_request(export: Export, workdir: Path) -> Path:
-    """Write the API body of an open rejection of the export (scored at the snapshot)."""
-    open_now = build_scoring_set(export, FeatureConfig())
-    keys = open_now.keys
-    engaged = open_now.features.columns["intent_since_rejection"]
-    index = int(engaged.argmax()) if len(keys) else 0
-    body = request_body(export, str(keys["rejection_id"].iloc[index]), export.snapshot_at)
+def write_sample_request(export: Export, workdir: Path, model_uri: str) -> Path:
+    """Write the API body of the open rejection the model rates highest, at the snapshot."""
+    from features.model_store import load_model
+
+    model = load_model(model_uri).model
+    open_now = build_scoring_set(export, model.config)
+    contactable = open_now.features.columns["consent_status"] == 0
+    probability = np.where(contactable, model.predict_set(open_now), -1.0)
+    rejection_id = str(open_now.keys["rejection_id"].iloc[int(probability.argmax())])
+    body = request_body(export, rejection_id, export.snapshot_at)
     path = workdir / "request.json"
     path.write_text(json.dumps(body, indent=2), encoding="utf-8")
     return path
@@ -84,7 +88,7 @@ def demo(
     typer.echo(f"1/5 export: {export_dir}\n{format_summary(summarise_export(export))}")
     typer.echo(f"2/5 example table: {write_feature_table(export, workdir)}")
     model_uri = _train(export_dir)
-    request_file = write_sample_request(export, workdir)
+    request_file = write_sample_request(export, workdir, model_uri)
     typer.echo(f"4/5 sample request: {request_file}")
     command = curl_command(request_file, host, port)
     if not serve:
@@ -104,9 +108,9 @@ def _train(export_dir: Path) -> str:
 
 
 def _serve(model_uri: str, host: str, port: int) -> None:
-    from serving.cli import run_server
+    from serving.cli import serve
 
-    run_server(model_uri=model_uri, host=host, port=port)
+    serve(host=host, port=port, model=model_uri)
 
 
 def register(app: typer.Typer) -> None:
