@@ -65,7 +65,9 @@ def main() -> None:
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(output.strip().splitlines()[-1]))
             print(f"done {size}", file=sys.stderr)
-    print("| leads | activities | rejections | examples | generate s | load s | features s | load+features s | peak RSS GB |")
+    print(
+        "| leads | activities | rejections | examples | generate s | load s | features s | load+features s | peak RSS GB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +81,8 @@ def load_model(uri: str, num_threads: int = 0) -> LoadedModel:
         )
     run = _RUN_URI.match(uri)
     if run:
-        folder = f"{uri.rstrip('/')}/artifacts/{MODEL_ARTIFACT}"
-        model = _download_and_load(uri, folder, num_threads)
+        location = _run_location(uri, run["run_id"], run["path"])
+        model = _download_and_load(uri, f"{location}/artifacts/{MODEL_ARTIFACT}", num_threads)
         return LoadedModel(model, uri, None, LOCAL_VERSION, None, run["run_id"])
     return _from_artifact_uri(uri, num_threads)
 
@@ -99,17 +97,14 @@ def _from_registry(
     uri: str, name: str, alias: str | None, version: str | None, num_threads: int
 ) -> LoadedModel:
     details = _model_version(uri, name, alias, version)
-    folder = f"models:/{name}/{details.version}/artifacts/{MODEL_ARTIFACT}"
-    model = _download_and_load(uri, folder, num_threads)
+    location = _model_location(uri, str(details.source))
+    model = _download_and_load(uri, f"{location}/artifacts/{MODEL_ARTIFACT}", num_threads)
     return LoadedModel(model, uri, name, str(details.version), alias, details.run_id)
 
 
 def _model_version(uri: str, name: str, alias: str | None, version: str | None) -> Any:
     """The registry's model version for an alias or a version number."""
-    _check_store_exists(uri)
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
+    client = _client(uri)
     try:
         if alias is not None:
             return client.get_model_version_by_alias(name, alias)
@@ -119,10 +114,55 @@ def _model_version(uri: str, name: str, alias: str | None, version: str | None) 
         raise ModelLoadError(f"{uri}: {_describe(error)} (registry {where})") from error
 
 
+def _client(uri: str) -> Any:
+    """A client of the project's stores (never MLflow's process-wide defaults)."""
+    _check_store_exists(uri)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
+
+
+def _model_location(uri: str, source: str) -> str:
+    """The concrete artifact location behind a ``models:/`` source.
+
+    A registered version's source is a logged model (``models:/m-...``); its files live at
+    the logged model's artifact location. Resolving that here, with an explicit client,
+    keeps MLflow from consulting its process-wide registry URI while downloading.
+    """
+    if not source.startswith("models:/"):
+        return source.rstrip("/")
+    model_id = source.removeprefix("models:/").split("/")[0]
+    try:
+        location = _client(uri).get_logged_model(model_id).artifact_location
+    except Exception as error:
+        raise ModelLoadError(f"{uri}: logged model {model_id}: {_describe(error)}") from error
+    return str(location).rstrip("/")
+
+
+def _run_location(uri: str, run_id: str, name: str) -> str:
+    """Where the model ``name`` logged by a run keeps its files.
+
+    A model logged by MLflow 3 is a logged model output of the run; an older one is a
+    folder of the run's artifacts.
+    """
+    client = _client(uri)
+    try:
+        run = client.get_run(run_id)
+        outputs = run.outputs.model_outputs if run.outputs is not None else []
+        for output in outputs:
+            logged = client.get_logged_model(output.model_id)
+            if logged.name == name:
+                return str(logged.artifact_location).rstrip("/")
+    except Exception as error:
+        where = _safe(tracking_uri())
+        raise ModelLoadError(f"{uri}: {_describe(error)} (store {where})") from error
+    return f"{str(run.info.artifact_uri).rstrip('/')}/{name}"
+
+
 def _from_artifact_uri(uri: str, num_threads: int) -> LoadedModel:
     """Any other artifact URI: download the whole model folder, then read it."""
     with tempfile.TemporaryDirectory(prefix="srl-load-") as scratch:
-        local = _download(uri, uri, scratch)
+        local = _download(uri, _model_location(uri, uri), scratch)
         loaded = _from_directory(uri, local, num_threads)
     return loaded
 
@@ -137,36 +177,15 @@ def _download(uri: str, artifact_uri: str, destination: str) -> Path:
     import mlflow.artifacts
 
     try:
-        with _stores_in_use():
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=artifact_uri,
-                dst_path=destination,
-                tracking_uri=tracking_uri(),
-                registry_uri=registry_uri(),
-            )
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri,
+            dst_path=destination,
+            tracking_uri=tracking_uri(),
+            registry_uri=registry_uri(),
+        )
     except Exception as error:
         raise ModelLoadError(f"{uri}: could not download the model: {_describe(error)}") from error
     return Path(path)
-
-
-@contextmanager
-def _stores_in_use() -> Iterator[None]:
-    """Point MLflow's process-wide stores at ours while downloading.
-
-    Resolving a ``models:/`` URI reads the process-wide registry URI, not only the one
-    passed in, so without this a default (unset) environment would look in MLflow's own
-    default store instead of the project's.
-    """
-    import mlflow
-
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_registry_uri(registry_uri())
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
 
 
 def _from_directory(uri: str, directory: Path, num_threads: int) -> LoadedModel:

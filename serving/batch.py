@@ -106,7 +106,7 @@ class BatchSummary:
         return int(self.document["exit_code"])
 
 
-class BatchFailed(RuntimeError):
+class BatchError(RuntimeError):
     """The job failed; nothing was written at the output path (its summary was)."""
 
     def __init__(self, summary: BatchSummary) -> None:
@@ -127,6 +127,7 @@ class JobContext:
     manifest: Manifest
     started: float = field(default_factory=time.monotonic)
     timings: dict[str, float] = field(default_factory=dict)
+    chunks: dict[str, int] = field(default_factory=dict)
 
     def settings(self, as_of_us: int) -> ChunkSettings:
         """The chunk settings at ``as_of_us``."""
@@ -149,7 +150,7 @@ def run_batch(
         The summary (also written beside the output).
 
     Raises:
-        BatchFailed: some chunks could not be scored; the work directory is kept, so a
+        BatchError: some chunks could not be scored; the work directory is kept, so a
             rerun resumes.
         features.problems.ContractError: the export is structurally unusable.
         features.model_store.ModelLoadError: the model could not be loaded.
@@ -166,8 +167,10 @@ def run_batch(
     as_of_us = _resolve_as_of(context, layout)
     reports, failures = _score(context, layout, as_of_us, progress)
     if failures:
-        raise BatchFailed(fail(context, failures))
-    return _finish_local(context, layout, as_of_us, reports)
+        raise BatchError(fail(context, failures))
+    final_as_of = context.manifest.as_of_us
+    assert final_as_of is not None
+    return _finish_local(context, layout, final_as_of, reports)
 
 
 def open_job(request: BatchRequest, fingerprint: str) -> JobContext:
@@ -222,7 +225,7 @@ def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:
         requested = context.request.as_of
         moment = micros(requested) if requested is not None else layout.latest_us
         if moment is None:
-            raise BatchFailed(fail(context, [ChunkFailure(-1, "NoTimestamps", "no timestamps")]))
+            raise BatchError(fail(context, [ChunkFailure(-1, "NoTimestamps", "no timestamps")]))
         manifest = Manifest(manifest.identity, manifest.scored_at_us, moment)
         context.work.save(manifest)
         context.manifest = manifest
@@ -238,8 +241,14 @@ def _score(
     reports, failures = _score_at(context, layout, as_of_us, progress)
     latest = max((r.latest_us for r in reports if r.latest_us is not None), default=None)
     if not failures and context.request.as_of is None and latest is not None and latest != as_of_us:
-        logger.warning("batch export_end_moved from=%s to=%s (its latest rows were rejected)", iso(as_of_us), iso(latest))
-        context.manifest = Manifest(context.manifest.identity, context.manifest.scored_at_us, latest)
+        logger.warning(
+            "batch export_end_moved from=%s to=%s (its latest rows were rejected)",
+            iso(as_of_us),
+            iso(latest),
+        )
+        context.manifest = Manifest(
+            context.manifest.identity, context.manifest.scored_at_us, latest
+        )
         context.work.save(context.manifest)
         reports, failures = _score_at(context, layout, latest, progress)
     context.timings["scoring"] = time.monotonic() - began
@@ -252,10 +261,17 @@ def _score_at(
     work = context.work
     work.drop_parts_except(as_of_us)
     chunk_work = ChunkWork(
-        work.spill, layout, work.parts(as_of_us), work.model, context.policy, context.settings(as_of_us)
+        work.spill,
+        layout,
+        work.parts(as_of_us),
+        work.model,
+        context.policy,
+        context.settings(as_of_us),
     )
     done = work.finished(as_of_us)
     pending = [c for c in range(layout.n_chunks) if c not in done]
+    context.chunks.setdefault("resumed", len(done))
+    context.chunks["total"] = layout.n_chunks
     progress.start(layout.n_chunks, len(done))
     try:
         failures = score_pending(chunk_work, pending, _workers(context.request), progress)
@@ -292,7 +308,12 @@ def finish(
     summary = _summary(context, as_of_us, counts, rejects, reports, input_rows)
     write_json(summary.document, request.summary_path)
     context.work.remove()
-    logger.info("batch done rows=%d rejected=%d exit_code=%d", counts.rows, rejects.num_rows, summary.exit_code)
+    logger.info(
+        "batch done rows=%d rejected=%d exit_code=%d",
+        counts.rows,
+        rejects.num_rows,
+        summary.exit_code,
+    )
     return summary
 
 
@@ -358,6 +379,7 @@ def _base_summary(context: JobContext) -> dict[str, Any]:
         "policy": context.policy.label,
         "reasons": request.reasons,
         "chunk_leads": request.chunk_leads,
+        "chunks": dict(context.chunks),
         "seconds": {k: round(v, 3) for k, v in context.timings.items()}
         | {"total": round(time.monotonic() - context.started, 3)},
     }

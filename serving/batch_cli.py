@@ -15,7 +15,7 @@ from serving.batch import (
     DEFAULT_CHUNK_LEADS,
     DEFAULT_MODEL_URI,
     EXIT_FAILED,
-    BatchFailed,
+    BatchError,
     BatchRequest,
     BatchSummary,
     Engine,
@@ -42,7 +42,8 @@ def score(
         ),
     ] = None,
     model: Annotated[
-        str, typer.Option("--model", help="Model URI: registry alias or version, run, or directory.")
+        str,
+        typer.Option("--model", help="Model URI: registry alias or version, run, or directory."),
     ] = DEFAULT_MODEL_URI,
     engine: Annotated[str, typer.Option("--engine", help="local or spark.")] = "local",
     reasons: Annotated[
@@ -52,7 +53,8 @@ def score(
         Path | None, typer.Option("--policy", help="Routing policy YAML (default: packaged).")
     ] = None,
     chunk_leads: Annotated[
-        int, typer.Option("--chunk-leads", min=1, help="Leads per chunk (checkpoint and memory unit).")
+        int,
+        typer.Option("--chunk-leads", min=1, help="Leads per chunk (checkpoint and memory unit)."),
     ] = DEFAULT_CHUNK_LEADS,
     workers: Annotated[
         int, typer.Option("--workers", min=0, help="Local worker processes (0: one per CPU).")
@@ -77,8 +79,8 @@ def score(
         out=out,
         as_of=as_of,
         model_uri=model,
-        engine=_choice(engine, ENGINES, "--engine"),
-        reasons=_choice(reasons, REASON_MODES, "--reasons"),
+        engine=_engine(engine),
+        reasons=_reasons(reasons),
         policy_path=policy,
         chunk_leads=chunk_leads,
         workers=workers,
@@ -86,7 +88,7 @@ def score(
     )
     try:
         summary = run_batch(request)
-    except BatchFailed as error:
+    except BatchError as error:
         _echo_summary(error.summary)
         raise typer.Exit(EXIT_FAILED) from error
     except ContractError as error:
@@ -101,10 +103,18 @@ def score(
     raise typer.Exit(summary.exit_code)
 
 
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:  # type: ignore[return]
-    if value not in allowed:
-        raise typer.BadParameter(f"must be one of {', '.join(allowed)}", param_hint=option)
-    return value
+def _engine(value: str) -> Engine:
+    for engine in ENGINES:
+        if value == engine:
+            return engine
+    raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
+
+
+def _reasons(value: str) -> ReasonMode:
+    for mode in REASON_MODES:
+        if value == mode:
+            return mode
+    raise typer.BadParameter(f"must be one of {', '.join(REASON_MODES)}", param_hint="--reasons")
 
 
 def _echo_summary(summary: BatchSummary) -> None:
@@ -121,7 +131,9 @@ def _echo_summary(summary: BatchSummary) -> None:
         lines.append(f"programs: {json.dumps(scored['programs'])}")
     rejected = document.get("rejected_rows")
     if rejected:
-        lines.append(f"rejected input rows: {rejected['total']:,} {json.dumps(rejected['by_table'])}")
+        lines.append(
+            f"rejected input rows: {rejected['total']:,} {json.dumps(rejected['by_table'])}"
+        )
     for failure in document.get("failures", []):
         lines.append(f"failed chunk {failure['chunk']}: {failure['error']}: {failure['message']}")
     typer.echo("\n".join(lines))
@@ -130,3 +142,20 @@ def _echo_summary(summary: BatchSummary) -> None:
 def register(app: typer.Typer) -> None:
     """Add ``srl score`` to the ``srl`` application."""
     app.command("score")(score)
+
+
+def main() -> None:
+    """Run ``score`` alone: ``python -m serving.batch_cli --data ...``.
+
+    This is also the script to hand to ``spark-submit`` for the Spark engine on a cluster.
+    """
+    from srl.cli import configure_logging
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(score)
+    configure_logging()
+    app()
+
+
+if __name__ == "__main__":
+    main()

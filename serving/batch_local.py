@@ -14,6 +14,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,9 +135,14 @@ def _score_in_pool(
     context = multiprocessing.get_context("spawn")
     failures: list[ChunkFailure] = []
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_load_worker, initargs=(str(work.model), work.policy, threads)
+        workers,
+        mp_context=context,
+        initializer=_load_worker,
+        initargs=(str(work.model), work.policy, threads),
     ) as pool:
-        futures: dict[Future[ChunkReport], int] = {pool.submit(run_chunk, work, c): c for c in pending}
+        futures: dict[Future[ChunkReport], int] = {
+            pool.submit(run_chunk, work, c): c for c in pending
+        }
         for future in as_completed(futures):
             try:
                 report = future.result()
@@ -160,7 +166,11 @@ def run_chunk(work: ChunkWork, chunk: int) -> ChunkReport:
     raw = read_chunk(work.spill, work.layout, chunk)
     outcome = score_chunk(raw, _WORKER["model"], _WORKER["policy"], work.settings)
     report = ChunkReport(
-        chunk, outcome.scored.num_rows, outcome.rejects.num_rows, outcome.latest_us, outcome.warnings
+        chunk,
+        outcome.scored.num_rows,
+        outcome.rejects.num_rows,
+        outcome.latest_us,
+        outcome.warnings,
     )
     write_part(work.parts, chunk, outcome.scored, outcome.rejects, report.to_meta())
     return report
@@ -184,5 +194,9 @@ def rejected_parts(parts: Path, chunks: range) -> Iterator[pa.Table]:
 
 
 def _failure(chunk: int, error: BaseException) -> ChunkFailure:
+    if isinstance(error, BrokenProcessPool):
+        logger.error("batch chunk_failed=%d error=worker_died", chunk)
+        return ChunkFailure(chunk, "WorkerDied", "a worker process died (killed or out of memory)")
     logger.error("batch chunk_failed=%d error=%s", chunk, type(error).__name__, exc_info=error)
-    return ChunkFailure(chunk, type(error).__name__, str(error).splitlines()[0][:300] if str(error) else "")
+    lines = str(error).strip().splitlines()
+    return ChunkFailure(chunk, type(error).__name__, lines[0][:300] if lines else "")

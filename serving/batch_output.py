@@ -163,9 +163,13 @@ def csv_frame(table: pa.Table) -> Any:
         if pa.types.is_timestamp(kind):
             frame[name] = _iso_times(table.column(name))
         elif pa.types.is_date(kind):
-            frame[name] = [None if d is None else d.isoformat() for d in table.column(name).to_pylist()]
+            frame[name] = [
+                None if d is None else d.isoformat() for d in table.column(name).to_pylist()
+            ]
         elif pa.types.is_boolean(kind):
-            frame[name] = np.where(table.column(name).to_numpy(zero_copy_only=False), "true", "false")
+            frame[name] = np.where(
+                table.column(name).to_numpy(zero_copy_only=False), "true", "false"
+            )
         elif pa.types.is_floating(kind):
             frame[name] = [None if v is None else repr(v) for v in table.column(name).to_pylist()]
     return frame
@@ -188,8 +192,13 @@ def write_rejects(rejects: pa.Table, path: Path) -> None:
 
 def write_json(document: dict[str, Any], path: Path) -> None:
     """Write a JSON document atomically (the run summary)."""
-    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
-    atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    text = json.dumps(document, indent=2) + "\n"
+    atomic_write(path, lambda temporary: write_text(temporary, text))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text to ``path``."""
+    path.write_text(text, encoding="utf-8")
 
 
 def sort_rejects(tables: Iterable[pa.Table]) -> pa.Table:

@@ -122,18 +122,49 @@ def reroute(history: ScoredHistory, policy: RoutingPolicy) -> ScoredHistory:
 def in_period(
     history: ScoredHistory, months: int, end: pd.Timestamp | None = None
 ) -> ScoredHistory:
-    """The examples scored in the ``months`` months up to ``end`` (default: the latest).
+    """The examples of the last ``months`` whole calendar months complete by ``end``.
+
+    Only complete months count, so that volumes per month are never diluted by a month
+    the export covers in part: with ``end`` on 29 June and ``months=3`` the period is
+    March to May.
 
     Args:
         history: the scored examples.
         months: the period's length in months (3 for a quarter).
-        end: the period's end (exclusive when given); default just after the latest
-            ``as_of``.
+        end: the moment the data ends (default: the latest ``as_of``).
     """
     as_of = pd.to_datetime(history.frame["as_of"], utc=True)
-    stop = as_of.max() + pd.Timedelta(microseconds=1) if end is None else _utc(end)
-    start = stop - pd.DateOffset(months=months)
+    stop = _month_start(as_of.max() if end is None else _utc(end))
+    return _between(history, stop - pd.DateOffset(months=months), stop)
+
+
+def evaluation_period(
+    history: ScoredHistory, metadata: Mapping[str, Any], fallback_months: int = 6
+) -> ScoredHistory:
+    """The examples to judge thresholds on: known outcomes scored in the model's test window.
+
+    Training records the test window (``metadata["test_window"]``), a period whose outcomes
+    the model was judged on and not trained on; the whole calendar months inside it are
+    kept. Without one, the latest ``fallback_months`` whole months with known outcomes.
+    """
+    known = history.take(history.frame["outcome"].notna().to_numpy())
+    window = metadata.get("test_window") or {}
+    if not window.get("start") or not window.get("end"):
+        return in_period(known, fallback_months)
+    start = _utc(pd.Timestamp(window["start"]))
+    first = _month_start(start)
+    first = first if first == start else first + pd.DateOffset(months=1)
+    return _between(known, first, _month_start(_utc(pd.Timestamp(window["end"]))))
+
+
+def _between(history: ScoredHistory, start: pd.Timestamp, stop: pd.Timestamp) -> ScoredHistory:
+    """The examples with ``start <= as_of < stop``."""
+    as_of = pd.to_datetime(history.frame["as_of"], utc=True)
     return history.take(((as_of >= start) & (as_of < stop)).to_numpy())
+
+
+def _month_start(moment: pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(year=moment.year, month=moment.month, day=1, tz="UTC")
 
 
 def _utc(moment: pd.Timestamp) -> pd.Timestamp:
@@ -257,7 +288,8 @@ def compare_policies(
         One row per policy: leads per month and comebacks per bucket, ``captured`` (sales
         plus nurture comebacks) and ``capture_rate`` of all comebacks.
     """
-    scores = scores or {"model ranking": "probability", "points score ranking": "points_score"}
+    if scores is None:
+        scores = {"model ranking": "probability", "points score ranking": "points_score"}
     frame = history.frame
     rows = {
         name: _policy_row(frame, policy_buckets(reroute(history, policy).frame, policy))

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from features.output import atomic_write
+from serving.batch_output import write_text
 from serving.export_chunks import LAYOUT_FILE, ChunkLayout
 
 logger = logging.getLogger(__name__)
@@ -110,16 +111,36 @@ class WorkDirectory:
             The manifest in force (its ``scored_at_us`` is the first start's on a resume).
         """
         existing = self.manifest()
-        if existing is not None and existing.identity == identity and existing.format == MANIFEST_FORMAT:
-            logger.info("batch resuming work_dir=%s finished_chunks=%d", self.path, len(self.finished()))
+        if (
+            existing is not None
+            and existing.identity == identity
+            and existing.format == MANIFEST_FORMAT
+        ):
+            logger.info(
+                "batch resuming work_dir=%s finished_chunks=%d", self.path, len(self.finished())
+            )
             return existing
         if self.path.exists():
+            self._check_ours()
             logger.info("batch starting over work_dir=%s (inputs changed)", self.path)
             self.remove()
         self.path.mkdir(parents=True)
         manifest = Manifest(identity, scored_at_us)
         self.save(manifest)
         return manifest
+
+    def _check_ours(self) -> None:
+        """Refuse to delete a directory that is not a batch work directory."""
+        known = {MANIFEST_FILE, SPILL_DIRECTORY, MODEL_DIRECTORY}
+        strangers = [
+            p.name
+            for p in self.path.iterdir()
+            if p.name not in known and not p.name.startswith(("parts-", "."))
+        ]
+        if not self.path.is_dir() or strangers:
+            raise FileExistsError(
+                f"{self.path} exists and is not a batch work directory; move it away"
+            )
 
     def manifest(self) -> Manifest | None:
         """The manifest on disk, or None when there is none or it is unreadable."""
@@ -132,7 +153,7 @@ class WorkDirectory:
     def save(self, manifest: Manifest) -> None:
         """Write the manifest atomically."""
         text = json.dumps(manifest.to_dict(), indent=2)
-        atomic_write(self.path / MANIFEST_FILE, lambda t: t.write_text(text, encoding="utf-8"))
+        atomic_write(self.path / MANIFEST_FILE, lambda temporary: write_text(temporary, text))
 
     @property
     def spill(self) -> Path:
@@ -196,7 +217,9 @@ class WorkDirectory:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def write_part(folder: Path, chunk: int, scored: pa.Table, rejects: pa.Table, meta: dict[str, Any]) -> None:
+def write_part(
+    folder: Path, chunk: int, scored: pa.Table, rejects: pa.Table, meta: dict[str, Any]
+) -> None:
     """Checkpoint one finished chunk: its rejects, then its part (the part marks it done)."""
     _write_ipc(folder / _REJECTS.format(chunk), rejects, {})
     _write_ipc(folder / _PART.format(chunk), scored, meta)

@@ -91,14 +91,16 @@ def score_chunk(
     stamp = pd.Timestamp(settings.as_of_us, unit="us", tz="UTC")
     export = build_export(frames, lenient=True, snapshot_at=stamp)
     lead_rows = _kept_rows(rows["leads"], export, "leads")
-    history = history_from_export(export, model.config)
+    history = _known_leads(history_from_export(export, model.config))
     examples = open_rejection_examples(history, settings.as_of_us)
     scored = _scored_table(history, examples, lead_rows, model, policy, settings)
     rejects = _rejects_table(export, frames, rows, scored)
     return ChunkOutcome(scored, rejects, _latest_valid(export), tuple(export.warnings))
 
 
-def _raw_frames(raw: Mapping[str, pa.Table]) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+def _raw_frames(
+    raw: Mapping[str, pa.Table],
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
     frames: dict[str, pd.DataFrame] = {}
     rows: dict[str, np.ndarray] = {}
     for name, table in raw.items():
@@ -125,6 +127,11 @@ def _kept_rows(rows: np.ndarray, export: Export, table: str) -> np.ndarray:
     keep = np.ones(len(rows), dtype=bool)
     keep[[r.row - 1 for r in export.rejected_rows if r.table == table]] = False
     return rows[keep]
+
+
+def _known_leads(history: History) -> History:
+    """The history without rows of leads the loader set aside (their lead index is -1)."""
+    return history.between_leads(0, history.n_leads)
 
 
 def _latest_valid(export: Export) -> int | None:
@@ -203,18 +210,27 @@ def _rejects_table(
     export: Export, frames: dict[str, pd.DataFrame], rows: dict[str, np.ndarray], scored: pa.Table
 ) -> pa.Table:
     opened = dict(
-        zip(scored.column("lead_id").to_pylist(), scored.column("rejection_id").to_pylist(), strict=True)
+        zip(
+            scored.column("lead_id").to_pylist(),
+            scored.column("rejection_id").to_pylist(),
+            strict=True,
+        )
     )
-    records = []
+    records: list[tuple[object, ...]] = []
     for rejected in export.rejected_rows:
         file_row = int(rows[rejected.table][rejected.row - 1])
         if file_row < 0:
             continue
         lead_id = _lead_of(frames[rejected.table], rejected.row - 1)
         rejection_id = rejected.key if rejected.table == "rejections" else opened.get(lead_id)
-        records.append((rejected.table, file_row + 1, rejected.key, lead_id, rejection_id, rejected.reason))
-    columns = list(zip(*records, strict=True)) if records else [[] for _ in REJECTS_SCHEMA]
-    return pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, REJECTS_SCHEMA, strict=True)], schema=REJECTS_SCHEMA)
+        records.append(
+            (rejected.table, file_row + 1, rejected.key, lead_id, rejection_id, rejected.reason)
+        )
+    columns = [[record[i] for record in records] for i in range(len(REJECTS_SCHEMA))]
+    return pa.Table.from_arrays(
+        [pa.array(c, f.type) for c, f in zip(columns, REJECTS_SCHEMA, strict=True)],
+        schema=REJECTS_SCHEMA,
+    )
 
 
 def _lead_of(frame: pd.DataFrame, position: int) -> str | None:

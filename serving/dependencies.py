@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
@@ -25,25 +26,25 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_holder(request: Request) -> ModelHolder:
+async def get_holder(request: Request) -> ModelHolder:
     """The app's model holder."""
     holder: ModelHolder = request.app.state.holder
     return holder
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The app's metrics."""
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     """The id of this request (from ``X-Request-ID`` when well formed, else generated)."""
     return str(request.state.request_id)
 
@@ -78,12 +79,13 @@ def auth_dependencies(settings: Settings) -> list[Any]:
     return [Depends(require_api_key)] if settings.auth_enabled else []
 
 
-def current_deployment(holder: Annotated[ModelHolder, Depends(get_holder)]) -> Deployment:
+async def current_deployment(request: Request) -> Deployment:
     """The deployment serving now, taken once for the whole request.
 
     Raises:
         ApiError: 503 while no model is loaded.
     """
+    holder: ModelHolder = request.app.state.holder
     try:
         return holder.require()
     except NotReady as error:
@@ -92,8 +94,27 @@ def current_deployment(holder: Annotated[ModelHolder, Depends(get_holder)]) -> D
         ) from error
 
 
+@dataclass(frozen=True)
+class ScoringContext:
+    """Everything a scoring route needs besides its body, gathered in one dependency."""
+
+    deployment: Deployment
+    settings: Settings
+    metrics: Metrics
+    request_id: str
+
+
+async def scoring_context(
+    request: Request, deployment: Annotated[Deployment, Depends(current_deployment)]
+) -> ScoringContext:
+    """The serving deployment, settings, metrics and request id of this request."""
+    state = request.app.state
+    return ScoringContext(deployment, state.settings, state.metrics, request.state.request_id)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RequestId = Annotated[str, Depends(get_request_id)]
 CurrentDeployment = Annotated[Deployment, Depends(current_deployment)]
+Scoring = Annotated[ScoringContext, Depends(scoring_context)]

@@ -11,15 +11,20 @@ are always put in the same chunk:
 - rows sharing a primary key (a duplicate, wherever in the file) all go to the chunk of
   the key's first row, so the duplicate check sees all of them.
 
-Each table file is read once more to route its rows, in batches; each batch is written as
-an Arrow IPC file holding one record batch per chunk, so reading a chunk back memory-maps
-only that chunk's rows. Memory stays at a batch plus a few bytes per row of keys.
+Each table file is decoded once, in batches. A batch is staged as an Arrow IPC file while
+its rows' chunks are worked out (leads by position, other rows by looking their
+``lead_id`` up in the leads, ``serving.key_hashing.KeyIndex``); once the whole table is
+known (repeated keys need it), every staged batch is memory-mapped and rewritten with one
+record batch per chunk, so reading a chunk back maps only that chunk's rows. Memory holds
+a batch plus 12 bytes per row (its chunk and the hash of its primary key).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ import pyarrow.compute as pc
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
 from serving.export_reading import ExportFiles, iter_batches, timestamp_columns
-from serving.key_hashing import repeated, string_hashes
+from serving.key_hashing import KeyIndex, repeated, string_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -95,19 +100,16 @@ def partition_export(
         chunk_leads: leads per chunk.
         directory: an empty directory for the routed batch files and the layout.
     """
-    lead_ids = _key_column(export, "leads", "lead_id")
-    n_chunks = max(1, -(-len(lead_ids) // chunk_leads))
-    router = _Router(lead_ids, chunk_leads, n_chunks)
-    rows: dict[str, int] = {}
-    spills: dict[str, tuple[SpillFile, ...]] = {}
-    latest: list[int] = []
-    for table in (t.name for t in TABLES if t.name in export.files):
-        chunks = router.chunks(export, table)
-        files, newest = _spill_table(export, config, table, chunks, directory)
-        rows[table], spills[table] = len(chunks), files
-        latest += newest
-        logger.info("batch partitioned table=%s rows=%d files=%d", table, len(chunks), len(files))
-    layout = ChunkLayout(chunk_leads, len(lead_ids), n_chunks, rows, max(latest, default=None), spills)
+    names = [t.name for t in TABLES if t.name in export.files]
+    leads = _stage(export, config, "leads", directory, _Positions(chunk_leads))
+    router = _Router(_column(leads, "lead_id"), chunk_leads)
+    staged = {"leads": leads} | {
+        t: _stage(export, config, t, directory, router) for t in names if t != "leads"
+    }
+    spills = {t: _route(s, directory) for t, s in staged.items()}
+    rows = {t: s.rows for t, s in staged.items()}
+    latest = max((s.latest_us for s in staged.values() if s.latest_us is not None), default=None)
+    layout = ChunkLayout(chunk_leads, leads.rows, router.n_chunks, rows, latest, spills)
     layout.save(directory)
     return layout
 
@@ -128,68 +130,145 @@ def read_chunk(directory: Path, layout: ChunkLayout, chunk: int) -> dict[str, pa
     return tables
 
 
-class _Router:
-    """Decides the chunk of every row of every table."""
+@dataclass
+class _Staged:
+    """A table decoded once into staged batch files, with every row's chunk."""
 
-    def __init__(self, lead_ids: pa.ChunkedArray, chunk_leads: int, n_chunks: int) -> None:
-        self.lead_ids = lead_ids.combine_chunks() if lead_ids.num_chunks else pa.array([], pa.string())
+    table: str
+    files: list[Path]
+    chunks: np.ndarray
+    rows: int = 0
+    latest_us: int | None = None
+
+
+class _Positions:
+    """Chunks of the leads table: by position (its lead index is built after staging)."""
+
+    def __init__(self, chunk_leads: int) -> None:
         self.chunk_leads = chunk_leads
-        self.n_chunks = n_chunks
 
-    def chunks(self, export: ExportFiles, table: str) -> np.ndarray:
-        """The chunk of each row of ``table``, as int32."""
-        if table == "leads":
-            chunks = (np.arange(len(self.lead_ids)) // self.chunk_leads).astype(np.int32)
-            keys = pa.chunked_array([self.lead_ids])
-        else:
-            chunks = self._by_lead(_key_column(export, table, "lead_id"))
-            key = TABLES_BY_NAME[table].primary_key
-            keys = _key_column(export, table, key) if key else None
-        if keys is not None:
-            _gather_repeated_keys(keys, chunks)
-        return chunks
-
-    def _by_lead(self, lead_id: pa.ChunkedArray) -> np.ndarray:
-        position = pc.index_in(lead_id, value_set=self.lead_ids)
-        known = np.asarray(position.is_valid())
-        lead_position = np.asarray(position.fill_null(0), dtype=np.int64)
-        orphan_chunk = np.arange(len(lead_position)) % self.n_chunks
-        return np.where(known, lead_position // self.chunk_leads, orphan_chunk).astype(np.int32)
+    def chunks(self, batch: pa.Table, first_row: int) -> np.ndarray:
+        """Each row's chunk."""
+        rows = np.arange(first_row, first_row + batch.num_rows)
+        return (rows // self.chunk_leads).astype(np.int32)
 
 
-def _gather_repeated_keys(keys: pa.ChunkedArray, chunks: np.ndarray) -> None:
-    """Move every row whose key repeats to the chunk of the key's first row."""
-    present = np.asarray(keys.is_valid())
-    hashes = string_hashes(keys)
-    suspects = repeated(hashes[present])
-    if suspects.size == 0:
-        return
-    rows = np.flatnonzero(present & np.isin(hashes, suspects))
-    first_chunk: dict[str, int] = {}
-    for row, key in zip(rows.tolist(), keys.take(pa.array(rows)).to_pylist(), strict=True):
-        chunks[row] = first_chunk.setdefault(key, int(chunks[row]))
+class _Router:
+    """Chunks of the other tables' rows: the chunk of the lead they point at."""
+
+    def __init__(self, lead_ids: pa.ChunkedArray, chunk_leads: int) -> None:
+        self.index = KeyIndex(lead_ids.combine_chunks())
+        self.chunk_leads = chunk_leads
+        self.n_chunks = max(1, -(-len(lead_ids) // chunk_leads))
+
+    def chunks(self, batch: pa.Table, first_row: int) -> np.ndarray:
+        """Each row's chunk; rows of unknown leads are spread by row number."""
+        position = self.index.positions_of(batch.column("lead_id"))
+        spread = np.arange(first_row, first_row + batch.num_rows) % self.n_chunks
+        return np.where(position >= 0, position // self.chunk_leads, spread).astype(np.int32)
 
 
-def _key_column(export: ExportFiles, table: str, column: str) -> pa.ChunkedArray:
-    """A key column of a whole table file as strings (the loader compares keys as text)."""
-    parts = [b.column(column) for b in iter_batches(export.files[table], [column])]
-    return pc.cast(pa.chunked_array([c for p in parts for c in p.chunks], type=parts[0].type), pa.string())
-
-
-def _spill_table(
-    export: ExportFiles, config: FeatureConfig, table: str, chunks: np.ndarray, directory: Path
-) -> tuple[tuple[SpillFile, ...], list[int]]:
+def _stage(
+    export: ExportFiles,
+    config: FeatureConfig,
+    table: str,
+    directory: Path,
+    router: _Positions | _Router,
+) -> _Staged:
+    """Decode a table once: stage its batches, work out their chunks and key hashes."""
+    key = TABLES_BY_NAME[table].primary_key
     columns = export.columns(table, config)
     stamps = timestamp_columns(table, columns)
-    files: list[SpillFile] = []
+    staged = _Staged(table, [], np.zeros(0, dtype=np.int32))
+    chunks: list[np.ndarray] = []
+    hashes: list[np.ndarray] = []
     latest: list[int] = []
-    first = 0
     for number, batch in enumerate(iter_batches(export.files[table], columns)):
-        name = f"{table}-{number:05d}.arrow"
-        files.append(_write_routed(batch, chunks[first : first + len(batch)], first, directory / name))
+        path = directory / f"staged-{table}-{number:05d}.arrow"
+        _write_ipc(path, batch)
+        staged.files.append(path)
+        chunks.append(router.chunks(batch, staged.rows))
+        if key is not None:
+            hashes.append(_key_hashes(batch.column(key)))
         latest += [t for c in stamps if (t := latest_timestamp_us(batch.column(c))) is not None]
-        first += len(batch)
-    return tuple(files), latest
+        staged.rows += batch.num_rows
+    staged.chunks = np.concatenate(chunks) if chunks else staged.chunks
+    staged.latest_us = max(latest, default=None)
+    if hashes and key is not None:
+        _gather_repeated_keys(staged, key, np.concatenate(hashes))
+    return staged
+
+
+def _key_hashes(column: pa.ChunkedArray) -> np.ndarray:
+    """Hashes of a key column as text, with missing keys marked by a hash of 0."""
+    text = pc.cast(column, pa.string())
+    hashes = string_hashes(text)
+    hashes[~np.asarray(text.is_valid())] = 0
+    return hashes
+
+
+def _gather_repeated_keys(staged: _Staged, key: str, hashes: np.ndarray) -> None:
+    """Move every row whose key repeats to the chunk of the key's first row."""
+    suspects = repeated(hashes[hashes != 0])
+    if suspects.size == 0:
+        return
+    rows = np.flatnonzero(np.isin(hashes, suspects))
+    keys = _column(staged, key, rows)
+    first_chunk: dict[str, int] = {}
+    for row, value in zip(rows.tolist(), keys.to_pylist(), strict=True):
+        if value is not None:
+            staged.chunks[row] = first_chunk.setdefault(value, int(staged.chunks[row]))
+
+
+def _column(staged: _Staged, name: str, rows: np.ndarray | None = None) -> pa.ChunkedArray:
+    """A column of a staged table as text (only ``rows``, file positions, when given)."""
+    parts: list[pa.Array] = []
+    first = 0
+    for path in staged.files:
+        batch = _read_ipc(path)
+        column = pc.cast(batch.column(name), pa.string())
+        if rows is None:
+            parts.append(column)
+        else:
+            mine = rows[(rows >= first) & (rows < first + batch.num_rows)] - first
+            parts.append(column.take(pa.array(mine)))
+        first += batch.num_rows
+    return pa.chunked_array(parts, type=pa.string())
+
+
+def _route(staged: _Staged, directory: Path) -> tuple[SpillFile, ...]:
+    """Rewrite each staged batch with one record batch per chunk (in parallel threads)."""
+    starts = np.cumsum([0] + [_rows(p) for p in staged.files])[:-1]
+    jobs = list(zip(staged.files, starts.tolist(), strict=True))
+
+    def route_one(job: tuple[Path, int]) -> SpillFile:
+        path, first = job
+        batch = _read_ipc(path)
+        name = path.name.removeprefix("staged-")
+        spill = _write_routed(
+            batch, staged.chunks[first : first + batch.num_rows], first, directory / name
+        )
+        path.unlink()
+        return spill
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        spills = tuple(pool.map(route_one, jobs))
+    logger.info("batch routed table=%s rows=%d files=%d", staged.table, staged.rows, len(spills))
+    return spills
+
+
+def _write_ipc(path: Path, batch: pa.Table) -> None:
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_table(batch)
+
+
+def _read_ipc(path: Path) -> pa.Table:
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+
+def _rows(path: Path) -> int:
+    reader = pa.ipc.open_file(pa.memory_map(str(path)))
+    return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
 def _write_routed(batch: pa.Table, chunks: np.ndarray, first_row: int, path: Path) -> SpillFile:
@@ -212,6 +291,8 @@ def latest_timestamp_us(column: pa.ChunkedArray) -> int | None:
         latest = pc.max(micros).value
         return None if latest is None else int(latest)
     text = column.to_pandas().astype(object)
-    parsed = pd.to_datetime(text.where(text.notna(), None), utc=True, format="ISO8601", errors="coerce")
+    parsed = pd.to_datetime(
+        text.where(text.notna(), None), utc=True, format="ISO8601", errors="coerce"
+    )
     latest = parsed.max()
     return None if pd.isna(latest) else int(latest.value // 1000)

@@ -62,13 +62,22 @@ def locate_export(directory: str | Path) -> ExportFiles:
     files: dict[str, Path] = {}
     problems: list[Problem] = []
     for table in TABLES:
-        present = [p for p in (root / f"{table.name}{s}" for s in SUPPORTED_SUFFIXES) if p.is_file()]
+        present = [
+            p for p in (root / f"{table.name}{s}" for s in SUPPORTED_SUFFIXES) if p.is_file()
+        ]
         if len(present) > 1:
-            problems.append(Problem(str(root), f"both {present[0].name} and {present[1].name} exist; keep one"))
+            problems.append(
+                Problem(str(root), f"both {present[0].name} and {present[1].name} exist; keep one")
+            )
         elif present:
             files[table.name] = present[0]
         elif not table.optional:
-            problems.append(Problem(str(root / f"{table.name}.parquet|.csv"), f"required table {table.name!r} is missing"))
+            problems.append(
+                Problem(
+                    str(root / f"{table.name}.parquet|.csv"),
+                    f"required table {table.name!r} is missing",
+                )
+            )
     if problems:
         raise ContractError(problems)
     found = ExportFiles(root, files)

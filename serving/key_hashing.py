@@ -8,7 +8,9 @@ by their exact key afterwards, so a collision costs a look-up, never a wrong ans
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
@@ -43,7 +45,9 @@ def repeated(hashes: np.ndarray) -> np.ndarray:
 
 def _buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[
+        array.offset : array.offset + len(array) + 1
+    ]
     if buffers[2] is None or len(array) == 0:
         return offsets, np.zeros(0, dtype=np.uint8)
     data = np.frombuffer(buffers[2], dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
@@ -87,3 +91,53 @@ def _mix(values: np.ndarray) -> np.ndarray:
     values = values ^ (values >> np.uint64(27))
     values = values * _MIX_2
     return values ^ (values >> np.uint64(31))
+
+
+class KeyIndex:
+    """Where each value of a string column first occurs in a reference column, found by hash.
+
+    The reference's hashes go into one hash table once (the first position of each hash);
+    looking a batch up is a hash, a table look-up and an exact comparison of the match, so
+    a wrong match is impossible. Reference values whose hashes collide are looked up exactly.
+    """
+
+    def __init__(self, keys: pa.Array) -> None:
+        self.keys = keys.cast(pa.string())
+        hashes = string_hashes(self.keys)
+        order = np.lexsort((np.arange(len(hashes)), hashes))
+        order = order[np.asarray(self.keys.is_valid())[order]]
+        ordered = hashes[order]
+        first = np.ones(len(ordered), dtype=bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        self.table = pd.Index(ordered[first])
+        self.positions = order[first]
+        self.ambiguous = self._colliding(ordered, order)
+
+    def _colliding(self, ordered: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Hashes shared by different reference values (almost always none)."""
+        shared = repeated(ordered)
+        if shared.size == 0:
+            return shared
+        rows = np.isin(ordered, shared)
+        values = self.keys.take(pa.array(order[rows])).to_pylist()
+        seen: dict[int, set[str]] = {}
+        for value_hash, value in zip(ordered[rows].tolist(), values, strict=True):
+            seen.setdefault(value_hash, set()).add(value)
+        return np.array(sorted(h for h, v in seen.items() if len(v) > 1), dtype=np.uint64)
+
+    def positions_of(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The first position of each value in the reference (-1 when absent or missing)."""
+        values = values.cast(pa.string())
+        if len(self.positions) == 0:
+            return np.full(len(values), -1, dtype=np.int64)
+        hashes = string_hashes(values)
+        slot = self.table.get_indexer(hashes)
+        candidate = self.positions[np.maximum(slot, 0)]
+        same = pc.equal(values, self.keys.take(pa.array(np.maximum(candidate, 0))))
+        found = (slot >= 0) & np.asarray(same.fill_null(False))
+        result = np.where(found, candidate, -1).astype(np.int64)
+        if self.ambiguous.size:
+            exact = np.flatnonzero(np.isin(hashes, self.ambiguous))
+            looked_up = pc.index_in(values.take(pa.array(exact)), value_set=self.keys)
+            result[exact] = np.asarray(looked_up.fill_null(-1), dtype=np.int64)
+        return result

@@ -19,19 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
+import yaml
+from pydantic import ValidationError
 
 from features.model_store import ModelLoadError
 from features.records import ScoreRequest
 from serving.examples import EXAMPLE_REQUEST
 from serving.metrics import Metrics
 from serving.model_source import current_version, load_serving_model
-from serving.policy import load_policy
+from serving.policy import RoutingPolicy, load_policy
 from serving.service import Deployment, score_requests
 from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 SIGNAL_TICK_SECONDS = 1.0
+
+
+class PolicyError(Exception):
+    """The routing policy file is missing or invalid; the message names the problems."""
 
 
 class NotReady(Exception):  # noqa: N818 - reads as the state it reports
@@ -165,14 +171,17 @@ class ModelHolder:
 
     def _load(self) -> Deployment:
         settings = self._settings
-        policy = load_policy(settings.policy)
+        policy = _policy(settings.policy)
         model, identity = load_serving_model(settings.model_uri, settings.model_threads)
         deployment = Deployment(model, identity, policy)
         check_deployment(deployment)
         return deployment
 
     def _failed(self, cause: str, before: str | None, error: Exception) -> ReloadOutcome:
-        message = f"could not load {self._settings.model_uri}: {_describe(error)}"
+        if isinstance(error, PolicyError):
+            message = str(error)
+        else:
+            message = f"could not load {self._settings.model_uri}: {_describe(error)}"
         if self._current is None:
             self._problem = message
             self._metrics.ready.set(0)
@@ -194,6 +203,19 @@ def check_deployment(deployment: Deployment) -> None:
     probability = float(scoring.probability[0])
     if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
         raise ValueError(f"the model answered {probability} for the example request")
+
+
+def _policy(path: Path | None) -> RoutingPolicy:
+    where = str(path) if path is not None else "the packaged default"
+    try:
+        return load_policy(path)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in error.errors()
+        )
+        raise PolicyError(f"routing policy {where} is invalid: {problems}") from error
+    except (OSError, yaml.YAMLError) as error:
+        raise PolicyError(f"routing policy {where} could not be read: {error}") from error
 
 
 def _source_or_none(uri: str) -> str | None:

@@ -11,18 +11,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from features.contract import CONSENT_STATUSES, REASON_CODES, STAGES
 from features.engine import FeatureTable
 from features.history import DAY_US
 from serving.policy import RoutingPolicy
 
 SUPPRESSED_PROGRAM = "suppressed"
 NO_DATE = np.iinfo(np.int64).min
+SMALL = 64
 
 
 @dataclass(frozen=True)
 class RoutingInputs:
-    """What routing reads, one entry per lead (decoded from the feature columns)."""
+    """What routing reads, one entry per lead (decoded from the feature columns).
+
+    The category columns are given as labels; their integer codes (positions in the
+    contract vocabularies, -1 when missing) are derived once when not given, and routing
+    works on the codes.
+    """
 
     probability: np.ndarray
     reason_code: np.ndarray
@@ -33,23 +41,49 @@ class RoutingInputs:
     days_to_next_year: np.ndarray
     recent_intent: np.ndarray
     as_of: np.ndarray
+    reason_index: np.ndarray | None = None
+    consent_index: np.ndarray | None = None
+    stage_index: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        """Fill in the codes of the category labels that were given without them."""
+        for name, labels, vocabulary in (
+            ("reason_index", self.reason_code, REASON_CODES),
+            ("consent_index", self.consent_status, CONSENT_STATUSES),
+            ("stage_index", self.stage, STAGES),
+        ):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, label_codes(labels, vocabulary))
 
     @staticmethod
     def from_features(
         features: FeatureTable, probability: np.ndarray, as_of: np.ndarray, policy: RoutingPolicy
     ) -> RoutingInputs:
         """Decode the routing inputs from a feature table built by the engine."""
+        reason = _codes(features, "reason_code")
+        consent = _codes(features, "consent_status")
+        stage = _codes(features, "stage_at_rejection")
         return RoutingInputs(
             probability=np.asarray(probability, dtype=np.float64),
-            reason_code=_labels(features, "reason_code"),
-            consent_status=_labels(features, "consent_status"),
-            stage=_labels(features, "stage_at_rejection"),
+            reason_code=_with_none(REASON_CODES)[reason],
+            consent_status=_with_none(CONSENT_STATUSES)[consent],
+            stage=_with_none(STAGES)[stage],
             follow_up_days=features.columns["follow_up_days"],
             days_since_rejection=features.columns["days_since_rejection"],
             days_to_next_year=features.columns["days_to_next_year"],
             recent_intent=features.columns[policy.rebound.recent_intent_feature],
             as_of=np.asarray(as_of, dtype=np.int64),
+            reason_index=reason,
+            consent_index=consent,
+            stage_index=stage,
         )
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reason, consent and stage codes (-1 when missing)."""
+        assert self.reason_index is not None
+        assert self.consent_index is not None
+        assert self.stage_index is not None
+        return self.reason_index, self.consent_index, self.stage_index
 
 
 @dataclass(frozen=True)
@@ -93,28 +127,40 @@ class Routes:
 
 def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
     """Decide tier, program, suppression, re-entry stage and next action for every lead."""
+    reason, consent, stage = inputs.codes()
     tier_index = _tier_index(inputs.probability, policy)
-    tiers = np.array([t.name for t in policy.tiers], dtype=object)
     priorities = np.array([t.priority for t in policy.tiers])
-    suppressed, why = _suppression(inputs, policy)
+    suppressed, why = _suppression(reason, consent, policy)
     rebound = ~suppressed & _rebound(inputs, policy)
     low_touch = ~suppressed & ~rebound & (inputs.probability < policy.low_touch.max_probability)
-    program, days = _reason_programs(inputs, policy)
-    program = np.where(low_touch, policy.low_touch.program, program)
+    table = _ProgramTable(policy)
+    program, days = _reason_programs(inputs, reason, policy, table)
+    program = np.where(low_touch, table.low_touch, program)
     days = np.where(low_touch, float(policy.low_touch.cadence_days), days)
-    program = np.where(rebound, policy.rebound.program, program)
+    program = np.where(rebound, table.rebound, program)
     days = np.where(rebound, 0.0, days)
-    program = np.where(suppressed, SUPPRESSED_PROGRAM, program)
+    program = np.where(suppressed, table.suppressed, program)
     return Routes(
-        tier=tiers[tier_index],
+        tier=np.array([t.name for t in policy.tiers], dtype=object)[tier_index],
         priority=np.where(suppressed, 0, np.where(rebound, 1, priorities[tier_index])),
-        program=program.astype(object),
+        program=table.names[program],
         suppressed=suppressed,
         suppression_reason=why,
-        re_entry_stage=np.where(suppressed, np.array(None, dtype=object), inputs.stage),
+        re_entry_stage=_with_none(STAGES)[np.where(suppressed, -1, stage)],
         next_action_at=_next_action_at(inputs.as_of, days, suppressed),
         policy=policy.label,
     )
+
+
+class _ProgramTable:
+    """Every program a policy can route to, by integer index."""
+
+    def __init__(self, policy: RoutingPolicy) -> None:
+        names = [rule.program for rule in policy.reasons.values()]
+        names += [policy.low_touch.program, policy.rebound.program, SUPPRESSED_PROGRAM]
+        self.names = np.array(names, dtype=object)
+        self.low_touch, self.rebound, self.suppressed = range(len(names) - 3, len(names))
+        self.by_reason = {reason: i for i, reason in enumerate(policy.reasons)}
 
 
 def _tier_index(probability: np.ndarray, policy: RoutingPolicy) -> np.ndarray:
@@ -123,35 +169,51 @@ def _tier_index(probability: np.ndarray, policy: RoutingPolicy) -> np.ndarray:
     return len(policy.tiers) - 1 - np.clip(position, 0, len(policy.tiers) - 1)
 
 
-def _suppression(inputs: RoutingInputs, policy: RoutingPolicy) -> tuple[np.ndarray, np.ndarray]:
-    by_consent = np.isin(inputs.consent_status, policy.suppression.consent)
-    by_reason = np.isin(inputs.reason_code, policy.suppression.reasons)
-    why = np.full(len(by_consent), None, dtype=object)
-    why[by_reason] = ["reason:" + str(r) for r in inputs.reason_code[by_reason]]
-    why[by_consent] = ["consent:" + str(c) for c in inputs.consent_status[by_consent]]
-    return by_consent | by_reason, why
+def _suppression(
+    reason: np.ndarray, consent: np.ndarray, policy: RoutingPolicy
+) -> tuple[np.ndarray, np.ndarray]:
+    """Who may not be contacted, and why (``consent:<status>`` wins over ``reason:<code>``)."""
+    consent_rule = _flags(CONSENT_STATUSES, policy.suppression.consent)
+    reason_rule = _flags(REASON_CODES, policy.suppression.reasons)
+    by_consent = consent_rule[consent]
+    by_reason = reason_rule[reason]
+    causes = np.array(
+        [*(f"consent:{c}" for c in CONSENT_STATUSES), *(f"reason:{r}" for r in REASON_CODES),
+         None],
+        dtype=object,
+    )
+    cause = np.where(by_reason, len(CONSENT_STATUSES) + reason, len(causes) - 1)
+    cause = np.where(by_consent, consent, cause)
+    return by_consent | by_reason, causes[cause]
+
+
+def _flags(vocabulary: tuple[str, ...], chosen: tuple[str, ...]) -> np.ndarray:
+    """A lookup of vocabulary codes to booleans; code -1 (missing) reads the final False."""
+    return np.array([value in chosen for value in vocabulary] + [False])
 
 
 def _rebound(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
     rule = policy.rebound
-    engaged = (inputs.probability >= rule.min_probability) & (
-        np.nan_to_num(inputs.recent_intent) >= rule.min_recent_intent
-    )
-    follow_up_due = np.nan_to_num(inputs.follow_up_days, nan=np.inf) <= (
-        rule.follow_up_due_within_days
-    )
+    intent = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
+    engaged = (inputs.probability >= rule.min_probability) & (intent >= rule.min_recent_intent)
+    # A missing follow-up date (NaN) is never due: comparisons with NaN are False.
+    follow_up_due = inputs.follow_up_days <= rule.follow_up_due_within_days
     due = follow_up_due & (inputs.probability >= rule.follow_up_due_min_probability)
     return engaged | due
 
 
-def _reason_programs(inputs: RoutingInputs, policy: RoutingPolicy) -> tuple[np.ndarray, np.ndarray]:
-    program = np.full(len(inputs.probability), SUPPRESSED_PROGRAM, dtype=object)
-    days = np.full(len(inputs.probability), np.nan)
-    for reason, rule in policy.reasons.items():
-        chosen = inputs.reason_code == reason
-        if not chosen.any():
+def _reason_programs(
+    inputs: RoutingInputs, reason: np.ndarray, policy: RoutingPolicy, table: _ProgramTable
+) -> tuple[np.ndarray, np.ndarray]:
+    program = np.full(len(reason), table.suppressed, dtype=np.int64)
+    days = np.full(len(reason), np.nan)
+    for code in np.unique(reason):
+        name = REASON_CODES[code] if code >= 0 else ""
+        rule = policy.reasons.get(name)
+        if rule is None:
             continue
-        program[chosen] = rule.program
+        chosen = reason == code
+        program[chosen] = table.by_reason[name]
         days[chosen] = _days_until_action(inputs, chosen, rule)
     return program, days
 
@@ -174,13 +236,26 @@ def _days_until_action(inputs: RoutingInputs, chosen: np.ndarray, rule: Any) -> 
 
 
 def _next_action_at(as_of: np.ndarray, days: np.ndarray, suppressed: np.ndarray) -> np.ndarray:
-    moment = as_of + np.round(np.nan_to_num(days) * DAY_US).astype(np.int64)
+    moment = as_of + np.round(np.where(np.isnan(days), 0.0, days) * DAY_US).astype(np.int64)
     day_start = (moment // DAY_US) * DAY_US
     return np.where(suppressed | np.isnan(days), NO_DATE, day_start)
 
 
-def _labels(features: FeatureTable, name: str) -> np.ndarray:
-    spec = next(s for s in features.specs if s.name == name)
+def _codes(features: FeatureTable, name: str) -> np.ndarray:
+    """A category feature's integer codes, -1 where missing."""
     codes = features.columns[name]
-    vocabulary = np.array([*spec.vocabulary, None], dtype=object)
-    return vocabulary[np.where(np.isnan(codes), -1, codes).astype(np.int64)]
+    return np.where(np.isnan(codes), -1, codes).astype(np.int64)
+
+
+def _with_none(vocabulary: tuple[str, ...]) -> np.ndarray:
+    """The vocabulary as labels, with None last so that code -1 reads None."""
+    return np.array([*vocabulary, None], dtype=object)
+
+
+def label_codes(labels: np.ndarray, vocabulary: tuple[str, ...]) -> np.ndarray:
+    """Integer codes of labels in a vocabulary (-1 for None or unknown labels)."""
+    labels = np.asarray(labels, dtype=object)
+    if len(labels) > SMALL:
+        return np.asarray(pd.Categorical(labels, categories=list(vocabulary)).codes, np.int64)
+    positions = {value: i for i, value in enumerate(vocabulary)}
+    return np.array([positions.get(value, -1) for value in labels], dtype=np.int64)

@@ -36,7 +36,7 @@ from features.contract import TABLES, TABLES_BY_NAME
 from features.predictor import BOOSTER_FILE, METADATA_FILE, ReconversionModel
 from features.problems import ContractError, Problem
 from serving.batch import (
-    BatchFailed,
+    BatchError,
     BatchRequest,
     BatchSummary,
     JobContext,
@@ -83,7 +83,7 @@ def run_spark_batch(request: BatchRequest, progress: Progress, spark: Any = None
     """Run the batch job on Spark (see ``serving.batch.run_batch`` for the contract).
 
     Raises:
-        BatchFailed: the Spark job failed; nothing was written at the output path.
+        BatchError: the Spark job failed; nothing was written at the output path.
         ContractError: a required table or column is missing.
     """
     session = spark if spark is not None else spark_session()
@@ -91,19 +91,24 @@ def run_spark_batch(request: BatchRequest, progress: Progress, spark: Any = None
     context = open_job(request, _listing_fingerprint(session, located))
     progress.start(1, 0)
     try:
-        frames = {t: _read_table(session, t, p, context) for t, p in located.items()}
-        input_rows = {t: int(f.count()) for t, f in frames.items()}
-        outcome = _score(session, context, frames, input_rows)
-    except (ContractError, BatchFailed):
+        tables = {t: _read_table(session, t, p, context) for t, p in located.items()}
+        input_rows = {t: s.rows for t, s in tables.items()}
+        outcome = _score(session, context, tables)
+    except (ContractError, BatchError):
         raise
     except Exception as error:  # a failed Spark job is reported like a failed chunk
         logger.error("batch spark_failed error=%s", type(error).__name__, exc_info=error)
-        raise BatchFailed(fail(context, [_failure(error)])) from error
+        raise BatchError(fail(context, [_failure(error)])) from error
     finally:
         progress.close()
     progress.advance(outcome.scored.num_rows)
     return finish(
-        context, outcome.as_of_us, iter([outcome.scored]), outcome.rejects, outcome.reports, input_rows
+        context,
+        outcome.as_of_us,
+        iter([outcome.scored]),
+        outcome.rejects,
+        outcome.reports,
+        input_rows,
     )
 
 
@@ -115,12 +120,11 @@ class _SparkOutcome:
     reports: list[ChunkReport]
 
 
-def _score(
-    session: Any, context: JobContext, frames: dict[str, Any], input_rows: dict[str, int]
-) -> _SparkOutcome:
-    rows = _bucketed(frames, max(1, -(-input_rows["leads"] // context.request.chunk_leads)))
+def _score(session: Any, context: JobContext, tables: dict[str, SparkTable]) -> _SparkOutcome:
+    buckets = max(1, -(-tables["leads"].rows // context.request.chunk_leads))
+    rows = _bucketed({t: s.frame for t, s in tables.items()}, buckets)
     requested = context.request.as_of
-    as_of_us = micros(requested) if requested is not None else _latest_parseable(frames)
+    as_of_us = micros(requested) if requested is not None else _export_end(tables)
     outcome = _score_at(session, context, rows, as_of_us)
     latest = max((r.latest_us for r in outcome.reports if r.latest_us is not None), default=None)
     if requested is None and latest is not None and latest != as_of_us:
@@ -129,19 +133,35 @@ def _score(
     return outcome
 
 
+def _export_end(tables: dict[str, SparkTable]) -> int:
+    """The latest timestamp that parses anywhere (the provisional export end), in µs."""
+    latest = [s.latest_us for s in tables.values() if s.latest_us is not None]
+    if not latest:
+        raise ContractError([Problem("export", "no timestamps found in any table")])
+    return max(latest)
+
+
 def _score_at(session: Any, context: JobContext, rows: Any, as_of_us: int) -> _SparkOutcome:
     functions = _pyspark_sql().functions
     settings = context.settings(as_of_us)
-    scorer = BucketScorer(_broadcast_model(session, context), context.policy, settings, _table_columns(rows))
+    scorer = BucketScorer(
+        _broadcast_model(session, context), context.policy, settings, _table_columns(rows)
+    )
     transport = transport_schema(settings.reasons != "none")
-    result = rows.groupBy(BUCKET_COLUMN).applyInArrow(_bucket_function(scorer), spark_ddl(transport))
+    result = rows.groupBy(BUCKET_COLUMN).applyInArrow(
+        _bucket_function(scorer), spark_ddl(transport)
+    )
     result = result.persist()
     try:
         kind = functions.col(KIND_COLUMN)
         scored_names = part_schema(settings.reasons != "none").names
         scored = result.where(kind == "scored").select(*scored_names).orderBy(LEAD_ROW_COLUMN)
-        rejects = result.where(kind == "reject").select(*(f"reject_{n}" for n in REJECTS_SCHEMA.names))
-        latest = result.where(kind == "latest").select("rows", "rejected", LATEST_COLUMN, WARNINGS_COLUMN)
+        rejects = result.where(kind == "reject").select(
+            *(f"reject_{n}" for n in REJECTS_SCHEMA.names)
+        )
+        latest = result.where(kind == "latest").select(
+            "rows", "rejected", LATEST_COLUMN, WARNINGS_COLUMN
+        )
         return _SparkOutcome(
             as_of_us,
             from_transport(scored.toArrow(), part_schema(settings.reasons != "none")),
@@ -171,7 +191,9 @@ class BucketScorer:
     def score(self, rows: pa.Table) -> pa.Table:
         """Split the bucket into its tables, score it and encode the outcome for Spark."""
         raw = split_tables(rows, self.columns)
-        outcome = score_chunk(raw, _worker_model(self.model_files.value), self.policy, self.settings)
+        outcome = score_chunk(
+            raw, _worker_model(self.model_files.value), self.policy, self.settings
+        )
         return encode_outcome(outcome, self.settings.reasons != "none")
 
 
@@ -212,8 +234,12 @@ def transport_schema(with_reasons: bool) -> pa.Schema:
 def encode_outcome(outcome: ChunkOutcome, with_reasons: bool) -> pa.Table:
     """One chunk's outcome as rows of ``transport_schema``."""
     schema = transport_schema(with_reasons)
-    scored = _tagged(outcome.scored.cast(pa.schema([_plain(f) for f in outcome.scored.schema])), "scored")
-    rejects = _tagged(outcome.rejects.rename_columns([f"reject_{n}" for n in REJECTS_SCHEMA.names]), "reject")
+    scored = _tagged(
+        outcome.scored.cast(pa.schema([_plain(f) for f in outcome.scored.schema])), "scored"
+    )
+    rejects = _tagged(
+        outcome.rejects.rename_columns([f"reject_{n}" for n in REJECTS_SCHEMA.names]), "reject"
+    )
     report = pa.table(
         {
             KIND_COLUMN: ["latest"],
@@ -233,7 +259,13 @@ def from_transport(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def spark_ddl(schema: pa.Schema) -> str:
     """A Spark DDL string for an Arrow schema of plain types."""
-    names = {pa.string(): "string", pa.int64(): "bigint", pa.int32(): "int", pa.float64(): "double", pa.bool_(): "boolean"}
+    names = {
+        pa.string(): "string",
+        pa.int64(): "bigint",
+        pa.int32(): "int",
+        pa.float64(): "double",
+        pa.bool_(): "boolean",
+    }
     return ", ".join(f"`{f.name}` {names[f.type]}" for f in schema)
 
 
@@ -265,7 +297,9 @@ def _renamed_rejects(table: pa.Table) -> pa.Table:
 def _reports(table: pa.Table) -> list[ChunkReport]:
     rows = table.to_pylist()
     return [
-        ChunkReport(-1, r["rows"], r["rejected"], r[LATEST_COLUMN], tuple(json.loads(r[WARNINGS_COLUMN])))
+        ChunkReport(
+            -1, r["rows"], r["rejected"], r[LATEST_COLUMN], tuple(json.loads(r[WARNINGS_COLUMN]))
+        )
         for r in rows
     ]
 
@@ -288,7 +322,9 @@ def _worker_model(files: dict[str, Any]) -> ReconversionModel:
 
 def _broadcast_model(session: Any, context: JobContext) -> Any:
     folder = context.work.model
-    files: dict[str, Any] = {name: (folder / name).read_bytes() for name in (BOOSTER_FILE, METADATA_FILE)}
+    files: dict[str, Any] = {
+        name: (folder / name).read_bytes() for name in (BOOSTER_FILE, METADATA_FILE)
+    }
     files["fingerprint"] = context.manifest.identity.model_fingerprint
     return session.sparkContext.broadcast(files)
 
@@ -299,13 +335,27 @@ def _locate(session: Any, data: str) -> dict[str, str]:
     problems: list[Problem] = []
     base = data.rstrip("/")
     for table in TABLES:
-        found = next((p for p in (f"{base}/{table.name}.parquet", f"{base}/{table.name}") if _exists(session, p)), None)
+        found = next(
+            (
+                p
+                for p in (f"{base}/{table.name}.parquet", f"{base}/{table.name}")
+                if _exists(session, p)
+            ),
+            None,
+        )
         if found is not None:
             located[table.name] = found
         elif _exists(session, f"{base}/{table.name}.csv"):
-            problems.append(Problem(f"{base}/{table.name}.csv", "the Spark engine reads Parquet; use --engine local for CSV"))
+            problems.append(
+                Problem(
+                    f"{base}/{table.name}.csv",
+                    "the Spark engine reads Parquet; use --engine local for CSV",
+                )
+            )
         elif not table.optional:
-            problems.append(Problem(f"{base}/{table.name}.parquet", f"required table {table.name!r} is missing"))
+            problems.append(
+                Problem(f"{base}/{table.name}.parquet", f"required table {table.name!r} is missing")
+            )
     if problems:
         raise ContractError(problems)
     return located
@@ -340,25 +390,81 @@ def _files(session: Any, path: str) -> Iterator[tuple[str, int, int]]:
         status = listing.next()
         name = status.getPath().getName()
         if not name.startswith(("_", ".")):
-            found.append((status.getPath().toString(), int(status.getLen()), int(status.getModificationTime())))
+            found.append(
+                (
+                    status.getPath().toString(),
+                    int(status.getLen()),
+                    int(status.getModificationTime()),
+                )
+            )
     yield from sorted(found)
 
 
-def _read_table(session: Any, table: str, path: str, context: JobContext) -> Any:
+@dataclass(frozen=True)
+class SparkTable:
+    """One table as the job reads it.
+
+    Attributes:
+        frame: the kept columns (prefixed with the table name), ``_table``, ``_row``,
+            ``_lead_id`` and ``_key`` (the primary key as text).
+        rows: rows in the table.
+        latest_us: its latest timestamp that parses (None when none).
+    """
+
+    frame: Any
+    rows: int
+    latest_us: int | None
+
+
+def _read_table(session: Any, table: str, path: str, context: JobContext) -> SparkTable:
     """One table with the columns the job reads, prefixed, numbered and tagged."""
     functions = _pyspark_sql().functions
     frame = session.read.parquet(path)
     _check_required(table, path, frame.columns)
     wanted = _wanted(table, context)
     kept = [c for c in frame.columns if c in wanted]
-    row = functions.col("_metadata.row_index") + _file_offsets(frame, functions)
-    return frame.select(
+    files = _file_stats(frame, timestamp_columns(table, kept), functions)
+    row = functions.col("_metadata.row_index") + _file_offsets(files, functions)
+    selected = frame.select(
         *(functions.col(f"`{c}`").alias(f"{table}{_SEPARATOR}{c}") for c in kept),
         functions.lit(table).alias(TABLE_COLUMN),
         row.cast("bigint").alias(ROW_COLUMN),
         functions.col("lead_id").cast("string").alias("_lead_id"),
         *_key(table, functions),
     )
+    latest = [f[2] for f in files if f[2] is not None]
+    return SparkTable(selected, sum(f[1] for f in files), max(latest, default=None))
+
+
+def _file_stats(frame: Any, stamps: list[str], functions: Any) -> list[tuple[str, int, int | None]]:
+    """Rows and latest parseable timestamp of each file of a table, in path order."""
+    source = frame.select(
+        functions.col("_metadata.file_path").alias("file"),
+        *(functions.col(f"`{c}`") for c in stamps),
+    )
+    batches = source.mapInArrow(_batch_stats, "file string, rows bigint, latest bigint")
+    totals = batches.groupBy("file").agg(
+        functions.sum("rows").alias("rows"), functions.max("latest").alias("latest")
+    )
+    return [(r["file"], int(r["rows"]), r["latest"]) for r in totals.orderBy("file").collect()]
+
+
+def _batch_stats(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Per file in each batch: its rows and its latest parseable timestamp."""
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        files = table.column("file").to_numpy(zero_copy_only=False)
+        for name in np.unique(files):
+            mine = table.filter(pa.array(files == name))
+            stamps = [latest_timestamp_us(mine.column(i)) for i in range(1, mine.num_columns)]
+            present = [v for v in stamps if v is not None]
+            yield pa.record_batch(
+                {
+                    "file": pa.array([str(name)]),
+                    "rows": pa.array([mine.num_rows], pa.int64()),
+                    "latest": pa.array([max(present) if present else None], pa.int64()),
+                }
+            )
 
 
 def _key(table: str, functions: Any) -> list[Any]:
@@ -379,26 +485,35 @@ def _wanted(table: str, context: JobContext) -> set[str]:
 def _check_required(table: str, path: str, columns: list[str]) -> None:
     missing = [c for c in TABLES_BY_NAME[table].required_columns if c not in columns]
     if missing:
-        raise ContractError([Problem(path, "required column is missing", column=c) for c in missing])
+        raise ContractError(
+            [Problem(path, "required column is missing", column=c) for c in missing]
+        )
 
 
-def _file_offsets(frame: Any, functions: Any) -> Any:
+def _file_offsets(files: list[tuple[str, int, int | None]], functions: Any) -> Any:
     """Rows in the files before each row's file (files in path order), as a column."""
-    counts = frame.groupBy("_metadata.file_path").count().orderBy("file_path").collect()
-    if len(counts) <= 1:
+    if len(files) <= 1:
         return functions.lit(0)
-    starts = np.concatenate([[0], np.cumsum([r["count"] for r in counts])[:-1]])
-    mapping = functions.create_map(
-        *(x for r, s in zip(counts, starts, strict=True) for x in (functions.lit(r["file_path"]), functions.lit(int(s))))
-    )
-    return functions.element_at(mapping, functions.col("_metadata.file_path"))
+    starts = np.concatenate([[0], np.cumsum([f[1] for f in files])[:-1]])
+    pairs = [
+        x
+        for f, start in zip(files, starts, strict=True)
+        for x in (functions.lit(f[0]), functions.lit(int(start)))
+    ]
+    return functions.element_at(functions.create_map(*pairs), functions.col("_metadata.file_path"))
 
 
 def _bucketed(frames: dict[str, Any], buckets: int) -> Any:
     """All tables in one frame, each row tagged with its bucket (duplicate keys kept together)."""
     functions = _pyspark_sql().functions
     tagged = [
-        _gather_duplicates(f.withColumn(BUCKET_COLUMN, functions.pmod(functions.xxhash64("_lead_id"), functions.lit(buckets))), functions)
+        _gather_duplicates(
+            f.withColumn(
+                BUCKET_COLUMN,
+                functions.pmod(functions.xxhash64("_lead_id"), functions.lit(buckets)),
+            ),
+            functions,
+        )
         for f in frames.values()
     ]
     union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
@@ -410,12 +525,17 @@ def _gather_duplicates(frame: Any, functions: Any) -> Any:
     first = (
         frame.where(functions.col("_key").isNotNull())
         .groupBy("_key")
-        .agg(functions.count("*").alias("_n"), functions.min_by(BUCKET_COLUMN, ROW_COLUMN).alias("_first"))
+        .agg(
+            functions.count("*").alias("_n"),
+            functions.min_by(BUCKET_COLUMN, ROW_COLUMN).alias("_first"),
+        )
         .where(functions.col("_n") > 1)
         .select("_key", "_first")
     )
     joined = frame.join(first, on="_key", how="left")
-    return joined.withColumn(BUCKET_COLUMN, functions.coalesce("_first", BUCKET_COLUMN)).drop("_first")
+    return joined.withColumn(BUCKET_COLUMN, functions.coalesce("_first", BUCKET_COLUMN)).drop(
+        "_first"
+    )
 
 
 def _table_columns(rows: Any) -> dict[str, tuple[str, ...]]:
@@ -425,29 +545,6 @@ def _table_columns(rows: Any) -> dict[str, tuple[str, ...]]:
             table = name.split(_SEPARATOR, 1)[0]
             columns.setdefault(table, []).append(name)
     return {t: tuple(c) for t, c in columns.items()}
-
-
-def _latest_parseable(frames: dict[str, Any]) -> int:
-    """The latest timestamp that parses anywhere (the provisional export end), in µs."""
-    found: list[int] = []
-    for table, frame in frames.items():
-        stamps = timestamp_columns(table, [c.split(_SEPARATOR, 1)[1] for c in frame.columns if _SEPARATOR in c])
-        if not stamps:
-            continue
-        selected = frame.select(*(f"{table}{_SEPARATOR}{c}" for c in stamps))
-        latest = selected.mapInArrow(_batch_latest, "latest bigint").agg({"latest": "max"}).collect()
-        if latest and latest[0][0] is not None:
-            found.append(int(latest[0][0]))
-    if not found:
-        raise ContractError([Problem("export", "no timestamps found in any table")])
-    return max(found)
-
-
-def _batch_latest(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        values = [latest_timestamp_us(pa.chunked_array([c])) for c in batch.columns]
-        present = [v for v in values if v is not None]
-        yield pa.record_batch({"latest": pa.array([max(present) if present else None], pa.int64())})
 
 
 def _pyspark_sql() -> Any:

@@ -23,7 +23,7 @@ def _register_optional() -> None:
     """Training and serving commands, registered when those packages are present."""
     import importlib
 
-    for module in ("training.cli", "serving.cli", "srl.demo"):
+    for module in ("training.cli", "serving.cli", "serving.batch_cli", "srl.demo"):
         try:
             loaded = importlib.import_module(module)
         except ModuleNotFoundError as error:

@@ -22,6 +22,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from features.engine import FeatureSpec
 from training.config import LogisticConfig
@@ -60,7 +61,8 @@ class LogisticBaseline:
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities of the positive class."""
-        return np.asarray(self.pipeline.predict_proba(matrix)[:, 1], dtype=np.float64)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return np.asarray(self.pipeline.predict_proba(matrix)[:, 1], dtype=np.float64)
 
 
 def fit_score_baseline(
@@ -92,7 +94,10 @@ def fit_logistic_baseline(
         [("numbers", numbers, numeric), ("categories", categories, categorical)]
     )
     model = LogisticRegression(C=config.c, max_iter=config.max_iter)
-    pipeline = Pipeline([("columns", columns), ("logistic", model)]).fit(train, labels)
+    # One BLAS thread: these products are small, and spinning BLAS threads on a busy
+    # machine cost far more than they save.
+    with threadpool_limits(limits=1, user_api="blas"):
+        pipeline = Pipeline([("columns", columns), ("logistic", model)]).fit(train, labels)
     return LogisticBaseline(pipeline)
 
 

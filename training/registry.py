@@ -268,24 +268,29 @@ def list_versions(name: str) -> list[dict[str, Any]]:
     """Every version with its aliases, run, headline test metrics and gate verdict."""
     client = registry_client()
     try:
+        aliases = client.get_registered_model(name).aliases or {}
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException as error:
         raise RegistryError(f"cannot list {name}: {error.message}") from error
-    rows = [_version_row(v) for v in versions]
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    rows = [_version_row(v, by_version.get(str(v.version), [])) for v in versions]
     return sorted(rows, key=lambda row: -int(row["version"]))
 
 
-def _version_row(version: Any) -> dict[str, Any]:
+def _version_row(version: Any, aliases: list[str]) -> dict[str, Any]:
     tags = dict(version.tags or {})
     created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+    metrics = {
+        k.removeprefix("test."): _number(v) for k, v in tags.items() if k.startswith("test.")
+    }
     return {
         "version": str(version.version),
-        "aliases": sorted(version.aliases or []),
+        "aliases": sorted(aliases),
         "created": created.isoformat(timespec="seconds"),
         "run_id": version.run_id,
-        "metrics": {
-            k.removeprefix("test."): _number(v) for k, v in tags.items() if k.startswith("test.")
-        },
+        "metrics": metrics,
         "gate": tags.get("gate.reason"),
     }
 

@@ -30,7 +30,7 @@ from features.model_store import LoadedModel, load_model
 from features.predictor import ReconversionModel
 from training.config import TrainingConfig
 from training.metrics import HEADLINE_METRICS, metric_report, score_metrics
-from training.registry import CHAMPION, PREVIOUS_CHAMPION_TAG, champion_version, registry_client
+from training.registry import PREVIOUS_CHAMPION_TAG, champion_version, registry_client
 from training.split import split_by_time
 
 REPORT_METRICS = (*HEADLINE_METRICS, "lift_top_20", "examples", "positive_rate")
@@ -179,7 +179,7 @@ def reference_version(report: ModelReport) -> str | None:
     current = champion_version(registry_client(), report.loaded.name)
     if current is None:
         return None
-    if current == report.loaded.version or CHAMPION == report.loaded.alias:
+    if current == report.loaded.version:
         return report.version_tags.get(PREVIOUS_CHAMPION_TAG)
     return current
 
@@ -216,6 +216,30 @@ def scores_on(
     keys = ["rejection_id", "as_of"]
     pairs = theirs.keys[keys].reset_index().merge(examples.keys[keys].reset_index(), on=keys)
     return pairs["index_y"].to_numpy(), model.predict_set(theirs.take(pairs["index_x"].to_numpy()))
+
+
+def reference_comparison(
+    report: ModelReport, export: Export, examples: ExampleSet, probability: np.ndarray
+) -> pd.DataFrame:
+    """This version beside the reference version (``reference_version``) on the same examples.
+
+    Args:
+        report: the version under review.
+        export: the export ``examples`` were built from.
+        examples: labelled examples built with the reviewed model's feature settings.
+        probability: the reviewed model's probabilities for ``examples``.
+
+    Returns:
+        One row per version (``REPORT_METRICS`` over the examples both could score); an
+        empty table when there is no version to compare with.
+    """
+    other = reference_version(report)
+    if other is None or report.loaded.name is None or examples.labels is None:
+        return pd.DataFrame(columns=list(REPORT_METRICS))
+    reference = load_model(f"models:/{report.loaded.name}/{other}", report.model.num_threads)
+    rows, theirs = scores_on(reference.model, export, examples, report.model.config)
+    labels = examples.labels.target[rows]
+    return compare_versions(labels, {report.label: probability[rows], f"v{other}": theirs})
 
 
 def compare_versions(labels: np.ndarray, probabilities: Mapping[str, np.ndarray]) -> pd.DataFrame:

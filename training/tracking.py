@@ -12,16 +12,25 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from features.dataset import ExampleSet
 from features.loading import Export
-from features.tracking_store import artifact_root, is_local_store, sqlite_path, tracking_uri
+from features.tracking_store import (
+    TRACKING_VARIABLE,
+    artifact_root,
+    is_local_store,
+    sqlite_path,
+    tracking_uri,
+)
 
 PACKAGE = "srl-rebound"
 ENVIRONMENT_PACKAGES = (
@@ -45,29 +54,42 @@ TIME_COLUMNS = {
 MAX_PARAM_LENGTH = 500
 
 
-def use_experiment(name: str) -> str:
-    """Point MLflow at the configured store and select (or create) the experiment.
+@contextmanager
+def using_store() -> Iterator[str]:
+    """Point MLflow at the configured store for the duration of the block.
 
-    A local store gets its database folder and an artifact root beside it; a tracking
-    server keeps its own artifact root.
-
-    Returns:
-        The experiment id.
+    The embedded sqlite store gets its folder on first use. MLflow's process-wide tracking
+    URI (and ``MLFLOW_TRACKING_URI``) are restored afterwards, so a training run never
+    redirects other MLflow users of the process.
     """
     uri = tracking_uri()
     database = sqlite_path(uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
+    saved = os.environ.get(TRACKING_VARIABLE)
+    try:
+        with _use_tracking_uri(uri):
+            yield uri
+    finally:
+        if saved is None:
+            os.environ.pop(TRACKING_VARIABLE, None)
+        else:
+            os.environ[TRACKING_VARIABLE] = saved
+
+
+def experiment_id(name: str) -> str:
+    """The id of experiment ``name`` in the current store, created when missing.
+
+    In a local store the experiment's artifacts go to ``artifact_root()/<name>``; a tracking
+    server keeps its own artifact root. The experiment is not made MLflow's active one:
+    runs are started with this id explicitly.
+    """
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
-        experiment_id = existing.experiment_id
-    elif is_local_store(uri):
-        experiment_id = mlflow.create_experiment(name, artifact_location=_artifact_location(name))
-    else:
-        experiment_id = mlflow.create_experiment(name)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return str(experiment_id)
+        return str(existing.experiment_id)
+    if is_local_store(mlflow.get_tracking_uri()):
+        return str(mlflow.create_experiment(name, artifact_location=_artifact_location(name)))
+    return str(mlflow.create_experiment(name))
 
 
 def _artifact_location(experiment: str) -> str:

@@ -128,48 +128,67 @@ def train(
         tune_trials: Optuna trials to run first (0: use the configured settings).
         register: register the model, give it the challenger alias and apply the gate.
     """
-    experiment = tracking.use_experiment(config.experiment_name)
     export = load_export(data)
+    logger.info("step=build_examples leads=%d", len(export.leads))
     examples = build_training_set(export, config.features)
     split = split_by_time(uncensored(examples), config.split)
-    with mlflow.start_run(experiment_id=experiment) as run:
-        log_inputs(config, export, examples, split)
-        prepared = prepare(split, config)
-        settings = _settings(prepared, config, tune_trials)
-        fit = fit_booster(prepared, settings, config.seed)
-        choice = calibrate(prepared, fit, config)
-        model = ReconversionModel(
-            config.features,
-            prepared.vocabulary,
-            fit.booster,
-            choice.calibration,
-            [s.name for s in prepared.specs],
-            num_threads=settings.resolved_threads(),
-        )
-        baselines = fit_baselines(
-            prepared.specs,
-            prepared.matrices["train"],
-            prepared.matrices["validation"],
-            config.logistic,
-        )
-        evaluation = evaluate_test(model, baselines, prepared)
-        model.metadata = model_metadata(config, run.info.run_id, evaluation, split, fit, choice)
-        log_results(prepared, model, fit, choice, evaluation, settings, config.shap_sample)
-        info = log_pyfunc(
-            model,
-            _input_example(export, split.test),
-            MODEL_NAME_IN_RUN,
-            config.registered_model_name if register else None,
-        )
-        version = (
-            None if info.registered_model_version is None else str(info.registered_model_version)
-        )
-        decision = _gate(export, split, evaluation, config, version) if version else None
+    with tracking.using_store():
+        experiment = tracking.experiment_id(config.experiment_name)
+        with mlflow.start_run(experiment_id=experiment) as run:
+            return _run(run.info.run_id, export, examples, split, config, tune_trials, register)
+
+
+def _run(
+    run_id: str,
+    export: Export,
+    examples: ExampleSet,
+    split: TimeSplit,
+    config: TrainingConfig,
+    tune_trials: int,
+    register: bool,
+) -> TrainingResult:
+    """The steps of a run, inside the active MLflow run."""
+    logger.info("step=log_inputs run_id=%s", run_id)
+    log_inputs(config, export, examples, split)
     logger.info(
-        "trained run_id=%s version=%s summary=%s", run.info.run_id, version, evaluation.summary
+        "step=prepare examples=%d", len(split.train) + len(split.validation) + len(split.test)
     )
+    prepared = prepare(split, config)
+    settings = _settings(prepared, config, tune_trials)
+    logger.info("step=train_booster threads=%d", settings.resolved_threads())
+    fit = fit_booster(prepared, settings, config.seed)
+    choice = calibrate(prepared, fit, config)
+    names = [s.name for s in prepared.specs]
+    model = ReconversionModel(
+        config.features,
+        prepared.vocabulary,
+        fit.booster,
+        choice.calibration,
+        names,
+        num_threads=settings.resolved_threads(),
+    )
+    logger.info("step=baselines best_iteration=%d", fit.best_iteration)
+    baselines = fit_baselines(
+        prepared.specs, prepared.matrices["train"], prepared.matrices["validation"], config.logistic
+    )
+    evaluation = evaluate_test(model, baselines, prepared)
+    model.metadata = model_metadata(config, run_id, evaluation, split, fit, choice)
+    logger.info("step=log_results")
+    log_results(prepared, model, fit, choice, evaluation, settings, config.shap_sample)
+    logger.info("step=log_model")
+    registered_name = config.registered_model_name if register else None
+    info = log_pyfunc(model, _input_example(export, split.test), MODEL_NAME_IN_RUN, registered_name)
+    version = info.registered_model_version
+    decision = _gate(export, split, evaluation, config, str(version)) if version else None
+    logger.info("trained run_id=%s version=%s summary=%s", run_id, version, evaluation.summary)
     return TrainingResult(
-        run.info.run_id, model, info.model_uri, version, evaluation, decision, split.summary()
+        run_id,
+        model,
+        info.model_uri,
+        None if version is None else str(version),
+        evaluation,
+        decision,
+        split.summary(),
     )
 
 

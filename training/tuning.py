@@ -50,10 +50,16 @@ def tune(
     settings and seed give the same trials.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    parent = mlflow.active_run()
+    if parent is None:
+        raise RuntimeError("tune() must run inside an active MLflow run")
+    experiment = parent.info.experiment_id
 
     def objective(trial: optuna.Trial) -> float:
         settings = suggest(trial, base)
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+        with mlflow.start_run(
+            run_name=f"trial-{trial.number}", nested=True, experiment_id=experiment
+        ):
             fit = train_booster(specs, train, validation, settings, seed)
             mlflow.log_params({f"lightgbm.{k}": v for k, v in trial.params.items()})
             mlflow.log_metrics(

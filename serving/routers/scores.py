@@ -11,14 +11,13 @@ from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from features.records import ScoreRequest
-from serving.dependencies import CurrentDeployment, MetricsDep, RequestId, SettingsDep
+from serving.dependencies import Scoring as ScoringDep
+from serving.dependencies import ScoringContext
 from serving.examples import EXAMPLE_REQUEST
-from serving.metrics import Metrics
 from serving.request_body import StrictJSONRoute
 from serving.routers.responses import SCORING_ERRORS, json_response
 from serving.schemas import BatchResponse, ScoreResult, batch_request_model
-from serving.service import Deadline, Deployment, Scoring, score_requests
-from serving.settings import Settings
+from serving.service import Deadline, Scoring, score_requests
 
 MAX_REASONS = 50
 
@@ -44,15 +43,11 @@ def scores_router(max_batch_items: int) -> APIRouter:
             ScoreRequest,
             Body(openapi_examples={"budget rejection": {"value": EXAMPLE_REQUEST}}),
         ],
-        deployment: CurrentDeployment,
-        settings: SettingsDep,
-        metrics: MetricsDep,
-        request_id: RequestId,
+        context: ScoringDep,
         reasons: ReasonsQuery = None,
     ) -> Response:
         """Score, route and explain one rejection of one lead from its raw rows."""
-        scoring = _score(deployment, [body], settings, metrics, request_id, reasons, "single")
-        return json_response(scoring.results[0])
+        return json_response(_score(context, [body], reasons, "single").results[0])
 
     @router.post(
         "/batch", response_model=BatchResponse, responses=SCORING_ERRORS,
@@ -60,36 +55,28 @@ def scores_router(max_batch_items: int) -> APIRouter:
     )
     async def score_batch(
         body: Annotated[batch_model, Body()],  # type: ignore[valid-type] # built per app
-        deployment: CurrentDeployment,
-        settings: SettingsDep,
-        metrics: MetricsDep,
-        request_id: RequestId,
+        context: ScoringDep,
         reasons: ReasonsQuery = None,
     ) -> Response:
         """Score up to the configured number of leads; results in the order of ``items``."""
         items = body.items  # type: ignore[attr-defined] # a BatchRequest
-        scoring = _score(deployment, items, settings, metrics, request_id, reasons, "batch")
+        scoring = _score(context, items, reasons, "batch")
         return json_response(
-            {"results": scoring.results, "model_version": deployment.version,
-             "request_id": request_id}
+            {"results": scoring.results, "model_version": context.deployment.version,
+             "request_id": context.request_id}
         )
 
     return router
 
 
 def _score(
-    deployment: Deployment,
-    requests: Sequence[ScoreRequest],
-    settings: Settings,
-    metrics: Metrics,
-    request_id: str,
-    reasons: int | None,
-    endpoint: str,
+    context: ScoringContext, requests: Sequence[ScoreRequest], reasons: int | None, endpoint: str
 ) -> Scoring:
+    settings = context.settings
     top_k = settings.reasons_default if reasons is None else reasons
     scoring = score_requests(
-        deployment, requests, top_k=top_k, request_id=request_id,
+        context.deployment, requests, top_k=top_k, request_id=context.request_id,
         deadline=Deadline(settings.request_timeout_seconds),
     )
-    metrics.observe_scores(endpoint, scoring.probability, scoring.routes)
+    context.metrics.observe_scores(endpoint, scoring.probability, scoring.routes)
     return scoring

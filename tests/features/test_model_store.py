@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from features.model_store import LoadedModel, ModelLoadError, load_model
 from features.predictor import Calibration, ReconversionModel
 from features.pyfunc import log_pyfunc
 from features.requests import request_body, score_request
+from features.tracking_store import default_tracking_uri
 
 NAME = "srl-reconversion"
 
@@ -46,13 +48,15 @@ def model(examples: ExampleSet) -> ReconversionModel:
 @pytest.fixture
 def registry(tracking_uri: str, tmp_path: Path) -> MlflowClient:
     """An empty sqlite registry with an experiment whose artifacts live under tmp_path."""
-    experiment = mlflow.create_experiment("store-test", str(tmp_path / "artifacts"))
-    mlflow.set_experiment(experiment_id=experiment)
-    return MlflowClient()
+    client = MlflowClient(tracking_uri)
+    client.create_experiment("store-test", (tmp_path / "artifacts").as_uri())
+    return client
 
 
 def _register(model: ReconversionModel, export: Export, rejection_id: str) -> str:
-    with mlflow.start_run() as run:
+    experiment = mlflow.get_experiment_by_name("store-test")
+    assert experiment is not None
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         log_pyfunc(model, request_body(export, rejection_id), registered_model_name=NAME)
     return run.info.run_id
 
@@ -165,3 +169,30 @@ def test_a_request_scores_like_its_export_row(
     assert model.predict_requests([request])[0] == pytest.approx(
         model.predict_set(examples.take(np.asarray([row])))[0], abs=1e-12
     )
+
+
+def test_the_default_store_is_used_without_touching_process_wide_settings(
+    model: ReconversionModel,
+    small_export: Export,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SRL_ARTIFACT_ROOT", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    store = default_tracking_uri()
+    (tmp_path / ".srl").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    client = MlflowClient(store)
+    client.create_experiment("store-test", (tmp_path / ".srl" / "mlartifacts").as_uri())
+    run_id = _register(model, small_export, str(small_export.rejections["rejection_id"].iloc[0]))
+    client.set_registered_model_alias(NAME, "champion", "1")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+
+    by_alias = load_model(f"models:/{NAME}@champion")
+    by_run = load_model(f"runs:/{run_id}/model")
+
+    assert (by_alias.version, by_alias.run_id, by_run.run_id) == ("1", run_id, run_id)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert not (tmp_path / "mlflow.db").exists()

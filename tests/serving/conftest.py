@@ -6,6 +6,7 @@ JSON), exactly what ``srl serve --model DIR`` and the batch job load.
 
 from __future__ import annotations
 
+import os
 import socket
 import warnings
 from collections.abc import Iterator
@@ -140,3 +141,30 @@ def register(model: ReconversionModel, body: dict[str, Any], alias: str | None =
 def broken_copy(model: ReconversionModel) -> ReconversionModel:
     """A model that loads but cannot score: its feature list does not match the engine's."""
     return replace(model, feature_names=model.feature_names[:-1])
+
+
+def _unpin_mlflow_stores() -> None:
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
+
+
+@pytest.fixture(autouse=True)
+def mlflow_follows_the_environment() -> Iterator[None]:
+    """Let MLflow read ``MLFLOW_TRACKING_URI`` afresh in every test.
+
+    ``features.model_store`` points MLflow's process-wide store URIs at the project's
+    stores while it downloads; ``mlflow.set_registry_uri`` also exports
+    ``MLFLOW_REGISTRY_URI``. Both would pin later tests (each with its own sqlite store)
+    to an earlier test's store.
+    """
+    registry = os.environ.get("MLFLOW_REGISTRY_URI")
+    _unpin_mlflow_stores()
+    yield
+    _unpin_mlflow_stores()
+    if registry is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = registry

@@ -57,7 +57,7 @@ def test_a_batch_answers_in_the_order_of_its_items(client: TestClient) -> None:
     items = []
     for index, reason in enumerate(["timing", "do_not_contact", "competitor_won"]):
         body = _body()
-        body["rejection"] = {**body["rejection"], "rejection_id": f"R{index}", "reason_code": reason}
+        body["rejection"].update(rejection_id=f"R{index}", reason_code=reason)
         items.append(body)
 
     response = client.post("/v1/score/batch", json={"items": items})

@@ -110,7 +110,7 @@ def test_loopback_addresses(host: str, loopback: bool) -> None:
 
 
 def test_no_public_bind_without_keys_unless_allowed() -> None:
-    with pytest.raises(ValueError, match="refusing to listen on 0.0.0.0"):
+    with pytest.raises(ValueError, match=r"refusing to listen on 0\.0\.0\.0"):
         Settings().check_bind("0.0.0.0")
     Settings().check_bind("127.0.0.1")
     Settings(allow_public_bind=True).check_bind("0.0.0.0")

@@ -141,15 +141,18 @@ def test_model_ranking_beats_chance_within_the_same_capacity(history: ScoredHist
     assert model["captured"] > chance["captured"]
 
 
-def test_in_period_keeps_the_last_months(history: ScoredHistory) -> None:
-    quarter = capacity.in_period(history, 3)
+def test_in_period_keeps_whole_calendar_months(history: ScoredHistory) -> None:
+    quarter = capacity.in_period(history, 3, end=pd.Timestamp("2025-06-29T23:00:00Z"))
 
-    latest = history.frame["as_of"].max()
-    assert quarter.frame["as_of"].min() >= latest - pd.DateOffset(months=3)
-    assert len(quarter.frame) == int(
-        (history.frame["as_of"] > latest - pd.DateOffset(months=3)).sum()
+    as_of = quarter.frame["as_of"]
+    assert as_of.min() >= pd.Timestamp("2025-03-01", tz="UTC")
+    assert as_of.max() < pd.Timestamp("2025-06-01", tz="UTC")
+    expected = (history.frame["as_of"] >= pd.Timestamp("2025-03-01", tz="UTC")) & (
+        history.frame["as_of"] < pd.Timestamp("2025-06-01", tz="UTC")
     )
+    assert len(quarter.frame) == int(expected.sum()) > 0
     assert len(quarter.inputs.probability) == len(quarter.frame)
+    assert sorted(quarter.frame["month"].dt.month.unique()) == [3, 4, 5]
 
 
 def test_tuned_policy_fits_capacity_and_is_the_loosest_that_does(
@@ -218,3 +221,28 @@ def test_the_default_policy_round_trips_through_yaml(policy: RoutingPolicy, tmp_
     path.write_text(capacity.policy_yaml(policy), encoding="utf-8")
 
     assert load_policy(path) == policy
+
+
+def test_evaluation_period_is_the_whole_months_of_the_models_test_window(
+    history: ScoredHistory,
+) -> None:
+    metadata = {"test_window": {"start": "2024-12-31T21:00:00+00:00", "end": "2025-06-29T21:00:00"}}
+
+    period = capacity.evaluation_period(history, metadata)
+    fallback = capacity.evaluation_period(history, {}, fallback_months=4)
+
+    assert sorted(period.frame["month"].dt.month.unique()) == [1, 2, 3, 4, 5]
+    assert period.frame["month"].dt.year.unique().tolist() == [2025]
+    assert period.frame["outcome"].notna().all()
+    known = history.frame[history.frame["outcome"].notna()]
+    assert fallback.frame["month"].nunique() == 4
+    assert fallback.frame["as_of"].max() < known["as_of"].max()
+
+
+def test_compare_policies_without_rankings(history: ScoredHistory, policy: RoutingPolicy) -> None:
+    table = capacity.compare_policies(history, Capacity(5, 10), {"default": policy}, scores={})
+
+    assert list(table.index) == ["default", "at random (expected)"]
+    assert table.loc["default", "captured"] + table.loc["default", "low_touch_comebacks"] + (
+        table.loc["default", "suppressed_comebacks"]
+    ) == pytest.approx(history.frame["outcome"].sum())

@@ -121,6 +121,7 @@ def test_text_features_show_their_value() -> None:
 def test_every_catalogue_feature_has_a_real_phrase(value: float | None) -> None:
     # No phrase falls back to a raw feature name (with underscores) for any value
     for spec in feature_specs(FeatureConfig()):
+        shown: float | str | None
         if spec.kind == "category":
             position = int(abs(value or 0)) % len(spec.vocabulary)
             shown = None if value is None else spec.vocabulary[position]

@@ -51,7 +51,8 @@ def test_consent_suppresses_even_a_hot_lead(consent: str) -> None:
 
 @pytest.mark.parametrize("reason", ["do_not_contact", "bad_data"])
 def test_a_no_contact_reason_suppresses(reason: str) -> None:
-    row = _one(route(_inputs(probability=[0.9], reason_code=[reason], follow_up_days=[1.0]), POLICY))
+    inputs = _inputs(probability=[0.9], reason_code=[reason], follow_up_days=[1.0])
+    row = _one(route(inputs, POLICY))
 
     assert (row["program"], row["suppression_reason"]) == (SUPPRESSED_PROGRAM, f"reason:{reason}")
 

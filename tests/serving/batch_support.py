@@ -1,0 +1,125 @@
+"""Helpers for the batch-job tests: running ``srl score``, corrupting exports, reading output."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.contract import TABLES
+from serving.batch import BatchRequest
+
+SCORED_AT = datetime(2026, 7, 1, 6, 0, 0)
+TABLE_NAMES = tuple(t.name for t in TABLES)
+
+
+def request(data: Path, out: Path, model_dir: Path, **changes: Any) -> BatchRequest:
+    """A batch request over ``data`` with the test model, one worker and small chunks."""
+    values: dict[str, Any] = {
+        "data": str(data),
+        "out": out,
+        "model_uri": str(model_dir),
+        "chunk_leads": 700,
+        "workers": 1,
+        "scored_at": SCORED_AT,
+    }
+    values.update(changes)
+    return BatchRequest(**values)
+
+
+def score_command(data: Path, out: Path, model_dir: Path, *options: str) -> list[str]:
+    """The ``srl score`` command line for a subprocess."""
+    return [
+        sys.executable, "-m", "serving.batch_cli", "--data", str(data), "--out", str(out),
+        "--model", str(model_dir), *options,
+    ]  # fmt: skip
+
+
+def run_score(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``srl score`` to completion (logs captured)."""
+    return subprocess.run(command, capture_output=True, text=True, env=_env(), check=False)
+
+
+def start_score(command: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``srl score`` in its own process group (so a kill reaches its workers too)."""
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+        start_new_session=True,
+    )
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "SRL_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+
+
+def read_output(path: Path) -> pd.DataFrame:
+    """A batch output file as a DataFrame (Parquet or CSV, by extension)."""
+    if path.suffix == ".parquet":
+        return pq.read_table(path).to_pandas()
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def copy_as_csv(source: Path, target: Path) -> Path:
+    """A copy of a Parquet export with every table as CSV text."""
+    target.mkdir(parents=True)
+    for name in TABLE_NAMES:
+        path = source / f"{name}.parquet"
+        if path.exists():
+            frame = pd.read_parquet(path)
+            frame.to_csv(target / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+    return target
+
+
+def edit_csv(directory: Path, table: str, row: int, column: str, value: str) -> str:
+    """Overwrite one cell of a CSV table (``row`` 0-based); returns that row's first column."""
+    path = directory / f"{table}.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[row, column] = value
+    frame.to_csv(path, index=False)
+    return str(frame.iloc[row, 0])
+
+
+def copy_export(source: Path, target: Path) -> Path:
+    """A copy of an export directory."""
+    shutil.copytree(source, target)
+    return target
+
+
+#: A required column per table that is checked for presence (blanking it rejects the row).
+REQUIRED_CATEGORY = {
+    "leads": "lead_source",
+    "activities": "activity_type",
+    "rejections": "stage_at_rejection",
+    "opportunities": "status",
+    "consent": "status",
+}
+
+
+def break_latest_rows(directory: Path) -> None:
+    """Blank a required value in every row holding the export's latest timestamp."""
+    frames = {n: pd.read_csv(directory / f"{n}.csv", dtype=str) for n in TABLE_NAMES}
+    stamps = {n: _timestamps(f, n) for n, f in frames.items()}
+    latest = max(s.max().max() for s in stamps.values())
+    for name, frame in frames.items():
+        rows = stamps[name].eq(latest).any(axis=1).to_numpy()
+        if rows.any():
+            frame.loc[rows, REQUIRED_CATEGORY[name]] = ""
+            frame.to_csv(directory / f"{name}.csv", index=False)
+
+
+def _timestamps(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    contract = next(t for t in TABLES if t.name == table)
+    names = [c.name for c in contract.columns if c.kind.value == "timestamp" and c.name in frame]
+    return frame[names].apply(
+        lambda column: pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce")
+    )

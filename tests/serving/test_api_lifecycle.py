@@ -1,0 +1,185 @@
+"""Model lifecycle: loading by alias, reloads that swap or keep the version, not-ready starts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from features.model_store import ModelLoadError
+from features.predictor import ReconversionModel
+from serving.examples import EXAMPLE_REQUEST
+from serving.model_source import current_version, load_serving_model
+from serving.policy import load_policy
+from tests.serving.conftest import (
+    MODEL_NAME,
+    TestClient,
+    api_settings,
+    broken_copy,
+    create_app,
+    free_port,
+    register,
+)
+
+CHAMPION = f"models:/{MODEL_NAME}@champion"
+
+
+def _eventually(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_the_registry_alias_loads_and_reloads_swap_versions(
+    model: ReconversionModel, registry: MlflowClient
+) -> None:
+    register(model, EXAMPLE_REQUEST, alias="champion")
+    with TestClient(create_app(api_settings(CHAMPION))) as client:
+        card = client.get("/v1/model").json()
+        assert (card["name"], card["version"], card["alias"]) == (MODEL_NAME, "1", "champion")
+        assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "1"
+
+        register(model, EXAMPLE_REQUEST, alias="champion")
+        swapped = client.post("/v1/admin/reload").json()
+        assert (swapped["reloaded"], swapped["model_version"], swapped["previous_version"]) == (
+            True, "2", "1"
+        )
+        assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "2"
+
+        register(broken_copy(model), EXAMPLE_REQUEST, alias="champion")
+        refused = client.post("/v1/admin/reload").json()
+        assert (refused["reloaded"], refused["model_version"]) == (False, "2")
+        assert "features differ" in refused["message"]
+        assert client.get("/readyz").json()["model_version"] == "2"
+        assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "2"
+        metrics = client.get("/metrics").text
+        assert 'srl_model_reloads_total{outcome="failed"} 1.0' in metrics
+        assert 'srl_model_info{alias="champion",name="srl-reconversion",version="2"} 1.0' in metrics
+        assert 'srl_model_info{alias="champion",name="srl-reconversion",version="1"} 0.0' in metrics
+
+
+@pytest.mark.slow
+def test_polling_follows_the_alias(model: ReconversionModel, registry: MlflowClient) -> None:
+    register(model, EXAMPLE_REQUEST, alias="champion")
+    settings = api_settings(CHAMPION, reload_interval_seconds=0.1)
+    with TestClient(create_app(settings)) as client:
+        register(model, EXAMPLE_REQUEST, alias="champion")
+
+        _eventually(lambda: client.get("/readyz").json()["model_version"] == "2")
+        registry.set_registered_model_alias(MODEL_NAME, "champion", "1")
+        _eventually(lambda: client.get("/readyz").json()["model_version"] == "1")
+
+
+def test_an_unreachable_registry_leaves_the_service_up_and_not_ready(
+    model: ReconversionModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    settings = api_settings(CHAMPION, retry_interval_seconds=0.1)
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "could not load models:/srl-reconversion@champion" in ready.json()["reason"]
+        scored = client.post("/v1/score", json=EXAMPLE_REQUEST)
+        assert scored.status_code == 503
+        assert scored.json()["error"]["code"] == "not_ready"
+        assert client.get("/healthz").status_code == 200
+        assert "srl_model_ready 0.0" in client.get("/metrics").text
+
+        # The registry comes back: the service retries on its own and becomes ready.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        mlflow.set_experiment(
+            experiment_id=mlflow.create_experiment("late", str(tmp_path / "artifacts"))
+        )
+        register(model, EXAMPLE_REQUEST, alias="champion")
+        _eventually(lambda: client.get("/readyz").status_code == 200, seconds=60)
+        assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "1"
+
+
+def test_a_local_directory_swaps_when_its_files_change(
+    model: ReconversionModel, tmp_path: Path
+) -> None:
+    first = model.save(tmp_path / "first")
+    second = ReconversionModel(
+        model.config, model.vocabulary, model.booster, model.calibration, model.feature_names,
+        {**model.metadata, "trained_at": "2025-02-01T00:00:00+00:00"},
+    ).save(tmp_path / "second")
+    live = tmp_path / "live"
+    live.symlink_to(first)
+    with TestClient(create_app(api_settings(live))) as client:
+        before = client.get("/v1/model").json()["version"]
+
+        live.unlink()
+        live.symlink_to(second)
+        outcome = client.post("/v1/admin/reload").json()
+
+        assert outcome["reloaded"] is True
+        assert outcome["model_version"] != before
+        assert client.get("/v1/model").json()["trained_at"] == "2025-02-01T00:00:00+00:00"
+
+
+def test_a_model_that_fails_to_load_keeps_the_old_one(
+    model: ReconversionModel, tmp_path: Path
+) -> None:
+    directory = model.save(tmp_path / "model")
+    with TestClient(create_app(api_settings(directory))) as client:
+        version = client.get("/readyz").json()["model_version"]
+        (directory / "booster.txt").write_text("not a booster", encoding="utf-8")
+
+        outcome = client.post("/v1/admin/reload").json()
+
+        assert outcome["reloaded"] is False
+        assert "LightGBMError" in outcome["message"]
+        assert outcome["message"].endswith(f"still serving {version}")
+        answer = client.post("/v1/score", json=EXAMPLE_REQUEST)
+        assert answer.status_code == 200
+        assert answer.json()["model_version"] == version
+
+
+def test_a_policy_change_is_picked_up_and_a_broken_one_refused(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    document = load_policy().model_dump(mode="json")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(document), encoding="utf-8")
+    with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
+        assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"]["policy"] == (
+            "default@v1"
+        )
+        policy.write_text(yaml.safe_dump({**document, "version": 2}), encoding="utf-8")
+        assert client.post("/v1/admin/reload").json()["reloaded"] is True
+        assert client.get("/readyz").json()["policy"] == "default@v2"
+
+        policy.write_text(yaml.safe_dump({**document, "version": 3, "tiers": []}), "utf-8")
+        refused = client.post("/v1/admin/reload").json()
+
+        assert refused["reloaded"] is False
+        assert client.get("/readyz").json()["policy"] == "default@v2"
+
+
+def test_an_invalid_policy_at_start_is_not_ready(model_dir: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nname: x\n", encoding="utf-8")
+    with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
+        ready = client.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json()["reason"].startswith(f"routing policy {policy} is invalid: tiers: Field")
+
+
+def test_sources_report_where_they_point(model_dir: Path, tmp_path: Path) -> None:
+    _, identity = load_serving_model(str(model_dir), 1)
+
+    assert identity.version == current_version(str(model_dir))
+    assert identity.version.startswith("local-")
+    assert current_version("models:/srl-reconversion/3") is None
+    with pytest.raises(ModelLoadError):
+        load_serving_model(str(tmp_path / "absent"), 1)

@@ -1,0 +1,327 @@
+"""``srl score``: every open rejection scored and routed exactly as the shared scoring path does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from features.dataset import ExampleSet, build_scoring_set
+from features.loading import Export, load_export
+from features.predictor import ReconversionModel
+from features.problems import ContractError
+from serving.batch import EXIT_OK, EXIT_REJECTED, BatchSummary, micros, run_batch
+from serving.batch_cli import register
+from serving.batch_output import output_schema
+from serving.policy import load_policy
+from serving.reasons import explain
+from serving.routing import NO_DATE
+from serving.scoring import Scored, score_features
+from tests.serving.batch_support import (
+    SCORED_AT,
+    break_latest_rows,
+    copy_as_csv,
+    edit_csv,
+    read_output,
+    request,
+)
+
+
+@pytest.fixture(scope="module")
+def reference(small_export: Export, model: ReconversionModel) -> tuple[ExampleSet, Scored]:
+    """The open rejections at the export's end, scored through ``score_features`` directly."""
+    examples = build_scoring_set(small_export, model.config)
+    as_of = np.full(len(examples), micros(small_export.snapshot_at.to_pydatetime()))
+    return examples, score_features(model, examples.features, as_of, load_policy())
+
+
+@pytest.fixture(scope="module")
+def scored(
+    small_export_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, BatchSummary]:
+    """One batch run over the small export (Parquet output)."""
+    out = tmp_path_factory.mktemp("batch") / "scores.parquet"
+    return out, run_batch(request(small_export_dir, out, model_dir))
+
+
+def test_every_open_rejection_is_scored_and_routed_by_the_shared_path(
+    scored: tuple[Path, BatchSummary], reference: tuple[ExampleSet, Scored]
+) -> None:
+    out, summary = scored
+    examples, expected = reference
+
+    frame = read_output(out)
+
+    assert summary.exit_code == EXIT_OK
+    assert frame["rejection_id"].tolist() == examples.keys["rejection_id"].tolist()
+    assert frame["lead_id"].tolist() == examples.keys["lead_id"].tolist()
+    np.testing.assert_array_equal(frame["probability"].to_numpy(), expected.probability)
+    routes = expected.routes
+    assert frame["tier"].tolist() == list(routes.tier)
+    assert frame["program"].tolist() == list(routes.program)
+    assert frame["suppressed"].tolist() == list(routes.suppressed)
+    assert frame["priority"].tolist() == list(routes.priority)
+    assert frame["re_entry_stage"].tolist() == list(routes.re_entry_stage)
+    expected_days = [None if t == NO_DATE else t // 86_400_000_000 for t in routes.next_action_at]
+    days = [
+        None if d is None else (d - pd.Timestamp(0).date()).days for d in frame["next_action_date"]
+    ]
+    assert days == expected_days
+
+
+def test_output_has_the_import_columns_and_one_stamp(
+    scored: tuple[Path, BatchSummary], small_export: Export
+) -> None:
+    out, summary = scored
+
+    table = pq.read_table(out)
+
+    assert table.schema.remove_metadata() == output_schema(with_reasons=False)
+    frame = table.to_pandas()
+    assert set(frame["as_of"]) == {small_export.snapshot_at}
+    assert set(frame["scored_at"]) == {pd.Timestamp(SCORED_AT, tz="UTC")}
+    assert set(frame["model_version"]) == {summary.document["model"]["version"]}
+    assert set(frame["policy"]) == {"default@v1"}
+    assert not frame["rejection_id"].duplicated().any()
+
+
+def test_summary_is_written_beside_the_output_and_matches_it(
+    scored: tuple[Path, BatchSummary],
+) -> None:
+    out, summary = scored
+    frame = read_output(out)
+
+    written = json.loads(out.with_name(out.name + ".summary.json").read_text())
+
+    assert written == summary.document
+    assert written["scored"]["rows"] == len(frame)
+    assert written["scored"]["tiers"] == frame["tier"].value_counts().sort_index().to_dict()
+    assert written["scored"]["programs"] == frame["program"].value_counts().sort_index().to_dict()
+    assert written["scored"]["suppressed"] == int(frame["suppressed"].sum())
+    assert written["rejected_rows"]["total"] == 0
+    assert written["failures"] == []
+    assert written["model"]["version"].startswith("local-")
+
+
+def test_nothing_but_the_results_is_left_behind(scored: tuple[Path, BatchSummary]) -> None:
+    out, _ = scored
+
+    left = sorted(p.name for p in out.parent.iterdir())
+
+    assert left == ["scores.parquet", "scores.parquet.summary.json"]
+
+
+def test_same_arguments_give_the_same_bytes(
+    small_export_dir: Path, model_dir: Path, scored: tuple[Path, BatchSummary], tmp_path: Path
+) -> None:
+    first, _ = scored
+
+    run_batch(request(small_export_dir, tmp_path / "again.parquet", model_dir))
+
+    assert (tmp_path / "again.parquet").read_bytes() == first.read_bytes()
+
+
+def test_csv_output_holds_the_same_rows(
+    small_export_dir: Path, model_dir: Path, scored: tuple[Path, BatchSummary], tmp_path: Path
+) -> None:
+    parquet = read_output(scored[0])
+
+    run_batch(request(small_export_dir, tmp_path / "scores.csv", model_dir))
+    csv = read_output(tmp_path / "scores.csv")
+
+    assert list(csv.columns) == list(parquet.columns)
+    assert csv["rejection_id"].tolist() == parquet["rejection_id"].tolist()
+    np.testing.assert_array_equal(csv["probability"].astype(float), parquet["probability"])
+    assert csv["suppressed"].tolist() == ["true" if s else "false" for s in parquet["suppressed"]]
+    assert set(csv["scored_at"]) == {"2026-07-01T06:00:00.000000Z"}
+    dates = [("" if d is None else d.isoformat()) for d in parquet["next_action_date"]]
+    assert csv["next_action_date"].tolist() == dates
+
+
+@pytest.mark.slow
+def test_chunking_and_workers_do_not_change_the_rows(
+    small_export_dir: Path, model_dir: Path, scored: tuple[Path, BatchSummary], tmp_path: Path
+) -> None:
+    out = tmp_path / "many.parquet"
+
+    run_batch(request(small_export_dir, out, model_dir, chunk_leads=300, workers=2))
+
+    pd.testing.assert_frame_equal(read_output(out), read_output(scored[0]))
+
+
+def test_top_reasons_are_the_apis_reasons(
+    small_export_dir: Path,
+    model_dir: Path,
+    model: ReconversionModel,
+    reference: tuple[ExampleSet, Scored],
+    tmp_path: Path,
+) -> None:
+    examples, expected = reference
+    out = tmp_path / "reasons.parquet"
+
+    run_batch(request(small_export_dir, out, model_dir, reasons="top"))
+    frame = read_output(out)
+
+    rows = np.arange(0, len(examples), 97)
+    subset = examples.take(rows)
+    explained = explain(model, subset.features, expected.matrix[rows], 3)
+    written = [json.loads(frame["reasons"].iloc[r]) for r in rows]
+    assert written == [[reason.to_dict() for reason in row] for row in explained]
+    assert all(1 <= len(r) <= 3 for r in written)
+
+
+@pytest.fixture(scope="module")
+def corrupted(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A CSV copy of the small export with bad rows, and what was broken (keys by problem)."""
+    folder = copy_as_csv(small_export_dir, tmp_path_factory.mktemp("corrupt") / "export")
+    break_latest_rows(folder)
+    broken = {
+        "bad_date": edit_csv(folder, "rejections", 5, "rejected_at", "31/02/2026 25:00"),
+        "bad_reason": edit_csv(folder, "rejections", 40, "reason_code", "abducted_by_aliens"),
+        "bad_number": edit_csv(folder, "leads", 12, "employee_count", "twelve"),
+        "orphan": edit_csv(folder, "activities", 3, "lead_id", "L-NOT-A-LEAD"),
+    }
+    return {"dir": str(folder), **broken}
+
+
+@pytest.fixture(scope="module")
+def corrupted_run(
+    corrupted: dict[str, str], model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, BatchSummary]:
+    """The batch job over the corrupted export."""
+    out = tmp_path_factory.mktemp("corrupt-out") / "scores.parquet"
+    return out, run_batch(request(Path(corrupted["dir"]), out, model_dir))
+
+
+def test_bad_rows_land_in_the_rejects_file_with_their_reason(
+    corrupted: dict[str, str], corrupted_run: tuple[Path, BatchSummary]
+) -> None:
+    out, summary = corrupted_run
+
+    rejects = pd.read_csv(
+        out.with_name(out.name + ".rejects.csv"), dtype=str, keep_default_na=False
+    )
+
+    assert summary.exit_code == EXIT_REJECTED
+    by_key = rejects.set_index("key")
+    assert by_key.loc[corrupted["bad_date"], "reason"] == "rejected_at: not an ISO 8601 timestamp"
+    assert by_key.loc[corrupted["bad_date"], "rejection_id"] == corrupted["bad_date"]
+    assert by_key.loc[corrupted["bad_reason"], "reason"].startswith("reason_code: not one of")
+    assert by_key.loc[corrupted["bad_number"], "reason"] == "employee_count: not a whole number"
+    assert by_key.loc[corrupted["orphan"], "reason"] == (
+        "lead_id: points to a lead_id that is not in leads"
+    )
+    assert list(rejects.columns) == ["table", "row", "key", "lead_id", "rejection_id", "reason"]
+    assert summary.document["rejected_rows"]["total"] == len(rejects) >= 5
+
+
+def test_rejects_are_exactly_the_rows_the_loader_sets_aside(
+    corrupted: dict[str, str], corrupted_run: tuple[Path, BatchSummary]
+) -> None:
+    out, _ = corrupted_run
+    loaded = load_export(corrupted["dir"], lenient=True)
+
+    rejects = pd.read_csv(
+        out.with_name(out.name + ".rejects.csv"), dtype=str, keep_default_na=False
+    )
+
+    written = sorted(
+        zip(
+            rejects["table"],
+            rejects["row"].astype(int),
+            rejects["key"],
+            rejects["reason"],
+            strict=True,
+        )
+    )
+    expected = sorted((r.table, r.row, r.key or "", r.reason) for r in loaded.rejected_rows)
+    assert written == expected
+
+
+def test_the_rest_is_scored_at_the_end_of_the_valid_rows(
+    corrupted: dict[str, str],
+    corrupted_run: tuple[Path, BatchSummary],
+    model: ReconversionModel,
+    small_export: Export,
+) -> None:
+    out, summary = corrupted_run
+    loaded = load_export(corrupted["dir"], lenient=True)
+    examples = build_scoring_set(loaded, model.config)
+
+    frame = read_output(out)
+
+    assert loaded.snapshot_at < small_export.snapshot_at
+    assert summary.document["as_of"] == loaded.snapshot_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert frame["rejection_id"].tolist() == examples.keys["rejection_id"].tolist()
+    np.testing.assert_array_equal(frame["probability"], model.predict_set(examples))
+    assert corrupted["bad_date"] not in set(frame["rejection_id"])
+
+
+def test_a_missing_column_is_a_clear_error_and_writes_nothing(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    frame = pd.read_csv(folder / "rejections.csv", dtype=str)
+    frame.drop(columns=["reason_code"]).to_csv(folder / "rejections.csv", index=False)
+    out = tmp_path / "scores.parquet"
+
+    with pytest.raises(ContractError) as raised:
+        run_batch(request(folder, out, model_dir))
+
+    problem = raised.value.problems[0]
+    assert (Path(problem.file).name, problem.column) == ("rejections.csv", "reason_code")
+    assert not out.exists()
+
+
+def test_a_foreign_directory_in_the_work_path_is_never_deleted(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.parquet"
+    foreign = out.with_name(out.name + ".work")
+    foreign.mkdir()
+    (foreign / "holiday-photos.jpg").write_bytes(b"precious")
+
+    with pytest.raises(FileExistsError):
+        run_batch(request(small_export_dir, out, model_dir))
+
+    assert (foreign / "holiday-photos.jpg").read_bytes() == b"precious"
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """The ``srl`` application (only the batch command)."""
+
+    register(app)
+    return app
+
+
+def test_cli_exit_code_tells_the_scheduler_about_rejected_rows(
+    corrupted: dict[str, str], model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.csv"
+    arguments = ["score", "--data", corrupted["dir"], "--out", str(out), "--model", str(model_dir)]
+
+    result = CliRunner().invoke(_cli(), [*arguments, "--chunk-leads", "1000", "--workers", "1"])
+
+    assert result.exit_code == EXIT_REJECTED, result.output
+    assert "status: rejected_rows (exit code 3)" in result.output
+    assert "rejected input rows:" in result.output
+    assert out.exists()
+
+
+def test_cli_rejects_an_unknown_engine(small_export_dir: Path, tmp_path: Path) -> None:
+    arguments = ["score", "--data", str(small_export_dir), "--out", str(tmp_path / "x.parquet")]
+
+    result = CliRunner().invoke(_cli(), [*arguments, "--engine", "mainframe"])
+
+    assert result.exit_code == 2
+    assert not (tmp_path / "x.parquet").exists()

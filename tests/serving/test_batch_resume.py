@@ -1,0 +1,109 @@
+"""A batch job killed with SIGKILL and started again resumes and writes the same bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.serving.batch_support import read_output, run_score, score_command, start_score
+
+pytestmark = pytest.mark.slow
+
+OPTIONS = ("--chunk-leads", "100", "--scored-at", "2026-07-01T06:00:00")
+
+
+def _parts(out: Path) -> list[Path]:
+    return sorted(out.with_name(out.name + ".work").glob("parts-*/part-*.arrow"))
+
+
+def _kill_after_parts(process: subprocess.Popen[bytes], out: Path, parts: int) -> int:
+    """SIGKILL the job's process group once ``parts`` chunks are checkpointed."""
+    deadline = time.monotonic() + 300
+    while len(_parts(out)) < parts:
+        assert process.poll() is None, "the job ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoints appeared"
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return len(_parts(out))
+
+
+def _summary(out: Path) -> dict[str, object]:
+    document: dict[str, object] = json.loads(out.with_name(out.name + ".summary.json").read_text())
+    return document
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    small_export_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The output of a run that was never interrupted."""
+    out = tmp_path_factory.mktemp("clean") / "scores.parquet"
+    result = run_score(score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", "1"))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_killed_job_resumes_to_identical_bytes(
+    small_export_dir: Path, model_dir: Path, uninterrupted: Path, tmp_path: Path, workers: str
+) -> None:
+    out = tmp_path / "scores.parquet"
+    command = score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", workers)
+
+    finished = _kill_after_parts(start_score(command), out, parts=3)
+    assert not out.exists()
+    resumed = run_score(command)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "batch resuming" in resumed.stderr
+    chunks = _summary(out)["chunks"]
+    assert isinstance(chunks, dict)
+    assert finished <= chunks["resumed"] < chunks["total"]
+    assert out.read_bytes() == uninterrupted.read_bytes()
+    assert not out.with_name(out.name + ".work").exists()
+
+
+def test_resumed_job_keeps_the_stamp_of_its_first_start(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.csv"
+    command = score_command(
+        small_export_dir, out, model_dir, "--chunk-leads", "100", "--workers", "1"
+    )
+
+    _kill_after_parts(start_score(command), out, parts=2)
+    manifest = json.loads((out.with_name(out.name + ".work") / "manifest.json").read_text())
+    result = run_score(command)
+
+    assert result.returncode == 0, result.stderr
+    stamp = pd.Timestamp(manifest["scored_at_us"], unit="us").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert set(read_output(out)["scored_at"]) == {stamp}
+
+
+def test_changed_inputs_start_over_cleanly(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.parquet"
+    first = score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", "1")
+    _kill_after_parts(start_score(first), out, parts=3)
+    moved = (*OPTIONS, "--workers", "1", "--as-of", "2026-01-15")
+
+    result = run_score(score_command(small_export_dir, out, model_dir, *moved))
+    reference = tmp_path / "reference.parquet"
+    run_score(score_command(small_export_dir, reference, model_dir, *moved))
+
+    assert result.returncode == 0, result.stderr
+    assert "batch starting over" in result.stderr
+    chunks = _summary(out)["chunks"]
+    assert isinstance(chunks, dict)
+    assert chunks["resumed"] == 0
+    assert out.read_bytes() == reference.read_bytes()
+    assert set(read_output(out)["as_of"]) == {pd.Timestamp("2026-01-15", tz="UTC")}

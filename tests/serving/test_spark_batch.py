@@ -1,0 +1,126 @@
+"""The Spark engine, run for real on ``local[2]``, matches the local engine row for row."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.problems import ContractError
+from serving.batch import EXIT_REJECTED, BatchSummary, run_batch
+from tests.serving.batch_support import read_output, request
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """One small local Spark session for the module (two cores, few shuffle partitions)."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("srl-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _both_engines(
+    spark: Any, data: Path, model_dir: Path, folder: Path, chunk_leads: int
+) -> tuple[tuple[Path, BatchSummary], tuple[Path, BatchSummary]]:
+    local, distributed = folder / "local.parquet", folder / "spark.parquet"
+    local_run = run_batch(request(data, local, model_dir, chunk_leads=chunk_leads))
+    spark_request = request(data, distributed, model_dir, chunk_leads=chunk_leads, engine="spark")
+    spark_run = run_batch(spark_request, spark=spark)
+    return (local, local_run), (distributed, spark_run)
+
+
+def test_spark_and_local_engines_agree_row_for_row(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    (local, _), (distributed, summary) = _both_engines(
+        spark, small_export_dir, model_dir, tmp_path, chunk_leads=1000
+    )
+
+    mine, theirs = read_output(local), read_output(distributed)
+
+    assert summary.document["engine"] == "spark"
+    assert theirs["rejection_id"].tolist() == mine["rejection_id"].tolist()
+    assert np.abs(theirs["probability"] - mine["probability"]).max() <= 1e-9
+    pd.testing.assert_frame_equal(
+        theirs.drop(columns="probability"), mine.drop(columns="probability")
+    )
+    assert distributed.read_bytes() == local.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Parquet export with text timestamps, an unknown reason, a duplicate key and an orphan."""
+    folder = tmp_path_factory.mktemp("corrupt-parquet") / "export"
+    folder.mkdir()
+    tables = {p.stem: pd.read_parquet(p) for p in small_export_dir.glob("*.parquet")}
+    rejections = tables["rejections"].astype({"rejected_at": str, "reason_code": str})
+    rejections.loc[7, "rejected_at"] = "yesterday-ish"
+    rejections.loc[30, "reason_code"] = "gone_fishing"
+    tables["rejections"] = rejections
+    activities = tables["activities"].astype({"lead_id": str})
+    activities.loc[2, "activity_id"] = activities["activity_id"].iloc[-5]
+    activities.loc[11, "lead_id"] = "L-UNKNOWN"
+    tables["activities"] = activities
+    for name, frame in tables.items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+def test_spark_sets_aside_exactly_the_rows_the_local_engine_does(
+    spark: Any, corrupted_parquet: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    (local, local_run), (distributed, spark_run) = _both_engines(
+        spark, corrupted_parquet, model_dir, tmp_path, chunk_leads=700
+    )
+
+    local_rejects = local.with_name(local.name + ".rejects.csv").read_text()
+    spark_rejects = distributed.with_name(distributed.name + ".rejects.csv").read_text()
+
+    assert spark_run.exit_code == local_run.exit_code == EXIT_REJECTED
+    assert spark_rejects == local_rejects
+    assert "activity_id: duplicate primary key" in spark_rejects
+    assert "gone_fishing" not in spark_rejects
+    assert len(spark_rejects.splitlines()) == 1 + 5
+    assert distributed.read_bytes() == local.read_bytes()
+
+
+def test_a_csv_export_is_refused_with_a_clear_message(
+    spark: Any, tmp_path: Path, model_dir: Path
+) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name in ("leads", "activities", "rejections"):
+        (folder / f"{name}.csv").write_text("lead_id\n")
+
+    with pytest.raises(ContractError, match="reads Parquet"):
+        run_batch(request(folder, tmp_path / "x.parquet", model_dir, engine="spark"), spark=spark)
+
+
+def test_without_pyspark_the_error_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("pyspark", "pyspark.sql", "pyspark.sql.functions"):
+        monkeypatch.setitem(sys.modules, name, None)
+    from serving.spark import spark_session
+
+    with pytest.raises(RuntimeError, match=r"pip install 'srl-rebound\[spark\]'"):
+        spark_session()

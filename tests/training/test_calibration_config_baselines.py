@@ -1,0 +1,131 @@
+"""Calibration maps, the training config file, the baselines and the gate's comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from sklearn.isotonic import IsotonicRegression
+
+from features.engine import FeatureSpec
+from training.baselines import fit_logistic_baseline, fit_score_baseline
+from training.calibration import fit_calibration, fit_isotonic, fit_platt
+from training.config import (
+    DEFAULT_CONFIG_FILE,
+    CalibrationConfig,
+    LogisticConfig,
+    TrainingConfig,
+    load_training_config,
+)
+from training.metrics import score_metrics
+from training.registry import beats
+
+
+@pytest.fixture(scope="module")
+def miscalibrated() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw scores that overstate the truth (true p = raw ** 2), with times."""
+    rng = np.random.default_rng(1)
+    raw = rng.uniform(0.01, 0.99, size=4000)
+    labels = (rng.uniform(size=raw.size) < raw**2).astype(float)
+    return raw, labels, np.arange(raw.size)
+
+
+def test_isotonic_matches_scikit_learn_between_its_steps(miscalibrated: tuple) -> None:
+    raw, labels, _ = miscalibrated
+    calibration = fit_isotonic(raw, labels)
+    reference = IsotonicRegression(y_min=1e-4, y_max=1 - 1e-4, out_of_bounds="clip")
+    reference.fit(raw, labels)
+
+    grid = np.linspace(0, 1, 101)
+    np.testing.assert_allclose(calibration.apply(grid), reference.predict(grid), atol=1e-12)
+    assert np.all(np.diff(calibration.apply(grid)) >= 0)
+
+
+def test_calibration_lowers_log_loss_of_a_miscalibrated_score(miscalibrated: tuple) -> None:
+    raw, labels, as_of = miscalibrated
+
+    choice = fit_calibration(raw, labels, as_of, CalibrationConfig())
+
+    assert choice.calibration.method in ("isotonic", "platt")
+    best = min(choice.scores[m]["log_loss"] for m in ("isotonic", "platt"))
+    assert choice.scores[choice.calibration.method]["log_loss"] == best
+    assert best < choice.scores["none"]["log_loss"]
+    calibrated = score_metrics(labels, choice.calibration.apply(raw))
+    assert calibrated["ece"] < score_metrics(labels, raw)["ece"]
+
+
+def test_platt_is_a_plain_logistic_map(miscalibrated: tuple) -> None:
+    raw, labels, _ = miscalibrated
+
+    platt = fit_platt(raw, labels)
+
+    assert platt.a > 1
+    assert platt.to_dict()["method"] == "platt"
+    assert (
+        fit_calibration(raw, labels, raw, CalibrationConfig(method="none")).calibration.method
+        == "none"
+    )
+
+
+def test_the_shipped_yaml_is_the_default_config() -> None:
+    assert DEFAULT_CONFIG_FILE.exists()
+    assert load_training_config() == TrainingConfig()
+    assert load_training_config(DEFAULT_CONFIG_FILE) == TrainingConfig()
+
+
+def test_unknown_or_out_of_range_settings_are_refused(tmp_path: Path) -> None:
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("version: 1\nlightgbm:\n  learning_rat: 0.1\n")
+    wrong_version = tmp_path / "version.yaml"
+    wrong_version.write_text("version: 2\n")
+
+    with pytest.raises(ValidationError, match="learning_rat"):
+        load_training_config(unknown)
+    with pytest.raises(ValidationError, match="version"):
+        load_training_config(wrong_version)
+    with pytest.raises(ValidationError):
+        TrainingConfig().with_overrides(**{"features.target": "sold"})
+
+
+def test_overrides_reach_into_sections_and_skip_none() -> None:
+    config = TrainingConfig().with_overrides(
+        **{"features.horizon_days": 180, "seed": None, "lightgbm.num_threads": 1}
+    )
+
+    assert config.features.horizon_days == 180
+    assert config.seed == TrainingConfig().seed
+    assert config.lightgbm.booster_params(3)["num_threads"] == 1
+    assert config.lightgbm.booster_params(3)["deterministic"] is True
+    assert TrainingConfig().lightgbm.resolved_threads() >= 1
+
+
+def test_baselines_turn_scores_and_features_into_probabilities() -> None:
+    rng = np.random.default_rng(2)
+    matrix = np.column_stack(
+        [rng.integers(0, 40, 600), rng.integers(0, 3, 600), rng.normal(size=600)]
+    ).astype(float)
+    matrix[::7, 2] = np.nan
+    labels = (rng.uniform(size=600) < 0.05 + matrix[:, 0] / 60).astype(float)
+    specs = [
+        FeatureSpec("points_score", "numeric", "", "", ""),
+        FeatureSpec("reason_code", "category", "", "", ""),
+        FeatureSpec("noise", "numeric", "", "", ""),
+    ]
+
+    points = fit_score_baseline([s.name for s in specs], "points_score", matrix, labels)
+    logistic = fit_logistic_baseline(specs, matrix, labels, LogisticConfig())
+
+    order = np.argsort(matrix[:, 0])
+    assert np.all(np.diff(points.predict(matrix)[order]) >= 0)
+    assert score_metrics(labels, logistic.predict(matrix))["roc_auc"] > 0.6
+    assert np.all((logistic.predict(matrix) > 0) & (logistic.predict(matrix) < 1))
+
+
+def test_the_gate_needs_the_margin_in_the_right_direction() -> None:
+    assert beats("pr_auc", 0.40, 0.39, 0.005)
+    assert not beats("pr_auc", 0.392, 0.39, 0.005)
+    assert beats("log_loss", 0.30, 0.31, 0.005)
+    assert not beats("log_loss", 0.31, 0.30, 0.0)
+    assert not beats("roc_auc", float("nan"), 0.5, 0.0)

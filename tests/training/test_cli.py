@@ -1,0 +1,96 @@
+"""The training commands through the ``srl`` application, on the small export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from srl.cli import app
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+
+def test_train_tune_models_promote_evaluate_rollback(
+    small_export_dir: Path, tracking_uri: str, tmp_path: Path
+) -> None:
+    trained = runner.invoke(app, ["train", "--data", str(small_export_dir), "--tune", "2"])
+    assert trained.exit_code == 0, trained.output
+    assert "registered srl-reconversion version 1" in trained.stdout
+    assert "gate: champion: no champion yet" in trained.stdout
+    assert "Scoring the top 20% of rejected leads finds" in trained.stdout
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("srl-reconversion").experiment_id]  # type: ignore[union-attr]
+    )
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1
+    assert len(trials) == 2
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parents[0].info.run_id}
+    assert all("validation.log_loss" in t.data.metrics for t in trials)
+
+    again = runner.invoke(app, ["train", "--data", str(small_export_dir), "--horizon-days", "180"])
+    assert again.exit_code == 0, again.output
+    assert "gate: not promoted" in again.stdout
+    assert "predicts reconverted within 365 days" in again.stdout
+
+    listed = runner.invoke(app, ["models", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [(r["version"], r["aliases"]) for r in rows] == [
+        ("2", ["challenger"]),
+        ("1", ["champion"]),
+    ]
+    table = runner.invoke(app, ["models"])
+    assert "champion" in table.stdout
+
+    promoted = runner.invoke(app, ["promote", "2", "--reason", "shorter horizon wanted"])
+    assert promoted.exit_code == 0, promoted.output
+    assert "champion is now version 2 (was 1)" in promoted.stdout
+
+    out = tmp_path / "predictions.csv"
+    evaluated = runner.invoke(app, ["evaluate", "--data", str(small_export_dir), "--out", str(out)])
+    assert evaluated.exit_code == 0, evaluated.output
+    document = json.loads(evaluated.stdout)
+    assert document["model"]["version"] == "2"
+    assert len(pd.read_csv(out)) == document["examples"]
+
+    rolled = runner.invoke(app, ["rollback"])
+    assert rolled.exit_code == 0, rolled.output
+    assert "champion is now version 1 (was 2)" in rolled.stdout
+    nothing_left = runner.invoke(app, ["rollback"])
+    assert nothing_left.exit_code == 1
+
+
+def test_clear_errors_for_bad_input(tracking_uri: str, tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["train", "--data", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1
+    assert "export directory does not exist" in missing.output
+
+    bad_target = runner.invoke(app, ["train", "--data", str(tmp_path), "--target", "sold"])
+    assert bad_target.exit_code == 2
+
+    no_model = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "p.csv"),
+            "--model",
+            "models:/srl-reconversion@champion",
+        ],
+    )
+    assert no_model.exit_code == 1
+    assert "no model registry" in no_model.output
+
+    promote = runner.invoke(app, ["promote", "7"])
+    assert promote.exit_code == 1

@@ -1,0 +1,83 @@
+"""The time split: windows in order, no lead on both sides, only uncensored examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import FeatureConfig
+from features.dataset import ExampleSet, build_training_set, uncensored
+from features.loading import Export
+from training.config import SplitConfig
+from training.split import SplitError, split_by_time
+
+
+@pytest.fixture(scope="module")
+def examples(small_export: Export) -> ExampleSet:
+    """Every example of the small export, censored ones included."""
+    return build_training_set(small_export, FeatureConfig())
+
+
+def test_windows_follow_each_other_in_time(examples: ExampleSet) -> None:
+    split = split_by_time(uncensored(examples), SplitConfig())
+
+    assert split.train.keys["as_of"].max() <= split.validation_start
+    assert split.validation.keys["as_of"].min() > split.validation_start
+    assert split.validation.keys["as_of"].max() <= split.test_start
+    assert split.test.keys["as_of"].min() > split.test_start
+    assert split.test_start == split.end - pd.Timedelta(days=180)
+    assert split.end == uncensored(examples).keys["as_of"].max()
+
+
+def test_no_lead_is_on_both_sides_of_a_split(examples: ExampleSet) -> None:
+    split = split_by_time(uncensored(examples), SplitConfig())
+
+    leads = [set(part.keys["lead_id"]) for part in split.parts().values()]
+
+    assert not leads[0] & leads[1]
+    assert not leads[0] & leads[2]
+    assert not leads[1] & leads[2]
+    kept = sum(len(part) for part in split.parts().values())
+    assert kept + split.dropped_crossover == len(uncensored(examples))
+
+
+def test_a_lead_belongs_to_the_window_of_its_first_example(examples: ExampleSet) -> None:
+    usable = uncensored(examples)
+    split = split_by_time(usable, SplitConfig())
+
+    first_seen = usable.keys.groupby("lead_id")["as_of"].min()
+
+    assert (first_seen[list(set(split.test.keys["lead_id"]))] > split.test_start).all()
+    assert (first_seen[list(set(split.train.keys["lead_id"]))] <= split.validation_start).all()
+
+
+def test_censored_examples_are_refused(examples: ExampleSet) -> None:
+    assert examples.labels is not None
+    assert examples.labels.censored.any()
+
+    with pytest.raises(ValueError, match="uncensored"):
+        split_by_time(examples, SplitConfig())
+
+
+def test_the_embargo_drops_training_examples_next_to_validation(examples: ExampleSet) -> None:
+    plain = split_by_time(uncensored(examples), SplitConfig())
+    embargoed = split_by_time(uncensored(examples), SplitConfig(embargo_days=90))
+
+    cutoff = embargoed.validation_start - pd.Timedelta(days=90)
+    assert embargoed.train.keys["as_of"].max() <= cutoff
+    assert len(embargoed.train) + embargoed.dropped_embargo == len(plain.train)
+    assert len(embargoed.test) == len(plain.test)
+
+
+def test_windows_too_long_for_the_export_are_a_clear_error(examples: ExampleSet) -> None:
+    with pytest.raises(SplitError, match="train window"):
+        split_by_time(uncensored(examples), SplitConfig(validation_days=2000))
+
+
+def test_the_summary_reports_sizes_and_rates(examples: ExampleSet) -> None:
+    summary = split_by_time(uncensored(examples), SplitConfig()).summary()
+
+    assert summary["test"]["examples"] > 0
+    assert 0 < summary["train"]["positive_rate"] < 1
+    assert np.isfinite(summary["validation"]["positive_rate"])

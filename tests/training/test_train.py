@@ -1,0 +1,275 @@
+"""Training end to end on a generated export: quality, calibration, reproducibility, MLflow."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from features.loading import load_export
+from features.model_store import load_model
+from features.records import ScoreRequest
+from features.requests import request_body
+from tests.training.servers import free_port, running
+from training import registry
+from training.config import TrainingConfig
+from training.evaluate import PREDICTION_COLUMNS, evaluate
+from training.train import TrainingResult, train
+
+pytestmark = pytest.mark.slow
+
+NAME = "srl-reconversion"
+PLOTS = {
+    "calibration_curve.png",
+    "cumulative_gains_lift.png",
+    "feature_importance.png",
+    "shap_summary.png",
+    "reconversion_by_decile.png",
+}
+
+
+@dataclass(frozen=True)
+class Trained:
+    """Two runs with the same data, config and seed, in one sqlite store."""
+
+    first: TrainingResult
+    second: TrainingResult
+    store: str
+
+
+@pytest.fixture(scope="module")
+def trained(older_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    """Train twice on the older export into a fresh store (champion 1, challenger 2)."""
+    root = tmp_path_factory.mktemp("store")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        patch.setenv("SRL_ARTIFACT_ROOT", str(root / "artifacts"))
+        config = TrainingConfig()
+        first = train(older_export_dir, config)
+        second = train(older_export_dir, config)
+        yield Trained(first, second, store)
+
+
+@pytest.fixture
+def store(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """The trained store as the active one for this test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.store)
+    return MlflowClient(trained.store)
+
+
+def test_lightgbm_beats_both_baselines_on_the_test_window(trained: Trained) -> None:
+    model = trained.first.evaluation.report["overall"]
+
+    for name, report in trained.first.evaluation.baselines.items():
+        assert model["roc_auc"] > report["overall"]["roc_auc"], name
+        assert model["pr_auc"] > report["overall"]["pr_auc"], name
+        assert trained.first.evaluation.gains[name]["roc_auc"] > 0
+    assert {"points_score", "points_qualified", "logistic"} == set(
+        trained.first.evaluation.baselines
+    )
+
+
+def test_the_test_window_is_calibrated(trained: Trained) -> None:
+    assert trained.first.evaluation.report["overall"]["ece"] < 0.02
+
+
+def test_a_second_run_reproduces_the_model_and_metrics_exactly(trained: Trained) -> None:
+    first, second = trained.first, trained.second
+
+    assert first.evaluation.document() == second.evaluation.document()
+    assert first.model.booster.model_to_string() == second.model.booster.model_to_string()
+    assert first.model.calibration == second.model.calibration
+    assert first.run_id != second.run_id
+
+
+def test_metrics_cover_reasons_offsets_and_a_plain_summary(trained: Trained) -> None:
+    report = trained.first.evaluation.report
+
+    assert {"budget", "timing", "competitor_won"} <= set(report["by_reason"])
+    assert "0" in report["by_offset"]
+    assert "30" in report["by_offset"]
+    for name in (
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+        "ece",
+        "lift_top_10",
+        "capture_top_10",
+        "lift_top_20",
+        "capture_top_20",
+    ):
+        assert np.isfinite(report["overall"][name]), name
+    assert trained.first.evaluation.summary.startswith(
+        "Scoring the top 20% of rejected leads finds"
+    )
+
+
+def test_the_run_records_config_data_code_environment_and_plots(
+    trained: Trained, store: MlflowClient, older_export_dir: Path
+) -> None:
+    run = store.get_run(trained.first.run_id)
+    files = _artifact_files(store, run.info.run_id)
+
+    assert {
+        "resolved_config.yaml",
+        "data_fingerprint.json",
+        "features.json",
+        "metrics.json",
+        "code_version.json",
+        "environment.json",
+        "split.json",
+        "summary.txt",
+    } <= files
+    assert {f"plots/{name}" for name in PLOTS} <= files
+    config = yaml.safe_load(_text(store, run.info.run_id, "resolved_config.yaml"))
+    assert TrainingConfig.model_validate(config) == TrainingConfig()
+    fingerprint = json.loads(_text(store, run.info.run_id, "data_fingerprint.json"))
+    assert fingerprint["rows"]["leads"] == len(load_export(older_export_dir).leads)
+    assert fingerprint["censored"] > 0
+    assert run.data.tags["srl.data_digest"] == fingerprint["digest"]
+    assert run.data.params["config.lightgbm.learning_rate"] == "0.02"
+    assert run.data.metrics["test.roc_auc"] == trained.first.evaluation.report["overall"]["roc_auc"]
+    assert run.data.metrics["gain_over.logistic.pr_auc"] > 0
+    assert "test.reason.budget.roc_auc" in run.data.metrics
+    assert "test.offset.0.ece" in run.data.metrics
+
+
+def test_no_personal_field_reaches_an_artifact(trained: Trained, store: MlflowClient) -> None:
+    example = _model_file(trained, "input_example.json")
+    features = _text(store, trained.first.run_id, "features.json")
+
+    for personal in ("email", "first_name", "last_name"):
+        assert f'"{personal}"' not in example
+        assert f'"{personal}"' not in features
+
+
+def test_the_first_version_is_champion_and_an_equal_one_stays_challenger(
+    trained: Trained, store: MlflowClient
+) -> None:
+    assert trained.first.decision is not None
+    assert trained.first.decision.promoted
+    assert trained.second.decision is not None
+    assert not trained.second.decision.promoted
+    assert trained.second.decision.champion_version == "1"
+    assert trained.second.decision.challenger_value == trained.second.decision.champion_value
+    assert str(store.get_model_version_by_alias(NAME, "champion").version) == "1"
+    assert str(store.get_model_version_by_alias(NAME, "challenger").version) == "2"
+    tags = store.get_model_version(NAME, "2").tags
+    assert tags["gate.promoted"] == "False"
+    assert float(tags["test.roc_auc"]) == pytest.approx(
+        trained.second.evaluation.report["overall"]["roc_auc"], abs=1e-6
+    )
+
+
+def test_people_promote_and_roll_back_with_tags(trained: Trained, store: MlflowClient) -> None:
+    promoted = registry.promote(NAME, "2", reason="reviewed the plots")
+
+    assert promoted["replaced"] == "1"
+    assert load_model(f"models:/{NAME}@champion").version == "2"
+    tags = store.get_model_version(NAME, "2").tags
+    assert tags["promoted_reason"] == "reviewed the plots"
+    assert tags[registry.PREVIOUS_CHAMPION_TAG] == "1"
+
+    rolled = registry.rollback(NAME, reason="conversion dropped")
+
+    assert (rolled["champion"], rolled["replaced"]) == ("1", "2")
+    assert load_model(f"models:/{NAME}@champion").version == "1"
+    assert store.get_model_version(NAME, "2").tags["rolled_back_reason"] == "conversion dropped"
+    history = json.loads(store.get_model_version(NAME, "1").tags[registry.HISTORY_TAG])
+    assert [event["action"] for event in history][-1] == "restored by rollback"
+    with pytest.raises(registry.RegistryError, match="replaced no earlier champion"):
+        registry.rollback(NAME)
+    versions = registry.list_versions(NAME)
+    assert [(v["version"], v["aliases"]) for v in versions] == [
+        ("2", ["challenger"]),
+        ("1", ["champion"]),
+    ]
+    assert versions[0]["metrics"]["roc_auc"] > 0.5
+
+
+def test_evaluate_scores_a_newer_export_with_the_older_model(
+    trained: Trained, store: MlflowClient, world_export_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "predictions.parquet"
+
+    document = evaluate(world_export_dir, f"models:/{NAME}/1", out)
+
+    table = pd.read_parquet(out)
+    assert tuple(table.columns) == PREDICTION_COLUMNS
+    assert len(table) == document["examples"] > 0
+    assert set(table["label"].unique()) == {0, 1}
+    assert table["probability"].between(0, 1).all()
+    trained_until = pd.Timestamp(trained.first.model.metadata["test_window"]["end"])
+    assert table["as_of"].max() > trained_until
+    assert document["model"]["version"] == "1"
+    assert document["overall"]["roc_auc"] > 0.7
+    assert json.loads(json.dumps(document)) == document
+
+
+def _artifact_files(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    files: set[str] = set()
+    for item in client.list_artifacts(run_id, path or None):
+        if item.is_dir:
+            files |= _artifact_files(client, run_id, item.path)
+        else:
+            files.add(item.path)
+    return files
+
+
+def _text(client: MlflowClient, run_id: str, path: str) -> str:
+    local = client.download_artifacts(run_id, path)
+    return Path(local).read_text(encoding="utf-8")
+
+
+def _model_file(trained: Trained, name: str) -> str:
+    local = mlflow.artifacts.download_artifacts(
+        f"runs:/{trained.first.run_id}/model/{name}", tracking_uri=trained.store
+    )
+    return Path(local).read_text(encoding="utf-8")
+
+
+def test_mlflow_models_serve_answers_a_request_built_from_the_contract(
+    trained: Trained, older_export_dir: Path, tmp_path: Path
+) -> None:
+    export = load_export(older_export_dir)
+    rejections = export.rejections.iloc[:3]
+    bodies = [
+        request_body(export, row.rejection_id, row.rejected_at + pd.Timedelta(days=30))
+        for row in rejections.itertuples()
+    ]
+    port = free_port()
+    arguments = [
+        "models",
+        "serve",
+        "-m",
+        f"models:/{NAME}@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    environment = {"MLFLOW_TRACKING_URI": trained.store}
+
+    with running(arguments, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", environment):
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/invocations", json={"inputs": bodies}, timeout=60
+        )
+
+    assert response.status_code == 200, response.text
+    served = response.json()["predictions"]
+    champion = load_model(f"models:/{NAME}@champion").model
+    expected = champion.predict_requests([ScoreRequest.model_validate(b) for b in bodies])
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-12)
