@@ -76,6 +76,8 @@ def serve(
         overrides["SRL_POLICY"] = str(policy.resolve())
     os.environ.update(overrides)
     os.environ.update({name: str(per_worker) for name in THREAD_VARIABLES})
+    # MLflow's download progress bars would interleave with the JSON log lines.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = _checked_settings(host)
     if workers > cores:
         typer.echo(f"warning: {workers} workers on {cores} cores will compete for CPU", err=True)

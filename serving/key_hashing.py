@@ -14,12 +14,15 @@ import pyarrow.compute as pc
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
-_PRIME = 0x100000001B3
-_MAX_PADDED_BYTES = 64
+_WORD = 8
 
 
 def string_hashes(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A uint64 hash per value of a string column (missing values hash like "")."""
+    """A uint64 hash per value of a string column (missing values hash like "").
+
+    A value's hash depends on its bytes only (never on its neighbours): its 8-byte words
+    are mixed in one after the other, then its length.
+    """
     if isinstance(array, pa.ChunkedArray):
         parts = [string_hashes(chunk) for chunk in array.chunks]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
@@ -27,12 +30,10 @@ def string_hashes(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
         array = array.cast(pa.large_string())
     offsets, data = _buffers(array)
     lengths = np.diff(offsets)
-    starts = offsets[:-1] - offsets[0]
-    longest = int(lengths.max()) if len(lengths) else 0
-    if longest <= _MAX_PADDED_BYTES:
-        hashes = _padded_hashes(data, starts, lengths, longest)
+    if len(lengths) and lengths.min() == lengths.max():
+        hashes = _equal_length_hashes(data, len(lengths), int(lengths[0]))
     else:
-        hashes = _polynomial_hashes(data, starts, lengths, longest)
+        hashes = _word_hashes(data, offsets[:-1] - offsets[0], lengths)
     return _mix(hashes ^ (lengths.astype(np.uint64) * _MIX_2))
 
 
@@ -45,42 +46,38 @@ def repeated(hashes: np.ndarray) -> np.ndarray:
 
 def _buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=np.int64)[
-        array.offset : array.offset + len(array) + 1
-    ]
+    stop = array.offset + len(array) + 1
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[array.offset : stop]
     if buffers[2] is None or len(array) == 0:
         return offsets, np.zeros(0, dtype=np.uint8)
     data = np.frombuffer(buffers[2], dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
     return offsets, data
 
 
-def _padded_hashes(
-    data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, longest: int
-) -> np.ndarray:
-    words = max(1, (longest + 7) // 8)
-    padded = np.zeros((len(lengths), words * 8), dtype=np.uint8)
-    if len(lengths) and lengths.min() == longest:
-        padded[:, :longest] = data.reshape(len(lengths), longest)
-    elif len(data):
-        rows = np.repeat(np.arange(len(lengths)), lengths)
-        padded[rows, np.arange(len(data)) - np.repeat(starts, lengths)] = data
+def _equal_length_hashes(data: np.ndarray, count: int, length: int) -> np.ndarray:
+    """The fast path when every value has the same length (typical of ids)."""
+    words = max(1, -(-length // _WORD))
+    padded = np.zeros((count, words * _WORD), dtype=np.uint8)
+    padded[:, :length] = data.reshape(count, length)
     columns = padded.view(np.uint64)
-    hashes = np.zeros(len(lengths), dtype=np.uint64)
+    hashes = np.zeros(count, dtype=np.uint64)
     for word in range(words):
         hashes = _mix(hashes ^ columns[:, word])
     return hashes
 
 
-def _polynomial_hashes(
-    data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, longest: int
-) -> np.ndarray:
-    powers = np.array([pow(_PRIME, k, 1 << 64) for k in range(longest)], dtype=np.uint64)
-    position = np.arange(len(data)) - np.repeat(starts, lengths)
-    weighted = (data.astype(np.uint64) + np.uint64(1)) * powers[position]
+def _word_hashes(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Mix each value's words in, word by word, for the values that are that long."""
+    words = np.maximum(1, -(-lengths // _WORD))
     hashes = np.zeros(len(lengths), dtype=np.uint64)
-    filled = lengths > 0
-    if filled.any():
-        hashes[filled] = np.add.reduceat(weighted, starts[filled])
+    padded = np.concatenate([data, np.zeros(_WORD, dtype=np.uint8)])
+    ends = starts + lengths
+    for word in range(int(words.max()) if len(words) else 0):
+        active = np.flatnonzero(words > word)
+        position = starts[active, None] + word * _WORD + np.arange(_WORD)
+        inside = position < ends[active, None]
+        chunk = np.where(inside, padded[np.minimum(position, len(data))], 0).astype(np.uint8)
+        hashes[active] = _mix(hashes[active] ^ chunk.view(np.uint64).ravel())
     return hashes
 
 

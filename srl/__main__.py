@@ -1,5 +1,5 @@
 """``python -m srl``."""
 
-from srl.cli import main
+from srl.launcher import main
 
 main()
