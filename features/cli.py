@@ -79,7 +79,11 @@ def features(
     config: ConfigOption = None,
 ) -> None:
     """Write the example table: keys, as_of, features, label and censored flag."""
-    feature_config = load_feature_config(config)
+    try:
+        feature_config = load_feature_config(config)
+    except (ValueError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     try:
         export = load_export(data)
     except ContractError as error:

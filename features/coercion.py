@@ -10,8 +10,8 @@ import pandas as pd
 
 from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
 from features.problems import Problem, shorten
+from features.timestamps import TIMESTAMP_DTYPE, parse_timestamps
 
-TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 STRING_DTYPE = pd.StringDtype("pyarrow")
 
 
@@ -140,12 +140,10 @@ def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced
 def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
+        parsed = parsed.astype(TIMESTAMP_DTYPE)
         bad = np.zeros(len(raw), dtype=bool)
     else:
-        text = raw.astype(object).where(raw.notna(), None)
-        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-        bad = parsed.isna().to_numpy()
-    parsed = parsed.astype(TIMESTAMP_DTYPE)
+        parsed, bad = parse_timestamps(raw)
     if column.kind is Kind.DATE:
         parsed = parsed.dt.floor("D")
     return parsed, bad, f"not an ISO 8601 {column.kind.value}"

@@ -6,9 +6,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from features.contract import ACTIVITY_TYPES, LEADS, PERSONAL_COLUMNS, PRODUCT_FITS
+from features.normalise import normalise_value
 
 DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
     "meeting_decision_maker": 5,
@@ -89,7 +97,8 @@ class PointsConfig(_Frozen):
     @field_validator("target_verticals", "expertise_verticals")
     @classmethod
     def _normalise_verticals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(v.strip().lower() for v in value)
+        normalised = (normalise_value(v) for v in value)
+        return tuple(v for v in normalised if v is not None)
 
 
 class CustomColumns(_Frozen):
@@ -101,7 +110,7 @@ class CustomColumns(_Frozen):
     @model_validator(mode="after")
     def _not_contract_or_personal(self) -> CustomColumns:
         for name in (*self.numeric, *self.categorical):
-            if name in PERSONAL_COLUMNS or name.lower() in {"email", "first_name", "last_name"}:
+            if name in PERSONAL_COLUMNS or any(p in name.lower() for p in PERSONAL_COLUMNS):
                 raise ValueError(f"{name!r} is personal data and can never be a feature")
             if name in LEADS.column_names:
                 raise ValueError(f"{name!r} is a contract column, not a custom one")
@@ -152,8 +161,23 @@ class FeatureConfig(_Frozen):
 
 
 def load_feature_config(path: str | Path | None) -> FeatureConfig:
-    """Read a feature config from YAML (the defaults when ``path`` is None)."""
+    """Read the feature settings from YAML (the defaults when ``path`` is None).
+
+    The file may hold the feature settings at its top level or, as a training config does,
+    under a ``features:`` key.
+
+    Raises:
+        ValueError: naming the file and every invalid setting.
+    """
     if path is None:
         return FeatureConfig()
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return FeatureConfig.model_validate(data)
+    if isinstance(data, dict) and isinstance(data.get("features"), dict):
+        data = data["features"]
+    try:
+        return FeatureConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in error.errors()
+        )
+        raise ValueError(f"{path}: invalid feature settings: {problems}") from error

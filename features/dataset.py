@@ -15,9 +15,9 @@ from features.examples import Examples, open_rejection_examples, training_exampl
 from features.history import History, history_from_export
 from features.labels import Labels, label_examples
 from features.loading import Export
+from features.timestamps import microseconds
 
 DEFAULT_CHUNK_LEADS = 50_000
-EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 @dataclass
@@ -58,7 +58,7 @@ def build_training_set(
     Censored examples stay in the set, flagged in ``labels.censored``, so they can be
     counted and reported; ``uncensored`` drops them before any training or evaluation.
     """
-    snapshot = _microseconds(export.snapshot_at)
+    snapshot = microseconds(export.snapshot_at)
 
     def select(history: History) -> Examples:
         return training_examples(history, config, snapshot)
@@ -73,7 +73,7 @@ def build_scoring_set(
     chunk_leads: int = DEFAULT_CHUNK_LEADS,
 ) -> ExampleSet:
     """Every rejection open at ``as_of`` (default: the snapshot) with its features."""
-    moment = _microseconds(as_of if as_of is not None else export.snapshot_at)
+    moment = microseconds(as_of if as_of is not None else export.snapshot_at)
 
     def select(history: History) -> Examples:
         return open_rejection_examples(history, moment)
@@ -148,9 +148,3 @@ def concatenate(parts: list[ExampleSet]) -> ExampleSet:
         )
     keys = pd.concat([p.keys for p in parts], ignore_index=True)
     return ExampleSet(keys, features, labels)
-
-
-def _microseconds(moment: pd.Timestamp) -> int:
-    stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int((stamp - EPOCH) // pd.Timedelta(1, "us"))

@@ -45,8 +45,9 @@ def is_open(history: History, rows: np.ndarray, as_of: np.ndarray) -> np.ndarray
     """Whether each rejection is still open at ``as_of``.
 
     Open means no opportunity was created for the lead in ``(rejected_at, as_of]`` and no
-    later rejection of the lead happened by ``as_of``. Only rows at or before ``as_of``
-    are consulted.
+    strictly later rejection of the lead happened by ``as_of`` (rejections at the very same
+    moment are neither earlier nor later than each other). Only rows at or before
+    ``as_of`` are consulted.
     """
     rejections = history.rejections
     lead = rejections.lead[rows]
@@ -55,10 +56,12 @@ def is_open(history: History, rows: np.ndarray, as_of: np.ndarray) -> np.ndarray
     after, upto = event_positions(created, lead, [rejected_at, as_of])
     no_new_opportunity = upto == after
     following = np.minimum(rows + 1, len(rejections) - 1)
+    later = rejections.time[following]
     has_later = (
         (rows + 1 < len(rejections))
         & (rejections.lead[following] == lead)
-        & (rejections.time[following] <= as_of)
+        & (later > rejected_at)
+        & (later <= as_of)
     )
     return no_new_opportunity & ~has_later
 

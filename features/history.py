@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -28,12 +27,11 @@ from features.contract import (
     REP_POTENTIALS,
     STAGES,
 )
-from features.loading import Export, positions_in, to_microseconds
+from features.loading import Export, positions_in
 from features.records import ScoreRequest
+from features.timestamps import MISSING_TIME, microseconds, to_microseconds, utc_microseconds
 
 DAY_US = 86_400_000_000
-MISSING_TIME = np.iinfo(np.int64).min
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 LEAD_TEXT_COLUMNS = ("industry", "country", "job_title")
 LEAD_CODE_COLUMNS = {
@@ -256,19 +254,6 @@ def _rejections_from_frame(rejections: pd.DataFrame, index: pd.Index) -> Rejecti
         lead_score=rejections["lead_score_at_rejection"].to_numpy(dtype=np.float64)[order],
         program=_text_column(rejections, "recommended_program")[order],
     )
-
-
-def microseconds(value: datetime | None) -> int:
-    """A UTC datetime as integer microseconds since the epoch (``MISSING_TIME`` for None)."""
-    if value is None:
-        return int(MISSING_TIME)
-    return (value - EPOCH) // timedelta(microseconds=1)
-
-
-def utc_microseconds(values: Sequence[datetime]) -> np.ndarray:
-    """UTC datetimes as int64 microseconds, converted in one numpy call."""
-    naive = [value.replace(tzinfo=None) for value in values]
-    return np.array(naive, dtype="datetime64[us]").view(np.int64)
 
 
 def _code(column: str, value: str | None) -> int:

@@ -25,8 +25,10 @@ class Labels:
     """Outcomes of each example.
 
     Attributes:
-        reconverted: 1.0 when an opportunity was created within the horizon.
-        won: 1.0 when such an opportunity was won.
+        reconverted: 1.0 when an opportunity was created within the horizon (NaN when the
+            horizon is not fully observed).
+        won: 1.0 when such an opportunity was won (NaN when unknown: horizon unobserved, or
+            only still-open opportunities in the window).
         censored: the configured target's label is unknown (horizon past the snapshot,
             or, for ``won``, the only opportunities in the window are still open).
         days_to_reconversion: days from ``as_of`` to the first such opportunity, else NaN.
@@ -57,11 +59,10 @@ def label_examples(
     window_counts = status_counts[last] - status_counts[first]
     won = (window_counts[:, WON] > 0).astype(np.float64)
     horizon_unseen = horizon_end > snapshot_us
-    if config.target == "won":
-        censored = horizon_unseen | ((won == 0) & (window_counts[:, OPEN] > 0))
-        target = won.copy()
-    else:
-        censored = horizon_unseen
-        target = reconverted.copy()
-    target[censored] = np.nan
+    won_unknown = horizon_unseen | ((won == 0) & (window_counts[:, OPEN] > 0))
+    reconverted[horizon_unseen] = np.nan
+    won[won_unknown] = np.nan
+    days[horizon_unseen] = np.nan
+    censored = won_unknown if config.target == "won" else horizon_unseen
+    target = (won if config.target == "won" else reconverted).copy()
     return Labels(reconverted, won, censored, days, target)

@@ -8,10 +8,13 @@ with row-level problems are set aside with their reason instead of failing the l
 
 from __future__ import annotations
 
+import csv
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +23,6 @@ import pyarrow.parquet as pq
 
 from features.coercion import TableCheck, check_table
 from features.contract import (
-    EVENT_TIME_COLUMN,
     LEAD_CHILD_TABLES,
     TABLES,
     TABLES_BY_NAME,
@@ -34,6 +36,17 @@ logger = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = (".parquet", ".csv")
 #: Text is held as Arrow-backed strings (not Python objects) from the file onwards.
 ARROW_STRING = pd.StringDtype("pyarrow")
+#: How every CSV of an export is read: all text (parsed by the contract later), empty
+#: fields missing, and a row with more fields than the header an error, never a shift.
+CSV_OPTIONS: dict[str, Any] = {
+    "dtype": ARROW_STRING,
+    "keep_default_na": False,
+    "na_values": [""],
+    "encoding": "utf-8",
+    "engine": "c",
+    "index_col": False,
+    "on_bad_lines": "error",
+}
 
 
 @dataclass
@@ -145,7 +158,7 @@ def build_export(
         table.name: check_table(table, raw.get(table.name), file_names.get(table.name, table.name))
         for table in TABLES
     }
-    _check_references(checks)
+    _check_references(checks, lenient)
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
     if structural or (problems and not lenient):
@@ -221,20 +234,34 @@ def read_table_file(path: Path) -> pd.DataFrame:
     """
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(
-                path,
-                dtype=ARROW_STRING,
-                keep_default_na=False,
-                na_values=[""],
-                encoding="utf-8",
-                engine="c",
-            )
+            _check_csv_header(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(path, **CSV_OPTIONS)
         return _read_parquet(path)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+    except ContractError:
+        raise
+    except (
+        UnicodeDecodeError,
+        pd.errors.ParserError,
+        pd.errors.ParserWarning,
+        pd.errors.EmptyDataError,
+    ) as error:
         reason = f"not a readable UTF-8 CSV file ({type(error).__name__}: {shorten(error, 120)})"
     except Exception as error:  # pyarrow raises several unrelated types for a corrupt file
         reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
     raise ContractError([Problem(str(path), reason)])
+
+
+def _check_csv_header(path: Path) -> None:
+    """Refuse a CSV whose header names a column twice (pandas would rename one silently)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ContractError(
+            [Problem(str(path), "column appears more than once in the header", repeated[0])]
+        )
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -244,18 +271,33 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return table.to_pandas(types_mapper=strings.get, self_destruct=True)
 
 
-def _check_references(checks: Mapping[str, TableCheck]) -> None:
+def _check_references(checks: Mapping[str, TableCheck], lenient: bool) -> None:
+    """Flag child rows whose lead is unknown or, in a lenient load, was set aside."""
     leads = checks["leads"]
     if leads.frame is None or "lead_id" not in leads.frame:
         return
-    known = pd.Index(leads.frame["lead_id"].dropna().unique())
+    lead_ids = leads.frame["lead_id"]
+    known = pd.Index(lead_ids.dropna().unique())
+    set_aside = np.zeros(len(lead_ids), dtype=bool)
+    set_aside[list(leads.bad_reasons)] = True
+    dropped = pd.Index(lead_ids[set_aside].dropna().unique())
     for name in LEAD_CHILD_TABLES:
         child = checks[name]
         if child.frame is None or "lead_id" not in child.frame or child.frame.empty:
             continue
-        lead_ids = child.frame["lead_id"]
-        unknown = lead_ids.notna().to_numpy() & (positions_in(known, lead_ids) < 0)
-        child.flag(unknown, "lead_id", "points to a lead_id that is not in leads")
+        child_leads = child.frame["lead_id"]
+        present = child_leads.notna().to_numpy()
+        child.flag(
+            present & (positions_in(known, child_leads) < 0),
+            "lead_id",
+            "points to a lead_id that is not in leads",
+        )
+        if lenient and len(dropped):
+            child.flag(
+                present & (positions_in(dropped, child_leads) >= 0),
+                "lead_id",
+                "its lead's row was set aside",
+            )
 
 
 def _rejected_rows(check: TableCheck) -> list[RejectedRow]:
@@ -291,14 +333,3 @@ def positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
 def empty_table(table: Table) -> pd.DataFrame:
     """An empty, correctly typed frame for a contract table."""
     return check_table(table, None, table.name).clean_frame()
-
-
-def event_times(frame: pd.DataFrame, table: str) -> np.ndarray:
-    """The point-in-time column of a table as int64 microseconds since the epoch (UTC)."""
-    return to_microseconds(frame[EVENT_TIME_COLUMN[table]])
-
-
-def to_microseconds(series: pd.Series) -> np.ndarray:
-    """A UTC timestamp column as int64 microseconds; missing values become INT64 min."""
-    values = series.to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT"))
-    return values.view("int64")

@@ -8,7 +8,7 @@ from a request.
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from pydantic import (
@@ -33,6 +33,7 @@ from features.contract import (
     REP_POTENTIALS,
     STAGES,
 )
+from features.timestamps import is_iso_timestamp, with_utc_offset
 
 MAX_TEXT = 2000
 MAX_ID = 200
@@ -54,16 +55,15 @@ def _to_utc(value: datetime) -> datetime:
 
 
 def _iso_text_only(value: Any) -> Any:
-    if isinstance(value, bool | int | float):
-        raise ValueError("must be an ISO 8601 string, not a number")
-    return value
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not is_iso_timestamp(value):
+        raise ValueError("must be an ISO 8601 date or timestamp string")
+    return with_utc_offset(value)
 
 
 def _date_or_datetime(value: Any) -> Any:
-    value = _iso_text_only(value)
-    if isinstance(value, str) and len(value) == 10:
-        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
-    return value
+    return _iso_text_only(value)
 
 
 def _day_start(value: datetime) -> datetime:
@@ -246,6 +246,26 @@ class ScoreRequest(BaseModel):
                     raise ValueError(f"{where}.lead_id does not match lead.lead_id")
         if self.as_of is not None and self.as_of < self.rejection.rejected_at:
             raise ValueError("as_of is before rejection.rejected_at")
+        return self
+
+    @model_validator(mode="after")
+    def _keys_unique_and_earlier_rejections_earlier(self) -> ScoreRequest:
+        keyed = {
+            "activities": [a.activity_id for a in self.activities],
+            "opportunities": [o.opportunity_id for o in self.opportunities],
+            "earlier_rejections": [r.rejection_id for r in self.earlier_rejections],
+        }
+        for field_name, keys in keyed.items():
+            seen: set[str] = set()
+            for index, key in enumerate(keys):
+                if key in seen:
+                    raise ValueError(f"{field_name}[{index}] repeats an id given before it")
+                seen.add(key)
+        for index, earlier in enumerate(self.earlier_rejections):
+            if earlier.rejection_id == self.rejection.rejection_id:
+                raise ValueError(f"earlier_rejections[{index}] is the scored rejection itself")
+            if earlier.rejected_at > self.rejection.rejected_at:
+                raise ValueError(f"earlier_rejections[{index}].rejected_at is after the rejection")
         return self
 
     def resolved_as_of(self, now: datetime | None = None) -> datetime:

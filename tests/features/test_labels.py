@@ -60,7 +60,9 @@ def test_won_target_censors_windows_with_only_open_opportunities(small_export: E
     assert examples.labels is not None
     labels = examples.labels
 
-    assert (labels.won <= labels.reconverted).all()
+    known = ~np.isnan(labels.won) & ~np.isnan(labels.reconverted)
+    assert (labels.won[known] <= labels.reconverted[known]).all()
+    assert np.isnan(labels.won[np.isnan(labels.reconverted)]).all()
     assert np.isnan(labels.target[labels.censored]).all()
     np.testing.assert_array_equal(labels.target[~labels.censored], labels.won[~labels.censored])
 
@@ -73,3 +75,16 @@ def test_rescoring_examples_exist_only_while_the_rejection_is_open(small_export:
     for _, row in later.sample(200, random_state=1).iterrows():
         mine = opportunities.loc[opportunities["lead_id"] == row["lead_id"], "created_at"]
         assert not ((mine > row["rejected_at"]) & (mine <= row["as_of"])).any()
+
+
+def test_rejections_at_the_same_moment_are_neither_earlier_nor_later(tmp_path: Path) -> None:
+    from tests.features.conftest import TINY_TABLES, write_tiny_export
+
+    rejections = TINY_TABLES["rejections"] + "R0,L1,2024-04-01T00:00:00Z,sql,timing,,,\n"
+    directory = write_tiny_export(tmp_path / "ties", {**TINY_TABLES, "rejections": rejections})
+    examples = build_training_set(load_export(directory), FeatureConfig(horizon_days=180))
+    at_rejection = examples.keys["offset_days"] == 0
+    tied = examples.keys["rejection_id"].isin(["R0", "R1"]) & at_rejection
+
+    assert sorted(examples.keys.loc[tied, "rejection_id"]) == ["R0", "R1"]
+    assert (examples.features.columns["earlier_rejections"][tied.to_numpy()] == 0).all()

@@ -184,3 +184,50 @@ def test_generated_export_validates_in_both_formats(tmp_path: Path, small_export
         export = load_export(directory)
         assert len(export.leads) > 0
         assert len(export.rejections) > 0
+
+
+def test_timestamps_without_offset_are_utc_even_beside_offset_rows(tmp_path: Path) -> None:
+    activities = (
+        "activity_id,lead_id,occurred_at,activity_type\n"
+        "A1,L1,2024-01-01T00:00:00+05:00,web_visit\n"
+        "A2,L1,2024-02-01T00:00:00,web_visit\n"
+        "A3,L1,2024-02-02,web_visit\n"
+    )
+    export = load_export(with_table(tmp_path, "activities", activities))
+
+    assert export.activities["occurred_at"].tolist() == [
+        pd.Timestamp("2023-12-31T19:00:00Z"),
+        pd.Timestamp("2024-02-01T00:00:00Z"),
+        pd.Timestamp("2024-02-02T00:00:00Z"),
+    ]
+
+
+def test_csv_row_with_extra_fields_is_an_error_not_a_shift(tmp_path: Path) -> None:
+    activities = TINY_TABLES["activities"].replace(
+        "A1,L1,2024-02-01T00:00:00Z,pricing_page_visit", "A1,L1,2024-02-01T00:00:00Z,web_visit,x"
+    )
+    (problem,) = problems_of(with_table(tmp_path, "activities", activities))
+
+    assert problem.file.endswith("activities.csv")
+    assert "not a readable UTF-8 CSV" in problem.message
+
+
+def test_csv_header_naming_a_column_twice_is_named(tmp_path: Path) -> None:
+    leads = TINY_TABLES["leads"].replace("industry,employee_count", "industry,industry")
+    (problem,) = problems_of(with_table(tmp_path, "leads", leads))
+
+    assert (problem.column, problem.message) == (
+        "industry",
+        "column appears more than once in the header",
+    )
+
+
+def test_lenient_load_sets_aside_the_rows_of_a_set_aside_lead(tmp_path: Path) -> None:
+    leads = TINY_TABLES["leads"].replace("2024-01-01T00:00:00Z", "someday")
+
+    export = load_export(with_table(tmp_path, "leads", leads), lenient=True)
+
+    assert export.rejections["rejection_id"].tolist() == ["R2"]
+    reasons = {(r.table, r.key): r.reason for r in export.rejected_rows}
+    assert reasons[("rejections", "R1")] == "lead_id: its lead's row was set aside"
+    assert reasons[("leads", "L1")].startswith("created_at: not an ISO 8601")

@@ -196,8 +196,8 @@ def test_labels_never_use_rows_at_or_before_as_of(
             examples.as_of[index : index + 1],
         )
         again = label_examples(reduced_history, one, CONFIG, snapshot)
-        assert again.reconverted[0] == labels.reconverted[index]
-        assert again.won[0] == labels.won[index]
+        np.testing.assert_equal(again.reconverted[0], labels.reconverted[index])
+        np.testing.assert_equal(again.won[0], labels.won[index])
 
 
 def _examples_of(training_set: ExampleSet, history: object) -> Examples:

@@ -1,0 +1,91 @@
+"""ISO 8601 timestamps: one parser for files and requests, one integer time base.
+
+The contract's rules: a timestamp without an offset is UTC; an offset is converted to UTC.
+Files (pandas) and API requests (pydantic) both check text against ``ISO_TIMESTAMP`` so
+they accept exactly the same strings, and every engine computation runs on int64
+microseconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+#: ``YYYY-MM-DD``, optionally ``THH:MM[:SS[.fraction]]``, optionally ``Z`` or ``±HH[:]MM``.
+ISO_TIMESTAMP = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?P<offset>Z|[+-]\d{2}:?\d{2})?)?$"
+)
+MISSING_TIME = np.iinfo(np.int64).min
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TIMESTAMP_DTYPE = "datetime64[us, UTC]"
+
+
+def is_iso_timestamp(text: str) -> bool:
+    """Whether ``text`` is an ISO 8601 date or timestamp in the contract's form."""
+    return ISO_TIMESTAMP.match(text) is not None
+
+
+def with_utc_offset(text: str) -> str:
+    """``text`` with an explicit ``Z`` when it names a time but no offset (no offset is UTC)."""
+    match = ISO_TIMESTAMP.match(text)
+    if match is None or match["offset"]:
+        return text
+    if len(text) == len(match["date"]):
+        return text + "T00:00:00Z"
+    return text + "Z"
+
+
+def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Parse ISO 8601 strings to UTC timestamps, each distinct string once.
+
+    Every string is made explicit about its offset before parsing, so a value without an
+    offset never borrows the offset of a neighbouring row.
+
+    Returns:
+        The timestamps (``datetime64[us, UTC]``, NaT where missing or bad) and a boolean
+        array marking present values that are not ISO 8601.
+    """
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    strings = [str(u) for u in uniques]
+    valid = np.array([is_iso_timestamp(s) for s in strings] + [True], dtype=bool)
+    explicit = [with_utc_offset(s) if ok else None for s, ok in zip(strings, valid, strict=False)]
+    parsed = pd.to_datetime(
+        pd.Series(explicit, dtype=object), utc=True, format="ISO8601", errors="coerce"
+    )
+    naive = parsed.to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT"))
+    values = np.append(naive, np.datetime64("NaT", "us"))[codes]
+    bad = (codes >= 0) & (~valid[codes] | np.isnat(values))
+    return pd.Series(values, index=text.index).dt.tz_localize("UTC"), bad
+
+
+def to_microseconds(series: pd.Series) -> np.ndarray:
+    """A UTC timestamp column as int64 microseconds; missing values become ``MISSING_TIME``."""
+    values = series.to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT"))
+    return values.view("int64")
+
+
+def microseconds(value: datetime | pd.Timestamp | None) -> int:
+    """One UTC moment as integer microseconds since the epoch (``MISSING_TIME`` for None)."""
+    if value is None:
+        return int(MISSING_TIME)
+    if isinstance(value, pd.Timestamp):
+        value = value.tz_localize("UTC") if value.tzinfo is None else value
+        return int((value - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us"))
+    return (value - EPOCH) // timedelta(microseconds=1)
+
+
+def utc_microseconds(values: Sequence[datetime]) -> np.ndarray:
+    """UTC datetimes as int64 microseconds, converted in one numpy call."""
+    naive = [value.replace(tzinfo=None) for value in values]
+    return np.array(naive, dtype="datetime64[us]").view(np.int64)
+
+
+def from_microseconds(values: np.ndarray) -> pd.Series:
+    """int64 microseconds back to UTC timestamps (``MISSING_TIME`` becomes NaT)."""
+    moments = np.asarray(values, dtype=np.int64).view("datetime64[us]")
+    return pd.Series(pd.to_datetime(moments, utc=True))
