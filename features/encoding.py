@@ -66,17 +66,6 @@ class CategoryVocabulary:
         return CategoryVocabulary({name: tuple(values) for name, values in data.items()})
 
 
-def category_levels(table: FeatureTable, vocabulary: CategoryVocabulary) -> dict[str, list[str]]:
-    """The label of each code of every categorical feature (for reasons and reports)."""
-    levels: dict[str, list[str]] = {}
-    for spec in table.specs:
-        if spec.kind == "category":
-            levels[spec.name] = list(spec.vocabulary)
-        elif spec.kind == "text":
-            levels[spec.name] = list(vocabulary.values.get(spec.name, ()))
-    return levels
-
-
 def _n_rows(table: FeatureTable) -> int:
     first = next(iter(table.columns.values()), None)
     return 0 if first is None else len(first)

@@ -32,6 +32,7 @@ TREND_EARLIER_DAYS = 90
 
 
 def engagement_block(ctx: ExampleContext, table: FeatureTable) -> None:
+    """Activity counts per type and group over windows before ``as_of``, recency and trend."""
     activities, lead, as_of = ctx.history.activities, ctx.lead, ctx.as_of
     windows = ctx.config.windows_days
     pre_start = ctx.rejected_at - PRE_REJECTION_DAYS * DAY_US
@@ -168,6 +169,7 @@ def _trend_specs() -> tuple[FeatureSpec, ...]:
 
 
 def points_block(ctx: ExampleContext, table: FeatureTable) -> None:
+    """The classic points score (fit plus behaviour points) and its qualification rule."""
     points, h, lead = ctx.config.points, ctx.history, ctx.lead
     all_time = ctx.all_time_activity_counts
     weights = np.array([points.behaviour.get(kind, 0.0) for kind in ACTIVITY_TYPES])

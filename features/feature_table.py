@@ -101,7 +101,11 @@ def feature_spec(
 
 @dataclass
 class ExampleContext:
-    """Per-example look-ups shared by the feature blocks."""
+    """Per-example look-ups shared by the feature blocks.
+
+    ``all_time_activity_counts`` (examples x activity types, every activity up to
+    ``as_of``) is filled by the engagement block and read by the points block after it.
+    """
 
     history: History
     examples: Examples
@@ -110,15 +114,19 @@ class ExampleContext:
 
     @cached_property
     def lead(self) -> np.ndarray:
+        """Lead index of each example."""
         return self.history.rejections.lead[self.examples.rejection_row]
 
     @cached_property
     def rejected_at(self) -> np.ndarray:
+        """Rejection time of each example (microseconds)."""
         return self.history.rejections.time[self.examples.rejection_row]
 
     @property
     def as_of(self) -> np.ndarray:
+        """Scoring moment of each example (microseconds)."""
         return self.examples.as_of
 
     def days_before_as_of(self, times: np.ndarray) -> np.ndarray:
+        """Days from ``times`` to each example's ``as_of``."""
         return (self.as_of - times) / DAY_US

@@ -14,6 +14,7 @@ from features.positions import event_positions, lead_starts, positions, prefix_c
 
 
 def lead_block(ctx: ExampleContext, table: FeatureTable) -> None:
+    """Lead attributes: source, job level (from the title when missing), fit, firmographics."""
     h, lead = ctx.history, ctx.lead
     for column, vocabulary in LEAD_CODE_COLUMNS.items():
         if column == "job_level":
@@ -71,6 +72,7 @@ def lead_block(ctx: ExampleContext, table: FeatureTable) -> None:
 
 
 def rejection_block(ctx: ExampleContext, table: FeatureTable) -> None:
+    """This rejection: reason, stage, barrier, potential, program, score, follow-up, calendar."""
     rejections, rows = ctx.history.rejections, ctx.examples.rejection_row
     for column, vocabulary in REJECTION_CODE_COLUMNS.items():
         table.add_category(
@@ -137,6 +139,7 @@ def _calendar_features(ctx: ExampleContext, table: FeatureTable) -> None:
 
 
 def earlier_rejection_block(ctx: ExampleContext, table: FeatureTable) -> None:
+    """The lead's rejections strictly before this one: count, per reason, the previous one."""
     rejections, lead = ctx.history.rejections, ctx.lead
     (before,) = positions(rejections.lead, rejections.time, lead, [ctx.rejected_at], "left")
     start = lead_starts(rejections.lead, ctx.history.n_leads)[lead]
@@ -185,6 +188,7 @@ def _earlier_reason_specs() -> tuple[FeatureSpec, ...]:
 
 
 def opportunity_block(ctx: ExampleContext, table: FeatureTable) -> None:
+    """Opportunities created by ``as_of``; won and lost only once closed by ``as_of``."""
     h, lead, as_of = ctx.history, ctx.lead, ctx.as_of
     created, closed = h.opportunities_created, h.opportunities_closed
     created_start = lead_starts(created.lead, h.n_leads)[lead]
@@ -239,6 +243,7 @@ def opportunity_block(ctx: ExampleContext, table: FeatureTable) -> None:
 def days_since_last(
     ctx: ExampleContext, times: np.ndarray, start: np.ndarray, upto: np.ndarray
 ) -> np.ndarray:
+    """Days from each example's ``as_of`` back to the event just before ``upto`` (NaN if none)."""
     has_any = upto > start
     if not len(times):
         return np.full(len(start), np.nan)
@@ -247,6 +252,7 @@ def days_since_last(
 
 
 def consent_block(ctx: ExampleContext, table: FeatureTable) -> None:
+    """Consent at ``as_of``: the latest change at or before it (subscribed when none)."""
     h, lead = ctx.history, ctx.lead
     consent = h.consent
     start = lead_starts(consent.lead, h.n_leads)[lead]

@@ -74,17 +74,18 @@ class SplitConfig(_Frozen):
 
     The test window is the most recent ``test_days`` of uncensored examples, the
     validation window the ``validation_days`` before it, training everything older. Each
-    lead belongs to the window of its latest example; its examples in earlier windows are
+    lead belongs to the window of its earliest example; its examples in later windows are
     dropped, so no lead is on both sides of a split.
 
     Attributes:
-        embargo_days: also drop training examples within this many days before the
-            validation window (set it to the horizon for label windows that never overlap).
+        embargo_days: drop training examples within this many days before the validation
+            window, so that no training label depends on what happened in the validation
+            and test windows. None (the default) means the label horizon; 0 disables it.
     """
 
     validation_days: int = Field(default=180, ge=1)
     test_days: int = Field(default=180, ge=1)
-    embargo_days: int = Field(default=0, ge=0)
+    embargo_days: int | None = Field(default=None, ge=0)
 
 
 class CalibrationConfig(_Frozen):

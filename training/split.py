@@ -72,8 +72,13 @@ class TimeSplit:
         }
 
 
-def split_by_time(examples: ExampleSet, config: SplitConfig) -> TimeSplit:
+def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int = 0) -> TimeSplit:
     """Split uncensored examples into train, validation and test windows.
+
+    Args:
+        examples: labelled, uncensored examples.
+        config: the window lengths and embargo.
+        horizon_days: the label horizon, the embargo when ``config.embargo_days`` is None.
 
     Raises:
         ValueError: the examples hold censored ones.
@@ -88,7 +93,8 @@ def split_by_time(examples: ExampleSet, config: SplitConfig) -> TimeSplit:
     window = np.where(as_of > test_start, 2, np.where(as_of > validation_start, 1, 0))
     lead_window = pd.Series(window).groupby(examples.keys["lead_id"].to_numpy()).transform("min")
     keep = window == lead_window.to_numpy()
-    embargo = validation_start - pd.Timedelta(days=config.embargo_days)
+    embargo_days = horizon_days if config.embargo_days is None else config.embargo_days
+    embargo = validation_start - pd.Timedelta(days=embargo_days)
     embargoed = keep & (window == 0) & (as_of > embargo).to_numpy()
     train, validation, test = (examples.take(keep & ~embargoed & (window == i)) for i in range(3))
     split = TimeSplit(
