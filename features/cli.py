@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,6 +24,14 @@ logger = logging.getLogger(__name__)
 DataOption = Annotated[
     Path, typer.Option("--data", help="Export directory: leads, activities, rejections, ...")
 ]
+SnapshotOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--snapshot-at",
+        help="The export's end (UTC) for censoring; default: its latest timestamp.",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+    ),
+]
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Feature/training YAML (defaults when absent).")
 ]
@@ -34,10 +43,11 @@ def validate(
     horizon_days: Annotated[
         int, typer.Option(help="Horizon used to count observed and censored outcomes.")
     ] = 365,
+    snapshot_at: SnapshotOption = None,
 ) -> None:
     """Check an export against the data contract and summarise it (exit 1 on problems)."""
     try:
-        export = load_export(data)
+        export = load_export(data, snapshot_at=_timestamp(snapshot_at))
     except ContractError as error:
         _report_problems(error, as_json)
         raise typer.Exit(1) from error
@@ -45,6 +55,14 @@ def validate(
     typer.echo(
         json.dumps({"valid": True, **summary}, indent=2) if as_json else format_summary(summary)
     )
+
+
+def _timestamp(moment: datetime | None) -> pd.Timestamp | None:
+    """A command-line moment as a UTC timestamp (no offset means UTC)."""
+    if moment is None:
+        return None
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _report_problems(error: ContractError, as_json: bool) -> None:
@@ -77,6 +95,7 @@ def features(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Output file, .parquet or .csv.")],
     config: ConfigOption = None,
+    snapshot_at: SnapshotOption = None,
 ) -> None:
     """Write the example table: keys, as_of, features, label and censored flag."""
     try:
@@ -85,7 +104,7 @@ def features(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     try:
-        export = load_export(data)
+        export = load_export(data, snapshot_at=_timestamp(snapshot_at))
     except ContractError as error:
         _report_problems(error, as_json=False)
         raise typer.Exit(1) from error

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from features.coercion import TableCheck, check_table
 from features.contract import (
+    EVENT_TIME_COLUMN,
     LEAD_CHILD_TABLES,
     TABLES,
     TABLES_BY_NAME,
@@ -166,6 +167,7 @@ def build_export(
     rejected = [row for check in checks.values() for row in _rejected_rows(check)]
     tables = {name: check.clean_frame() for name, check in checks.items()}
     warnings = [w for check in checks.values() for w in check.warnings]
+    warnings += _future_timestamps(tables)
     for warning in warnings:
         logger.warning(warning)
     return Export(
@@ -192,6 +194,26 @@ def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     if not latest:
         raise ContractError([Problem("export", "no timestamps found in any table")])
     return max(latest)
+
+
+def _future_timestamps(tables: Mapping[str, pd.DataFrame]) -> list[str]:
+    """Warnings for tables whose latest timestamp lies after now: the snapshot would be wrong.
+
+    The snapshot (the export's end) is the latest timestamp anywhere, and censoring is
+    measured against it; one mistyped year would silently turn unknown outcomes into
+    negatives. Pass the snapshot explicitly (``--snapshot-at``) when this warning appears.
+    """
+    now = pd.Timestamp.now(tz="UTC")
+    found = []
+    for name, frame in tables.items():
+        column = EVENT_TIME_COLUMN[name]
+        if column in frame and not frame.empty and frame[column].max() > now:
+            found.append(
+                f"{name}: {int((frame[column] > now).sum())} rows dated after now "
+                f"(latest {frame[column].max().isoformat()}); the snapshot defaults to the "
+                "latest timestamp, so set it explicitly"
+            )
+    return found
 
 
 def _locate_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:

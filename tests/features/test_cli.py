@@ -96,3 +96,19 @@ def test_catalogue_writes_both_documents(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "`pricing_page_visit_30d`" in (tmp_path / "feature-catalogue.md").read_text()
     assert "| `reason_code` | category | yes |" in (tmp_path / "data-contract.md").read_text()
+
+
+def test_a_future_timestamp_warns_and_an_explicit_snapshot_restores_censoring(
+    tmp_path: Path,
+) -> None:
+    activities = TINY_TABLES["activities"] + "A9,L2,2036-01-01T00:00:00Z,web_visit\n"
+    directory = write_tiny_export(tmp_path / "future", {**TINY_TABLES, "activities": activities})
+
+    default = runner.invoke(app, ["validate", "--data", str(directory), "--json"])
+    explicit = runner.invoke(
+        app, ["validate", "--data", str(directory), "--json", "--snapshot-at", "2025-05-01"]
+    )
+
+    assert json.loads(default.stdout)["censored_rejections"] == 0
+    assert any("dated after now" in w for w in json.loads(default.stdout)["warnings"])
+    assert json.loads(explicit.stdout)["censored_rejections"] == 1
