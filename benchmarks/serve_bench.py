@@ -1,12 +1,12 @@
 """Scoring API benchmark: ``srl serve`` against ``mlflow models serve`` on one registered model.
 
-Both servers run on 127.0.0.1 at the same time, with one worker each; scenarios are measured
-in interleaved rounds (so that any background load hits both alike) by the same small
-asyncio HTTP/1.1 client (keep-alive connections, one request in flight per
-connection). Scenarios: single-lead requests (about 50 activities each) at concurrency 1, 8
-and 32, and 100-lead batches. ``srl serve`` is measured with reasons (the full path: features
-from raw rows, prediction, routing and 3 reasons) and without reasons; MLflow's pyfunc returns
-only the probability.
+Both servers run on 127.0.0.1 at the same time with the same number of workers (one by
+default, ``--workers``). Scenarios are measured in interleaved rounds, so that background
+load hits both alike, by the same small asyncio HTTP/1.1 client (keep-alive connections, one
+request in flight per connection): single-lead requests (about 50 activities each) at
+concurrency 1, 8 and 32, and 100-lead batches. ``srl serve`` is measured with reasons (the
+full path: features from raw rows, prediction, routing and 3 reasons) and without reasons;
+MLflow's pyfunc returns only the probability.
 
     MLFLOW_TRACKING_URI=sqlite:///.srl/mlflow.db \\
         .venv/bin/python benchmarks/serve_bench.py --model models:/srl-reconversion@champion
@@ -26,6 +26,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -159,8 +160,18 @@ def _wait_ready(port: int, path: str, process: subprocess.Popen[bytes], timeout:
     raise RuntimeError(f"server on {port} not ready after {timeout} s")
 
 
-def start_ours(model: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``srl serve`` with one worker."""
+def _ready_or_stopped(
+    port: int, path: str, process: subprocess.Popen[bytes], timeout: float
+) -> None:
+    try:
+        _wait_ready(port, path, process, timeout)
+    except BaseException:
+        stop(process)
+        raise
+
+
+def start_ours(model: str, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``srl serve`` with ``workers`` workers."""
     command = [
         str(BIN / "srl"),
         "serve",
@@ -171,17 +182,17 @@ def start_ours(model: str, port: int, log: Path) -> subprocess.Popen[bytes]:
         "--model",
         model,
         "--workers",
-        "1",
+        str(workers),
         "--log-level",
         "warning",
     ]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    _wait_ready(port, "/readyz", process, 180)
+    _ready_or_stopped(port, "/readyz", process, 180)
     return process
 
 
-def start_mlflow(model: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``mlflow models serve`` from the project's environment, one worker."""
+def start_mlflow(model: str, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``mlflow models serve`` from the project's environment with ``workers`` workers."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "SRL_MODEL_THREADS": "1"}
     command = [
         str(BIN / "mlflow"),
@@ -196,10 +207,10 @@ def start_mlflow(model: str, port: int, log: Path) -> subprocess.Popen[bytes]:
         "-p",
         str(port),
         "-w",
-        "1",
+        str(workers),
     ]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
-    _wait_ready(port, "/ping", process, 300)
+    _ready_or_stopped(port, "/ping", process, 300)
     return process
 
 
@@ -349,13 +360,17 @@ SCENARIOS: tuple[tuple[str, str, str, int, int], ...] = (
 PORTS = {"srl serve": 18431, "mlflow models serve": 18432}
 
 
-def run(model: str, export_dir: Path, seconds: float, rounds: int, workdir: Path) -> list[Result]:
+def run(
+    model: str, export_dir: Path, seconds: float, rounds: int, workers: int, workdir: Path
+) -> list[Result]:
     """Every scenario on both servers, interleaved in rounds so that drift hits both alike."""
     requests = payloads(lead_bodies(export_dir))
-    ours = start_ours(model, PORTS["srl serve"], workdir / "srl-serve.log")
+    ours = start_ours(model, PORTS["srl serve"], workdir / "srl-serve.log", workers)
     theirs = None
     try:
-        theirs = start_mlflow(model, PORTS["mlflow models serve"], workdir / "mlflow-serve.log")
+        theirs = start_mlflow(
+            model, PORTS["mlflow models serve"], workdir / "mlflow-serve.log", workers
+        )
         parts: dict[tuple[str, str, int], list[Result]] = {}
         for _ in range(rounds):
             for server, name, key, concurrency, leads in SCENARIOS:
@@ -419,6 +434,7 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=5000, help="Leads of the prepared export.")
     parser.add_argument("--seconds", type=float, default=12.0, help="Load per scenario.")
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds.")
+    parser.add_argument("--workers", type=int, default=1, help="Workers of each server.")
     parser.add_argument("--out", type=Path, help="Also write the table here.")
     options = parser.parse_args()
     data = options.data
@@ -426,8 +442,8 @@ def main() -> None:
         data = Path(prepare(options.prepare.resolve(), options.leads))
     if data is None:
         parser.error("--data (or --prepare) is required")
-    workdir = options.prepare or Path.cwd()
-    results = run(options.model, data, options.seconds, options.rounds, workdir)
+    workdir = options.prepare or Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    results = run(options.model, data, options.seconds, options.rounds, options.workers, workdir)
     text = table(results)
     print(text)
     if options.out is not None:

@@ -67,7 +67,10 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     unauthorized = errors(401) if settings.auth_enabled else {}
     app.include_router(health.router)
     for router in (
-        scores.scores_router(settings.max_batch_items), model.router, admin.router, metrics.router
+        scores.scores_router(settings.max_batch_items),
+        model.router,
+        admin.router,
+        metrics.router,
     ):
         app.include_router(router, dependencies=guard, responses=unauthorized)
     app.include_router(document.router, dependencies=guard)

@@ -67,9 +67,13 @@ def serve(
     cores = available_cores()
     per_worker = threads_per_worker(workers, threads, cores)
     overrides = {
-        "SRL_HOST": host, "SRL_PORT": str(port), "SRL_MODEL_URI": model,
-        "SRL_RELOAD_INTERVAL_SECONDS": str(reload_interval), "SRL_MODEL_THREADS": str(per_worker),
-        "SRL_MAX_BATCH_ITEMS": str(max_batch_items), "SRL_REQUEST_TIMEOUT_SECONDS": str(timeout),
+        "SRL_HOST": host,
+        "SRL_PORT": str(port),
+        "SRL_MODEL_URI": model,
+        "SRL_RELOAD_INTERVAL_SECONDS": str(reload_interval),
+        "SRL_MODEL_THREADS": str(per_worker),
+        "SRL_MAX_BATCH_ITEMS": str(max_batch_items),
+        "SRL_REQUEST_TIMEOUT_SECONDS": str(timeout),
         "SRL_ALLOW_PUBLIC_BIND": str(allow_public_bind).lower(),
     }
     if policy is not None:

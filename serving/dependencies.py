@@ -69,7 +69,9 @@ async def require_api_key(
     """
     if key is None or not key_matches(key, settings.api_keys):
         raise ApiError(
-            401, "unauthorized", f"a valid {API_KEY_HEADER} header is required",
+            401,
+            "unauthorized",
+            f"a valid {API_KEY_HEADER} header is required",
             headers={"WWW-Authenticate": "ApiKey"},
         )
 

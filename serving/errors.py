@@ -129,8 +129,11 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown"
     logger.error(
         "unexpected error",
-        extra={"error_type": type(error).__name__, "where": where,
-               "request_id": getattr(request.state, "request_id", None)},
+        extra={
+            "error_type": type(error).__name__,
+            "where": where,
+            "request_id": getattr(request.state, "request_id", None),
+        },
     )
     return error_response(request, 500, "internal_error", "the server failed to answer")
 

@@ -24,7 +24,21 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from serving.routing import Routes
 
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
     10.0,
 )
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
@@ -41,15 +55,22 @@ class Metrics:
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "srl_http_requests", "HTTP requests by route, method and status.",
-            ["route", "method", "status"], registry=self.registry,
+            "srl_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "srl_http_request_seconds", "Time to answer a request, by route.", ["route"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "srl_http_request_seconds",
+            "Time to answer a request, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.errors = Counter(
-            "srl_http_errors", "Error responses by route and error code.", ["route", "code"],
+            "srl_http_errors",
+            "Error responses by route and error code.",
+            ["route", "code"],
             registry=self.registry,
         )
         self._scoring_metrics()
@@ -60,29 +81,42 @@ class Metrics:
             "srl_leads_scored", "Leads scored.", ["endpoint"], registry=self.registry
         )
         self.probability = Histogram(
-            "srl_score_probability", "Distribution of calibrated probabilities.",
-            buckets=PROBABILITY_BUCKETS, registry=self.registry,
+            "srl_score_probability",
+            "Distribution of calibrated probabilities.",
+            buckets=PROBABILITY_BUCKETS,
+            registry=self.registry,
         )
         self.routed = Counter(
-            "srl_routed_leads", "Leads routed, by program and tier.", ["program", "tier"],
+            "srl_routed_leads",
+            "Leads routed, by program and tier.",
+            ["program", "tier"],
             registry=self.registry,
         )
         self.suppressed = Counter(
-            "srl_suppressed_leads", "Leads suppressed, by cause (consent or reason).", ["cause"],
+            "srl_suppressed_leads",
+            "Leads suppressed, by cause (consent or reason).",
+            ["cause"],
             registry=self.registry,
         )
 
     def _model_metrics(self) -> None:
         self.model_info = Gauge(
-            "srl_model_info", "1 for the model version serving now.", ["name", "version", "alias"],
-            registry=self.registry, multiprocess_mode="livemax",
+            "srl_model_info",
+            "1 for the model version serving now.",
+            ["name", "version", "alias"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.ready = Gauge(
-            "srl_model_ready", "1 when a model and policy are loaded.", registry=self.registry,
+            "srl_model_ready",
+            "1 when a model and policy are loaded.",
+            registry=self.registry,
             multiprocess_mode="livemin",
         )
         self.reloads = Counter(
-            "srl_model_reloads", "Model reload attempts by outcome.", ["outcome"],
+            "srl_model_reloads",
+            "Model reload attempts by outcome.",
+            ["outcome"],
             registry=self.registry,
         )
 

@@ -56,12 +56,25 @@ class RequestContext:
         error = state.get("error_code")
         error_code = str(error) if error is not None else (None if status < 400 else str(status))
         self.metrics.observe_request(route, scope["method"], status, seconds, error_code)
-        level = logging.ERROR if status >= 500 else logging.INFO
+        level = _level(status)
         logger.log(
-            level, "request",
-            extra={"request_id": request_id, "method": scope["method"], "route": route,
-                   "status": status, "ms": round(seconds * 1000, 3), "error": error_code},
+            level,
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "ms": round(seconds * 1000, 3),
+                "error": error_code,
+            },
         )
+
+
+def _level(status: int) -> int:
+    if status == 503:  # not ready yet, or out of time: the answer says why
+        return logging.WARNING
+    return logging.ERROR if status >= 500 else logging.INFO
 
 
 def _request_id(scope: Scope) -> str:

@@ -164,8 +164,13 @@ class ModelHolder:
         self._metrics.model_swapped(_labels(previous), _labels(deployment) or ("", "", ""))
         logger.info(
             "model swapped in",
-            extra={"cause": cause, "version": deployment.version, "previous": before,
-                   "source": source, "policy": deployment.policy.label},
+            extra={
+                "cause": cause,
+                "version": deployment.version,
+                "previous": before,
+                "source": source,
+                "policy": deployment.policy.label,
+            },
         )
         return ReloadOutcome(True, deployment.version, before, f"now serving {deployment.version}")
 

@@ -86,8 +86,18 @@ CATEGORY_LABELS: dict[str, str] = {
 }
 
 MONTHS = (
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 
 _ACTIVITY = "|".join(sorted((*ACTIVITY_TYPES, *ACTIVITY_GROUPS), key=len, reverse=True))
@@ -202,8 +212,9 @@ NAMED_PHRASES: dict[str, Phrase] = {
     ),
     "days_since_rejection": lambda v: f"rejected {_ago(v or 0)}",
     "lead_age_days": lambda v: f"lead created {_ago(v or 0)}",
-    "as_of_month": lambda v: "scored in an unknown month" if v is None
-    else f"scored in {MONTHS[int(v) - 1]}",
+    "as_of_month": lambda v: (
+        "scored in an unknown month" if v is None else f"scored in {MONTHS[int(v) - 1]}"
+    ),
     "days_to_next_year": _numeric("{} to the next fiscal year", "next fiscal year unknown", days),
     "earlier_rejections": lambda v: _times(
         v, "rejected {} {} before", "first rejection of the lead"
@@ -229,8 +240,9 @@ NAMED_PHRASES: dict[str, Phrase] = {
     "days_since_last_close": _numeric(
         "last opportunity closed {} ago", "no closed opportunity on record", days
     ),
-    "days_since_last_activity": lambda v: "no activity on record" if v is None
-    else f"last activity {_ago(v)}",
+    "days_since_last_activity": lambda v: (
+        "no activity on record" if v is None else f"last activity {_ago(v)}"
+    ),
     "consent_opt_outs": lambda v: _times(v, "opted out {} {}", "never opted out"),
     "target_vertical": _flag("in a target vertical", "not in a target vertical"),
     "vertical_expertise": _flag(
@@ -259,8 +271,10 @@ def _category(spec: FeatureSpec) -> Phrase:
     if spec.name == "previous_reason_code":
         return _reason_phrase("previous rejection", "no previous rejection")
     if spec.name == "rep_potential":
-        return lambda v: "rep gave no view of potential" if v is None else (
-            f"rep rated future potential {label(v)}"
+        return lambda v: (
+            "rep gave no view of potential"
+            if v is None
+            else (f"rep rated future potential {label(v)}")
         )
     name = CATEGORY_LABELS.get(spec.name, label(spec.name))
     if spec.name == "country":

@@ -84,9 +84,14 @@ class BodyLimit:
         state = scope.setdefault("state", {})
         state["error_code"] = "body_too_large"
         body = orjson.dumps(
-            {"error": {"code": "body_too_large",
-                       "message": f"the request body is larger than {self.max_bytes} bytes",
-                       "request_id": state.get("request_id"), "fields": []}}
+            {
+                "error": {
+                    "code": "body_too_large",
+                    "message": f"the request body is larger than {self.max_bytes} bytes",
+                    "request_id": state.get("request_id"),
+                    "fields": [],
+                }
+            }
         )
         headers = [
             (b"content-type", b"application/json"),

@@ -178,8 +178,7 @@ def _suppression(
     by_consent = consent_rule[consent]
     by_reason = reason_rule[reason]
     causes = np.array(
-        [*(f"consent:{c}" for c in CONSENT_STATUSES), *(f"reason:{r}" for r in REASON_CODES),
-         None],
+        [*(f"consent:{c}" for c in CONSENT_STATUSES), *(f"reason:{r}" for r in REASON_CODES), None],
         dtype=object,
     )
     cause = np.where(by_reason, len(CONSENT_STATUSES) + reason, len(causes) - 1)

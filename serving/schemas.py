@@ -46,16 +46,28 @@ EXAMPLE_RESULT: dict[str, Any] = {
     "tier": "cool",
     "program": "budget_nurture",
     "routing": {
-        "re_entry_stage": "sql", "next_action_date": "2025-10-01", "priority": 3,
+        "re_entry_stage": "sql",
+        "next_action_date": "2025-10-01",
+        "priority": 3,
         "policy": "default@v1",
     },
     "suppressed": False,
     "suppression_reason": None,
     "reasons": [
-        {"feature": "follow_up_days", "direction": "up", "contribution": 0.321, "value": 30.0,
-         "text": "follow-up date is in 30 days"},
-        {"feature": "reason_code", "direction": "up", "contribution": 0.242, "value": "budget",
-         "text": "rejected for budget"},
+        {
+            "feature": "follow_up_days",
+            "direction": "up",
+            "contribution": 0.321,
+            "value": 30.0,
+            "text": "follow-up date is in 30 days",
+        },
+        {
+            "feature": "reason_code",
+            "direction": "up",
+            "contribution": 0.242,
+            "value": "budget",
+            "text": "rejected for budget",
+        },
     ],
     "model_version": "1",
     "request_id": "2adeb86797054e11a392107ca64f0789",
@@ -167,10 +179,25 @@ class ErrorBody(BaseModel):
 class ErrorOut(BaseModel):
     """The shape of every error response."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"error": {
-        "code": "validation_error", "message": "invalid request: lead.created_at",
-        "request_id": "7f0c2b1e9a4d4c21b3f5e8d7a6c9b0e1",
-        "fields": [{"field": "lead.created_at", "problem": "Field required", "type": "missing"}],
-    }}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "validation_error",
+                        "message": "invalid request: lead.created_at",
+                        "request_id": "7f0c2b1e9a4d4c21b3f5e8d7a6c9b0e1",
+                        "fields": [
+                            {
+                                "field": "lead.created_at",
+                                "problem": "Field required",
+                                "type": "missing",
+                            }
+                        ],
+                    }
+                }
+            ]
+        }
+    )
 
     error: ErrorBody

@@ -102,9 +102,15 @@ def score_requests(
     lead_ids = history.lead_id[history.rejections.lead[examples.rejection_row]]
     results = [
         _result(
-            scored.routes, index, request, str(lead_ids[index]), float(scored.probability[index]),
-            int(examples.as_of[index]), reasons[index] if reasons is not None else [],
-            deployment.version, request_id,
+            scored.routes,
+            index,
+            request,
+            str(lead_ids[index]),
+            float(scored.probability[index]),
+            int(examples.as_of[index]),
+            reasons[index] if reasons is not None else [],
+            deployment.version,
+            request_id,
         )
         for index, request in enumerate(requests)
     ]

@@ -17,6 +17,10 @@ async def reload(holder: HolderDep) -> Response:
     """Reload the model and routing policy; on failure the serving version stays."""
     outcome = await holder.reload_everywhere()
     return json_response(
-        {"reloaded": outcome.reloaded, "model_version": outcome.version,
-         "previous_version": outcome.previous_version, "message": outcome.message}
+        {
+            "reloaded": outcome.reloaded,
+            "model_version": outcome.version,
+            "previous_version": outcome.previous_version,
+            "message": outcome.message,
+        }
     )

@@ -19,7 +19,9 @@ async def healthz() -> Response:
 
 
 @router.get(
-    "/readyz", response_model=ReadyOut, summary="Readiness",
+    "/readyz",
+    response_model=ReadyOut,
+    summary="Readiness",
     responses={503: {"model": ReadyOut, "description": "not ready; `reason` says why"}},
 )
 async def readyz(holder: HolderDep) -> Response:
@@ -29,7 +31,9 @@ async def readyz(holder: HolderDep) -> Response:
         body = {"ready": False, "model_version": None, "policy": None, "reason": holder.problem}
         return json_response(body, status=503)
     body = {
-        "ready": True, "model_version": current.version, "policy": current.policy.label,
+        "ready": True,
+        "model_version": current.version,
+        "policy": current.policy.label,
         "reason": None,
     }
     return json_response(body)

@@ -11,9 +11,15 @@ router = APIRouter(tags=["metrics"])
 
 
 @router.get(
-    "/metrics", summary="Prometheus metrics", response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                     "description": "Prometheus text format"}},
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text format",
+        }
+    },
 )
 async def metrics(metrics: MetricsDep) -> Response:
     """Requests, latency, errors, score distribution, routed programs and model version."""

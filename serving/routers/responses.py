@@ -15,7 +15,8 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 def json_response(content: Any, status: int = 200) -> Response:
     """A JSON response serialised by orjson (no second validation of trusted output)."""
     return Response(
-        orjson.dumps(content, option=JSON_OPTIONS), status_code=status,
+        orjson.dumps(content, option=JSON_OPTIONS),
+        status_code=status,
         media_type="application/json",
     )
 

@@ -24,7 +24,8 @@ MAX_REASONS = 50
 ReasonsQuery = Annotated[
     int | None,
     Query(
-        ge=0, le=MAX_REASONS,
+        ge=0,
+        le=MAX_REASONS,
         description="Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT).",
     ),
 ]
@@ -36,7 +37,10 @@ def scores_router(max_batch_items: int) -> APIRouter:
     batch_model = batch_request_model(max_batch_items)
 
     @router.post(
-        "", response_model=ScoreResult, responses=SCORING_ERRORS, summary="Score one lead",
+        "",
+        response_model=ScoreResult,
+        responses=SCORING_ERRORS,
+        summary="Score one lead",
     )
     async def score(
         body: Annotated[
@@ -50,7 +54,9 @@ def scores_router(max_batch_items: int) -> APIRouter:
         return json_response(_score(context, [body], reasons, "single").results[0])
 
     @router.post(
-        "/batch", response_model=BatchResponse, responses=SCORING_ERRORS,
+        "/batch",
+        response_model=BatchResponse,
+        responses=SCORING_ERRORS,
         summary="Score several leads",
     )
     async def score_batch(
@@ -62,8 +68,11 @@ def scores_router(max_batch_items: int) -> APIRouter:
         items = body.items  # type: ignore[attr-defined] # a BatchRequest
         scoring = _score(context, items, reasons, "batch")
         return json_response(
-            {"results": scoring.results, "model_version": context.deployment.version,
-             "request_id": context.request_id}
+            {
+                "results": scoring.results,
+                "model_version": context.deployment.version,
+                "request_id": context.request_id,
+            }
         )
 
     return router
@@ -75,7 +84,10 @@ def _score(
     settings = context.settings
     top_k = settings.reasons_default if reasons is None else reasons
     scoring = score_requests(
-        context.deployment, requests, top_k=top_k, request_id=context.request_id,
+        context.deployment,
+        requests,
+        top_k=top_k,
+        request_id=context.request_id,
         deadline=Deadline(settings.request_timeout_seconds),
     )
     context.metrics.observe_scores(endpoint, scoring.probability, scoring.routes)

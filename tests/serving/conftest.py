@@ -45,19 +45,30 @@ def train_model(examples: ExampleSet, rounds: int = 40, seed: int = 7) -> Reconv
     matrix = vocabulary.encode(examples.features)
     categorical = [i for i, s in enumerate(examples.features.specs) if s.kind != "numeric"]
     params = {
-        "objective": "binary", "verbose": -1, "num_leaves": 15, "learning_rate": 0.1,
-        "num_threads": 1, "seed": seed, "feature_fraction": 0.8, "bagging_fraction": 0.8,
-        "bagging_freq": 1, "deterministic": True,
+        "objective": "binary",
+        "verbose": -1,
+        "num_leaves": 15,
+        "learning_rate": 0.1,
+        "num_threads": 1,
+        "seed": seed,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "deterministic": True,
     }
     data = lgb.Dataset(
-        matrix, examples.labels.target, feature_name=examples.features.names,
-        categorical_feature=categorical, free_raw_data=False,
+        matrix,
+        examples.labels.target,
+        feature_name=examples.features.names,
+        categorical_feature=categorical,
+        free_raw_data=False,
     )
     booster = lgb.train(params, data, num_boost_round=rounds)
     raw = np.asarray(booster.predict(matrix), dtype=np.float64)
     isotonic = IsotonicRegression(out_of_bounds="clip").fit(raw, examples.labels.target)
     calibration = Calibration(
-        "isotonic", tuple(map(float, isotonic.X_thresholds_)),
+        "isotonic",
+        tuple(map(float, isotonic.X_thresholds_)),
         tuple(map(float, isotonic.y_thresholds_)),
     )
     metadata = {"trained_at": "2025-01-01T00:00:00+00:00", "metrics": {"auc": 0.8}, "seed": seed}
@@ -90,7 +101,9 @@ API_KEY = "serving-tests-key-0123456789"
 def api_settings(model_uri: str | Path, **overrides: object) -> Settings:
     """Settings for an app under test (fast retries, no public bind)."""
     values: dict[str, object] = {
-        "model_uri": str(model_uri), "retry_interval_seconds": 0.2, "startup_wait_seconds": 60,
+        "model_uri": str(model_uri),
+        "retry_interval_seconds": 0.2,
+        "startup_wait_seconds": 60,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -11,8 +11,15 @@ from srl.cli import app as srl_app
 
 @pytest.mark.parametrize(
     ("workers", "requested", "cores", "threads"),
-    [(1, 1, 2, 1), (1, 0, 2, 2), (2, 0, 2, 1), (2, 4, 2, 1), (4, 0, 2, 1), (2, 0, 8, 4),
-     (3, 2, 8, 2)],
+    [
+        (1, 1, 2, 1),
+        (1, 0, 2, 2),
+        (2, 0, 2, 1),
+        (2, 4, 2, 1),
+        (4, 0, 2, 1),
+        (2, 0, 8, 4),
+        (3, 2, 8, 2),
+    ],
 )
 def test_workers_times_threads_fit_the_cores(
     workers: int, requested: int, cores: int, threads: int
@@ -29,7 +36,17 @@ def test_serve_explains_every_option() -> None:
     result = CliRunner().invoke(srl_app, ["serve", "--help"], env={"COLUMNS": "240"})
 
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--workers", "--model", "--policy", "--reload-interval",
-                   "--threads", "--max-batch-items", "--timeout", "--allow-public-bind",
-                   "--log-level"):
+    for option in (
+        "--host",
+        "--port",
+        "--workers",
+        "--model",
+        "--policy",
+        "--reload-interval",
+        "--threads",
+        "--max-batch-items",
+        "--timeout",
+        "--allow-public-bind",
+        "--log-level",
+    ):
         assert option in result.output

@@ -49,7 +49,9 @@ def test_the_registry_alias_loads_and_reloads_swap_versions(
         register(model, EXAMPLE_REQUEST, alias="champion")
         swapped = client.post("/v1/admin/reload").json()
         assert (swapped["reloaded"], swapped["model_version"], swapped["previous_version"]) == (
-            True, "2", "1"
+            True,
+            "2",
+            "1",
         )
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "2"
 
@@ -109,7 +111,11 @@ def test_a_local_directory_swaps_when_its_files_change(
 ) -> None:
     first = model.save(tmp_path / "first")
     second = ReconversionModel(
-        model.config, model.vocabulary, model.booster, model.calibration, model.feature_names,
+        model.config,
+        model.vocabulary,
+        model.booster,
+        model.calibration,
+        model.feature_names,
         {**model.metadata, "trained_at": "2025-02-01T00:00:00+00:00"},
     ).save(tmp_path / "second")
     live = tmp_path / "live"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import orjson
@@ -75,8 +76,11 @@ def test_bodies_that_are_not_json_objects(client: TestClient, raw: bytes, code: 
         ("lead.lead_source", "carrier_pigeon", "lead.lead_source"),
         ("rejection.reason_code", "vibes", "rejection.reason_code"),
         ("rejection.stage_at_rejection", None, "rejection.stage_at_rejection"),
-        ("consent", [{"lead_id": "L0000029", "changed_at": "2025-01-01", "status": "maybe"}],
-         "consent.0.status"),
+        (
+            "consent",
+            [{"lead_id": "L0000029", "changed_at": "2025-01-01", "status": "maybe"}],
+            "consent.0.status",
+        ),
         ("rejection.lead_id", "SOMEONE_ELSE", "body"),
         ("as_of", "2020-01-01T00:00:00Z", "body"),
         ("surprise", 1, "surprise"),
@@ -158,7 +162,8 @@ def test_a_body_over_the_size_limit_is_refused(model_dir: Any) -> None:
             "/v1/score", content=body, headers={"content-type": "application/json"}
         )
         streamed = small.post(
-            "/v1/score", content=iter([body[:3000], body[3000:]]),
+            "/v1/score",
+            content=iter([body[:3000], body[3000:]]),
             headers={"content-type": "application/json"},
         )
         fits = small.post("/v1/score", json=EXAMPLE_REQUEST)
@@ -185,3 +190,20 @@ def test_a_wrong_content_type_is_refused(client: TestClient) -> None:
     )
 
     assert response.status_code == 422
+
+
+def test_logs_never_hold_submitted_values(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = _body("lead.email", SECRET)
+    body["lead"]["employee_count"] = SECRET
+
+    with caplog.at_level(logging.DEBUG):
+        client.post("/v1/score", json=body, headers={"X-Request-ID": "log-check"})
+        client.post("/v1/score", json=_body("lead.email", SECRET))
+
+    logged = [r for r in caplog.records if getattr(r, "request_id", None) == "log-check"]
+    assert [(r.status, r.route) for r in logged] == [(422, "/v1/score")]  # type: ignore[attr-defined]
+    assert SECRET not in caplog.text
+    for record in caplog.records:
+        assert SECRET not in str(record.__dict__)

@@ -79,6 +79,8 @@ def test_routes_and_reasons_match_the_shared_scoring_path(
     for index, result in enumerate(answer.json()["results"]):
         route = scored.routes.row(index)
         assert (result["program"], result["tier"], result["suppressed"]) == (
-            route["program"], route["tier"], route["suppressed"]
+            route["program"],
+            route["tier"],
+            route["suppressed"],
         )
         assert [r["feature"] for r in result["reasons"]] == [r.feature for r in reasons[index]]

@@ -72,9 +72,16 @@ def server(
     port = free_port()
     log = tmp_path / "serve.log"
     command = [
-        str(Path(sys.executable).with_name("srl")), "serve", "--host", "127.0.0.1",
-        "--port", str(port), "--model", f"models:/{MODEL_NAME}@champion",
-        "--reload-interval", "0.2",
+        str(Path(sys.executable).with_name("srl")),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        f"models:/{MODEL_NAME}@champion",
+        "--reload-interval",
+        "0.2",
     ]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=os.environ)

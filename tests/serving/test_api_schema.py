@@ -39,7 +39,9 @@ def api_schema(model_dir: Path) -> BaseSchema:
 def test_the_api_follows_its_own_openapi(api_schema: BaseSchema, mode: GenerationMode) -> None:
     @given(case=api_schema.as_strategy(mode))
     @settings(
-        max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
         database=None,
     )
     def check(case: schemathesis.Case) -> None:

@@ -74,8 +74,12 @@ def test_a_batch_answers_in_the_order_of_its_items(client: TestClient) -> None:
 
 def test_a_lead_scored_later_sees_its_new_engagement(client: TestClient) -> None:
     visits = [
-        {"activity_id": f"V{i}", "lead_id": "L0000029", "occurred_at": f"2025-08-2{i}T10:00:00Z",
-         "activity_type": "pricing_page_visit"}
+        {
+            "activity_id": f"V{i}",
+            "lead_id": "L0000029",
+            "occurred_at": f"2025-08-2{i}T10:00:00Z",
+            "activity_type": "pricing_page_visit",
+        }
         for i in range(5)
     ]
     at_rejection = client.post("/v1/score", json=_body(as_of="2025-06-01T09:30:00Z")).json()

@@ -79,7 +79,8 @@ def test_keys_come_comma_separated_from_the_environment(monkeypatch: pytest.Monk
     settings = Settings()
 
     assert [k.get_secret_value() for k in settings.api_keys] == [
-        API_KEY, "second-key-0123456789abc"
+        API_KEY,
+        "second-key-0123456789abc",
     ]
     assert API_KEY not in repr(settings)
 
@@ -102,8 +103,16 @@ def test_keys_are_compared_against_every_key() -> None:
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
-     ("0.0.0.0", False), ("::", False), ("10.1.2.3", False), ("example.com", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("example.com", False),
+    ],
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback

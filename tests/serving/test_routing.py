@@ -19,16 +19,30 @@ POLICY = load_policy()
 
 def _inputs(**columns: Any) -> RoutingInputs:
     values: dict[str, Any] = {
-        "probability": [0.15], "reason_code": ["needs_nurturing"], "consent_status": ["subscribed"],
-        "stage": ["sql"], "follow_up_days": [np.nan], "days_since_rejection": [10.0],
-        "days_to_next_year": [122.0], "recent_intent": [0.0], "as_of": [AS_OF],
+        "probability": [0.15],
+        "reason_code": ["needs_nurturing"],
+        "consent_status": ["subscribed"],
+        "stage": ["sql"],
+        "follow_up_days": [np.nan],
+        "days_since_rejection": [10.0],
+        "days_to_next_year": [122.0],
+        "recent_intent": [0.0],
+        "as_of": [AS_OF],
     }
     values.update(columns)
-    return RoutingInputs(**{
-        name: np.asarray(v, dtype=object if name in ("reason_code", "consent_status", "stage")
-                         else np.int64 if name == "as_of" else np.float64)
-        for name, v in values.items()
-    })
+    return RoutingInputs(
+        **{
+            name: np.asarray(
+                v,
+                dtype=object
+                if name in ("reason_code", "consent_status", "stage")
+                else np.int64
+                if name == "as_of"
+                else np.float64,
+            )
+            for name, v in values.items()
+        }
+    )
 
 
 def _one(routes: Routes) -> dict[str, Any]:
@@ -40,8 +54,9 @@ def _one(routes: Routes) -> dict[str, Any]:
 
 @pytest.mark.parametrize("consent", ["unsubscribed", "do_not_contact"])
 def test_consent_suppresses_even_a_hot_lead(consent: str) -> None:
-    row = _one(route(_inputs(probability=[0.99], consent_status=[consent], recent_intent=[9]),
-                     POLICY))
+    row = _one(
+        route(_inputs(probability=[0.99], consent_status=[consent], recent_intent=[9]), POLICY)
+    )
 
     assert row["suppressed"] is True
     assert row["program"] == SUPPRESSED_PROGRAM
@@ -61,7 +76,10 @@ def test_high_odds_with_recent_intent_rebound_to_sales_today() -> None:
     row = _one(route(_inputs(probability=[0.45], recent_intent=[2]), POLICY))
 
     assert (row["program"], row["priority"], row["days"], row["tier"]) == (
-        "rebound_to_sales", 1, 0.0, "hot"
+        "rebound_to_sales",
+        1,
+        0.0,
+        "hot",
     )
 
 
@@ -78,7 +96,10 @@ def test_the_lowest_scores_go_low_touch() -> None:
     row = _one(route(_inputs(probability=[0.01], reason_code=["budget"]), POLICY))
 
     assert (row["program"], row["days"], row["tier"], row["priority"]) == (
-        "low_touch_nurture", 90.0, "cold", 4
+        "low_touch_nurture",
+        90.0,
+        "cold",
+        4,
     )
 
 
@@ -108,8 +129,9 @@ def test_each_reason_has_its_program_and_timing(
 
 def test_next_action_dates_fall_on_a_day_start() -> None:
     late_in_day = AS_OF + 15 * 3600 * 1_000_000
-    row = route(_inputs(reason_code=["timing"], follow_up_days=[2.3], as_of=[late_in_day]),
-                POLICY).row(0)
+    row = route(
+        _inputs(reason_code=["timing"], follow_up_days=[2.3], as_of=[late_in_day]), POLICY
+    ).row(0)
 
     assert row["next_action_at"] % DAY_US == 0
 
@@ -133,14 +155,21 @@ def test_routing_is_vectorised_and_keeps_row_order() -> None:
         probability=[0.01, 0.5, 0.2, 0.9, 0.3],
         reason_code=["budget", "timing", "bad_data", "other", "no_need"],
         consent_status=["subscribed"] * 3 + ["unsubscribed", "subscribed"],
-        stage=["mql"] * n, follow_up_days=[np.nan] * n, days_since_rejection=[1.0] * n,
-        days_to_next_year=[100.0] * n, recent_intent=[0.0, 3.0, 0.0, 5.0, 0.0], as_of=[AS_OF] * n,
+        stage=["mql"] * n,
+        follow_up_days=[np.nan] * n,
+        days_since_rejection=[1.0] * n,
+        days_to_next_year=[100.0] * n,
+        recent_intent=[0.0, 3.0, 0.0, 5.0, 0.0],
+        as_of=[AS_OF] * n,
     )
 
     routes = route(inputs, POLICY)
 
     assert list(routes.program) == [
-        "low_touch_nurture", "rebound_to_sales", SUPPRESSED_PROGRAM, SUPPRESSED_PROGRAM,
+        "low_touch_nurture",
+        "rebound_to_sales",
+        SUPPRESSED_PROGRAM,
+        SUPPRESSED_PROGRAM,
         "solution_nurture",
     ]
     assert (routes.next_action_at[[2, 3]] == NO_DATE).all()
@@ -157,10 +186,24 @@ def test_the_default_policy_is_versioned() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"suppression": {"consent": ["unsubscribed"], "reasons": ["do_not_contact", "bad_data"]}},
-         "suppression must always include"),
-        ({"tiers": [{"name": "a", "min_probability": 0.1, "priority": 1},
-                    {"name": "b", "min_probability": 0.5, "priority": 2}]}, "highest to lowest"),
+        (
+            {
+                "suppression": {
+                    "consent": ["unsubscribed"],
+                    "reasons": ["do_not_contact", "bad_data"],
+                }
+            },
+            "suppression must always include",
+        ),
+        (
+            {
+                "tiers": [
+                    {"name": "a", "min_probability": 0.1, "priority": 1},
+                    {"name": "b", "min_probability": 0.5, "priority": 2},
+                ]
+            },
+            "highest to lowest",
+        ),
         ({"tiers": [{"name": "a", "min_probability": 0.1, "priority": 1}]}, "must start at"),
         ({"version": 0}, "version"),
     ],

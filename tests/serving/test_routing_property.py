@@ -33,8 +33,14 @@ from tests.serving.conftest import TestClient, api_settings, create_app
 AS_OF = datetime(2025, 9, 1, tzinfo=UTC)
 LEAD = EXAMPLE_REQUEST["lead"]["lead_id"]
 CONTACT_PROGRAMS = {
-    "rebound_to_sales", "low_touch_nurture", "budget_nurture", "timing_nurture",
-    "competitive_nurture", "find_decision_maker", "solution_nurture", "education_track",
+    "rebound_to_sales",
+    "low_touch_nurture",
+    "budget_nurture",
+    "timing_nurture",
+    "competitive_nurture",
+    "find_decision_maker",
+    "solution_nurture",
+    "education_track",
     "general_nurture",
 }
 
@@ -92,21 +98,27 @@ def lead_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
     body["rejection"]["reason_code"] = reason
     body["rejection"]["rejected_at"] = _stamp(draw(st.integers(0, 80)), 1)
     days = draw(st.lists(st.integers(-30, 400), unique=True, max_size=4))
-    statuses = draw(st.lists(st.sampled_from(CONSENT_STATUSES), min_size=len(days),
-                             max_size=len(days)))
+    statuses = draw(
+        st.lists(st.sampled_from(CONSENT_STATUSES), min_size=len(days), max_size=len(days))
+    )
     body["consent"] = [
         {"lead_id": LEAD, "changed_at": _stamp(d), "status": s}
         for d, s in zip(days, statuses, strict=True)
     ]
     kinds = draw(st.lists(st.sampled_from([*ACTIVITY_TYPES, "carrier_pigeon"]), max_size=30))
     body["activities"] = [
-        {"activity_id": f"A{i}", "lead_id": LEAD, "occurred_at": _stamp(draw(st.integers(-5, 90))),
-         "activity_type": kind}
+        {
+            "activity_id": f"A{i}",
+            "lead_id": LEAD,
+            "occurred_at": _stamp(draw(st.integers(-5, 90))),
+            "activity_type": kind,
+        }
         for i, kind in enumerate(kinds)
     ]
     if draw(st.booleans()):
-        body["rejection"]["follow_up_date"] = (AS_OF + timedelta(days=draw(st.integers(-20, 60)))
-                                               ).date().isoformat()
+        body["rejection"]["follow_up_date"] = (
+            (AS_OF + timedelta(days=draw(st.integers(-20, 60)))).date().isoformat()
+        )
     in_force = [(d, s) for d, s in zip(days, statuses, strict=True) if d >= 0]
     consent = min(in_force)[1] if in_force else "subscribed"
     return body, consent in NO_CONTACT_CONSENT or reason in NO_CONTACT_REASONS
