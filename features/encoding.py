@@ -7,7 +7,7 @@ category never shifts the codes, and therefore the scores, of any other row.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ class CategoryVocabulary:
     """For each free-text feature, the values kept as categories, most frequent first."""
 
     values: dict[str, tuple[str, ...]]
+    _lookups: dict[str, dict[str, float]] = field(default_factory=dict, repr=False, compare=False)
 
     @staticmethod
     def fit(table: FeatureTable, min_count: int, max_categories: int) -> CategoryVocabulary:
@@ -38,17 +39,21 @@ class CategoryVocabulary:
 
     def encode(self, table: FeatureTable) -> np.ndarray:
         """The feature matrix (rows x features, float64), text encoded by vocabulary."""
-        matrix = np.empty((_n_rows(table), len(table.specs)), dtype=np.float64)
-        for position, spec in enumerate(table.specs):
-            column = table.columns[spec.name]
-            if spec.kind == "text":
-                matrix[:, position] = self._codes(spec.name, column)
-            else:
-                matrix[:, position] = column
-        return matrix
+        if not table.specs:
+            return np.empty((_n_rows(table), 0), dtype=np.float64)
+        columns = [
+            self._codes(spec.name, table.columns[spec.name])
+            if spec.kind == "text"
+            else table.columns[spec.name]
+            for spec in table.specs
+        ]
+        return np.stack(columns, axis=1).astype(np.float64, copy=False)
 
     def _codes(self, name: str, column: np.ndarray) -> np.ndarray:
-        lookup = {value: float(i) for i, value in enumerate(self.values.get(name, ()))}
+        lookup = self._lookups.get(name)
+        if lookup is None:
+            lookup = {value: float(i) for i, value in enumerate(self.values.get(name, ()))}
+            self._lookups[name] = lookup
         if len(column) == 1:
             return np.array([lookup.get(column[0], np.nan)])
         uniques, inverse = np.unique(column.astype(str), return_inverse=True)

@@ -316,7 +316,7 @@ def _request_opportunities(request: ScoreRequest) -> dict[str, Any]:
 def _request_rejections(rejections: Sequence[Any]) -> Rejections:
     ids = np.array([r.rejection_id for r in rejections], dtype=object)
     time = np.array([microseconds(r.rejected_at) for r in rejections], dtype=np.int64)
-    order = np.lexsort((pd.factorize(ids, sort=True)[0], time))
+    order = np.array(sorted(range(len(ids)), key=lambda i: (time[i], ids[i])), dtype=np.int64)
     return Rejections(
         lead=np.zeros(len(rejections), dtype=np.int64),
         time=time[order],
