@@ -22,6 +22,7 @@ import mlflow
 import numpy as np
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
+from features.contract import EVENT_TIME_COLUMN
 from features.dataset import ExampleSet
 from features.loading import Export
 from features.tracking_store import (
@@ -44,13 +45,6 @@ ENVIRONMENT_PACKAGES = (
     "shap",
     "pyarrow",
 )
-TIME_COLUMNS = {
-    "leads": "created_at",
-    "activities": "occurred_at",
-    "rejections": "rejected_at",
-    "opportunities": "created_at",
-    "consent": "changed_at",
-}
 MAX_PARAM_LENGTH = 500
 
 
@@ -142,7 +136,7 @@ def data_fingerprint(export: Export, examples: ExampleSet) -> dict[str, Any]:
 
 def _time_span(export: Export) -> dict[str, list[str | None]]:
     span: dict[str, list[str | None]] = {}
-    for table, column in TIME_COLUMNS.items():
+    for table, column in EVENT_TIME_COLUMN.items():
         values = export.tables[table][column] if table in export.tables else None
         if values is None or values.dropna().empty:
             span[table] = [None, None]
