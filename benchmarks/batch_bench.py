@@ -2,9 +2,9 @@
 
 Generates exports with about 100k and 1M open rejections (a generated export of N leads has
 about 0.33 x N open rejections at its end, so 1M needs about 3M leads), trains a small
-model once, then runs ``srl score`` (as ``python -m serving.batch_cli``) as a subprocess
-for each size and engine, sampling the resident memory of the whole process tree (the job,
-its workers, Spark's JVM and Python workers). Generation is measured separately. Prints a
+model once, then runs ``srl score`` as a subprocess for each size and engine, sampling the
+resident memory of the whole process tree (the job, its workers, Spark's JVM and Python
+workers). Generation is measured separately. Prints a
 Markdown table and writes the figures as JSON.
 
     python benchmarks/batch_bench.py --work /tmp/srl-bench
@@ -130,8 +130,7 @@ def train_model(work: Path) -> Path:
 def score(work: Path, export: Path, model: Path, engine: str, size: int) -> dict[str, Any]:
     """Run ``srl score`` once and return its measurements and summary."""
     out = work / f"scores-{size}-{engine}.parquet"
-    command = [sys.executable, "-m", "serving.batch_cli"]
-    command += ["--data", str(export), "--out", str(out), "--model", str(model)]
+    command = srl("score", "--data", str(export), "--out", str(out), "--model", str(model))
     env = {"PYSPARK_SUBMIT_ARGS": "--driver-memory 4g pyspark-shell", "SRL_LOG_LEVEL": "WARNING"}
     measured = measure([*command, "--engine", engine], env)
     summary_path = out.with_name(out.name + ".summary.json")

@@ -81,6 +81,9 @@ class Events:
         time = np.asarray(time, dtype=np.int64)
         kind = np.asarray(kind, dtype=np.int64)
         value = np.zeros(len(lead)) if value is None else np.asarray(value, dtype=np.float64)
+        known = lead >= 0  # rows of leads absent from the leads table belong to no history
+        if not known.all():
+            lead, time, kind, value = lead[known], time[known], kind[known], value[known]
         order = np.lexsort((kind, time, lead))
         return Events(lead[order], time[order], kind[order], value[order])
 
@@ -245,6 +248,7 @@ def _rejections_from_frame(rejections: pd.DataFrame, index: pd.Index) -> Rejecti
     ids = rejections["rejection_id"].to_numpy(dtype=object)
     id_rank = pd.factorize(ids, sort=True)[0]
     order = np.lexsort((id_rank, time, lead))
+    order = order[lead[order] >= 0]  # rejections of leads absent from the leads table
     return Rejections(
         lead=lead[order].astype(np.int64),
         time=time[order],

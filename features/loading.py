@@ -129,7 +129,7 @@ def load_export(
     root = Path(directory)
     if not root.is_dir():
         raise ContractError([Problem(str(root), "export directory does not exist")])
-    files, problems = _locate_files(root)
+    files, problems = locate_table_files(root)
     raw = _read_files(files, problems)
     if problems:
         raise ContractError(problems)
@@ -216,7 +216,12 @@ def _future_timestamps(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     return found
 
 
-def _locate_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
+def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
+    """The file of each table in an export directory, and the problems finding them.
+
+    A table may be ``<name>.parquet`` or ``<name>.csv`` but not both; optional tables may
+    be absent.
+    """
     files: dict[str, Path] = {}
     problems: list[Problem] = []
     for table in TABLES:

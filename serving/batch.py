@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,7 +40,12 @@ from serving.batch_progress import Progress, progress_for
 from serving.checkpoints import JobIdentity, Manifest, WorkDirectory
 from serving.chunk_scoring import ChunkSettings
 from serving.export_chunks import ChunkLayout, partition_export
-from serving.export_reading import ExportFiles, input_fingerprint, locate_export
+from serving.export_reading import (
+    ExportFiles,
+    available_cpus,
+    input_fingerprint,
+    locate_export,
+)
 from serving.model_source import ModelIdentity, directory_fingerprint, load_serving_model
 from serving.policy import RoutingPolicy, load_policy
 from serving.scoring import ReasonMode
@@ -386,7 +390,7 @@ def _base_summary(context: JobContext) -> dict[str, Any]:
 
 
 def _workers(request: BatchRequest) -> int:
-    return request.workers if request.workers > 0 else (os.cpu_count() or 1)
+    return request.workers if request.workers > 0 else available_cpus()
 
 
 def micros(moment: datetime) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +25,7 @@ from serving.batch_progress import Progress
 from serving.checkpoints import read_part, write_part
 from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import ChunkLayout, read_chunk
+from serving.export_reading import available_cpus
 from serving.policy import RoutingPolicy
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def score_pending(
 
 
 def _score_here(work: ChunkWork, pending: list[int], progress: Progress) -> list[ChunkFailure]:
-    _load_worker(str(work.model), work.policy, os.cpu_count() or 1)
+    _load_worker(str(work.model), work.policy, available_cpus())
     failures: list[ChunkFailure] = []
     for chunk in pending:
         try:
@@ -131,7 +131,7 @@ def _score_here(work: ChunkWork, pending: list[int], progress: Progress) -> list
 def _score_in_pool(
     work: ChunkWork, pending: list[int], workers: int, progress: Progress
 ) -> list[ChunkFailure]:
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, available_cpus() // workers)
     context = multiprocessing.get_context("spawn")
     failures: list[ChunkFailure] = []
     with ProcessPoolExecutor(

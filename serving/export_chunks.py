@@ -23,20 +23,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
-from serving.export_reading import ExportFiles, iter_batches, timestamp_columns
+from features.timestamps import MISSING_TIME, parse_timestamps, to_microseconds
+from serving.export_reading import ExportFiles, available_cpus, iter_batches, timestamp_columns
 from serving.key_hashing import KeyIndex, repeated, string_hashes
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,17 @@ class _Router:
         return np.where(position >= 0, position // self.chunk_leads, spread).astype(np.int32)
 
 
+@dataclass(frozen=True)
+class _StagedBatch:
+    """One batch written to its staging file, with its rows' chunks and key hashes."""
+
+    path: Path
+    rows: int
+    chunks: np.ndarray
+    hashes: np.ndarray | None
+    latest_us: list[int]
+
+
 def _stage(
     export: ExportFiles,
     config: FeatureConfig,
@@ -175,27 +186,59 @@ def _stage(
     directory: Path,
     router: _Positions | _Router,
 ) -> _Staged:
-    """Decode a table once: stage its batches, work out their chunks and key hashes."""
+    """Decode a table once: stage its batches, work out their chunks and key hashes.
+
+    Batches are decoded in order and worked on by a few threads (Arrow and the hash
+    look-ups release the GIL); at most a few batches are in memory at once.
+    """
     key = TABLES_BY_NAME[table].primary_key
     columns = export.columns(table, config)
     stamps = timestamp_columns(table, columns)
-    staged = _Staged(table, [], np.zeros(0, dtype=np.int32))
-    chunks: list[np.ndarray] = []
-    hashes: list[np.ndarray] = []
-    latest: list[int] = []
-    for number, batch in enumerate(iter_batches(export.files[table], columns)):
-        path = directory / f"staged-{table}-{number:05d}.arrow"
-        _write_ipc(path, batch)
-        staged.files.append(path)
-        chunks.append(router.chunks(batch, staged.rows))
-        if key is not None:
-            hashes.append(_key_hashes(batch.column(key)))
-        latest += [t for c in stamps if (t := latest_timestamp_us(batch.column(c))) is not None]
-        staged.rows += batch.num_rows
-    staged.chunks = np.concatenate(chunks) if chunks else staged.chunks
-    staged.latest_us = max(latest, default=None)
-    if hashes and key is not None:
-        _gather_repeated_keys(staged, key, np.concatenate(hashes))
+    threads = available_cpus()
+    batches: list[_StagedBatch] = []
+    pending: deque[Future[_StagedBatch]] = deque()
+    first = 0
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for number, batch in enumerate(iter_batches(export.files[table], columns)):
+            path = directory / f"staged-{table}-{number:05d}.arrow"
+            pending.append(pool.submit(_stage_batch, batch, path, first, router, key, stamps))
+            first += batch.num_rows
+            while len(pending) > threads:
+                batches.append(pending.popleft().result())
+        batches += [future.result() for future in pending]
+    return _collect(table, key, batches)
+
+
+def _stage_batch(
+    batch: pa.Table,
+    path: Path,
+    first_row: int,
+    router: _Positions | _Router,
+    key: str | None,
+    stamps: list[str],
+) -> _StagedBatch:
+    _write_ipc(path, batch)
+    hashes = None if key is None else _key_hashes(batch.column(key))
+    latest = [t for c in stamps if (t := latest_timestamp_us(batch.column(c))) is not None]
+    return _StagedBatch(path, batch.num_rows, router.chunks(batch, first_row), hashes, latest)
+
+
+def _collect(table: str, key: str | None, batches: list[_StagedBatch]) -> _Staged:
+    """The table's staged batches as one ``_Staged``, repeated keys gathered."""
+    rows = sum(b.rows for b in batches)
+    chunks = np.empty(rows, dtype=np.int32)
+    hashes = np.empty(rows, dtype=np.uint64)
+    first = 0
+    for batch in batches:
+        chunks[first : first + batch.rows] = batch.chunks
+        if batch.hashes is not None:
+            hashes[first : first + batch.rows] = batch.hashes
+        first += batch.rows
+    latest = [t for b in batches for t in b.latest_us]
+    staged = _Staged(table, [b.path for b in batches], chunks, rows, max(latest, default=None))
+    batches.clear()
+    if key is not None:
+        _gather_repeated_keys(staged, key, hashes)
     return staged
 
 
@@ -209,7 +252,8 @@ def _key_hashes(column: pa.ChunkedArray) -> np.ndarray:
 
 def _gather_repeated_keys(staged: _Staged, key: str, hashes: np.ndarray) -> None:
     """Move every row whose key repeats to the chunk of the key's first row."""
-    suspects = repeated(hashes[hashes != 0])
+    suspects = repeated(hashes)
+    suspects = suspects[suspects != 0]
     if suspects.size == 0:
         return
     rows = np.flatnonzero(np.isin(hashes, suspects))
@@ -251,7 +295,7 @@ def _route(staged: _Staged, directory: Path) -> tuple[SpillFile, ...]:
         path.unlink()
         return spill
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
         spills = tuple(pool.map(route_one, jobs))
     logger.info("batch routed table=%s rows=%d files=%d", staged.table, staged.rows, len(spills))
     return spills
@@ -290,9 +334,7 @@ def latest_timestamp_us(column: pa.ChunkedArray) -> int | None:
         micros = pc.cast(column, pa.timestamp("us", tz=column.type.tz), safe=False)
         latest = pc.max(micros).value
         return None if latest is None else int(latest)
-    text = column.to_pandas().astype(object)
-    parsed = pd.to_datetime(
-        text.where(text.notna(), None), utc=True, format="ISO8601", errors="coerce"
-    )
-    latest = parsed.max()
-    return None if pd.isna(latest) else int(latest.value // 1000)
+    parsed, _ = parse_timestamps(column.to_pandas())
+    values = to_microseconds(parsed)
+    values = values[values != MISSING_TIME]
+    return int(values.max()) if values.size else None

@@ -8,7 +8,10 @@ so that every value reaches the contract checks exactly as ``load_export`` would
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.config import FeatureConfig
-from features.contract import TABLES, TABLES_BY_NAME, Kind
+from features.contract import TABLES_BY_NAME, Kind
+from features.loading import CSV_OPTIONS, locate_table_files
 from features.problems import ContractError, Problem, shorten
 
-SUPPORTED_SUFFIXES = (".parquet", ".csv")
 BATCH_ROWS = 1 << 20
 
 #: Contract columns the batch job never reads: free text that is neither a feature nor ever
@@ -59,25 +62,7 @@ def locate_export(directory: str | Path) -> ExportFiles:
     root = Path(directory)
     if not root.is_dir():
         raise ContractError([Problem(str(root), "export directory does not exist")])
-    files: dict[str, Path] = {}
-    problems: list[Problem] = []
-    for table in TABLES:
-        present = [
-            p for p in (root / f"{table.name}{s}" for s in SUPPORTED_SUFFIXES) if p.is_file()
-        ]
-        if len(present) > 1:
-            problems.append(
-                Problem(str(root), f"both {present[0].name} and {present[1].name} exist; keep one")
-            )
-        elif present:
-            files[table.name] = present[0]
-        elif not table.optional:
-            problems.append(
-                Problem(
-                    str(root / f"{table.name}.parquet|.csv"),
-                    f"required table {table.name!r} is missing",
-                )
-            )
+    files, problems = locate_table_files(root)
     if problems:
         raise ContractError(problems)
     found = ExportFiles(root, files)
@@ -99,13 +84,31 @@ def _check_required_columns(export: ExportFiles) -> None:
 
 
 def file_columns(path: Path) -> list[str]:
-    """The column names of a table file (Parquet schema or CSV header)."""
+    """The column names of a table file (Parquet schema or CSV header).
+
+    Raises:
+        ContractError: the file is unreadable, or a CSV header names a column twice.
+    """
     try:
         if path.suffix == ".csv":
-            return list(pd.read_csv(path, nrows=0, dtype=str, encoding="utf-8").columns)
-        return list(pq.read_schema(path).names)
-    except Exception as error:  # pyarrow and pandas raise several unrelated types
+            with path.open(encoding="utf-8", newline="") as handle:
+                names = next(csv.reader(handle), [])
+        else:
+            names = list(pq.read_schema(path).names)
+    except Exception as error:  # pyarrow and the csv module raise several unrelated types
         raise _unreadable(path, error) from error
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        problem = Problem(str(path), "column appears more than once in the header", twice[0])
+        raise ContractError([problem])
+    return names
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects affinity and container CPU sets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def input_fingerprint(export: ExportFiles) -> str:
@@ -153,21 +156,14 @@ def _parquet_batches(path: Path, columns: list[str], batch_rows: int) -> Iterato
 
 def _csv_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
     schema = pa.schema([(c, pa.string()) for c in columns])
-    reader = pd.read_csv(
-        path,
-        dtype=str,
-        keep_default_na=False,
-        na_values=[""],
-        encoding="utf-8",
-        engine="c",
-        usecols=columns,
-        chunksize=batch_rows,
-    )
     found = False
-    with reader:
-        for frame in reader:
-            found = True
-            yield pa.Table.from_pandas(frame[columns], schema=schema, preserve_index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        reader = pd.read_csv(path, **CSV_OPTIONS, usecols=columns, chunksize=batch_rows)
+        with reader:
+            for frame in reader:
+                found = True
+                yield pa.Table.from_pandas(frame[columns], schema=schema, preserve_index=False)
     if not found:
         yield schema.empty_table()
 

@@ -107,6 +107,7 @@ class KeyIndex:
         first = np.ones(len(ordered), dtype=bool)
         first[1:] = ordered[1:] != ordered[:-1]
         self.table = pd.Index(ordered[first])
+        self.table.get_indexer(ordered[:1])  # build the hash table now, not in a worker thread
         self.positions = order[first]
         self.ambiguous = self._colliding(ordered, order)
 

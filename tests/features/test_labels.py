@@ -88,3 +88,19 @@ def test_rejections_at_the_same_moment_are_neither_earlier_nor_later(tmp_path: P
 
     assert sorted(examples.keys.loc[tied, "rejection_id"]) == ["R0", "R1"]
     assert (examples.features.columns["earlier_rejections"][tied.to_numpy()] == 0).all()
+
+
+def test_rows_of_a_set_aside_lead_never_join_another_lead(tmp_path: Path) -> None:
+    from features.examples import open_rejection_examples
+    from features.history import history_from_export
+    from tests.features.conftest import TINY_TABLES, write_tiny_export
+
+    leads = TINY_TABLES["leads"].replace("2024-02-01T00:00:00+02:00", "garbled")
+    directory = write_tiny_export(tmp_path / "aside", {**TINY_TABLES, "leads": leads})
+    export = load_export(directory, lenient=True)
+    history = history_from_export(export, FeatureConfig())
+
+    assert history.rejections.rejection_id.tolist() == ["R1", "R3"]
+    assert (history.activities.lead >= 0).all()
+    examples = open_rejection_examples(history, int(history.rejections.time.max()))
+    assert history.rejections.rejection_id[examples.rejection_row].tolist() == ["R3"]

@@ -37,7 +37,7 @@ def request(data: Path, out: Path, model_dir: Path, **changes: Any) -> BatchRequ
 def score_command(data: Path, out: Path, model_dir: Path, *options: str) -> list[str]:
     """The ``srl score`` command line for a subprocess."""
     return [
-        sys.executable, "-m", "serving.batch_cli", "--data", str(data), "--out", str(out),
+        sys.executable, "-m", "srl", "score", "--data", str(data), "--out", str(out),
         "--model", str(model_dir), *options,
     ]  # fmt: skip
 

@@ -209,14 +209,15 @@ def test_bad_rows_land_in_the_rejects_file_with_their_reason(
     )
 
     assert summary.exit_code == EXIT_REJECTED
-    by_key = rejects.set_index("key")
-    assert by_key.loc[corrupted["bad_date"], "reason"] == "rejected_at: not an ISO 8601 timestamp"
-    assert by_key.loc[corrupted["bad_date"], "rejection_id"] == corrupted["bad_date"]
-    assert by_key.loc[corrupted["bad_reason"], "reason"].startswith("reason_code: not one of")
-    assert by_key.loc[corrupted["bad_number"], "reason"] == "employee_count: not a whole number"
-    assert by_key.loc[corrupted["orphan"], "reason"] == (
+    by_key = rejects.set_index(["table", "key"])["reason"]
+    assert by_key["rejections", corrupted["bad_date"]] == "rejected_at: not an ISO 8601 timestamp"
+    assert by_key["rejections", corrupted["bad_reason"]].startswith("reason_code: not one of")
+    assert by_key["leads", corrupted["bad_number"]] == "employee_count: not a whole number"
+    assert by_key["activities", corrupted["orphan"]] == (
         "lead_id: points to a lead_id that is not in leads"
     )
+    rejection_ids = rejects[rejects["table"] == "rejections"].set_index("key")["rejection_id"]
+    assert rejection_ids[corrupted["bad_date"]] == corrupted["bad_date"]
     assert list(rejects.columns) == ["table", "row", "key", "lead_id", "rejection_id", "reason"]
     assert summary.document["rejected_rows"]["total"] == len(rejects) >= 5
 

@@ -72,7 +72,8 @@ def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathF
     folder = tmp_path_factory.mktemp("corrupt-parquet") / "export"
     folder.mkdir()
     tables = {p.stem: pd.read_parquet(p) for p in small_export_dir.glob("*.parquet")}
-    rejections = tables["rejections"].astype({"rejected_at": str, "reason_code": str})
+    rejections = tables["rejections"].astype({"reason_code": str})
+    rejections["rejected_at"] = rejections["rejected_at"].map(lambda t: t.isoformat())
     rejections.loc[7, "rejected_at"] = "yesterday-ish"
     rejections.loc[30, "reason_code"] = "gone_fishing"
     tables["rejections"] = rejections

@@ -1,0 +1,258 @@
+"""Reading an export with Spark: each table's rows numbered, tagged and grouped into buckets.
+
+Used by the Spark engine (``serving.spark``). Each table is read as Parquet; every row keeps
+its number in its table (``_metadata.row_index`` plus the rows of the files before it, in
+path order), so rejected rows are numbered as the local engine numbers them. All tables
+are put in one frame, their columns prefixed with the table's name, and each row gets a
+bucket from a hash of its ``lead_id``; rows sharing a repeated primary key are sent to
+the bucket of the key's first row, so the loader's checks see them together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from features.config import FeatureConfig
+from features.contract import TABLES, TABLES_BY_NAME
+from features.problems import ContractError, Problem
+from serving.export_chunks import ROW_COLUMN, latest_timestamp_us
+from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
+
+INSTALL_HINT = "the Spark engine needs PySpark: pip install 'srl-rebound[spark]'"
+TABLE_COLUMN = "_table"
+BUCKET_COLUMN = "_bucket"
+SEPARATOR = "__"
+
+
+def locate_tables(session: Any, data: str) -> dict[str, str]:
+    """The Parquet path of each table under ``data`` (a file or a dataset directory)."""
+    located: dict[str, str] = {}
+    problems: list[Problem] = []
+    base = data.rstrip("/")
+    for table in TABLES:
+        found = next(
+            (
+                p
+                for p in (f"{base}/{table.name}.parquet", f"{base}/{table.name}")
+                if _exists(session, p)
+            ),
+            None,
+        )
+        if found is not None:
+            located[table.name] = found
+        elif _exists(session, f"{base}/{table.name}.csv"):
+            problems.append(
+                Problem(
+                    f"{base}/{table.name}.csv",
+                    "the Spark engine reads Parquet; use --engine local for CSV",
+                )
+            )
+        elif not table.optional:
+            problems.append(
+                Problem(f"{base}/{table.name}.parquet", f"required table {table.name!r} is missing")
+            )
+    if problems:
+        raise ContractError(problems)
+    return located
+
+
+def _filesystem(session: Any, path: str) -> tuple[Any, Any]:
+    jvm = session.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path.getFileSystem(session.sparkContext._jsc.hadoopConfiguration()), hadoop_path
+
+
+def _exists(session: Any, path: str) -> bool:
+    filesystem, hadoop_path = _filesystem(session, path)
+    return bool(filesystem.exists(hadoop_path))
+
+
+def listing_fingerprint(session: Any, located: dict[str, str]) -> str:
+    """A SHA-256 of every input file's path, size and modification time (not its bytes:
+    a cluster's export is too big to read twice)."""
+    digest = hashlib.sha256()
+    for table in sorted(located):
+        for path, size, modified in _files(session, located[table]):
+            digest.update(f"{table}:{path}:{size}:{modified}\n".encode())
+    return digest.hexdigest()
+
+
+def _files(session: Any, path: str) -> Iterator[tuple[str, int, int]]:
+    filesystem, hadoop_path = _filesystem(session, path)
+    listing = filesystem.listFiles(hadoop_path, True)
+    found = []
+    while listing.hasNext():
+        status = listing.next()
+        name = status.getPath().getName()
+        if not name.startswith(("_", ".")):
+            found.append(
+                (
+                    status.getPath().toString(),
+                    int(status.getLen()),
+                    int(status.getModificationTime()),
+                )
+            )
+    yield from sorted(found)
+
+
+@dataclass(frozen=True)
+class SparkTable:
+    """One table as the job reads it.
+
+    Attributes:
+        frame: the kept columns (prefixed with the table name), ``_table``, ``_row``,
+            ``_lead_id`` and ``_key`` (the primary key as text).
+        rows: rows in the table.
+        latest_us: its latest timestamp that parses (None when none).
+    """
+
+    frame: Any
+    rows: int
+    latest_us: int | None
+
+
+def read_table(session: Any, table: str, path: str, config: FeatureConfig) -> SparkTable:
+    """One table with the columns the job reads, prefixed, numbered and tagged."""
+    functions = pyspark_sql().functions
+    frame = session.read.parquet(path)
+    _check_required(table, path, frame.columns)
+    wanted = _wanted(table, config)
+    kept = [c for c in frame.columns if c in wanted]
+    files = _file_stats(frame, timestamp_columns(table, kept), functions)
+    row = functions.col("_metadata.row_index") + _file_offsets(files, functions)
+    selected = frame.select(
+        *(functions.col(f"`{c}`").alias(f"{table}{SEPARATOR}{c}") for c in kept),
+        functions.lit(table).alias(TABLE_COLUMN),
+        row.cast("bigint").alias(ROW_COLUMN),
+        functions.col("lead_id").cast("string").alias("_lead_id"),
+        *_key(table, functions),
+    )
+    latest = [f[2] for f in files if f[2] is not None]
+    return SparkTable(selected, sum(f[1] for f in files), max(latest, default=None))
+
+
+def _file_stats(frame: Any, stamps: list[str], functions: Any) -> list[tuple[str, int, int | None]]:
+    """Rows and latest parseable timestamp of each file of a table, in path order."""
+    source = frame.select(
+        functions.col("_metadata.file_path").alias("file"),
+        *(functions.col(f"`{c}`") for c in stamps),
+    )
+    batches = source.mapInArrow(_batch_stats, "file string, rows bigint, latest bigint")
+    totals = batches.groupBy("file").agg(
+        functions.sum("rows").alias("rows"), functions.max("latest").alias("latest")
+    )
+    return [(r["file"], int(r["rows"]), r["latest"]) for r in totals.orderBy("file").collect()]
+
+
+def _batch_stats(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Per file in each batch: its rows and its latest parseable timestamp."""
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        files = table.column("file").to_numpy(zero_copy_only=False)
+        for name in np.unique(files):
+            mine = table.filter(pa.array(files == name))
+            stamps = [latest_timestamp_us(mine.column(i)) for i in range(1, mine.num_columns)]
+            present = [v for v in stamps if v is not None]
+            yield pa.record_batch(
+                {
+                    "file": pa.array([str(name)]),
+                    "rows": pa.array([mine.num_rows], pa.int64()),
+                    "latest": pa.array([max(present) if present else None], pa.int64()),
+                }
+            )
+
+
+def _key(table: str, functions: Any) -> list[Any]:
+    key = TABLES_BY_NAME[table].primary_key
+    if key is None or table == "leads":
+        return [functions.lit(None).cast("string").alias("_key")]
+    return [functions.col(key).cast("string").alias("_key")]
+
+
+def _wanted(table: str, config: FeatureConfig) -> set[str]:
+    wanted = set(TABLES_BY_NAME[table].column_names) - UNUSED_COLUMNS.get(table, frozenset())
+    if table == "leads":
+        custom = config.custom_columns
+        wanted |= {*custom.numeric, *custom.categorical}
+    return wanted
+
+
+def _check_required(table: str, path: str, columns: list[str]) -> None:
+    missing = [c for c in TABLES_BY_NAME[table].required_columns if c not in columns]
+    if missing:
+        raise ContractError(
+            [Problem(path, "required column is missing", column=c) for c in missing]
+        )
+
+
+def _file_offsets(files: list[tuple[str, int, int | None]], functions: Any) -> Any:
+    """Rows in the files before each row's file (files in path order), as a column."""
+    if len(files) <= 1:
+        return functions.lit(0)
+    starts = np.concatenate([[0], np.cumsum([f[1] for f in files])[:-1]])
+    pairs = [
+        x
+        for f, start in zip(files, starts, strict=True)
+        for x in (functions.lit(f[0]), functions.lit(int(start)))
+    ]
+    return functions.element_at(functions.create_map(*pairs), functions.col("_metadata.file_path"))
+
+
+def bucketed(frames: dict[str, Any], buckets: int) -> Any:
+    """All tables in one frame, each row tagged with its bucket (duplicate keys kept together)."""
+    functions = pyspark_sql().functions
+    tagged = [
+        _gather_duplicates(
+            f.withColumn(
+                BUCKET_COLUMN,
+                functions.pmod(functions.xxhash64("_lead_id"), functions.lit(buckets)),
+            ),
+            functions,
+        )
+        for f in frames.values()
+    ]
+    union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
+    return union.drop("_lead_id", "_key")
+
+
+def _gather_duplicates(frame: Any, functions: Any) -> Any:
+    """Send every row whose primary key repeats to the bucket of the key's first row."""
+    first = (
+        frame.where(functions.col("_key").isNotNull())
+        .groupBy("_key")
+        .agg(
+            functions.count("*").alias("_n"),
+            functions.min_by(BUCKET_COLUMN, ROW_COLUMN).alias("_first"),
+        )
+        .where(functions.col("_n") > 1)
+        .select("_key", "_first")
+    )
+    joined = frame.join(first, on="_key", how="left")
+    return joined.withColumn(BUCKET_COLUMN, functions.coalesce("_first", BUCKET_COLUMN)).drop(
+        "_first"
+    )
+
+
+def table_columns(rows: Any) -> dict[str, tuple[str, ...]]:
+    columns: dict[str, list[str]] = {}
+    for name in rows.columns:
+        if SEPARATOR in name and not name.startswith("_"):
+            table = name.split(SEPARATOR, 1)[0]
+            columns.setdefault(table, []).append(name)
+    return {t: tuple(c) for t, c in columns.items()}
+
+
+def pyspark_sql() -> Any:
+    try:
+        import pyspark.sql
+        import pyspark.sql.functions
+    except ModuleNotFoundError as error:
+        raise RuntimeError(INSTALL_HINT) from error
+    return pyspark.sql
