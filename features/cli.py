@@ -47,7 +47,7 @@ def validate(
 ) -> None:
     """Check an export against the data contract and summarise it (exit 1 on problems)."""
     try:
-        export = load_export(data, snapshot_at=_timestamp(snapshot_at))
+        export = load_export(data, snapshot_at=as_utc(snapshot_at))
     except ContractError as error:
         _report_problems(error, as_json)
         raise typer.Exit(1) from error
@@ -57,7 +57,7 @@ def validate(
     )
 
 
-def _timestamp(moment: datetime | None) -> pd.Timestamp | None:
+def as_utc(moment: datetime | None) -> pd.Timestamp | None:
     """A command-line moment as a UTC timestamp (no offset means UTC)."""
     if moment is None:
         return None
@@ -104,7 +104,7 @@ def features(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     try:
-        export = load_export(data, snapshot_at=_timestamp(snapshot_at))
+        export = load_export(data, snapshot_at=as_utc(snapshot_at))
     except ContractError as error:
         _report_problems(error, as_json=False)
         raise typer.Exit(1) from error

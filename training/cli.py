@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import typer
 from pydantic import ValidationError
 
+from features.cli import SnapshotOption, as_utc
 from features.model_store import ModelLoadError
 from features.problems import ContractError
 from training.config import DEFAULT_MODEL_NAME, load_training_config
@@ -52,6 +53,7 @@ def train(
         bool,
         typer.Option("--register/--no-register", help="Register the model and apply the gate."),
     ] = True,
+    snapshot_at: SnapshotOption = None,
 ) -> None:
     """Train, evaluate and register a re-conversion model; log everything to MLflow."""
     from training.train import train as run_training
@@ -62,7 +64,7 @@ def train(
         settings = load_training_config(config).with_overrides(
             **{"features.target": target, "features.horizon_days": horizon_days, "seed": seed}
         )
-        result = run_training(data, settings, tune_trials, register)
+        result = run_training(data, settings, tune_trials, register, as_utc(snapshot_at))
     except (ContractError, SplitError, ValidationError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error

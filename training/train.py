@@ -15,6 +15,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 from features.dataset import ExampleSet, build_training_set, uncensored
 from features.encoding import CategoryVocabulary
@@ -118,7 +119,11 @@ class TrainingResult:
 
 
 def train(
-    data: str | Path, config: TrainingConfig, tune_trials: int = 0, register: bool = True
+    data: str | Path,
+    config: TrainingConfig,
+    tune_trials: int = 0,
+    register: bool = True,
+    snapshot_at: pd.Timestamp | None = None,
 ) -> TrainingResult:
     """Train, evaluate, log and (by default) register a model on an export.
 
@@ -127,8 +132,9 @@ def train(
         config: the resolved training settings.
         tune_trials: Optuna trials to run first (0: use the configured settings).
         register: register the model, give it the challenger alias and apply the gate.
+        snapshot_at: the export's end for censoring (default: its latest timestamp).
     """
-    export = load_export(data)
+    export = load_export(data, snapshot_at=snapshot_at)
     logger.info("step=build_examples leads=%d", len(export.leads))
     examples = build_training_set(export, config.features)
     split = split_by_time(uncensored(examples), config.split, config.features.horizon_days)

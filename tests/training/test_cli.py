@@ -94,3 +94,23 @@ def test_clear_errors_for_bad_input(tracking_uri: str, tmp_path: Path) -> None:
 
     promote = runner.invoke(app, ["promote", "7"])
     assert promote.exit_code == 1
+
+
+def test_an_explicit_snapshot_sets_the_censoring_of_the_run(
+    small_export_dir: Path, tracking_uri: str
+) -> None:
+    # Given an export whose latest timestamp is in mid-2026
+    # When a model is trained as if the export had ended on 2026-03-31
+    trained = runner.invoke(
+        app,
+        ["train", "--data", str(small_export_dir), "--no-register", "--snapshot-at", "2026-03-31"],
+    )
+    # Then the run records that snapshot and censors against it
+    assert trained.exit_code == 0, trained.output
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("srl-reconversion")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    fingerprint = client.download_artifacts(run.info.run_id, "data_fingerprint.json")
+    document = json.loads(Path(fingerprint).read_text())
+    assert document["snapshot_at"] == "2026-03-31T00:00:00+00:00"
