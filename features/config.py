@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,13 @@ DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _only_known(values: Iterable[str], allowed: tuple[str, ...], what: str) -> None:
+    """Raise naming every value of ``values`` that is not in ``allowed``."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what}: {unknown}")
 
 
 class PointsConfig(_Frozen):
@@ -73,25 +81,19 @@ class PointsConfig(_Frozen):
     @field_validator("behaviour")
     @classmethod
     def _known_activity_types(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(ACTIVITY_TYPES))
-        if unknown:
-            raise ValueError(f"unknown activity types in behaviour points: {unknown}")
+        _only_known(value, ACTIVITY_TYPES, "activity types in behaviour points")
         return value
 
     @field_validator("qualification_requires")
     @classmethod
     def _known_required_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - set(ACTIVITY_TYPES))
-        if unknown:
-            raise ValueError(f"unknown activity types in qualification_requires: {unknown}")
+        _only_known(value, ACTIVITY_TYPES, "activity types in qualification_requires")
         return value
 
     @field_validator("product_fit")
     @classmethod
     def _known_fits(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(PRODUCT_FITS))
-        if unknown:
-            raise ValueError(f"unknown product_fit values: {unknown}")
+        _only_known(value, PRODUCT_FITS, "product_fit values")
         return value
 
     @field_validator("target_verticals", "expertise_verticals")

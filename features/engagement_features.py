@@ -9,7 +9,6 @@ import numpy as np
 from features.contract import ACTIVITY_TYPES, MARKETING_ACTIVITIES, SALES_ACTIVITIES
 from features.feature_table import ExampleContext, FeatureSpec, FeatureTable, feature_spec
 from features.history import DAY_US, LEAD_CODE_COLUMNS
-from features.normalise import normalise_text
 from features.positions import event_positions, last_of_each_kind, lead_starts, prefix_counts
 from features.profile_features import days_since_last
 
@@ -174,7 +173,7 @@ def points_block(ctx: ExampleContext, table: FeatureTable) -> None:
     all_time = ctx.all_time_activity_counts
     weights = np.array([points.behaviour.get(kind, 0.0) for kind in ACTIVITY_TYPES])
     behaviour = all_time @ weights
-    industry = normalise_text(h.lead_text["industry"])
+    industry = ctx.lead_text("industry")
     target = _member_of(industry, points.target_verticals)[lead]
     expertise = _member_of(industry, points.expertise_verticals)[lead] & target
     vertical = np.where(

@@ -11,6 +11,7 @@ import numpy as np
 from features.config import FeatureConfig
 from features.examples import Examples
 from features.history import DAY_US, History
+from features.normalise import normalise_text
 
 FeatureKind = Literal["numeric", "category", "text"]
 
@@ -126,6 +127,13 @@ class ExampleContext:
     def as_of(self) -> np.ndarray:
         """Scoring moment of each example (microseconds)."""
         return self.examples.as_of
+
+    def lead_text(self, column: str) -> np.ndarray:
+        """A free-text lead column, normalised once per lead (shared by every block)."""
+        cache = self.__dict__.setdefault("_normalised_text", {})
+        if column not in cache:
+            cache[column] = normalise_text(self.history.lead_text[column])
+        return cache[column]
 
     def days_before_as_of(self, times: np.ndarray) -> np.ndarray:
         """Days from ``times`` to each example's ``as_of``."""

@@ -44,30 +44,27 @@ def lead_block(ctx: ExampleContext, table: FeatureTable) -> None:
         meaning="1 when the job level was derived from the title",
     )
     for column in ("industry", "country"):
-        table.add(
-            column,
-            normalise_text(h.lead_text[column])[lead],
-            kind="text",
-            source="leads",
-            window="static",
-            meaning=f"lead {column} (normalised free text)",
-        )
+        _add_lead_text(ctx, table, column, f"lead {column} (normalised free text)")
     for column, values in h.lead_numbers.items():
         table.add(column, values[lead], source="leads", window="static", meaning=f"lead {column}")
     for column in ctx.config.custom_columns.categorical:
-        table.add(
-            column,
-            normalise_text(h.lead_text[column])[lead],
-            kind="text",
-            source="leads",
-            window="static",
-            meaning=f"custom lead column {column}",
-        )
+        _add_lead_text(ctx, table, column, f"custom lead column {column}")
     table.add(
         "lead_age_days",
         ctx.days_before_as_of(h.lead_created[lead]),
         source="leads",
         meaning="days from lead creation to as_of",
+    )
+
+
+def _add_lead_text(ctx: ExampleContext, table: FeatureTable, column: str, meaning: str) -> None:
+    table.add(
+        column,
+        ctx.lead_text(column)[ctx.lead],
+        kind="text",
+        source="leads",
+        window="static",
+        meaning=meaning,
     )
 
 
