@@ -40,10 +40,7 @@ class ExampleSet:
 
     def take(self, mask: np.ndarray) -> ExampleSet:
         """The examples selected by a boolean mask or index array."""
-        features = FeatureTable(
-            list(self.features.specs),
-            {name: values[mask] for name, values in self.features.columns.items()},
-        )
+        features = self.features.take(mask)
         labels = None
         if self.labels is not None:
             labels = Labels(*(getattr(self.labels, f)[mask] for f in Labels.__dataclass_fields__))
@@ -131,13 +128,7 @@ def example_keys(history: History, examples: Examples) -> pd.DataFrame:
 def concatenate(parts: list[ExampleSet]) -> ExampleSet:
     """One example set from several (chunks of the same export)."""
     first = parts[0]
-    features = FeatureTable(
-        list(first.features.specs),
-        {
-            name: np.concatenate([p.features.columns[name] for p in parts])
-            for name in first.features.columns
-        },
-    )
+    features = FeatureTable.concatenate([p.features for p in parts])
     labels = None
     if first.labels is not None:
         labels = Labels(

@@ -40,14 +40,17 @@ class CategoryVocabulary:
     def encode(self, table: FeatureTable) -> np.ndarray:
         """The feature matrix (rows x features, float64), text encoded by vocabulary."""
         if not table.specs:
-            return np.empty((_n_rows(table), 0), dtype=np.float64)
-        columns = [
-            self._codes(spec.name, table.columns[spec.name])
-            if spec.kind == "text"
-            else table.columns[spec.name]
-            for spec in table.specs
-        ]
-        return np.stack(columns, axis=1).astype(np.float64, copy=False)
+            return np.empty((table.n_rows, 0), dtype=np.float64)
+        parts: list[np.ndarray] = []
+        position = 0
+        for block in table.blocks:
+            if block.ndim == 1:  # one text column
+                parts.append(self._codes(table.specs[position].name, block)[:, None])
+                position += 1
+            else:
+                parts.append(block)
+                position += block.shape[1]
+        return np.concatenate(parts, axis=1)
 
     def _codes(self, name: str, column: np.ndarray) -> np.ndarray:
         lookup = self._lookups.get(name)
@@ -69,8 +72,3 @@ class CategoryVocabulary:
     def from_dict(data: dict[str, Any]) -> CategoryVocabulary:
         """Rebuild from ``to_dict`` output."""
         return CategoryVocabulary({name: tuple(values) for name, values in data.items()})
-
-
-def _n_rows(table: FeatureTable) -> int:
-    first = next(iter(table.columns.values()), None)
-    return 0 if first is None else len(first)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import Literal
@@ -35,15 +37,67 @@ class FeatureTable:
     ``numeric`` and ``category`` columns are float64 (categories as contract codes, NaN
     when missing); ``text`` columns hold normalised strings to be encoded with a
     vocabulary learned in training (``features.encoding``).
+
+    Columns are stored as the blocks the engine computed them in (a 2-D float64 block of
+    one or more numeric columns, or a 1-D object array for one text column), so that the
+    model's matrix is one concatenation rather than a stack of hundreds of columns;
+    ``columns`` is a by-name view of them.
     """
 
     specs: list[FeatureSpec] = field(default_factory=list)
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    blocks: list[np.ndarray] = field(default_factory=list)
+    _view: tuple[int, list[str], list[int]] = field(
+        default=(-1, [], []), init=False, repr=False, compare=False
+    )
+
+    @staticmethod
+    def from_columns(specs: list[FeatureSpec], columns: dict[str, np.ndarray]) -> FeatureTable:
+        """A table of one block per column (``columns`` keyed by the specs' names)."""
+        table = FeatureTable()
+        for spec in specs:
+            table._append(spec, columns[spec.name])
+        return table
 
     @property
     def names(self) -> list[str]:
         """Feature names in order."""
         return [spec.name for spec in self.specs]
+
+    @property
+    def n_rows(self) -> int:
+        """How many examples the table holds."""
+        return len(self.blocks[0]) if self.blocks else 0
+
+    @property
+    def columns(self) -> Mapping[str, np.ndarray]:
+        """Every column by name (views into the blocks; do not modify)."""
+        return _Columns(self)
+
+    def locate(self, name: str) -> tuple[int, int | None]:
+        """The block holding feature ``name`` and its column there (None: a 1-D text block).
+
+        Raises:
+            KeyError: no feature of that name.
+        """
+        names, starts = self._layout()
+        try:
+            position = names.index(name)
+        except ValueError:
+            raise KeyError(name) from None
+        block = bisect_right(starts, position) - 1
+        return block, None if self.blocks[block].ndim == 1 else position - starts[block]
+
+    def _layout(self) -> tuple[list[str], list[int]]:
+        """Feature names, and the position of each block's first feature (cached)."""
+        built, names, starts = self._view
+        if built != len(self.specs):
+            names = self.names
+            starts, position = [], 0
+            for block in self.blocks:
+                starts.append(position)
+                position += 1 if block.ndim == 1 else block.shape[1]
+            self._view = (len(self.specs), names, starts)
+        return names, starts
 
     def add(
         self,
@@ -57,25 +111,26 @@ class FeatureTable:
         vocabulary: tuple[str, ...] = (),
     ) -> None:
         """Record one feature column and its catalogue entry."""
-        if kind == "text":
-            column = np.asarray(values, dtype=object)
+        self._append(feature_spec(name, kind, meaning, window, source, vocabulary), values)
+
+    def _append(self, spec: FeatureSpec, values: np.ndarray) -> None:
+        if spec.kind == "text":
+            block = np.asarray(values, dtype=object)
         else:
-            column = np.asarray(values, dtype=np.float64)
-        self.specs.append(feature_spec(name, kind, meaning, window, source, vocabulary))
-        self.columns[name] = column
+            block = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+        self.specs.append(spec)
+        self.blocks.append(block)
 
     def add_block(self, specs: tuple[FeatureSpec, ...], block: np.ndarray) -> None:
         """Record several numeric features at once: column ``j`` of ``block`` is ``specs[j]``."""
-        block = np.asarray(block, dtype=np.float64)
         self.specs.extend(specs)
-        for position, spec in enumerate(specs):
-            self.columns[spec.name] = block[:, position]
+        self.blocks.append(np.asarray(block, dtype=np.float64))
 
     def add_category(
         self, name: str, codes: np.ndarray, vocabulary: tuple[str, ...], **kw: str
     ) -> None:
         """Record a contract-vocabulary category given its integer codes (-1 missing)."""
-        values = np.where(codes >= 0, codes, np.nan).astype(np.float64)
+        values = np.where(codes >= 0, codes, np.nan)
         self.add(
             name,
             values,
@@ -85,6 +140,38 @@ class FeatureTable:
             source=kw["source"],
             window=kw.get("window", "at as_of"),
         )
+
+    def take(self, rows: np.ndarray) -> FeatureTable:
+        """The examples at ``rows`` (a boolean mask or an index array)."""
+        return FeatureTable(list(self.specs), [block[rows] for block in self.blocks])
+
+    @staticmethod
+    def concatenate(tables: list[FeatureTable]) -> FeatureTable:
+        """The examples of several tables with the same features, in order."""
+        first = tables[0]
+        blocks = [
+            np.concatenate([table.blocks[index] for table in tables])
+            for index in range(len(first.blocks))
+        ]
+        return FeatureTable(list(first.specs), blocks)
+
+
+class _Columns(Mapping[str, np.ndarray]):
+    """A read-only by-name view of a ``FeatureTable``'s columns."""
+
+    def __init__(self, table: FeatureTable) -> None:
+        self._table = table
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        block, column = self._table.locate(name)
+        values = self._table.blocks[block]
+        return values if column is None else values[:, column]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table.names)
+
+    def __len__(self) -> int:
+        return len(self._table.specs)
 
 
 @cache

@@ -33,50 +33,18 @@ from features.contract import (
     REP_POTENTIALS,
     STAGES,
 )
-from features.timestamps import is_iso_timestamp, with_utc_offset
+from features.timestamps import parse_timestamp
 
 MAX_TEXT = 2000
 MAX_ID = 200
-
-
-#: The span of timestamps the file loader can parse (pandas' nanosecond range).
-EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
-LATEST = datetime(2262, 4, 11, tzinfo=UTC)
-
-
-def _to_utc(value: datetime) -> datetime:
-    try:
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError as error:
-        raise ValueError("is outside the supported range of dates") from error
-    if not EARLIEST <= moment < LATEST:
-        raise ValueError(f"must be between {EARLIEST.date()} and {LATEST.date()}")
-    return moment
-
-
-def _iso_text_only(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not is_iso_timestamp(value):
-        raise ValueError("must be an ISO 8601 date or timestamp string")
-    return with_utc_offset(value)
-
-
-def _date_or_datetime(value: Any) -> Any:
-    return _iso_text_only(value)
 
 
 def _day_start(value: datetime) -> datetime:
     return datetime.combine(value.date(), time(), tzinfo=UTC)
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_iso_text_only), AfterValidator(_to_utc)]
-DateField = Annotated[
-    datetime,
-    BeforeValidator(_date_or_datetime),
-    AfterValidator(_to_utc),
-    AfterValidator(_day_start),
-]
+Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
+DateField = Annotated[datetime, BeforeValidator(parse_timestamp), AfterValidator(_day_start)]
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 

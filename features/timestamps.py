@@ -22,7 +22,11 @@ ISO_TIMESTAMP = re.compile(
 )
 MISSING_TIME = np.iinfo(np.int64).min
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
+#: The span of timestamps the file loader can parse (pandas' nanosecond range).
+EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 
 
 def is_iso_timestamp(text: str) -> bool:
@@ -76,13 +80,41 @@ def microseconds(value: datetime | pd.Timestamp | None) -> int:
     if isinstance(value, pd.Timestamp):
         value = value.tz_localize("UTC") if value.tzinfo is None else value
         return int((value - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us"))
-    return (value - EPOCH) // timedelta(microseconds=1)
+    return (value - EPOCH) // ONE_MICROSECOND
 
 
 def utc_microseconds(values: Sequence[datetime]) -> np.ndarray:
-    """UTC datetimes as int64 microseconds, converted in one numpy call."""
-    naive = [value.replace(tzinfo=None) for value in values]
-    return np.array(naive, dtype="datetime64[us]").view(np.int64)
+    """Aware datetimes as int64 microseconds (exact integer arithmetic, no float)."""
+    return np.fromiter(
+        ((value - EPOCH) // ONE_MICROSECOND for value in values), np.int64, len(values)
+    )
+
+
+def parse_timestamp(value: object) -> datetime:
+    """One request timestamp as an aware UTC ``datetime`` (the contract's rules, one call).
+
+    Accepts a string in the contract's ISO 8601 form (no offset is UTC; a date alone is its
+    midnight UTC) or a ``datetime`` (naive is UTC); fractions past microseconds are cut.
+
+    Raises:
+        ValueError: the value is not such a string, or lies outside ``EARLIEST``..``LATEST``.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and ISO_TIMESTAMP.match(value) is not None:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO 8601 date or timestamp string") from None
+    else:
+        raise ValueError("must be an ISO 8601 date or timestamp string")
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("is outside the supported range of dates") from error
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"must be between {EARLIEST.date()} and {LATEST.date()}")
+    return moment
 
 
 def from_microseconds(values: np.ndarray) -> pd.Series:

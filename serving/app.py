@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from serving.coalescing import Coalescer
 from serving.dependencies import auth_dependencies
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics
@@ -22,6 +23,7 @@ from serving.model_holder import ModelHolder
 from serving.request_body import BodyLimit
 from serving.routers import admin, document, health, metrics, model, scores
 from serving.routers.responses import errors
+from serving.service import Scoring
 from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,11 +57,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.holder = ModelHolder(settings, app.state.metrics)
+    app.state.coalescer = _coalescer(settings, app.state.metrics)
     install_error_handlers(app)
     _include_routers(app, settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
+
+
+def _coalescer(settings: Settings, metrics: Metrics) -> Coalescer | None:
+    """Scores concurrent ``/v1/score`` calls together (None when ``SRL_COALESCE`` is off)."""
+    if not settings.coalesce:
+        return None
+
+    def observe(scoring: Scoring, requests: int) -> None:
+        metrics.observe_scores("single", scoring.probability, scoring.routes)
+        metrics.observe_coalesced(requests)
+
+    return Coalescer(settings.max_batch_items, observe)
 
 
 def _include_routers(app: FastAPI, settings: Settings) -> None:

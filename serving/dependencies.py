@@ -106,11 +106,14 @@ class ScoringContext:
     request_id: str
 
 
-async def scoring_context(
-    request: Request, deployment: Annotated[Deployment, Depends(current_deployment)]
-) -> ScoringContext:
-    """The serving deployment, settings, metrics and request id of this request."""
+async def scoring_context(request: Request) -> ScoringContext:
+    """The serving deployment, settings, metrics and request id of this request.
+
+    Raises:
+        ApiError: 503 while no model is loaded.
+    """
     state = request.app.state
+    deployment = await current_deployment(request)
     return ScoringContext(deployment, state.settings, state.metrics, request.state.request_id)
 
 

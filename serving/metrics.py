@@ -42,6 +42,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+COALESCED_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 ModelLabels = tuple[str | None, str, str | None]
@@ -98,6 +99,12 @@ class Metrics:
             ["cause"],
             registry=self.registry,
         )
+        self.coalesced = Histogram(
+            "srl_coalesced_requests",
+            "Single-lead requests scored together in one pass.",
+            buckets=COALESCED_BUCKETS,
+            registry=self.registry,
+        )
 
     def _model_metrics(self) -> None:
         self.model_info = Gauge(
@@ -139,6 +146,10 @@ class Metrics:
         for reason in routes.suppression_reason:
             if reason is not None:
                 self.suppressed.labels(str(reason)).inc()
+
+    def observe_coalesced(self, requests: int) -> None:
+        """Record how many ``/v1/score`` requests one scoring pass served."""
+        self.coalesced.observe(requests)
 
     def model_swapped(self, old: ModelLabels | None, new: ModelLabels) -> None:
         """Point ``srl_model_info`` at the new version."""

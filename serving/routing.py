@@ -23,6 +23,16 @@ NO_DATE = np.iinfo(np.int64).min
 SMALL = 64
 
 
+def _with_none(vocabulary: tuple[str, ...]) -> np.ndarray:
+    """The vocabulary as labels, with None last so that code -1 reads None."""
+    return np.array([*vocabulary, None], dtype=object)
+
+
+REASON_LABELS = _with_none(REASON_CODES)
+CONSENT_LABELS = _with_none(CONSENT_STATUSES)
+STAGE_LABELS = _with_none(STAGES)
+
+
 @dataclass(frozen=True)
 class RoutingInputs:
     """What routing reads, one entry per lead (decoded from the feature columns).
@@ -65,9 +75,9 @@ class RoutingInputs:
         stage = _codes(features, "stage_at_rejection")
         return RoutingInputs(
             probability=np.asarray(probability, dtype=np.float64),
-            reason_code=_with_none(REASON_CODES)[reason],
-            consent_status=_with_none(CONSENT_STATUSES)[consent],
-            stage=_with_none(STAGES)[stage],
+            reason_code=REASON_LABELS[reason],
+            consent_status=CONSENT_LABELS[consent],
+            stage=STAGE_LABELS[stage],
             follow_up_days=features.columns["follow_up_days"],
             days_since_rejection=features.columns["days_since_rejection"],
             days_to_next_year=features.columns["days_to_next_year"],
@@ -128,12 +138,11 @@ class Routes:
 def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
     """Decide tier, program, suppression, re-entry stage and next action for every lead."""
     reason, consent, stage = inputs.codes()
-    tier_index = _tier_index(inputs.probability, policy)
-    priorities = np.array([t.priority for t in policy.tiers])
-    suppressed, why = _suppression(reason, consent, policy)
+    table = policy_tables(policy)
+    tier_index = _tier_index(inputs.probability, table)
+    suppressed, why = _suppression(reason, consent, table)
     rebound = ~suppressed & _rebound(inputs, policy)
     low_touch = ~suppressed & ~rebound & (inputs.probability < policy.low_touch.max_probability)
-    table = _ProgramTable(policy)
     program, days = _reason_programs(inputs, reason, policy, table)
     program = np.where(low_touch, table.low_touch, program)
     days = np.where(low_touch, float(policy.low_touch.cadence_days), days)
@@ -141,19 +150,24 @@ def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
     days = np.where(rebound, 0.0, days)
     program = np.where(suppressed, table.suppressed, program)
     return Routes(
-        tier=np.array([t.name for t in policy.tiers], dtype=object)[tier_index],
-        priority=np.where(suppressed, 0, np.where(rebound, 1, priorities[tier_index])),
+        tier=table.tier_names[tier_index],
+        priority=np.where(suppressed, 0, np.where(rebound, 1, table.priorities[tier_index])),
         program=table.names[program],
         suppressed=suppressed,
         suppression_reason=why,
-        re_entry_stage=_with_none(STAGES)[np.where(suppressed, -1, stage)],
+        re_entry_stage=STAGE_LABELS[np.where(suppressed, -1, stage)],
         next_action_at=_next_action_at(inputs.as_of, days, suppressed),
         policy=policy.label,
     )
 
 
-class _ProgramTable:
-    """Every program a policy can route to, by integer index."""
+class PolicyTables:
+    """A policy's decisions as lookup arrays, built once per policy.
+
+    Programs are integer indices into ``names``; tiers are looked up by ``searchsorted``
+    over ascending thresholds; suppression by code (code -1, missing, reads the final
+    False entry).
+    """
 
     def __init__(self, policy: RoutingPolicy) -> None:
         names = [rule.program for rule in policy.reasons.values()]
@@ -161,29 +175,51 @@ class _ProgramTable:
         self.names = np.array(names, dtype=object)
         self.low_touch, self.rebound, self.suppressed = range(len(names) - 3, len(names))
         self.by_reason = {reason: i for i, reason in enumerate(policy.reasons)}
+        self.ascending = np.array([t.min_probability for t in reversed(policy.tiers)])
+        self.tier_names = np.array([t.name for t in policy.tiers], dtype=object)
+        self.priorities = np.array([t.priority for t in policy.tiers])
+        self.consent_rule = _flags(CONSENT_STATUSES, policy.suppression.consent)
+        self.reason_rule = _flags(REASON_CODES, policy.suppression.reasons)
 
 
-def _tier_index(probability: np.ndarray, policy: RoutingPolicy) -> np.ndarray:
-    ascending = np.array([t.min_probability for t in reversed(policy.tiers)])
-    position = np.searchsorted(ascending, probability, side="right") - 1
-    return len(policy.tiers) - 1 - np.clip(position, 0, len(policy.tiers) - 1)
+_TABLES: dict[int, tuple[RoutingPolicy, PolicyTables]] = {}
+_MAX_CACHED_POLICIES = 8
+
+
+def policy_tables(policy: RoutingPolicy) -> PolicyTables:
+    """The lookup tables of ``policy`` (cached; a reloaded policy gets its own)."""
+    cached = _TABLES.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    if len(_TABLES) >= _MAX_CACHED_POLICIES:
+        _TABLES.clear()
+    tables = PolicyTables(policy)
+    _TABLES[id(policy)] = (policy, tables)
+    return tables
+
+
+def _tier_index(probability: np.ndarray, table: PolicyTables) -> np.ndarray:
+    tiers = len(table.tier_names)
+    position = np.searchsorted(table.ascending, probability, side="right") - 1
+    return tiers - 1 - np.clip(position, 0, tiers - 1)
+
+
+#: Why a lead is suppressed, by cause index: each consent status, each reason, then none.
+SUPPRESSION_CAUSES = np.array(
+    [*(f"consent:{c}" for c in CONSENT_STATUSES), *(f"reason:{r}" for r in REASON_CODES), None],
+    dtype=object,
+)
 
 
 def _suppression(
-    reason: np.ndarray, consent: np.ndarray, policy: RoutingPolicy
+    reason: np.ndarray, consent: np.ndarray, table: PolicyTables
 ) -> tuple[np.ndarray, np.ndarray]:
     """Who may not be contacted, and why (``consent:<status>`` wins over ``reason:<code>``)."""
-    consent_rule = _flags(CONSENT_STATUSES, policy.suppression.consent)
-    reason_rule = _flags(REASON_CODES, policy.suppression.reasons)
-    by_consent = consent_rule[consent]
-    by_reason = reason_rule[reason]
-    causes = np.array(
-        [*(f"consent:{c}" for c in CONSENT_STATUSES), *(f"reason:{r}" for r in REASON_CODES), None],
-        dtype=object,
-    )
-    cause = np.where(by_reason, len(CONSENT_STATUSES) + reason, len(causes) - 1)
+    by_consent = table.consent_rule[consent]
+    by_reason = table.reason_rule[reason]
+    cause = np.where(by_reason, len(CONSENT_STATUSES) + reason, len(SUPPRESSION_CAUSES) - 1)
     cause = np.where(by_consent, consent, cause)
-    return by_consent | by_reason, causes[cause]
+    return by_consent | by_reason, SUPPRESSION_CAUSES[cause]
 
 
 def _flags(vocabulary: tuple[str, ...], chosen: tuple[str, ...]) -> np.ndarray:
@@ -202,7 +238,7 @@ def _rebound(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
 
 
 def _reason_programs(
-    inputs: RoutingInputs, reason: np.ndarray, policy: RoutingPolicy, table: _ProgramTable
+    inputs: RoutingInputs, reason: np.ndarray, policy: RoutingPolicy, table: PolicyTables
 ) -> tuple[np.ndarray, np.ndarray]:
     program = np.full(len(reason), table.suppressed, dtype=np.int64)
     days = np.full(len(reason), np.nan)
@@ -244,11 +280,6 @@ def _codes(features: FeatureTable, name: str) -> np.ndarray:
     """A category feature's integer codes, -1 where missing."""
     codes = features.columns[name]
     return np.where(np.isnan(codes), -1, codes).astype(np.int64)
-
-
-def _with_none(vocabulary: tuple[str, ...]) -> np.ndarray:
-    """The vocabulary as labels, with None last so that code -1 reads None."""
-    return np.array([*vocabulary, None], dtype=object)
 
 
 def label_codes(labels: np.ndarray, vocabulary: tuple[str, ...]) -> np.ndarray:

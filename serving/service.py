@@ -52,11 +52,11 @@ class Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._end = time.perf_counter() + seconds
+        self.ends_at = time.perf_counter() + seconds
 
     def check(self, step: str) -> None:
         """Raise ``DeadlineExceeded`` when the budget is spent (``step`` names where)."""
-        if time.perf_counter() > self._end:
+        if time.perf_counter() > self.ends_at:
             raise DeadlineExceeded(f"scoring took longer than {self.seconds:g} s (at {step})")
 
 
@@ -74,7 +74,7 @@ def score_requests(
     requests: Sequence[ScoreRequest],
     *,
     top_k: int,
-    request_id: str,
+    request_id: str | Sequence[str],
     now: datetime | None = None,
     deadline: Deadline | None = None,
 ) -> Scoring:
@@ -84,7 +84,7 @@ def score_requests(
         deployment: the model and policy to use.
         requests: validated request bodies.
         top_k: reasons per lead (0: none).
-        request_id: echoed in every result.
+        request_id: echoed in every result, or one id per request.
         now: the moment for requests without ``as_of`` (default: the current time).
         deadline: the call's time budget, checked between steps.
 
@@ -100,6 +100,7 @@ def score_requests(
     reasons = explain(model, features, scored.matrix, top_k) if top_k > 0 else None
     budget.check("reasons")
     lead_ids = history.lead_id[history.rejections.lead[examples.rejection_row]]
+    ids = [request_id] * len(requests) if isinstance(request_id, str) else list(request_id)
     results = [
         _result(
             scored.routes,
@@ -110,7 +111,7 @@ def score_requests(
             int(examples.as_of[index]),
             reasons[index] if reasons is not None else [],
             deployment.version,
-            request_id,
+            ids[index],
         )
         for index, request in enumerate(requests)
     ]

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
             (not ready) anyway.
         model_threads: LightGBM threads per process.
         reload_signal: a file touched on ``/v1/admin/reload`` so that every worker reloads.
+        coalesce: score concurrent ``/v1/score`` calls of a worker together in one pass
+            (``serving.coalescing``); answers are the same either way.
     """
 
     model_config = SettingsConfigDict(env_prefix="SRL_", extra="ignore", frozen=True)
@@ -53,6 +55,7 @@ class Settings(BaseSettings):
     startup_wait_seconds: float = Field(default=30.0, ge=0)
     model_threads: int = Field(default=1, ge=0)
     reload_signal: Path | None = None
+    coalesce: bool = True
 
     @field_validator("api_keys", mode="before")
     @classmethod
