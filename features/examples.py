@@ -96,9 +96,3 @@ def open_rejection_examples(history: History, as_of_us: int) -> Examples:
     as_of = np.full(rows.size, as_of_us, dtype=np.int64)
     keep = is_open(history, rows, as_of)
     return Examples.at(history, rows[keep], as_of[keep])
-
-
-def rejection_example(history: History, rejection_id: str, as_of_us: int) -> Examples:
-    """The example for one named rejection of a one-lead history (an API request)."""
-    rows = np.flatnonzero(history.rejections.rejection_id == rejection_id)[-1:]
-    return Examples.at(history, rows, np.full(rows.size, as_of_us, dtype=np.int64))

@@ -7,7 +7,6 @@ same arithmetic on the same integers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,8 +27,7 @@ from features.contract import (
     STAGES,
 )
 from features.loading import Export, positions_in
-from features.records import ScoreRequest
-from features.timestamps import MISSING_TIME, microseconds, to_microseconds, utc_microseconds
+from features.timestamps import MISSING_TIME, to_microseconds
 
 DAY_US = 86_400_000_000
 
@@ -221,10 +219,10 @@ def _opportunity_events(opportunities: pd.DataFrame, index: pd.Index) -> dict[st
     closed = to_microseconds(opportunities["closed_at"])
     status = _category_codes(opportunities["status"])
     amount = opportunities["amount"].to_numpy(dtype=np.float64)
-    return _opportunity_blocks(lead, created, closed, status, amount)
+    return opportunity_blocks(lead, created, closed, status, amount)
 
 
-def _opportunity_blocks(
+def opportunity_blocks(
     lead: np.ndarray,
     created: np.ndarray,
     closed: np.ndarray,
@@ -258,94 +256,3 @@ def _rejections_from_frame(rejections: pd.DataFrame, index: pd.Index) -> Rejecti
         lead_score=rejections["lead_score_at_rejection"].to_numpy(dtype=np.float64)[order],
         program=_text_column(rejections, "recommended_program")[order],
     )
-
-
-def _code(column: str, value: str | None) -> int:
-    return -1 if value is None else CODES[column][value]
-
-
-def history_from_request(request: ScoreRequest, config: FeatureConfig) -> History:
-    """Turn one scoring request (one lead's own rows) into a one-lead ``History``."""
-    lead = request.lead
-    rejections = [*request.earlier_rejections, request.rejection]
-    return History(
-        lead_id=np.array([lead.lead_id], dtype=object),
-        lead_created=np.array([microseconds(lead.created_at)], dtype=np.int64),
-        lead_codes={c: np.array([_code(c, getattr(lead, c))]) for c in LEAD_CODE_COLUMNS},
-        lead_text={
-            **{c: np.array([getattr(lead, c)], dtype=object) for c in LEAD_TEXT_COLUMNS},
-            **{
-                c: np.array([_custom_text(lead.custom_value(c))], dtype=object)
-                for c in config.custom_columns.categorical
-            },
-        },
-        lead_numbers={
-            **{c: np.array([_float(getattr(lead, c))]) for c in LEAD_NUMBER_COLUMNS},
-            **{
-                c: np.array([_custom_number(lead.custom_value(c))])
-                for c in config.custom_columns.numeric
-            },
-        },
-        activities=_activity_events(request),
-        **_request_opportunities(request),
-        consent=Events.build(
-            np.zeros(len(request.consent), dtype=np.int64),
-            [microseconds(c.changed_at) for c in request.consent],
-            [_code("consent_status", c.status) for c in request.consent],
-        ),
-        rejections=_request_rejections(rejections),
-    )
-
-
-def _activity_events(request: ScoreRequest) -> Events:
-    activities = request.activities
-    count = len(activities)
-    time = utc_microseconds([a.occurred_at for a in activities])
-    codes = CODES["activity_type"]
-    kind = np.fromiter((codes[a.activity_type] for a in activities), np.int64, count)
-    return Events.build(np.zeros(count, dtype=np.int64), time, kind)
-
-
-def _request_opportunities(request: ScoreRequest) -> dict[str, Any]:
-    opportunities = request.opportunities
-    return _opportunity_blocks(
-        np.zeros(len(opportunities), dtype=np.int64),
-        np.array([microseconds(o.created_at) for o in opportunities], dtype=np.int64),
-        np.array([microseconds(o.closed_at) for o in opportunities], dtype=np.int64),
-        np.array([_code("opportunity_status", o.status) for o in opportunities], dtype=np.int64),
-        np.array([_float(o.amount) for o in opportunities], dtype=np.float64),
-    )
-
-
-def _request_rejections(rejections: Sequence[Any]) -> Rejections:
-    ids = np.array([r.rejection_id for r in rejections], dtype=object)
-    time = np.array([microseconds(r.rejected_at) for r in rejections], dtype=np.int64)
-    order = np.array(sorted(range(len(ids)), key=lambda i: (time[i], ids[i])), dtype=np.int64)
-    return Rejections(
-        lead=np.zeros(len(rejections), dtype=np.int64),
-        time=time[order],
-        rejection_id=ids[order],
-        codes={
-            c: np.array([_code(c, getattr(r, c)) for r in rejections], dtype=np.int64)[order]
-            for c in REJECTION_CODE_COLUMNS
-        },
-        follow_up=np.array([microseconds(r.follow_up_date) for r in rejections])[order],
-        lead_score=np.array([_float(r.lead_score_at_rejection) for r in rejections])[order],
-        program=np.array([r.recommended_program for r in rejections], dtype=object)[order],
-    )
-
-
-def _float(value: float | int | None) -> float:
-    return np.nan if value is None else float(value)
-
-
-def _custom_number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return np.nan
-    return number if np.isfinite(number) else np.nan
-
-
-def _custom_text(value: Any) -> str | None:
-    return None if value is None else str(value)

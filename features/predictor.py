@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,9 +22,10 @@ from features.config import FeatureConfig
 from features.dataset import ExampleSet
 from features.encoding import CategoryVocabulary
 from features.engine import FeatureTable, compute_features
-from features.examples import Examples, rejection_example
-from features.history import History, history_from_request, microseconds
+from features.examples import Examples
+from features.history import History
 from features.records import ScoreRequest
+from features.request_history import requests_history
 
 MODEL_FORMAT_VERSION = 1
 BOOSTER_FILE = "booster.txt"
@@ -132,13 +133,11 @@ class ReconversionModel:
         """Calibrated probabilities for a built example set."""
         return self.predict_features(examples.features)
 
-    def request_features(self, request: ScoreRequest, now: datetime | None = None) -> FeatureTable:
-        """The raw feature row of one scoring request (only its rows at or before as_of)."""
-        history = history_from_request(request, self.config)
-        as_of = max(
-            microseconds(request.resolved_as_of(now)), microseconds(request.rejection.rejected_at)
-        )
-        examples = rejection_example(history, request.rejection.rejection_id, as_of)
+    def request_features(
+        self, requests: Sequence[ScoreRequest], now: datetime | None = None
+    ) -> FeatureTable:
+        """The raw feature rows of scoring requests, in order (only rows at or before as_of)."""
+        history, examples = requests_history(requests, self.config, now or datetime.now(UTC))
         return compute_features(history, examples, self.config)
 
     def predict_requests(
@@ -147,8 +146,7 @@ class ReconversionModel:
         """Calibrated probabilities for scoring requests, in order."""
         if not requests:
             return np.zeros(0)
-        rows = [self.matrix(self.request_features(r, now)) for r in requests]
-        return self.predict_matrix(np.vstack(rows))
+        return self.predict_features(self.request_features(requests, now))
 
     def save(self, directory: str | Path) -> Path:
         """Write the model as ``booster.txt`` (LightGBM text) and ``model.json``."""

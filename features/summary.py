@@ -9,9 +9,10 @@ import numpy as np
 from features.config import FeatureConfig
 from features.contract import TABLES
 from features.examples import Examples
-from features.history import history_from_export, microseconds
+from features.history import history_from_export
 from features.labels import label_examples
 from features.loading import Export
+from features.timestamps import microseconds
 
 
 def summarise_export(export: Export, horizon_days: int = 365) -> dict[str, Any]:

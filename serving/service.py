@@ -19,10 +19,10 @@ import numpy as np
 from features.engine import compute_features
 from features.predictor import ReconversionModel
 from features.records import ScoreRequest
+from features.request_history import requests_history
 from serving.model_source import ModelIdentity
 from serving.policy import RoutingPolicy
 from serving.reasons import Reason, explain
-from serving.request_history import requests_history
 from serving.routing import NO_DATE, Routes
 from serving.scoring import score_features
 

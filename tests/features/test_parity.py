@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -10,10 +11,9 @@ import pytest
 from features.config import FeatureConfig
 from features.dataset import ExampleSet, build_training_set
 from features.engine import FeatureTable, compute_features
-from features.examples import rejection_example
-from features.history import history_from_request, microseconds
 from features.loading import Export
 from features.records import ScoreRequest
+from features.request_history import requests_history
 from features.requests import request_body
 
 CONFIG = FeatureConfig(
@@ -38,9 +38,8 @@ def request_features(export: Export, rejection_id: str, as_of: object) -> Featur
         custom_columns=("crm_custom_web_sessions_12m", "crm_custom_tech_stack"),
     )
     request = ScoreRequest.model_validate(json.loads(json.dumps(body)))
-    history = history_from_request(request, CONFIG)
-    moment = microseconds(request.resolved_as_of())
-    return compute_features(history, rejection_example(history, rejection_id, moment), CONFIG)
+    history, examples = requests_history([request], CONFIG, datetime.now(UTC))
+    return compute_features(history, examples, CONFIG)
 
 
 def assert_row_equal(batch: FeatureTable, index: int, single: FeatureTable) -> None:
@@ -64,6 +63,37 @@ def test_request_features_equal_export_features(
         single = request_features(small_export, keys["rejection_id"], keys["as_of"])
         # Then every feature matches the export's to 1e-9
         assert_row_equal(training_set.features, int(index), single)
+
+
+def test_many_requests_in_one_history_equal_export_features(
+    small_export: Export, training_set: ExampleSet
+) -> None:
+    # Given 120 request bodies of different leads (as a batch or coalesced calls bring them)
+    rng = np.random.default_rng(5)
+    keys = training_set.keys
+    first_of_lead = keys.drop_duplicates("lead_id").index.to_numpy()
+    sample = rng.choice(first_of_lead, size=120, replace=False)
+    requests = [
+        ScoreRequest.model_validate(
+            json.loads(
+                json.dumps(
+                    request_body(
+                        small_export,
+                        keys.at[index, "rejection_id"],
+                        keys.at[index, "as_of"],
+                        custom_columns=("crm_custom_web_sessions_12m", "crm_custom_tech_stack"),
+                    )
+                )
+            )
+        )
+        for index in sample
+    ]
+    # When they are featurised together in one history
+    history, examples = requests_history(requests, CONFIG, datetime.now(UTC))
+    together = compute_features(history, examples, CONFIG)
+    # Then row i equals the export's features of request i, to 1e-9
+    for row, index in enumerate(sample):
+        assert_row_equal(training_set.features, int(index), together.take(np.array([row])))
 
 
 def test_chunking_does_not_change_features(small_export: Export, training_set: ExampleSet) -> None:
