@@ -6,7 +6,9 @@ load hits both alike, by the same small asyncio HTTP/1.1 client (keep-alive conn
 request in flight per connection): single-lead requests (about 50 activities each) at
 concurrency 1, 8 and 32, and 100-lead batches. ``srl serve`` is measured with reasons (the
 full path: features from raw rows, prediction, routing and 3 reasons) and without reasons;
-MLflow's pyfunc returns only the probability.
+MLflow's pyfunc returns only the probability. A third server, ``mlflow models serve`` on a
+model that answers a constant (``benchmarks/constant_model.py``), shows MLflow's own floor:
+the most any model behind it could get.
 
     MLFLOW_TRACKING_URI=sqlite:///.srl/mlflow.db \\
         .venv/bin/python benchmarks/serve_bench.py --model models:/srl-reconversion@champion
@@ -278,7 +280,35 @@ def prepare(directory: Path, leads: int) -> str:
         )
     if not (directory / "mlflow.db").exists():
         _register_model(export)
+    _register_constant_model()
     return str(export)
+
+
+CONSTANT_MODEL = "models:/srl-bench-constant@champion"
+
+
+def _register_constant_model() -> None:
+    """Register ``benchmarks/constant_model.py`` as ``srl-bench-constant@champion`` (once)."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient().get_model_version_by_alias("srl-bench-constant", "champion")
+        return
+    except MlflowException:
+        pass
+
+    with mlflow.start_run(run_name="constant-model"):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("constant_model.py")),
+            input_example=[{"lead": {}}],
+            registered_model_name="srl-bench-constant",
+        )
+    MlflowClient().set_registered_model_alias(
+        "srl-bench-constant", "champion", str(info.registered_model_version)
+    )
 
 
 def _register_model(export: Path) -> None:
@@ -357,31 +387,42 @@ SCENARIOS: tuple[tuple[str, str, str, int, int], ...] = (
     ("srl serve", "batch 100", "ours_batch_plain", 1, 100),
     ("mlflow models serve", "batch 100", "mlflow_batch", 1, 100),
 )
-PORTS = {"srl serve": 18431, "mlflow models serve": 18432}
+FLOOR = "mlflow models serve, constant model"
+FLOOR_SCENARIOS = tuple((FLOOR, "single", "mlflow", concurrency, 1) for concurrency in (1, 8, 32))
+PORTS = {"srl serve": 18431, "mlflow models serve": 18432, FLOOR: 18433}
 
 
 def run(
-    model: str, export_dir: Path, seconds: float, rounds: int, workers: int, workdir: Path
+    model: str,
+    export_dir: Path,
+    seconds: float,
+    rounds: int,
+    workers: int,
+    workdir: Path,
+    floor: bool = True,
 ) -> list[Result]:
-    """Every scenario on both servers, interleaved in rounds so that drift hits both alike."""
+    """Every scenario on every server, interleaved in rounds so that drift hits all alike."""
     requests = payloads(lead_bodies(export_dir))
-    ours = start_ours(model, PORTS["srl serve"], workdir / "srl-serve.log", workers)
-    theirs = None
+    scenarios = SCENARIOS + (FLOOR_SCENARIOS if floor else ())
+    servers: list[subprocess.Popen[bytes]] = []
     try:
-        theirs = start_mlflow(
-            model, PORTS["mlflow models serve"], workdir / "mlflow-serve.log", workers
+        servers.append(start_ours(model, PORTS["srl serve"], workdir / "srl-serve.log", workers))
+        servers.append(
+            start_mlflow(model, PORTS["mlflow models serve"], workdir / "mlflow-serve.log", workers)
         )
+        if floor:
+            log = workdir / "mlflow-constant.log"
+            servers.append(start_mlflow(CONSTANT_MODEL, PORTS[FLOOR], log, workers))
         parts: dict[tuple[str, str, int], list[Result]] = {}
         for _ in range(rounds):
-            for server, name, key, concurrency, leads in SCENARIOS:
+            for server, name, key, concurrency, leads in scenarios:
                 result = measure(
                     server, name, PORTS[server], requests[key], concurrency, seconds / rounds, leads
                 )
                 parts.setdefault((server, name, concurrency), []).append(result)
     finally:
-        stop(ours)
-        if theirs is not None:
-            stop(theirs)
+        for process in servers:
+            stop(process)
     return [_merge(results) for results in parts.values()]
 
 
@@ -436,6 +477,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds.")
     parser.add_argument("--workers", type=int, default=1, help="Workers of each server.")
     parser.add_argument("--out", type=Path, help="Also write the table here.")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="Skip mlflow models serve on a constant model (needs --prepare's registry).",
+    )
     options = parser.parse_args()
     data = options.data
     if options.prepare is not None:
@@ -443,7 +489,15 @@ def main() -> None:
     if data is None:
         parser.error("--data (or --prepare) is required")
     workdir = options.prepare or Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    results = run(options.model, data, options.seconds, options.rounds, options.workers, workdir)
+    results = run(
+        options.model,
+        data,
+        options.seconds,
+        options.rounds,
+        options.workers,
+        workdir,
+        floor=not options.no_floor,
+    )
     text = table(results)
     print(text)
     if options.out is not None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
 
+from features.config import PointsConfig
 from features.contract import ACTIVITY_TYPES, MARKETING_ACTIVITIES, SALES_ACTIVITIES
 from features.feature_table import ExampleContext, FeatureSpec, FeatureTable, feature_spec
 from features.history import DAY_US, LEAD_CODE_COLUMNS
+from features.identity_cache import per_object
 from features.positions import event_positions, last_of_each_kind, lead_starts, prefix_counts
 from features.profile_features import days_since_last
 
@@ -167,12 +170,32 @@ def _trend_specs() -> tuple[FeatureSpec, ...]:
     )
 
 
+@dataclass(frozen=True)
+class _PointsTables:
+    """A points configuration as arrays: behaviour weights, fit points, required types."""
+
+    weights: np.ndarray
+    fit_by_code: np.ndarray
+    required: list[int]
+
+
+@per_object
+def _points_tables(points: PointsConfig) -> _PointsTables:
+    return _PointsTables(
+        weights=np.array([points.behaviour.get(kind, 0.0) for kind in ACTIVITY_TYPES]),
+        fit_by_code=np.array(
+            [points.product_fit.get(v, 0.0) for v in LEAD_CODE_COLUMNS["product_fit"]]
+        ),
+        required=[ACTIVITY_TYPES.index(k) for k in points.qualification_requires],
+    )
+
+
 def points_block(ctx: ExampleContext, table: FeatureTable) -> None:
     """The classic points score (fit plus behaviour points) and its qualification rule."""
     points, h, lead = ctx.config.points, ctx.history, ctx.lead
+    tables = _points_tables(points)
     all_time = ctx.all_time_activity_counts
-    weights = np.array([points.behaviour.get(kind, 0.0) for kind in ACTIVITY_TYPES])
-    behaviour = all_time @ weights
+    behaviour = all_time @ tables.weights
     industry = ctx.lead_text("industry")
     target = _member_of(industry, points.target_verticals)[lead]
     expertise = _member_of(industry, points.expertise_verticals)[lead] & target
@@ -181,25 +204,31 @@ def points_block(ctx: ExampleContext, table: FeatureTable) -> None:
         points.vertical_with_expertise,
         np.where(target, points.vertical_without_expertise, 0.0),
     )
-    fit_by_code = np.array(
-        [points.product_fit.get(v, 0.0) for v in LEAD_CODE_COLUMNS["product_fit"]]
-    )
     fit_code = h.lead_codes["product_fit"][lead]
-    product = np.where(fit_code >= 0, fit_by_code[np.maximum(fit_code, 0)], 0.0)
+    product = np.where(fit_code >= 0, tables.fit_by_code[np.maximum(fit_code, 0)], 0.0)
     total = behaviour + vertical + product
-    required = [ACTIVITY_TYPES.index(k) for k in points.qualification_requires]
-    qualified = (total >= points.qualification_min_points) & (all_time[:, required] > 0).all(axis=1)
+    qualified = (total >= points.qualification_min_points) & (all_time[:, tables.required] > 0).all(
+        axis=1
+    )
     if points.qualification_requires_target_vertical:
         qualified &= target
-    for name, values, meaning in (
-        ("target_vertical", target, "1 when the industry is a target vertical"),
-        ("vertical_expertise", expertise, "1 when it is a target vertical with domain expertise"),
-        ("fit_points", vertical + product, "classic fit points: vertical and product fit"),
-        ("behaviour_points", behaviour, "classic behaviour points from sales activities"),
-        ("points_score", total, "classic points score: fit plus behaviour"),
-        ("points_qualified", qualified, "1 when the classic qualification rule passes"),
-    ):
-        table.add(name, values.astype(float), source="leads+activities", meaning=meaning)
+    block = np.column_stack([target, expertise, vertical + product, behaviour, total, qualified])
+    table.add_block(_points_specs(), block)
+
+
+@lru_cache(maxsize=1)
+def _points_specs() -> tuple[FeatureSpec, ...]:
+    return tuple(
+        feature_spec(name, "numeric", meaning, "at as_of", "leads+activities")
+        for name, meaning in (
+            ("target_vertical", "1 when the industry is a target vertical"),
+            ("vertical_expertise", "1 when it is a target vertical with domain expertise"),
+            ("fit_points", "classic fit points: vertical and product fit"),
+            ("behaviour_points", "classic behaviour points from sales activities"),
+            ("points_score", "classic points score: fit plus behaviour"),
+            ("points_qualified", "1 when the classic qualification rule passes"),
+        )
+    )
 
 
 def _member_of(values: np.ndarray, allowed: tuple[str, ...]) -> np.ndarray:

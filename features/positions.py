@@ -115,7 +115,7 @@ def range_sums(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.nd
     over all leads) keeps the result independent of which other leads share the batch,
     so one lead scores identically alone and inside an export.
     """
-    clean = np.nan_to_num(values, nan=0.0)
+    clean = np.where(np.isnan(values), 0.0, values)
     total = np.zeros(len(start))
     lengths = stop - start
     for step in range(int(lengths.max(initial=0))):

@@ -16,6 +16,7 @@ import pandas as pd
 from features.contract import CONSENT_STATUSES, REASON_CODES, STAGES
 from features.engine import FeatureTable
 from features.history import DAY_US
+from features.identity_cache import per_object
 from serving.policy import RoutingPolicy
 
 SUPPRESSED_PROGRAM = "suppressed"
@@ -182,20 +183,10 @@ class PolicyTables:
         self.reason_rule = _flags(REASON_CODES, policy.suppression.reasons)
 
 
-_TABLES: dict[int, tuple[RoutingPolicy, PolicyTables]] = {}
-_MAX_CACHED_POLICIES = 8
-
-
+@per_object
 def policy_tables(policy: RoutingPolicy) -> PolicyTables:
-    """The lookup tables of ``policy`` (cached; a reloaded policy gets its own)."""
-    cached = _TABLES.get(id(policy))
-    if cached is not None and cached[0] is policy:
-        return cached[1]
-    if len(_TABLES) >= _MAX_CACHED_POLICIES:
-        _TABLES.clear()
-    tables = PolicyTables(policy)
-    _TABLES[id(policy)] = (policy, tables)
-    return tables
+    """The lookup tables of ``policy`` (built once; a reloaded policy gets its own)."""
+    return PolicyTables(policy)
 
 
 def _tier_index(probability: np.ndarray, table: PolicyTables) -> np.ndarray:
