@@ -11,6 +11,7 @@ up, not ready, says why on ``/readyz`` and keeps retrying.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import time
@@ -161,6 +162,7 @@ class ModelHolder:
             return self._failed(cause, before, error)
         self._current = deployment
         self._failed_source = None
+        _settle_heap()
         self._metrics.model_swapped(_labels(previous), _labels(deployment) or ("", "", ""))
         logger.info(
             "model swapped in",
@@ -195,6 +197,17 @@ class ModelHolder:
         )
         kept = f"; still serving {before}" if before else ""
         return ReloadOutcome(False, before, before, message + kept)
+
+
+def _settle_heap() -> None:
+    """Exempt every object alive now (the libraries, the model) from garbage collection.
+
+    Scoring allocates many short-lived objects; without this, every full collection walks
+    the hundreds of thousands of long-lived objects that imports and the model created, a
+    pause of tens of milliseconds that lands on whichever request is running. Frozen
+    objects are still freed by reference counting (an old model after a reload).
+    """
+    gc.freeze()
 
 
 def check_deployment(deployment: Deployment) -> None:

@@ -207,3 +207,24 @@ def test_logs_never_hold_submitted_values(
     assert SECRET not in caplog.text
     for record in caplog.records:
         assert SECRET not in str(record.__dict__)
+
+
+@pytest.mark.parametrize("value", ["-1", "51", "many", "2.5", ""])
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/score/batch"])
+def test_a_bad_reasons_count_names_the_query_parameter(
+    client: TestClient, path: str, value: str
+) -> None:
+    body = EXAMPLE_REQUEST if path == "/v1/score" else {"items": [EXAMPLE_REQUEST]}
+
+    response = client.post(path, json=body, params={"reasons": value})
+
+    error = _problem(response)
+    assert response.status_code == 422
+    assert [f["field"] for f in error["fields"]] == ["query.reasons"]
+
+
+def test_a_reasons_count_in_range_gives_that_many_reasons(client: TestClient) -> None:
+    response = client.post("/v1/score", json=EXAMPLE_REQUEST, params={"reasons": "5"})
+
+    assert response.status_code == 200
+    assert len(response.json()["reasons"]) == 5
