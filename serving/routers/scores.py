@@ -7,7 +7,6 @@ annotations``): the batch body's model is built per app, with its configured siz
 from collections.abc import Sequence
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field, TypeAdapter, ValidationError
@@ -18,7 +17,7 @@ from serving.coalescing import Coalescer
 from serving.dependencies import Scoring as ScoringDep
 from serving.dependencies import ScoringContext, scoring_context
 from serving.examples import EXAMPLE_REQUEST
-from serving.request_body import StrictJSONRoute
+from serving.request_body import StrictJSONRoute, parse_score_request
 from serving.routers.responses import SCORING_ERRORS, json_response
 from serving.schemas import BatchResponse, ScoreResult, batch_request_model
 from serving.service import Deadline, Scoring, score_requests
@@ -27,11 +26,7 @@ MAX_REASONS = 50
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
 
 ReasonsQuery = Annotated[int | None, Query(ge=0, le=MAX_REASONS, description=REASONS_DESCRIPTION)]
-
-
-ReasonsNumber = Annotated[int, Field(ge=0, le=MAX_REASONS)]
-_REASONS = TypeAdapter(ReasonsNumber)
-REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
+_REASONS = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_REASONS)])
 
 #: ``POST /v1/score``'s query and body as documented; the route reads and validates both
 #: itself (``reasons_query``, ``parse_score_request``), without FastAPI's per-request
@@ -65,16 +60,6 @@ SCORE_REQUEST_DOC = {
 }
 
 
-def _is_json(content_type: str | None) -> bool:
-    """A missing content type counts as JSON, as FastAPI does for declared bodies."""
-    if not content_type:
-        return True
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
 def reasons_query(request: Request) -> int | None:
     """The ``reasons`` query parameter (None when absent).
 
@@ -90,38 +75,6 @@ def reasons_query(request: Request) -> int | None:
         problems = error.errors(include_url=False, include_input=False, include_context=False)
         raise RequestValidationError(
             [{**problem, "loc": ("query", "reasons")} for problem in problems]
-        ) from None
-
-
-def parse_score_request(body: bytes, content_type: str | None = None) -> ScoreRequest:
-    """Validate a ``/v1/score`` body straight from its bytes.
-
-    The body must be strict JSON (orjson: no ``NaN`` or ``Infinity``); pydantic then
-    validates the bytes in one pass, which is faster than validating a parsed dict.
-
-    Raises:
-        RequestValidationError: not JSON (by content type or content), or not a valid
-            request (fields named, values not).
-    """
-    if not _is_json(content_type):
-        raise RequestValidationError(
-            [{"type": "content_type", "loc": ("body",), "msg": "the body must be application/json"}]
-        )
-    if not body:
-        raise RequestValidationError(
-            [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
-        )
-    try:
-        orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
-        ) from None
-    try:
-        return ScoreRequest.model_validate_json(body)
-    except ValidationError as error:
-        raise RequestValidationError(
-            error.errors(include_url=False, include_input=False, include_context=False)
         ) from None
 
 

@@ -228,3 +228,16 @@ def test_a_reasons_count_in_range_gives_that_many_reasons(client: TestClient) ->
 
     assert response.status_code == 200
     assert len(response.json()["reasons"]) == 5
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/vnd.marketo+json", None]
+)
+def test_json_content_types_and_none_are_read_as_json(
+    client: TestClient, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+
+    response = client.post("/v1/score", content=orjson.dumps(EXAMPLE_REQUEST), headers=headers)
+
+    assert response.status_code == 200, response.text
