@@ -10,8 +10,9 @@ others (tested).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -76,20 +77,10 @@ def history_from_requests(
             },
             lead_text=_lead_text(leads, config),
             lead_numbers=_lead_numbers(leads, config),
-            activities=_events(
-                requests,
-                lambda r: r.activities,
-                lambda a: a.occurred_at,
-                lambda a: CODES["activity_type"][a.activity_type],
-            ),
+            activities=_events(requests, "activities", "occurred_at", "activity_type"),
             opportunities_created=created,
             opportunities_closed=closed,
-            consent=_events(
-                requests,
-                lambda r: r.consent,
-                lambda c: c.changed_at,
-                lambda c: CODES["consent_status"][c.status],
-            ),
+            consent=_events(requests, "consent", "changed_at", "status"),
             rejections=rejections,
         ),
         scored_rows,
@@ -117,23 +108,23 @@ def _lead_numbers(leads: list[Any], config: FeatureConfig) -> dict[str, np.ndarr
     return numbers
 
 
+#: The contract vocabulary of each event table's kind column.
+EVENT_VOCABULARY = {"activities": "activity_type", "consent": "consent_status"}
+
+
 def _owners(counts: list[int]) -> np.ndarray:
     """The lead (request index) of each flattened row, given rows per request."""
     return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
 
 
-def _events(
-    requests: Sequence[ScoreRequest],
-    rows_of: Callable[[ScoreRequest], Sequence[Any]],
-    time_of: Callable[[Any], datetime],
-    kind_of: Callable[[Any], int],
-) -> Events:
-    per_request = [rows_of(request) for request in requests]
+def _events(requests: Sequence[ScoreRequest], table: str, time: str, kind: str) -> Events:
+    """One event table of every request: rows ``request.<table>``, times and codes by name."""
+    per_request = [getattr(request, table) for request in requests]
     rows = [row for group in per_request for row in group]
     return Events.build(
         _owners([len(group) for group in per_request]),
-        utc_microseconds([time_of(row) for row in rows]),
-        np.fromiter((kind_of(row) for row in rows), np.int64, len(rows)),
+        utc_microseconds(list(map(attrgetter(time), rows))),
+        _codes(EVENT_VOCABULARY[table], list(map(attrgetter(kind), rows))),
     )
 
 
@@ -162,7 +153,8 @@ def _rejections(requests: Sequence[ScoreRequest]) -> tuple[Rejections, np.ndarra
     ids = np.array([row.rejection_id for row in rows], dtype=object)
     scored = np.zeros(len(rows), dtype=bool)
     scored[np.cumsum([len(group) for group in per_request]) - 1] = True
-    _, id_rank = np.unique(ids.astype(str), return_inverse=True)
+    rank_of = {rejection_id: rank for rank, rejection_id in enumerate(sorted(set(ids)))}
+    id_rank = np.fromiter((rank_of[i] for i in ids), np.int64, len(ids))
     order = np.lexsort((id_rank, time, lead))
     rejections = Rejections(
         lead=lead[order],
