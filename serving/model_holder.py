@@ -204,9 +204,11 @@ def _settle_heap() -> None:
 
     Scoring allocates many short-lived objects; without this, every full collection walks
     the hundreds of thousands of long-lived objects that imports and the model created, a
-    pause of tens of milliseconds that lands on whichever request is running. Frozen
-    objects are still freed by reference counting (an old model after a reload).
+    pause of tens of milliseconds that lands on whichever request is running. Garbage is
+    collected first so that none is frozen; frozen objects are still freed by reference
+    counting (an old model after a reload).
     """
+    gc.collect()
     gc.freeze()
 
 
