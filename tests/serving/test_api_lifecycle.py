@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -189,3 +190,16 @@ def test_sources_report_where_they_point(model_dir: Path, tmp_path: Path) -> Non
     assert current_version("models:/srl-reconversion/3") is None
     with pytest.raises(ModelLoadError):
         load_serving_model(str(tmp_path / "absent"), 1)
+
+
+def test_a_loaded_model_and_the_libraries_are_out_of_the_collectors_way(
+    model_dir: Path,
+) -> None:
+    gc.unfreeze()
+
+    with TestClient(create_app(api_settings(model_dir))) as client:
+        assert client.get("/readyz").status_code == 200
+        # The model, policy and libraries now sit in the permanent generation: a full
+        # collection during a request no longer walks them.
+        assert gc.get_freeze_count() > 10_000
+    gc.unfreeze()
