@@ -50,14 +50,6 @@ class FeatureTable:
         default=(-1, [], []), init=False, repr=False, compare=False
     )
 
-    @staticmethod
-    def from_columns(specs: list[FeatureSpec], columns: dict[str, np.ndarray]) -> FeatureTable:
-        """A table of one block per column (``columns`` keyed by the specs' names)."""
-        table = FeatureTable()
-        for spec in specs:
-            table._append(spec, columns[spec.name])
-        return table
-
     @property
     def names(self) -> list[str]:
         """Feature names in order."""
@@ -122,9 +114,16 @@ class FeatureTable:
         self.blocks.append(block)
 
     def add_block(self, specs: tuple[FeatureSpec, ...], block: np.ndarray) -> None:
-        """Record several numeric features at once: column ``j`` of ``block`` is ``specs[j]``."""
+        """Record several numeric features at once: column ``j`` of ``block`` is ``specs[j]``.
+
+        Raises:
+            ValueError: ``block`` is not 2-D with one column per spec.
+        """
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim != 2 or block.shape[1] != len(specs):
+            raise ValueError(f"a block of {len(specs)} features must be 2-D, got {block.shape}")
         self.specs.extend(specs)
-        self.blocks.append(np.asarray(block, dtype=np.float64))
+        self.blocks.append(block)
 
     def add_category(
         self, name: str, codes: np.ndarray, vocabulary: tuple[str, ...], **kw: str
@@ -147,8 +146,14 @@ class FeatureTable:
 
     @staticmethod
     def concatenate(tables: list[FeatureTable]) -> FeatureTable:
-        """The examples of several tables with the same features, in order."""
+        """The examples of several tables with the same features, in order.
+
+        Raises:
+            ValueError: the tables' features differ.
+        """
         first = tables[0]
+        if any(table.specs != first.specs for table in tables[1:]):
+            raise ValueError("tables with different features cannot be concatenated")
         blocks = [
             np.concatenate([table.blocks[index] for table in tables])
             for index in range(len(first.blocks))

@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-#: ``YYYY-MM-DD``, optionally ``THH:MM[:SS[.fraction]]``, optionally ``Z`` or ``±HH[:]MM``.
+#: ``YYYY-MM-DD``, optionally ``THH:MM[:SS[.fraction]]``, optionally ``Z`` or ``±HH[:]MM``
+#: (offsets up to 23:59).
 ISO_TIMESTAMP = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})"
-    r"(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?P<offset>Z|[+-]\d{2}:?\d{2})?)?$"
+    r"(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?P<offset>Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?)?$"
 )
 MISSING_TIME = np.iinfo(np.int64).min
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

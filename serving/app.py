@@ -65,16 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _coalescer(settings: Settings, metrics: Metrics) -> Coalescer | None:
-    """Scores concurrent ``/v1/score`` calls together (None when ``SRL_COALESCE`` is off)."""
-    if not settings.coalesce:
-        return None
+def _coalescer(settings: Settings, metrics: Metrics) -> Coalescer:
+    """Scores waiting ``/v1/score`` calls together (one at a time with ``SRL_COALESCE`` off)."""
 
     def observe(scoring: Scoring, requests: int) -> None:
         metrics.observe_scores("single", scoring.probability, scoring.routes)
         metrics.observe_coalesced(requests)
 
-    return Coalescer(settings.max_batch_items, observe)
+    return Coalescer(settings.max_batch_items if settings.coalesce else 1, observe)
 
 
 def _include_routers(app: FastAPI, settings: Settings) -> None:

@@ -9,20 +9,24 @@ queued in one ``score_requests`` call, as ``/v1/score/batch`` does. Every featur
 computed per lead, so a lead's answer is the same alone or coalesced (tested to 1e-12).
 
 Requests are grouped by the deployment they were admitted under (so each answer names the
-version that scored it, also across a reload) and by reasons per lead. If a group fails for
-any reason other than its time budget, its requests are scored one by one, so that one
-request can only ever fail itself.
+version that scored it, also across a reload) and by reasons per lead. A request whose time
+budget ran out while it waited fails alone; if a group fails (its earliest budget running
+out during the pass included), its requests are scored one by one, so a request only fails
+by itself or on its own budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from features.records import ScoreRequest
 from serving.service import Deadline, DeadlineExceeded, Deployment, Scoring, score_requests
+
+logger = logging.getLogger(__name__)
 
 #: Observes each scored group: (its scoring, how many requests it held).
 GroupObserver = Callable[[Scoring, int], None]
@@ -64,7 +68,7 @@ class Coalescer:
         """The result of one request, scored with whatever else is waiting.
 
         Raises:
-            DeadlineExceeded: the group ran past the earliest time budget in it.
+            DeadlineExceeded: the request's own time budget ran out (waiting included).
         """
         loop = asyncio.get_running_loop()
         job = _Job(deployment, request, top_k, request_id, deadline, loop.create_future())
@@ -86,28 +90,40 @@ class Coalescer:
                 await asyncio.sleep(0)
         finally:
             self._drainer = None
+            # Only a cancelled drain (shutdown) leaves jobs behind: none may wait forever.
+            waiting, self._waiting = self._waiting, []
+            _fail(waiting, RuntimeError("the service stopped before scoring this request"))
 
     def _score_group(self, jobs: list[_Job]) -> None:
+        """Answer every job of the group; never raises (each failure goes to its job)."""
         jobs = [job for job in jobs if not job.future.done()]  # e.g. a cancelled client
+        expired = [job for job in jobs if job.deadline.spent()]
+        _fail(expired, DeadlineExceeded("scoring waited past its time budget"))
+        jobs = [job for job in jobs if not job.deadline.spent()]
         if not jobs:
             return
         try:
             scoring = _score(jobs)
-        except DeadlineExceeded as error:
-            _fail(jobs, error)
-            return
         except Exception as error:
             if len(jobs) == 1:
                 _fail(jobs, error)
                 return
-            for job in jobs:  # one request can only ever fail itself
+            for job in jobs:  # a request fails only by itself, or on its own time budget
                 self._score_group([job])
             return
         for job, result in zip(jobs, scoring.results, strict=True):
             if not job.future.done():
                 job.future.set_result(result)
-        if self.observe is not None:
-            self.observe(scoring, len(jobs))
+        self._observe(scoring, len(jobs))
+
+    def _observe(self, scoring: Scoring, requests: int) -> None:
+        """Record a scored group; a failing observer never costs a request its answer."""
+        if self.observe is None:
+            return
+        try:
+            self.observe(scoring, requests)
+        except Exception as error:
+            logger.error("coalesced scoring not recorded", extra={"error": type(error).__name__})
 
 
 def _groups(jobs: list[_Job]) -> list[list[_Job]]:

@@ -42,7 +42,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
-COALESCED_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+COALESCED_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 ModelLabels = tuple[str | None, str, str | None]

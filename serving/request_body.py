@@ -121,9 +121,10 @@ def _declared_length(scope: Scope) -> int:
 
 
 def _is_json(content_type: str | None) -> bool:
-    """A missing content type counts as JSON, as FastAPI does for declared bodies."""
+    """``application/json`` or ``application/*+json``; a missing type is not JSON (as on
+    every route with a declared body)."""
     if not content_type:
-        return True
+        return False
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
@@ -133,8 +134,9 @@ def _is_json(content_type: str | None) -> bool:
 def parse_score_request(body: bytes, content_type: str | None = None) -> ScoreRequest:
     """Validate a ``/v1/score`` body straight from its bytes.
 
-    The body must be strict JSON (orjson: no ``NaN`` or ``Infinity``); pydantic then
-    validates the bytes in one pass, which is faster than validating a parsed dict.
+    orjson checks the body is strict JSON (no ``NaN`` or ``Infinity``, which pydantic's
+    parser would take); pydantic then validates the bytes themselves, which is faster than
+    validating the parsed dict.
 
     Raises:
         RequestValidationError: not JSON (by content type or content), or not a valid

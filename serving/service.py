@@ -54,9 +54,13 @@ class Deadline:
         self.seconds = seconds
         self.ends_at = time.perf_counter() + seconds
 
+    def spent(self) -> bool:
+        """Whether the budget has run out."""
+        return time.perf_counter() > self.ends_at
+
     def check(self, step: str) -> None:
         """Raise ``DeadlineExceeded`` when the budget is spent (``step`` names where)."""
-        if time.perf_counter() > self.ends_at:
+        if self.spent():
             raise DeadlineExceeded(f"scoring took longer than {self.seconds:g} s (at {step})")
 
 

@@ -25,8 +25,9 @@ from serving.service import Deadline, Scoring, score_requests
 MAX_REASONS = 50
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
 
-ReasonsQuery = Annotated[int | None, Query(ge=0, le=MAX_REASONS, description=REASONS_DESCRIPTION)]
-_REASONS = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_REASONS)])
+ReasonsCount = Annotated[int, Field(ge=0, le=MAX_REASONS)]
+ReasonsQuery = Annotated[ReasonsCount | None, Query(description=REASONS_DESCRIPTION)]
+_REASONS = TypeAdapter(ReasonsCount)
 
 #: ``POST /v1/score``'s query and body as documented; the route reads and validates both
 #: itself (``reasons_query``, ``parse_score_request``), without FastAPI's per-request
@@ -39,10 +40,7 @@ SCORE_REQUEST_DOC = {
             "required": False,
             "description": REASONS_DESCRIPTION,
             "schema": {
-                "anyOf": [
-                    {"type": "integer", "minimum": 0, "maximum": MAX_REASONS},
-                    {"type": "null"},
-                ],
+                **TypeAdapter(ReasonsCount | None).json_schema(),
                 "title": "Reasons",
                 "description": REASONS_DESCRIPTION,
             },
@@ -95,9 +93,7 @@ def scores_router(max_batch_items: int) -> APIRouter:
         reasons = reasons_query(request)
         body = parse_score_request(await request.body(), request.headers.get("content-type"))
         context = await scoring_context(request)
-        coalescer: Coalescer | None = request.app.state.coalescer
-        if coalescer is None:
-            return json_response(_score(context, [body], reasons, "single").results[0])
+        coalescer: Coalescer = request.app.state.coalescer
         settings = context.settings
         result = await coalescer.score(
             context.deployment,

@@ -139,6 +139,48 @@ def test_a_spent_time_budget_fails_its_group_with_a_timeout(
     assert all(isinstance(result, DeadlineExceeded) for result in results)
 
 
+def test_only_requests_out_of_time_fail_and_the_others_are_scored(
+    model: ReconversionModel, requests: list[ScoreRequest]
+) -> None:
+    deployment = _deployment(model, "1")
+    coalescer = Coalescer(500)
+
+    async def scenario() -> list[Any]:
+        calls = [
+            coalescer.score(
+                deployment,
+                request,
+                top_k=0,
+                request_id=str(i),
+                deadline=Deadline(0.0 if i % 2 else 30.0),
+            )
+            for i, request in enumerate(requests[:6])
+        ]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+
+    for index, result in enumerate(results):
+        if index % 2:
+            assert isinstance(result, DeadlineExceeded)
+        else:
+            assert result["request_id"] == str(index)
+
+
+def test_a_failing_observer_costs_no_request_its_answer(
+    model: ReconversionModel, requests: list[ScoreRequest]
+) -> None:
+    def broken_metrics(scoring: Scoring, requests: int) -> None:
+        raise RuntimeError("metrics backend down")
+
+    deployment = _deployment(model, "1")
+    calls = [(deployment, r, 0, str(i)) for i, r in enumerate(requests[:6])]
+
+    results = asyncio.run(_score_together(Coalescer(500, broken_metrics), calls, 30))
+
+    assert [result["request_id"] for result in results] == [str(i) for i in range(6)]
+
+
 def test_a_failing_group_is_retried_one_by_one_and_the_coalescer_goes_on(
     model: ReconversionModel, requests: list[ScoreRequest]
 ) -> None:

@@ -65,6 +65,8 @@ def test_bodies_that_are_not_json_objects(client: TestClient, raw: bytes, code: 
         ("lead.created_at", 1700000000, "lead.created_at"),
         ("lead.created_at", "yesterday", "lead.created_at"),
         ("lead.created_at", "0001-01-01T00:00:00+00:01", "lead.created_at"),
+        ("lead.created_at", "2025-01-01T00:00:00+00:60", "lead.created_at"),
+        ("activities.0.occurred_at", "2025-01-01T00:00:00+2400", "activities.0.occurred_at"),
         ("rejection.follow_up_date", "2025-13-45", "rejection.follow_up_date"),
         ("lead.annual_revenue", "1e999", "lead.annual_revenue"),
         ("activities", {"not": "a list"}, "activities"),
@@ -231,13 +233,23 @@ def test_a_reasons_count_in_range_gives_that_many_reasons(client: TestClient) ->
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/json; charset=utf-8", "application/vnd.marketo+json", None]
+    "content_type", ["application/json; charset=utf-8", "application/vnd.marketo+json"]
 )
-def test_json_content_types_and_none_are_read_as_json(
-    client: TestClient, content_type: str | None
-) -> None:
-    headers = {} if content_type is None else {"content-type": content_type}
-
-    response = client.post("/v1/score", content=orjson.dumps(EXAMPLE_REQUEST), headers=headers)
+def test_json_content_types_are_read_as_json(client: TestClient, content_type: str) -> None:
+    response = client.post(
+        "/v1/score", content=orjson.dumps(EXAMPLE_REQUEST), headers={"content-type": content_type}
+    )
 
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/score/batch"])
+def test_a_body_without_content_type_is_refused_on_both_routes(
+    client: TestClient, path: str
+) -> None:
+    body = EXAMPLE_REQUEST if path == "/v1/score" else {"items": [EXAMPLE_REQUEST]}
+
+    response = client.post(path, content=orjson.dumps(body))
+
+    assert response.status_code == 422
+    assert [f["field"] for f in _problem(response)["fields"]] == ["body"]
