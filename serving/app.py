@@ -11,8 +11,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from serving.coalescing import Coalescer
 from serving.dependencies import auth_dependencies
@@ -60,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.coalescer = _coalescer(settings, app.state.metrics)
     install_error_handlers(app)
     _include_routers(app, settings)
+    _document_bodies(app, scores.body_models(settings.max_batch_items))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
@@ -73,6 +77,28 @@ def _coalescer(settings: Settings, metrics: Metrics) -> Coalescer:
         metrics.observe_coalesced(requests)
 
     return Coalescer(settings.max_batch_items if settings.coalesce else 1, observe)
+
+
+def _document_bodies(app: FastAPI, models: list[type[BaseModel]]) -> None:
+    """Add the bodies routes validate themselves to the OpenAPI components.
+
+    FastAPI documents only bodies declared as endpoint parameters; the scoring routes read
+    theirs from the bytes (``serving.request_body.parse_json_body``) and refer to these.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            _, definitions = models_json_schema(
+                [(model, "validation") for model in models],
+                ref_template="#/components/schemas/{model}",
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(definitions.get("$defs", {}))
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _include_routers(app: FastAPI, settings: Settings) -> None:

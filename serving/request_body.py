@@ -1,8 +1,7 @@
 """Request bodies: size-limited, and parsed as strict JSON (no NaN or Infinity) by orjson.
 
-``POST /v1/score`` validates its body itself, straight from the bytes
-(``parse_score_request``); other routes take FastAPI's declared bodies through
-``StrictJSONRoute``. Both fail with the same ``RequestValidationError``.
+The scoring routes validate their bodies themselves, straight from the bytes
+(``parse_json_body``), and fail with FastAPI's ``RequestValidationError`` like any route.
 
 Python's ``json`` accepts ``NaN`` and ``Infinity``, which are not JSON; orjson rejects them,
 so a body carrying them fails as invalid JSON before any field is looked at. The size limit
@@ -12,46 +11,17 @@ a streamed body as soon as it passes the limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TypeVar
 
 import orjson
-from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.records import ScoreRequest
 
-
-class StrictJSONRequest(Request):
-    """A request whose ``json()`` is orjson's strict parser."""
-
-    async def json(self) -> Any:
-        """The parsed body.
-
-        Raises:
-            orjson.JSONDecodeError: (a ``json.JSONDecodeError``) the body is not JSON.
-        """
-        if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())
-        return self._json
-
-
-class StrictJSONRoute(APIRoute):
-    """A route that parses its body with ``StrictJSONRequest``."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """FastAPI's handler, given a ``StrictJSONRequest``."""
-        handler = super().get_route_handler()
-
-        async def strict_handler(request: Request) -> Response:
-            return await handler(StrictJSONRequest(request.scope, request.receive))
-
-        return strict_handler
+Body = TypeVar("Body", bound=BaseModel)
 
 
 class BodyTooLarge(HTTPException):
@@ -131,16 +101,16 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-def parse_score_request(body: bytes, content_type: str | None = None) -> ScoreRequest:
-    """Validate a ``/v1/score`` body straight from its bytes.
+def parse_json_body(body: bytes, content_type: str | None, model: type[Body]) -> Body:
+    """Validate a JSON body straight from its bytes into ``model``.
 
     orjson checks the body is strict JSON (no ``NaN`` or ``Infinity``, which pydantic's
     parser would take); pydantic then validates the bytes themselves, which is faster than
     validating the parsed dict.
 
     Raises:
-        RequestValidationError: not JSON (by content type or content), or not a valid
-            request (fields named, values not).
+        RequestValidationError: not JSON (by content type or content), or not valid for
+            ``model`` (fields named, values not).
     """
     if not _is_json(content_type):
         raise RequestValidationError(
@@ -157,8 +127,13 @@ def parse_score_request(body: bytes, content_type: str | None = None) -> ScoreRe
             [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
         ) from None
     try:
-        return ScoreRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as error:
         raise RequestValidationError(
             error.errors(include_url=False, include_input=False, include_context=False)
         ) from None
+
+
+def parse_score_request(body: bytes, content_type: str | None = None) -> ScoreRequest:
+    """A ``/v1/score`` body validated from its bytes (see ``parse_json_body``)."""
+    return parse_json_body(body, content_type, ScoreRequest)

@@ -5,19 +5,18 @@ annotations``): the batch body's model is built per app, with its configured siz
 """
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from features.records import ScoreRequest
 from serving.coalescing import Coalescer
-from serving.dependencies import Scoring as ScoringDep
 from serving.dependencies import ScoringContext, scoring_context
 from serving.examples import EXAMPLE_REQUEST
-from serving.request_body import StrictJSONRoute, parse_score_request
+from serving.request_body import parse_json_body, parse_score_request
 from serving.routers.responses import SCORING_ERRORS, json_response
 from serving.schemas import BatchResponse, ScoreResult, batch_request_model
 from serving.service import Deadline, Scoring, score_requests
@@ -26,36 +25,35 @@ MAX_REASONS = 50
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
 
 ReasonsCount = Annotated[int, Field(ge=0, le=MAX_REASONS)]
-ReasonsQuery = Annotated[ReasonsCount | None, Query(description=REASONS_DESCRIPTION)]
 _REASONS = TypeAdapter(ReasonsCount)
 
-#: ``POST /v1/score``'s query and body as documented; the route reads and validates both
-#: itself (``reasons_query``, ``parse_score_request``), without FastAPI's per-request
-#: dependency solving, the hottest path of the service.
-SCORE_REQUEST_DOC = {
-    "parameters": [
-        {
-            "name": "reasons",
-            "in": "query",
-            "required": False,
-            "description": REASONS_DESCRIPTION,
-            "schema": {
-                **TypeAdapter(ReasonsCount | None).json_schema(),
-                "title": "Reasons",
+
+def request_doc(schema: str, examples: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI ``reasons`` parameter and JSON body of a scoring route.
+
+    The scoring routes read both themselves (``reasons_query``, ``parse_json_body``),
+    without FastAPI's per-request dependency solving, so they are documented here; the body
+    models are added to the document's components by ``serving.app``.
+    """
+    content: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    if examples:
+        content["examples"] = examples
+    return {
+        "parameters": [
+            {
+                "name": "reasons",
+                "in": "query",
+                "required": False,
                 "description": REASONS_DESCRIPTION,
-            },
-        }
-    ],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/ScoreRequest"},
-                "examples": {"budget rejection": {"value": EXAMPLE_REQUEST}},
+                "schema": {
+                    **TypeAdapter(ReasonsCount | None).json_schema(),
+                    "title": "Reasons",
+                    "description": REASONS_DESCRIPTION,
+                },
             }
-        },
-    },
-}
+        ],
+        "requestBody": {"required": True, "content": {"application/json": content}},
+    }
 
 
 def reasons_query(request: Request) -> int | None:
@@ -76,9 +74,14 @@ def reasons_query(request: Request) -> int | None:
         ) from None
 
 
+def body_models(max_batch_items: int) -> list[type[BaseModel]]:
+    """The bodies the scoring routes validate themselves, for the OpenAPI components."""
+    return [ScoreRequest, batch_request_model(max_batch_items)]
+
+
 def scores_router(max_batch_items: int) -> APIRouter:
     """The scoring routes, with the batch size limit in the batch body's schema."""
-    router = APIRouter(prefix="/v1/score", tags=["scores"], route_class=StrictJSONRoute)
+    router = APIRouter(prefix="/v1/score", tags=["scores"])
     batch_model = batch_request_model(max_batch_items)
 
     @router.post(
@@ -86,7 +89,7 @@ def scores_router(max_batch_items: int) -> APIRouter:
         response_model=ScoreResult,
         responses=SCORING_ERRORS,
         summary="Score one lead",
-        openapi_extra=SCORE_REQUEST_DOC,
+        openapi_extra=request_doc("ScoreRequest", {"budget rejection": {"value": EXAMPLE_REQUEST}}),
     )
     async def score(request: Request) -> Response:
         """Score, route and explain one rejection of one lead from its raw rows."""
@@ -109,15 +112,15 @@ def scores_router(max_batch_items: int) -> APIRouter:
         response_model=BatchResponse,
         responses=SCORING_ERRORS,
         summary="Score several leads",
+        openapi_extra=request_doc("BatchRequest"),
     )
-    async def score_batch(
-        body: Annotated[batch_model, Body()],  # type: ignore[valid-type] # built per app
-        context: ScoringDep,
-        reasons: ReasonsQuery = None,
-    ) -> Response:
+    async def score_batch(request: Request) -> Response:
         """Score up to the configured number of leads; results in the order of ``items``."""
-        items = body.items  # type: ignore[attr-defined] # a BatchRequest
-        scoring = _score(context, items, reasons, "batch")
+        reasons = reasons_query(request)
+        content_type = request.headers.get("content-type")
+        body = parse_json_body(await request.body(), content_type, batch_model)
+        context = await scoring_context(request)
+        scoring = _score(context, body.items, reasons, "batch")  # type: ignore[attr-defined]
         return json_response(
             {
                 "results": scoring.results,
