@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from features.records import ScoreRequest
 from serving.coalescing import Coalescer
 from serving.dependencies import auth_dependencies
 from serving.errors import install_error_handlers
@@ -26,6 +27,7 @@ from serving.model_holder import ModelHolder
 from serving.request_body import BodyLimit
 from serving.routers import admin, document, health, metrics, model, scores
 from serving.routers.responses import errors
+from serving.schemas import batch_request_model
 from serving.service import Scoring
 from serving.settings import Settings
 
@@ -62,8 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = ModelHolder(settings, app.state.metrics)
     app.state.coalescer = _coalescer(settings, app.state.metrics)
     install_error_handlers(app)
-    _include_routers(app, settings)
-    _document_bodies(app, scores.body_models(settings.max_batch_items))
+    batch_model = batch_request_model(settings.max_batch_items)
+    _include_routers(app, settings, batch_model)
+    _document_bodies(app, [ScoreRequest, batch_model])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
@@ -101,12 +104,12 @@ def _document_bodies(app: FastAPI, models: list[type[BaseModel]]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _include_routers(app: FastAPI, settings: Settings) -> None:
+def _include_routers(app: FastAPI, settings: Settings, batch_model: type[BaseModel]) -> None:
     guard = auth_dependencies(settings)
     unauthorized = errors(401) if settings.auth_enabled else {}
     app.include_router(health.router)
     for router in (
-        scores.scores_router(settings.max_batch_items),
+        scores.scores_router(batch_model),
         model.router,
         admin.router,
         metrics.router,

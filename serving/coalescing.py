@@ -96,10 +96,13 @@ class Coalescer:
 
     def _score_group(self, jobs: list[_Job]) -> None:
         """Answer every job of the group; never raises (each failure goes to its job)."""
-        jobs = [job for job in jobs if not job.future.done()]  # e.g. a cancelled client
-        expired = [job for job in jobs if job.deadline.spent()]
+        live: list[_Job] = []
+        expired: list[_Job] = []
+        for job in jobs:
+            if not job.future.done():  # not e.g. a cancelled client
+                (expired if job.deadline.spent() else live).append(job)
         _fail(expired, DeadlineExceeded("scoring waited past its time budget"))
-        jobs = [job for job in jobs if not job.deadline.spent()]
+        jobs = live
         if not jobs:
             return
         try:

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from serving.errors import ApiError
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder, NotReady
-from serving.service import Deployment
+from serving.service import Deadline, Deployment
 from serving.settings import Settings
 
 API_KEY_HEADER = "X-API-Key"
@@ -104,6 +104,14 @@ class ScoringContext:
     settings: Settings
     metrics: Metrics
     request_id: str
+
+    def top_k(self, reasons: int | None) -> int:
+        """Reasons per lead: the request's ``reasons``, else ``SRL_REASONS_DEFAULT``."""
+        return self.settings.reasons_default if reasons is None else reasons
+
+    def deadline(self) -> Deadline:
+        """A fresh time budget of ``SRL_REQUEST_TIMEOUT_SECONDS`` for this request."""
+        return Deadline(self.settings.request_timeout_seconds)
 
 
 async def scoring_context(request: Request) -> ScoringContext:

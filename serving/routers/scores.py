@@ -18,8 +18,8 @@ from serving.dependencies import ScoringContext, scoring_context
 from serving.examples import EXAMPLE_REQUEST
 from serving.request_body import parse_json_body, parse_score_request
 from serving.routers.responses import SCORING_ERRORS, json_response
-from serving.schemas import BatchResponse, ScoreResult, batch_request_model
-from serving.service import Deadline, Scoring, score_requests
+from serving.schemas import BatchResponse, ScoreResult
+from serving.service import Scoring, score_requests
 
 MAX_REASONS = 50
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
@@ -74,15 +74,10 @@ def reasons_query(request: Request) -> int | None:
         ) from None
 
 
-def body_models(max_batch_items: int) -> list[type[BaseModel]]:
-    """The bodies the scoring routes validate themselves, for the OpenAPI components."""
-    return [ScoreRequest, batch_request_model(max_batch_items)]
-
-
-def scores_router(max_batch_items: int) -> APIRouter:
-    """The scoring routes, with the batch size limit in the batch body's schema."""
+def scores_router(batch_model: type[BaseModel]) -> APIRouter:
+    """The scoring routes; ``batch_model`` is the batch body with the configured size limit
+    (``serving.schemas.batch_request_model``)."""
     router = APIRouter(prefix="/v1/score", tags=["scores"])
-    batch_model = batch_request_model(max_batch_items)
 
     @router.post(
         "",
@@ -97,13 +92,12 @@ def scores_router(max_batch_items: int) -> APIRouter:
         body = parse_score_request(await request.body(), request.headers.get("content-type"))
         context = await scoring_context(request)
         coalescer: Coalescer = request.app.state.coalescer
-        settings = context.settings
         result = await coalescer.score(
             context.deployment,
             body,
-            top_k=settings.reasons_default if reasons is None else reasons,
+            top_k=context.top_k(reasons),
             request_id=context.request_id,
-            deadline=Deadline(settings.request_timeout_seconds),
+            deadline=context.deadline(),
         )
         return json_response(result)
 
@@ -120,7 +114,7 @@ def scores_router(max_batch_items: int) -> APIRouter:
         content_type = request.headers.get("content-type")
         body = parse_json_body(await request.body(), content_type, batch_model)
         context = await scoring_context(request)
-        scoring = _score(context, body.items, reasons, "batch")  # type: ignore[attr-defined]
+        scoring = _score_batch(context, body.items, reasons)  # type: ignore[attr-defined]
         return json_response(
             {
                 "results": scoring.results,
@@ -132,17 +126,15 @@ def scores_router(max_batch_items: int) -> APIRouter:
     return router
 
 
-def _score(
-    context: ScoringContext, requests: Sequence[ScoreRequest], reasons: int | None, endpoint: str
+def _score_batch(
+    context: ScoringContext, requests: Sequence[ScoreRequest], reasons: int | None
 ) -> Scoring:
-    settings = context.settings
-    top_k = settings.reasons_default if reasons is None else reasons
     scoring = score_requests(
         context.deployment,
         requests,
-        top_k=top_k,
+        top_k=context.top_k(reasons),
         request_id=context.request_id,
-        deadline=Deadline(settings.request_timeout_seconds),
+        deadline=context.deadline(),
     )
-    context.metrics.observe_scores(endpoint, scoring.probability, scoring.routes)
+    context.metrics.observe_scores("batch", scoring.probability, scoring.routes)
     return scoring
