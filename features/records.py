@@ -17,8 +17,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from features.contract import (
     ACTIVITY_TYPES,
@@ -33,7 +37,7 @@ from features.contract import (
     REP_POTENTIALS,
     STAGES,
 )
-from features.timestamps import parse_timestamp
+from features.timestamps import ISO_TIMESTAMP_PATTERN, NOT_ISO, iso_moment, parse_timestamp
 
 MAX_TEXT = 2000
 MAX_ID = 200
@@ -43,8 +47,43 @@ def _day_start(value: datetime) -> datetime:
     return datetime.combine(value.date(), time(), tzinfo=UTC)
 
 
-Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
-DateField = Annotated[datetime, BeforeValidator(parse_timestamp), AfterValidator(_day_start)]
+class _ContractTimestamp:
+    """A timestamp by the contract's rules (``features.timestamps.parse_timestamp``).
+
+    From JSON, pydantic's core checks the string against ``ISO_TIMESTAMP_PATTERN`` itself
+    and only the conversion to UTC runs in Python (a request carries dozens of
+    timestamps); Python values (``datetime`` or string) go through ``parse_timestamp``.
+    Both accept exactly the strings the file loader accepts.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Pattern in the core, then ``iso_moment`` (JSON); ``parse_timestamp`` (Python)."""
+        iso_text = core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=ISO_TIMESTAMP_PATTERN),
+            custom_error_type="timestamp_format",
+            custom_error_message=NOT_ISO,
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.no_info_after_validator_function(iso_moment, iso_text),
+            python_schema=core_schema.no_info_plain_validator_function(parse_timestamp),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                datetime.isoformat, when_used="json"
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """A string in the contract's ISO 8601 form."""
+        return {"type": "string", "pattern": ISO_TIMESTAMP_PATTERN}
+
+
+Timestamp = Annotated[datetime, _ContractTimestamp]
+DateField = Annotated[datetime, _ContractTimestamp, AfterValidator(_day_start)]
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 

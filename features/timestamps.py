@@ -15,19 +15,22 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+_DATE = r"\d{4}-\d{2}-\d{2}"
+_TIME = r"T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
+_OFFSET = r"Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d"
 #: ``YYYY-MM-DD``, optionally ``THH:MM[:SS[.fraction]]``, optionally ``Z`` or ``±HH[:]MM``
 #: (offsets up to 23:59).
-ISO_TIMESTAMP = re.compile(
-    r"^(?P<date>\d{4}-\d{2}-\d{2})"
-    r"(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?P<offset>Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?)?$"
-)
+ISO_TIMESTAMP = re.compile(rf"^(?P<date>{_DATE})(?:{_TIME}(?P<offset>{_OFFSET})?)?$")
+#: The same form without group names, for pydantic's core and JSON Schema.
+ISO_TIMESTAMP_PATTERN = rf"^{_DATE}(?:{_TIME}(?:{_OFFSET})?)?$"
 MISSING_TIME = np.iinfo(np.int64).min
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
-#: The span of timestamps the file loader can parse (pandas' nanosecond range).
-EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
-LATEST = datetime(2262, 4, 11, tzinfo=UTC)
+#: The span of timestamps the file loader can parse: pandas' nanosecond range, to the
+#: microsecond (``EARLIEST`` included, ``LATEST`` not).
+EARLIEST = pd.Timestamp.min.ceil("us").tz_localize(UTC).to_pydatetime()
+LATEST = pd.Timestamp.max.floor("us").tz_localize(UTC).to_pydatetime() + ONE_MICROSECOND
 
 
 def is_iso_timestamp(text: str) -> bool:
@@ -62,16 +65,25 @@ def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
     parsed = pd.to_datetime(
         pd.Series(explicit, dtype=object), utc=True, format="ISO8601", errors="coerce"
     )
-    naive = parsed.to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT"))
-    values = np.append(naive, np.datetime64("NaT", "us"))[codes]
+    values = np.append(_naive_microseconds(parsed), np.datetime64("NaT", "us"))[codes]
     bad = (codes >= 0) & (~valid[codes] | np.isnat(values))
     return pd.Series(values, index=text.index).dt.tz_localize("UTC"), bad
 
 
 def to_microseconds(series: pd.Series) -> np.ndarray:
     """A UTC timestamp column as int64 microseconds; missing values become ``MISSING_TIME``."""
-    values = series.to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT"))
-    return values.view("int64")
+    return _naive_microseconds(series).view("int64")
+
+
+def _naive_microseconds(series: pd.Series) -> np.ndarray:
+    """A UTC timestamp column as naive ``datetime64[us]`` (NaT kept).
+
+    ``as_unit`` converts exactly to the ends of pandas' range, where
+    ``to_numpy(dtype="datetime64[us]")`` of a nanosecond column wraps around.
+    """
+    if series.dt.tz is not None:
+        series = series.dt.tz_convert(None)
+    return series.dt.as_unit("us").to_numpy(dtype="datetime64[us]")
 
 
 def microseconds(value: datetime | pd.Timestamp | None) -> int:
@@ -91,6 +103,9 @@ def utc_microseconds(values: Sequence[datetime]) -> np.ndarray:
     )
 
 
+NOT_ISO = "must be an ISO 8601 date or timestamp string"
+
+
 def parse_timestamp(value: object) -> datetime:
     """One request timestamp as an aware UTC ``datetime`` (the contract's rules, one call).
 
@@ -101,20 +116,37 @@ def parse_timestamp(value: object) -> datetime:
         ValueError: the value is not such a string, or lies outside ``EARLIEST``..``LATEST``.
     """
     if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and ISO_TIMESTAMP.match(value) is not None:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("must be an ISO 8601 date or timestamp string") from None
-    else:
-        raise ValueError("must be an ISO 8601 date or timestamp string")
+        return utc_moment(value)
+    if isinstance(value, str) and ISO_TIMESTAMP.match(value) is not None:
+        return iso_moment(value)
+    raise ValueError(NOT_ISO)
+
+
+def iso_moment(text: str) -> datetime:
+    """A string already matched against ``ISO_TIMESTAMP``, as an aware UTC ``datetime``.
+
+    Raises:
+        ValueError: not a real date or time (``2025-13-45``), or outside the span.
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(NOT_ISO) from None
+    return utc_moment(moment)
+
+
+def utc_moment(moment: datetime) -> datetime:
+    """``moment`` in UTC (naive is UTC).
+
+    Raises:
+        ValueError: outside ``EARLIEST``..``LATEST``.
+    """
     try:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except OverflowError as error:
         raise ValueError("is outside the supported range of dates") from error
     if not EARLIEST <= moment < LATEST:
-        raise ValueError(f"must be between {EARLIEST.date()} and {LATEST.date()}")
+        raise ValueError(f"must be from {EARLIEST.isoformat()} to before {LATEST.isoformat()}")
     return moment
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
+import orjson
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from features.records import ScoreRequest
+from features.records import LeadRecord, ScoreRequest
+from features.timestamps import parse_timestamps
 
 BODY: dict[str, Any] = {
     "lead": {"lead_id": "L1", "created_at": "2025-03-02T10:00:00Z", "lead_source": "webinar"},
@@ -83,3 +89,69 @@ def test_repeated_activity_ids_are_refused() -> None:
 
     with pytest.raises(ValidationError, match=r"activities\[1\] repeats an id"):
         ScoreRequest.model_validate(body)
+
+
+#: Near misses of the contract's form: space separator, lower-case ``z``, bare-hour offsets,
+#: ten fraction digits, a trailing newline.
+LOOSE_TIMESTAMP = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}(:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,10})?)?)?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)?)?\n?"
+)
+TIMESTAMP_EDGES = [
+    "2025-03-02",
+    "2025-03-02T10:00",
+    "2025-03-02T10:00:00.123456789+05:30",
+    "2025-03-02T10:00:00-0230",
+    "2025-03-02T10:00:00+00:60",
+    "2025-03-02T10:00:00+24:00",
+    "2025-03-02 10:00:00Z",
+    "2025-02-29",
+    "1677-09-21T00:12:43.145224Z",
+    "1677-09-21T00:12:43.145225Z",
+    "1677-09-21T01:12:43.145225+01:00",
+    "1677-09-22T00:00:00.000001Z",
+    "2262-04-11T23:47:16.854775Z",
+    "2262-04-11T23:47:16.854776Z",
+    "2262-04-11T00:00:00Z",
+    "0001-01-01T00:00:00+00:01",
+    "1748772000",
+    "٢٠٢٥-03-02",
+    "",
+]
+
+
+def _created_at(validate: Any) -> datetime | None:
+    try:
+        return validate().created_at  # type: ignore[no-any-return]
+    except ValidationError:
+        return None
+
+
+def _assert_read_alike(text: str) -> None:
+    """The JSON path, the Python path and the file loader give the same moment, or all refuse."""
+    lead = {"lead_id": "L1", "created_at": text, "lead_source": "webinar"}
+    parsed, bad = parse_timestamps(pd.Series([text], dtype=object))
+    from_loader = None if bad[0] or pd.isna(parsed.iloc[0]) else parsed.iloc[0].to_pydatetime()
+
+    from_json = _created_at(lambda: LeadRecord.model_validate_json(orjson.dumps(lead)))
+    from_python = _created_at(lambda: LeadRecord.model_validate(lead))
+
+    assert from_json == from_python == from_loader
+
+
+@pytest.mark.parametrize("text", TIMESTAMP_EDGES)
+def test_edge_timestamps_read_alike_from_json_python_and_files(text: str) -> None:
+    _assert_read_alike(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.from_regex(LOOSE_TIMESTAMP, fullmatch=True), st.text(max_size=30)))
+def test_any_timestamp_reads_alike_from_json_python_and_files(text: str) -> None:
+    _assert_read_alike(text)
+
+
+def test_the_first_moment_pandas_holds_loads_as_itself() -> None:
+    parsed, bad = parse_timestamps(pd.Series(["1677-09-21T00:12:43.145225Z"], dtype=object))
+
+    assert not bad[0]
+    assert parsed.iloc[0].isoformat() == "1677-09-21T00:12:43.145225+00:00"
