@@ -6,9 +6,11 @@ load hits both alike, by the same small asyncio HTTP/1.1 client (keep-alive conn
 request in flight per connection): single-lead requests (about 50 activities each) at
 concurrency 1, 8 and 32, and 100-lead batches. ``srl serve`` is measured with reasons (the
 full path: features from raw rows, prediction, routing and 3 reasons) and without reasons;
-MLflow's pyfunc returns only the probability. A third server, ``mlflow models serve`` on a
-model that answers a constant (``benchmarks/constant_model.py``), shows MLflow's own floor:
-the most any model behind it could get.
+MLflow's pyfunc returns only the probability. Two more servers show the floors: ``mlflow
+models serve`` on a model that answers a constant (``benchmarks/constant_model.py``), the
+most any model behind MLflow could get, and an empty FastAPI endpoint under uvicorn
+(``benchmarks/empty_app.py``), the most any FastAPI service could get with this client on
+this machine. The client runs on uvloop, so that its own share of the cores stays small.
 
     MLFLOW_TRACKING_URI=sqlite:///.srl/mlflow.db \\
         .venv/bin/python benchmarks/serve_bench.py --model models:/srl-reconversion@champion
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -127,8 +130,8 @@ def measure(
     leads: int,
 ) -> Result:
     """Warm up, then load the server for ``seconds`` at ``concurrency``."""
-    asyncio.run(_load(port, requests, concurrency, min(1.0, seconds / 4)))
-    latencies, errors, elapsed = asyncio.run(_load(port, requests, concurrency, seconds))
+    uvloop.run(_load(port, requests, concurrency, min(1.0, seconds / 4)))
+    latencies, errors, elapsed = uvloop.run(_load(port, requests, concurrency, seconds))
     latencies.sort()
     return Result(
         server,
@@ -213,6 +216,28 @@ def start_mlflow(model: str, port: int, log: Path, workers: int) -> subprocess.P
     ]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     _ready_or_stopped(port, "/ping", process, 300)
+    return process
+
+
+def start_empty(port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``benchmarks/empty_app.py`` under uvicorn with ``workers`` workers."""
+    command = [
+        str(BIN / "uvicorn"),
+        "empty_app:app",
+        "--app-dir",
+        str(ROOT / "benchmarks"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    _ready_or_stopped(port, "/ping", process, 60)
     return process
 
 
@@ -388,8 +413,13 @@ SCENARIOS: tuple[tuple[str, str, str, int, int], ...] = (
     ("mlflow models serve", "batch 100", "mlflow_batch", 1, 100),
 )
 FLOOR = "mlflow models serve, constant model"
-FLOOR_SCENARIOS = tuple((FLOOR, "single", "mlflow", concurrency, 1) for concurrency in (1, 8, 32))
-PORTS = {"srl serve": 18431, "mlflow models serve": 18432, FLOOR: 18433}
+EMPTY = "FastAPI, empty endpoint"
+FLOOR_SCENARIOS = tuple(
+    (server, "single", key, concurrency, 1)
+    for server, key in ((FLOOR, "mlflow"), (EMPTY, "ours_plain"))
+    for concurrency in (1, 8, 32)
+)
+PORTS = {"srl serve": 18431, "mlflow models serve": 18432, FLOOR: 18433, EMPTY: 18434}
 
 
 def run(
@@ -413,6 +443,7 @@ def run(
         if floor:
             log = workdir / "mlflow-constant.log"
             servers.append(start_mlflow(CONSTANT_MODEL, PORTS[FLOOR], log, workers))
+            servers.append(start_empty(PORTS[EMPTY], workdir / "empty-app.log", workers))
         parts: dict[tuple[str, str, int], list[Result]] = {}
         for _ in range(rounds):
             for server, name, key, concurrency, leads in scenarios:
@@ -480,7 +511,7 @@ def main() -> None:
     parser.add_argument(
         "--no-floor",
         action="store_true",
-        help="Skip mlflow models serve on a constant model (needs --prepare's registry).",
+        help="Skip the floors: the constant model (needs --prepare's registry), the empty app.",
     )
     options = parser.parse_args()
     data = options.data

@@ -1,12 +1,17 @@
-"""Request bodies: size-limited, and parsed as strict JSON (no NaN or Infinity) by orjson.
+"""Request bodies: size-limited, and read as strict JSON (no NaN or Infinity).
 
 The scoring routes validate their bodies themselves, straight from the bytes
 (``parse_json_body``), and fail with FastAPI's ``RequestValidationError`` like any route.
 
-Python's ``json`` accepts ``NaN`` and ``Infinity``, which are not JSON; orjson rejects them,
-so a body carrying them fails as invalid JSON before any field is looked at. The size limit
-answers 413 from the ``Content-Length`` header without reading the body, and stops reading
-a streamed body as soon as it passes the limit.
+pydantic's JSON parser, like Python's ``json``, takes ``NaN``, ``Infinity`` and
+``-Infinity``, which are not JSON. A body holding either word anywhere is first parsed by
+orjson, which refuses them, so it fails as invalid JSON before any field is looked at; a body
+without them is validated straight away. (A number too large for a float, ``1e999``, is
+infinite to pydantic: a numeric field refuses it as not finite, a type field as the wrong
+type, and a customer's extra column keeps it, where it counts as missing, as in files.)
+
+The size limit answers 413 from the ``Content-Length`` header without reading the body,
+and stops reading a streamed body as soon as it passes the limit.
 """
 
 from __future__ import annotations
@@ -104,9 +109,9 @@ def _is_json(content_type: str | None) -> bool:
 def parse_json_body(body: bytes, content_type: str | None, model: type[Body]) -> Body:
     """Validate a JSON body straight from its bytes into ``model``.
 
-    orjson checks the body is strict JSON (no ``NaN`` or ``Infinity``, which pydantic's
-    parser would take); pydantic then validates the bytes themselves, which is faster than
-    validating the parsed dict.
+    A body naming ``NaN`` or ``Infinity`` is checked by orjson for strict JSON first (the
+    words may also sit inside a string; then it passes); pydantic then validates the bytes
+    themselves, which is faster than validating the parsed dict.
 
     Raises:
         RequestValidationError: not JSON (by content type or content), or not valid for
@@ -120,17 +125,23 @@ def parse_json_body(body: bytes, content_type: str | None, model: type[Body]) ->
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
         )
-    try:
-        orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
-        ) from None
+    if b"NaN" in body or b"Infinity" in body:
+        _check_strict_json(body)
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
         raise RequestValidationError(
             error.errors(include_url=False, include_input=False, include_context=False)
+        ) from None
+
+
+def _check_strict_json(body: bytes) -> None:
+    """Raise ``RequestValidationError`` unless orjson, which refuses NaN and Infinity, parses."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
         ) from None
 
 

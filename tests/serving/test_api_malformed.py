@@ -44,6 +44,7 @@ def _problem(response: Any) -> dict[str, Any]:
         (b"not json at all", "invalid_json"),
         (b'{"lead": NaN}', "invalid_json"),
         (b'{"lead": {"annual_revenue": Infinity}}', "invalid_json"),
+        (b'{"lead": {"annual_revenue": -Infinity, "job_title": "NaN"}}', "invalid_json"),
         (b"[" * 5000 + b"]" * 5000, "invalid_json"),
         (b"[1, 2, 3]", "validation_error"),
         (b"", "validation_error"),
@@ -141,6 +142,34 @@ def test_custom_columns_are_accepted_and_ignored(client: TestClient) -> None:
     response = client.post("/v1/score", json=_body("lead.crm_custom_score", {"deep": [1, None]}))
 
     assert response.status_code == 200
+
+
+def test_nan_and_infinity_inside_strings_are_plain_text(client: TestClient) -> None:
+    body = _body("lead.job_title", "NaN Infinity Officer")
+    body["activities"][0]["activity_type"] = "Infinity"
+
+    response = client.post("/v1/score", json=body)
+
+    assert response.status_code == 200
+
+
+def test_a_number_too_large_for_a_float(client: TestClient) -> None:
+    """Not finite in a numeric field (refused, named); in an extra column kept as missing."""
+    raw = orjson.dumps(EXAMPLE_REQUEST)
+    numeric = raw.replace(b'"lead":{', b'"lead":{"annual_revenue":1e999,', 1)
+    extra = raw.replace(b'"lead":{', b'"lead":{"crm_custom_score":1e999,', 1)
+    headers = {"content-type": "application/json"}
+
+    refused = client.post("/v1/score", content=numeric, headers=headers)
+    kept = client.post("/v1/score", content=extra, headers=headers)
+
+    assert refused.status_code == 422
+    assert [f["field"] for f in _problem(refused)["fields"]] == ["lead.annual_revenue"]
+    assert kept.status_code == 200
+    assert (
+        kept.json()["probability"]
+        == client.post("/v1/score", json=EXAMPLE_REQUEST).json()["probability"]
+    )
 
 
 def test_a_batch_over_the_limit_is_refused_naming_items(model_dir: Any) -> None:
