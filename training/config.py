@@ -81,11 +81,18 @@ class SplitConfig(_Frozen):
         embargo_days: drop training examples within this many days before the validation
             window, so that no training label depends on what happened in the validation
             and test windows. None (the default) means the label horizon; 0 disables it.
+        validation_embargo_days: drop validation examples within this many days before the
+            test window, so that no validation label (which picks the boosting rounds and
+            fits the calibration) depends on what happened during the test window. Set it
+            to the label horizon, with a validation window longer than that, for a test
+            score nothing after the test window's start has touched; 0 (the default) keeps
+            the whole validation window.
     """
 
     validation_days: int = Field(default=180, ge=1)
     test_days: int = Field(default=180, ge=1)
     embargo_days: int | None = Field(default=None, ge=0)
+    validation_embargo_days: int = Field(default=0, ge=0)
 
 
 class CalibrationConfig(_Frozen):

@@ -44,6 +44,7 @@ class TimeSplit:
         end: the latest fully observed ``as_of``.
         dropped_crossover: examples dropped because their lead belongs to an earlier window.
         dropped_embargo: training examples dropped by the embargo.
+        dropped_validation_embargo: validation examples dropped by the validation embargo.
     """
 
     train: ExampleSet
@@ -54,6 +55,7 @@ class TimeSplit:
     end: pd.Timestamp
     dropped_crossover: int
     dropped_embargo: int
+    dropped_validation_embargo: int = 0
 
     def parts(self) -> dict[str, ExampleSet]:
         """The three example sets by window name."""
@@ -68,6 +70,7 @@ class TimeSplit:
             "end": self.end.isoformat(),
             "dropped_crossover": self.dropped_crossover,
             "dropped_embargo": self.dropped_embargo,
+            "dropped_validation_embargo": self.dropped_validation_embargo,
             **sizes,
         }
 
@@ -96,7 +99,10 @@ def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int =
     embargo_days = horizon_days if config.embargo_days is None else config.embargo_days
     embargo = validation_start - pd.Timedelta(days=embargo_days)
     embargoed = keep & (window == 0) & (as_of > embargo).to_numpy()
-    train, validation, test = (examples.take(keep & ~embargoed & (window == i)) for i in range(3))
+    validation_embargo = test_start - pd.Timedelta(days=config.validation_embargo_days)
+    validation_embargoed = keep & (window == 1) & (as_of > validation_embargo).to_numpy()
+    dropped = embargoed | validation_embargoed
+    train, validation, test = (examples.take(keep & ~dropped & (window == i)) for i in range(3))
     split = TimeSplit(
         train,
         validation,
@@ -106,6 +112,7 @@ def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int =
         end,
         dropped_crossover=int((~keep).sum()),
         dropped_embargo=int(embargoed.sum()),
+        dropped_validation_embargo=int(validation_embargoed.sum()),
     )
     _check(split)
     return split

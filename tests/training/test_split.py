@@ -70,6 +70,30 @@ def test_the_embargo_drops_training_examples_next_to_validation(examples: Exampl
     assert len(embargoed.test) == len(plain.test)
 
 
+def test_the_validation_embargo_keeps_validation_labels_out_of_the_test_window(
+    examples: ExampleSet,
+) -> None:
+    embargo = pd.Timedelta(days=60)
+    plain = split_by_time(uncensored(examples), SplitConfig(validation_days=240))
+    strict = split_by_time(
+        uncensored(examples), SplitConfig(validation_days=240, validation_embargo_days=60)
+    )
+
+    label_ends = strict.validation.keys["as_of"] + embargo  # labels of a 60-day horizon
+    assert label_ends.max() <= strict.test_start
+    assert len(strict.validation) + strict.dropped_validation_embargo == len(plain.validation)
+    assert len(strict.train) == len(plain.train)
+    assert len(strict.test) == len(plain.test)
+    assert strict.summary()["dropped_validation_embargo"] == strict.dropped_validation_embargo > 0
+
+
+def test_a_validation_embargo_as_long_as_the_window_is_a_clear_error(
+    examples: ExampleSet,
+) -> None:
+    with pytest.raises(SplitError, match="validation window"):
+        split_by_time(uncensored(examples), SplitConfig(validation_embargo_days=180))
+
+
 def test_windows_too_long_for_the_export_are_a_clear_error(examples: ExampleSet) -> None:
     with pytest.raises(SplitError, match="train window"):
         split_by_time(uncensored(examples), SplitConfig(validation_days=2000))
