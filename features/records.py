@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -97,24 +96,61 @@ def _finite(value: float | None) -> float | None:
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
 
 
-def _vocabulary(values: tuple[str, ...], fallback: str | None = None) -> Any:
-    allowed = frozenset(values)
+class _Vocabulary:
+    """A contract category: matched case-insensitively after trimming, as in files.
 
-    def check(value: Any) -> Any:
+    A value already in canonical form (the usual case) is matched by pydantic's core
+    against the vocabulary, with no Python call; any other value goes through ``check``
+    (trim, lower case, look up; ``fallback`` for an unknown value when given). Either way a
+    refusal is one error: "must be one of: ...".
+    """
+
+    def __init__(self, values: tuple[str, ...], fallback: str | None = None) -> None:
+        self.values = values
+        self.allowed = frozenset(values)
+        self.fallback = fallback
+
+    def check(self, value: Any) -> str:
+        """The canonical value of ``value``.
+
+        Raises:
+            ValueError: not a string, or unknown without a fallback.
+        """
         if not isinstance(value, str):
-            raise ValueError("must be a string")
+            raise ValueError(self.message)
         normalised = value.strip().lower()
-        if normalised in allowed:
+        if normalised in self.allowed:
             return normalised
-        if fallback is not None:
-            return fallback
-        raise ValueError(f"must be one of: {', '.join(values)}")
+        if self.fallback is not None:
+            return self.fallback
+        raise ValueError(self.message)
 
-    return Annotated[
-        str,
-        BeforeValidator(check),
-        Field(json_schema_extra={"enum": list(values)}),
-    ]
+    @property
+    def message(self) -> str:
+        """The error every refusal carries."""
+        return f"must be one of: {', '.join(self.values)}"
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """The vocabulary itself first, then ``check``; one error when both refuse."""
+        exact = core_schema.literal_schema(list(self.values))
+        normalised = core_schema.no_info_plain_validator_function(self.check)
+        return core_schema.custom_error_schema(
+            core_schema.union_schema([exact, normalised], mode="left_to_right"),
+            custom_error_type="vocabulary",
+            custom_error_message=self.message,
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """A string from the vocabulary."""
+        return {"type": "string", "enum": list(self.values)}
+
+
+def _vocabulary(values: tuple[str, ...], fallback: str | None = None) -> Any:
+    return Annotated[str, _Vocabulary(values, fallback)]
 
 
 if TYPE_CHECKING:  # the validators below are plain strings to a type checker
