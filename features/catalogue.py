@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.config import FeatureConfig
-from features.contract import TABLES
+from features.contract import MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
 from features.engine import FeatureSpec, compute_features
 from features.examples import Examples
 from features.history import (
@@ -91,8 +91,11 @@ def contract_markdown() -> str:
         "23:59); no offset means UTC; offsets are converted to UTC; fractions past microseconds",
         "are cut; the span is pandas' nanosecond range, 1677-09-21T00:12:43.145225Z to",
         "2262-04-11T23:47:16.854775Z. Category values are matched case-insensitively after",
-        "trimming. Extra columns are ignored, except that extra `leads` columns may be declared",
-        "as custom features. Personal columns load but never become features, logs or artifacts.",
+        f"trimming. Identifiers (`*_id`) hold 1 to {MAX_ID_LENGTH} characters and free text at",
+        f"most {MAX_TEXT_LENGTH:,}: the loader sets longer (or empty identifier) values aside",
+        "with their rows, as the API refuses them. Extra columns are ignored, except that extra",
+        "`leads` columns may be declared as custom features. Personal columns load but never",
+        "become features, logs or artifacts.",
         "",
     ]
     for table in TABLES:

@@ -130,11 +130,23 @@ Coerced = tuple[pd.Series, np.ndarray, str]
 
 def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
     if isinstance(raw.dtype, pd.StringDtype):
-        return raw, np.zeros(len(raw), dtype=bool), ""
-    values = raw.astype(object).where(raw.notna(), None)
-    if not pd.api.types.is_string_dtype(raw) and not pd.api.types.is_object_dtype(raw):
-        values = values.map(lambda v: None if v is None else str(v))
-    return values.astype(STRING_DTYPE), np.zeros(len(raw), dtype=bool), ""
+        typed = raw
+    else:
+        values = raw.astype(object).where(raw.notna(), None)
+        if not pd.api.types.is_string_dtype(raw) and not pd.api.types.is_object_dtype(raw):
+            values = values.map(lambda v: None if v is None else str(v))
+        typed = values.astype(STRING_DTYPE)
+    return (typed, *_length_problems(typed, column))
+
+
+def _length_problems(typed: pd.Series, column: Column) -> tuple[np.ndarray, str]:
+    """Values longer than the column allows, and empty identifiers (as the API refuses)."""
+    limit = column.max_length
+    assert limit is not None
+    lengths = typed.str.len().to_numpy(dtype=np.float64, na_value=np.nan)
+    if column.is_identifier:
+        return (lengths > limit) | (lengths == 0), f"empty or longer than {limit} characters"
+    return lengths > limit, f"longer than {limit:,} characters"
 
 
 def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:

@@ -21,6 +21,12 @@ class Kind(StrEnum):
     CATEGORY = "category"
 
 
+#: Most characters of an identifier (a ``*_id`` column, never empty) and of free text, in
+#: files and requests alike.
+MAX_ID_LENGTH = 200
+MAX_TEXT_LENGTH = 2000
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a contract table."""
@@ -31,6 +37,18 @@ class Column:
     vocabulary: tuple[str, ...] = ()
     personal: bool = False
     description: str = ""
+
+    @property
+    def is_identifier(self) -> bool:
+        """A key or a reference to one (a string column named ``*_id``)."""
+        return self.kind is Kind.STRING and self.name.endswith("_id")
+
+    @property
+    def max_length(self) -> int | None:
+        """Most characters a value may hold (None: not a string column)."""
+        if self.kind is not Kind.STRING:
+            return None
+        return MAX_ID_LENGTH if self.is_identifier else MAX_TEXT_LENGTH
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from features.contract import (
     CONSENT_STATUSES,
     JOB_LEVELS,
     LEAD_SOURCES,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
     OPPORTUNITY_STATUSES,
     OTHER_ACTIVITY,
     PRODUCT_FITS,
@@ -38,8 +40,8 @@ from features.contract import (
 )
 from features.timestamps import ISO_TIMESTAMP_PATTERN, NOT_ISO, iso_moment, parse_timestamp
 
-MAX_TEXT = 2000
-MAX_ID = 200
+MAX_TEXT = MAX_TEXT_LENGTH
+MAX_ID = MAX_ID_LENGTH
 
 
 def _day_start(value: datetime) -> datetime:

@@ -109,6 +109,38 @@ def test_unknown_reason_code_is_named(tmp_path: Path) -> None:
     assert "allowed values" in problem.message
 
 
+def test_values_the_api_would_refuse_for_length_are_named(tmp_path: Path) -> None:
+    long_note = "n" * 2001
+    long_id = "A" * 201
+    rejections = TINY_TABLES["rejections"].replace(
+        "R2,L2,2024-04-01T00:00:00Z,mql,timing,,,",
+        f"R2,L2,2024-04-01T00:00:00Z,mql,timing,,,,{long_note}",
+    )
+    rejections = rejections.replace("recommended_program\n", "recommended_program,reason_detail\n")
+    activities = TINY_TABLES["activities"].replace("A2,L1,", f"{long_id},L1,")
+    directory = with_table(tmp_path, "rejections", rejections)
+    (directory / "activities.csv").write_text(activities, encoding="utf-8")
+
+    problems = {(p.column, p.row): p.message for p in problems_of(directory)}
+
+    assert problems == {
+        ("reason_detail", 2): "longer than 2,000 characters",
+        ("activity_id", 2): "empty or longer than 200 characters",
+    }
+
+
+def test_an_empty_identifier_in_parquet_is_named(tmp_path: Path) -> None:
+    directory = write_tiny_export(tmp_path / "export")
+    leads = pd.read_csv(directory / "leads.csv", dtype=str)
+    leads.loc[1, "lead_id"] = ""
+    (directory / "leads.csv").unlink()
+    leads.to_parquet(directory / "leads.parquet")
+
+    messages = {(Path(p.file).name, p.column, p.row): p.message for p in problems_of(directory)}
+
+    assert messages[("leads.parquet", "lead_id", 2)] == "empty or longer than 200 characters"
+
+
 def test_rejection_of_unknown_lead_is_named(tmp_path: Path) -> None:
     text = TINY_TABLES["rejections"] + "R9,L404,2024-04-01T00:00:00Z,sql,budget,,,\n"
     directory = with_table(tmp_path, "rejections", text)

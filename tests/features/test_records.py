@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from features.contract import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 from features.records import LeadRecord, ScoreRequest
 from features.timestamps import parse_timestamps
 
@@ -155,3 +156,24 @@ def test_the_first_moment_pandas_holds_loads_as_itself() -> None:
 
     assert not bad[0]
     assert parsed.iloc[0].isoformat() == "1677-09-21T00:12:43.145225+00:00"
+
+
+@pytest.mark.parametrize(
+    ("path", "longest"),
+    [
+        (("rejection", "rejection_id"), MAX_ID_LENGTH),
+        (("rejection", "reason_detail"), MAX_TEXT_LENGTH),
+    ],
+)
+def test_requests_take_exactly_the_lengths_files_take(
+    path: tuple[str | int, ...], longest: int
+) -> None:
+    ScoreRequest.model_validate(body_with(path, "x" * longest))
+
+    with pytest.raises(ValidationError, match=path[-1]):
+        ScoreRequest.model_validate(body_with(path, "x" * (longest + 1)))
+
+
+def test_an_empty_identifier_is_refused_as_in_files() -> None:
+    with pytest.raises(ValidationError, match="rejection_id"):
+        ScoreRequest.model_validate(body_with(("rejection", "rejection_id"), ""))

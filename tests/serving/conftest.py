@@ -7,7 +7,6 @@ JSON), exactly what ``srl serve --model DIR`` and the batch job load.
 from __future__ import annotations
 
 import os
-import socket
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -121,13 +120,6 @@ def secured_client(model_dir: Path) -> Iterator[TestClient]:
     """A test client of the app with an API key configured."""
     with TestClient(create_app(api_settings(model_dir, api_keys=API_KEY))) as test_client:
         yield test_client
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 MODEL_NAME = "srl-reconversion"

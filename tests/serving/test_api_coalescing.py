@@ -24,7 +24,8 @@ from serving.coalescing import Coalescer
 from serving.model_source import ModelIdentity
 from serving.policy import load_policy
 from serving.service import Deadline, DeadlineExceeded, Deployment, Scoring, score_requests
-from tests.serving.conftest import TestClient, api_settings, free_port
+from tests.servers import free_port
+from tests.serving.conftest import TestClient, api_settings
 
 LEADS = 40
 

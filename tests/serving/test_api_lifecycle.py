@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -17,24 +15,17 @@ from features.predictor import ReconversionModel
 from serving.examples import EXAMPLE_REQUEST
 from serving.model_source import current_version, load_serving_model
 from serving.policy import load_policy
+from tests.servers import eventually, free_port
 from tests.serving.conftest import (
     MODEL_NAME,
     TestClient,
     api_settings,
     broken_copy,
     create_app,
-    free_port,
     register,
 )
 
 CHAMPION = f"models:/{MODEL_NAME}@champion"
-
-
-def _eventually(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -75,9 +66,9 @@ def test_polling_follows_the_alias(model: ReconversionModel, registry: MlflowCli
     with TestClient(create_app(settings)) as client:
         register(model, EXAMPLE_REQUEST, alias="champion")
 
-        _eventually(lambda: client.get("/readyz").json()["model_version"] == "2")
+        eventually(lambda: client.get("/readyz").json()["model_version"] == "2")
         registry.set_registered_model_alias(MODEL_NAME, "champion", "1")
-        _eventually(lambda: client.get("/readyz").json()["model_version"] == "1")
+        eventually(lambda: client.get("/readyz").json()["model_version"] == "1")
 
 
 def test_an_unreachable_registry_leaves_the_service_up_and_not_ready(
@@ -103,7 +94,7 @@ def test_an_unreachable_registry_leaves_the_service_up_and_not_ready(
             experiment_id=mlflow.create_experiment("late", str(tmp_path / "artifacts"))
         )
         register(model, EXAMPLE_REQUEST, alias="champion")
-        _eventually(lambda: client.get("/readyz").status_code == 200, seconds=60)
+        eventually(lambda: client.get("/readyz").status_code == 200, seconds=60)
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "1"
 
 

@@ -7,12 +7,8 @@ scored it, a client never goes back to an older version, and the broken version 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +18,8 @@ from mlflow import MlflowClient
 
 from features.predictor import ReconversionModel
 from serving.examples import EXAMPLE_REQUEST
-from tests.serving.conftest import MODEL_NAME, broken_copy, free_port, register
+from tests.servers import SRL, eventually, free_port, running
+from tests.serving.conftest import MODEL_NAME, broken_copy, register
 
 CLIENTS = 8
 
@@ -56,13 +53,6 @@ def _drive(base: str, load: Load, index: int) -> None:
             load.versions[index].append(response.json()["model_version"])
 
 
-def _eventually(condition: Callable[[], bool], seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def server(
     model: ReconversionModel, registry: MlflowClient, tmp_path: Path
@@ -72,7 +62,7 @@ def server(
     port = free_port()
     log = tmp_path / "serve.log"
     command = [
-        str(Path(sys.executable).with_name("srl")),
+        SRL,
         "serve",
         "--host",
         "127.0.0.1",
@@ -83,22 +73,9 @@ def server(
         "--reload-interval",
         "0.2",
     ]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=os.environ)
     base = f"http://127.0.0.1:{port}"
-    try:
-        _eventually(lambda: _ready(base), seconds=120)
+    with running(command, f"{base}/readyz", log, {}, timeout=120):
         yield base, log
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _failed_reloads(base: str) -> float:
@@ -120,13 +97,13 @@ def test_no_request_fails_while_the_alias_moves_twice(
     for thread in threads:
         thread.start()
     try:
-        _eventually(lambda: load.count() >= 50)
+        eventually(lambda: load.count() >= 50)
         register(model, EXAMPLE_REQUEST, alias="champion")  # version 2: good
-        _eventually(lambda: "2" in load.seen())
+        eventually(lambda: "2" in load.seen())
         register(broken_copy(model), EXAMPLE_REQUEST, alias="champion")  # version 3: broken
-        _eventually(lambda: _failed_reloads(base) >= 1)
+        eventually(lambda: _failed_reloads(base) >= 1)
         after_broken = load.count()
-        _eventually(lambda: load.count() >= after_broken + 100)
+        eventually(lambda: load.count() >= after_broken + 100)
         assert httpx.post(f"{base}/v1/admin/reload").json()["model_version"] == "2"
     finally:
         load.stop.set()

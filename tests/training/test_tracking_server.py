@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from features.model_store import load_model
-from tests.training.servers import free_port, running
+from tests.servers import MLFLOW, free_port, running
 from training.config import TrainingConfig
 from training.registry import list_versions
 from training.train import train
@@ -32,7 +32,9 @@ def test_training_logs_and_registers_through_a_tracking_server(
         "--artifacts-destination",
         str(tmp_path / "server-artifacts"),
     ]
-    with running(arguments, f"http://127.0.0.1:{port}/health", tmp_path / "server.log", {}):
+    with running(
+        [MLFLOW, *arguments], f"http://127.0.0.1:{port}/health", tmp_path / "server.log", {}
+    ):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
         monkeypatch.delenv("SRL_ARTIFACT_ROOT", raising=False)
 

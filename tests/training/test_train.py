@@ -19,7 +19,7 @@ from features.loading import load_export
 from features.model_store import load_model
 from features.records import ScoreRequest
 from features.requests import request_body
-from tests.training.servers import free_port, running
+from tests.servers import MLFLOW, free_port, running
 from training import registry
 from training.config import TrainingConfig
 from training.evaluate import PREDICTION_COLUMNS, evaluate
@@ -263,7 +263,9 @@ def test_mlflow_models_serve_answers_a_request_built_from_the_contract(
     ]
     environment = {"MLFLOW_TRACKING_URI": trained.store}
 
-    with running(arguments, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", environment):
+    with running(
+        [MLFLOW, *arguments], f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", environment
+    ):
         response = httpx.post(
             f"http://127.0.0.1:{port}/invocations", json={"inputs": bodies}, timeout=60
         )

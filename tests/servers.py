@@ -1,4 +1,4 @@
-"""Starting real MLflow processes on 127.0.0.1 for tests, and stopping them."""
+"""Starting real servers (MLflow, ``srl serve``) on 127.0.0.1 for tests, and stopping them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import httpx
 
 VENV_BIN = Path(sys.executable).parent
 MLFLOW = str(VENV_BIN / "mlflow")
+SRL = str(VENV_BIN / "srl")
 
 
 def free_port() -> int:
@@ -25,19 +26,28 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def eventually(condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    """Wait until ``condition()`` holds; fail the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
 @contextmanager
 def running(
-    arguments: list[str], ready_url: str, log: Path, env: dict[str, str], timeout: float = 180
+    command: list[str], ready_url: str, log: Path, env: dict[str, str], timeout: float = 180
 ) -> Iterator[None]:
-    """Run an MLflow command in its own process group until the block ends.
+    """Run ``command`` in its own process group until the block ends, once ``ready_url``
+    answers 200.
 
-    The command's ``bin`` folder leads ``PATH`` (``mlflow models serve`` starts
+    The environment's ``bin`` folder leads ``PATH`` (``mlflow models serve`` starts
     ``uvicorn`` by name).
     """
     environment = {**os.environ, **env, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [MLFLOW, *arguments],
+            command,
             stdout=output,
             stderr=subprocess.STDOUT,
             env=environment,
