@@ -87,7 +87,8 @@ def rejection_outcomes(export: Export, horizon_days: int = 365) -> pd.DataFrame:
     (NaN when not observed).
     """
     rejections = _rejection_frame(export)
-    comeback = _first_opportunity_after(rejections, export.opportunities)
+    opportunities = export.opportunities
+    comeback = _next_event_after(rejections, opportunities["lead_id"], opportunities["created_at"])
     days = (comeback - rejections["rejected_at"]) / DAY
     observed = (export.snapshot_at - rejections["rejected_at"]) / DAY
     frame = rejections.assign(
@@ -114,25 +115,28 @@ def _rejection_frame(export: Export) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _first_opportunity_after(rejections: pd.DataFrame, opportunities: pd.DataFrame) -> pd.Series:
-    """The creation time of each rejection's first opportunity strictly after it (NaT if none)."""
+def _next_event_after(
+    rejections: pd.DataFrame,
+    event_lead: pd.Series,
+    event_time: pd.Series,
+    within: pd.Timedelta | None = None,
+) -> pd.Series:
+    """For each rejection (``lead_id``, ``rejected_at``), the time of the lead's first event
+    strictly after it, and at most ``within`` after it when given (NaT if none); in the
+    rejections' order."""
     left = rejections[["lead_id", "rejected_at"]].assign(_row=np.arange(len(rejections)))
-    right = pd.DataFrame(
-        {
-            "lead_id": opportunities["lead_id"].astype(object),
-            "opportunity_at": opportunities["created_at"],
-        }
-    )
+    right = pd.DataFrame({"lead_id": event_lead.astype(object), "event_at": event_time})
     merged = pd.merge_asof(
         left.sort_values("rejected_at"),
-        right.sort_values("opportunity_at"),
+        right.sort_values("event_at"),
         left_on="rejected_at",
-        right_on="opportunity_at",
+        right_on="event_at",
         by="lead_id",
         direction="forward",
         allow_exact_matches=False,
+        tolerance=within,
     )
-    return merged.set_index("_row")["opportunity_at"].sort_index().reset_index(drop=True)
+    return merged.set_index("_row")["event_at"].sort_index().reset_index(drop=True)
 
 
 def rejection_counts(outcomes: pd.DataFrame, by: str, top: int | None = None) -> pd.DataFrame:
@@ -370,21 +374,10 @@ def opt_outs_after_rejection(
     watched = outcomes.loc[outcomes["days_observed"] >= within_days].reset_index(drop=True)
     consent = export.consent
     opt_outs = consent.loc[consent["status"].isin(sorted(NO_CONTACT_CONSENT))]
-    right = pd.DataFrame(
-        {"lead_id": opt_outs["lead_id"].astype(object), "opted_out_at": opt_outs["changed_at"]}
+    opted_out_at = _next_event_after(
+        watched, opt_outs["lead_id"], opt_outs["changed_at"], pd.Timedelta(days=within_days)
     )
-    left = watched[["lead_id", "rejected_at"]].assign(_row=np.arange(len(watched)))
-    merged = pd.merge_asof(
-        left.sort_values("rejected_at"),
-        right.sort_values("opted_out_at"),
-        left_on="rejected_at",
-        right_on="opted_out_at",
-        by="lead_id",
-        direction="forward",
-        allow_exact_matches=False,
-        tolerance=pd.Timedelta(days=within_days),
-    ).set_index("_row")
-    opted = merged["opted_out_at"].notna().sort_index().to_numpy()
+    opted = opted_out_at.notna().to_numpy()
     grouped = pd.Series(opted, index=watched.index).groupby(watched[by].astype(object))
     table = pd.DataFrame({"rejections": grouped.size(), "opted_out": grouped.sum().astype(int)})
     table["opt_out_rate"] = table["opted_out"] / table["rejections"]
