@@ -10,7 +10,7 @@ import pandas as pd
 
 from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
 from features.problems import Problem, shorten
-from features.timestamps import TIMESTAMP_DTYPE, parse_timestamps
+from features.timestamps import EARLIEST, LATEST, TIMESTAMP_DTYPE, parse_timestamps
 
 STRING_DTYPE = pd.StringDtype("pyarrow")
 
@@ -103,7 +103,9 @@ def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
     raw = frame[column.name]
     present = raw.notna().to_numpy()
     typed, bad, message = COERCERS[column.kind](raw, column, check)
-    check.flag(bad & present, column.name, message, column.personal)
+    free_text = column.kind is Kind.STRING and not column.is_identifier
+    # A free-text value (a rep's note) may name people: its problems never quote it.
+    check.flag(bad & present, column.name, message, column.personal or free_text)
     if column.required:
         check.flag(~present, column.name, "required value is missing")
     return typed
@@ -153,12 +155,15 @@ def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coer
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
         parsed = parsed.astype(TIMESTAMP_DTYPE)
-        bad = np.zeros(len(raw), dtype=bool)
+        outside = ((parsed < EARLIEST) | (parsed >= LATEST)).to_numpy(dtype=bool)
+        bad = outside & parsed.notna().to_numpy()
+        parsed = parsed.where(~pd.Series(bad, index=parsed.index))
     else:
         parsed, bad = parse_timestamps(raw)
     if column.kind is Kind.DATE:
         parsed = parsed.dt.floor("D")
-    return parsed, bad, f"not an ISO 8601 {column.kind.value}"
+    span = f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}"
+    return parsed, bad, f"not an ISO 8601 {column.kind.value} from {span}"
 
 
 def _coerce_number(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:

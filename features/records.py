@@ -8,6 +8,7 @@ from a request.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from features.contract import (
     ACTIVITY_TYPES,
@@ -40,8 +41,7 @@ from features.contract import (
 )
 from features.timestamps import ISO_TIMESTAMP_PATTERN, NOT_ISO, iso_moment, parse_timestamp
 
-MAX_TEXT = MAX_TEXT_LENGTH
-MAX_ID = MAX_ID_LENGTH
+TIMESTAMP_ERROR = "timestamp_format"
 
 
 def _day_start(value: datetime) -> datetime:
@@ -54,7 +54,8 @@ class _ContractTimestamp:
     From JSON, pydantic's core checks the string against ``ISO_TIMESTAMP_PATTERN`` itself
     and only the conversion to UTC runs in Python (a request carries dozens of
     timestamps); Python values (``datetime`` or string) go through ``parse_timestamp``.
-    Both accept exactly the strings the file loader accepts.
+    Both accept exactly the strings the file loader accepts, and every refusal is one
+    ``timestamp_format`` error whichever path found it.
     """
 
     @classmethod
@@ -64,12 +65,16 @@ class _ContractTimestamp:
         """Pattern in the core, then ``iso_moment`` (JSON); ``parse_timestamp`` (Python)."""
         iso_text = core_schema.custom_error_schema(
             core_schema.str_schema(pattern=ISO_TIMESTAMP_PATTERN),
-            custom_error_type="timestamp_format",
+            custom_error_type=TIMESTAMP_ERROR,
             custom_error_message=NOT_ISO,
         )
         return core_schema.json_or_python_schema(
-            json_schema=core_schema.no_info_after_validator_function(iso_moment, iso_text),
-            python_schema=core_schema.no_info_plain_validator_function(parse_timestamp),
+            json_schema=core_schema.no_info_after_validator_function(
+                _timestamp_error(iso_moment), iso_text
+            ),
+            python_schema=core_schema.no_info_plain_validator_function(
+                _timestamp_error(parse_timestamp)
+            ),
             serialization=core_schema.plain_serializer_function_ser_schema(
                 datetime.isoformat, when_used="json"
             ),
@@ -83,10 +88,22 @@ class _ContractTimestamp:
         return {"type": "string", "pattern": ISO_TIMESTAMP_PATTERN}
 
 
+def _timestamp_error(parse: Callable[[Any], datetime]) -> Callable[[Any], datetime]:
+    """``parse`` with its ``ValueError`` raised as a ``timestamp_format`` error."""
+
+    def parse_or_refuse(value: Any) -> datetime:
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise PydanticCustomError(TIMESTAMP_ERROR, str(error)) from None
+
+    return parse_or_refuse
+
+
 Timestamp = Annotated[datetime, _ContractTimestamp]
 DateField = Annotated[datetime, _ContractTimestamp, AfterValidator(_day_start)]
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
-Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]
 
 
 def _finite(value: float | None) -> float | None:
@@ -182,7 +199,7 @@ else:
 class _Record(BaseModel):
     """Extra fields (customers' own columns) are accepted and kept, as in files."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, str_max_length=MAX_TEXT)
+    model_config = ConfigDict(extra="allow", frozen=True, str_max_length=MAX_TEXT_LENGTH)
 
 
 class LeadRecord(_Record):

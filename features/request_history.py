@@ -182,6 +182,6 @@ def _float(value: float | int | None) -> float:
 def _custom_number(value: Any) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an integer past float's range is +-inf
         return np.nan
     return number if np.isfinite(number) else np.nan

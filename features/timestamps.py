@@ -34,14 +34,23 @@ LATEST = pd.Timestamp.max.floor("us").tz_localize(UTC).to_pydatetime() + ONE_MIC
 
 
 def is_iso_timestamp(text: str) -> bool:
-    """Whether ``text`` is an ISO 8601 date or timestamp in the contract's form."""
-    return ISO_TIMESTAMP.match(text) is not None
+    """Whether ``text`` is an ISO 8601 date or timestamp in the contract's form (all of it:
+    not even a trailing newline)."""
+    return ISO_TIMESTAMP.fullmatch(text) is not None
 
 
-def with_utc_offset(text: str) -> str:
-    """``text`` with an explicit ``Z`` when it names a time but no offset (no offset is UTC)."""
-    match = ISO_TIMESTAMP.match(text)
-    if match is None or match["offset"]:
+_PAST_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
+
+
+def explicit_utc(text: str) -> str:
+    """A contract timestamp made explicit for pandas: ``Z`` when it names no offset (no
+    offset is UTC), midnight for a date alone, and its fraction cut to microseconds, as
+    requests cut it (so that both check the span on the same moment)."""
+    match = ISO_TIMESTAMP.fullmatch(text)
+    if match is None:
+        return text
+    text = _PAST_MICROSECONDS.sub(r"\1", text, count=1)
+    if match["offset"]:
         return text
     if len(text) == len(match["date"]):
         return text + "T00:00:00Z"
@@ -51,8 +60,8 @@ def with_utc_offset(text: str) -> str:
 def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Parse ISO 8601 strings to UTC timestamps, each distinct string once.
 
-    Every string is made explicit about its offset before parsing, so a value without an
-    offset never borrows the offset of a neighbouring row.
+    Every string is made explicit about its offset before parsing (``explicit_utc``), so a
+    value without an offset never borrows the offset of a neighbouring row.
 
     Returns:
         The timestamps (``datetime64[us, UTC]``, NaT where missing or bad) and a boolean
@@ -61,13 +70,38 @@ def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
     codes, uniques = pd.factorize(text, use_na_sentinel=True)
     strings = [str(u) for u in uniques]
     valid = np.array([is_iso_timestamp(s) for s in strings] + [True], dtype=bool)
-    explicit = [with_utc_offset(s) if ok else None for s, ok in zip(strings, valid, strict=False)]
+    explicit = [explicit_utc(s) if ok else None for s, ok in zip(strings, valid, strict=False)]
     parsed = pd.to_datetime(
         pd.Series(explicit, dtype=object), utc=True, format="ISO8601", errors="coerce"
     )
-    values = np.append(_naive_microseconds(parsed), np.datetime64("NaT", "us"))[codes]
+    moments = _naive_microseconds(parsed).copy()
+    _settle_edges(strings, valid[:-1], moments)
+    values = np.append(moments, np.datetime64("NaT", "us"))[codes]
     bad = (codes >= 0) & (~valid[codes] | np.isnat(values))
     return pd.Series(values, index=text.index).dt.tz_localize("UTC"), bad
+
+
+_EDGE = np.timedelta64(1, "D")  # more than any offset (23:59)
+
+
+def _settle_edges(strings: list[str], valid: np.ndarray, moments: np.ndarray) -> None:
+    """Parse again, as requests do (``iso_moment``), every valid string pandas refused or
+    put within a day of the span's ends.
+
+    pandas checks its range on the local time before applying the offset (so
+    ``1677-09-20T19:00:00-05:30``, inside the span in UTC, fails) and in nanoseconds; the
+    few strings near the ends are settled by the same code as requests, in place.
+    """
+    earliest = np.datetime64(EARLIEST.replace(tzinfo=None), "us")
+    latest = np.datetime64(LATEST.replace(tzinfo=None), "us")
+    near = (moments < earliest + _EDGE) | (moments >= latest - _EDGE)
+    for position in np.flatnonzero(valid & (np.isnat(moments) | near)):
+        try:
+            moment = iso_moment(strings[position])
+        except ValueError:
+            moments[position] = np.datetime64("NaT", "us")
+        else:
+            moments[position] = np.datetime64(moment.replace(tzinfo=None), "us")
 
 
 def to_microseconds(series: pd.Series) -> np.ndarray:
@@ -117,7 +151,7 @@ def parse_timestamp(value: object) -> datetime:
     """
     if isinstance(value, datetime):
         return utc_moment(value)
-    if isinstance(value, str) and ISO_TIMESTAMP.match(value) is not None:
+    if isinstance(value, str) and is_iso_timestamp(value):
         return iso_moment(value)
     raise ValueError(NOT_ISO)
 

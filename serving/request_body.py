@@ -6,9 +6,10 @@ The scoring routes validate their bodies themselves, straight from the bytes
 pydantic's JSON parser, like Python's ``json``, takes ``NaN``, ``Infinity`` and
 ``-Infinity``, which are not JSON. A body holding either word anywhere is first parsed by
 orjson, which refuses them, so it fails as invalid JSON before any field is looked at; a body
-without them is validated straight away. (A number too large for a float, ``1e999``, is
-infinite to pydantic: a numeric field refuses it as not finite, a type field as the wrong
-type, and a customer's extra column keeps it, where it counts as missing, as in files.)
+without them is validated straight away. (A number past a float's range, ``1e999`` or a
+400-digit integer, is infinite or a huge integer to pydantic: a numeric field refuses it,
+a field of another type refuses its type, and a customer's extra column keeps it, where a
+numeric custom feature counts it as missing, as files' non-finite numbers.)
 
 The size limit answers 413 from the ``Content-Length`` header without reading the body,
 and stops reading a streamed body as soon as it passes the limit.

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.config import FeatureConfig
 
@@ -93,6 +93,16 @@ class SplitConfig(_Frozen):
     test_days: int = Field(default=180, ge=1)
     embargo_days: int | None = Field(default=None, ge=0)
     validation_embargo_days: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _validation_window_outlasts_its_embargo(self) -> SplitConfig:
+        if self.validation_embargo_days >= self.validation_days:
+            raise ValueError(
+                f"validation_embargo_days ({self.validation_embargo_days}) leaves nothing of "
+                f"the validation window (validation_days {self.validation_days}); make the "
+                "window longer than the embargo"
+            )
+        return self
 
 
 class CalibrationConfig(_Frozen):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from features.contract import PERSONAL_COLUMNS
 from features.loading import load_export
-from features.problems import ContractError, Problem
+from features.problems import ContractError, Problem, shorten
 from tests.features.conftest import TINY_TABLES, write_tiny_export
 
 
@@ -121,11 +122,11 @@ def test_values_the_api_would_refuse_for_length_are_named(tmp_path: Path) -> Non
     directory = with_table(tmp_path, "rejections", rejections)
     (directory / "activities.csv").write_text(activities, encoding="utf-8")
 
-    problems = {(p.column, p.row): p.message for p in problems_of(directory)}
+    problems = {(p.column, p.row): (p.message, p.value) for p in problems_of(directory)}
 
     assert problems == {
-        ("reason_detail", 2): "longer than 2,000 characters",
-        ("activity_id", 2): "empty or longer than 200 characters",
+        ("reason_detail", 2): ("longer than 2,000 characters", None),  # a note is never quoted
+        ("activity_id", 2): ("empty or longer than 200 characters", shorten(long_id)),
     }
 
 
@@ -139,6 +140,24 @@ def test_an_empty_identifier_in_parquet_is_named(tmp_path: Path) -> None:
     messages = {(Path(p.file).name, p.column, p.row): p.message for p in problems_of(directory)}
 
     assert messages[("leads.parquet", "lead_id", 2)] == "empty or longer than 200 characters"
+
+
+def test_parquet_timestamps_outside_the_span_are_named(tmp_path: Path) -> None:
+    directory = write_tiny_export(tmp_path / "export")
+    consent = pd.DataFrame(
+        {
+            "lead_id": ["L2", "L2"],
+            "changed_at": np.array(["1500-01-01", "2024-05-01"], dtype="datetime64[us]"),
+            "status": ["subscribed", "unsubscribed"],
+        }
+    )
+    (directory / "consent.csv").unlink()
+    consent.to_parquet(directory / "consent.parquet")
+
+    (problem,) = problems_of(directory)
+
+    assert (problem.column, problem.row) == ("changed_at", 1)
+    assert problem.message == "not an ISO 8601 timestamp from 1677-09-21 to 2262-04-11"
 
 
 def test_rejection_of_unknown_lead_is_named(tmp_path: Path) -> None:

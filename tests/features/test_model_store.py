@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import lightgbm as lgb
@@ -21,6 +20,7 @@ from features.predictor import Calibration, ReconversionModel
 from features.pyfunc import log_pyfunc
 from features.requests import request_body, score_request
 from features.tracking_store import default_tracking_uri
+from tests.servers import free_port
 
 NAME = "srl-reconversion"
 
@@ -147,9 +147,7 @@ def test_a_missing_alias_version_or_store_is_a_clear_error(
 
 
 def test_an_unreachable_registry_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from features.config import FeatureConfig
+from features.config import CustomColumns, FeatureConfig
 from features.dataset import ExampleSet, build_training_set
 from features.engine import FeatureTable, compute_features
 from features.loading import Export
@@ -104,3 +104,19 @@ def test_chunking_does_not_change_features(small_export: Export, training_set: E
         np.testing.assert_array_equal(
             chunked.features.columns[name], training_set.features.columns[name], err_msg=name
         )
+
+
+def test_a_custom_number_past_float_range_counts_as_missing_as_in_files() -> None:
+    """JSON keeps a 400-digit integer exact; as a numeric custom feature it is missing (NaN),
+    as a file's non-finite number is."""
+    config = FeatureConfig(custom_columns=CustomColumns(numeric=("crm_score",)))
+    body = b'{"lead": {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar",'
+    body += b' "crm_score": 1' + b"0" * 400 + b'}, "rejection": {"rejection_id": "R1",'
+    body += b' "lead_id": "L1", "rejected_at": "2025-02-01", "stage_at_rejection": "sql",'
+    body += b' "reason_code": "budget"}}'
+
+    history, _ = requests_history(
+        [ScoreRequest.model_validate_json(body)], config, datetime.now(UTC)
+    )
+
+    assert np.isnan(history.lead_numbers["crm_score"]).all()

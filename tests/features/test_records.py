@@ -113,6 +113,12 @@ TIMESTAMP_EDGES = [
     "1677-09-22T00:00:00.000001Z",
     "2262-04-11T23:47:16.854775Z",
     "2262-04-11T23:47:16.854776Z",
+    "2262-04-11T23:47:16.8547759Z",
+    "2262-04-11T23:47:16.854775807Z",
+    "1677-09-21T00:12:43.1452249Z",
+    "1677-09-21T00:12:43.145224192Z",
+    "2025-01-01T10:00\n",
+    "2025-01-01\n",
     "2262-04-11T00:00:00Z",
     "0001-01-01T00:00:00+00:01",
     "1748772000",
@@ -145,8 +151,27 @@ def test_edge_timestamps_read_alike_from_json_python_and_files(text: str) -> Non
     _assert_read_alike(text)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.one_of(st.from_regex(LOOSE_TIMESTAMP, fullmatch=True), st.text(max_size=30)))
+@st.composite
+def _real_moments(draw: st.DrawFn) -> str:
+    """Real calendar moments, many near the ends of the span, written in the contract's
+    forms and their near misses (fraction digits 0 to 9, offsets, a trailing newline)."""
+    moment = draw(
+        st.one_of(
+            st.datetimes(datetime(1677, 9, 20), datetime(1677, 9, 23)),
+            st.datetimes(datetime(2262, 4, 10), datetime(2262, 4, 12, 23, 59)),
+            st.datetimes(datetime(1677, 9, 20), datetime(2262, 4, 12)),
+        )
+    )
+    digits = draw(st.integers(0, 9))
+    fraction = f"{moment.microsecond:06d}{draw(st.integers(0, 999)):03d}"[:digits]
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if digits else "")
+    return text + draw(st.sampled_from(["", "Z", "+00:00", "-05:30", "+2359", "+14:00", "\n"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(_real_moments(), st.from_regex(LOOSE_TIMESTAMP, fullmatch=True), st.text(max_size=30))
+)
 def test_any_timestamp_reads_alike_from_json_python_and_files(text: str) -> None:
     _assert_read_alike(text)
 

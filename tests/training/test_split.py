@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from features.config import FeatureConfig
 from features.dataset import ExampleSet, build_training_set, uncensored
@@ -87,11 +88,9 @@ def test_the_validation_embargo_keeps_validation_labels_out_of_the_test_window(
     assert strict.summary()["dropped_validation_embargo"] == strict.dropped_validation_embargo > 0
 
 
-def test_a_validation_embargo_as_long_as_the_window_is_a_clear_error(
-    examples: ExampleSet,
-) -> None:
-    with pytest.raises(SplitError, match="validation window"):
-        split_by_time(uncensored(examples), SplitConfig(validation_embargo_days=180))
+def test_a_validation_embargo_as_long_as_the_window_is_refused_naming_both() -> None:
+    with pytest.raises(ValidationError, match=r"validation_embargo_days.*validation_days"):
+        SplitConfig(validation_embargo_days=180)
 
 
 def test_windows_too_long_for_the_export_are_a_clear_error(examples: ExampleSet) -> None:
