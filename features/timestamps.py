@@ -16,13 +16,21 @@ import numpy as np
 import pandas as pd
 
 _DATE = r"\d{4}-\d{2}-\d{2}"
-_TIME = r"T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
+_FRACTION = r"\d{1,9}"
 _OFFSET = r"Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d"
+
+
+def _time(fraction: str) -> str:
+    return rf"T\d{{2}}:\d{{2}}(?::\d{{2}}(?:\.{fraction})?)?"
+
+
 #: ``YYYY-MM-DD``, optionally ``THH:MM[:SS[.fraction]]``, optionally ``Z`` or ``±HH[:]MM``
 #: (offsets up to 23:59).
-ISO_TIMESTAMP = re.compile(rf"^(?P<date>{_DATE})(?:{_TIME}(?P<offset>{_OFFSET})?)?$")
+ISO_TIMESTAMP = re.compile(
+    rf"^(?P<date>{_DATE})(?:{_time(f'(?P<fraction>{_FRACTION})')}(?P<offset>{_OFFSET})?)?$"
+)
 #: The same form without group names, for pydantic's core and JSON Schema.
-ISO_TIMESTAMP_PATTERN = rf"^{_DATE}(?:{_TIME}(?:{_OFFSET})?)?$"
+ISO_TIMESTAMP_PATTERN = rf"^{_DATE}(?:{_time(_FRACTION)}(?:{_OFFSET})?)?$"
 MISSING_TIME = np.iinfo(np.int64).min
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -39,9 +47,6 @@ def is_iso_timestamp(text: str) -> bool:
     return ISO_TIMESTAMP.fullmatch(text) is not None
 
 
-_PAST_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
-
-
 def explicit_utc(text: str) -> str:
     """A contract timestamp made explicit for pandas: ``Z`` when it names no offset (no
     offset is UTC), midnight for a date alone, and its fraction cut to microseconds, as
@@ -49,7 +54,10 @@ def explicit_utc(text: str) -> str:
     match = ISO_TIMESTAMP.fullmatch(text)
     if match is None:
         return text
-    text = _PAST_MICROSECONDS.sub(r"\1", text, count=1)
+    fraction = match["fraction"]
+    if fraction is not None and len(fraction) > 6:
+        end = match.end("fraction")
+        text = text[: end - len(fraction) + 6] + text[end:]
     if match["offset"]:
         return text
     if len(text) == len(match["date"]):
