@@ -4,8 +4,8 @@ Sales can take back only so many rejected leads a month and nurture programs hav
 too. These functions replay scored historical examples month by month (each example scored
 and routed exactly as the API would have done at its ``as_of``, through
 ``serving.scoring.score_features``), count how many of the leads that did come back each
-threshold or policy would have put in front of sales or into nurture, and tune a routing
-policy to the capacity available. The computations behind
+threshold or policy would have put in front of sales or into nurture
+(``serving.policy_tuning`` tunes a policy to the capacity available). The computations behind
 ``notebooks/03_routing_and_capacity.ipynb``; nothing here draws.
 
 Buckets: ``sales`` (handed back to sales), ``nurture`` (an active nurture program),
@@ -14,19 +14,16 @@ Buckets: ``sales`` (handed back to sales), ``nurture`` (an active nurture progra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from features.dataset import ExampleSet
-from features.output import atomic_write
 from features.predictor import ReconversionModel
-from serving.policy import RoutingPolicy, load_policy
+from serving.policy import RoutingPolicy
 from serving.routing import Routes, RoutingInputs, route
 from serving.scoring import score_features
 
@@ -364,107 +361,3 @@ def program_split(frame: pd.DataFrame) -> pd.DataFrame:
     table.insert(1, "share", table["leads"] / max(len(frame), 1))
     table["comeback_rate"] = table["comebacks"] / table["known_outcomes"].replace(0, np.nan)
     return table.sort_values("leads", ascending=False, kind="stable")
-
-
-def tune_policy(
-    policy: RoutingPolicy,
-    history: ScoredHistory,
-    capacity: Capacity,
-    grid: Sequence[float] = DEFAULT_GRID,
-    statistic: Statistic = "mean",
-    name: str | None = None,
-) -> RoutingPolicy:
-    """The policy with its thresholds set so that routed volumes fit the capacity.
-
-    ``rebound.min_probability`` becomes the lowest grid value whose monthly sales volume
-    fits ``sales_per_month`` (``follow_up_due_min_probability`` keeps its ratio to it);
-    then ``low_touch.max_probability`` becomes the lowest grid value, at most the rebound
-    threshold, whose monthly nurture volume fits ``nurture_per_month``. Everything else
-    (tiers, suppression, reason programs) is kept; the version goes up by one.
-
-    Args:
-        policy: the policy to start from.
-        history: scored examples whose monthly flow stands for the coming months.
-        capacity: leads per month for sales and nurture.
-        grid: candidate thresholds, ascending.
-        statistic: ``mean`` fits the average month, ``max`` the busiest month.
-        name: a new policy name (default: keep the name).
-    """
-    ratio = policy.rebound.follow_up_due_min_probability / max(policy.rebound.min_probability, 1e-9)
-
-    def rebound_at(threshold: float) -> RoutingPolicy:
-        due = min(1.0, round(threshold * ratio, 4))
-        return _updated(
-            policy, rebound={"min_probability": threshold, "follow_up_due_min_probability": due}
-        )
-
-    sales = _lowest_fitting(grid, rebound_at, history, "sales", capacity.sales_per_month, statistic)
-    chosen = rebound_at(sales)
-    candidates = [u for u in grid if u <= sales] or [sales]
-
-    def low_touch_at(threshold: float) -> RoutingPolicy:
-        return _updated(chosen, low_touch={"max_probability": threshold})
-
-    nurture = _lowest_fitting(
-        candidates, low_touch_at, history, "nurture", capacity.nurture_per_month, statistic
-    )
-    tuned = _updated(low_touch_at(nurture), version=policy.version + 1, name=name or policy.name)
-    return RoutingPolicy.model_validate(tuned.model_dump())
-
-
-def _lowest_fitting(
-    grid: Sequence[float],
-    candidate: Callable[[float], RoutingPolicy],
-    history: ScoredHistory,
-    bucket: str,
-    limit: float,
-    statistic: Statistic,
-) -> float:
-    """The lowest grid value whose policy keeps ``bucket``'s monthly volume within ``limit``."""
-    for value in grid:
-        volumes = monthly_buckets(history, candidate(value))[bucket]
-        load = volumes.mean() if statistic == "mean" else volumes.max()
-        if load <= limit:
-            return float(value)
-    return float(grid[-1])
-
-
-def _updated(policy: RoutingPolicy, **changes: Any) -> RoutingPolicy:
-    """A copy of the policy with top-level fields replaced and nested sections merged."""
-    document = policy.model_dump()
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            document[key] = {**document[key], **value}
-        else:
-            document[key] = value
-    return RoutingPolicy.model_validate(document)
-
-
-def policy_yaml(policy: RoutingPolicy, comment: str = "") -> str:
-    """The policy as YAML that ``serving.policy.load_policy`` reads back unchanged."""
-    header = "# Routing policy (see serving/policies/default.yaml for what each field means).\n"
-    if comment:
-        header += "".join(f"# {line}\n" for line in comment.splitlines())
-    body = yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False, width=100)
-    return header + body
-
-
-def write_policy(policy: RoutingPolicy, path: str | Path, comment: str = "") -> RoutingPolicy:
-    """Write the policy YAML atomically and read it back through ``load_policy``.
-
-    Returns:
-        The policy as loaded from the file (equal to ``policy``).
-
-    Raises:
-        ValueError: the written file does not load back to the same policy.
-    """
-    text = policy_yaml(policy, comment)
-
-    def write(temporary: Path) -> None:
-        temporary.write_text(text, encoding="utf-8")
-
-    target = atomic_write(path, write)
-    loaded = load_policy(target)
-    if loaded != policy:
-        raise ValueError(f"{target}: the written policy does not read back unchanged")
-    return loaded

@@ -15,7 +15,7 @@ import pytest
 
 from features.dataset import ExampleSet
 from features.predictor import ReconversionModel
-from serving import capacity
+from serving import capacity, policy_tuning
 from serving.capacity import Capacity, ScoredHistory
 from serving.policy import RoutingPolicy, load_policy
 from serving.routing import RoutingInputs, route
@@ -160,7 +160,7 @@ def test_tuned_policy_fits_capacity_and_is_the_loosest_that_does(
 ) -> None:
     room = Capacity(sales_per_month=3, nurture_per_month=6)
 
-    tuned = capacity.tune_policy(policy, history, room, name="tuned")
+    tuned = policy_tuning.tune_policy(policy, history, room, name="tuned")
 
     volumes = capacity.monthly_buckets(history, tuned).mean()
     assert volumes["sales"] <= room.sales_per_month
@@ -184,7 +184,7 @@ def test_tuned_policy_fits_capacity_and_is_the_loosest_that_does(
 def test_no_suppressed_lead_reaches_sales_or_nurture_under_a_tuned_policy(
     history: ScoredHistory, policy: RoutingPolicy
 ) -> None:
-    generous = capacity.tune_policy(policy, history, Capacity(1000, 1000))
+    generous = policy_tuning.tune_policy(policy, history, Capacity(1000, 1000))
 
     frame = capacity.reroute(history, generous).frame
     buckets = capacity.policy_buckets(frame, generous)
@@ -205,9 +205,9 @@ def test_program_split_shares_add_up(history: ScoredHistory) -> None:
 def test_written_policy_loads_back_unchanged(
     history: ScoredHistory, policy: RoutingPolicy, tmp_path: Path
 ) -> None:
-    tuned = capacity.tune_policy(policy, history, Capacity(4, 8), name="tuned-for-test")
+    tuned = policy_tuning.tune_policy(policy, history, Capacity(4, 8), name="tuned-for-test")
 
-    loaded = capacity.write_policy(tuned, tmp_path / "policy.yaml", comment="capacity 4 / 8")
+    loaded = policy_tuning.write_policy(tuned, tmp_path / "policy.yaml", comment="capacity 4 / 8")
 
     assert loaded == tuned
     assert load_policy(tmp_path / "policy.yaml") == tuned
@@ -218,7 +218,7 @@ def test_written_policy_loads_back_unchanged(
 
 def test_the_default_policy_round_trips_through_yaml(policy: RoutingPolicy, tmp_path: Path) -> None:
     path = tmp_path / "default.yaml"
-    path.write_text(capacity.policy_yaml(policy), encoding="utf-8")
+    path.write_text(policy_tuning.policy_yaml(policy), encoding="utf-8")
 
     assert load_policy(path) == policy
 
