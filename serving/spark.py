@@ -14,7 +14,6 @@ when this engine runs.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -41,7 +40,7 @@ from serving.batch import (
 from serving.batch_local import ChunkFailure, ChunkReport
 from serving.batch_output import LEAD_ROW_COLUMN, REJECTS_SCHEMA, part_schema, sort_rejects
 from serving.batch_progress import Progress
-from serving.chunk_scoring import ChunkOutcome, ChunkSettings, score_chunk
+from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import ROW_COLUMN
 from serving.policy import RoutingPolicy
 from serving.spark_export import (
@@ -56,12 +55,20 @@ from serving.spark_export import (
     read_table,
     table_columns,
 )
+from serving.spark_transport import (
+    KIND_COLUMN,
+    LATEST_COLUMN,
+    WARNINGS_COLUMN,
+    encode_outcome,
+    from_transport,
+    renamed_rejects,
+    reports,
+    spark_ddl,
+    transport_schema,
+)
 
 logger = logging.getLogger(__name__)
 
-KIND_COLUMN = "_kind"
-LATEST_COLUMN = "_latest_us"
-WARNINGS_COLUMN = "_warnings"
 _MODELS: dict[str, ReconversionModel] = {}
 
 
@@ -167,8 +174,8 @@ def _score_at(session: Any, context: JobContext, rows: Any, as_of_us: int) -> _S
         return _SparkOutcome(
             as_of_us,
             from_transport(scored.toArrow(), part_schema(settings.reasons != "none")),
-            sort_rejects([_renamed_rejects(rejects.toArrow())]),
-            _reports(latest.toArrow()),
+            sort_rejects([renamed_rejects(rejects.toArrow())]),
+            reports(latest.toArrow()),
         )
     finally:
         result.unpersist()
@@ -218,92 +225,6 @@ def split_tables(rows: pa.Table, columns: dict[str, tuple[str, ...]]) -> dict[st
         names = [c.split(SEPARATOR, 1)[1] for c in prefixed]
         tables[table] = mine.select([*prefixed, ROW_COLUMN]).rename_columns([*names, ROW_COLUMN])
     return tables
-
-
-def transport_schema(with_reasons: bool) -> pa.Schema:
-    """The bucket function's output: scored rows, rejected rows and one report row, tagged."""
-    scored = [_plain(f) for f in part_schema(with_reasons)]
-    rejects = [pa.field(f"reject_{f.name}", f.type) for f in REJECTS_SCHEMA]
-    report = [
-        pa.field("rows", pa.int64()),
-        pa.field("rejected", pa.int64()),
-        pa.field(LATEST_COLUMN, pa.int64()),
-        pa.field(WARNINGS_COLUMN, pa.string()),
-    ]
-    return pa.schema([pa.field(KIND_COLUMN, pa.string()), *scored, *rejects, *report])
-
-
-def encode_outcome(outcome: ChunkOutcome, with_reasons: bool) -> pa.Table:
-    """One chunk's outcome as rows of ``transport_schema``."""
-    schema = transport_schema(with_reasons)
-    scored = _tagged(
-        outcome.scored.cast(pa.schema([_plain(f) for f in outcome.scored.schema])), "scored"
-    )
-    rejects = _tagged(
-        outcome.rejects.rename_columns([f"reject_{n}" for n in REJECTS_SCHEMA.names]), "reject"
-    )
-    report = pa.table(
-        {
-            KIND_COLUMN: ["latest"],
-            "rows": [outcome.scored.num_rows],
-            "rejected": [outcome.rejects.num_rows],
-            LATEST_COLUMN: pa.array([outcome.latest_us], pa.int64()),
-            WARNINGS_COLUMN: [json.dumps(list(outcome.warnings))],
-        }
-    )
-    return pa.concat_tables([_pad(t, schema) for t in (scored, rejects, report)])
-
-
-def from_transport(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Scored rows collected from Spark, back to the output types (times, dates)."""
-    return table.select(schema.names).cast(schema)
-
-
-def spark_ddl(schema: pa.Schema) -> str:
-    """A Spark DDL string for an Arrow schema of plain types."""
-    names = {
-        pa.string(): "string",
-        pa.int64(): "bigint",
-        pa.int32(): "int",
-        pa.float64(): "double",
-        pa.bool_(): "boolean",
-    }
-    return ", ".join(f"`{f.name}` {names[f.type]}" for f in schema)
-
-
-def _plain(field: pa.Field) -> pa.Field:
-    """Times as int64 microseconds and dates as int32 days: Spark-neutral types."""
-    if pa.types.is_timestamp(field.type):
-        return pa.field(field.name, pa.int64())
-    if pa.types.is_date(field.type):
-        return pa.field(field.name, pa.int32())
-    return field
-
-
-def _tagged(table: pa.Table, kind: str) -> pa.Table:
-    return table.append_column(KIND_COLUMN, pa.array([kind] * table.num_rows, pa.string()))
-
-
-def _pad(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    columns = [
-        table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _renamed_rejects(table: pa.Table) -> pa.Table:
-    return table.rename_columns(list(REJECTS_SCHEMA.names)).cast(REJECTS_SCHEMA)
-
-
-def _reports(table: pa.Table) -> list[ChunkReport]:
-    rows = table.to_pylist()
-    return [
-        ChunkReport(
-            -1, r["rows"], r["rejected"], r[LATEST_COLUMN], tuple(json.loads(r[WARNINGS_COLUMN]))
-        )
-        for r in rows
-    ]
 
 
 def _failure(error: BaseException) -> ChunkFailure:
