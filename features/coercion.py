@@ -10,7 +10,7 @@ import pandas as pd
 
 from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
 from features.problems import Problem, shorten
-from features.timestamps import EARLIEST, LATEST, TIMESTAMP_DTYPE, parse_timestamps
+from features.timestamps import EARLIEST, LATEST, SPAN, TIMESTAMP_DTYPE, parse_timestamps
 
 STRING_DTYPE = pd.StringDtype("pyarrow")
 
@@ -162,8 +162,7 @@ def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coer
         parsed, bad = parse_timestamps(raw)
     if column.kind is Kind.DATE:
         parsed = parsed.dt.floor("D")
-    span = f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}"
-    return parsed, bad, f"not an ISO 8601 {column.kind.value} from {span}"
+    return parsed, bad, f"not an ISO 8601 {column.kind.value} {SPAN}"
 
 
 def _coerce_number(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:

@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-_DATE = r"\d{4}-\d{2}-\d{2}"
-_FRACTION = r"\d{1,9}"
-_OFFSET = r"Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d"
+# ASCII digits only: Python's ``\d`` would take any script's digits.
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_FRACTION = r"[0-9]{1,9}"
+_OFFSET = r"Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9]"
 
 
 def _time(fraction: str) -> str:
-    return rf"T\d{{2}}:\d{{2}}(?::\d{{2}}(?:\.{fraction})?)?"
+    return rf"T[0-9]{{2}}:[0-9]{{2}}(?::[0-9]{{2}}(?:\.{fraction})?)?"
 
 
 #: ``YYYY-MM-DD``, optionally ``THH:MM[:SS[.fraction]]``, optionally ``Z`` or ``±HH[:]MM``
@@ -39,6 +40,7 @@ TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 #: microsecond (``EARLIEST`` included, ``LATEST`` not).
 EARLIEST = pd.Timestamp.min.ceil("us").tz_localize(UTC).to_pydatetime()
 LATEST = pd.Timestamp.max.floor("us").tz_localize(UTC).to_pydatetime() + ONE_MICROSECOND
+SPAN = f"from {EARLIEST.isoformat()} to before {LATEST.isoformat()}"
 
 
 def is_iso_timestamp(text: str) -> bool:
@@ -47,13 +49,14 @@ def is_iso_timestamp(text: str) -> bool:
     return ISO_TIMESTAMP.fullmatch(text) is not None
 
 
-def explicit_utc(text: str) -> str:
+def explicit_utc(text: str) -> str | None:
     """A contract timestamp made explicit for pandas: ``Z`` when it names no offset (no
     offset is UTC), midnight for a date alone, and its fraction cut to microseconds, as
-    requests cut it (so that both check the span on the same moment)."""
+    requests cut it (so that both check the span on the same moment); None when ``text``
+    is not in the contract's form."""
     match = ISO_TIMESTAMP.fullmatch(text)
     if match is None:
-        return text
+        return None
     fraction = match["fraction"]
     if fraction is not None and len(fraction) > 6:
         end = match.end("fraction")
@@ -76,9 +79,9 @@ def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
         array marking present values that are not ISO 8601.
     """
     codes, uniques = pd.factorize(text, use_na_sentinel=True)
-    strings = [str(u) for u in uniques]
-    valid = np.array([is_iso_timestamp(s) for s in strings] + [True], dtype=bool)
-    explicit = [explicit_utc(s) if ok else None for s, ok in zip(strings, valid, strict=False)]
+    strings = list(map(str, uniques))
+    explicit = list(map(explicit_utc, strings))
+    valid = np.array([e is not None for e in explicit] + [True], dtype=bool)
     parsed = pd.to_datetime(
         pd.Series(explicit, dtype=object), utc=True, format="ISO8601", errors="coerce"
     )
@@ -188,7 +191,7 @@ def utc_moment(moment: datetime) -> datetime:
     except OverflowError as error:
         raise ValueError("is outside the supported range of dates") from error
     if not EARLIEST <= moment < LATEST:
-        raise ValueError(f"must be from {EARLIEST.isoformat()} to before {LATEST.isoformat()}")
+        raise ValueError(f"must be {SPAN}")
     return moment
 
 
