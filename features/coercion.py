@@ -10,7 +10,7 @@ import pandas as pd
 
 from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
 from features.problems import Problem, shorten
-from features.timestamps import EARLIEST, LATEST, SPAN, TIMESTAMP_DTYPE, parse_timestamps
+from features.timestamps import SPAN, TIMESTAMP_DTYPE, outside_span, parse_timestamps
 
 STRING_DTYPE = pd.StringDtype("pyarrow")
 
@@ -155,8 +155,7 @@ def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coer
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
         parsed = parsed.astype(TIMESTAMP_DTYPE)
-        outside = ((parsed < EARLIEST) | (parsed >= LATEST)).to_numpy(dtype=bool)
-        bad = outside & parsed.notna().to_numpy()
+        bad = outside_span(parsed)
         parsed = parsed.where(~pd.Series(bad, index=parsed.index))
     else:
         parsed, bad = parse_timestamps(raw)

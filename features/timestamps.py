@@ -115,6 +115,12 @@ def _settle_edges(strings: list[str], valid: np.ndarray, moments: np.ndarray) ->
             moments[position] = np.datetime64(moment.replace(tzinfo=None), "us")
 
 
+def outside_span(moments: pd.Series) -> np.ndarray:
+    """Which present UTC timestamps lie outside ``EARLIEST``..``LATEST`` (NaT: not outside)."""
+    outside = (moments < EARLIEST) | (moments >= LATEST)
+    return outside.to_numpy(dtype=bool) & moments.notna().to_numpy()
+
+
 def to_microseconds(series: pd.Series) -> np.ndarray:
     """A UTC timestamp column as int64 microseconds; missing values become ``MISSING_TIME``."""
     return _naive_microseconds(series).view("int64")
