@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +12,13 @@ import pytest
 from features.config import CustomColumns, FeatureConfig
 from features.dataset import ExampleSet, build_training_set
 from features.engine import FeatureTable, compute_features
-from features.loading import Export
+from features.examples import Examples
+from features.history import history_from_export
+from features.loading import Export, load_export
 from features.records import ScoreRequest
 from features.request_history import requests_history
 from features.requests import request_body
+from tests.features.conftest import write_tiny_export
 
 CONFIG = FeatureConfig(
     custom_columns={
@@ -120,3 +124,44 @@ def test_a_custom_number_past_float_range_counts_as_missing_as_in_files() -> Non
     )
 
     assert np.isnan(history.lead_numbers["crm_score"]).all()
+
+
+ONE_LEAD_TABLES = {
+    "rejections": "rejection_id,lead_id,rejected_at,stage_at_rejection,reason_code\n"
+    "R1,L1,2024-04-01T00:00:00Z,sql,budget\n",
+    "activities": "activity_id,lead_id,occurred_at,activity_type\n"
+    "A1,L1,2024-02-01T00:00:00Z,email_open\n",
+    "opportunities": "opportunity_id,lead_id,created_at,closed_at,status,amount\n",
+    "consent": "lead_id,changed_at,status\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("file_text", "json_value"),
+    [("7", b"7"), ("true", b"true"), ("Gold Plan", b'"gold_plan"'), ("2.5", b"2.5")],
+)
+def test_a_custom_category_sent_as_a_json_number_or_boolean_reads_as_the_files_text(
+    tmp_path: Path, file_text: str, json_value: bytes
+) -> None:
+    """A categorical custom column is text: a JSON number or boolean is read as Python
+    writes it, which is the file's text whenever the file writes the value that way."""
+    # Given one lead with a custom category, as a CSV export and as a JSON request body
+    config = FeatureConfig(custom_columns=CustomColumns(categorical=("crm_plan",)))
+    leads = f"lead_id,created_at,lead_source,crm_plan\nL1,2024-01-01,webinar,{file_text}\n"
+    export = load_export(write_tiny_export(tmp_path, {**ONE_LEAD_TABLES, "leads": leads}))
+    body = b'{"lead": {"lead_id": "L1", "created_at": "2024-01-01", "lead_source": "webinar",'
+    body += b' "crm_plan": ' + json_value + b'}, "rejection": {"rejection_id": "R1",'
+    body += b' "lead_id": "L1", "rejected_at": "2024-04-01T00:00:00Z", "stage_at_rejection":'
+    body += b' "sql", "reason_code": "budget"}, "activities": [{"activity_id": "A1",'
+    body += b' "lead_id": "L1", "occurred_at": "2024-02-01", "activity_type": "email_open"}]}'
+    # When both are featurised at the rejection
+    history = history_from_export(export, config)
+    at_rejection = Examples.at(history, np.array([0]), history.rejections.time[:1])
+    from_file = compute_features(history, at_rejection, config)
+    request_history, examples = requests_history(
+        [ScoreRequest.model_validate_json(body)], config, datetime.now(UTC)
+    )
+    from_request = compute_features(request_history, examples, config)
+    # Then the category is the same text
+    assert from_file.columns["crm_plan"][0] is not None
+    assert from_request.columns["crm_plan"][0] == from_file.columns["crm_plan"][0]
