@@ -8,7 +8,7 @@ import numpy as np
 
 from features.config import FeatureConfig
 from features.history import DAY_US, History
-from features.positions import event_positions
+from features.positions import event_positions, positions
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,10 @@ def is_open(history: History, rows: np.ndarray, as_of: np.ndarray) -> np.ndarray
     created = history.opportunities_created
     after, upto = event_positions(created, lead, [rejected_at, as_of])
     no_new_opportunity = upto == after
-    following = np.minimum(rows + 1, len(rejections) - 1)
-    later = rejections.time[following]
-    has_later = (
-        (rows + 1 < len(rejections))
-        & (rejections.lead[following] == lead)
-        & (later > rejected_at)
-        & (later <= as_of)
-    )
-    return no_new_opportunity & ~has_later
+    # Every rejection of the lead in (rejected_at, as_of], not only the next row: the next
+    # may share this one's moment while a truly later one follows it.
+    after, upto = positions(rejections.lead, rejections.time, lead, [rejected_at, as_of])
+    return no_new_opportunity & (upto == after)
 
 
 def training_examples(history: History, config: FeatureConfig, snapshot_us: int) -> Examples:

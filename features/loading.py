@@ -27,7 +27,6 @@ from features.contract import (
     LEAD_CHILD_TABLES,
     TABLES,
     TABLES_BY_NAME,
-    Kind,
     Table,
 )
 from features.problems import ContractError, Problem, shorten
@@ -168,11 +167,13 @@ def build_export(
     tables = {name: check.clean_frame() for name, check in checks.items()}
     warnings = [w for check in checks.values() for w in check.warnings]
     warnings += _future_timestamps(tables)
+    snapshot = snapshot_at if snapshot_at is not None else latest_timestamp(tables)
+    warnings += _closes_after(tables, snapshot)
     for warning in warnings:
         logger.warning(warning)
     return Export(
         tables=tables,
-        snapshot_at=snapshot_at if snapshot_at is not None else latest_timestamp(tables),
+        snapshot_at=snapshot,
         files=dict(files or {}),
         warnings=warnings,
         rejected_rows=rejected,
@@ -180,17 +181,21 @@ def build_export(
 
 
 def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
-    """The latest timestamp of any timestamp column in the tables (the snapshot time)."""
+    """The latest event time of any table (the snapshot time).
+
+    Only each table's event time (``EVENT_TIME_COLUMN``) marks the export's end: an
+    opportunity's ``closed_at`` may be a planned close date still ahead (CRMs keep one on
+    open deals), and taking it would move the snapshot into the future, turning outcomes
+    nobody has seen yet into negatives.
+    """
     latest: list[pd.Timestamp] = []
-    for table in TABLES:
-        frame = tables.get(table.name)
-        if frame is None or frame.empty:
+    for name, column in EVENT_TIME_COLUMN.items():
+        frame = tables.get(name)
+        if frame is None or frame.empty or column not in frame:
             continue
-        for column in table.columns:
-            if column.kind is Kind.TIMESTAMP and column.name in frame:
-                value = frame[column.name].max()
-                if pd.notna(value):
-                    latest.append(value)
+        value = frame[column].max()
+        if pd.notna(value):
+            latest.append(value)
     if not latest:
         raise ContractError([Problem("export", "no timestamps found in any table")])
     return max(latest)
@@ -214,6 +219,21 @@ def _future_timestamps(tables: Mapping[str, pd.DataFrame]) -> list[str]:
                 "latest timestamp, so set it explicitly"
             )
     return found
+
+
+def _closes_after(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) -> list[str]:
+    """A warning when opportunities close after the snapshot (read as not closed by then)."""
+    opportunities = tables.get("opportunities")
+    if opportunities is None or "closed_at" not in opportunities:
+        return []
+    later = opportunities["closed_at"] > snapshot
+    if not later.any():
+        return []
+    return [
+        f"opportunities: {int(later.sum())} rows close after the snapshot "
+        f"({snapshot.isoformat()}), latest {opportunities['closed_at'].max().isoformat()}; "
+        "a planned close date is read as not closed by the snapshot"
+    ]
 
 
 def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.config import FeatureConfig
-from features.contract import TABLES_BY_NAME, Kind
+from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
 from features.loading import CSV_OPTIONS, locate_table_files
 from features.problems import ContractError, Problem, shorten
 
@@ -169,9 +169,12 @@ def _csv_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa
 
 
 def timestamp_columns(table: str, columns: list[str]) -> list[str]:
-    """The contract timestamp columns among ``columns`` (those that mark the export's end)."""
-    contract = TABLES_BY_NAME[table]
-    return [c.name for c in contract.columns if c.kind is Kind.TIMESTAMP and c.name in columns]
+    """The table's event time among ``columns``: the column that marks the export's end.
+
+    As in ``features.loading.latest_timestamp``, a planned ``closed_at`` never does.
+    """
+    column = EVENT_TIME_COLUMN[table]
+    return [column] if column in columns else []
 
 
 def _unreadable(path: Path, error: Exception) -> ContractError:

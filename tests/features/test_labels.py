@@ -90,6 +90,22 @@ def test_rejections_at_the_same_moment_are_neither_earlier_nor_later(tmp_path: P
     assert (examples.features.columns["earlier_rejections"][tied.to_numpy()] == 0).all()
 
 
+def test_a_later_rejection_closes_both_of_two_tied_rejections(tmp_path: Path) -> None:
+    from tests.features.conftest import TINY_TABLES, write_tiny_export
+
+    # Given R0 and R1 of lead L1 at the same moment, and R4 of L1 two months later
+    rejections = TINY_TABLES["rejections"] + (
+        "R0,L1,2024-04-01T00:00:00Z,sql,timing,,,\nR4,L1,2024-06-01T00:00:00Z,sql,timing,,,\n"
+    )
+    directory = write_tiny_export(tmp_path / "ties", {**TINY_TABLES, "rejections": rejections})
+    keys = build_training_set(load_export(directory), FeatureConfig(horizon_days=30)).keys
+
+    # Then each tied rejection is re-scored up to R4 and never after it
+    for rejection_id in ("R0", "R1"):
+        mine = keys.loc[keys["rejection_id"] == rejection_id, "offset_days"]
+        assert sorted(mine) == [0, 30], rejection_id
+
+
 def test_rows_of_a_set_aside_lead_never_join_another_lead(tmp_path: Path) -> None:
     from features.examples import open_rejection_examples
     from features.history import history_from_export

@@ -37,6 +37,18 @@ def test_loads_types_and_converts_offsets_to_utc(tiny_export_dir: Path) -> None:
     assert export.snapshot_at == pd.Timestamp("2025-05-01T00:00:00Z")
 
 
+def test_a_planned_close_date_after_the_data_does_not_move_the_snapshot(tmp_path: Path) -> None:
+    # Given an open opportunity whose close date (a CRM's expected close) is years ahead
+    opportunities = TINY_TABLES["opportunities"] + "O2,L2,2024-06-01T00:00:00Z,2027-01-01,open,\n"
+    export = load_export(with_table(tmp_path, "opportunities", opportunities))
+
+    # Then the snapshot is still the latest event, and the late close is named
+    assert export.snapshot_at == pd.Timestamp("2025-05-01T00:00:00Z")
+    assert any(
+        "opportunities: 1 rows close after the snapshot" in warning for warning in export.warnings
+    )
+
+
 def test_unknown_activity_type_becomes_other_with_a_warning(tiny_export_dir: Path) -> None:
     export = load_export(tiny_export_dir)
 

@@ -267,6 +267,21 @@ def test_the_rest_is_scored_at_the_end_of_the_valid_rows(
     assert corrupted["bad_date"] not in set(frame["rejection_id"])
 
 
+def test_a_planned_close_date_does_not_move_the_default_as_of(
+    small_export_dir: Path, model_dir: Path, small_export: Export, tmp_path: Path
+) -> None:
+    # Given an export where one opportunity closes two years after the data ends
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    edit_csv(folder, "opportunities", 0, "closed_at", "2031-01-01T00:00:00Z")
+    out = tmp_path / "scores.parquet"
+
+    summary = run_batch(request(folder, out, model_dir))
+
+    # Then the rejections are scored at the export's last event, as the loader's snapshot
+    assert summary.document["as_of"] == small_export.snapshot_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert set(read_output(out)["as_of"]) == {small_export.snapshot_at}
+
+
 def test_a_missing_column_is_a_clear_error_and_writes_nothing(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
