@@ -145,6 +145,19 @@ class History:
         """How many leads the history holds."""
         return len(self.lead_id)
 
+    def latest_consent(self, lead: np.ndarray) -> np.ndarray:
+        """Each lead's latest consent code in the whole history (-1: never changed).
+
+        Unlike the ``consent_status`` feature (consent at ``as_of``), this reads every
+        row, later ones included: contact happens now, so a later opt-out must count. At
+        equal times the most restrictive status wins, as in the feature.
+        """
+        consent = self.consent
+        stops = np.searchsorted(consent.lead, lead, side="right")
+        starts = np.searchsorted(consent.lead, lead, side="left")
+        latest = consent.kind[np.maximum(stops - 1, 0)] if len(consent) else np.zeros(len(lead))
+        return np.where(stops > starts, latest, -1).astype(np.int64)
+
     def between_leads(self, first: int, stop: int) -> History:
         """The history of leads ``first <= lead < stop``, re-indexed from zero."""
         lo, hi = np.searchsorted(self.rejections.lead, [first, stop], side="left")

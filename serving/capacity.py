@@ -64,7 +64,7 @@ class ScoredHistory:
     def take(self, mask: np.ndarray | pd.Series) -> ScoredHistory:
         """The examples selected by a boolean mask."""
         keep = np.asarray(mask, dtype=bool)
-        fields = {name: getattr(self.inputs, name)[keep] for name in _INPUT_FIELDS}
+        fields = {name: _rows(getattr(self.inputs, name), keep) for name in _INPUT_FIELDS}
         frame = self.frame.loc[keep].reset_index(drop=True)
         return ScoredHistory(frame, RoutingInputs(**fields))
 
@@ -72,12 +72,17 @@ class ScoredHistory:
 _INPUT_FIELDS = tuple(RoutingInputs.__dataclass_fields__)
 
 
+def _rows(values: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    """The kept rows of one routing input (an input left out stays left out)."""
+    return None if values is None else values[keep]
+
+
 def score_history(
     model: ReconversionModel, examples: ExampleSet, policy: RoutingPolicy
 ) -> ScoredHistory:
     """Score and route every example (the shared API and batch path), keeping its outcome."""
     as_of = as_of_microseconds(examples.keys["as_of"])
-    scored = score_features(model, examples.features, as_of, policy)
+    scored = score_features(model, examples.features, as_of, policy, latest_consent=None)
     inputs = RoutingInputs.from_features(examples.features, scored.probability, as_of, policy)
     frame = examples.keys.copy()
     frame["month"] = _month(frame["as_of"])

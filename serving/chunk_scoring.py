@@ -154,8 +154,10 @@ def _scored_table(
     if len(examples) == 0:
         return schema.empty_table()
     features = compute_features(history, examples, model.config)
-    scored = score_features(model, features, examples.as_of, policy)
     lead = history.rejections.lead[examples.rejection_row]
+    scored = score_features(
+        model, features, examples.as_of, policy, latest_consent=history.latest_consent(lead)
+    )
     columns = {
         "lead_id": history.lead_id[lead],
         "rejection_id": history.rejections.rejection_id[examples.rejection_row],

@@ -55,6 +55,7 @@ class RoutingInputs:
     reason_index: np.ndarray | None = None
     consent_index: np.ndarray | None = None
     stage_index: np.ndarray | None = None
+    latest_consent_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Fill in the codes of the category labels that were given without them."""
@@ -68,9 +69,18 @@ class RoutingInputs:
 
     @staticmethod
     def from_features(
-        features: FeatureTable, probability: np.ndarray, as_of: np.ndarray, policy: RoutingPolicy
+        features: FeatureTable,
+        probability: np.ndarray,
+        as_of: np.ndarray,
+        policy: RoutingPolicy,
+        latest_consent: np.ndarray | None = None,
     ) -> RoutingInputs:
-        """Decode the routing inputs from a feature table built by the engine."""
+        """Decode the routing inputs from a feature table built by the engine.
+
+        ``latest_consent`` (codes, -1 when none) is each lead's latest consent in the data,
+        after ``as_of`` included (``History.latest_consent``); when it forbids contact, the
+        lead is suppressed whatever its consent was at ``as_of``.
+        """
         reason = _codes(features, "reason_code")
         consent = _codes(features, "consent_status")
         stage = _codes(features, "stage_at_rejection")
@@ -87,6 +97,7 @@ class RoutingInputs:
             reason_index=reason,
             consent_index=consent,
             stage_index=stage,
+            latest_consent_index=latest_consent,
         )
 
     def codes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,7 +152,7 @@ def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
     reason, consent, stage = inputs.codes()
     table = policy_tables(policy)
     tier_index = _tier_index(inputs.probability, table)
-    suppressed, why = _suppression(reason, consent, table)
+    suppressed, why = _suppression(reason, consent, table, inputs.latest_consent_index)
     rebound = ~suppressed & _rebound(inputs, policy)
     low_touch = ~suppressed & ~rebound & (inputs.probability < policy.low_touch.max_probability)
     program, days = _reason_programs(inputs, reason, policy, table)
@@ -203,9 +214,14 @@ SUPPRESSION_CAUSES = np.array(
 
 
 def _suppression(
-    reason: np.ndarray, consent: np.ndarray, table: PolicyTables
+    reason: np.ndarray, consent: np.ndarray, table: PolicyTables, latest: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Who may not be contacted, and why (``consent:<status>`` wins over ``reason:<code>``)."""
+    """Who may not be contacted, and why (``consent:<status>`` wins over ``reason:<code>``).
+
+    Consent is the status at ``as_of``, or the latest one when that forbids contact.
+    """
+    if latest is not None:
+        consent = np.where(table.consent_rule[latest], latest, consent)
     by_consent = table.consent_rule[consent]
     by_reason = table.reason_rule[reason]
     cause = np.where(by_reason, len(CONSENT_STATUSES) + reason, len(SUPPRESSION_CAUSES) - 1)

@@ -35,6 +35,8 @@ def score_features(
     features: FeatureTable,
     as_of: np.ndarray,
     policy: RoutingPolicy,
+    *,
+    latest_consent: np.ndarray | None,
 ) -> Scored:
     """Predict and route every row of a feature table.
 
@@ -43,8 +45,12 @@ def score_features(
         features: raw feature columns from the feature engine.
         as_of: each row's scoring moment, int64 microseconds (UTC).
         policy: the routing policy.
+        latest_consent: each row's latest consent code in the data, rows after ``as_of``
+            included (``History.latest_consent``), so that an opt-out recorded after
+            ``as_of`` still suppresses; None only to replay history as it stood at
+            ``as_of`` (capacity planning).
     """
     matrix = model.matrix(features)
     probability = model.predict_matrix(matrix)
-    inputs = RoutingInputs.from_features(features, probability, as_of, policy)
+    inputs = RoutingInputs.from_features(features, probability, as_of, policy, latest_consent)
     return Scored(probability=probability, routes=route(inputs, policy), matrix=matrix)

@@ -100,10 +100,17 @@ def score_requests(
     budget.check("history")
     features = compute_features(history, examples, model.config)
     budget.check("features")
-    scored = score_features(model, features, examples.as_of, deployment.policy)
+    lead = history.rejections.lead[examples.rejection_row]
+    scored = score_features(
+        model,
+        features,
+        examples.as_of,
+        deployment.policy,
+        latest_consent=history.latest_consent(lead),
+    )
     reasons = explain(model, features, scored.matrix, top_k) if top_k > 0 else None
     budget.check("reasons")
-    lead_ids = history.lead_id[history.rejections.lead[examples.rejection_row]]
+    lead_ids = history.lead_id[lead]
     ids = [request_id] * len(requests) if isinstance(request_id, str) else list(request_id)
     results = [
         _result(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.dataset import ExampleSet
@@ -69,9 +70,15 @@ def test_routes_and_reasons_match_the_shared_scoring_path(
     from serving.reasons import explain
     from serving.scoring import score_features
 
+    from features.history import history_from_export
+
     model = ReconversionModel.load(model_dir)
     as_of = (sample.keys["as_of"].astype("int64") // 1000).to_numpy()
-    scored = score_features(model, sample.features, as_of, load_policy())
+    # The bodies carry each lead's every row, so routing sees its latest consent too
+    history = history_from_export(small_export, model.config)
+    lead = pd.Index(history.lead_id).get_indexer(sample.keys["lead_id"])
+    latest = history.latest_consent(lead)
+    scored = score_features(model, sample.features, as_of, load_policy(), latest_consent=latest)
     reasons = explain(model, sample.features, scored.matrix, top_k=3)
 
     answer = client.post("/v1/score/batch", json={"items": _bodies(small_export, sample)})

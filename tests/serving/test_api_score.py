@@ -92,6 +92,22 @@ def test_a_lead_scored_later_sees_its_new_engagement(client: TestClient) -> None
     assert at_rejection["probability"] != later["probability"]
 
 
+def test_an_opt_out_recorded_after_as_of_still_suppresses(client: TestClient) -> None:
+    # Given a lead scored at as_of who asked not to be contacted a month later
+    lead_id = EXAMPLE_REQUEST["lead"]["lead_id"]
+    opt_out = {"lead_id": lead_id, "changed_at": "2025-10-01T00:00:00Z", "status": "do_not_contact"}
+    body = _body(consent=[*EXAMPLE_REQUEST.get("consent", []), opt_out])
+
+    result = client.post("/v1/score", json=body).json()
+
+    # Then the opt-out overrides the consent the lead had at as_of
+    assert body["as_of"] < opt_out["changed_at"]
+    assert result["suppressed"] is True
+    assert result["suppression_reason"] == "consent:do_not_contact"
+    assert result["program"] == "suppressed"
+    assert result["routing"]["next_action_date"] is None
+
+
 def test_the_model_card_names_the_version_and_features(client: TestClient) -> None:
     card = ModelOut.model_validate(client.get("/v1/model").json())
 

@@ -40,14 +40,16 @@ def _with_opt_outs(tables: dict[str, pd.DataFrame], seed: int, share: float) -> 
 
 
 def _forbidden(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.Series:
-    """Per rejection id: consent or reason forbids contact at ``as_of``."""
-    consent = tables["consent"].loc[tables["consent"]["changed_at"] <= as_of]
-    latest = consent.sort_values(["lead_id", "changed_at"]).groupby("lead_id")["status"].last()
+    """Per rejection id: the consent at ``as_of``, the latest consent in the export (an
+    opt-out after ``as_of`` counts) or the reason forbids contact."""
     rejections = tables["rejections"].set_index("rejection_id")
-    status = rejections["lead_id"].map(latest.astype(str)).fillna("subscribed")
-    return status.isin(NO_CONTACT_CONSENT) | rejections["reason_code"].astype(str).isin(
-        NO_CONTACT_REASONS
-    )
+    consent = tables["consent"]
+    forbidden = rejections["reason_code"].astype(str).isin(NO_CONTACT_REASONS)
+    for rows in (consent.loc[consent["changed_at"] <= as_of], consent):
+        latest = rows.sort_values(["lead_id", "changed_at"]).groupby("lead_id")["status"].last()
+        status = rejections["lead_id"].map(latest.astype(str)).fillna("subscribed")
+        forbidden |= status.isin(NO_CONTACT_CONSENT)
+    return forbidden
 
 
 @settings(

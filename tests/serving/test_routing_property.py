@@ -63,6 +63,7 @@ def routing_rows(draw: st.DrawFn) -> RoutingInputs:
         days_to_next_year=column(st.floats(0, 366), np.float64),
         recent_intent=column(st.floats(0, 50), np.float64),
         as_of=column(st.just(int(AS_OF.timestamp() * 1_000_000)), np.int64),
+        latest_consent_index=column(st.integers(-1, len(CONSENT_STATUSES) - 1), np.int64),
     )
 
 
@@ -71,8 +72,12 @@ def routing_rows(draw: st.DrawFn) -> RoutingInputs:
 def test_routing_never_sends_a_no_contact_lead_to_a_program(inputs: RoutingInputs) -> None:
     routes = route(inputs, load_policy())
 
-    forbidden = np.isin(inputs.consent_status, list(NO_CONTACT_CONSENT)) | np.isin(
-        inputs.reason_code, list(NO_CONTACT_REASONS)
+    assert inputs.latest_consent_index is not None
+    latest = np.array([*CONSENT_STATUSES, None], dtype=object)[inputs.latest_consent_index]
+    forbidden = (
+        np.isin(inputs.consent_status, list(NO_CONTACT_CONSENT))
+        | np.isin(latest, list(NO_CONTACT_CONSENT))
+        | np.isin(inputs.reason_code, list(NO_CONTACT_REASONS))
     )
     assert (routes.suppressed == forbidden).all()
     assert (routes.program[forbidden] == SUPPRESSED_PROGRAM).all()
@@ -92,7 +97,8 @@ def _stamp(days_before: int, hour: int = 0) -> str:
 
 @st.composite
 def lead_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
-    """A request body and whether contact is forbidden at its as_of."""
+    """A request body and whether contact is forbidden: by the consent at its as_of, by the
+    latest consent it holds (an opt-out after as_of counts), or by the rejection reason."""
     body = copy.deepcopy(EXAMPLE_REQUEST)
     reason = draw(st.sampled_from(REASON_CODES))
     body["rejection"]["reason_code"] = reason
@@ -119,9 +125,12 @@ def lead_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
         body["rejection"]["follow_up_date"] = (
             (AS_OF + timedelta(days=draw(st.integers(-20, 60)))).date().isoformat()
         )
-    in_force = [(d, s) for d, s in zip(days, statuses, strict=True) if d >= 0]
-    consent = min(in_force)[1] if in_force else "subscribed"
-    return body, consent in NO_CONTACT_CONSENT or reason in NO_CONTACT_REASONS
+    changes = sorted(zip(days, statuses, strict=True))  # most recent first
+    in_force = [(d, s) for d, s in changes if d >= 0]
+    at_as_of = in_force[0][1] if in_force else "subscribed"
+    latest = changes[0][1] if changes else "subscribed"
+    no_contact = {at_as_of, latest} & NO_CONTACT_CONSENT
+    return body, bool(no_contact) or reason in NO_CONTACT_REASONS
 
 
 def _check(result: dict[str, Any], forbidden: bool) -> None:
