@@ -64,17 +64,16 @@ class ScoredHistory:
     def take(self, mask: np.ndarray | pd.Series) -> ScoredHistory:
         """The examples selected by a boolean mask."""
         keep = np.asarray(mask, dtype=bool)
-        fields = {name: _rows(getattr(self.inputs, name), keep) for name in _INPUT_FIELDS}
+        fields: dict[str, Any] = {
+            name: None if values is None else values[keep]
+            for name in _INPUT_FIELDS
+            for values in [getattr(self.inputs, name)]
+        }
         frame = self.frame.loc[keep].reset_index(drop=True)
         return ScoredHistory(frame, RoutingInputs(**fields))
 
 
 _INPUT_FIELDS = tuple(RoutingInputs.__dataclass_fields__)
-
-
-def _rows(values: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
-    """The kept rows of one routing input (an input left out stays left out)."""
-    return None if values is None else values[keep]
 
 
 def score_history(

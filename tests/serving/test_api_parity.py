@@ -66,11 +66,10 @@ def test_a_batch_matches_the_model_on_the_export(
 def test_routes_and_reasons_match_the_shared_scoring_path(
     client: TestClient, model_dir: Path, small_export: Export, sample: ExampleSet
 ) -> None:
+    from features.history import history_from_export
     from serving.policy import load_policy
     from serving.reasons import explain
     from serving.scoring import score_features
-
-    from features.history import history_from_export
 
     model = ReconversionModel.load(model_dir)
     as_of = (sample.keys["as_of"].astype("int64") // 1000).to_numpy()
