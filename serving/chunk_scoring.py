@@ -93,9 +93,33 @@ def score_chunk(
     lead_rows = _kept_rows(rows["leads"], export, "leads")
     history = _known_leads(history_from_export(export, model.config))
     examples = open_rejection_examples(history, settings.as_of_us)
+    examples = _without_leads(history, examples, _unverified_leads(export, frames))
     scored = _scored_table(history, examples, lead_rows, model, policy, settings)
     rejects = _rejects_table(export, frames, rows, scored)
     return ChunkOutcome(scored, rejects, _latest_valid(export), tuple(export.warnings))
+
+
+#: A set-aside row of these tables leaves its lead unscored: its consent, or which of its
+#: rejections is open, is unknown, and contact must never rest on a guess.
+FAIL_CLOSED_TABLES = frozenset({"consent", "rejections"})
+
+
+def _unverified_leads(export: Export, frames: dict[str, pd.DataFrame]) -> set[str]:
+    """Leads with a set-aside consent or rejection row."""
+    leads = (
+        _lead_of(frames[rejected.table], rejected.row - 1)
+        for rejected in export.rejected_rows
+        if rejected.table in FAIL_CLOSED_TABLES
+    )
+    return {lead for lead in leads if lead is not None}
+
+
+def _without_leads(history: History, examples: Examples, leads: set[str]) -> Examples:
+    """The examples of every lead but ``leads``."""
+    if not leads or len(examples) == 0:
+        return examples
+    lead_ids = history.lead_id[history.rejections.lead[examples.rejection_row]]
+    return examples.take(~np.isin(lead_ids.astype(str), list(leads)))
 
 
 def _raw_frames(

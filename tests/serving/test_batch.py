@@ -189,7 +189,9 @@ def corrupted(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         "bad_reason": edit_csv(folder, "rejections", 40, "reason_code", "abducted_by_aliens"),
         "bad_number": edit_csv(folder, "leads", 12, "employee_count", "twelve"),
         "orphan": edit_csv(folder, "activities", 3, "lead_id", "L-NOT-A-LEAD"),
+        "bad_consent": _lead_of_row(folder, "consent", 7),
     }
+    edit_csv(folder, "consent", 7, "status", "opted_out")
     return {"dir": str(folder), **broken}
 
 
@@ -259,6 +261,13 @@ def test_the_rest_is_scored_at_the_end_of_the_valid_rows(
     out, summary = corrupted_run
     loaded = load_export(corrupted["dir"], lenient=True)
     examples = build_scoring_set(loaded, model.config)
+    # A lead with a set-aside consent or rejection row is not scored (fail closed)
+    unverified = {
+        _lead_of_row(Path(corrupted["dir"]), rejected.table, rejected.row - 1)
+        for rejected in loaded.rejected_rows
+        if rejected.table in ("consent", "rejections")
+    }
+    examples = examples.take(~examples.keys["lead_id"].isin(unverified).to_numpy())
 
     frame = read_output(out)
 
@@ -267,6 +276,12 @@ def test_the_rest_is_scored_at_the_end_of_the_valid_rows(
     assert frame["rejection_id"].tolist() == examples.keys["rejection_id"].tolist()
     np.testing.assert_array_equal(frame["probability"], model.predict_set(examples))
     assert corrupted["bad_date"] not in set(frame["rejection_id"])
+    assert corrupted["bad_consent"] in unverified
+    assert not set(frame["lead_id"]) & unverified
+
+
+def _lead_of_row(folder: Path, table: str, row: int) -> str:
+    return str(pd.read_csv(folder / f"{table}.csv", dtype=str).at[row, "lead_id"])
 
 
 def test_a_planned_close_date_does_not_move_the_default_as_of(
