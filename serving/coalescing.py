@@ -10,9 +10,11 @@ computed per lead, so a lead's answer is the same alone or coalesced (tested to 
 
 Requests are grouped by the deployment they were admitted under (so each answer names the
 version that scored it, also across a reload) and by reasons per lead. A request whose time
-budget ran out while it waited fails alone; if a group fails (its earliest budget running
-out during the pass included), its requests are scored one by one, so a request only fails
-by itself or on its own budget.
+budget ran out while it waited fails alone. A pass runs under the most generous budget of
+its requests, so one request short of time never cuts the pass of the others (a pass that
+outruns even that budget fails them all, since every budget has run out). If a group fails
+for any other reason, its requests are scored one by one, so a request only fails by itself
+or on its own budget.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class Coalescer:
             return
         try:
             scoring = _score(jobs)
+        except DeadlineExceeded as error:  # the latest budget of the group ran out
+            _fail(jobs, error)
+            return
         except Exception as error:
             if len(jobs) == 1:
                 _fail(jobs, error)
@@ -144,7 +149,7 @@ def _score(jobs: list[_Job]) -> Scoring:
         [job.request for job in jobs],
         top_k=first.top_k,
         request_id=[job.request_id for job in jobs],
-        deadline=min((job.deadline for job in jobs), key=lambda deadline: deadline.ends_at),
+        deadline=max((job.deadline for job in jobs), key=lambda deadline: deadline.ends_at),
     )
 
 

@@ -168,6 +168,36 @@ def test_only_requests_out_of_time_fail_and_the_others_are_scored(
             assert result["request_id"] == str(index)
 
 
+def test_one_request_short_of_time_never_cuts_the_pass_of_the_others(
+    model: ReconversionModel, requests: list[ScoreRequest]
+) -> None:
+    # Given one request with 1 ms left and seven with plenty, waiting together
+    deployment = _deployment(model, "1")
+    groups = _Groups()
+    coalescer = Coalescer(500, groups)
+
+    async def scenario() -> list[Any]:
+        calls = [
+            coalescer.score(
+                deployment,
+                request,
+                top_k=3,
+                request_id=str(i),
+                deadline=Deadline(0.001 if i == 0 else 30.0),
+            )
+            for i, request in enumerate(requests[:8])
+        ]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+
+    # Then the seven are answered by one pass, never re-scored one by one (the first is
+    # answered in it too, unless its millisecond ran out before the pass began)
+    assert groups.sizes in ([8], [7])
+    assert [result["request_id"] for result in results[1:]] == [str(i) for i in range(1, 8)]
+    assert isinstance(results[0], DeadlineExceeded) == (groups.sizes == [7])
+
+
 def test_a_failing_observer_costs_no_request_its_answer(
     model: ReconversionModel, requests: list[ScoreRequest]
 ) -> None:
