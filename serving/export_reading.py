@@ -155,11 +155,13 @@ def _parquet_batches(path: Path, columns: list[str], batch_rows: int) -> Iterato
 
 
 def _csv_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    # Every field is tokenised (no ``usecols``): only then does a row with more fields than
+    # the header fail as in the loader, rather than having its extra fields dropped.
     schema = pa.schema([(c, pa.string()) for c in columns])
     found = False
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
-        reader = pd.read_csv(path, **CSV_OPTIONS, usecols=columns, chunksize=batch_rows)
+        reader = pd.read_csv(path, **CSV_OPTIONS, chunksize=batch_rows)
         with reader:
             for frame in reader:
                 found = True

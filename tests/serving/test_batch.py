@@ -315,6 +315,28 @@ def test_a_missing_column_is_a_clear_error_and_writes_nothing(
     assert not out.exists()
 
 
+def test_a_csv_row_with_more_fields_than_its_header_stops_the_job_as_the_loader_does(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a stray comma: one activities row has a fifth field
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    with (folder / "activities.csv").open("a", encoding="utf-8") as handle:
+        handle.write("A9999999,L0000001,2022-07-10T17:41:56Z,web_visit,extra\n")
+    lines = len((folder / "activities.csv").read_text(encoding="utf-8").splitlines())
+    out = tmp_path / "scores.parquet"
+
+    with pytest.raises(ContractError) as raised:
+        run_batch(request(folder, out, model_dir))
+    with pytest.raises(ContractError) as loaded:
+        load_export(folder, lenient=True)
+
+    # Then both name the file and the line, and nothing is written
+    for problem in (raised.value.problems[0], loaded.value.problems[0]):
+        assert Path(problem.file).name == "activities.csv"
+        assert f"line {lines}, saw 5" in problem.message
+    assert not out.exists()
+
+
 def test_a_foreign_directory_in_the_work_path_is_never_deleted(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
