@@ -303,11 +303,20 @@ def finish(
     reports: list[ChunkReport],
     input_rows: dict[str, int],
 ) -> BatchSummary:
-    """Write rejects, summary and output (each atomically), then drop the work directory."""
+    """Write output, rejects and summary (each atomically), then drop the work directory.
+
+    The output comes first: if it cannot be written (a full disk), the previous run's
+    output and rejects stay as they were, a failed summary says why, and the error is
+    raised; the work directory is kept so that a rerun resumes.
+    """
     began = time.monotonic()
     request = context.request
-    _write_rejects(rejects, request.rejects_path)
-    counts = write_scored(parts, request.out, request.chunk_leads, request.reasons != "none")
+    try:
+        counts = write_scored(parts, request.out, request.chunk_leads, request.reasons != "none")
+        _write_rejects(rejects, request.rejects_path)
+    except OSError as error:
+        _write_failed(context, error)
+        raise
     context.timings["writing"] = time.monotonic() - began
     summary = _summary(context, as_of_us, counts, rejects, reports, input_rows)
     write_json(summary.document, request.summary_path)
@@ -319,6 +328,21 @@ def finish(
         summary.exit_code,
     )
     return summary
+
+
+def _write_failed(context: JobContext, error: OSError) -> None:
+    """A failed summary for an output that could not be written (no chunk to blame)."""
+    failure = {
+        "chunk": None,
+        "error": type(error).__name__,
+        "message": f"writing the output failed: {error.strerror or error}",
+    }
+    document = _base_summary(context) | {
+        "status": "failed",
+        "exit_code": EXIT_FAILED,
+        "failures": [failure],
+    }
+    write_json(document, context.request.summary_path)
 
 
 def fail(context: JobContext, failures: list[ChunkFailure]) -> BatchSummary:

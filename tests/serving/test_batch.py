@@ -337,6 +337,34 @@ def test_a_csv_row_with_more_fields_than_its_header_stops_the_job_as_the_loader_
     assert not out.exists()
 
 
+def test_an_output_that_cannot_be_written_leaves_the_last_run_whole(
+    corrupted: dict[str, str],
+    small_export_dir: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a finished run: output, rejects and summary
+    out = tmp_path / "scores.parquet"
+    rejects = out.with_name(out.name + ".rejects.csv")
+    run_batch(request(Path(corrupted["dir"]), out, model_dir))
+    before = {path: path.read_bytes() for path in (out, rejects)}
+
+    # When the next run, over a clean export, finds the disk full as it writes its output
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("serving.batch.write_scored", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run_batch(request(small_export_dir, out, model_dir))
+
+    # Then the last output and its rejects are untouched and the summary says what failed
+    assert {path: path.read_bytes() for path in (out, rejects)} == before
+    summary = json.loads(out.with_name(out.name + ".summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "failed"
+    assert summary["failures"][0]["message"] == "writing the output failed: No space left on device"
+
+
 def test_a_foreign_directory_in_the_work_path_is_never_deleted(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
