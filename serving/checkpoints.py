@@ -130,17 +130,26 @@ class WorkDirectory:
         return manifest
 
     def _check_ours(self) -> None:
-        """Refuse to delete a directory that is not a batch work directory."""
+        """Refuse to delete a directory that is not a batch work directory.
+
+        Ours holds only the job's own entries; a temporary ``.<name>.partial`` left by an
+        interrupted write counts as ours too, any other name (``.git``, a photo) does not.
+        """
+        refusal = FileExistsError(
+            f"{self.path} exists and is not a batch work directory; move it away"
+        )
+        if not self.path.is_dir():
+            raise refusal
         known = {MANIFEST_FILE, SPILL_DIRECTORY, MODEL_DIRECTORY}
         strangers = [
             p.name
             for p in self.path.iterdir()
-            if p.name not in known and not p.name.startswith(("parts-", "."))
+            if p.name not in known
+            and not p.name.startswith("parts-")
+            and not (p.name.startswith(".") and p.name.endswith(".partial"))
         ]
-        if not self.path.is_dir() or strangers:
-            raise FileExistsError(
-                f"{self.path} exists and is not a batch work directory; move it away"
-            )
+        if strangers:
+            raise refusal
 
     def manifest(self) -> Manifest | None:
         """The manifest on disk, or None when there is none or it is unreadable."""

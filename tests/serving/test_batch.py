@@ -379,6 +379,25 @@ def test_a_foreign_directory_in_the_work_path_is_never_deleted(
     assert (foreign / "holiday-photos.jpg").read_bytes() == b"precious"
 
 
+@pytest.mark.parametrize("kind", ["hidden entries only", "a file"])
+def test_a_work_path_that_is_not_ours_is_refused_clearly(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    out = tmp_path / "scores.parquet"
+    foreign = out.with_name(out.name + ".work")
+    if kind == "a file":
+        foreign.write_bytes(b"notes")
+    else:
+        (foreign / ".git").mkdir(parents=True)
+        (foreign / ".git" / "HEAD").write_text("ref: refs/heads/main\n", encoding="utf-8")
+
+    with pytest.raises(FileExistsError, match="is not a batch work directory"):
+        run_batch(request(small_export_dir, out, model_dir))
+
+    assert foreign.exists()
+    assert kind == "a file" or (foreign / ".git" / "HEAD").exists()
+
+
 def _cli() -> typer.Typer:
     app = typer.Typer()
 
