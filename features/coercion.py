@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
+from features.numbers import TEXT as STRING_DTYPE
+from features.numbers import numbers_from_text
 from features.problems import Problem, shorten
 from features.timestamps import SPAN, TIMESTAMP_DTYPE, outside_span, parse_timestamps
-
-STRING_DTYPE = pd.StringDtype("pyarrow")
 
 
 @dataclass
@@ -165,16 +165,11 @@ def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coer
 
 
 def _coerce_number(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
-    if pd.api.types.is_bool_dtype(raw):
-        numbers = pd.Series(np.full(len(raw), np.nan))
-        bad = np.ones(len(raw), dtype=bool)
-    else:
-        numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
-        values = numbers.to_numpy()
-        bad = ~np.isfinite(values)
-        if column.kind is Kind.INTEGER:
-            bad |= np.isfinite(values) & (np.floor(values) != values)
-    numbers = numbers.where(~pd.Series(bad), np.nan)
+    values = numbers_from_text(raw)
+    bad = ~np.isfinite(values)
+    if column.kind is Kind.INTEGER:
+        bad |= np.isfinite(values) & (np.floor(values) != values)
+    numbers = pd.Series(np.where(bad, np.nan, values))
     message = "not a whole number" if column.kind is Kind.INTEGER else "not a finite number"
     return numbers, bad, message
 

@@ -27,6 +27,7 @@ from features.contract import (
     STAGES,
 )
 from features.loading import Export, positions_in
+from features.numbers import numbers_from_text
 from features.timestamps import MISSING_TIME, to_microseconds
 
 DAY_US = 86_400_000_000
@@ -222,8 +223,7 @@ def _text_column(frame: pd.DataFrame, column: str) -> np.ndarray:
 def _number_column(frame: pd.DataFrame, column: str) -> np.ndarray:
     if column not in frame:
         return np.full(len(frame), np.nan)
-    numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
-    return np.where(np.isfinite(numbers), numbers, np.nan)
+    return numbers_from_text(frame[column])
 
 
 def _opportunity_events(opportunities: pd.DataFrame, index: pd.Index) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from features.contract import (
     REP_POTENTIALS,
     STAGES,
 )
+from features.numbers import number_from_text
 from features.timestamps import ISO_TIMESTAMP_PATTERN, NOT_ISO, iso_moment, parse_timestamp
 
 TIMESTAMP_ERROR = "timestamp_format"
@@ -106,13 +107,54 @@ Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 Text = Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]
 
 
-def _finite(value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
+class _ContractNumber:
+    """A number by the loader's rules (``features.numbers``): a JSON number, or a string
+    the loader's parser reads as one; never a boolean, never NaN or infinite. Every
+    refusal is one ``number`` error.
+    """
+
+    def __init__(self, whole: bool) -> None:
+        self.whole = whole
+        self.message = "must be a whole number" if whole else "must be a finite number"
+
+    def check(self, value: float) -> float:
+        """``value`` when finite (and whole, for a whole number; then as an ``int``).
+
+        Raises:
+            ValueError: not finite, or not whole when it must be.
+        """
+        if not math.isfinite(value) or (self.whole and value != math.floor(value)):
+            raise ValueError(self.message)
+        return int(value) if self.whole else value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """A strict number (no booleans), or text read by ``number_from_text``; then ``check``."""
+        native = core_schema.float_schema(strict=True)
+        text = core_schema.no_info_after_validator_function(
+            number_from_text, core_schema.str_schema(strict=True)
+        )
+        either = core_schema.union_schema([native, text], mode="left_to_right")
+        return core_schema.custom_error_schema(
+            core_schema.no_info_after_validator_function(self.check, either),
+            custom_error_type="number",
+            custom_error_message=self.message,
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """An integer or a number."""
+        return {"type": "integer" if self.whole else "number"}
 
 
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
+if TYPE_CHECKING:  # plain numbers to a type checker
+    FiniteFloat: TypeAlias = float
+    WholeNumber: TypeAlias = int
+else:
+    FiniteFloat = Annotated[float, _ContractNumber(whole=False)]
+    WholeNumber = Annotated[int, _ContractNumber(whole=True)]
 
 
 class _Vocabulary:
@@ -210,7 +252,7 @@ class LeadRecord(_Record):
     created_at: Timestamp
     lead_source: LeadSource
     industry: Text | None = None
-    employee_count: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    employee_count: WholeNumber | None = None
     annual_revenue: FiniteFloat | None = None
     country: Text | None = None
     job_title: Text | None = None

@@ -30,6 +30,7 @@ from features.history import (
     Rejections,
     opportunity_blocks,
 )
+from features.numbers import custom_number
 from features.records import RejectionRecord, ScoreRequest
 from features.timestamps import microseconds, utc_microseconds
 
@@ -103,7 +104,7 @@ def _lead_numbers(leads: list[Any], config: FeatureConfig) -> dict[str, np.ndarr
         for c in LEAD_NUMBER_COLUMNS
     }
     for column in config.custom_columns.numeric:
-        values = [_custom_number(lead.custom_value(column)) for lead in leads]
+        values = [custom_number(lead.custom_value(column)) for lead in leads]
         numbers[column] = np.array(values, dtype=np.float64)
     return numbers
 
@@ -178,10 +179,3 @@ def _codes(column: str, values: Sequence[str | None]) -> np.ndarray:
 def _float(value: float | int | None) -> float:
     return np.nan if value is None else float(value)
 
-
-def _custom_number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):  # an integer past float's range is +-inf
-        return np.nan
-    return number if np.isfinite(number) else np.nan

@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from features.contract import MAX_ID_LENGTH, MAX_TEXT_LENGTH
+from features.coercion import check_table
+from features.contract import LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH
+from features.loading import ARROW_STRING
 from features.records import LeadRecord, ScoreRequest
 from features.timestamps import parse_timestamps
 
@@ -204,3 +206,51 @@ def test_requests_take_exactly_the_lengths_files_take(
 def test_an_empty_identifier_is_refused_as_in_files() -> None:
     with pytest.raises(ValidationError, match="rejection_id"):
         ScoreRequest.model_validate(body_with(("rejection", "rejection_id"), ""))
+
+
+NUMBER_TEXTS = ["12", " 12 ", "12.0", "1e3", "-5", "20000000", "2.5", "1_000", "true", "0x10"]
+NUMBER_TEXTS += ["", "nan", "inf", "-Infinity", "1e999", "+3", ".5", "5.", "1,000", "١٢"]
+
+
+def _employee_count(validate: Any) -> float | None:
+    try:
+        value = validate().employee_count
+    except ValidationError:
+        return None
+    return None if value is None else float(value)
+
+
+def _assert_number_read_alike(text: str) -> None:
+    """A number sent as JSON text reads as the file's field does: same value, or refused."""
+    lead = {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar"}
+    row = pd.DataFrame([{**lead, "employee_count": text}], dtype=ARROW_STRING)  # as CSV is read
+    check = check_table(LEADS, row, "leads.csv")
+    from_loader = None if check.problems else float(check.clean_frame()["employee_count"].iloc[0])
+    as_text = {**lead, "employee_count": text}
+
+    from_json = _employee_count(lambda: LeadRecord.model_validate_json(orjson.dumps(as_text)))
+    from_python = _employee_count(lambda: LeadRecord.model_validate(as_text))
+
+    assert from_json == from_python == from_loader
+
+
+@pytest.mark.parametrize("text", NUMBER_TEXTS)
+def test_numbers_sent_as_text_read_alike_from_json_python_and_files(text: str) -> None:
+    _assert_number_read_alike(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.from_regex(r"\s?[-+]?[0-9_]{0,4}\.?[0-9]{0,3}(e[-+]?[0-9]{1,3})?\s?"),
+        st.text(max_size=12),
+    )
+)
+def test_any_number_text_reads_alike_from_json_python_and_files(text: str) -> None:
+    _assert_number_read_alike(text)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_is_never_a_number(value: bool) -> None:
+    with pytest.raises(ValidationError, match="must be a finite number"):
+        ScoreRequest.model_validate(body_with(("rejection", "lead_score_at_rejection"), value))

@@ -1,0 +1,45 @@
+"""Numbers as the file loader reads them, for files and requests alike.
+
+A CSV holds text, so the loader reads every number column with pandas' parser
+(``pd.to_numeric``): surrounding spaces, signs, decimals and exponents are numbers;
+``1_000``, ``true``, ``0x10`` and the empty string are not. A request's number sent as a
+JSON string goes through the very same parser, so that a value is a number in both or in
+neither; a JSON boolean is never a number.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: How the loader holds CSV text (``features.loading.ARROW_STRING``).
+TEXT = pd.StringDtype("pyarrow")
+
+
+def numbers_from_text(values: pd.Series) -> np.ndarray:
+    """Each value as a float: NaN where it is missing, not a number, or not finite."""
+    if pd.api.types.is_bool_dtype(values):
+        return np.full(len(values), np.nan)
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isfinite(numbers), numbers, np.nan)
+
+
+def number_from_text(text: str) -> float:
+    """One string read as the loader reads a CSV field (NaN when it is not a finite number)."""
+    return float(numbers_from_text(pd.Series([text], dtype=TEXT))[0])
+
+
+def custom_number(value: Any) -> float:
+    """A JSON value of a numeric custom column (NaN when it is not a finite number)."""
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    if isinstance(value, str):
+        return number_from_text(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):  # an integer past float's range
+        return math.nan
+    return number if math.isfinite(number) else math.nan
