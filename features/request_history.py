@@ -178,4 +178,3 @@ def _codes(column: str, values: Sequence[str | None]) -> np.ndarray:
 
 def _float(value: float | int | None) -> float:
     return np.nan if value is None else float(value)
-
