@@ -102,6 +102,8 @@ def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
         return _missing_series(column, len(frame))
     raw = frame[column.name]
     present = raw.notna().to_numpy()
+    if column.kind is Kind.CATEGORY:  # a blank category is a missing one, as in the API
+        present &= ~_blank(raw)
     typed, bad, message = COERCERS[column.kind](raw, column, check)
     free_text = column.kind is Kind.STRING and not column.is_identifier
     # A free-text value (a rep's note) may name people: its problems never quote it.
@@ -174,7 +176,15 @@ def _coerce_number(raw: pd.Series, column: Column, check: TableCheck) -> Coerced
     return numbers, bad, message
 
 
+def _blank(raw: pd.Series) -> np.ndarray:
+    """Text values that are empty once trimmed (missing values are not blank)."""
+    if not (pd.api.types.is_string_dtype(raw) or pd.api.types.is_object_dtype(raw)):
+        return np.zeros(len(raw), dtype=bool)
+    return raw.str.strip().eq("").to_numpy(dtype=bool, na_value=False)
+
+
 def _coerce_category(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
+    raw = raw.where(~_blank(raw))
     codes, uniques = pd.factorize(raw, use_na_sentinel=True)
     normalised = pd.Index([str(u).strip().lower() for u in uniques], dtype=object)
     vocabulary = pd.Index(column.vocabulary)

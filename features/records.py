@@ -166,22 +166,32 @@ class _Vocabulary:
     refusal is one error: "must be one of: ...".
     """
 
-    def __init__(self, values: tuple[str, ...], fallback: str | None = None) -> None:
+    def __init__(
+        self, values: tuple[str, ...], fallback: str | None = None, optional: bool = False
+    ) -> None:
         self.values = values
         self.allowed = frozenset(values)
         self.fallback = fallback
+        self.optional = optional
 
-    def check(self, value: Any) -> str:
-        """The canonical value of ``value``.
+    def check(self, value: Any) -> str | None:
+        """The canonical value of ``value`` (None for a blank value of an optional field).
+
+        A blank value is a missing one, as an empty field of a file: None where the field
+        is optional, refused where it is required (never the fallback).
 
         Raises:
-            ValueError: not a string, or unknown without a fallback.
+            ValueError: not a string, blank where required, or unknown without a fallback.
         """
         if not isinstance(value, str):
             raise ValueError(self.message)
         normalised = value.strip().lower()
         if normalised in self.allowed:
             return normalised
+        if not normalised:
+            if self.optional:
+                return None
+            raise ValueError(self.message)
         if self.fallback is not None:
             return self.fallback
         raise ValueError(self.message)
@@ -210,8 +220,10 @@ class _Vocabulary:
         return {"type": "string", "enum": list(self.values)}
 
 
-def _vocabulary(values: tuple[str, ...], fallback: str | None = None) -> Any:
-    return Annotated[str, _Vocabulary(values, fallback)]
+def _vocabulary(
+    values: tuple[str, ...], fallback: str | None = None, optional: bool = False
+) -> Any:
+    return Annotated[str, _Vocabulary(values, fallback, optional)]
 
 
 if TYPE_CHECKING:  # the validators below are plain strings to a type checker
@@ -227,13 +239,13 @@ if TYPE_CHECKING:  # the validators below are plain strings to a type checker
     ConsentStatus: TypeAlias = str
 else:
     LeadSource = _vocabulary(LEAD_SOURCES)
-    JobLevel = _vocabulary(JOB_LEVELS)
-    ProductFit = _vocabulary(PRODUCT_FITS)
+    JobLevel = _vocabulary(JOB_LEVELS, optional=True)
+    ProductFit = _vocabulary(PRODUCT_FITS, optional=True)
     ActivityType = _vocabulary(ACTIVITY_TYPES, fallback=OTHER_ACTIVITY)
     Stage = _vocabulary(STAGES)
     ReasonCode = _vocabulary(REASON_CODES)
-    BarrierSide = _vocabulary(BARRIER_SIDES)
-    RepPotential = _vocabulary(REP_POTENTIALS)
+    BarrierSide = _vocabulary(BARRIER_SIDES, optional=True)
+    RepPotential = _vocabulary(REP_POTENTIALS, optional=True)
     OpportunityStatus = _vocabulary(OPPORTUNITY_STATUSES)
     ConsentStatus = _vocabulary(CONSENT_STATUSES)
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from features.coercion import check_table
-from features.contract import LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH
+from features.contract import LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
 from features.loading import ARROW_STRING
 from features.records import LeadRecord, ScoreRequest
 from features.timestamps import parse_timestamps
@@ -254,3 +254,61 @@ def test_any_number_text_reads_alike_from_json_python_and_files(text: str) -> No
 def test_a_boolean_is_never_a_number(value: bool) -> None:
     with pytest.raises(ValidationError, match="must be a finite number"):
         ScoreRequest.model_validate(body_with(("rejection", "lead_score_at_rejection"), value))
+
+
+@pytest.mark.parametrize(
+    ("path", "blank"),
+    [
+        (("activities", 0, "activity_type"), ""),
+        (("activities", 0, "activity_type"), "  "),
+        (("rejection", "reason_code"), " "),
+        (("rejection", "barrier_side"), ""),
+        (("lead", "job_level"), " "),
+    ],
+)
+def test_a_blank_category_is_a_missing_one_as_in_files(
+    path: tuple[str | int, ...], blank: str
+) -> None:
+    """Refused where the column is required, missing where it is optional, on both paths."""
+    table, column = (
+        {"activities": "activities", "rejection": "rejections", "lead": "leads"}[str(path[0])],
+        str(path[-1]),
+    )
+    contract = next(t for t in TABLES if t.name == table)
+    required = next(c for c in contract.columns if c.name == column).required
+    row: dict[str, str | None] = dict.fromkeys((c.name for c in contract.columns), None)
+    row.update(_minimal_row(table))
+    row[column] = blank
+    check = check_table(contract, pd.DataFrame([row], dtype=ARROW_STRING), f"{table}.csv")
+
+    body = body_with(path, blank)
+    if required:
+        assert check.problems
+        with pytest.raises(ValidationError, match=column):
+            ScoreRequest.model_validate(body)
+    else:
+        assert not check.problems
+        assert pd.isna(check.clean_frame()[column].iloc[0])
+        record: Any = ScoreRequest.model_validate(body)
+        holder = record.lead if path[0] == "lead" else record.rejection
+        assert getattr(holder, column) is None
+
+
+def _minimal_row(table: str) -> dict[str, str]:
+    rows = {
+        "activities": {
+            "activity_id": "A1",
+            "lead_id": "L1",
+            "occurred_at": "2025-01-01",
+            "activity_type": "email_open",
+        },
+        "rejections": {
+            "rejection_id": "R1",
+            "lead_id": "L1",
+            "rejected_at": "2025-01-01",
+            "stage_at_rejection": "sql",
+            "reason_code": "budget",
+        },
+        "leads": {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar"},
+    }
+    return rows[table]
