@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from features.records import ScoreRequest
@@ -24,8 +24,15 @@ from serving.service import Scoring, score_requests
 MAX_REASONS = 50
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
 
+def _digits_only(text: str) -> str:
+    """Refuse what ``int()`` would read but a count is not written as (``1_0``, `` 3``)."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError("must be a whole number written with the digits 0-9")
+    return text
+
+
 ReasonsCount = Annotated[int, Field(ge=0, le=MAX_REASONS)]
-_REASONS = TypeAdapter(ReasonsCount)
+_REASONS = TypeAdapter(Annotated[int, BeforeValidator(_digits_only), Field(ge=0, le=MAX_REASONS)])
 
 
 def request_doc(schema: str, examples: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -240,7 +240,7 @@ def test_logs_never_hold_submitted_values(
         assert SECRET not in str(record.__dict__)
 
 
-@pytest.mark.parametrize("value", ["-1", "51", "many", "2.5", ""])
+@pytest.mark.parametrize("value", ["-1", "51", "many", "2.5", "", "1_0", "1.0", " 3", "\u0663"])
 @pytest.mark.parametrize("path", ["/v1/score", "/v1/score/batch"])
 def test_a_bad_reasons_count_names_the_query_parameter(
     client: TestClient, path: str, value: str
