@@ -24,6 +24,7 @@ from serving.service import Scoring, score_requests
 MAX_REASONS = 50
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
 
+
 def _digits_only(text: str) -> str:
     """Refuse what ``int()`` would read but a count is not written as (``1_0``, `` 3``)."""
     if not (text.isascii() and text.isdigit()):
