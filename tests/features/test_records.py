@@ -131,11 +131,19 @@ TIMESTAMP_EDGES = [
 ]
 
 
-def _created_at(validate: Any) -> datetime | None:
-    try:
-        return validate().created_at  # type: ignore[no-any-return]
-    except ValidationError:
-        return None
+def _read_by_json_and_python(lead: dict[str, Any], field: str) -> tuple[Any, Any]:
+    """``field`` of ``lead`` validated from JSON bytes and from Python (None: refused)."""
+
+    def value(validate: Any) -> Any:
+        try:
+            return getattr(validate(), field)
+        except ValidationError:
+            return None
+
+    return (
+        value(lambda: LeadRecord.model_validate_json(orjson.dumps(lead))),
+        value(lambda: LeadRecord.model_validate(lead)),
+    )
 
 
 def _assert_read_alike(text: str) -> None:
@@ -144,8 +152,7 @@ def _assert_read_alike(text: str) -> None:
     parsed, bad = parse_timestamps(pd.Series([text], dtype=object))
     from_loader = None if bad[0] or pd.isna(parsed.iloc[0]) else parsed.iloc[0].to_pydatetime()
 
-    from_json = _created_at(lambda: LeadRecord.model_validate_json(orjson.dumps(lead)))
-    from_python = _created_at(lambda: LeadRecord.model_validate(lead))
+    from_json, from_python = _read_by_json_and_python(lead, "created_at")
 
     assert from_json == from_python == from_loader
 
@@ -212,24 +219,15 @@ NUMBER_TEXTS = ["12", " 12 ", "12.0", "1e3", "-5", "20000000", "2.5", "1_000", "
 NUMBER_TEXTS += ["", "nan", "inf", "-Infinity", "1e999", "+3", ".5", "5.", "1,000", "١٢"]
 
 
-def _employee_count(validate: Any) -> float | None:
-    try:
-        value = validate().employee_count
-    except ValidationError:
-        return None
-    return None if value is None else float(value)
-
-
 def _assert_number_read_alike(text: str) -> None:
     """A number sent as JSON text reads as the file's field does: same value, or refused."""
     lead = {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar"}
     row = pd.DataFrame([{**lead, "employee_count": text}], dtype=ARROW_STRING)  # as CSV is read
     check = check_table(LEADS, row, "leads.csv")
     from_loader = None if check.problems else float(check.clean_frame()["employee_count"].iloc[0])
-    as_text = {**lead, "employee_count": text}
-
-    from_json = _employee_count(lambda: LeadRecord.model_validate_json(orjson.dumps(as_text)))
-    from_python = _employee_count(lambda: LeadRecord.model_validate(as_text))
+    from_json, from_python = _read_by_json_and_python(
+        {**lead, "employee_count": text}, "employee_count"
+    )
 
     assert from_json == from_python == from_loader
 

@@ -63,12 +63,16 @@ class _Groups:
 
 
 async def _score_together(
-    coalescer: Coalescer, calls: list[tuple[Deployment, ScoreRequest, int, str]], seconds: float
+    coalescer: Coalescer,
+    calls: list[tuple[Deployment, ScoreRequest, int, str]],
+    seconds: float | list[float],
 ) -> list[Any]:
+    """Every call at once, each with its own time budget (or one budget for all)."""
+    budgets = seconds if isinstance(seconds, list) else [seconds] * len(calls)
     return await asyncio.gather(
         *(
-            coalescer.score(d, r, top_k=k, request_id=rid, deadline=Deadline(seconds))
-            for d, r, k, rid in calls
+            coalescer.score(d, r, top_k=k, request_id=rid, deadline=Deadline(budget))
+            for (d, r, k, rid), budget in zip(calls, budgets, strict=True)
         ),
         return_exceptions=True,
     )
@@ -144,22 +148,10 @@ def test_only_requests_out_of_time_fail_and_the_others_are_scored(
     model: ReconversionModel, requests: list[ScoreRequest]
 ) -> None:
     deployment = _deployment(model, "1")
-    coalescer = Coalescer(500)
+    calls = [(deployment, r, 0, str(i)) for i, r in enumerate(requests[:6])]
+    budgets = [0.0 if i % 2 else 30.0 for i in range(6)]
 
-    async def scenario() -> list[Any]:
-        calls = [
-            coalescer.score(
-                deployment,
-                request,
-                top_k=0,
-                request_id=str(i),
-                deadline=Deadline(0.0 if i % 2 else 30.0),
-            )
-            for i, request in enumerate(requests[:6])
-        ]
-        return await asyncio.gather(*calls, return_exceptions=True)
-
-    results = asyncio.run(scenario())
+    results = asyncio.run(_score_together(Coalescer(500), calls, budgets))
 
     for index, result in enumerate(results):
         if index % 2:
@@ -174,22 +166,10 @@ def test_one_request_short_of_time_never_cuts_the_pass_of_the_others(
     # Given one request with 1 ms left and seven with plenty, waiting together
     deployment = _deployment(model, "1")
     groups = _Groups()
-    coalescer = Coalescer(500, groups)
+    calls = [(deployment, r, 3, str(i)) for i, r in enumerate(requests[:8])]
+    budgets = [0.001] + [30.0] * 7
 
-    async def scenario() -> list[Any]:
-        calls = [
-            coalescer.score(
-                deployment,
-                request,
-                top_k=3,
-                request_id=str(i),
-                deadline=Deadline(0.001 if i == 0 else 30.0),
-            )
-            for i, request in enumerate(requests[:8])
-        ]
-        return await asyncio.gather(*calls, return_exceptions=True)
-
-    results = asyncio.run(scenario())
+    results = asyncio.run(_score_together(Coalescer(500, groups), calls, budgets))
 
     # Then the seven are answered by one pass, never re-scored one by one (the first is
     # answered in it too, unless its millisecond ran out before the pass began)
