@@ -28,7 +28,7 @@ SnapshotOption = Annotated[
     datetime | None,
     typer.Option(
         "--snapshot-at",
-        help="The export's end (UTC) for censoring; default: its latest timestamp.",
+        help="The export's end (UTC) for censoring; default: its latest event time.",
         formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
     ),
 ]

@@ -167,7 +167,10 @@ def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coer
 
 
 def _coerce_number(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
-    values = numbers_from_text(raw)
+    if pd.api.types.is_bool_dtype(raw):  # a contract number is never a boolean
+        values = np.full(len(raw), np.nan)
+    else:
+        values = numbers_from_text(raw)
     bad = ~np.isfinite(values)
     if column.kind is Kind.INTEGER:
         bad |= np.isfinite(values) & (np.floor(values) != values)
@@ -177,10 +180,14 @@ def _coerce_number(raw: pd.Series, column: Column, check: TableCheck) -> Coerced
 
 
 def _blank(raw: pd.Series) -> np.ndarray:
-    """Text values that are empty once trimmed (missing values are not blank)."""
-    if not (pd.api.types.is_string_dtype(raw) or pd.api.types.is_object_dtype(raw)):
-        return np.zeros(len(raw), dtype=bool)
-    return raw.str.strip().eq("").to_numpy(dtype=bool, na_value=False)
+    """Text values that are empty once trimmed (missing values and non-text are not blank)."""
+    if isinstance(raw.dtype, pd.StringDtype):
+        return raw.str.strip().eq("").to_numpy(dtype=bool, na_value=False)
+    if pd.api.types.is_object_dtype(raw):  # Parquet objects: text, bytes, booleans, ...
+        return np.fromiter(
+            (isinstance(v, str) and not v.strip() for v in raw), dtype=bool, count=len(raw)
+        )
+    return np.zeros(len(raw), dtype=bool)
 
 
 def _coerce_category(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:

@@ -65,7 +65,7 @@ class Export:
 
     Attributes:
         tables: table name to DataFrame; optional tables absent from the export are empty.
-        snapshot_at: the export's end: the latest timestamp found in any table.
+        snapshot_at: the export's end: the latest event time found in any table.
         files: table name to the file it was read from (absent tables are missing).
         warnings: non-fatal notes, such as unknown activity types mapped to ``other``.
         rejected_rows: rows set aside by a lenient load.
@@ -117,7 +117,7 @@ def load_export(
         lenient: set rows with row-level problems aside (see ``Export.rejected_rows``)
             instead of failing; structural problems (a missing file or column, an
             unreadable file) still fail.
-        snapshot_at: the export's end; defaults to the latest timestamp in the data.
+        snapshot_at: the export's end; defaults to the latest event time in the data.
 
     Returns:
         The typed export.
@@ -148,7 +148,7 @@ def build_export(
         raw: table name to DataFrame as read; optional tables may be missing.
         files: where each table came from, for messages.
         lenient: set bad rows aside instead of failing (see ``load_export``).
-        snapshot_at: the export's end; defaults to the latest timestamp in the data.
+        snapshot_at: the export's end; defaults to the latest event time in the data.
 
     Raises:
         ContractError: listing every problem found.
@@ -167,8 +167,10 @@ def build_export(
     tables = {name: check.clean_frame() for name, check in checks.items()}
     warnings = [w for check in checks.values() for w in check.warnings]
     warnings += _future_timestamps(tables)
-    snapshot = snapshot_at if snapshot_at is not None else latest_timestamp(tables)
-    warnings += _closes_after(tables, snapshot)
+    snapshot = snapshot_at
+    if snapshot is None:  # a snapshot the caller chose needs no note on later closes
+        snapshot = latest_timestamp(tables)
+        warnings += _closes_after(tables, snapshot)
     for warning in warnings:
         logger.warning(warning)
     return Export(
@@ -204,7 +206,7 @@ def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
 def _future_timestamps(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     """Warnings for tables whose latest timestamp lies after now: the snapshot would be wrong.
 
-    The snapshot (the export's end) is the latest timestamp anywhere, and censoring is
+    The snapshot (the export's end) is the latest event time anywhere, and censoring is
     measured against it; one mistyped year would silently turn unknown outcomes into
     negatives. Pass the snapshot explicitly (``--snapshot-at``) when this warning appears.
     """
@@ -216,13 +218,13 @@ def _future_timestamps(tables: Mapping[str, pd.DataFrame]) -> list[str]:
             found.append(
                 f"{name}: {int((frame[column] > now).sum())} rows dated after now "
                 f"(latest {frame[column].max().isoformat()}); the snapshot defaults to the "
-                "latest timestamp, so set it explicitly"
+                "latest event time, so set it explicitly"
             )
     return found
 
 
 def _closes_after(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) -> list[str]:
-    """A warning when opportunities close after the snapshot (read as not closed by then)."""
+    """A note when opportunities close after the derived snapshot (no feature sees that)."""
     opportunities = tables.get("opportunities")
     if opportunities is None or "closed_at" not in opportunities:
         return []
@@ -232,7 +234,7 @@ def _closes_after(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) ->
     return [
         f"opportunities: {int(later.sum())} rows close after the snapshot "
         f"({snapshot.isoformat()}), latest {opportunities['closed_at'].max().isoformat()}; "
-        "a planned close date is read as not closed by the snapshot"
+        "the snapshot is the latest event, and a close after it counts as not yet happened"
     ]
 
 

@@ -4,7 +4,8 @@ A CSV holds text, so the loader reads every number column with pandas' parser
 (``pd.to_numeric``): surrounding spaces, signs, decimals and exponents are numbers;
 ``1_000``, ``true``, ``0x10`` and the empty string are not. A request's number sent as a
 JSON string goes through the very same parser, so that a value is a number in both or in
-neither; a JSON boolean is never a number.
+neither. The contract's number columns never take a boolean; a customer's numeric column
+reads one as 1 or 0, from Parquet as from JSON.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ TEXT = pd.StringDtype("pyarrow")
 
 def numbers_from_text(values: pd.Series) -> np.ndarray:
     """Each value as a float: NaN where it is missing, not a number, or not finite."""
-    if pd.api.types.is_bool_dtype(values):
-        return np.full(len(values), np.nan)
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     return np.where(np.isfinite(numbers), numbers, np.nan)
 
@@ -33,8 +32,12 @@ def number_from_text(text: str) -> float:
 
 
 def custom_number(value: Any) -> float:
-    """A JSON value of a numeric custom column (NaN when it is not a finite number)."""
-    if isinstance(value, bool) or value is None:
+    """A JSON value of a numeric custom column (NaN when it is not a finite number).
+
+    A boolean reads as 1 or 0, as a boolean Parquet column does (the contract's own
+    number columns refuse booleans; a customer's column keeps its meaning).
+    """
+    if value is None:
         return math.nan
     if isinstance(value, str):
         return number_from_text(value)

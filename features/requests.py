@@ -27,8 +27,8 @@ def request_body(
 ) -> dict[str, Any]:
     """The JSON body a platform would send to score ``rejection_id`` at ``as_of``.
 
-    All of the lead's rows are included, even those after ``as_of``: the scorer must
-    ignore them, and sending them proves it does.
+    All of the lead's rows are included, even those after ``as_of``: no feature may see
+    them, and sending them proves none does (only a later opt-out counts, for suppression).
     """
     rejections = export.rejections
     match = rejections.loc[rejections["rejection_id"] == rejection_id]

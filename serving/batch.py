@@ -306,8 +306,11 @@ def finish(
     """Write output, rejects and summary (each atomically), then drop the work directory.
 
     The output comes first: if it cannot be written (a full disk), the previous run's
-    output and rejects stay as they were, a failed summary says why, and the error is
+    output and rejects stay as they were, a failed summary says why and ``BatchError`` is
     raised; the work directory is kept so that a rerun resumes.
+
+    Raises:
+        BatchError: the output or the rejects could not be written.
     """
     began = time.monotonic()
     request = context.request
@@ -315,8 +318,7 @@ def finish(
         counts = write_scored(parts, request.out, request.chunk_leads, request.reasons != "none")
         _write_rejects(rejects, request.rejects_path)
     except OSError as error:
-        _write_failed(context, error)
-        raise
+        raise BatchError(_write_failed(context, error)) from error
     context.timings["writing"] = time.monotonic() - began
     summary = _summary(context, as_of_us, counts, rejects, reports, input_rows)
     write_json(summary.document, request.summary_path)
@@ -330,7 +332,7 @@ def finish(
     return summary
 
 
-def _write_failed(context: JobContext, error: OSError) -> None:
+def _write_failed(context: JobContext, error: OSError) -> BatchSummary:
     """A failed summary for an output that could not be written (no chunk to blame)."""
     failure = {
         "chunk": None,
@@ -343,6 +345,7 @@ def _write_failed(context: JobContext, error: OSError) -> None:
         "failures": [failure],
     }
     write_json(document, context.request.summary_path)
+    return BatchSummary(document)
 
 
 def fail(context: JobContext, failures: list[ChunkFailure]) -> BatchSummary:

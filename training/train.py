@@ -132,7 +132,7 @@ def train(
         config: the resolved training settings.
         tune_trials: Optuna trials to run first (0: use the configured settings).
         register: register the model, give it the challenger alias and apply the gate.
-        snapshot_at: the export's end for censoring (default: its latest timestamp).
+        snapshot_at: the export's end for censoring (default: its latest event time).
     """
     export = load_export(data, snapshot_at=snapshot_at)
     logger.info("step=build_examples leads=%d", len(export.leads))

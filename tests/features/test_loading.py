@@ -295,3 +295,19 @@ def test_lenient_load_sets_aside_the_rows_of_a_set_aside_lead(tmp_path: Path) ->
     reasons = {(r.table, r.key): r.reason for r in export.rejected_rows}
     assert reasons[("rejections", "R1")] == "lead_id: its lead's row was set aside"
     assert reasons[("leads", "L1")].startswith("created_at: not an ISO 8601")
+
+
+def test_a_category_of_non_text_values_is_set_aside_not_a_crash(tmp_path: Path) -> None:
+    # Given a Parquet leads file whose job_level holds bytes (a binary column)
+    directory = write_tiny_export(tmp_path / "export")
+    leads = pd.read_csv(directory / "leads.csv", dtype=str)
+    leads["job_level"] = [b"vp", None]
+    (directory / "leads.csv").unlink()
+    leads.to_parquet(directory / "leads.parquet")
+
+    export = load_export(directory, lenient=True)
+
+    # Then the rows are set aside as unknown categories, with the column named
+    reasons = [row.reason for row in export.rejected_rows if row.table == "leads"]
+    assert len(reasons) == 1
+    assert reasons[0].startswith("job_level: not one of")

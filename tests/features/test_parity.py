@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.config import CustomColumns, FeatureConfig
@@ -165,3 +166,27 @@ def test_a_custom_category_sent_as_a_json_number_or_boolean_reads_as_the_files_t
     # Then the category is the same text
     assert from_file.columns["crm_plan"][0] is not None
     assert from_request.columns["crm_plan"][0] == from_file.columns["crm_plan"][0]
+
+
+def test_a_boolean_custom_number_reads_as_one_or_zero_from_parquet_and_json(
+    tmp_path: Path,
+) -> None:
+    config = FeatureConfig(custom_columns=CustomColumns(numeric=("crm_is_partner",)))
+    leads = pd.DataFrame(
+        {"lead_id": ["L1"], "created_at": ["2024-01-01"], "lead_source": ["webinar"]}
+    ).assign(crm_is_partner=[True])
+    directory = write_tiny_export(tmp_path, {**ONE_LEAD_TABLES, "leads": "lead_id\nL0\n"})
+    (directory / "leads.csv").unlink()
+    leads.to_parquet(directory / "leads.parquet")
+    body = b'{"lead": {"lead_id": "L1", "created_at": "2024-01-01", "lead_source": "webinar",'
+    body += b' "crm_is_partner": true}, "rejection": {"rejection_id": "R1", "lead_id": "L1",'
+    body += b' "rejected_at": "2024-04-01T00:00:00Z", "stage_at_rejection": "sql",'
+    body += b' "reason_code": "budget"}}'
+
+    from_file = history_from_export(load_export(directory), config)
+    from_request, _ = requests_history(
+        [ScoreRequest.model_validate_json(body)], config, datetime.now(UTC)
+    )
+
+    assert from_file.lead_numbers["crm_is_partner"].tolist() == [1.0]
+    assert from_request.lead_numbers["crm_is_partner"].tolist() == [1.0]

@@ -17,7 +17,7 @@ from features.loading import Export, load_export
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from features.timestamps import SPAN
-from serving.batch import EXIT_OK, EXIT_REJECTED, BatchSummary, micros, run_batch
+from serving.batch import EXIT_OK, EXIT_REJECTED, BatchError, BatchSummary, micros, run_batch
 from serving.batch_cli import register
 from serving.batch_output import output_schema
 from serving.policy import load_policy
@@ -355,7 +355,7 @@ def test_an_output_that_cannot_be_written_leaves_the_last_run_whole(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("serving.batch.write_scored", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(BatchError) as raised:
         run_batch(request(small_export_dir, out, model_dir))
 
     # Then the last output and its rejects are untouched and the summary says what failed
@@ -363,6 +363,7 @@ def test_an_output_that_cannot_be_written_leaves_the_last_run_whole(
     summary = json.loads(out.with_name(out.name + ".summary.json").read_text(encoding="utf-8"))
     assert summary["status"] == "failed"
     assert summary["failures"][0]["message"] == "writing the output failed: No space left on device"
+    assert raised.value.summary.document == summary
 
 
 def test_a_foreign_directory_in_the_work_path_is_never_deleted(
