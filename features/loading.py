@@ -29,13 +29,14 @@ from features.contract import (
     TABLES_BY_NAME,
     Table,
 )
+from features.numbers import TEXT
 from features.problems import ContractError, Problem, shorten
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv")
 #: Text is held as Arrow-backed strings (not Python objects) from the file onwards.
-ARROW_STRING = pd.StringDtype("pyarrow")
+ARROW_STRING = TEXT
 #: How every CSV of an export is read: all text (parsed by the contract later), empty
 #: fields missing, and a row with more fields than the header an error, never a shift.
 CSV_OPTIONS: dict[str, Any] = {

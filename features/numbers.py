@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: How the loader holds CSV text (``features.loading.ARROW_STRING``).
+#: How text is held from the file onwards (Arrow-backed strings, not Python objects).
 TEXT = pd.StringDtype("pyarrow")
 
 

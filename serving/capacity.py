@@ -64,16 +64,8 @@ class ScoredHistory:
     def take(self, mask: np.ndarray | pd.Series) -> ScoredHistory:
         """The examples selected by a boolean mask."""
         keep = np.asarray(mask, dtype=bool)
-        fields: dict[str, Any] = {
-            name: None if values is None else values[keep]
-            for name in _INPUT_FIELDS
-            for values in [getattr(self.inputs, name)]
-        }
         frame = self.frame.loc[keep].reset_index(drop=True)
-        return ScoredHistory(frame, RoutingInputs(**fields))
-
-
-_INPUT_FIELDS = tuple(RoutingInputs.__dataclass_fields__)
+        return ScoredHistory(frame, self.inputs.take(keep))
 
 
 def score_history(
@@ -82,7 +74,6 @@ def score_history(
     """Score and route every example (the shared API and batch path), keeping its outcome."""
     as_of = as_of_microseconds(examples.keys["as_of"])
     scored = score_features(model, examples.features, as_of, policy, latest_consent=None)
-    inputs = RoutingInputs.from_features(examples.features, scored.probability, as_of, policy)
     frame = examples.keys.copy()
     frame["month"] = _month(frame["as_of"])
     frame["probability"] = scored.probability
@@ -90,7 +81,7 @@ def score_history(
     target = examples.labels.target if examples.labels is not None else np.nan
     frame["outcome"] = np.broadcast_to(target, len(frame)).astype(np.float64)
     frame["points_score"] = examples.features.columns["points_score"]
-    return ScoredHistory(frame, inputs)
+    return ScoredHistory(frame, scored.inputs)
 
 
 def as_of_microseconds(as_of: pd.Series) -> np.ndarray:

@@ -100,6 +100,13 @@ class RoutingInputs:
             latest_consent_index=latest_consent,
         )
 
+    def take(self, keep: np.ndarray) -> RoutingInputs:
+        """The rows selected by a boolean mask (an input left out stays left out)."""
+        rows: dict[str, Any] = {
+            name: None if values is None else values[keep] for name, values in vars(self).items()
+        }
+        return RoutingInputs(**rows)
+
     def codes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Reason, consent and stage codes (-1 when missing)."""
         assert self.reason_index is not None

@@ -23,11 +23,13 @@ class Scored:
         probability: calibrated re-conversion probabilities.
         routes: the routing decisions.
         matrix: the encoded feature matrix (kept for explanations).
+        inputs: what routing read (decoded from the features).
     """
 
     probability: np.ndarray
     routes: Routes
     matrix: np.ndarray
+    inputs: RoutingInputs
 
 
 def score_features(
@@ -53,4 +55,4 @@ def score_features(
     matrix = model.matrix(features)
     probability = model.predict_matrix(matrix)
     inputs = RoutingInputs.from_features(features, probability, as_of, policy, latest_consent)
-    return Scored(probability=probability, routes=route(inputs, policy), matrix=matrix)
+    return Scored(probability, route(inputs, policy), matrix, inputs)
