@@ -188,9 +188,7 @@ def start_ours(model: str, port: int, log: Path, workers: int) -> subprocess.Pop
         model,
         "--workers",
         str(workers),
-        "--log-level",
-        "warning",
-    ]
+    ]  # the default log level: one log line per request, as MLflow's access log
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     _ready_or_stopped(port, "/readyz", process, 180)
     return process
