@@ -8,7 +8,7 @@ from a request.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
@@ -19,10 +19,11 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    ValidationError,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from features.contract import (
     ACTIVITY_TYPES,
@@ -43,6 +44,7 @@ from features.numbers import number_from_text
 from features.timestamps import ISO_TIMESTAMP_PATTERN, NOT_ISO, iso_moment, parse_timestamp
 
 TIMESTAMP_ERROR = "timestamp_format"
+CONFLICT_ERROR = "conflict"
 
 
 def _day_start(value: datetime) -> datetime:
@@ -329,6 +331,18 @@ class ConsentRecord(_Record):
 MAX_ROWS_PER_LEAD = 5000
 
 
+def _conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
+    """An error at ``location`` (within the request) for a value that contradicts another.
+
+    Raised from a model validator inside a ``ValidationError``, it keeps its location, so the
+    offending field is named (prefixed, in a batch, by the item's) rather than the whole body.
+    The input is left empty: the message names the other field, never a value.
+    """
+    return InitErrorDetails(
+        type=PydanticCustomError(CONFLICT_ERROR, message), loc=location, input=None
+    )
+
+
 class ScoreRequest(BaseModel):
     """Everything one prediction needs: one rejection of one lead and the lead's own rows.
 
@@ -346,43 +360,52 @@ class ScoreRequest(BaseModel):
     as_of: Timestamp | None = None
 
     @model_validator(mode="after")
-    def _rows_belong_to_the_lead(self) -> ScoreRequest:
-        lead_id = self.lead.lead_id
-        groups: dict[str, list[Any]] = {
-            "rejection": [self.rejection],
-            "activities": list(self.activities),
-            "opportunities": list(self.opportunities),
-            "consent": list(self.consent),
-            "earlier_rejections": list(self.earlier_rejections),
-        }
-        for field_name, rows in groups.items():
-            for index, row in enumerate(rows):
-                if row.lead_id != lead_id:
-                    where = field_name if field_name == "rejection" else f"{field_name}[{index}]"
-                    raise ValueError(f"{where}.lead_id does not match lead.lead_id")
-        if self.as_of is not None and self.as_of < self.rejection.rejected_at:
-            raise ValueError("as_of is before rejection.rejected_at")
+    def _rows_agree_with_each_other(self) -> ScoreRequest:
+        problems = [*self._foreign_rows(), *self._repeated_ids(), *self._misplaced_rejections()]
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
 
-    @model_validator(mode="after")
-    def _keys_unique_and_earlier_rejections_earlier(self) -> ScoreRequest:
+    def _foreign_rows(self) -> Iterator[InitErrorDetails]:
+        """Rows of another lead, and an ``as_of`` before the rejection."""
+        lead_id = self.lead.lead_id
+        if self.rejection.lead_id != lead_id:
+            yield _conflict(("rejection", "lead_id"), "does not match lead.lead_id")
+        for field_name in ("activities", "opportunities", "consent", "earlier_rejections"):
+            rows: list[Any] = getattr(self, field_name)
+            for index, row in enumerate(rows):
+                if row.lead_id != lead_id:
+                    yield _conflict((field_name, index, "lead_id"), "does not match lead.lead_id")
+        if self.as_of is not None and self.as_of < self.rejection.rejected_at:
+            yield _conflict(("as_of",), "is before rejection.rejected_at")
+
+    def _repeated_ids(self) -> Iterator[InitErrorDetails]:
+        """A row whose id an earlier row of the same table already has."""
         keyed = {
-            "activities": [a.activity_id for a in self.activities],
-            "opportunities": [o.opportunity_id for o in self.opportunities],
-            "earlier_rejections": [r.rejection_id for r in self.earlier_rejections],
+            ("activities", "activity_id"): [a.activity_id for a in self.activities],
+            ("opportunities", "opportunity_id"): [o.opportunity_id for o in self.opportunities],
+            ("earlier_rejections", "rejection_id"): [
+                r.rejection_id for r in self.earlier_rejections
+            ],
         }
-        for field_name, keys in keyed.items():
-            seen: set[str] = set()
+        for (field_name, key_name), keys in keyed.items():
+            first_at: dict[str, int] = {}
             for index, key in enumerate(keys):
-                if key in seen:
-                    raise ValueError(f"{field_name}[{index}] repeats an id given before it")
-                seen.add(key)
+                first = first_at.setdefault(key, index)
+                if first != index:
+                    message = f"repeats {field_name}.{first}.{key_name}"
+                    yield _conflict((field_name, index, key_name), message)
+
+    def _misplaced_rejections(self) -> Iterator[InitErrorDetails]:
+        """Earlier rejections that are the scored one, or that come after it."""
+        scored = self.rejection
         for index, earlier in enumerate(self.earlier_rejections):
-            if earlier.rejection_id == self.rejection.rejection_id:
-                raise ValueError(f"earlier_rejections[{index}] is the scored rejection itself")
-            if earlier.rejected_at > self.rejection.rejected_at:
-                raise ValueError(f"earlier_rejections[{index}].rejected_at is after the rejection")
-        return self
+            if earlier.rejection_id == scored.rejection_id:
+                message = "is rejection.rejection_id, the rejection being scored"
+                yield _conflict(("earlier_rejections", index, "rejection_id"), message)
+            if earlier.rejected_at > scored.rejected_at:
+                message = "is after rejection.rejected_at"
+                yield _conflict(("earlier_rejections", index, "rejected_at"), message)
 
     def resolved_as_of(self, now: datetime | None = None) -> datetime:
         """``as_of``, or ``now`` (UTC) when the request leaves it out."""

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from features.model_store import LOCAL_VERSION, ModelLoadError, load_model
+from features.model_store import LOCAL_VERSION, LoadedModel, ModelLoadError, load_model
 from features.predictor import ReconversionModel
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
 FINGERPRINT_CHARS = 12
+
+Loader = Callable[[str, int], LoadedModel]
 
 
 @dataclass(frozen=True)
@@ -43,20 +46,43 @@ class ModelIdentity:
     loaded_at: datetime
 
 
-def load_serving_model(uri: str, num_threads: int) -> tuple[ReconversionModel, ModelIdentity]:
+def load_serving_model(
+    uri: str, num_threads: int, load: Loader = load_model
+) -> tuple[ReconversionModel, ModelIdentity]:
     """Load the model behind ``uri`` with its identity.
 
+    A local directory is fingerprinted before and after loading: files that changed in
+    between (a copy finishing) may be half of either state, so the load is refused rather
+    than served under a fingerprint its files may not match; the next reload or poll, once
+    the files are settled, loads them.
+
+    Args:
+        uri: a registry or run URI, or a model directory.
+        num_threads: LightGBM threads for prediction.
+        load: reads the model (``features.model_store.load_model``).
+
     Raises:
-        ModelLoadError: the store is unreachable or the files are not a usable model.
+        ModelLoadError: the store is unreachable, the files are not a usable model, or a
+            local directory changed while it was loading.
     """
-    loaded = load_model(uri, num_threads)
+    before = _local_fingerprint(uri)
+    loaded = load(uri, num_threads)
     version = loaded.version
-    if version == LOCAL_VERSION:
+    if before is not None:
+        if _local_fingerprint(uri) != before:
+            raise ModelLoadError(f"{uri}: the files changed while the model was loading")
+        version = f"local-{before}"
+    elif version == LOCAL_VERSION:
         version = f"local-{directory_fingerprint(_local_path(uri))}"
     identity = ModelIdentity(
         uri, loaded.name, version, loaded.alias, loaded.run_id, datetime.now(UTC)
     )
     return loaded.model, identity
+
+
+def _local_fingerprint(uri: str) -> str | None:
+    """The fingerprint of a local directory's files; None for any other source."""
+    return directory_fingerprint(_local_path(uri)) if _is_local(uri) else None
 
 
 def current_version(uri: str) -> str | None:
@@ -71,9 +97,8 @@ def current_version(uri: str) -> str | None:
     alias = _ALIAS_URI.match(uri)
     if alias:
         return _alias_version(uri, alias["name"], alias["alias"])
-    if _is_local(uri):
-        return f"local-{directory_fingerprint(_local_path(uri))}"
-    return None
+    fingerprint = _local_fingerprint(uri)
+    return None if fingerprint is None else f"local-{fingerprint}"
 
 
 def directory_fingerprint(directory: Path) -> str:

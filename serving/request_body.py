@@ -6,10 +6,16 @@ The scoring routes validate their bodies themselves, straight from the bytes
 pydantic's JSON parser, like Python's ``json``, takes ``NaN``, ``Infinity`` and
 ``-Infinity``, which are not JSON. A body holding either word anywhere is first parsed by
 orjson, which refuses them, so it fails as invalid JSON before any field is looked at; a body
-without them is validated straight away. (A number past a float's range, ``1e999`` or a
-400-digit integer, is infinite or a huge integer to pydantic: a numeric field refuses it,
-a field of another type refuses its type, and a customer's extra column keeps it, where a
-numeric custom feature counts it as missing, as files' non-finite numbers.)
+without them is validated straight away. (orjson also refuses a number past a float's range;
+then the words are looked for outside strings instead.)
+
+A number past a float's range, ``1e999`` or a 400-digit integer, is infinite or a huge
+integer to pydantic: a numeric field refuses it, a field of another type refuses its type,
+and a customer's extra column keeps it, where a numeric custom feature counts it as missing,
+as files' non-finite numbers. pydantic's parser refuses outright a number with more than
+``MAX_INTEGER_DIGITS`` digits before its point, before any field is known; such a body is
+validated again with each of those numbers written as the float it reads as (``1e999``), so
+the error names the field like any other number past a float's range.
 
 The size limit answers 413 from the ``Content-Length`` header without reading the body,
 and stops reading a streamed body as soon as it passes the limit.
@@ -17,6 +23,8 @@ and stops reading a streamed body as soon as it passes the limit.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import TypeVar
 
 import orjson
@@ -28,6 +36,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from features.records import ScoreRequest
 
 Body = TypeVar("Body", bound=BaseModel)
+
+#: pydantic's JSON parser refuses a number with more digits than this before its point.
+MAX_INTEGER_DIGITS = 4300
+#: A JSON string (or an unterminated one, to the end), so that what it holds is skipped.
+_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"?'
+_STRINGS = re.compile(_STRING, re.DOTALL)
+_STRING_OR_LONG_NUMBER = re.compile(
+    _STRING + rb"|(-?[1-9][0-9]{%d,}(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)" % MAX_INTEGER_DIGITS,
+    re.DOTALL,
+)
+_NUMBER_CHARACTERS = frozenset(b"0123456789.eE+-")
 
 
 class BodyTooLarge(HTTPException):
@@ -110,9 +129,10 @@ def _is_json(content_type: str | None) -> bool:
 def parse_json_body(body: bytes, content_type: str | None, model: type[Body]) -> Body:
     """Validate a JSON body straight from its bytes into ``model``.
 
-    A body naming ``NaN`` or ``Infinity`` is checked by orjson for strict JSON first (the
-    words may also sit inside a string; then it passes); pydantic then validates the bytes
-    themselves, which is faster than validating the parsed dict.
+    A body naming ``NaN`` or ``Infinity`` is checked for strict JSON first (the words may
+    also sit inside a string; then it passes); pydantic then validates the bytes themselves,
+    which is faster than validating the parsed dict. A number too long for pydantic's parser
+    is validated as the float it reads as (see the module's note).
 
     Raises:
         RequestValidationError: not JSON (by content type or content), or not valid for
@@ -131,19 +151,67 @@ def parse_json_body(body: bytes, content_type: str | None, model: type[Body]) ->
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        raise RequestValidationError(
-            error.errors(include_url=False, include_input=False, include_context=False)
-        ) from None
+        if not _has_too_long_number(error):
+            raise _request_error(error) from None
+    try:
+        return model.model_validate_json(_long_numbers_as_floats(body))
+    except ValidationError as error:
+        raise _request_error(error) from None
+
+
+def _request_error(error: ValidationError) -> RequestValidationError:
+    """``error`` as FastAPI's, without the values sent."""
+    return RequestValidationError(
+        error.errors(include_url=False, include_input=False, include_context=False)
+    )
 
 
 def _check_strict_json(body: bytes) -> None:
-    """Raise ``RequestValidationError`` unless orjson, which refuses NaN and Infinity, parses."""
+    """Raise ``RequestValidationError`` if the body holds ``NaN`` or ``Infinity`` as a value.
+
+    orjson, which refuses them, parses the body first; it also refuses a number past a
+    float's range (which pydantic reads), so when it refuses, the words are looked for
+    outside strings. Whatever else it refused is left to pydantic's parser, as in a body
+    without the words.
+    """
     try:
         orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
-        ) from None
+        outside_strings = _STRINGS.sub(b"", body)
+        if b"NaN" in outside_strings or b"Infinity" in outside_strings:
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
+            ) from None
+
+
+def _has_too_long_number(error: ValidationError) -> bool:
+    """Whether pydantic's parser gave up on the body at a number with too many digits."""
+    problems = error.errors(include_url=False, include_input=False)
+    return (
+        len(problems) == 1
+        and problems[0]["type"] == "json_invalid"
+        and "number out of range" in problems[0]["msg"]
+    )
+
+
+def _long_numbers_as_floats(body: bytes) -> bytes:
+    """``body`` with every number of more than ``MAX_INTEGER_DIGITS`` digits before its point
+    written as the float it reads as (``1e999`` when past a float's range); strings untouched.
+    """
+    return _STRING_OR_LONG_NUMBER.sub(_float_literal, body)
+
+
+def _float_literal(match: re.Match[bytes]) -> bytes:
+    """A long number (group 1) as a float literal; a string, or digits that continue another
+    number (``0`` then digits is not JSON, and stays not JSON), as they are."""
+    number = match[1]
+    start = match.start()
+    if number is None or (start > 0 and match.string[start - 1] in _NUMBER_CHARACTERS):
+        return match[0]
+    value = float(number)
+    if math.isinf(value):
+        return b"-1e999" if value < 0 else b"1e999"
+    return repr(value).encode()
 
 
 def parse_score_request(body: bytes, content_type: str | None = None) -> ScoreRequest:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.model_store import ModelLoadError
+from features.model_store import LoadedModel, ModelLoadError, load_model
 from features.predictor import ReconversionModel
 from serving.examples import EXAMPLE_REQUEST
 from serving.model_source import current_version, load_serving_model
@@ -98,18 +98,23 @@ def test_an_unreachable_registry_leaves_the_service_up_and_not_ready(
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "1"
 
 
-def test_a_local_directory_swaps_when_its_files_change(
-    model: ReconversionModel, tmp_path: Path
-) -> None:
-    first = model.save(tmp_path / "first")
-    second = ReconversionModel(
+def _retrained(model: ReconversionModel) -> ReconversionModel:
+    """``model`` as a later training run would save it (another ``trained_at``)."""
+    return ReconversionModel(
         model.config,
         model.vocabulary,
         model.booster,
         model.calibration,
         model.feature_names,
         {**model.metadata, "trained_at": "2025-02-01T00:00:00+00:00"},
-    ).save(tmp_path / "second")
+    )
+
+
+def test_a_local_directory_swaps_when_its_files_change(
+    model: ReconversionModel, tmp_path: Path
+) -> None:
+    first = model.save(tmp_path / "first")
+    second = _retrained(model).save(tmp_path / "second")
     live = tmp_path / "live"
     live.symlink_to(first)
     with TestClient(create_app(api_settings(live))) as client:
@@ -122,6 +127,27 @@ def test_a_local_directory_swaps_when_its_files_change(
         assert outcome["reloaded"] is True
         assert outcome["model_version"] != before
         assert client.get("/v1/model").json()["trained_at"] == "2025-02-01T00:00:00+00:00"
+
+
+def test_a_directory_that_changes_while_loading_is_not_served_under_the_new_fingerprint(
+    model: ReconversionModel, tmp_path: Path
+) -> None:
+    # Given a model folder that a copy of the next model overwrites just after it is read
+    directory = model.save(tmp_path / "model")
+
+    def read_then_overwritten(uri: str, num_threads: int) -> LoadedModel:
+        loaded = load_model(uri, num_threads)
+        _retrained(model).save(directory)
+        return loaded
+
+    # When it is loaded, the load is refused: its files are no longer those it read
+    with pytest.raises(ModelLoadError, match="the files changed while the model was loading"):
+        load_serving_model(str(directory), 1, load=read_then_overwritten)
+
+    # Then the next load, of settled files, serves the new model under their fingerprint
+    settled, identity = load_serving_model(str(directory), 1)
+    assert settled.metadata["trained_at"] == "2025-02-01T00:00:00+00:00"
+    assert identity.version == current_version(str(directory))
 
 
 def test_a_model_that_fails_to_load_keeps_the_old_one(

@@ -84,8 +84,8 @@ def test_bodies_that_are_not_json_objects(client: TestClient, raw: bytes, code: 
             [{"lead_id": "L0000029", "changed_at": "2025-01-01", "status": "maybe"}],
             "consent.0.status",
         ),
-        ("rejection.lead_id", "SOMEONE_ELSE", "body"),
-        ("as_of", "2020-01-01T00:00:00Z", "body"),
+        ("rejection.lead_id", "SOMEONE_ELSE", "rejection.lead_id"),
+        ("as_of", "2020-01-01T00:00:00Z", "as_of"),
         ("surprise", 1, "surprise"),
     ],
 )
@@ -95,6 +95,114 @@ def test_broken_fields_are_named(client: TestClient, path: str, value: Any, fiel
     error = _problem(response)
     assert response.status_code == 422
     assert field in [f["field"] for f in error["fields"]], error
+
+
+LEAD = EXAMPLE_REQUEST["lead"]["lead_id"]
+OTHER_LEAD = "SOMEONE_ELSE_0042"
+
+
+def _earlier(rejection_id: str, rejected_at: str, lead_id: str = LEAD) -> dict[str, Any]:
+    """An earlier rejection of the example lead."""
+    return {
+        **EXAMPLE_REQUEST["rejection"],
+        "rejection_id": rejection_id,
+        "lead_id": lead_id,
+        "rejected_at": rejected_at,
+    }
+
+
+def _opportunity(opportunity_id: str, lead_id: str = LEAD) -> dict[str, Any]:
+    return {
+        "opportunity_id": opportunity_id,
+        "lead_id": lead_id,
+        "created_at": "2025-04-01T00:00:00Z",
+        "status": "lost",
+    }
+
+
+#: One body breaking one rule between fields: what to change, the field named, the problem.
+CONFLICTS = [
+    ("rejection.lead_id", OTHER_LEAD, "rejection.lead_id", "does not match lead.lead_id"),
+    ("activities.2.lead_id", OTHER_LEAD, "activities.2.lead_id", "does not match lead.lead_id"),
+    (
+        "opportunities",
+        [_opportunity("O1"), _opportunity("O2", OTHER_LEAD)],
+        "opportunities.1.lead_id",
+        "does not match lead.lead_id",
+    ),
+    (
+        "consent",
+        [{"lead_id": OTHER_LEAD, "changed_at": "2025-01-01", "status": "subscribed"}],
+        "consent.0.lead_id",
+        "does not match lead.lead_id",
+    ),
+    (
+        "earlier_rejections",
+        [_earlier("R1", "2025-01-01", OTHER_LEAD)],
+        "earlier_rejections.0.lead_id",
+        "does not match lead.lead_id",
+    ),
+    ("as_of", "2025-05-01T00:00:00Z", "as_of", "is before rejection.rejected_at"),
+    (
+        "activities.2.activity_id",
+        "A1",
+        "activities.2.activity_id",
+        "repeats activities.0.activity_id",
+    ),
+    (
+        "opportunities",
+        [_opportunity("O1"), _opportunity("O1")],
+        "opportunities.1.opportunity_id",
+        "repeats opportunities.0.opportunity_id",
+    ),
+    (
+        "earlier_rejections",
+        [_earlier("R1", "2025-01-01"), _earlier("R1", "2025-02-01")],
+        "earlier_rejections.1.rejection_id",
+        "repeats earlier_rejections.0.rejection_id",
+    ),
+    (
+        "earlier_rejections",
+        [_earlier(EXAMPLE_REQUEST["rejection"]["rejection_id"], "2025-01-01")],
+        "earlier_rejections.0.rejection_id",
+        "is rejection.rejection_id, the rejection being scored",
+    ),
+    (
+        "earlier_rejections",
+        [_earlier("R1", "2025-01-01"), _earlier("R9", "2025-07-01")],
+        "earlier_rejections.1.rejected_at",
+        "is after rejection.rejected_at",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field", "problem"), CONFLICTS)
+def test_fields_that_contradict_each_other_are_named(
+    client: TestClient, path: str, value: Any, field: str, problem: str
+) -> None:
+    # Given a body whose fields are each valid but contradict one another
+    body = _body(path, value)
+
+    # When it is scored alone and as the second item of a batch
+    alone = client.post("/v1/score", json=body)
+    batched = client.post("/v1/score/batch", json={"items": [EXAMPLE_REQUEST, body]})
+
+    # Then the offending field is named (within its item), not the whole body
+    assert alone.status_code == batched.status_code == 422
+    assert _problem(alone)["fields"] == [{"field": field, "problem": problem, "type": "conflict"}]
+    assert _problem(batched)["fields"] == [
+        {"field": f"items.1.{field}", "problem": problem, "type": "conflict"}
+    ]
+    assert OTHER_LEAD not in alone.text + batched.text
+
+
+def test_every_contradiction_in_a_body_is_named(client: TestClient) -> None:
+    body = _body("as_of", "2025-05-01T00:00:00Z")
+    body["activities"][1]["lead_id"] = OTHER_LEAD
+
+    response = client.post("/v1/score", json=body)
+
+    assert [f["field"] for f in _problem(response)["fields"]] == ["activities.1.lead_id", "as_of"]
 
 
 def test_personal_and_submitted_values_are_never_echoed(client: TestClient) -> None:
@@ -170,6 +278,89 @@ def test_a_number_too_large_for_a_float(client: TestClient) -> None:
         kept.json()["probability"]
         == client.post("/v1/score", json=EXAMPLE_REQUEST).json()["probability"]
     )
+
+
+#: Longer than pydantic's JSON parser reads (``serving.request_body.MAX_INTEGER_DIGITS``).
+LONG_NUMBER = b"9" * 5000
+
+
+def _with_number(number: bytes, field: str, *, job_title: str = "VP of Finance") -> bytes:
+    """The example body with ``number`` written verbatim into ``lead.<field>``."""
+    body = _body(f"lead.{field}", "@number@")
+    body["lead"]["job_title"] = job_title
+    return orjson.dumps(body).replace(b'"@number@"', number)
+
+
+@pytest.mark.parametrize("number", [LONG_NUMBER, b"-" + LONG_NUMBER, LONG_NUMBER + b".5e3"])
+@pytest.mark.parametrize("job_title", ["VP of Finance", "NaN Infinity Officer"])
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        ("annual_revenue", "must be a finite number"),
+        ("employee_count", "must be a whole number"),
+        ("industry", "Input should be a valid string"),
+    ],
+)
+def test_a_number_too_long_to_parse_is_named_like_any_other(
+    client: TestClient, number: bytes, job_title: str, field: str, problem: str
+) -> None:
+    # Given a number too long for the JSON parser (and text that names NaN, or not)
+    body = _with_number(number, field, job_title=job_title)
+    headers = {"content-type": "application/json"}
+    batch = b'{"items": [' + orjson.dumps(EXAMPLE_REQUEST) + b", " + body + b"]}"
+
+    # When it is sent alone and as the second item of a batch
+    alone = client.post("/v1/score", content=body, headers=headers)
+    batched = client.post("/v1/score/batch", content=batch, headers=headers)
+
+    # Then the field is named as for any number past a float's range, not the body
+    assert alone.status_code == batched.status_code == 422
+    assert _problem(alone)["code"] == _problem(batched)["code"] == "validation_error"
+    assert [(f["field"], f["problem"]) for f in _problem(alone)["fields"]] == [
+        (f"lead.{field}", problem)
+    ]
+    assert [f["field"] for f in _problem(batched)["fields"]] == [f"items.1.lead.{field}"]
+
+
+def test_a_number_too_long_to_parse_in_an_extra_column_is_kept_like_1e999(
+    client: TestClient,
+) -> None:
+    headers = {"content-type": "application/json"}
+
+    long = client.post("/v1/score", content=_with_number(LONG_NUMBER, "crm_score"), headers=headers)
+    huge = client.post("/v1/score", content=_with_number(b"1e999", "crm_score"), headers=headers)
+
+    assert long.status_code == 200, long.text
+    assert long.json()["probability"] == huge.json()["probability"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"lead": {"annual_revenue": 0' + LONG_NUMBER + b"}}",
+        b'{"lead": {"annual_revenue": ' + LONG_NUMBER + b", NaN}}",
+        b'{"lead": {"annual_revenue": ' + LONG_NUMBER + b"}, }",
+    ],
+)
+def test_a_long_number_does_not_make_a_broken_body_json(client: TestClient, raw: bytes) -> None:
+    response = client.post("/v1/score", content=raw, headers={"content-type": "application/json"})
+
+    assert response.status_code == 422
+    assert _problem(response)["code"] == "invalid_json"
+
+
+def test_a_long_number_inside_a_string_stays_text(client: TestClient) -> None:
+    # Given a long number to read as a float, and a long run of digits in a string after a
+    # quote (rewritten, the string would shrink under its length limit and pass)
+    body = _body("lead.country", 'a \\" quote then ' + "9" * 5000)
+    raw = orjson.dumps(body).replace(b'"lead":{', b'"lead":{"crm_score":' + LONG_NUMBER + b",")
+
+    response = client.post("/v1/score", content=raw, headers={"content-type": "application/json"})
+
+    # Then the string keeps its digits and is refused for its length; the number is kept
+    assert [(f["field"], f["type"]) for f in _problem(response)["fields"]] == [
+        ("lead.country", "string_too_long")
+    ]
 
 
 def test_a_batch_over_the_limit_is_refused_naming_items(model_dir: Any) -> None:
