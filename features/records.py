@@ -346,7 +346,8 @@ def _conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails
 class ScoreRequest(BaseModel):
     """Everything one prediction needs: one rejection of one lead and the lead's own rows.
 
-    ``as_of`` defaults to now. Rows after ``as_of`` may be sent; they are ignored.
+    ``as_of`` defaults to now. Rows after ``as_of`` may be sent: they never reach a feature,
+    but a consent row after ``as_of`` that forbids contact still suppresses the lead.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
