@@ -28,7 +28,8 @@ def request_body(
     """The JSON body a platform would send to score ``rejection_id`` at ``as_of``.
 
     All of the lead's rows are included, even those after ``as_of``: no feature may see
-    them, and sending them proves none does (only a later opt-out counts, for suppression).
+    them, and sending them proves none does (only a later opt-out, or a later opt-in after a
+    ``do_not_contact`` rejection, counts, for suppression).
     """
     rejections = export.rejections
     match = rejections.loc[rejections["rejection_id"] == rejection_id]

@@ -73,7 +73,7 @@ def score_history(
 ) -> ScoredHistory:
     """Score and route every example (the shared API and batch path), keeping its outcome."""
     as_of = as_of_microseconds(examples.keys["as_of"])
-    scored = score_features(model, examples.features, as_of, policy, latest_consent=None)
+    scored = score_features(model, examples.features, as_of, policy, contact=None)
     frame = examples.keys.copy()
     frame["month"] = _month(frame["as_of"])
     frame["probability"] = scored.probability

@@ -25,6 +25,7 @@ from features.loading import ARROW_STRING, Export, build_export, latest_timestam
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from serving.batch_output import LEAD_ROW_COLUMN, REJECTS_SCHEMA, part_schema
+from serving.contact import ContactNow
 from serving.export_chunks import ROW_COLUMN
 from serving.policy import RoutingPolicy
 from serving.reasons import explain
@@ -179,9 +180,8 @@ def _scored_table(
         return schema.empty_table()
     features = compute_features(history, examples, model.config)
     lead = history.rejections.lead[examples.rejection_row]
-    scored = score_features(
-        model, features, examples.as_of, policy, latest_consent=history.latest_consent(lead)
-    )
+    contact = ContactNow.read(history, lead, examples.as_of)
+    scored = score_features(model, features, examples.as_of, policy, contact=contact)
     columns = {
         "lead_id": history.lead_id[lead],
         "rejection_id": history.rejections.rejection_id[examples.rejection_row],

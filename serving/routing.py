@@ -17,6 +17,7 @@ from features.contract import CONSENT_STATUSES, REASON_CODES, STAGES
 from features.engine import FeatureTable
 from features.history import DAY_US
 from features.identity_cache import per_object
+from serving.contact import ContactNow
 from serving.policy import RoutingPolicy
 
 SUPPRESSED_PROGRAM = "suppressed"
@@ -40,7 +41,8 @@ class RoutingInputs:
 
     The category columns are given as labels; their integer codes (positions in the
     contract vocabularies, -1 when missing) are derived once when not given, and routing
-    works on the codes.
+    works on the codes. ``latest_consent_index`` and ``refused_by_rejection`` come from the
+    lead's whole history (``serving.contact.ContactNow``); None reads as "nothing more".
     """
 
     probability: np.ndarray
@@ -56,6 +58,7 @@ class RoutingInputs:
     consent_index: np.ndarray | None = None
     stage_index: np.ndarray | None = None
     latest_consent_index: np.ndarray | None = None
+    refused_by_rejection: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Fill in the codes of the category labels that were given without them."""
@@ -73,13 +76,14 @@ class RoutingInputs:
         probability: np.ndarray,
         as_of: np.ndarray,
         policy: RoutingPolicy,
-        latest_consent: np.ndarray | None = None,
+        contact: ContactNow | None = None,
     ) -> RoutingInputs:
         """Decode the routing inputs from a feature table built by the engine.
 
-        ``latest_consent`` (codes, -1 when none) is each lead's latest consent in the data,
-        after ``as_of`` included (``History.latest_consent``); when it forbids contact, the
-        lead is suppressed whatever its consent was at ``as_of``.
+        ``contact`` holds each lead's latest consent in the data, after ``as_of`` included,
+        and whether a ``do_not_contact`` rejection of the lead still stands
+        (``serving.contact``); when either forbids contact, the lead is suppressed whatever
+        its consent and reason at ``as_of``.
         """
         reason = _codes(features, "reason_code")
         consent = _codes(features, "consent_status")
@@ -97,7 +101,8 @@ class RoutingInputs:
             reason_index=reason,
             consent_index=consent,
             stage_index=stage,
-            latest_consent_index=latest_consent,
+            latest_consent_index=None if contact is None else contact.latest_consent,
+            refused_by_rejection=None if contact is None else contact.refused_by_rejection,
         )
 
     def take(self, keep: np.ndarray) -> RoutingInputs:
@@ -123,8 +128,9 @@ class Routes:
         tier: the probability tier's name.
         priority: work priority, 1 most urgent (0 for suppressed leads).
         program: the nurture program, ``rebound_to_sales``, or ``suppressed``.
-        suppressed: contact is forbidden (consent or reason).
-        suppression_reason: why (``consent:<status>`` or ``reason:<code>``), else None.
+        suppressed: contact is forbidden (consent, the reason, or another rejection's).
+        suppression_reason: why (``consent:<status>``, ``reason:<code>`` or
+            ``other_rejection:do_not_contact``), else None.
         re_entry_stage: the funnel stage the lead resumes at (never back to the start).
         next_action_at: when to act next, int64 microseconds (``NO_DATE`` when suppressed).
         policy: the policy's ``name@version``.
@@ -159,7 +165,7 @@ def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
     reason, consent, stage = inputs.codes()
     table = policy_tables(policy)
     tier_index = _tier_index(inputs.probability, table)
-    suppressed, why = _suppression(reason, consent, table, inputs.latest_consent_index)
+    suppressed, why = _suppression(reason, consent, table, inputs)
     rebound = ~suppressed & _rebound(inputs, policy)
     low_touch = ~suppressed & ~rebound & (inputs.probability < policy.low_touch.max_probability)
     program, days = _reason_programs(inputs, reason, policy, table)
@@ -213,27 +219,50 @@ def _tier_index(probability: np.ndarray, table: PolicyTables) -> np.ndarray:
     return tiers - 1 - np.clip(position, 0, tiers - 1)
 
 
-#: Why a lead is suppressed, by cause index: each consent status, each reason, then none.
+#: Suppression by a standing ``do_not_contact`` rejection of the lead other than the scored one.
+OTHER_REJECTION_CAUSE = "other_rejection:do_not_contact"
+
+#: Why a lead is suppressed, by cause index: each consent status, each reason, another
+#: rejection's ``do_not_contact``, then none.
 SUPPRESSION_CAUSES = np.array(
-    [*(f"consent:{c}" for c in CONSENT_STATUSES), *(f"reason:{r}" for r in REASON_CODES), None],
+    [
+        *(f"consent:{c}" for c in CONSENT_STATUSES),
+        *(f"reason:{r}" for r in REASON_CODES),
+        OTHER_REJECTION_CAUSE,
+        None,
+    ],
     dtype=object,
 )
+OTHER_REJECTION = len(SUPPRESSION_CAUSES) - 2
+NO_CAUSE = len(SUPPRESSION_CAUSES) - 1
 
 
 def _suppression(
-    reason: np.ndarray, consent: np.ndarray, table: PolicyTables, latest: np.ndarray | None
+    reason: np.ndarray, consent: np.ndarray, table: PolicyTables, inputs: RoutingInputs
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Who may not be contacted, and why (``consent:<status>`` wins over ``reason:<code>``).
+    """Who may not be contacted, and why.
 
-    Consent is the status at ``as_of``, or the latest one when that forbids contact.
+    Consent is the status at ``as_of``, or the latest one when that forbids contact. The
+    first cause found is named: consent, then the scored rejection's reason, then a
+    standing ``do_not_contact`` rejection of the lead.
     """
+    latest = inputs.latest_consent_index
     if latest is not None:
         consent = np.where(table.consent_rule[latest], latest, consent)
     by_consent = table.consent_rule[consent]
     by_reason = table.reason_rule[reason]
-    cause = np.where(by_reason, len(CONSENT_STATUSES) + reason, len(SUPPRESSION_CAUSES) - 1)
+    by_other = _refused_by_rejection(inputs)
+    cause = np.where(by_other, OTHER_REJECTION, NO_CAUSE)
+    cause = np.where(by_reason, len(CONSENT_STATUSES) + reason, cause)
     cause = np.where(by_consent, consent, cause)
-    return by_consent | by_reason, SUPPRESSION_CAUSES[cause]
+    return by_consent | by_reason | by_other, SUPPRESSION_CAUSES[cause]
+
+
+def _refused_by_rejection(inputs: RoutingInputs) -> np.ndarray:
+    """The standing ``do_not_contact`` rejections (none when routing was not told)."""
+    if inputs.refused_by_rejection is None:
+        return np.zeros(len(inputs.probability), dtype=bool)
+    return np.asarray(inputs.refused_by_rejection, dtype=bool)
 
 
 def _flags(vocabulary: tuple[str, ...], chosen: tuple[str, ...]) -> np.ndarray:

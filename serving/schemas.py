@@ -86,9 +86,13 @@ class ScoreResult(BaseModel):
     tier: str = Field(description="probability tier from the routing policy")
     program: str = Field(description="nurture program, rebound_to_sales, or suppressed")
     routing: RoutingOut
-    suppressed: bool = Field(description="consent or the rejection reason forbids contact")
+    suppressed: bool = Field(
+        description="consent, the rejection reason or a do_not_contact rejection of the lead "
+        "forbids contact"
+    )
     suppression_reason: str | None = Field(
-        description="consent:<status> or reason:<code> when suppressed"
+        description="consent:<status>, reason:<code> or other_rejection:do_not_contact "
+        "when suppressed"
     )
     reasons: list[ReasonOut] = Field(description="strongest factors first")
     model_version: str

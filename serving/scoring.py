@@ -9,6 +9,7 @@ import numpy as np
 
 from features.engine import FeatureTable
 from features.predictor import ReconversionModel
+from serving.contact import ContactNow
 from serving.policy import RoutingPolicy
 from serving.routing import Routes, RoutingInputs, route
 
@@ -38,7 +39,7 @@ def score_features(
     as_of: np.ndarray,
     policy: RoutingPolicy,
     *,
-    latest_consent: np.ndarray | None,
+    contact: ContactNow | None,
 ) -> Scored:
     """Predict and route every row of a feature table.
 
@@ -47,12 +48,14 @@ def score_features(
         features: raw feature columns from the feature engine.
         as_of: each row's scoring moment, int64 microseconds (UTC).
         policy: the routing policy.
-        latest_consent: each row's latest consent code in the data, rows after ``as_of``
-            included (``History.latest_consent``), so that an opt-out recorded after
-            ``as_of`` still suppresses; None only to replay history as it stood at
-            ``as_of`` (capacity planning).
+        contact: each row's contact signals from the lead's whole history, rows after
+            ``as_of`` included (``ContactNow.read``): its latest consent, so that an
+            opt-out recorded after ``as_of`` still suppresses, and whether a
+            ``do_not_contact`` rejection of the lead still stands. None only to replay
+            examples from their features alone (capacity planning): then only the consent
+            and reason at ``as_of`` suppress.
     """
     matrix = model.matrix(features)
     probability = model.predict_matrix(matrix)
-    inputs = RoutingInputs.from_features(features, probability, as_of, policy, latest_consent)
+    inputs = RoutingInputs.from_features(features, probability, as_of, policy, contact)
     return Scored(probability, route(inputs, policy), matrix, inputs)

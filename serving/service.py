@@ -20,6 +20,7 @@ from features.engine import compute_features
 from features.predictor import ReconversionModel
 from features.records import ScoreRequest
 from features.request_history import requests_history
+from serving.contact import ContactNow
 from serving.model_source import ModelIdentity
 from serving.policy import RoutingPolicy
 from serving.reasons import Reason, explain
@@ -106,7 +107,7 @@ def score_requests(
         features,
         examples.as_of,
         deployment.policy,
-        latest_consent=history.latest_consent(lead),
+        contact=ContactNow.read(history, lead, examples.as_of),
     )
     reasons = explain(model, features, scored.matrix, top_k) if top_k > 0 else None
     budget.check("reasons")

@@ -89,6 +89,14 @@ def edit_csv(directory: Path, table: str, row: int, column: str, value: str) -> 
     return str(frame.iloc[row, 0])
 
 
+def appended(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """A generated table with ``rows`` after it, its category columns kept as categories."""
+    categories = [c for c in frame if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    plain = frame.astype(dict.fromkeys(categories, object))
+    merged = pd.concat([plain, rows], ignore_index=True)
+    return merged.astype(dict.fromkeys(categories, "category"))
+
+
 def copy_export(source: Path, target: Path) -> Path:
     """A copy of an export directory."""
     shutil.copytree(source, target)

@@ -67,17 +67,20 @@ def test_routes_and_reasons_match_the_shared_scoring_path(
     client: TestClient, model_dir: Path, small_export: Export, sample: ExampleSet
 ) -> None:
     from features.history import history_from_export
+    from serving.contact import ContactNow
     from serving.policy import load_policy
     from serving.reasons import explain
     from serving.scoring import score_features
 
     model = ReconversionModel.load(model_dir)
     as_of = (sample.keys["as_of"].astype("int64") // 1000).to_numpy()
-    # The bodies carry each lead's every row, so routing sees its latest consent too
+    # The bodies carry each lead's every row (rejections up to the scored one), so routing
+    # sees its latest consent too; the generator writes every do_not_contact rejection as
+    # a consent row as well, so a later one suppresses in both paths
     history = history_from_export(small_export, model.config)
     lead = pd.Index(history.lead_id).get_indexer(sample.keys["lead_id"])
-    latest = history.latest_consent(lead)
-    scored = score_features(model, sample.features, as_of, load_policy(), latest_consent=latest)
+    contact = ContactNow.read(history, lead, as_of)
+    scored = score_features(model, sample.features, as_of, load_policy(), contact=contact)
     reasons = explain(model, sample.features, scored.matrix, top_k=3)
 
     answer = client.post("/v1/score/batch", json={"items": _bodies(small_export, sample)})

@@ -39,9 +39,7 @@ def reference(small_export: Export, model: ReconversionModel) -> tuple[ExampleSe
     """The open rejections at the export's end, scored through ``score_features`` directly."""
     examples = build_scoring_set(small_export, model.config)
     as_of = np.full(len(examples), micros(small_export.snapshot_at.to_pydatetime()))
-    return examples, score_features(
-        model, examples.features, as_of, load_policy(), latest_consent=None
-    )
+    return examples, score_features(model, examples.features, as_of, load_policy(), contact=None)
 
 
 @pytest.fixture(scope="module")
