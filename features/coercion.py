@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
-from features.numbers import TEXT as STRING_DTYPE
 from features.numbers import numbers_from_text
 from features.problems import Problem, shorten
+from features.text import TEXT, texts_of
 from features.timestamps import SPAN, TIMESTAMP_DTYPE, outside_span, parse_timestamps
 
 
@@ -105,12 +105,16 @@ def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
     if column.kind is Kind.CATEGORY:  # a blank category is a missing one, as in the API
         present &= ~_blank(raw)
     typed, bad, message = COERCERS[column.kind](raw, column, check)
-    free_text = column.kind is Kind.STRING and not column.is_identifier
-    # A free-text value (a rep's note) may name people: its problems never quote it.
-    check.flag(bad & present, column.name, message, column.personal or free_text)
+    check.flag(bad & present, column.name, message, _unquotable(column))
     if column.required:
         check.flag(~present, column.name, "required value is missing")
     return typed
+
+
+def _unquotable(column: Column) -> bool:
+    """Whether problems may not quote the column's values: personal data, and free text
+    (a rep's note may name people)."""
+    return column.personal or (column.kind is Kind.STRING and not column.is_identifier)
 
 
 def _empty_series(column: Column) -> pd.Series:
@@ -126,20 +130,16 @@ def _missing_series(column: Column, length: int) -> pd.Series:
     if column.kind is Kind.CATEGORY:
         codes = np.full(length, -1)
         return pd.Series(pd.Categorical.from_codes(codes, categories=list(column.vocabulary)))
-    return pd.Series(np.full(length, None, dtype=object)).astype(STRING_DTYPE)
+    return pd.Series(np.full(length, None, dtype=object)).astype(TEXT)
 
 
 Coerced = tuple[pd.Series, np.ndarray, str]
 
 
 def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
-    if isinstance(raw.dtype, pd.StringDtype):
-        typed = raw
-    else:
-        values = raw.astype(object).where(raw.notna(), None)
-        if not pd.api.types.is_string_dtype(raw) and not pd.api.types.is_object_dtype(raw):
-            values = values.map(lambda v: None if v is None else str(v))
-        typed = values.astype(STRING_DTYPE)
+    """Text as it is; numbers and booleans (Parquet's) written by ``features.text``."""
+    typed, not_text = texts_of(raw)
+    check.flag(not_text, column.name, "an infinite number is not text", _unquotable(column))
     return (typed, *_length_problems(typed, column))
 
 

@@ -28,6 +28,7 @@ from features.contract import (
 )
 from features.loading import Export, positions_in
 from features.numbers import numbers_from_text
+from features.text import texts_of
 from features.timestamps import MISSING_TIME, to_microseconds
 
 DAY_US = 86_400_000_000
@@ -214,9 +215,11 @@ def _category_codes(series: pd.Series) -> np.ndarray:
 
 
 def _text_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A text column as objects (None when missing); a custom column of Parquet numbers or
+    booleans is written as text by ``features.text``, as the contract's text columns are."""
     if column not in frame:
         return np.full(len(frame), None, dtype=object)
-    values = frame[column]
+    values, _ = texts_of(frame[column])
     return values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
 
 

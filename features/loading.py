@@ -29,8 +29,8 @@ from features.contract import (
     TABLES_BY_NAME,
     Table,
 )
-from features.numbers import TEXT
 from features.problems import ContractError, Problem, shorten
+from features.text import TEXT, text_of
 
 logger = logging.getLogger(__name__)
 
@@ -314,19 +314,43 @@ def _check_csv_header(path: Path) -> None:
         )
 
 
+#: Arrow types kept by pandas as they are: text as Arrow-backed strings (a fraction of
+#: Python objects' memory), integers as nullable integers (not floats when a value is
+#: missing, so that an id past 2^53 keeps every digit).
+PANDAS_TYPES: dict[pa.DataType, Any] = {
+    pa.string(): ARROW_STRING,
+    pa.large_string(): ARROW_STRING,
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
+
+
+def arrow_to_pandas(table: pa.Table, *, self_destruct: bool = False) -> pd.DataFrame:
+    """An Arrow table (a Parquet file, a batch chunk) as the loader reads it (``PANDAS_TYPES``)."""
+    return table.to_pandas(types_mapper=PANDAS_TYPES.get, self_destruct=self_destruct)
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
-    """A Parquet file with text as Arrow-backed strings (a fraction of Python objects' memory)."""
-    table = pq.read_table(path)
-    strings = {pa.string(): ARROW_STRING, pa.large_string(): ARROW_STRING}
-    return table.to_pandas(types_mapper=strings.get, self_destruct=True)
+    """A Parquet file as the loader reads it (``arrow_to_pandas``)."""
+    return arrow_to_pandas(pq.read_table(path), self_destruct=True)
 
 
 def _check_references(checks: Mapping[str, TableCheck], lenient: bool) -> None:
-    """Flag child rows whose lead is unknown or, in a lenient load, was set aside."""
+    """Flag child rows whose lead is unknown or, in a lenient load, was set aside.
+
+    Ids are compared as text (``features.text``), so a lead whose id a Parquet file holds
+    as a number is found from a CSV's text of it, and the other way round.
+    """
     leads = checks["leads"]
     if leads.frame is None or "lead_id" not in leads.frame:
         return
-    lead_ids = leads.frame["lead_id"]
+    lead_ids = leads.typed["lead_id"]
     known = pd.Index(lead_ids.dropna().unique())
     set_aside = np.zeros(len(lead_ids), dtype=bool)
     set_aside[list(leads.bad_reasons)] = True
@@ -335,7 +359,7 @@ def _check_references(checks: Mapping[str, TableCheck], lenient: bool) -> None:
         child = checks[name]
         if child.frame is None or "lead_id" not in child.frame or child.frame.empty:
             continue
-        child_leads = child.frame["lead_id"]
+        child_leads = child.typed["lead_id"]
         present = child_leads.notna().to_numpy()
         child.flag(
             present & (positions_in(known, child_leads) < 0),
@@ -362,7 +386,7 @@ def _rejected_rows(check: TableCheck) -> list[RejectedRow]:
             RejectedRow(
                 table=check.table.name,
                 row=position + 1,
-                key=None if value is None or pd.isna(value) else str(value),
+                key=text_of(value),
                 reason=reason,
             )
         )

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: How text is held from the file onwards (Arrow-backed strings, not Python objects).
-TEXT = pd.StringDtype("pyarrow")
+from features.text import TEXT
 
 
 def numbers_from_text(values: pd.Series) -> np.ndarray:

@@ -41,6 +41,7 @@ from features.contract import (
     STAGES,
 )
 from features.numbers import number_from_text
+from features.text import text_of
 from features.timestamps import ISO_TIMESTAMP_PATTERN, NOT_ISO, iso_moment, parse_timestamp
 
 TIMESTAMP_ERROR = "timestamp_format"
@@ -105,8 +106,77 @@ def _timestamp_error(parse: Callable[[Any], datetime]) -> Callable[[Any], dateti
 
 Timestamp = Annotated[datetime, _ContractTimestamp]
 DateField = Annotated[datetime, _ContractTimestamp, AfterValidator(_day_start)]
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-Text = Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]
+
+
+class _ContractText:
+    """Text by the loader's rule (``features.text``): a JSON string as it is, a JSON number
+    or boolean written as a file's text of it (``7`` and ``7.0`` are ``"7"``, ``true`` is
+    ``"true"``), within the column's length limits, as in files.
+
+    A string is checked by pydantic's core first, with no Python call (a request carries
+    dozens of ids); only a number or a boolean goes through ``written``. Every refusal (a
+    string too short or too long, another JSON type, a number that is not finite) is one
+    ``text`` error naming the limits.
+    """
+
+    def __init__(self, min_length: int, max_length: int) -> None:
+        self.min_length = min_length
+        self.max_length = max_length
+        shortest = f"{min_length} to " if min_length else "at most "
+        self.message = (
+            f"must be text of {shortest}{max_length:,} characters, "
+            "or a finite number or a boolean (read as text)"
+        )
+
+    def written(self, value: float | int | bool) -> str:
+        """A JSON number or boolean as text.
+
+        Raises:
+            ValueError: a number that is not finite, or text past the length limit.
+        """
+        text = text_of(value)
+        if text is None or not self.min_length <= len(text) <= self.max_length:
+            raise ValueError(self.message)
+        return text
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """A strict string within the limits, or a strict boolean or number via ``written``."""
+        scalar = core_schema.union_schema(
+            [
+                core_schema.bool_schema(strict=True),
+                core_schema.int_schema(strict=True),
+                core_schema.float_schema(strict=True),
+            ],
+            mode="left_to_right",
+        )
+        text = core_schema.str_schema(
+            strict=True, min_length=self.min_length, max_length=self.max_length
+        )
+        return core_schema.union_schema(
+            [text, core_schema.no_info_after_validator_function(self.written, scalar)],
+            mode="left_to_right",
+            custom_error_type="text",
+            custom_error_message=self.message,
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """A string within the limits, or a number or a boolean (read as text)."""
+        text: JsonSchemaValue = {"type": "string", "maxLength": self.max_length}
+        if self.min_length:
+            text["minLength"] = self.min_length
+        return {"anyOf": [text, {"type": "number"}, {"type": "boolean"}]}
+
+
+if TYPE_CHECKING:  # plain strings to a type checker
+    Identifier: TypeAlias = str
+    Text: TypeAlias = str
+else:
+    Identifier = Annotated[str, _ContractText(min_length=1, max_length=MAX_ID_LENGTH)]
+    Text = Annotated[str, _ContractText(min_length=0, max_length=MAX_TEXT_LENGTH)]
 
 
 class _ContractNumber:

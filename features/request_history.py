@@ -32,6 +32,7 @@ from features.history import (
 )
 from features.numbers import custom_number
 from features.records import RejectionRecord, ScoreRequest
+from features.text import text_of
 from features.timestamps import microseconds, utc_microseconds
 
 
@@ -94,7 +95,7 @@ def _lead_text(leads: list[Any], config: FeatureConfig) -> dict[str, np.ndarray]
     }
     for column in config.custom_columns.categorical:
         values = [lead.custom_value(column) for lead in leads]
-        text[column] = np.array([None if v is None else str(v) for v in values], dtype=object)
+        text[column] = np.array([text_of(v) for v in values], dtype=object)
     return text
 
 

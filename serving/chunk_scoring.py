@@ -21,9 +21,10 @@ from features.contract import TABLES_BY_NAME
 from features.engine import FeatureTable, compute_features
 from features.examples import Examples, open_rejection_examples
 from features.history import DAY_US, History, history_from_export
-from features.loading import ARROW_STRING, Export, build_export, latest_timestamp
+from features.loading import Export, arrow_to_pandas, build_export, latest_timestamp
 from features.predictor import ReconversionModel
 from features.problems import ContractError
+from features.text import text_of
 from serving.batch_output import LEAD_ROW_COLUMN, REJECTS_SCHEMA, part_schema
 from serving.contact import ContactNow
 from serving.export_chunks import ROW_COLUMN
@@ -33,8 +34,6 @@ from serving.routing import NO_DATE
 from serving.scoring import ReasonMode, Scored, score_features
 
 TOP_REASONS = 3
-#: Text as Arrow-backed strings, as the loader reads it (``features.loading``).
-_STRINGS = {pa.string(): ARROW_STRING, pa.large_string(): ARROW_STRING}
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def _raw_frames(
     rows: dict[str, np.ndarray] = {}
     for name, table in raw.items():
         rows[name] = table.column(ROW_COLUMN).to_numpy()
-        frames[name] = table.drop_columns([ROW_COLUMN]).to_pandas(types_mapper=_STRINGS.get)
+        frames[name] = arrow_to_pandas(table.drop_columns([ROW_COLUMN]))
         if frames[name].empty and not TABLES_BY_NAME[name].optional:
             frames[name], rows[name] = _placeholder(frames[name])
     return frames, rows
@@ -262,5 +261,4 @@ def _rejects_table(
 def _lead_of(frame: pd.DataFrame, position: int) -> str | None:
     if "lead_id" not in frame:
         return None
-    value = frame["lead_id"].iloc[position]
-    return None if value is None or pd.isna(value) else str(value)
+    return text_of(frame["lead_id"].iloc[position])

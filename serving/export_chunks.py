@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
+from features.text import arrow_texts
 from features.timestamps import MISSING_TIME, parse_timestamps, to_microseconds
 from serving.export_reading import ExportFiles, available_cpus, iter_batches, timestamp_columns
 from serving.key_hashing import KeyIndex, repeated, string_hashes
@@ -163,7 +164,7 @@ class _Router:
 
     def chunks(self, batch: pa.Table, first_row: int) -> np.ndarray:
         """Each row's chunk; rows of unknown leads are spread by row number."""
-        position = self.index.positions_of(batch.column("lead_id"))
+        position = self.index.positions_of(arrow_texts(batch.column("lead_id"))[0])
         spread = np.arange(first_row, first_row + batch.num_rows) % self.n_chunks
         return np.where(position >= 0, position // self.chunk_leads, spread).astype(np.int32)
 
@@ -243,8 +244,8 @@ def _collect(table: str, key: str | None, batches: list[_StagedBatch]) -> _Stage
 
 
 def _key_hashes(column: pa.ChunkedArray) -> np.ndarray:
-    """Hashes of a key column as text, with missing keys marked by a hash of 0."""
-    text = pc.cast(column, pa.string())
+    """Hashes of a key column as text (``features.text``), missing keys marked by a hash of 0."""
+    text, _ = arrow_texts(column)
     hashes = string_hashes(text)
     hashes[~np.asarray(text.is_valid())] = 0
     return hashes
@@ -265,12 +266,13 @@ def _gather_repeated_keys(staged: _Staged, key: str, hashes: np.ndarray) -> None
 
 
 def _column(staged: _Staged, name: str, rows: np.ndarray | None = None) -> pa.ChunkedArray:
-    """A column of a staged table as text (only ``rows``, file positions, when given)."""
+    """A column of a staged table as text (``features.text``; only ``rows``, file positions,
+    when given)."""
     parts: list[pa.Array] = []
     first = 0
     for path in staged.files:
         batch = _read_ipc(path)
-        column = pc.cast(batch.column(name), pa.string())
+        column, _ = arrow_texts(batch.column(name))
         if rows is None:
             parts.append(column)
         else:

@@ -22,6 +22,7 @@ import pyarrow as pa
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
 from features.problems import ContractError, Problem
+from features.text import WHOLE_LIMIT
 from serving.export_chunks import ROW_COLUMN, latest_timestamp_us
 from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
 
@@ -131,8 +132,8 @@ def read_table(session: Any, table: str, path: str, config: FeatureConfig) -> Sp
         *(functions.col(f"`{c}`").alias(f"{table}{SEPARATOR}{c}") for c in kept),
         functions.lit(table).alias(TABLE_COLUMN),
         row.cast("bigint").alias(ROW_COLUMN),
-        functions.col("lead_id").cast("string").alias("_lead_id"),
-        *_key(table, functions),
+        _as_text(frame, "lead_id", functions).alias("_lead_id"),
+        *_key(frame, table, functions),
     )
     latest = [f[2] for f in files if f[2] is not None]
     return SparkTable(selected, sum(f[1] for f in files), max(latest, default=None))
@@ -169,11 +170,23 @@ def _batch_stats(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             )
 
 
-def _key(table: str, functions: Any) -> list[Any]:
+def _key(frame: Any, table: str, functions: Any) -> list[Any]:
     key = TABLES_BY_NAME[table].primary_key
     if key is None or table == "leads":
         return [functions.lit(None).cast("string").alias("_key")]
-    return [functions.col(key).cast("string").alias("_key")]
+    return [_as_text(frame, key, functions).alias("_key")]
+
+
+def _as_text(frame: Any, name: str, functions: Any) -> Any:
+    """An id column as text, a whole float written as its digits (``features.text``: Spark
+    alone writes ``12.0``), so that rows meet their lead's bucket whatever the id's type."""
+    column = functions.col(f"`{name}`")
+    if frame.schema[name].dataType.typeName() not in ("double", "float"):
+        return column.cast("string")
+    whole = (column == functions.floor(column)) & (functions.abs(column) < WHOLE_LIMIT)
+    return functions.when(whole, column.cast("bigint").cast("string")).otherwise(
+        column.cast("string")
+    )
 
 
 def _wanted(table: str, config: FeatureConfig) -> set[str]:

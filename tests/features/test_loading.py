@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from features.contract import PERSONAL_COLUMNS
@@ -311,3 +313,73 @@ def test_a_category_of_non_text_values_is_set_aside_not_a_crash(tmp_path: Path) 
     reasons = [row.reason for row in export.rejected_rows if row.table == "leads"]
     assert len(reasons) == 1
     assert reasons[0].startswith("job_level: not one of")
+
+
+def _as_parquet(directory: Path, table: str, columns: dict[str, pa.Array]) -> None:
+    """Replace ``table``'s CSV with Parquet, the given columns stored with their own types."""
+    frame = pa.Table.from_pandas(pd.read_csv(directory / f"{table}.csv", dtype=str))
+    for name, values in columns.items():
+        if name in frame.column_names:
+            frame = frame.set_column(frame.schema.get_field_index(name), name, values)
+        else:
+            frame = frame.append_column(name, values)
+    (directory / f"{table}.csv").unlink()
+    pq.write_table(frame, directory / f"{table}.parquet")
+
+
+def test_parquet_numbers_in_text_columns_read_as_the_csv_text(tmp_path: Path) -> None:
+    # Given codes in text columns, as CSV text and as Parquet integers and floats with gaps
+    leads = TINY_TABLES["leads"].replace("Software", "12").replace("retail", "")
+    leads = leads.replace("lead_id,", "lead_id,account_id,country,").replace("L1,", "L1,900,7,")
+    leads = leads.replace("L2,", "L2,,7.5,")
+    csv_export = load_export(with_table(tmp_path / "csv", "leads", leads))
+    directory = with_table(tmp_path / "parquet", "leads", leads)
+    _as_parquet(
+        directory,
+        "leads",
+        {
+            "industry": pa.array([12, None], pa.int64()),
+            "account_id": pa.array([900.0, None], pa.float64()),
+            "country": pa.array([7.0, 7.5], pa.float32()),
+        },
+    )
+
+    parquet_export = load_export(directory)
+
+    # Then each reads as the CSV's text: "12", not "12.0"
+    for column, expected in [("industry", "12"), ("account_id", "900"), ("country", "7")]:
+        assert parquet_export.leads[column].iloc[0] == expected, column
+        assert csv_export.leads[column].iloc[0] == expected, column
+    assert parquet_export.leads["country"].iloc[1] == "7.5"
+    assert parquet_export.leads["industry"].dtype == csv_export.leads["industry"].dtype
+
+
+def test_a_parquet_integer_id_with_gaps_keeps_every_digit_and_finds_its_lead(
+    tmp_path: Path,
+) -> None:
+    # Given lead ids past 2^53 held as integers in Parquet, and as text in the CSV children
+    big = 2**60 + 1
+    tables = {
+        name: text.replace("L1", str(big)).replace("L2", "2") for name, text in TINY_TABLES.items()
+    }
+    directory = write_tiny_export(tmp_path / "export", tables)
+    _as_parquet(directory, "leads", {"lead_id": pa.array([big, 2], pa.int64())})
+    _as_parquet(directory, "rejections", {"rep_id": pa.array([5, None, None], pa.int64())})
+
+    export = load_export(directory)
+
+    # Then the ids are the CSV's text, and every child row finds its lead
+    assert export.leads["lead_id"].tolist() == [str(big), "2"]
+    assert export.rejections["lead_id"].tolist() == [str(big), "2", str(big)]
+    assert export.rejections["rep_id"].iloc[0] == "5"
+
+
+def test_an_infinite_number_in_a_text_column_is_named(tmp_path: Path) -> None:
+    directory = write_tiny_export(tmp_path / "export")
+    _as_parquet(directory, "leads", {"industry": pa.array([1.0, float("inf")])})
+
+    messages = {(Path(p.file).name, p.column, p.row): p for p in problems_of(directory)}
+
+    problem = messages[("leads.parquet", "industry", 2)]
+    assert problem.message == "an infinite number is not text"
+    assert problem.value is None  # free text is never quoted

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from features.config import CustomColumns, FeatureConfig
@@ -144,8 +146,8 @@ ONE_LEAD_TABLES = {
 def test_a_custom_category_sent_as_a_json_number_or_boolean_reads_as_the_files_text(
     tmp_path: Path, file_text: str, json_value: bytes
 ) -> None:
-    """A categorical custom column is text: a JSON number or boolean is read as Python
-    writes it, which is the file's text whenever the file writes the value that way."""
+    """A categorical custom column is text: a JSON number or boolean is read by the text
+    rule (``features.text``), which is the file's text whenever the file writes it so."""
     # Given one lead with a custom category, as a CSV export and as a JSON request body
     config = FeatureConfig(custom_columns=CustomColumns(categorical=("crm_plan",)))
     leads = f"lead_id,created_at,lead_source,crm_plan\nL1,2024-01-01,webinar,{file_text}\n"
@@ -190,3 +192,54 @@ def test_a_boolean_custom_number_reads_as_one_or_zero_from_parquet_and_json(
 
     assert from_file.lead_numbers["crm_is_partner"].tolist() == [1.0]
     assert from_request.lead_numbers["crm_is_partner"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("arrow_type", [pa.int64(), pa.float64()])
+@pytest.mark.parametrize("json_number", [b"12", b"12.0"])
+def test_codes_in_text_columns_read_alike_from_parquet_csv_and_json(
+    tmp_path: Path, arrow_type: pa.DataType, json_number: bytes
+) -> None:
+    # Given an industry code and a custom category as Parquet numbers (with a gap), as CSV
+    # text and as JSON numbers
+    config = FeatureConfig(custom_columns=CustomColumns(categorical=("crm_plan",)))
+    leads = "lead_id,created_at,lead_source,industry,crm_plan\n"
+    leads += "L1,2024-01-01,webinar,12,12\nL2,2024-01-01,webinar,,\n"
+    csv_dir = write_tiny_export(tmp_path / "csv", {**ONE_LEAD_TABLES, "leads": leads})
+    parquet_dir = write_tiny_export(tmp_path / "parquet", {**ONE_LEAD_TABLES, "leads": leads})
+    (parquet_dir / "leads.csv").unlink()
+    codes = pa.array([12, None], arrow_type)
+    table = pa.table(
+        {
+            "lead_id": ["L1", "L2"],
+            "created_at": ["2024-01-01", "2024-01-01"],
+            "lead_source": ["webinar", "webinar"],
+            "industry": codes,
+            "crm_plan": codes,
+        }
+    )
+    pq.write_table(table, parquet_dir / "leads.parquet")
+    body = b'{"lead": {"lead_id": "L1", "created_at": "2024-01-01", "lead_source": "webinar",'
+    body += b' "industry": ' + json_number + b', "crm_plan": ' + json_number + b"},"
+    body += b' "rejection": {"rejection_id": "R1", "lead_id": "L1",'
+    body += b' "rejected_at": "2024-04-01T00:00:00Z", "stage_at_rejection": "sql",'
+    body += b' "reason_code": "budget"}, "activities": [{"activity_id": "A1", "lead_id": "L1",'
+    body += b' "occurred_at": "2024-02-01", "activity_type": "email_open"}],'
+    body += b' "as_of": "2024-04-01T00:00:00Z"}'
+
+    # When each is featurised at the rejection
+    def file_features(directory: Path) -> FeatureTable:
+        history = history_from_export(load_export(directory), config)
+        at_rejection = Examples.at(history, np.array([0]), history.rejections.time[:1])
+        return compute_features(history, at_rejection, config)
+
+    from_csv, from_parquet = file_features(csv_dir), file_features(parquet_dir)
+    history, examples = requests_history(
+        [ScoreRequest.model_validate_json(body)], config, datetime.now(UTC)
+    )
+    from_json = compute_features(history, examples, config)
+
+    # Then the code is the same text "12" on every path, and so is every feature
+    for column in ("industry", "crm_plan"):
+        assert from_csv.columns[column][0] == "12", column
+    assert_row_equal(from_csv, 0, from_parquet)
+    assert_row_equal(from_csv, 0, from_json)

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ from pydantic import ValidationError
 
 from features.coercion import check_table
 from features.contract import LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
-from features.loading import ARROW_STRING
+from features.loading import ARROW_STRING, arrow_to_pandas
 from features.records import LeadRecord, ScoreRequest
 from features.timestamps import parse_timestamps
 
@@ -318,3 +320,92 @@ def _minimal_row(table: str) -> dict[str, str]:
         "leads": {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar"},
     }
     return rows[table]
+
+
+def _parquet_text(values: pa.Array, column: str) -> str | None:
+    """The first value of ``column`` as the loader reads it from a two-lead Parquet file."""
+    leads = pa.table(
+        {
+            "lead_id": ["L1", "L2"],
+            "created_at": ["2025-01-01", "2025-01-01"],
+            "lead_source": ["webinar", "webinar"],
+            column: values,
+        }
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(leads, sink)
+    check = check_table(LEADS, arrow_to_pandas(pq.read_table(sink.getvalue())), "leads.parquet")
+    if check.problems:
+        return None
+    value = check.clean_frame()[column].iloc[0]
+    return None if pd.isna(value) else str(value)
+
+
+def _assert_text_read_alike(value: Any, arrow_type: pa.DataType) -> None:
+    """A number or boolean in a text column reads the same from JSON, Python and Parquet
+    (a column with a gap, as CRM exports have), and as a CSV's text for integers."""
+    lead = {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar"}
+    for column in ("industry", "account_id"):
+        from_file = _parquet_text(pa.array([value, None], arrow_type), column)
+        from_json, from_python = _read_by_json_and_python({**lead, column: value}, column)
+
+        assert from_file is not None
+        assert from_json == from_python == from_file, column
+        if arrow_type == pa.int64():
+            assert from_file == str(value)
+
+
+TEXT_NUMBERS: list[tuple[Any, pa.DataType]] = [
+    (7, pa.int64()),
+    (7.0, pa.float64()),
+    (-0.0, pa.float64()),
+    (2.5, pa.float64()),
+    (1e16, pa.float64()),
+    (2**63 - 1, pa.int64()),
+    (True, pa.bool_()),
+    (False, pa.bool_()),
+]
+
+
+@pytest.mark.parametrize(("value", "arrow_type"), TEXT_NUMBERS)
+def test_numbers_in_text_fields_read_alike_from_json_python_and_files(
+    value: Any, arrow_type: pa.DataType
+) -> None:
+    _assert_text_read_alike(value, arrow_type)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.tuples(st.integers(-(2**63), 2**63 - 1), st.just(pa.int64())),
+        st.tuples(st.floats(allow_nan=False, allow_infinity=False), st.just(pa.float64())),
+        st.tuples(st.integers(-(2**53), 2**53).map(float), st.just(pa.float64())),
+        st.tuples(st.booleans(), st.just(pa.bool_())),
+    )
+)
+def test_any_number_in_a_text_field_reads_alike_from_json_python_and_files(
+    case: tuple[Any, pa.DataType],
+) -> None:
+    _assert_text_read_alike(*case)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_an_infinite_number_is_text_on_no_path(value: float) -> None:
+    lead = {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar"}
+
+    with pytest.raises(ValidationError, match="industry"):
+        LeadRecord.model_validate({**lead, "industry": value})
+    with pytest.raises(ValidationError, match="industry"):
+        LeadRecord.model_validate_json(orjson.dumps(lead)[:-1] + b', "industry": 1e999}')
+    assert _parquet_text(pa.array([value, None]), "industry") is None
+
+
+def test_a_json_number_is_the_same_id_as_its_text() -> None:
+    body = body_with(("lead", "lead_id"), 123)
+    body["rejection"]["lead_id"] = 123.0
+    for row in (*body["activities"], *body["earlier_rejections"]):
+        row["lead_id"] = "123"
+
+    request = ScoreRequest.model_validate_json(orjson.dumps(body))
+
+    assert request.lead.lead_id == request.rejection.lead_id == "123"

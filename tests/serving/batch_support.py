@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.contract import TABLES
@@ -78,6 +80,33 @@ def copy_as_csv(source: Path, target: Path) -> Path:
             frame = pd.read_parquet(path)
             frame.to_csv(target / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
     return target
+
+
+#: Added to the numbers of numeric ids: 16 digits, where Arrow writes a float with an
+#: exponent (``1.000000000000029e+15``) but the text rule writes its digits.
+NUMERIC_ID_BASE = 10**15
+
+
+def with_numeric_ids(source: Path, target: Path) -> Path:
+    """A copy of a Parquet export whose lead ids are numbers (``L0000029`` is
+    ``NUMERIC_ID_BASE + 29``): integers in ``leads``, floats in the other tables (as pandas
+    holds an integer column with gaps)."""
+    target.mkdir(parents=True)
+    for name in TABLE_NAMES:
+        path = source / f"{name}.parquet"
+        if path.exists():
+            table = pq.read_table(path)
+            number = pc.cast(pc.utf8_slice_codeunits(table["lead_id"], 1), pa.int64())
+            number = pc.add(number, NUMERIC_ID_BASE)
+            ids = number.cast(pa.int64() if name == "leads" else pa.float64())
+            table = table.set_column(table.schema.get_field_index("lead_id"), "lead_id", ids)
+            pq.write_table(table, target / path.name)
+    return target
+
+
+def numeric_id(lead_id: str) -> str:
+    """The text of the number ``with_numeric_ids`` gives ``lead_id``."""
+    return str(NUMERIC_ID_BASE + int(lead_id[1:]))
 
 
 def edit_csv(directory: Path, table: str, row: int, column: str, value: str) -> str:

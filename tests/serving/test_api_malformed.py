@@ -76,6 +76,9 @@ def test_bodies_that_are_not_json_objects(client: TestClient, raw: bytes, code: 
         ("rejection.rejection_id", "", "rejection.rejection_id"),
         ("rejection.rejection_id", "R" * 100_000, "rejection.rejection_id"),
         ("rejection.reason_detail", "x" * 100_000, "rejection.reason_detail"),
+        ("lead.industry", ["Software"], "lead.industry"),
+        ("rejection.rejection_id", {"id": 6}, "rejection.rejection_id"),
+        ("rejection.rejection_id", 10**300, "rejection.rejection_id"),
         ("lead.lead_source", "carrier_pigeon", "lead.lead_source"),
         ("rejection.reason_code", "vibes", "rejection.reason_code"),
         ("rejection.stage_at_rejection", None, "rejection.stage_at_rejection"),
@@ -246,6 +249,34 @@ def test_categories_are_case_insensitive_like_the_files(client: TestClient) -> N
     assert shouted.json()["probability"] == plain.json()["probability"]
 
 
+@pytest.mark.parametrize("number", [7, 7.0])
+def test_a_json_number_in_a_text_field_scores_as_a_files_text(
+    client: TestClient, number: float
+) -> None:
+    as_text = client.post("/v1/score", json=_body("lead.industry", "7"))
+    as_number = client.post("/v1/score", json=_body("lead.industry", number))
+
+    assert as_number.status_code == 200
+    assert as_number.json()["probability"] == as_text.json()["probability"]
+
+
+def test_numeric_ids_are_the_same_ids_as_their_text(client: TestClient) -> None:
+    body = _body("lead.lead_id", 29)
+    body["rejection"]["lead_id"] = 29.0
+    for activity in body["activities"]:
+        activity["lead_id"] = "29"
+    body["activities"][0]["activity_id"] = 1
+    body["activities"][1]["activity_id"] = "1"
+
+    repeated = client.post("/v1/score", json=body)
+    body["activities"][1]["activity_id"] = 2
+    scored = client.post("/v1/score", json=body)
+
+    assert [f["field"] for f in _problem(repeated)["fields"]] == ["body"]
+    assert scored.status_code == 200
+    assert scored.json()["lead_id"] == "29"
+
+
 def test_custom_columns_are_accepted_and_ignored(client: TestClient) -> None:
     response = client.post("/v1/score", json=_body("lead.crm_custom_score", {"deep": [1, None]}))
 
@@ -262,17 +293,21 @@ def test_nan_and_infinity_inside_strings_are_plain_text(client: TestClient) -> N
 
 
 def test_a_number_too_large_for_a_float(client: TestClient) -> None:
-    """Not finite in a numeric field (refused, named); in an extra column kept as missing."""
+    """Not finite in a numeric or a text field (refused, named); in an extra column kept as
+    missing."""
     raw = orjson.dumps(EXAMPLE_REQUEST)
     numeric = raw.replace(b'"lead":{', b'"lead":{"annual_revenue":1e999,', 1)
     extra = raw.replace(b'"lead":{', b'"lead":{"crm_custom_score":1e999,', 1)
+    text = raw.replace(b'"country":"DE"', b'"country":-1e999', 1)
     headers = {"content-type": "application/json"}
 
     refused = client.post("/v1/score", content=numeric, headers=headers)
     kept = client.post("/v1/score", content=extra, headers=headers)
+    not_text = client.post("/v1/score", content=text, headers=headers)
 
     assert refused.status_code == 422
     assert [f["field"] for f in _problem(refused)["fields"]] == ["lead.annual_revenue"]
+    assert [f["field"] for f in _problem(not_text)["fields"]] == ["lead.country"]
     assert kept.status_code == 200
     assert (
         kept.json()["probability"]

@@ -29,8 +29,10 @@ from tests.serving.batch_support import (
     break_latest_rows,
     copy_as_csv,
     edit_csv,
+    numeric_id,
     read_output,
     request,
+    with_numeric_ids,
 )
 
 
@@ -143,6 +145,22 @@ def test_csv_output_holds_the_same_rows(
     assert set(csv["scored_at"]) == {"2026-07-01T06:00:00.000000Z"}
     dates = [("" if d is None else d.isoformat()) for d in parquet["next_action_date"]]
     assert csv["next_action_date"].tolist() == dates
+
+
+def test_numeric_lead_ids_score_as_their_text(
+    small_export_dir: Path, model_dir: Path, scored: tuple[Path, BatchSummary], tmp_path: Path
+) -> None:
+    # Given the export with lead ids as Parquet integers (leads) and floats (other tables)
+    numeric = with_numeric_ids(small_export_dir, tmp_path / "numeric")
+
+    # When it is scored
+    summary = run_batch(request(numeric, tmp_path / "scores.parquet", model_dir))
+
+    # Then every row finds its lead, as with text ids, and the ids read as integer text
+    frame, expected = read_output(tmp_path / "scores.parquet"), read_output(scored[0])
+    assert summary.exit_code == EXIT_OK
+    assert frame["lead_id"].tolist() == [numeric_id(i) for i in expected["lead_id"]]
+    pd.testing.assert_frame_equal(frame.drop(columns="lead_id"), expected.drop(columns="lead_id"))
 
 
 @pytest.mark.slow

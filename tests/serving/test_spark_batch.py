@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from features.problems import ContractError
-from serving.batch import EXIT_REJECTED, BatchSummary, run_batch
-from tests.serving.batch_support import read_output, request
+from serving.batch import EXIT_OK, EXIT_REJECTED, BatchSummary, run_batch
+from tests.serving.batch_support import read_output, request, with_numeric_ids
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -64,6 +64,20 @@ def test_spark_and_local_engines_agree_row_for_row(
         theirs.drop(columns="probability"), mine.drop(columns="probability")
     )
     assert distributed.read_bytes() == local.read_bytes()
+
+
+def test_numeric_lead_ids_meet_their_lead_in_spark_as_locally(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """Integer ids in leads, float ids elsewhere: Spark writes 29.0 for a float, the rule 29."""
+    numeric = with_numeric_ids(small_export_dir, tmp_path / "numeric")
+
+    (local, local_run), (distributed, spark_run) = _both_engines(
+        spark, numeric, model_dir, tmp_path, chunk_leads=1000
+    )
+
+    assert spark_run.exit_code == local_run.exit_code == EXIT_OK
+    assert read_output(distributed)["lead_id"].tolist() == read_output(local)["lead_id"].tolist()
 
 
 @pytest.fixture(scope="module")

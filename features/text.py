@@ -1,0 +1,140 @@
+"""Text as every path reads it: one rule for the contract's text columns, in files and requests.
+
+A CSV holds text, and a text column keeps it as written. Parquet and JSON may hold a
+number or a boolean where the contract has text (a picklist of codes, numeric CRM ids),
+and pandas turns a Parquet integer column with gaps into floats. Every path therefore
+writes such a value the same way (``text_of``):
+
+- an integer, or a whole number below 10^16 stored as a float, as its digits:
+  ``12``, ``12.0`` and ``Decimal("12.00")`` are all ``12``;
+- any other number as the shortest text that reads back as the same number, as Python
+  writes it: ``2.5``, ``1e-05``, ``1e+16``;
+- a boolean as ``true`` or ``false`` (the spelling of JSON and of Arrow);
+- a number that is not finite is not text: a file's NaN is a missing value, as in every
+  column, an infinite number is a problem of its row, and a request refuses both (in a
+  customer's categorical column, which nothing validates, either is a missing value).
+
+So ``12`` from a CSV, ``12`` or ``12.0`` from a Parquet integer or float column and ``12``
+or ``12.0`` from JSON are the same industry code, and the same lead.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: How text is held from the file onwards (Arrow-backed strings, not Python objects).
+TEXT = pd.StringDtype("pyarrow")
+
+#: Whole floats below this magnitude are written as integers; from here on Python writes
+#: floats with an exponent (``1e+16``), and so does this rule.
+WHOLE_LIMIT = 1e16
+
+
+def text_of(value: object) -> str | None:
+    """``value`` as the text a text column holds (None: missing, or a non-finite number).
+
+    Text is kept as it is; numbers and booleans are written by the module's rule.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return _float_text(value)
+    if isinstance(value, Decimal):
+        return _decimal_text(value)
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def _float_text(value: float | np.floating) -> str | None:
+    """A float's digits when whole (and below ``WHOLE_LIMIT``), else its shortest form."""
+    if not math.isfinite(value):
+        return None
+    if value == math.floor(value) and abs(float(value)) < WHOLE_LIMIT:
+        return str(int(value))
+    return str(value)  # shortest round-trip text in the value's own precision
+
+
+def _decimal_text(value: Decimal) -> str | None:
+    """A decimal's digits when whole (exact, as a JSON integer), else as its float."""
+    if not value.is_finite():
+        return None
+    if value == value.to_integral_value():
+        return str(int(value))
+    return _float_text(float(value))
+
+
+#: ``pd.api.types.infer_dtype`` of a column holding only text and missing values.
+_ALL_TEXT = frozenset({"string", "empty"})
+
+
+def texts_of(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """``text_of`` over a column, vectorised for typed columns (Parquet's, pandas').
+
+    Returns:
+        The column as ``TEXT`` (same index), and a boolean array marking present values
+        that are not text (non-finite numbers; missing in the returned column).
+    """
+    kind = values.dtype
+    if isinstance(kind, pd.StringDtype) or pd.api.types.infer_dtype(values) in _ALL_TEXT:
+        text = values if kind == TEXT else values.astype(TEXT)
+        return text, np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_bool_dtype(kind) or pd.api.types.is_any_real_numeric_dtype(kind):
+        text, not_text = arrow_texts(pa.array(values, from_pandas=True))
+        typed = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([text])), index=values.index)
+        return typed, not_text
+    objects = values.astype(object).to_numpy()
+    texts = [text_of(v) for v in objects]
+    not_text = np.fromiter(
+        (t is None and not _missing(v) for v, t in zip(objects, texts, strict=True)),
+        dtype=bool,
+        count=len(objects),
+    )
+    return pd.Series(texts, index=values.index, dtype=object).astype(TEXT), not_text
+
+
+def _missing(value: object) -> bool:
+    """A missing value as pandas sees one (None, NaN, NA, NaT)."""
+    return value is None or bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def arrow_texts(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """``text_of`` over an Arrow column: a string array, and the present values not text."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return values.cast(pa.string()), np.zeros(len(values), dtype=bool)
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        return values.cast(pa.string()), np.zeros(len(values), dtype=bool)
+    if pa.types.is_floating(kind):
+        return _float_texts(values)
+    texts = [text_of(v) for v in values.to_pylist()]
+    present = np.asarray(values.is_valid())
+    not_text = present & np.array([t is None for t in texts], dtype=bool)
+    return pa.array(texts, pa.string()), not_text
+
+
+def _float_texts(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Floats by ``_float_text``: whole ones through int64 at once, the rest one by one."""
+    numbers = values.to_numpy(zero_copy_only=False)
+    present = np.asarray(values.is_valid())
+    finite = present & np.isfinite(numbers)
+    with np.errstate(invalid="ignore"):
+        whole = finite & (np.floor(numbers) == numbers) & (np.abs(numbers) < WHOLE_LIMIT)
+    digits = pa.array(np.where(whole, numbers, 0).astype(np.int64)).cast(pa.string())
+    others = np.full(len(numbers), None, dtype=object)
+    rest = np.flatnonzero(finite & ~whole)
+    others[rest] = [_float_text(numbers[i]) for i in rest.tolist()]
+    text = pc.if_else(pa.array(whole), digits, pa.array(others, pa.string()))
+    return text, present & ~finite
