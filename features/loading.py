@@ -31,6 +31,7 @@ from features.contract import (
 )
 from features.problems import ContractError, Problem, shorten
 from features.text import TEXT, text_of
+from features.utf8 import require_utf8
 
 logger = logging.getLogger(__name__)
 
@@ -284,15 +285,12 @@ def read_table_file(path: Path) -> pd.DataFrame:
     """
     try:
         if path.suffix == ".csv":
-            _check_csv_header(path)
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                return pd.read_csv(path, **CSV_OPTIONS)
+            return _read_csv(path)
         return _read_parquet(path)
     except ContractError:
         raise
     except (
-        UnicodeDecodeError,
+        UnicodeDecodeError,  # only if the file changed after ``require_utf8`` read it
         pd.errors.ParserError,
         pd.errors.ParserWarning,
         pd.errors.EmptyDataError,
@@ -301,6 +299,15 @@ def read_table_file(path: Path) -> pd.DataFrame:
     except Exception as error:  # pyarrow raises several unrelated types for a corrupt file
         reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
     raise ContractError([Problem(str(path), reason)])
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file as strings, once it is known to be UTF-8 (else its first bad byte is named)."""
+    require_utf8(path)
+    _check_csv_header(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return pd.read_csv(path, **CSV_OPTIONS)
 
 
 def _check_csv_header(path: Path) -> None:

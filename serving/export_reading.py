@@ -12,9 +12,11 @@ import csv
 import hashlib
 import os
 import warnings
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -24,8 +26,12 @@ from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
 from features.loading import CSV_OPTIONS, locate_table_files
 from features.problems import ContractError, Problem, shorten
+from features.utf8 import require_utf8, utf8_problem
 
 BATCH_ROWS = 1 << 20
+#: What a CSV column the job does not read becomes: the first byte of each field, never
+#: decoded, so that no string is built for it (see ``_csv_batches``).
+SKIPPED_CSV_DTYPE = "S1"
 
 #: Contract columns the batch job never reads: free text that is neither a feature nor ever
 #: invalid (personal fields, notes, ids of other systems). Skipping them changes no score
@@ -155,19 +161,30 @@ def _parquet_batches(path: Path, columns: list[str], batch_rows: int) -> Iterato
 
 
 def _csv_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
-    # Every field is tokenised (no ``usecols``): only then does a row with more fields than
-    # the header fail as in the loader, rather than having its extra fields dropped.
+    # Every column is split into fields (no ``usecols``, which turns pandas' field-count
+    # check off): only then does a row with more fields than the header fail as in the
+    # loader, rather than have its extra fields dropped. The columns not wanted are kept as
+    # one undecoded byte per field (``_csv_dtypes``), which costs next to nothing; as pandas
+    # decodes only what it turns into text, the whole file is checked to be UTF-8 first.
+    require_utf8(path)
     schema = pa.schema([(c, pa.string()) for c in columns])
+    options = CSV_OPTIONS | {"dtype": _csv_dtypes(path, columns)}
     found = False
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
-        reader = pd.read_csv(path, **CSV_OPTIONS, chunksize=batch_rows)
+        reader = pd.read_csv(path, **options, chunksize=batch_rows)
         with reader:
             for frame in reader:
                 found = True
                 yield pa.Table.from_pandas(frame[columns], schema=schema, preserve_index=False)
     if not found:
         yield schema.empty_table()
+
+
+def _csv_dtypes(path: Path, columns: list[str]) -> defaultdict[str, Any]:
+    """Text for the wanted columns (and an unnamed extra field), ``SKIPPED_CSV_DTYPE`` else."""
+    skipped = {name: SKIPPED_CSV_DTYPE for name in file_columns(path) if name not in columns}
+    return defaultdict(lambda: CSV_OPTIONS["dtype"], skipped)
 
 
 def timestamp_columns(table: str, columns: list[str]) -> list[str]:
@@ -180,6 +197,10 @@ def timestamp_columns(table: str, columns: list[str]) -> list[str]:
 
 
 def _unreadable(path: Path, error: Exception) -> ContractError:
+    if path.suffix == ".csv" and isinstance(error, UnicodeDecodeError):
+        problem = utf8_problem(path)  # names the line, not a position in a decoding buffer
+        if problem is not None:
+            return ContractError([problem])
     kind = "UTF-8 CSV" if path.suffix == ".csv" else "Parquet"
     reason = f"not a readable {kind} file ({type(error).__name__}: {shorten(error, 120)})"
     return ContractError([Problem(str(path), reason)])

@@ -278,6 +278,22 @@ def test_csv_row_with_extra_fields_is_an_error_not_a_shift(tmp_path: Path) -> No
     assert "not a readable UTF-8 CSV" in problem.message
 
 
+def test_csv_that_is_not_utf8_is_named_by_line_and_character(tmp_path: Path) -> None:
+    # Given a leads file saved as Windows-1252: "Zoë" is one byte 0xEB on the third line
+    directory = write_tiny_export(tmp_path / "export")
+    leads = TINY_TABLES["leads"].replace("Bob,", "Zoë,")
+    (directory / "leads.csv").write_bytes(leads.encode("cp1252"))
+
+    (problem,) = problems_of(directory)
+
+    # Then the problem names the file, the line (the header is line 1) and the character
+    assert problem.file.endswith("leads.csv")
+    assert problem.message.startswith(
+        "not a readable UTF-8 CSV file: line 3, character 98 is the byte 0xEB, which is not "
+        "UTF-8 (invalid continuation byte)"
+    )
+
+
 def test_csv_header_naming_a_column_twice_is_named(tmp_path: Path) -> None:
     leads = TINY_TABLES["leads"].replace("industry,employee_count", "industry,industry")
     (problem,) = problems_of(with_table(tmp_path, "leads", leads))

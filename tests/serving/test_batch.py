@@ -353,6 +353,29 @@ def test_a_csv_row_with_more_fields_than_its_header_stops_the_job_as_the_loader_
     assert not out.exists()
 
 
+def test_a_csv_that_is_not_utf8_stops_the_job_naming_its_line_as_the_loader_does(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a Latin-1 byte on the last line of the activities, far past the first buffer
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    with (folder / "activities.csv").open("ab") as handle:
+        handle.write(b"A9999999,L0000001,2022-07-10T17:41:56Z,caf\xe9_visit\n")
+    lines = len((folder / "activities.csv").read_bytes().splitlines())
+    out = tmp_path / "scores.parquet"
+
+    with pytest.raises(ContractError) as raised:
+        run_batch(request(folder, out, model_dir))
+    with pytest.raises(ContractError) as loaded:
+        load_export(folder, lenient=True)
+
+    # Then both name the file, the line and the character, and nothing is written
+    assert raised.value.problems == loaded.value.problems
+    (problem,) = raised.value.problems
+    assert Path(problem.file).name == "activities.csv"
+    assert f"line {lines}, character 43 is the byte 0xE9" in problem.message
+    assert not out.exists()
+
+
 def test_an_output_that_cannot_be_written_leaves_the_last_run_whole(
     corrupted: dict[str, str],
     small_export_dir: Path,
