@@ -310,10 +310,15 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, **CSV_OPTIONS)
 
 
+def csv_header(path: Path) -> list[str]:
+    """The names in a CSV file's header, as pandas reads them (a byte-order mark dropped)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
 def _check_csv_header(path: Path) -> None:
     """Refuse a CSV whose header names a column twice (pandas would rename one silently)."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        header = next(csv.reader(handle), [])
+    header = csv_header(path)
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise ContractError(

@@ -8,7 +8,6 @@ so that every value reaches the contract checks exactly as ``load_export`` would
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import warnings
@@ -24,7 +23,7 @@ import pyarrow.parquet as pq
 
 from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
-from features.loading import CSV_OPTIONS, locate_table_files
+from features.loading import CSV_OPTIONS, csv_header, locate_table_files
 from features.problems import ContractError, Problem, shorten
 from features.utf8 import require_utf8, utf8_problem
 
@@ -96,11 +95,7 @@ def file_columns(path: Path) -> list[str]:
         ContractError: the file is unreadable, or a CSV header names a column twice.
     """
     try:
-        if path.suffix == ".csv":
-            with path.open(encoding="utf-8", newline="") as handle:
-                names = next(csv.reader(handle), [])
-        else:
-            names = list(pq.read_schema(path).names)
+        names = csv_header(path) if path.suffix == ".csv" else list(pq.read_schema(path).names)
     except Exception as error:  # pyarrow and the csv module raise several unrelated types
         raise _unreadable(path, error) from error
     twice = sorted({n for n in names if names.count(n) > 1})

@@ -304,6 +304,22 @@ def test_csv_header_naming_a_column_twice_is_named(tmp_path: Path) -> None:
     )
 
 
+def test_csv_header_naming_its_first_column_twice_is_named_after_a_byte_order_mark(
+    tmp_path: Path,
+) -> None:
+    # Given a header that repeats its first column, in a file starting with a byte-order mark
+    directory = write_tiny_export(tmp_path / "export")
+    leads = TINY_TABLES["leads"].replace(",crm_custom_score", ",lead_id")
+    (directory / "leads.csv").write_bytes(b"\xef\xbb\xbf" + leads.encode())
+
+    (problem,) = problems_of(directory)
+
+    assert (problem.column, problem.message) == (
+        "lead_id",
+        "column appears more than once in the header",
+    )
+
+
 def test_lenient_load_sets_aside_the_rows_of_a_set_aside_lead(tmp_path: Path) -> None:
     leads = TINY_TABLES["leads"].replace("2024-01-01T00:00:00Z", "someday")
 

@@ -11,10 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.config import FeatureConfig
 from features.loading import CSV_OPTIONS, read_table_file
 from features.problems import ContractError, Problem, shorten
 from features.utf8 import utf8_problem
-from serving.export_reading import file_columns, iter_batches
+from serving.export_reading import file_columns, iter_batches, locate_export
+from tests.features.conftest import write_tiny_export
 
 #: Field values that stress the parser: empty, quotes, separators, line breaks, non-ASCII,
 #: blanks and words that other readers take for missing values.
@@ -157,3 +159,23 @@ def test_a_header_that_is_not_utf8_is_named_as_the_loader_names_it(tmp_path: Pat
 
     assert raised.value.problems == loaded.value.problems
     assert "line 1, character 11 is the byte 0xE9" in raised.value.problems[0].message
+
+
+def test_a_byte_order_mark_is_read_as_the_loader_reads_it(tmp_path: Path) -> None:
+    # Given a CSV export saved with a UTF-8 byte-order mark (as spreadsheet tools save it)
+    plain = write_tiny_export(tmp_path / "plain")
+    marked = write_tiny_export(tmp_path / "marked")
+    for path in marked.iterdir():
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+    # When the batch job locates its files and reads the columns it wants
+    export = locate_export(marked)
+    columns = export.columns("leads", FeatureConfig())
+
+    # Then the first column keeps its name, and the rows are those of the file without it
+    assert columns == locate_export(plain).columns("leads", FeatureConfig())
+    assert columns[0] == "lead_id"
+    read = list(iter_batches(export.files["leads"], columns))
+    assert read == list(iter_batches(plain / "leads.csv", columns))
+    loaded = pa.Table.from_pandas(read_table_file(export.files["leads"]), preserve_index=False)
+    assert pa.concat_tables(read).to_pylist() == loaded.select(columns).to_pylist()
