@@ -3,20 +3,13 @@
 Log records carry only what the service puts in them: request ids, routes, statuses,
 timings, model versions and error types. Request bodies, headers and field values are never
 logged, and uvicorn's access log (which prints raw paths) is replaced by the service's own.
-
-Each line is formatted where it is logged and written by a thread of its own
-(``BackgroundJsonHandler``), so a slow reader of the log stream (a full pipe, a stalled
-log shipper) never holds up the event loop that answers requests.
 """
 
 from __future__ import annotations
 
 import logging
-import logging.handlers
-import queue
-import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 
@@ -42,37 +35,13 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(document, default=str).decode()
 
 
-class BackgroundJsonHandler(logging.handlers.QueueHandler):
-    """JSON lines formatted on the logging thread, written to ``stream`` by a thread of its own.
-
-    Closing the handler (``logging.shutdown`` at exit, or a new logging configuration)
-    writes every line already queued before it returns.
-    """
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        super().__init__(queue.SimpleQueue())
-        self.setFormatter(JsonFormatter())
-        writer = logging.StreamHandler(stream if stream is not None else sys.stderr)
-        self._listener: logging.handlers.QueueListener | None = logging.handlers.QueueListener(
-            self.queue, writer
-        )
-        self._listener.start()
-
-    def close(self) -> None:
-        """Write what is queued, stop the writing thread and close."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.stop()
-        super().close()
-
-
 def log_config(level: str = "INFO") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for uvicorn and the service (JSON lines on stderr,
-    written off the event loop)."""
-    handler = {"()": BackgroundJsonHandler, "stream": "ext://sys.stderr"}
+    """A ``logging.config.dictConfig`` for uvicorn and the service (JSON lines on stderr)."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"default": handler},
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
