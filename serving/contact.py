@@ -59,9 +59,11 @@ def refused_by_rejection(history: History, lead: np.ndarray, as_of: np.ndarray) 
     "now" reads every row.
     """
     lead = np.asarray(lead, dtype=np.int64)
-    moments = [np.asarray(as_of, dtype=np.int64), np.full(len(lead), END_OF_TIME)]
     rejections, consent = history.rejections, history.consent
     asked = rejections.codes["reason_code"] == DO_NOT_CONTACT_REASON
+    if not asked.any():  # the usual case: nobody asked, nothing more to look up
+        return np.zeros(len(lead), dtype=bool)
+    moments = [np.asarray(as_of, dtype=np.int64), np.full(len(lead), END_OF_TIME)]
     opted_in = consent.kind == SUBSCRIBED
     requests = _latest_times(rejections.lead[asked], rejections.time[asked], lead, moments)
     opt_ins = _latest_times(consent.lead[opted_in], consent.time[opted_in], lead, moments)
