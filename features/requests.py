@@ -27,9 +27,10 @@ def request_body(
 ) -> dict[str, Any]:
     """The JSON body a platform would send to score ``rejection_id`` at ``as_of``.
 
-    All of the lead's rows are included, even those after ``as_of``: no feature may see
-    them, and sending them proves none does (only a later opt-out, or a later opt-in after a
-    ``do_not_contact`` rejection, counts, for suppression).
+    All of the lead's rows are included, even those after ``as_of`` (no feature may see
+    them, and sending them proves none does; only a later opt-out counts, for suppression),
+    and every other rejection of the lead up to the scored one's moment, the same moment
+    included, as ``earlier_rejections``: the rows the batch job reads for the lead.
     """
     rejections = export.rejections
     match = rejections.loc[rejections["rejection_id"] == rejection_id]
@@ -43,7 +44,11 @@ def request_body(
         name: export.tables[name].loc[export.tables[name]["lead_id"] == lead_id]
         for name in ("activities", "opportunities", "consent", "rejections")
     }
-    earlier = own["rejections"].loc[own["rejections"]["rejected_at"] < rejection["rejected_at"]]
+    others = own["rejections"]
+    earlier = others.loc[
+        (others["rejected_at"] <= rejection["rejected_at"])
+        & (others["rejection_id"] != rejection_id)
+    ]
     body: dict[str, Any] = {
         "lead": lead,
         "rejection": _records(match.iloc[:1], "rejections")[0],

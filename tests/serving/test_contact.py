@@ -95,16 +95,23 @@ AS_OF = pd.Timestamp(DEFAULT_END) - pd.Timedelta(days=60)
 DAY = pd.Timedelta(days=1)
 #: Case name -> (when the do_not_contact rejection is recorded, when the lead opts back in,
 #: the expected suppression reason). "before" is halfway between the lead's creation and its
-#: first rejection; "between" halfway from there to the first rejection.
+#: first rejection; "between" halfway from there to the first rejection; "last" the very
+#: moment of the lead's last rejection (the one scored: its id sorts after the request's).
 CASES: dict[str, tuple[str | pd.Timestamp, str | pd.Timestamp | None, str | None]] = {
     "earlier": ("before", None, OTHER_REJECTION_CAUSE),
+    "at the scored rejection's moment": ("last", None, OTHER_REJECTION_CAUSE),
     "earlier, opted in before as_of": ("before", "between", None),
     "earlier, opted in after as_of": ("before", AS_OF + 10 * DAY, OTHER_REJECTION_CAUSE),
     "after as_of": (AS_OF + 5 * DAY, None, OTHER_REJECTION_CAUSE),
     "after as_of, opted in later": (AS_OF + 5 * DAY, AS_OF + 20 * DAY, None),
 }
 #: Cases an API body can carry: its earlier rejections are at or before the scored one.
-API_CASES = ("earlier", "earlier, opted in before as_of", "earlier, opted in after as_of")
+API_CASES = (
+    "earlier",
+    "at the scored rejection's moment",
+    "earlier, opted in before as_of",
+    "earlier, opted in after as_of",
+)
 
 
 def _quiet_leads(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -125,6 +132,8 @@ def _quiet_leads(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _moment(when: str | pd.Timestamp, lead: pd.Series) -> pd.Timestamp:
+    if when == "last":
+        return pd.Timestamp(lead["last"])
     before = lead["created_at"] + (lead["first"] - lead["created_at"]) / 2
     named = {"before": before, "between": before + (lead["first"] - before) / 2}
     return (named[when] if isinstance(when, str) else when).floor("s")
@@ -143,7 +152,7 @@ def export_with_requests(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
         lead_id, lead = leads[case], quiet.loc[leads[case]]
         requests.append(
             {
-                "rejection_id": f"RDNC{number}",
+                "rejection_id": f"ADNC{number}",  # before the generated ids ("R...")
                 "lead_id": lead_id,
                 "rejected_at": _moment(asked, lead),
                 "stage_at_rejection": "mql",
