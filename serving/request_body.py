@@ -42,11 +42,15 @@ MAX_INTEGER_DIGITS = 4300
 #: A JSON string (or an unterminated one, to the end), so that what it holds is skipped.
 _STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"?'
 _STRINGS = re.compile(_STRING, re.DOTALL)
+#: ... or a long number that does not continue another one (``0`` then digits is not JSON,
+#: and stays not JSON). The look-behind keeps the search linear: inside a run of digits no
+#: position starts a match, so a body of many runs just under the limit costs one pass.
 _STRING_OR_LONG_NUMBER = re.compile(
-    _STRING + rb"|(-?[1-9][0-9]{%d,}(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)" % MAX_INTEGER_DIGITS,
+    _STRING
+    + rb"|(?<![0-9.eE+\-])(-?[1-9][0-9]{%d,}(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+    % MAX_INTEGER_DIGITS,
     re.DOTALL,
 )
-_NUMBER_CHARACTERS = frozenset(b"0123456789.eE+-")
 
 
 class BodyTooLarge(HTTPException):
@@ -202,11 +206,9 @@ def _long_numbers_as_floats(body: bytes) -> bytes:
 
 
 def _float_literal(match: re.Match[bytes]) -> bytes:
-    """A long number (group 1) as a float literal; a string, or digits that continue another
-    number (``0`` then digits is not JSON, and stays not JSON), as they are."""
+    """A long number (group 1) as a float literal; a string as it is."""
     number = match[1]
-    start = match.start()
-    if number is None or (start > 0 and match.string[start - 1] in _NUMBER_CHARACTERS):
+    if number is None:
         return match[0]
     value = float(number)
     if math.isinf(value):
