@@ -103,6 +103,7 @@ def contract_markdown() -> str:
         "below 10^16 as their digits (`12`, `12.0` and a Parquet integer column with gaps all",
         "read `12`), other numbers in their shortest form (`2.5`, `1e+16`), booleans as `true`",
         "or `false`; an infinite number is not text (a problem of its row; a request refuses it).",
+        "Parquet text stored as bytes (no UTF-8 annotation) reads as the UTF-8 text it holds.",
         "So a numeric CRM id in a file and the same JSON number name the same lead.",
         "Extra columns are ignored, except that extra",
         "`leads` columns may be declared as custom features. Personal columns load but never",

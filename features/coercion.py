@@ -139,7 +139,12 @@ Coerced = tuple[pd.Series, np.ndarray, str]
 def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
     """Text as it is; numbers and booleans (Parquet's) written by ``features.text``."""
     typed, not_text = texts_of(raw)
-    check.flag(not_text, column.name, "an infinite number is not text", _unquotable(column))
+    check.flag(
+        not_text,
+        column.name,
+        "not text (an infinite number, or bytes that are not UTF-8)",
+        _unquotable(column),
+    )
     return (typed, *_length_problems(typed, column))
 
 

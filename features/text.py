@@ -12,7 +12,9 @@ writes such a value the same way (``text_of``):
 - a boolean as ``true`` or ``false`` (the spelling of JSON and of Arrow);
 - a number that is not finite is not text: a file's NaN is a missing value, as in every
   column, an infinite number is a problem of its row, and a request refuses both (in a
-  customer's categorical column, which nothing validates, either is a missing value).
+  customer's categorical column, which nothing validates, either is a missing value);
+- bytes (Parquet text written without its UTF-8 annotation) as the UTF-8 text they hold;
+  bytes that are not UTF-8 are not text, a problem of their row.
 
 So ``12`` from a CSV, ``12`` or ``12.0`` from a Parquet integer or float column and ``12``
 or ``12.0`` from JSON are the same industry code, and the same lead.
@@ -43,6 +45,8 @@ def text_of(value: object) -> str | None:
     """
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, bytes):  # Parquet text written without its UTF-8 annotation
+        return _decoded(value)
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, int | np.integer):
@@ -54,6 +58,14 @@ def text_of(value: object) -> str | None:
     if value is pd.NA or value is pd.NaT:
         return None
     return str(value)
+
+
+def _decoded(value: bytes) -> str | None:
+    """UTF-8 bytes as text; None when they are not UTF-8."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _float_text(value: float | np.floating) -> str | None:
@@ -117,6 +129,11 @@ def arrow_texts(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarra
         return values.cast(pa.string()), np.zeros(len(values), dtype=bool)
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         return values.cast(pa.string()), np.zeros(len(values), dtype=bool)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        try:  # text without its UTF-8 annotation: cast at once when it is all UTF-8
+            return values.cast(pa.string()), np.zeros(len(values), dtype=bool)
+        except pa.ArrowInvalid:
+            pass  # value by value below: the bytes that are not UTF-8 are not text
     if pa.types.is_floating(kind):
         return _float_texts(values)
     texts = [text_of(v) for v in values.to_pylist()]
@@ -137,4 +154,4 @@ def _float_texts(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
     rest = np.flatnonzero(finite & ~whole)
     others[rest] = [_float_text(numbers[i]) for i in rest.tolist()]
     text = pc.if_else(pa.array(whole), digits, pa.array(others, pa.string()))
-    return text, present & ~finite
+    return text, present & np.isinf(numbers)

@@ -406,6 +406,38 @@ def test_a_parquet_integer_id_with_gaps_keeps_every_digit_and_finds_its_lead(
     assert export.rejections["rep_id"].iloc[0] == "5"
 
 
+def test_parquet_text_stored_as_bytes_reads_as_its_utf8_text(tmp_path: Path) -> None:
+    # Given ids and free text written as bytes without their UTF-8 annotation (some writers
+    # do), beside the CSV children that name the same leads as text
+    directory = write_tiny_export(tmp_path / "export")
+    _as_parquet(
+        directory,
+        "leads",
+        {
+            "lead_id": pa.array([b"L1", b"L2"], pa.binary()),
+            "industry": pa.array(["Soft\u00e9ware".encode(), None], pa.binary()),
+        },
+    )
+
+    export = load_export(directory)
+
+    # Then they read as the text the bytes hold, and every child row finds its lead
+    assert export.leads["lead_id"].tolist() == ["L1", "L2"]
+    assert export.leads["industry"].iloc[0] == "Soft\u00e9ware"
+    assert export.rejections["lead_id"].isin(export.leads["lead_id"]).all()
+
+
+def test_parquet_bytes_that_are_not_utf8_in_a_text_column_are_named(tmp_path: Path) -> None:
+    directory = write_tiny_export(tmp_path / "export")
+    _as_parquet(directory, "leads", {"industry": pa.array([b"ok", b"caf\xe9"], pa.binary())})
+
+    messages = {(Path(p.file).name, p.column, p.row): p for p in problems_of(directory)}
+
+    problem = messages[("leads.parquet", "industry", 2)]
+    assert problem.message == "not text (an infinite number, or bytes that are not UTF-8)"
+    assert problem.value is None
+
+
 def test_an_infinite_number_in_a_text_column_is_named(tmp_path: Path) -> None:
     directory = write_tiny_export(tmp_path / "export")
     _as_parquet(directory, "leads", {"industry": pa.array([1.0, float("inf")])})
@@ -413,5 +445,5 @@ def test_an_infinite_number_in_a_text_column_is_named(tmp_path: Path) -> None:
     messages = {(Path(p.file).name, p.column, p.row): p for p in problems_of(directory)}
 
     problem = messages[("leads.parquet", "industry", 2)]
-    assert problem.message == "an infinite number is not text"
+    assert problem.message == "not text (an infinite number, or bytes that are not UTF-8)"
     assert problem.value is None  # free text is never quoted

@@ -36,6 +36,9 @@ from features.text import TEXT, arrow_texts, text_of, texts_of
         (Decimal("2.50"), "2.5"),
         (float("inf"), None),
         (float("nan"), None),
+        (b"L0001", "L0001"),
+        ("caf\u00e9".encode(), "caf\u00e9"),
+        (b"caf\xe9", None),
         (None, None),
     ],
 )
@@ -106,3 +109,16 @@ def test_every_column_type_reads_as_its_values_do_one_by_one(column: pd.Series) 
     assert text.dtype == TEXT
     assert [None if pd.isna(t) else t for t in text] == _by_value(values)
     assert not_text.tolist() == [v == float("inf") for v in values]
+
+
+def test_arrow_bytes_read_as_utf8_text_and_only_bad_bytes_or_infinity_are_not_text() -> None:
+    utf8, utf8_flags = arrow_texts(pa.array([b"L1", None, "caf\u00e9".encode()], pa.binary()))
+    mixed, mixed_flags = arrow_texts(pa.array([b"L1", b"caf\xe9", None], pa.large_binary()))
+    floats, float_flags = arrow_texts(pa.array([None, 1.0, float("nan"), float("inf")]))
+
+    assert utf8.to_pylist() == ["L1", None, "caf\u00e9"]
+    assert mixed.to_pylist() == ["L1", None, None]
+    assert floats.to_pylist() == [None, "1", None, None]
+    assert utf8_flags.tolist() == [False, False, False]
+    assert mixed_flags.tolist() == [False, True, False]
+    assert float_flags.tolist() == [False, False, False, True]  # NaN is missing, not a problem
