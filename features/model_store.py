@@ -69,8 +69,8 @@ def load_model(uri: str, num_threads: int = 0) -> LoadedModel:
         ModelLoadError: the store is unreachable, the name, alias or version does not
             exist, or the files are not a re-conversion model.
     """
-    if _is_local(uri):
-        local = Path(uri.removeprefix("file://"))
+    if is_local_uri(uri):
+        local = local_path(uri)
         if not local.is_dir():
             raise ModelLoadError(f"{uri}: no such model directory")
         return _from_directory(uri, local, num_threads)
@@ -87,10 +87,16 @@ def load_model(uri: str, num_threads: int = 0) -> LoadedModel:
     return _from_artifact_uri(uri, num_threads)
 
 
-def _is_local(uri: str) -> bool:
+def is_local_uri(uri: str) -> bool:
+    """Whether ``uri`` names a model directory (a path or ``file://``), not a store's model."""
     return uri.startswith("file://") or (
         "://" not in uri and not uri.startswith(("models:/", "runs:/"))
     )
+
+
+def local_path(uri: str) -> Path:
+    """The directory a local ``uri`` names."""
+    return Path(uri.removeprefix("file://"))
 
 
 def _from_registry(

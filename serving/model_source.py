@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from features.model_store import LOCAL_VERSION, LoadedModel, ModelLoadError, load_model
+from features.model_store import (
+    LOCAL_VERSION,
+    LoadedModel,
+    ModelLoadError,
+    is_local_uri,
+    load_model,
+    local_path,
+)
 from features.predictor import ReconversionModel
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
@@ -82,7 +89,7 @@ def load_serving_model(
 
 def _local_fingerprint(uri: str) -> str | None:
     """The fingerprint of a local directory's files; None for any other source."""
-    return directory_fingerprint(_local_path(uri)) if _is_local(uri) else None
+    return directory_fingerprint(_local_path(uri)) if is_local_uri(uri) else None
 
 
 def current_version(uri: str) -> str | None:
@@ -129,11 +136,5 @@ def _alias_version(uri: str, name: str, alias: str) -> str:
     return str(details.version)
 
 
-def _is_local(uri: str) -> bool:
-    return uri.startswith("file://") or (
-        "://" not in uri and not uri.startswith(("models:/", "runs:/"))
-    )
-
-
 def _local_path(uri: str) -> Path:
-    return Path(uri.removeprefix("file://")).resolve()
+    return local_path(uri).resolve()
