@@ -178,14 +178,17 @@ def _key(frame: Any, table: str, functions: Any) -> list[Any]:
 
 
 def _as_text(frame: Any, name: str, functions: Any) -> Any:
-    """An id column as text, a whole float written as its digits (``features.text``: Spark
-    alone writes ``12.0``), so that rows meet their lead's bucket whatever the id's type."""
+    """An id column as text, a whole float or decimal written as its digits
+    (``features.text``: Spark alone writes ``12.0`` and ``12.00``) and another decimal as its
+    float, so that rows meet their lead's bucket whatever the id's type."""
     column = functions.col(f"`{name}`")
-    if frame.schema[name].dataType.typeName() not in ("double", "float"):
+    kind = frame.schema[name].dataType.typeName()
+    if kind not in ("double", "float", "decimal"):
         return column.cast("string")
     whole = (column == functions.floor(column)) & (functions.abs(column) < WHOLE_LIMIT)
+    other = column.cast("double") if kind == "decimal" else column
     return functions.when(whole, column.cast("bigint").cast("string")).otherwise(
-        column.cast("string")
+        other.cast("string")
     )
 
 

@@ -87,10 +87,10 @@ def copy_as_csv(source: Path, target: Path) -> Path:
 NUMERIC_ID_BASE = 10**15
 
 
-def with_numeric_ids(source: Path, target: Path) -> Path:
+def with_numeric_ids(source: Path, target: Path, child_type: pa.DataType | None = None) -> Path:
     """A copy of a Parquet export whose lead ids are numbers (``L0000029`` is
-    ``NUMERIC_ID_BASE + 29``): integers in ``leads``, floats in the other tables (as pandas
-    holds an integer column with gaps)."""
+    ``NUMERIC_ID_BASE + 29``): integers in ``leads``, ``child_type`` (default floats, as
+    pandas holds an integer column with gaps) in the other tables."""
     target.mkdir(parents=True)
     for name in TABLE_NAMES:
         path = source / f"{name}.parquet"
@@ -98,7 +98,7 @@ def with_numeric_ids(source: Path, target: Path) -> Path:
             table = pq.read_table(path)
             number = pc.cast(pc.utf8_slice_codeunits(table["lead_id"], 1), pa.int64())
             number = pc.add(number, NUMERIC_ID_BASE)
-            ids = number.cast(pa.int64() if name == "leads" else pa.float64())
+            ids = number.cast(pa.int64() if name == "leads" else child_type or pa.float64())
             table = table.set_column(table.schema.get_field_index("lead_id"), "lead_id", ids)
             pq.write_table(table, target / path.name)
     return target

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from features.problems import ContractError
@@ -66,18 +67,22 @@ def test_spark_and_local_engines_agree_row_for_row(
     assert distributed.read_bytes() == local.read_bytes()
 
 
+@pytest.mark.parametrize("child_type", [pa.float64(), pa.decimal128(24, 2)], ids=str)
 def test_numeric_lead_ids_meet_their_lead_in_spark_as_locally(
-    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path, child_type: pa.DataType
 ) -> None:
-    """Integer ids in leads, float ids elsewhere: Spark writes 29.0 for a float, the rule 29."""
-    numeric = with_numeric_ids(small_export_dir, tmp_path / "numeric")
+    """Integer ids in leads, float or decimal ids elsewhere: Spark writes ``29.0`` for a
+    float and ``29.00`` for a decimal, the rule ``29``."""
+    numeric = with_numeric_ids(small_export_dir, tmp_path / "numeric", child_type)
 
     (local, local_run), (distributed, spark_run) = _both_engines(
         spark, numeric, model_dir, tmp_path, chunk_leads=1000
     )
 
     assert spark_run.exit_code == local_run.exit_code == EXIT_OK
-    assert read_output(distributed)["lead_id"].tolist() == read_output(local)["lead_id"].tolist()
+    theirs, mine = read_output(distributed), read_output(local)
+    assert theirs["lead_id"].tolist() == mine["lead_id"].tolist()
+    assert np.abs(theirs["probability"] - mine["probability"]).max() <= 1e-9
 
 
 @pytest.fixture(scope="module")
