@@ -1,6 +1,7 @@
 """``srl serve``: run the scoring API under uvicorn.
 
-Options become ``SRL_*`` environment variables, so every worker process builds the same
+Each option defaults to its ``SRL_*`` environment variable (an option given on the command
+line wins) and is written back to that variable, so every worker process builds the same
 ``Settings`` through ``serving.app:create_app``. Threads are split so that workers times
 threads never exceeds the cores: each worker predicts with LightGBM on its own threads and
 OpenMP is capped to match.
@@ -22,6 +23,7 @@ from serving.policy import load_policy
 from serving.settings import DEFAULT_MODEL_URI, Settings
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def available_cores() -> int:
@@ -39,31 +41,65 @@ def threads_per_worker(workers: int, requested: int, cores: int) -> int:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    host: Annotated[str, typer.Option(envvar="SRL_HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SRL_PORT", help="Port to bind.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     model: Annotated[
-        str, typer.Option("--model", help="Registry URI (models:/name@alias) or model directory.")
+        str,
+        typer.Option(
+            "--model",
+            envvar="SRL_MODEL_URI",
+            help="Registry URI (models:/name@alias) or model directory.",
+        ),
     ] = DEFAULT_MODEL_URI,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Routing policy YAML (default: packaged).")
+        Path | None,
+        typer.Option(
+            "--policy", envvar="SRL_POLICY", help="Routing policy YAML (default: packaged)."
+        ),
     ] = None,
     reload_interval: Annotated[
-        float, typer.Option(min=0, help="Seconds between checks of the model source (0: never).")
+        float,
+        typer.Option(
+            min=0,
+            envvar="SRL_RELOAD_INTERVAL_SECONDS",
+            help="Seconds between checks of the model source (0: never).",
+        ),
     ] = 0.0,
     threads: Annotated[
-        int, typer.Option(min=0, help="LightGBM threads per worker (0: cores / workers).")
+        int,
+        typer.Option(
+            min=0,
+            envvar="SRL_MODEL_THREADS",
+            help="LightGBM threads per worker (0: cores / workers).",
+        ),
     ] = 1,
-    max_batch_items: Annotated[int, typer.Option(min=1, help="Most leads per batch call.")] = 500,
+    max_batch_items: Annotated[
+        int, typer.Option(min=1, envvar="SRL_MAX_BATCH_ITEMS", help="Most leads per batch call.")
+    ] = 500,
     timeout: Annotated[
-        float, typer.Option(min=0.001, help="Time budget of one scoring call, seconds.")
+        float,
+        typer.Option(
+            min=0.001,
+            envvar="SRL_REQUEST_TIMEOUT_SECONDS",
+            help="Time budget of one scoring call, seconds.",
+        ),
     ] = 10.0,
     allow_public_bind: Annotated[
-        bool, typer.Option(help="Bind to a non-loopback address even without SRL_API_KEYS.")
+        bool,
+        typer.Option(
+            envvar="SRL_ALLOW_PUBLIC_BIND",
+            help="Bind to a non-loopback address even without SRL_API_KEYS.",
+        ),
     ] = False,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(envvar="SRL_LOG_LEVEL", help="debug, info, warning or error.")
+    ] = "info",
 ) -> None:
     """Serve the scoring API (keys from SRL_API_KEYS; see docs/serving.md)."""
+    if log_level.lower() not in LOG_LEVELS:
+        typer.echo(f"error: --log-level must be one of {', '.join(LOG_LEVELS)}", err=True)
+        raise typer.Exit(2)
     cores = available_cores()
     per_worker = threads_per_worker(workers, threads, cores)
     overrides = {

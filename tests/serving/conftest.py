@@ -109,6 +109,15 @@ def api_settings(model_uri: str | Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture
+def restored_environ() -> Iterator[None]:
+    """``srl serve`` writes its options into the environment for its workers: undo that."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
 def client(model_dir: Path) -> Iterator[TestClient]:
     """A test client of the real app serving the trained model (no API keys)."""
     with TestClient(create_app(api_settings(model_dir))) as test_client:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from serving.cli import available_cores, threads_per_worker
+from serving.examples import EXAMPLE_REQUEST
 from srl.cli import app as srl_app
+from tests.servers import SRL, free_port, running
 
 
 @pytest.mark.parametrize(
@@ -50,3 +55,55 @@ def test_serve_explains_every_option() -> None:
         "--log-level",
     ):
         assert option in result.output
+
+
+@pytest.mark.usefixtures("restored_environ")
+def test_serve_reads_an_option_left_out_from_its_environment_variable() -> None:
+    environment = {"SRL_HOST": "0.0.0.0", "SRL_PORT": "1", "SRL_API_KEYS": ""}
+
+    result = CliRunner().invoke(srl_app, ["serve"], env=environment)
+
+    assert result.exit_code == 2
+    assert "refusing to listen on 0.0.0.0" in result.output
+
+
+@pytest.mark.usefixtures("restored_environ")
+def test_an_option_given_wins_over_its_environment_variable() -> None:
+    environment = {"SRL_HOST": "127.0.0.1", "SRL_API_KEYS": ""}
+
+    result = CliRunner().invoke(
+        srl_app, ["serve", "--host", "0.0.0.0", "--port", "1"], env=environment
+    )
+
+    assert result.exit_code == 2
+    assert "refusing to listen on 0.0.0.0" in result.output
+
+
+@pytest.mark.usefixtures("restored_environ")
+def test_serve_refuses_an_unknown_log_level() -> None:
+    result = CliRunner().invoke(srl_app, ["serve", "--port", "1"], env={"SRL_LOG_LEVEL": "loud"})
+
+    assert result.exit_code == 2
+    assert "--log-level must be one of" in result.output
+
+
+@pytest.mark.slow
+def test_a_server_started_from_the_environment_alone_uses_it(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    environment = {
+        "SRL_PORT": str(port),
+        "SRL_MODEL_URI": str(model_dir),
+        "SRL_MAX_BATCH_ITEMS": "2",
+        "SRL_LOG_LEVEL": "warning",
+    }
+    base = f"http://127.0.0.1:{port}"
+
+    with running([SRL, "serve"], f"{base}/readyz", tmp_path / "serve.log", environment):
+        two = httpx.post(f"{base}/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 2})
+        three = httpx.post(f"{base}/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 3})
+
+    assert two.status_code == 200
+    assert three.status_code == 422
+    assert "items" in [field["field"] for field in three.json()["error"]["fields"]]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -124,15 +122,6 @@ def test_no_public_bind_without_keys_unless_allowed() -> None:
     Settings().check_bind("127.0.0.1")
     Settings(allow_public_bind=True).check_bind("0.0.0.0")
     Settings(api_keys=(SecretStr(API_KEY),)).check_bind("0.0.0.0")
-
-
-@pytest.fixture
-def restored_environ() -> Iterator[None]:
-    """``srl serve`` writes its options into the environment for its workers: undo that."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.mark.usefixtures("restored_environ")
