@@ -23,6 +23,8 @@ import anyio.to_thread
 import yaml
 from pydantic import ValidationError
 
+from features.catalogue import feature_specs
+from features.config import FeatureConfig
 from features.model_store import ModelLoadError
 from features.records import ScoreRequest
 from serving.examples import EXAMPLE_REQUEST
@@ -180,6 +182,7 @@ class ModelHolder:
         settings = self._settings
         policy = _policy(settings.policy)
         model, identity = load_serving_model(settings.model_uri, settings.model_threads)
+        _check_policy_features(policy, model.config)
         deployment = Deployment(model, identity, policy)
         check_deployment(deployment)
         return deployment
@@ -223,6 +226,21 @@ def check_deployment(deployment: Deployment) -> None:
     probability = float(scoring.probability[0])
     if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
         raise ValueError(f"the model answered {probability} for the example request")
+
+
+def _check_policy_features(policy: RoutingPolicy, config: FeatureConfig) -> None:
+    """Refuse a policy that reads a feature the model's configuration does not compute.
+
+    Raises:
+        PolicyError: naming the policy setting and the feature.
+    """
+    feature = policy.rebound.recent_intent_feature
+    numeric = {spec.name for spec in feature_specs(config) if spec.kind == "numeric"}
+    if feature not in numeric:
+        raise PolicyError(
+            f"routing policy {policy.label}: rebound.recent_intent_feature {feature!r} is not "
+            "a numeric feature of this model (see docs/feature-catalogue.md)"
+        )
 
 
 def _policy(path: Path | None) -> RoutingPolicy:

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from features.contract import CONSENT_STATUSES, NO_CONTACT_CONSENT, NO_CONTACT_REASONS, REASON_CODES
 
 DEFAULT_POLICY = "default.yaml"
+#: The program of every suppressed lead; no route of a policy may take the name.
+SUPPRESSED_PROGRAM = "suppressed"
 
 
 class _Frozen(BaseModel):
@@ -59,6 +61,7 @@ class Rebound(_Frozen):
     min_recent_intent: float = Field(default=1, ge=0)
     follow_up_due_min_probability: float = Field(ge=0.0, le=1.0)
     follow_up_due_within_days: float = Field(default=14, ge=0)
+    follow_up_overdue_max_days: float = Field(default=90, ge=0)
 
 
 class LowTouch(_Frozen):
@@ -112,6 +115,19 @@ class RoutingPolicy(_Frozen):
         unrouted = set(REASON_CODES) - set(self.reasons) - set(self.suppression.reasons)
         if unrouted:
             raise ValueError(f"reasons with neither a program nor suppression: {sorted(unrouted)}")
+        return self
+
+    @model_validator(mode="after")
+    def _suppressed_is_reserved(self) -> RoutingPolicy:
+        programs = {
+            self.rebound.program,
+            self.low_touch.program,
+            *(route.program for route in self.reasons.values()),
+        }
+        if SUPPRESSED_PROGRAM in programs:
+            raise ValueError(
+                f"program name {SUPPRESSED_PROGRAM!r} is reserved for suppressed leads"
+            )
         return self
 
     @property

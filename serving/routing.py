@@ -18,9 +18,8 @@ from features.engine import FeatureTable
 from features.history import DAY_US
 from features.identity_cache import per_object
 from serving.contact import ContactNow
-from serving.policy import RoutingPolicy
+from serving.policy import SUPPRESSED_PROGRAM, RoutingPolicy
 
-SUPPRESSED_PROGRAM = "suppressed"
 NO_DATE = np.iinfo(np.int64).min
 SMALL = 64
 
@@ -274,8 +273,11 @@ def _rebound(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
     rule = policy.rebound
     intent = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
     engaged = (inputs.probability >= rule.min_probability) & (intent >= rule.min_recent_intent)
-    # A missing follow-up date (NaN) is never due: comparisons with NaN are False.
-    follow_up_due = inputs.follow_up_days <= rule.follow_up_due_within_days
+    # Due within the window ahead, or passed but not stale; a missing date (NaN) is never due.
+    follow_up = inputs.follow_up_days
+    follow_up_due = (follow_up <= rule.follow_up_due_within_days) & (
+        follow_up >= -rule.follow_up_overdue_max_days
+    )
     due = follow_up_due & (inputs.probability >= rule.follow_up_due_min_probability)
     return engaged | due
 
@@ -306,8 +308,10 @@ def _days_until_action(inputs: RoutingInputs, chosen: np.ndarray, rule: Any) -> 
         before_year = inputs.days_to_next_year[chosen] - rule.lead_days
         days = np.fmin(np.where(before_year > 0, before_year, np.nan), future_follow_up)
     elif rule.next_action == "renewal":
-        renewal = rule.renewal_days - rule.lead_days - inputs.days_since_rejection[chosen]
-        days = np.where(renewal > 0, renewal, np.nan)
+        # The rival's contract renews every renewal_days after the rejection: once the first
+        # renewal has passed, the next one still ahead.
+        first = rule.renewal_days - rule.lead_days - inputs.days_since_rejection[chosen]
+        days = np.where(first > 0, first, np.mod(first, rule.renewal_days))
     else:
         days = np.full(int(chosen.sum()), np.nan)
     return np.where(np.isnan(days), cadence, days)

@@ -199,6 +199,23 @@ def test_an_invalid_policy_at_start_is_not_ready(model_dir: Path, tmp_path: Path
     assert ready.json()["reason"].startswith(f"routing policy {policy} is invalid: tiers: Field")
 
 
+def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    document = load_policy().model_dump(mode="json")
+    document["rebound"]["recent_intent_feature"] = "intent_3Od"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(document), encoding="utf-8")
+    with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
+        ready = client.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json()["reason"] == (
+        "routing policy default@v1: rebound.recent_intent_feature 'intent_3Od' is not a "
+        "numeric feature of this model (see docs/feature-catalogue.md)"
+    )
+
+
 def test_sources_report_where_they_point(model_dir: Path, tmp_path: Path) -> None:
     _, identity = load_serving_model(str(model_dir), 1)
 

@@ -92,6 +92,32 @@ def test_a_due_follow_up_with_good_odds_rebounds() -> None:
     assert too_far["program"] == poor_odds["program"] == "education_track"
 
 
+def test_a_stale_follow_up_no_longer_rebounds() -> None:
+    overdue = _one(route(_inputs(probability=[0.3], follow_up_days=[-10.0]), POLICY))
+    at_the_limit = _one(route(_inputs(probability=[0.3], follow_up_days=[-90.0]), POLICY))
+    stale = _one(route(_inputs(probability=[0.3], follow_up_days=[-700.0]), POLICY))
+
+    assert overdue["program"] == at_the_limit["program"] == "rebound_to_sales"
+    assert (stale["program"], stale["days"]) == ("education_track", 21.0)
+
+
+@pytest.mark.parametrize(
+    ("days_since_rejection", "days"),
+    [
+        (10.0, 365.0 - 60 - 10),  # the first renewal ahead
+        (305.0, 0.0),  # today is lead_days before the first renewal
+        (400.0, 365.0 * 2 - 60 - 400),  # first renewal passed: the next one
+        (1100.0, 365.0 * 4 - 60 - 1100),  # three renewals passed
+    ],
+)
+def test_competitive_nurture_is_timed_to_the_next_renewal_still_ahead(
+    days_since_rejection: float, days: float
+) -> None:
+    inputs = _inputs(reason_code=["competitor_won"], days_since_rejection=[days_since_rejection])
+
+    assert _one(route(inputs, POLICY))["days"] == days
+
+
 def test_the_lowest_scores_go_low_touch() -> None:
     row = _one(route(_inputs(probability=[0.01], reason_code=["budget"]), POLICY))
 
@@ -206,6 +232,10 @@ def test_the_default_policy_is_versioned() -> None:
         ),
         ({"tiers": [{"name": "a", "min_probability": 0.1, "priority": 1}]}, "must start at"),
         ({"version": 0}, "version"),
+        (
+            {"low_touch": {"program": "suppressed", "max_probability": 0.05, "cadence_days": 90}},
+            "reserved for suppressed leads",
+        ),
     ],
 )
 def test_an_invalid_policy_is_refused(change: dict[str, Any], message: str) -> None:
