@@ -62,8 +62,9 @@ def explain(
         model: the model that scored the rows.
         features: the rows' raw feature columns (values and labels are read from here).
         matrix: the encoded matrix of the same rows (``model.matrix(features)``).
-        top_k: factors per row, ranked by absolute contribution; None keeps every factor
-            with a non-zero contribution.
+        top_k: factors per row, ranked by absolute contribution (both directions shown
+            when two or more are asked for and both exist, see ``rank_factors``); None
+            keeps every factor with a non-zero contribution.
 
     Returns:
         One list of reasons per row, in row order (empty lists for an empty matrix).
@@ -81,6 +82,11 @@ def explain(
 def rank_factors(contributions: np.ndarray, top_k: int | None) -> np.ndarray:
     """Column indices of each row's largest absolute contributions, largest first.
 
+    With two or more factors asked for, a row shows both directions when it has both: if
+    its ``top_k`` strongest factors all push the same way, the weakest of them gives way
+    to the strongest factor pushing the other way (a reader sees what holds the lead back
+    as well as what speaks for it).
+
     Args:
         contributions: rows x features (without the expected-value column).
         top_k: how many per row; None ranks every column.
@@ -94,8 +100,29 @@ def rank_factors(contributions: np.ndarray, top_k: int | None) -> np.ndarray:
     if top_k is None or top_k >= n_features:
         return np.argsort(strength, axis=1, kind="stable")
     candidates = np.argpartition(strength, top_k - 1, axis=1)[:, :top_k]
+    if top_k >= 2:
+        candidates = _with_both_directions(contributions, candidates)
     order = np.argsort(np.take_along_axis(strength, candidates, axis=1), axis=1, kind="stable")
     return np.take_along_axis(candidates, order, axis=1)
+
+
+def _with_both_directions(contributions: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``candidates`` with, in rows whose factors all push one way, the weakest replaced by
+    the strongest factor pushing the other way (where the row has one)."""
+    picked = np.take_along_axis(contributions, candidates, axis=1)
+    rows = np.arange(len(contributions))
+    strongest_up = np.argmax(contributions, axis=1)
+    strongest_down = np.argmin(contributions, axis=1)
+    lacks_down = (contributions[rows, strongest_down] < 0) & ~(picked < 0).any(axis=1)
+    lacks_up = (contributions[rows, strongest_up] > 0) & ~(picked > 0).any(axis=1)
+    lacking = lacks_down | lacks_up
+    if not lacking.any():
+        return candidates
+    weakest = np.argmin(np.abs(picked), axis=1)
+    substitute = np.where(lacks_down, strongest_down, strongest_up)
+    repaired = candidates.copy()
+    repaired[rows[lacking], weakest[lacking]] = substitute[lacking]
+    return repaired
 
 
 def _row_reasons(

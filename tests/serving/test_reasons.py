@@ -11,7 +11,7 @@ from features.dataset import ExampleSet
 from features.engine import FeatureSpec
 from features.predictor import ReconversionModel
 from serving.phrases import display_value, phrase_for
-from serving.reasons import explain, rank_factors
+from serving.reasons import Reason, explain, rank_factors
 
 ROWS = 200
 
@@ -36,16 +36,35 @@ def test_all_reasons_add_up_to_the_raw_score(model: ReconversionModel, rows: Exa
     np.testing.assert_allclose(totals, raw, atol=1e-9)
 
 
-def test_top_reasons_are_the_strongest_in_order(model: ReconversionModel, rows: ExampleSet) -> None:
+def _expected_top(full: list[Reason], k: int) -> list[str]:
+    """The k strongest factors, the weakest giving way to the strongest of the other
+    direction when all k push one way and the other direction exists."""
+    best = full[:k]
+    directions = {r.direction for r in best}
+    other = [r for r in full if r.direction not in directions]
+    if k >= 2 and len(directions) == 1 and other:
+        best = [*best[:-1], other[0]]
+    return [r.feature for r in sorted(best, key=lambda r: -abs(r.contribution))]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_top_reasons_are_the_strongest_in_order_with_both_directions(
+    model: ReconversionModel, rows: ExampleSet, k: int
+) -> None:
     matrix = model.matrix(rows.features)
     everything = explain(model, rows.features, matrix, top_k=None)
-    top = explain(model, rows.features, matrix, top_k=3)
+    top = explain(model, rows.features, matrix, top_k=k)
     for full, best in zip(everything, top, strict=True):
         strengths = [abs(r.contribution) for r in full]
         assert strengths == sorted(strengths, reverse=True)
-        assert [r.feature for r in best] == [r.feature for r in full[:3]]
+        assert [r.feature for r in best] == _expected_top(full, k)
+        assert [abs(r.contribution) for r in best] == sorted(
+            (abs(r.contribution) for r in best), reverse=True
+        )
         assert all(r.direction == ("up" if r.contribution > 0 else "down") for r in best)
         assert all(r.contribution != 0 for r in full)
+        if k >= 2 and {r.direction for r in full} == {"up", "down"}:
+            assert {r.direction for r in best} == {"up", "down"}
 
 
 def test_batch_and_single_rows_explain_alike(model: ReconversionModel, rows: ExampleSet) -> None:
@@ -134,6 +153,20 @@ def test_every_catalogue_feature_has_a_real_phrase(value: float | None) -> None:
         text = phrase_for(spec)(shown)
         assert text, spec.name
         assert "_" not in text, (spec.name, text)
+
+
+def test_a_row_pushed_one_way_shows_its_strongest_factor_the_other_way() -> None:
+    contributions = np.array(
+        [
+            [0.9, 0.8, 0.7, -0.1, 0.0],  # all strongest up: the weakest gives way to -0.1
+            [-0.9, -0.8, -0.7, 0.2, 0.1],  # all strongest down: 0.2 takes the third place
+            [0.9, -0.8, 0.7, -0.1, 0.0],  # both already shown
+            [0.9, 0.8, 0.7, 0.1, 0.0],  # nothing pushes down
+        ]
+    )
+
+    assert rank_factors(contributions, 3).tolist() == [[0, 1, 3], [0, 1, 3], [0, 1, 2], [0, 1, 2]]
+    assert rank_factors(contributions, 1).tolist() == [[0], [0], [0], [0]]
 
 
 def test_rank_factors_handles_k_beyond_the_width() -> None:
