@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.config import FeatureConfig
-from features.contract import MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
+from features.contract import MAX_ID_LENGTH, MAX_TEXT_LENGTH, PERSONAL_NAME_PARTS, TABLES
 from features.engine import FeatureSpec, compute_features
 from features.examples import Examples
 from features.history import (
@@ -107,7 +107,8 @@ def contract_markdown() -> str:
         "So a numeric CRM id in a file and the same JSON number name the same lead.",
         "Extra columns are ignored, except that extra",
         "`leads` columns may be declared as custom features. Personal columns load but never",
-        "become features, logs or artifacts.",
+        "become features, logs or artifacts; neither does a custom column whose name marks it",
+        "as personal (it contains one of: " + ", ".join(PERSONAL_NAME_PARTS) + ").",
         "",
     ]
     for table in TABLES:

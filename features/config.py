@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from features.contract import ACTIVITY_TYPES, LEADS, PERSONAL_COLUMNS, PRODUCT_FITS
+from features.contract import ACTIVITY_TYPES, LEADS, PRODUCT_FITS, is_personal_name
 from features.normalise import normalise_value
 
 DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
@@ -112,7 +112,7 @@ class CustomColumns(_Frozen):
     @model_validator(mode="after")
     def _not_contract_or_personal(self) -> CustomColumns:
         for name in (*self.numeric, *self.categorical):
-            if name in PERSONAL_COLUMNS or any(p in name.lower() for p in PERSONAL_COLUMNS):
+            if is_personal_name(name):
                 raise ValueError(f"{name!r} is personal data and can never be a feature")
             if name in LEADS.column_names:
                 raise ValueError(f"{name!r} is a contract column, not a custom one")

@@ -246,6 +246,33 @@ PERSONAL_COLUMNS: frozenset[str] = frozenset(
     c.name for table in TABLES for c in table.columns if c.personal
 )
 
+#: Parts of a custom column's name that mark it as personal data (a phone number, a postal
+#: address, a birth date, a social profile), besides the contract's own personal columns.
+PERSONAL_NAME_PARTS: tuple[str, ...] = (
+    *sorted(PERSONAL_COLUMNS),
+    "e_mail",
+    "full_name",
+    "phone",
+    "mobile",
+    "address",
+    "street",
+    "postal",
+    "zip_code",
+    "birth",
+    "ssn",
+    "social_security",
+    "passport",
+    "linkedin",
+    "twitter",
+)
+
+
+def is_personal_name(name: str) -> bool:
+    """Whether a column named ``name`` holds personal data by its name (case-insensitive)."""
+    lowered = name.lower().replace("-", "_").replace(" ", "_")
+    return any(part in lowered for part in PERSONAL_NAME_PARTS)
+
+
 #: Tables whose rows reference a lead and so must point at a known ``lead_id``.
 LEAD_CHILD_TABLES: tuple[str, ...] = ("activities", "rejections", "opportunities", "consent")
 

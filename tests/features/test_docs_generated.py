@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from features.catalogue import catalogue_markdown, contract_markdown, feature_specs
-from features.config import FeatureConfig
+from features.config import CustomColumns, FeatureConfig
 from features.contract import PERSONAL_COLUMNS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -31,3 +34,18 @@ def test_no_feature_is_personal_data() -> None:
 
     assert not names & PERSONAL_COLUMNS
     assert len(names) == len(feature_specs(config))
+
+
+@pytest.mark.parametrize(
+    "column",
+    ["email", "Work_Email", "e-mail", "phone", "mobile_number", "street_address", "date_of_birth"],
+)
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_a_custom_column_named_as_personal_data_is_never_a_feature(column: str, kind: str) -> None:
+    with pytest.raises(ValidationError, match="is personal data and can never be a feature"):
+        CustomColumns.model_validate({kind: (column,)})
+
+
+@pytest.mark.parametrize("column", ["crm_plan", "company_size_band", "crm_tech_stack"])
+def test_other_custom_columns_may_be_features(column: str) -> None:
+    assert CustomColumns(categorical=(column,)).categorical == (column,)
