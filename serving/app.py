@@ -22,7 +22,7 @@ from serving.coalescing import Coalescer
 from serving.dependencies import auth_dependencies
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics
-from serving.middleware import RequestContext
+from serving.middleware import LoopbackOnly, RequestContext
 from serving.model_holder import ModelHolder
 from serving.request_body import BodyLimit
 from serving.routers import admin, document, health, metrics, model, scores
@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _include_routers(app, settings, batch_model)
     _document_bodies(app, [ScoreRequest, batch_model])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if not (settings.auth_enabled or settings.allow_public_bind):
+        app.add_middleware(LoopbackOnly)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
 

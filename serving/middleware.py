@@ -1,12 +1,17 @@
-"""Per-request bookkeeping as plain ASGI: request id, timing, metrics and one log line."""
+"""Per-request bookkeeping as plain ASGI: request id, timing, metrics and one log line; and
+the guard that keeps an app without API keys to loopback connections."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
+from functools import lru_cache
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.metrics import Metrics
@@ -82,3 +87,70 @@ def _request_id(scope: Scope) -> str:
         if name == REQUEST_ID_HEADER and _VALID_ID.match(value):
             return value.decode()
     return uuid.uuid4().hex
+
+
+async def send_error(
+    scope: Scope,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer with the API's JSON error body (``serving.errors``) from plain ASGI."""
+    state = scope.setdefault("state", {})
+    state["error_code"] = code
+    body = orjson.dumps(
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "request_id": state.get("request_id"),
+                "fields": [],
+            }
+        }
+    )
+    head = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+class LoopbackOnly:
+    """Refuse, with a 403, a request that reached the server on a network address that is
+    not loopback: installed when no API key is configured and a public bind was not
+    allowed, so that an app started by other means than ``srl serve`` (``uvicorn
+    --host 0.0.0.0``) is not open to the network without keys.
+
+    A server address that is not an IP address (a Unix socket's path) is local and passes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, or answer 403 when it arrived on a public address."""
+        server = scope.get("server")
+        if scope["type"] == "http" and server and _is_public_ip(str(server[0])):
+            await send_error(
+                scope,
+                send,
+                403,
+                "forbidden",
+                "this server has no API keys and answers only on loopback addresses: "
+                "set SRL_API_KEYS, or SRL_ALLOW_PUBLIC_BIND=true",
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+@lru_cache(maxsize=64)
+def _is_public_ip(host: str) -> bool:
+    """Whether ``host`` is an IP address that is not loopback."""
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.records import ScoreRequest
+from serving.middleware import send_error
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -88,25 +89,8 @@ class BodyLimit:
         await self.app(scope, counting_receive, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        state = scope.setdefault("state", {})
-        state["error_code"] = "body_too_large"
-        body = orjson.dumps(
-            {
-                "error": {
-                    "code": "body_too_large",
-                    "message": f"the request body is larger than {self.max_bytes} bytes",
-                    "request_id": state.get("request_id"),
-                    "fields": [],
-                }
-            }
-        )
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        message = f"the request body is larger than {self.max_bytes} bytes"
+        await send_error(scope, send, 413, "body_too_large", message, [(b"connection", b"close")])
 
 
 def _declared_length(scope: Scope) -> int:

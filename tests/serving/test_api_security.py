@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
+from serving.app import create_app
 from serving.dependencies import key_matches
 from serving.examples import EXAMPLE_REQUEST
 from serving.settings import Settings, is_loopback
 from srl.cli import app as srl_app
-from tests.serving.conftest import API_KEY, TestClient
+from tests.servers import VENV_BIN, free_port, running
+from tests.serving.conftest import API_KEY, TestClient, api_settings
 
 PROTECTED = [
     ("POST", "/v1/score"),
@@ -145,3 +149,80 @@ def test_srl_serve_refuses_an_invalid_policy(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "tiers" in result.output
+
+
+@pytest.mark.parametrize("server", ["10.1.2.3", "192.0.2.2", "[2001:db8::1]"])
+def test_without_keys_a_request_on_a_public_address_is_refused(
+    model_dir: Path, server: str
+) -> None:
+    app = create_app(api_settings(model_dir))
+    with TestClient(app, base_url=f"http://{server}:8000") as public:
+        scored = public.post("/v1/score", json=EXAMPLE_REQUEST)
+        health = public.get("/healthz")
+
+    for response in (scored, health):
+        assert response.status_code == 403
+        error = response.json()["error"]
+        assert error["code"] == "forbidden"
+        assert "SRL_API_KEYS" in error["message"]
+        assert error["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("server", ["127.0.0.1", "127.8.9.10", "[::1]", "localhost"])
+def test_without_keys_loopback_addresses_are_served(model_dir: Path, server: str) -> None:
+    with TestClient(create_app(api_settings(model_dir)), base_url=f"http://{server}") as local:
+        assert local.post("/v1/score", json=EXAMPLE_REQUEST).status_code == 200
+
+
+def test_keys_or_an_allowed_public_bind_serve_public_addresses(model_dir: Path) -> None:
+    allowed = create_app(api_settings(model_dir, allow_public_bind=True))
+    secured = create_app(api_settings(model_dir, api_keys=API_KEY))
+    with (
+        TestClient(allowed, base_url="http://10.1.2.3") as open_client,
+        TestClient(secured, base_url="http://10.1.2.3") as secured_client,
+    ):
+        assert open_client.post("/v1/score", json=EXAMPLE_REQUEST).status_code == 200
+        keyed = secured_client.post(
+            "/v1/score", json=EXAMPLE_REQUEST, headers={"X-API-Key": API_KEY}
+        )
+        assert keyed.status_code == 200
+        assert secured_client.post("/v1/score", json=EXAMPLE_REQUEST).status_code == 401
+
+
+def _public_address() -> str | None:
+    """This machine's address on its default route, if it has one besides loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if is_loopback(address) else address
+
+
+@pytest.mark.slow
+def test_uvicorn_started_by_hand_on_every_address_answers_loopback_only(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    public = _public_address()
+    if public is None:
+        pytest.skip("this machine has no address besides loopback")
+    port = free_port()
+    command = [
+        str(VENV_BIN / "uvicorn"),
+        "serving.app:create_app",
+        "--factory",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+    ]
+    environment = {"SRL_MODEL_URI": str(model_dir), "SRL_API_KEYS": ""}
+    local = f"http://127.0.0.1:{port}"
+
+    with running(command, f"{local}/readyz", tmp_path / "uvicorn.log", environment):
+        from_loopback = httpx.post(f"{local}/v1/score", json=EXAMPLE_REQUEST)
+        from_network = httpx.post(f"http://{public}:{port}/v1/score", json=EXAMPLE_REQUEST)
+
+    assert from_loopback.status_code == 200
+    assert from_network.status_code == 403
