@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,6 +100,11 @@ class ReconversionModel:
     feature_names: list[str]
     metadata: dict[str, Any] = field(default_factory=dict)
     num_threads: int = 0
+    #: LightGBM's predictor set-up writes state shared by every call on one booster
+    #: (lightgbm-org/LightGBM#6142), so the calls of threads sharing a model take turns.
+    _booster_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def matrix(self, features: FeatureTable) -> np.ndarray:
         """The booster's input matrix for raw feature columns (checked against training)."""
@@ -111,14 +117,16 @@ class ReconversionModel:
         """Calibrated probabilities for an encoded feature matrix."""
         if len(matrix) == 0:
             return np.zeros(0)
-        raw = self.booster.predict(matrix, num_threads=self.num_threads)
+        with self._booster_lock:
+            raw = self.booster.predict(matrix, num_threads=self.num_threads)
         return self.calibration.apply(np.asarray(raw, dtype=np.float64))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per-feature SHAP contributions in log-odds (last column: the expected value)."""
         if len(matrix) == 0:
             return np.zeros((0, len(self.feature_names) + 1))
-        values = self.booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
+        with self._booster_lock:
+            values = self.booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
         return np.asarray(values, dtype=np.float64)
 
     def predict_features(self, features: FeatureTable) -> np.ndarray:

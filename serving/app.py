@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -126,6 +127,8 @@ def _include_routers(app: FastAPI, settings: Settings, batch_model: type[BaseMod
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     holder: ModelHolder = app.state.holder
     settings: Settings = app.state.settings
+    # Batches are validated and scored one at a time per worker, off the event loop.
+    app.state.batch_limiter = anyio.CapacityLimiter(1)
     first_load = asyncio.create_task(holder.reload("start"))
     try:
         await asyncio.wait_for(asyncio.shield(first_load), settings.startup_wait_seconds)

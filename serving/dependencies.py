@@ -104,14 +104,16 @@ class ScoringContext:
     settings: Settings
     metrics: Metrics
     request_id: str
+    started: float | None = None
 
     def top_k(self, reasons: int | None) -> int:
         """Reasons per lead: the request's ``reasons``, else ``SRL_REASONS_DEFAULT``."""
         return self.settings.reasons_default if reasons is None else reasons
 
     def deadline(self) -> Deadline:
-        """A fresh time budget of ``SRL_REQUEST_TIMEOUT_SECONDS`` for this request."""
-        return Deadline(self.settings.request_timeout_seconds)
+        """This request's time budget of ``SRL_REQUEST_TIMEOUT_SECONDS``, counted from its
+        arrival (reading and validating the body included)."""
+        return Deadline(self.settings.request_timeout_seconds, self.started)
 
 
 async def scoring_context(request: Request) -> ScoringContext:
@@ -122,7 +124,10 @@ async def scoring_context(request: Request) -> ScoringContext:
     """
     state = request.app.state
     deployment = await current_deployment(request)
-    return ScoringContext(deployment, state.settings, state.metrics, request.state.request_id)
+    started = getattr(request.state, "started", None)
+    return ScoringContext(
+        deployment, state.settings, state.metrics, request.state.request_id, started
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

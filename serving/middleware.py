@@ -38,6 +38,7 @@ class RequestContext:
         request_id = _request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        state["started"] = started
         status = 500
 
         async def send_with_id(message: Message) -> None:

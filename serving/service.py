@@ -49,15 +49,25 @@ class DeadlineExceeded(Exception):  # noqa: N818 - reads as the event it signals
 
 
 class Deadline:
-    """A time budget checked between the steps of one scoring call."""
+    """A time budget checked between the steps of one scoring call.
 
-    def __init__(self, seconds: float) -> None:
+    Args:
+        seconds: the budget.
+        started: when it started (``time.perf_counter()``; default now), e.g. when the
+            request arrived, so reading and validating its body count too.
+    """
+
+    def __init__(self, seconds: float, started: float | None = None) -> None:
         self.seconds = seconds
-        self.ends_at = time.perf_counter() + seconds
+        self.ends_at = (time.perf_counter() if started is None else started) + seconds
 
     def spent(self) -> bool:
         """Whether the budget has run out."""
         return time.perf_counter() > self.ends_at
+
+    def remaining(self) -> float:
+        """Seconds left (0 when spent)."""
+        return max(0.0, self.ends_at - time.perf_counter())
 
     def check(self, step: str) -> None:
         """Raise ``DeadlineExceeded`` when the budget is spent (``step`` names where)."""

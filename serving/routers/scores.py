@@ -4,9 +4,12 @@ Annotations here are evaluated when the routes are defined (no ``from __future__
 annotations``): the batch body's model is built per app, with its configured size limit.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
@@ -19,7 +22,7 @@ from serving.examples import EXAMPLE_REQUEST
 from serving.request_body import parse_json_body, parse_score_request
 from serving.routers.responses import SCORING_ERRORS, json_response
 from serving.schemas import BatchResponse, ScoreResult
-from serving.service import Scoring, score_requests
+from serving.service import Deadline, DeadlineExceeded, Scoring, score_requests
 
 MAX_REASONS = 50
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
@@ -120,9 +123,22 @@ def scores_router(batch_model: type[BaseModel]) -> APIRouter:
         """Score up to the configured number of leads; results in the order of ``items``."""
         reasons = reasons_query(request)
         content_type = request.headers.get("content-type")
-        body = parse_json_body(await request.body(), content_type, batch_model)
-        context = await scoring_context(request)
-        scoring = _score_batch(context, body.items, reasons)  # type: ignore[attr-defined]
+        raw = await request.body()
+        limiter: anyio.CapacityLimiter = request.app.state.batch_limiter
+        budget = Deadline(request.app.state.settings.request_timeout_seconds, _started(request))
+        with _within(budget):
+            body = await anyio.to_thread.run_sync(
+                parse_json_body, raw, content_type, batch_model, abandon_on_cancel=True
+            )
+            context = await scoring_context(request)
+            scoring = await anyio.to_thread.run_sync(
+                _score_batch,
+                context,
+                body.items,  # type: ignore[attr-defined]
+                reasons,
+                limiter=limiter,
+                abandon_on_cancel=True,
+            )
         return json_response(
             {
                 "results": scoring.results,
@@ -132,6 +148,25 @@ def scores_router(batch_model: type[BaseModel]) -> APIRouter:
         )
 
     return router
+
+
+def _started(request: Request) -> float | None:
+    """When the request arrived (``serving.middleware.RequestContext``)."""
+    return getattr(request.state, "started", None)
+
+
+@contextmanager
+def _within(budget: Deadline) -> Iterator[None]:
+    """Cancel the block when ``budget`` runs out, as ``DeadlineExceeded``.
+
+    Work in a worker thread cannot be stopped where it stands: the answer (a 503) goes out
+    on time, and the abandoned thread stops at its next check of the same budget.
+    """
+    try:
+        with anyio.fail_after(budget.remaining()):
+            yield
+    except TimeoutError:
+        raise DeadlineExceeded(f"scoring took longer than {budget.seconds:g} s") from None
 
 
 def _score_batch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from typing import Any
 
 import orjson
@@ -513,3 +514,46 @@ def test_a_body_without_content_type_is_refused_on_both_routes(
 
     assert response.status_code == 422
     assert [f["field"] for f in _problem(response)["fields"]] == ["body"]
+
+
+def test_a_spent_time_budget_on_a_batch_is_a_clear_503(model_dir: Any) -> None:
+    settings = api_settings(model_dir, request_timeout_seconds=1e-9)
+    with TestClient(create_app(settings)) as slow:
+        response = slow.post("/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 3})
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "timeout"
+
+
+BIG_BATCH = 3000
+
+
+def test_health_checks_answer_while_a_batch_is_scored(model_dir: Any) -> None:
+    # A batch is validated and scored in a worker thread; the event loop, where the
+    # health check runs, stays free. Were the batch scored on the loop, the health check
+    # (sent once the batch is under way) could only be answered after it.
+    settings = api_settings(model_dir, max_batch_items=BIG_BATCH)
+    finished: list[str] = []
+    answers: list[Any] = []
+
+    with TestClient(create_app(settings)) as client:
+
+        def score_big_batch() -> None:
+            body = {"items": [EXAMPLE_REQUEST] * BIG_BATCH}
+            answers.append(client.post("/v1/score/batch?reasons=50", json=body))
+            finished.append("batch")
+
+        batch = threading.Thread(target=score_big_batch)
+        batch.start()
+        threading.Event().wait(0.05)  # the batch is under way
+        health = client.get("/healthz")
+        finished.append("health")
+        single = client.post("/v1/score", json=EXAMPLE_REQUEST)  # scored beside the batch
+        batch.join()
+
+    assert health.status_code == 200
+    assert answers[0].status_code == 200
+    results = answers[0].json()["results"]
+    assert len(results) == BIG_BATCH
+    assert finished == ["health", "batch"]
+    assert {result["probability"] for result in results} == {single.json()["probability"]}
