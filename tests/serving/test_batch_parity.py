@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,3 +71,22 @@ def test_batch_api_and_evaluate_agree_for_the_same_lead_and_moment(
 
 def _date(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def test_single_lead_calls_match_srl_evaluate_on_many_examples(
+    small_export: Export, evaluated: pd.DataFrame, client: TestClient
+) -> None:
+    rows = np.linspace(0, len(evaluated) - 1, min(150, len(evaluated))).astype(int)
+    sample = evaluated.iloc[np.unique(rows)]
+    assert sample["as_of"].nunique() > 1
+    assert sample["label"].nunique() == 2
+
+    answers = [
+        client.post("/v1/score", json=request_body(small_export, row.rejection_id, row.as_of))
+        for row in sample.itertuples(index=False)
+    ]
+
+    assert all(answer.status_code == 200 for answer in answers)
+    assert [a.json()["rejection_id"] for a in answers] == list(sample["rejection_id"])
+    got = np.array([answer.json()["probability"] for answer in answers])
+    np.testing.assert_allclose(got, sample["probability"].to_numpy(), rtol=0, atol=1e-9)
