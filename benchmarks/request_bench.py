@@ -4,7 +4,9 @@ Cuts request bodies of about 50 activities from an export, loads a saved model, 
 each step of ``/v1/score``'s work (best of ``--repeats`` runs of ``--runs`` requests):
 validating the JSON bytes (``ScoreRequest``), building the history, the feature engine,
 encoding and prediction, routing, and reasons (TreeSHAP, 3 per lead). It also times the
-same steps for one call of 8 leads (what coalescing does at concurrency 8) per lead.
+same steps for one call of 8 leads (what coalescing does at concurrency 8) per lead, and
+the validation MLflow's pyfunc does instead (``ScoreRequest.model_validate`` on the body
+MLflow has already parsed), the one step of the comparison that differs besides the servers.
 
     .venv/bin/python benchmarks/request_bench.py --data /tmp/serve-bench/export \\
         --model /tmp/serve-bench/artifacts/<run>/artifacts/model/artifacts/srl-model
@@ -80,6 +82,14 @@ def step_times(
     }
 
 
+def pyfunc_validation_time(raw: list[bytes], runs: int, repeats: int) -> float:
+    """Microseconds to validate one parsed body in Python mode, as the MLflow pyfunc does."""
+    parsed = [orjson.loads(body) for body in raw]
+    return best_microseconds(
+        lambda i: ScoreRequest.model_validate(parsed[i % len(parsed)]), runs, repeats
+    )
+
+
 def main() -> None:
     """Time every step for one lead and for groups of 8 leads; print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,6 +107,8 @@ def main() -> None:
     for name, value in single.items():
         print(f"| {name} | {value:,.0f} | {grouped[name]:,.0f} |")
     print(f"| **total** | **{sum(single.values()):,.0f}** | **{sum(grouped.values()):,.0f}** |")
+    pyfunc = pyfunc_validation_time(raw, options.runs, options.repeats)
+    print(f"\nMLflow's pyfunc validating one parsed body (Python mode): {pyfunc:,.0f} µs")
 
 
 if __name__ == "__main__":
