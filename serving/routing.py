@@ -308,10 +308,11 @@ def _days_until_action(inputs: RoutingInputs, chosen: np.ndarray, rule: Any) -> 
         before_year = inputs.days_to_next_year[chosen] - rule.lead_days
         days = np.fmin(np.where(before_year > 0, before_year, np.nan), future_follow_up)
     elif rule.next_action == "renewal":
-        # The rival's contract renews every renewal_days after the rejection: once the first
-        # renewal has passed, the next one still ahead.
-        first = rule.renewal_days - rule.lead_days - inputs.days_since_rejection[chosen]
-        days = np.where(first > 0, first, np.mod(first, rule.renewal_days))
+        # The rival's contract renews every renewal_days after the rejection: contact
+        # lead_days before the next renewal still ahead, or now when that is sooner.
+        until = rule.renewal_days - inputs.days_since_rejection[chosen]
+        next_renewal = np.where(until > 0, until, np.mod(until, rule.renewal_days))
+        days = np.maximum(next_renewal - rule.lead_days, 0.0)
     else:
         days = np.full(int(chosen.sum()), np.nan)
     return np.where(np.isnan(days), cadence, days)

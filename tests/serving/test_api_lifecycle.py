@@ -176,17 +176,17 @@ def test_a_policy_change_is_picked_up_and_a_broken_one_refused(
     policy.write_text(yaml.safe_dump(document), encoding="utf-8")
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"]["policy"] == (
-            "default@v1"
+            "default@v2"
         )
-        policy.write_text(yaml.safe_dump({**document, "version": 2}), encoding="utf-8")
+        policy.write_text(yaml.safe_dump({**document, "version": 3}), encoding="utf-8")
         assert client.post("/v1/admin/reload").json()["reloaded"] is True
-        assert client.get("/readyz").json()["policy"] == "default@v2"
+        assert client.get("/readyz").json()["policy"] == "default@v3"
 
-        policy.write_text(yaml.safe_dump({**document, "version": 3, "tiers": []}), "utf-8")
+        policy.write_text(yaml.safe_dump({**document, "version": 4, "tiers": []}), "utf-8")
         refused = client.post("/v1/admin/reload").json()
 
         assert refused["reloaded"] is False
-        assert client.get("/readyz").json()["policy"] == "default@v2"
+        assert client.get("/readyz").json()["policy"] == "default@v3"
 
 
 def test_an_invalid_policy_at_start_is_not_ready(model_dir: Path, tmp_path: Path) -> None:
@@ -211,7 +211,7 @@ def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
 
     assert ready.status_code == 503
     assert ready.json()["reason"] == (
-        "routing policy default@v1: rebound.recent_intent_feature 'intent_3Od' is not a "
+        "routing policy default@v2: rebound.recent_intent_feature 'intent_3Od' is not a "
         "numeric feature of this model (see docs/feature-catalogue.md)"
     )
 

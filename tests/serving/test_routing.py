@@ -106,6 +106,8 @@ def test_a_stale_follow_up_no_longer_rebounds() -> None:
     [
         (10.0, 365.0 - 60 - 10),  # the first renewal ahead
         (305.0, 0.0),  # today is lead_days before the first renewal
+        (320.0, 0.0),  # the first renewal 45 days ahead, within lead_days: now
+        (365.0, 0.0),  # the renewal is today
         (400.0, 365.0 * 2 - 60 - 400),  # first renewal passed: the next one
         (1100.0, 365.0 * 4 - 60 - 1100),  # three renewals passed
     ],
@@ -206,7 +208,7 @@ def _policy_document() -> dict[str, Any]:
 
 
 def test_the_default_policy_is_versioned() -> None:
-    assert POLICY.label == "default@v1"
+    assert POLICY.label == "default@v2"
 
 
 @pytest.mark.parametrize(
