@@ -100,10 +100,13 @@ class ReconversionModel:
     feature_names: list[str]
     metadata: dict[str, Any] = field(default_factory=dict)
     num_threads: int = 0
-    #: LightGBM's predictor set-up writes state shared by every call on one booster
-    #: (lightgbm-org/LightGBM#6142), so the calls of threads sharing a model take turns.
-    _booster_lock: threading.Lock = field(
-        default_factory=threading.Lock, init=False, repr=False, compare=False
+    #: The thread that made the model (it predicts with ``booster`` itself) and the
+    #: other threads' own copies (see ``thread_booster``).
+    _owner_thread: int = field(
+        default_factory=threading.get_ident, init=False, repr=False, compare=False
+    )
+    _per_thread: threading.local = field(
+        default_factory=threading.local, init=False, repr=False, compare=False
     )
 
     def matrix(self, features: FeatureTable) -> np.ndarray:
@@ -113,20 +116,37 @@ class ReconversionModel:
             raise ValueError(f"features differ from the model's; missing: {missing[:10]}")
         return self.vocabulary.encode(features)
 
+    def thread_booster(self) -> lgb.Booster:
+        """The booster the calling thread predicts with.
+
+        LightGBM's predictor set-up writes state shared by every call on one booster
+        (lightgbm-org/LightGBM#6142), so threads scoring with one model at once (the API's
+        event loop and a batch in a worker thread) never share a booster, nor wait for each
+        other: the thread that made the model uses ``booster``, any other thread its own
+        copy, made from the model's text on its first call (the same trees, the same
+        predictions).
+        """
+        if threading.get_ident() == self._owner_thread:
+            return self.booster
+        own: lgb.Booster | None = getattr(self._per_thread, "booster", None)
+        if own is None:
+            own = lgb.Booster(model_str=self.booster.model_to_string())
+            self._per_thread.booster = own
+        return own
+
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for an encoded feature matrix."""
         if len(matrix) == 0:
             return np.zeros(0)
-        with self._booster_lock:
-            raw = self.booster.predict(matrix, num_threads=self.num_threads)
+        raw = self.thread_booster().predict(matrix, num_threads=self.num_threads)
         return self.calibration.apply(np.asarray(raw, dtype=np.float64))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per-feature SHAP contributions in log-odds (last column: the expected value)."""
         if len(matrix) == 0:
             return np.zeros((0, len(self.feature_names) + 1))
-        with self._booster_lock:
-            values = self.booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
+        booster = self.thread_booster()
+        values = booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
         return np.asarray(values, dtype=np.float64)
 
     def predict_features(self, features: FeatureTable) -> np.ndarray:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.holder = ModelHolder(settings, app.state.metrics)
     app.state.coalescer = _coalescer(settings, app.state.metrics)
+    # Batches are validated and scored off the event loop, one at a time per worker.
+    app.state.batch_gate = threading.Semaphore(1)
     install_error_handlers(app)
     batch_model = batch_request_model(settings.max_batch_items)
     _include_routers(app, settings, batch_model)
@@ -127,8 +129,6 @@ def _include_routers(app: FastAPI, settings: Settings, batch_model: type[BaseMod
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     holder: ModelHolder = app.state.holder
     settings: Settings = app.state.settings
-    # Batches are validated and scored one at a time per worker, off the event loop.
-    app.state.batch_limiter = anyio.CapacityLimiter(1)
     first_load = asyncio.create_task(holder.reload("start"))
     try:
         await asyncio.wait_for(asyncio.shield(first_load), settings.startup_wait_seconds)

@@ -4,9 +4,10 @@ Annotations here are evaluated when the routes are defined (no ``from __future__
 annotations``): the batch body's model is built per app, with its configured size limit.
 """
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -25,6 +26,7 @@ from serving.schemas import BatchResponse, ScoreResult
 from serving.service import Deadline, DeadlineExceeded, Scoring, score_requests
 
 MAX_REASONS = 50
+Result = TypeVar("Result")
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
 
 
@@ -124,21 +126,14 @@ def scores_router(batch_model: type[BaseModel]) -> APIRouter:
         reasons = reasons_query(request)
         content_type = request.headers.get("content-type")
         raw = await request.body()
-        limiter: anyio.CapacityLimiter = request.app.state.batch_limiter
+        gate: threading.Semaphore = request.app.state.batch_gate
         budget = Deadline(request.app.state.settings.request_timeout_seconds, _started(request))
         with _within(budget):
-            body = await anyio.to_thread.run_sync(
-                parse_json_body, raw, content_type, batch_model, abandon_on_cancel=True
-            )
+            body = await _in_turn(gate, budget, parse_json_body, raw, content_type, batch_model)
             context = await scoring_context(request)
-            scoring = await anyio.to_thread.run_sync(
-                _score_batch,
-                context,
-                body.items,  # type: ignore[attr-defined]
-                reasons,
-                limiter=limiter,
-                abandon_on_cancel=True,
-            )
+            items = body.items
+            scoring = await _in_turn(gate, budget, _score_batch, context, items, reasons)
+        context.metrics.observe_scores("batch", scoring.probability, scoring.routes)
         return json_response(
             {
                 "results": scoring.results,
@@ -169,15 +164,32 @@ def _within(budget: Deadline) -> Iterator[None]:
         raise DeadlineExceeded(f"scoring took longer than {budget.seconds:g} s") from None
 
 
+async def _in_turn(
+    gate: threading.Semaphore, budget: Deadline, work: Callable[..., Result], *args: Any
+) -> Result:
+    """``work(*args)`` in a worker thread, once ``gate`` lets it in and ``budget`` is left.
+
+    The gate is held by the thread itself, for as long as it works: an abandoned thread
+    (its call out of time) keeps it until it stops, so batches validate and score one at a
+    time per worker whatever happened to the calls that started them, and a thread that
+    waited past its budget does no work at all.
+    """
+
+    def when_let_in() -> Result:
+        with gate:
+            budget.check("waiting for another batch")
+            return work(*args)
+
+    return await anyio.to_thread.run_sync(when_let_in, abandon_on_cancel=True)
+
+
 def _score_batch(
     context: ScoringContext, requests: Sequence[ScoreRequest], reasons: int | None
 ) -> Scoring:
-    scoring = score_requests(
+    return score_requests(
         context.deployment,
         requests,
         top_k=context.top_k(reasons),
         request_id=context.request_id,
         deadline=context.deadline(),
     )
-    context.metrics.observe_scores("batch", scoring.probability, scoring.routes)
-    return scoring

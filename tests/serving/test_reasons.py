@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,20 @@ def test_rank_factors_handles_k_beyond_the_width() -> None:
     contributions = np.array([[0.1, -0.5, 0.0], [0.0, 0.0, 0.3]])
     assert rank_factors(contributions, 10).tolist() == [[1, 0, 2], [2, 0, 1]]
     assert rank_factors(contributions, 1).tolist() == [[1], [2]]
+
+
+def test_another_thread_predicts_exactly_as_the_thread_that_made_the_model(
+    model: ReconversionModel, rows: ExampleSet
+) -> None:
+    matrix = model.matrix(rows.features)
+    here = (model.predict_matrix(matrix), model.contributions(matrix))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        booster = pool.submit(model.thread_booster).result()
+        there = pool.submit(lambda: (model.predict_matrix(matrix), model.contributions(matrix)))
+        elsewhere = there.result()
+
+    assert model.thread_booster() is model.booster
+    assert booster is not model.booster
+    np.testing.assert_array_equal(elsewhere[0], here[0])
+    np.testing.assert_array_equal(elsewhere[1], here[1])
