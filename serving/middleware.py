@@ -3,18 +3,19 @@ the guard that keeps an app without API keys to loopback connections."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import time
 import uuid
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.metrics import Metrics
+from serving.settings import is_loopback
 
 logger = logging.getLogger("serving.requests")
 
@@ -121,21 +122,23 @@ async def send_error(
 
 
 class LoopbackOnly:
-    """Refuse, with a 403, a request that reached the server on a network address that is
-    not loopback: installed when no API key is configured and a public bind was not
-    allowed, so that an app started by other means than ``srl serve`` (``uvicorn
-    --host 0.0.0.0``) is not open to the network without keys.
+    """Refuse, with a 403, a request that reached the server on an address that is not
+    loopback: installed when no API key is configured and a public bind was not allowed,
+    so that an app started by other means than ``srl serve`` (``uvicorn --host 0.0.0.0``)
+    is not open to the network without keys.
 
-    A server address that is not an IP address (a Unix socket's path) is local and passes.
+    The address is the server's side of the connection (ASGI ``scope["server"]``): a
+    loopback IP address (IPv4 written as IPv6 too) or ``localhost`` passes; any other IP
+    address or host name is refused. A Unix socket (uvicorn gives its path and no port) or
+    a server that gives no address is local and passes.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, or answer 403 when it arrived on a public address."""
-        server = scope.get("server")
-        if scope["type"] == "http" and server and _is_public_ip(str(server[0])):
+        """Pass the request on, or answer 403 when it arrived on another address."""
+        if scope["type"] == "http" and not _is_local(scope.get("server")):
             await send_error(
                 scope,
                 send,
@@ -148,10 +151,14 @@ class LoopbackOnly:
         await self.app(scope, receive, send)
 
 
+def _is_local(server: Any) -> bool:
+    """Whether the server's side of a connection is local: no address or a Unix socket's
+    path (no port), a loopback address, or ``localhost``."""
+    if server is None or len(server) < 2 or server[1] is None:
+        return True
+    return _is_loopback(str(server[0]))
+
+
 @lru_cache(maxsize=64)
-def _is_public_ip(host: str) -> bool:
-    """Whether ``host`` is an IP address that is not loopback."""
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _is_loopback(host: str) -> bool:
+    return is_loopback(host)

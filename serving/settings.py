@@ -93,10 +93,13 @@ class Settings(BaseSettings):
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``, and
+    IPv4 loopback written as IPv6, ``::ffff:127.0.0.1``)."""
     if host in LOOPBACK_HOSTS:
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)

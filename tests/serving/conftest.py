@@ -31,7 +31,15 @@ from serving.settings import Settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from fastapi.testclient import TestClient
+    from fastapi.testclient import TestClient as StarletteTestClient
+
+
+class TestClient(StarletteTestClient):
+    """Starlette's test client of the real app, reaching it on a loopback address by
+    default (without API keys the app answers no other address)."""
+
+    def __init__(self, app: Any, base_url: str = "http://127.0.0.1", **options: Any) -> None:
+        super().__init__(app, base_url=base_url, **options)
 
 
 def train_model(examples: ExampleSet, rounds: int = 40, seed: int = 7) -> ReconversionModel:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
@@ -15,7 +17,7 @@ from serving.dependencies import key_matches
 from serving.examples import EXAMPLE_REQUEST
 from serving.settings import Settings, is_loopback
 from srl.cli import app as srl_app
-from tests.servers import VENV_BIN, free_port, running
+from tests.servers import VENV_BIN, eventually, free_port, running
 from tests.serving.conftest import API_KEY, TestClient, api_settings
 
 PROTECTED = [
@@ -151,7 +153,9 @@ def test_srl_serve_refuses_an_invalid_policy(tmp_path: Path) -> None:
     assert "tiers" in result.output
 
 
-@pytest.mark.parametrize("server", ["10.1.2.3", "192.0.2.2", "[2001:db8::1]"])
+@pytest.mark.parametrize(
+    "server", ["10.1.2.3", "192.0.2.2", "[2001:db8::1]", "[::ffff:10.1.2.3]", "api.example.com"]
+)
 def test_without_keys_a_request_on_a_public_address_is_refused(
     model_dir: Path, server: str
 ) -> None:
@@ -168,7 +172,9 @@ def test_without_keys_a_request_on_a_public_address_is_refused(
         assert error["request_id"] == response.headers["x-request-id"]
 
 
-@pytest.mark.parametrize("server", ["127.0.0.1", "127.8.9.10", "[::1]", "localhost"])
+@pytest.mark.parametrize(
+    "server", ["127.0.0.1", "127.8.9.10", "[::1]", "[::ffff:127.0.0.1]", "localhost"]
+)
 def test_without_keys_loopback_addresses_are_served(model_dir: Path, server: str) -> None:
     with TestClient(create_app(api_settings(model_dir)), base_url=f"http://{server}") as local:
         assert local.post("/v1/score", json=EXAMPLE_REQUEST).status_code == 200
@@ -226,3 +232,29 @@ def test_uvicorn_started_by_hand_on_every_address_answers_loopback_only(
 
     assert from_loopback.status_code == 200
     assert from_network.status_code == 403
+
+
+@pytest.mark.slow
+def test_without_keys_a_unix_socket_is_served(model_dir: Path, tmp_path: Path) -> None:
+    socket_path = tmp_path / "srl.sock"
+    config = uvicorn.Config(create_app(api_settings(model_dir)), uds=str(socket_path))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        transport = httpx.HTTPTransport(uds=str(socket_path))
+        with httpx.Client(transport=transport, base_url="http://srl") as local:
+            eventually(lambda: socket_path.exists() and _ready(local))
+            scored = local.post("/v1/score", json=EXAMPLE_REQUEST)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    assert scored.status_code == 200
+
+
+def _ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
