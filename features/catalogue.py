@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from features.config import FeatureConfig
-from features.contract import MAX_ID_LENGTH, MAX_TEXT_LENGTH, PERSONAL_NAME_PARTS, TABLES
+from features.contract import (
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    PERSONAL_NAME_PARTS,
+    PERSONAL_NAME_WORDS,
+    TABLES,
+)
 from features.engine import FeatureSpec, compute_features
 from features.examples import Examples
 from features.history import (
@@ -108,7 +114,11 @@ def contract_markdown() -> str:
         "Extra columns are ignored, except that extra",
         "`leads` columns may be declared as custom features. Personal columns load but never",
         "become features, logs or artifacts; neither does a custom column whose name marks it",
-        "as personal (it contains one of: " + ", ".join(PERSONAL_NAME_PARTS) + ").",
+        "as personal (case and separators ignored, it contains one of: "
+        + ", ".join(PERSONAL_NAME_PARTS)
+        + "; or it has the word "
+        + ", ".join(sorted(PERSONAL_NAME_WORDS))
+        + ").",
         "",
     ]
     for table in TABLES:

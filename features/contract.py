@@ -6,6 +6,7 @@ vocabularies from here, so the contract has exactly one executable form.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -246,31 +247,54 @@ PERSONAL_COLUMNS: frozenset[str] = frozenset(
     c.name for table in TABLES for c in table.columns if c.personal
 )
 
-#: Parts of a custom column's name that mark it as personal data (a phone number, a postal
-#: address, a birth date, a social profile), besides the contract's own personal columns.
+#: Parts of a custom column's name that mark it as personal data (a name, a phone number,
+#: a postal address, a birth date, an identity number, a social profile), besides the
+#: contract's own personal columns; matched with separators and case ignored
+#: (``FirstName``, ``first-name`` and ``first_name`` alike).
 PERSONAL_NAME_PARTS: tuple[str, ...] = (
     *sorted(PERSONAL_COLUMNS),
     "e_mail",
-    "full_name",
+    "firstname",
+    "lastname",
+    "fullname",
+    "surname",
+    "given_name",
     "phone",
     "mobile",
     "address",
     "street",
     "postal",
-    "zip_code",
+    "postcode",
+    "zipcode",
     "birth",
-    "ssn",
     "social_security",
     "passport",
     "linkedin",
     "twitter",
 )
+#: Short marks of personal data, matched as whole words of a name only (``dob`` is not in
+#: ``adobe``).
+PERSONAL_NAME_WORDS: frozenset[str] = frozenset({"dob", "ssn", "zip", "ip"})
 
 
 def is_personal_name(name: str) -> bool:
-    """Whether a column named ``name`` holds personal data by its name (case-insensitive)."""
-    lowered = name.lower().replace("-", "_").replace(" ", "_")
-    return any(part in lowered for part in PERSONAL_NAME_PARTS)
+    """Whether a column named ``name`` holds personal data by its name."""
+    words = _name_words(name)
+    compact = "".join(words)
+    return any(_compact(part) in compact for part in PERSONAL_NAME_PARTS) or bool(
+        PERSONAL_NAME_WORDS & set(words)
+    )
+
+
+def _name_words(name: str) -> list[str]:
+    """The words of a column name, lower case (``WorkEmail-2`` is ``work``, ``email``,
+    ``2``)."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+    return re.findall(r"[a-z0-9]+", spaced.lower())
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
 #: Tables whose rows reference a lead and so must point at a known ``lead_id``.

@@ -38,7 +38,23 @@ def test_no_feature_is_personal_data() -> None:
 
 @pytest.mark.parametrize(
     "column",
-    ["email", "Work_Email", "e-mail", "phone", "mobile_number", "street_address", "date_of_birth"],
+    [
+        "email",
+        "Work_Email",
+        "e-mail",
+        "FirstName",
+        "lastname",
+        "Surname",
+        "phone",
+        "MobilePhone",
+        "street_address",
+        "ZipCode",
+        "zip",
+        "date_of_birth",
+        "DOB",
+        "ssn",
+        "last_ip",
+    ],
 )
 @pytest.mark.parametrize("kind", ["numeric", "categorical"])
 def test_a_custom_column_named_as_personal_data_is_never_a_feature(column: str, kind: str) -> None:
@@ -46,6 +62,8 @@ def test_a_custom_column_named_as_personal_data_is_never_a_feature(column: str, 
         CustomColumns.model_validate({kind: (column,)})
 
 
-@pytest.mark.parametrize("column", ["crm_plan", "company_size_band", "crm_tech_stack"])
+@pytest.mark.parametrize(
+    "column", ["crm_plan", "company_size_band", "crm_tech_stack", "adobe_user", "zipline_plan"]
+)
 def test_other_custom_columns_may_be_features(column: str) -> None:
     assert CustomColumns(categorical=(column,)).categorical == (column,)
