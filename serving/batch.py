@@ -47,7 +47,7 @@ from serving.export_reading import (
     locate_export,
 )
 from serving.model_source import ModelIdentity, directory_fingerprint, load_serving_model
-from serving.policy import RoutingPolicy, load_policy
+from serving.policy import RoutingPolicy, check_policy_features, read_policy
 from serving.scoring import ReasonMode
 
 logger = logging.getLogger(__name__)
@@ -158,6 +158,8 @@ def run_batch(
             rerun resumes.
         features.problems.ContractError: the export is structurally unusable.
         features.model_store.ModelLoadError: the model could not be loaded.
+        serving.policy.PolicyError: the routing policy is unreadable, invalid, or reads a
+            feature the model does not compute.
     """
     check_table_path(request.out)
     progress = progress if progress is not None else progress_for()
@@ -179,8 +181,9 @@ def run_batch(
 
 def open_job(request: BatchRequest, fingerprint: str) -> JobContext:
     """Load policy and model (alias resolved once) and open or resume the work directory."""
-    policy = load_policy(request.policy_path)
+    policy = read_policy(request.policy_path)
     model, identity = load_serving_model(request.model_uri, num_threads=1)
+    check_policy_features(policy, model.config)
     work = WorkDirectory.beside(request.out)
     with tempfile.TemporaryDirectory(prefix="srl-model-") as folder:
         snapshot = model.save(Path(folder) / "model")

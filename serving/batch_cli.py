@@ -21,6 +21,7 @@ from serving.batch import (
     Engine,
     run_batch,
 )
+from serving.policy import PolicyError
 from serving.scoring import ReasonMode
 
 ENGINES: tuple[Engine, ...] = ("local", "spark")
@@ -98,6 +99,9 @@ def score(
         raise typer.Exit(EXIT_FAILED) from error
     except ModelLoadError as error:
         typer.echo(f"model could not be loaded: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from error
+    except PolicyError as error:
+        typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_FAILED) from error
     _echo_summary(summary)
     raise typer.Exit(summary.exit_code)

@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from serving.policy import load_policy
+from serving.policy import PolicyError, read_policy
 from serving.settings import DEFAULT_MODEL_URI, Settings
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -129,8 +129,8 @@ def _checked_settings(host: str) -> Settings:
     try:
         settings = Settings()
         settings.check_bind(host)
-        load_policy(settings.policy)
-    except (ValidationError, ValueError, OSError) as error:
+        read_policy(settings.policy)
+    except (ValidationError, ValueError, OSError, PolicyError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     return settings

@@ -20,27 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
-import yaml
-from pydantic import ValidationError
 
-from features.catalogue import feature_specs
-from features.config import FeatureConfig
 from features.model_store import ModelLoadError
 from features.records import ScoreRequest
 from serving.examples import EXAMPLE_REQUEST
 from serving.metrics import Metrics
 from serving.model_source import current_version, load_serving_model
-from serving.policy import RoutingPolicy, load_policy
+from serving.policy import PolicyError, check_policy_features, read_policy
 from serving.service import Deployment, score_requests
 from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 SIGNAL_TICK_SECONDS = 1.0
-
-
-class PolicyError(Exception):
-    """The routing policy file is missing or invalid; the message names the problems."""
 
 
 class NotReady(Exception):  # noqa: N818 - reads as the state it reports
@@ -180,9 +172,9 @@ class ModelHolder:
 
     def _load(self) -> Deployment:
         settings = self._settings
-        policy = _policy(settings.policy)
+        policy = read_policy(settings.policy)
         model, identity = load_serving_model(settings.model_uri, settings.model_threads)
-        _check_policy_features(policy, model.config)
+        check_policy_features(policy, model.config)
         deployment = Deployment(model, identity, policy)
         check_deployment(deployment)
         return deployment
@@ -226,34 +218,6 @@ def check_deployment(deployment: Deployment) -> None:
     probability = float(scoring.probability[0])
     if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
         raise ValueError(f"the model answered {probability} for the example request")
-
-
-def _check_policy_features(policy: RoutingPolicy, config: FeatureConfig) -> None:
-    """Refuse a policy that reads a feature the model's configuration does not compute.
-
-    Raises:
-        PolicyError: naming the policy setting and the feature.
-    """
-    feature = policy.rebound.recent_intent_feature
-    numeric = {spec.name for spec in feature_specs(config) if spec.kind == "numeric"}
-    if feature not in numeric:
-        raise PolicyError(
-            f"routing policy {policy.label}: rebound.recent_intent_feature {feature!r} is not "
-            "a numeric feature of this model (see docs/feature-catalogue.md)"
-        )
-
-
-def _policy(path: Path | None) -> RoutingPolicy:
-    where = str(path) if path is not None else "the packaged default"
-    try:
-        return load_policy(path)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in error.errors()
-        )
-        raise PolicyError(f"routing policy {where} is invalid: {problems}") from error
-    except (OSError, yaml.YAMLError) as error:
-        raise PolicyError(f"routing policy {where} could not be read: {error}") from error
 
 
 def _source_or_none(uri: str) -> str | None:

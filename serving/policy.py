@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.catalogue import feature_specs
+from features.config import FeatureConfig
 from features.contract import CONSENT_STATUSES, NO_CONTACT_CONSENT, NO_CONTACT_REASONS, REASON_CODES
 
 DEFAULT_POLICY = "default.yaml"
@@ -143,3 +145,41 @@ def load_policy(path: str | Path | None = None) -> RoutingPolicy:
     else:
         text = Path(path).read_text(encoding="utf-8")
     return RoutingPolicy.model_validate(yaml.safe_load(text) or {})
+
+
+class PolicyError(Exception):
+    """A routing policy that cannot be read, is invalid, or does not fit the model; the
+    message names the file or policy and the settings at fault."""
+
+
+def read_policy(path: str | Path | None = None) -> RoutingPolicy:
+    """``load_policy``, every failure a ``PolicyError`` naming the file and the settings.
+
+    Raises:
+        PolicyError: the file cannot be read, is not YAML, or breaks a rule of the policy.
+    """
+    where = str(path) if path is not None else "the packaged default"
+    try:
+        return load_policy(path)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in error.errors()
+        )
+        raise PolicyError(f"routing policy {where} is invalid: {problems}") from error
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise PolicyError(f"routing policy {where} could not be read: {error}") from error
+
+
+def check_policy_features(policy: RoutingPolicy, config: FeatureConfig) -> None:
+    """Refuse a policy that reads a feature the model's configuration does not compute.
+
+    Raises:
+        PolicyError: naming the policy setting and the feature.
+    """
+    feature = policy.rebound.recent_intent_feature
+    numeric = {spec.name for spec in feature_specs(config) if spec.kind == "numeric"}
+    if feature not in numeric:
+        raise PolicyError(
+            f"routing policy {policy.label}: rebound.recent_intent_feature {feature!r} is not "
+            "a numeric feature of this model (see docs/feature-catalogue.md)"
+        )

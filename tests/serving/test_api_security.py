@@ -153,6 +153,18 @@ def test_srl_serve_refuses_an_invalid_policy(tmp_path: Path) -> None:
     assert "tiers" in result.output
 
 
+@pytest.mark.usefixtures("restored_environ")
+def test_srl_serve_refuses_a_policy_that_is_not_yaml(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: [1\n", encoding="utf-8")
+
+    result = CliRunner().invoke(srl_app, ["serve", "--policy", str(policy), "--port", "1"])
+
+    assert result.exit_code == 2
+    assert f"routing policy {policy} could not be read" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 @pytest.mark.parametrize(
     "server", ["10.1.2.3", "192.0.2.2", "[2001:db8::1]", "[::ffff:10.1.2.3]", "api.example.com"]
 )

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from features.dataset import ExampleSet, build_scoring_set
@@ -17,7 +18,15 @@ from features.loading import Export, load_export
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from features.timestamps import SPAN
-from serving.batch import EXIT_OK, EXIT_REJECTED, BatchError, BatchSummary, micros, run_batch
+from serving.batch import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    BatchError,
+    BatchSummary,
+    micros,
+    run_batch,
+)
 from serving.batch_cli import register
 from serving.batch_output import output_schema
 from serving.policy import load_policy
@@ -470,3 +479,33 @@ def test_cli_rejects_an_unknown_engine(small_export_dir: Path, tmp_path: Path) -
 
     assert result.exit_code == 2
     assert not (tmp_path / "x.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("policy_text", "message"),
+    [
+        ("version: [1\n", "could not be read"),
+        ("version: 1\nname: broken\ntiers: []\n", "is invalid: tiers"),
+        ("intent_3Od", "rebound.recent_intent_feature 'intent_3Od' is not a numeric feature"),
+    ],
+)
+def test_cli_names_a_policy_that_cannot_serve_and_writes_nothing(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, policy_text: str, message: str
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    if policy_text == "intent_3Od":
+        document = load_policy().model_dump(mode="json")
+        document["rebound"]["recent_intent_feature"] = "intent_3Od"
+        policy_text = yaml.safe_dump(document)
+    policy.write_text(policy_text, encoding="utf-8")
+    out = tmp_path / "scores.parquet"
+    arguments = ["score", "--data", str(small_export_dir), "--out", str(out)]
+
+    result = CliRunner().invoke(
+        _cli(), [*arguments, "--model", str(model_dir), "--policy", str(policy)]
+    )
+
+    assert result.exit_code == EXIT_FAILED, result.output
+    assert message in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not out.exists()
