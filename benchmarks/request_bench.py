@@ -4,7 +4,8 @@ Cuts request bodies of about 50 activities from an export, loads a saved model, 
 each step of ``/v1/score``'s work (best of ``--repeats`` runs of ``--runs`` requests):
 validating the JSON bytes (``ScoreRequest``), building the history, the feature engine,
 encoding and prediction, routing, and reasons (TreeSHAP, 3 per lead). It also times the
-same steps for one call of 8 leads (what coalescing does at concurrency 8) per lead, and
+same steps for one call of 8 leads (what coalescing does at concurrency 8) and of 100
+leads (a batch) per lead, and
 the validation MLflow's pyfunc does instead (``ScoreRequest.model_validate`` on the body
 MLflow has already parsed), the one step of the comparison that differs besides the servers.
 
@@ -54,7 +55,8 @@ def step_times(
     """Microseconds per lead of each step when ``group`` leads are scored in one call."""
     policy = load_policy()
     now = datetime.now(UTC)
-    bodies = [raw[i : i + group] for i in range(0, len(raw) - group + 1, group)]
+    pool = raw * -(-group // len(raw))  # bodies repeat when the export has fewer leads
+    bodies = [pool[i : i + group] for i in range(0, len(pool) - group + 1, group)]
     requests = [[ScoreRequest.model_validate_json(b) for b in chunk] for chunk in bodies]
     histories = [requests_history(chunk, model.config, now) for chunk in requests]
     features = [compute_features(h, e, model.config) for h, e in histories]
@@ -102,11 +104,13 @@ def main() -> None:
     raw = [orjson.dumps(body) for body in lead_bodies(options.data)]
     single = step_times(raw, 1, model, options.runs, options.repeats)
     grouped = step_times(raw, 8, model, options.runs, options.repeats)
-    print("| step | 1 lead, µs | 8 leads in one call, µs per lead |")
-    print("|---|---:|---:|")
+    batch = step_times(raw, 100, model, options.runs, options.repeats)
+    print("| step | 1 lead, µs | 8 leads in one call, µs per lead | 100 leads, µs per lead |")
+    print("|---|---:|---:|---:|")
     for name, value in single.items():
-        print(f"| {name} | {value:,.0f} | {grouped[name]:,.0f} |")
-    print(f"| **total** | **{sum(single.values()):,.0f}** | **{sum(grouped.values()):,.0f}** |")
+        print(f"| {name} | {value:,.0f} | {grouped[name]:,.0f} | {batch[name]:,.0f} |")
+    totals = [f"**{sum(times.values()):,.0f}**" for times in (single, grouped, batch)]
+    print(f"| **total** | {' | '.join(totals)} |")
     pyfunc = pyfunc_validation_time(raw, options.runs, options.repeats)
     print(f"\nMLflow's pyfunc validating one parsed body (Python mode): {pyfunc:,.0f} µs")
 
