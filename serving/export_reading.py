@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
-from features.loading import CSV_OPTIONS, csv_header, locate_table_files
+from features.loading import CSV_OPTIONS, csv_header, locate_table_files, require_field_counts
 from features.problems import ContractError, Problem, shorten
 from features.utf8 import require_utf8, utf8_problem
 
@@ -162,6 +162,7 @@ def _csv_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa
     # one undecoded byte per field (``_csv_dtypes``), which costs next to nothing; as pandas
     # decodes only what it turns into text, the whole file is checked to be UTF-8 first.
     require_utf8(path)
+    require_field_counts(path)  # pandas misses a long row that starts a chunk
     schema = pa.schema([(c, pa.string()) for c in columns])
     options = CSV_OPTIONS | {"dtype": _csv_dtypes(path, columns)}
     found = False

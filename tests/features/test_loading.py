@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contract import PERSONAL_COLUMNS
-from features.loading import load_export
+from features.loading import load_export, read_table_file
 from features.problems import ContractError, Problem, shorten
 from features.timestamps import SPAN
 from tests.features.conftest import TINY_TABLES, write_tiny_export
@@ -447,3 +447,38 @@ def test_an_infinite_number_in_a_text_column_is_named(tmp_path: Path) -> None:
     problem = messages[("leads.parquet", "industry", 2)]
     assert problem.message == "not text (an infinite number, or bytes that are not UTF-8)"
     assert problem.value is None  # free text is never quoted
+
+
+#: pandas' C parser does not count the fields of the first row of each block it tokenises;
+#: for a narrow file, that is this data row (pandas-dev/pandas#11569).
+PANDAS_BLOCK_START = 262_144
+
+
+@pytest.mark.parametrize("long_row", [PANDAS_BLOCK_START - 1, PANDAS_BLOCK_START])
+def test_a_row_with_more_fields_than_the_header_is_refused_wherever_it_is(
+    tmp_path: Path, long_row: int
+) -> None:
+    # Given a narrow CSV whose one long row starts a block of pandas' tokeniser, or not
+    path = tmp_path / "activities.csv"
+    rows = [f"{i},x,y" for i in range(PANDAS_BLOCK_START + 10)]
+    rows[long_row] = f"{long_row},x,y,stray"
+    path.write_text("a,b,c\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+    with pytest.raises(ContractError) as raised:
+        read_table_file(path)
+
+    # Then the file is refused, naming the line (the header is line 1), in both places
+    (problem,) = raised.value.problems
+    assert problem.file == str(path)
+    assert f"Expected 3 fields in line {long_row + 2}, saw 4" in problem.message
+
+
+def test_a_trailing_separator_on_the_first_row_is_read_as_pandas_reads_it(tmp_path: Path) -> None:
+    # pandas drops one empty trailing field of the first row (index_col=False); so does the
+    # loader, though Arrow's parser counts it as a fourth field
+    path = tmp_path / "activities.csv"
+    path.write_text("a,b,c\n1,x,y,\n2,x,y\n", encoding="utf-8")
+
+    frame = read_table_file(path)
+
+    assert frame["a"].tolist() == ["1", "2"]
