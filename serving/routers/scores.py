@@ -132,7 +132,7 @@ def scores_router(batch_model: type[BaseModel]) -> APIRouter:
             body = await _in_turn(gate, budget, parse_json_body, raw, content_type, batch_model)
             context = await scoring_context(request)
             items = body.items
-            scoring = await _in_turn(gate, budget, _score_batch, context, items, reasons)
+            scoring = await _in_turn(gate, budget, _score_batch, context, items, reasons, budget)
         context.metrics.observe_scores("batch", scoring.probability, scoring.routes)
         return json_response(
             {
@@ -184,12 +184,15 @@ async def _in_turn(
 
 
 def _score_batch(
-    context: ScoringContext, requests: Sequence[ScoreRequest], reasons: int | None
+    context: ScoringContext,
+    requests: Sequence[ScoreRequest],
+    reasons: int | None,
+    budget: Deadline,
 ) -> Scoring:
     return score_requests(
         context.deployment,
         requests,
         top_k=context.top_k(reasons),
         request_id=context.request_id,
-        deadline=context.deadline(),
+        deadline=budget,
     )
