@@ -253,10 +253,7 @@ PERSONAL_COLUMNS: frozenset[str] = frozenset(
 #: (``FirstName``, ``first-name`` and ``first_name`` alike).
 PERSONAL_NAME_PARTS: tuple[str, ...] = (
     *sorted(PERSONAL_COLUMNS),
-    "e_mail",
-    "firstname",
-    "lastname",
-    "fullname",
+    "full_name",
     "surname",
     "given_name",
     "phone",
@@ -281,9 +278,7 @@ def is_personal_name(name: str) -> bool:
     """Whether a column named ``name`` holds personal data by its name."""
     words = _name_words(name)
     compact = "".join(words)
-    return any(_compact(part) in compact for part in PERSONAL_NAME_PARTS) or bool(
-        PERSONAL_NAME_WORDS & set(words)
-    )
+    return any(part in compact for part in _COMPACT_PARTS) or bool(PERSONAL_NAME_WORDS & set(words))
 
 
 def _name_words(name: str) -> list[str]:
@@ -295,6 +290,11 @@ def _name_words(name: str) -> list[str]:
 
 def _compact(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+#: ``PERSONAL_NAME_PARTS`` as matched: ``first_name`` also finds ``FirstName``, ``email``
+#: also finds ``e-mail``.
+_COMPACT_PARTS: frozenset[str] = frozenset(_compact(part) for part in PERSONAL_NAME_PARTS)
 
 
 #: Tables whose rows reference a lead and so must point at a known ``lead_id``.

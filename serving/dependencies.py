@@ -104,16 +104,15 @@ class ScoringContext:
     settings: Settings
     metrics: Metrics
     request_id: str
-    started: float | None = None
+    budget: Deadline
 
     def top_k(self, reasons: int | None) -> int:
         """Reasons per lead: the request's ``reasons``, else ``SRL_REASONS_DEFAULT``."""
         return self.settings.reasons_default if reasons is None else reasons
 
     def deadline(self) -> Deadline:
-        """This request's time budget of ``SRL_REQUEST_TIMEOUT_SECONDS``, counted from its
-        arrival (reading and validating the body included)."""
-        return Deadline(self.settings.request_timeout_seconds, self.started)
+        """This request's time budget (``request_deadline``)."""
+        return self.budget
 
 
 async def scoring_context(request: Request) -> ScoringContext:
@@ -124,10 +123,22 @@ async def scoring_context(request: Request) -> ScoringContext:
     """
     state = request.app.state
     deployment = await current_deployment(request)
-    started = getattr(request.state, "started", None)
     return ScoringContext(
-        deployment, state.settings, state.metrics, request.state.request_id, started
+        deployment,
+        state.settings,
+        state.metrics,
+        request.state.request_id,
+        request_deadline(request),
     )
+
+
+def request_deadline(request: Request) -> Deadline:
+    """The request's time budget of ``SRL_REQUEST_TIMEOUT_SECONDS``, counted from its
+    arrival (``serving.middleware.RequestContext``), so reading and validating the body
+    count too."""
+    settings: Settings = request.app.state.settings
+    arrived = getattr(request.state, "started", None)
+    return Deadline(settings.request_timeout_seconds, arrived)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

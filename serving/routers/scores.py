@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from features.records import ScoreRequest
 from serving.coalescing import Coalescer
-from serving.dependencies import ScoringContext, scoring_context
+from serving.dependencies import ScoringContext, request_deadline, scoring_context
 from serving.examples import EXAMPLE_REQUEST
 from serving.request_body import parse_json_body, parse_score_request
 from serving.routers.responses import SCORING_ERRORS, json_response
@@ -127,7 +127,7 @@ def scores_router(batch_model: type[BaseModel]) -> APIRouter:
         content_type = request.headers.get("content-type")
         raw = await request.body()
         gate: threading.Semaphore = request.app.state.batch_gate
-        budget = Deadline(request.app.state.settings.request_timeout_seconds, _started(request))
+        budget = request_deadline(request)
         with _within(budget):
             body = await _in_turn(gate, budget, parse_json_body, raw, content_type, batch_model)
             context = await scoring_context(request)
@@ -143,11 +143,6 @@ def scores_router(batch_model: type[BaseModel]) -> APIRouter:
         )
 
     return router
-
-
-def _started(request: Request) -> float | None:
-    """When the request arrived (``serving.middleware.RequestContext``)."""
-    return getattr(request.state, "started", None)
 
 
 @contextmanager
