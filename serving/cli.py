@@ -4,7 +4,8 @@ Each option defaults to its ``SRL_*`` environment variable (an option given on t
 line wins) and is written back to that variable, so every worker process builds the same
 ``Settings`` through ``serving.app:create_app``. Threads are split so that workers times
 threads never exceeds the cores: each worker predicts with LightGBM on its own threads and
-OpenMP is capped to match.
+OpenMP and BLAS are capped to match (through the environment for worker processes, and
+through ``threadpoolctl`` for pools already loaded when this process serves itself).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from threadpoolctl import threadpool_limits
 
 from serving.policy import PolicyError, read_policy
 from serving.settings import DEFAULT_MODEL_URI, Settings
@@ -38,6 +40,16 @@ def threads_per_worker(workers: int, requested: int, cores: int) -> int:
     """LightGBM threads per worker: as asked, but never more than the worker's share of cores."""
     share = max(1, cores // max(workers, 1))
     return share if requested <= 0 else min(requested, share)
+
+
+def cap_loaded_thread_pools(threads: int) -> None:
+    """Cap the OpenMP and BLAS pools this process has already loaded to ``threads``.
+
+    Those libraries read ``OMP_NUM_THREADS`` and the like when they load, and ``srl``
+    loads them (with LightGBM, numpy) before ``srl serve`` can set the variables; worker
+    processes started afterwards read the variables themselves.
+    """
+    threadpool_limits(limits=threads)
 
 
 def serve(
@@ -116,6 +128,8 @@ def serve(
         overrides["SRL_POLICY"] = str(policy.resolve())
     os.environ.update(overrides)
     os.environ.update({name: str(per_worker) for name in THREAD_VARIABLES})
+    if workers == 1:  # this process serves: its pools were loaded before the variables
+        cap_loaded_thread_pools(per_worker)
     # MLflow's download progress bars would interleave with the JSON log lines.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = _checked_settings(host)

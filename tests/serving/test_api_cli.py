@@ -8,7 +8,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from serving.cli import available_cores, threads_per_worker
+from serving.cli import available_cores, cap_loaded_thread_pools, threads_per_worker
 from serving.examples import EXAMPLE_REQUEST
 from srl.cli import app as srl_app
 from tests.servers import SRL, free_port, running
@@ -107,3 +107,17 @@ def test_a_server_started_from_the_environment_alone_uses_it(
     assert two.status_code == 200
     assert three.status_code == 422
     assert "items" in [field["field"] for field in three.json()["error"]["fields"]]
+
+
+def test_pools_loaded_before_serve_set_its_variables_are_capped() -> None:
+    import lightgbm  # noqa: F401 - loads OpenMP, as ``srl`` does before ``srl serve`` runs
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=None):  # restores the pools' limits afterwards
+        before = {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()}
+        cap_loaded_thread_pools(1)
+        after = {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()}
+
+    assert any(pool["user_api"] == "openmp" for pool in threadpool_info())
+    assert set(after) == set(before)
+    assert set(after.values()) == {1}
