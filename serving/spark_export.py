@@ -17,12 +17,13 @@ from functools import reduce
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
 from features.problems import ContractError, Problem
-from features.text import WHOLE_LIMIT
+from features.text import texts_of
 from serving.export_chunks import ROW_COLUMN, latest_timestamp_us
 from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
 
@@ -178,18 +179,22 @@ def _key(frame: Any, table: str, functions: Any) -> list[Any]:
 
 
 def _as_text(frame: Any, name: str, functions: Any) -> Any:
-    """An id column as text, a whole float or decimal written as its digits
-    (``features.text``: Spark alone writes ``12.0`` and ``12.00``) and another decimal as its
-    float, so that rows meet their lead's bucket whatever the id's type."""
+    """An id column as text by the rule every path writes ids with (``features.text``), so
+    that rows meet their lead's bucket whatever the id's type: Spark alone writes ``12.0``,
+    ``12.00`` and ``1.0E-5`` where the rule writes ``12``, ``12`` and ``1e-05``. Float and
+    decimal columns (rare for ids) go through the rule itself in a pandas UDF."""
     column = functions.col(f"`{name}`")
     kind = frame.schema[name].dataType.typeName()
     if kind not in ("double", "float", "decimal"):
         return column.cast("string")
-    whole = (column == functions.floor(column)) & (functions.abs(column) < WHOLE_LIMIT)
-    other = column.cast("double") if kind == "decimal" else column
-    return functions.when(whole, column.cast("bigint").cast("string")).otherwise(
-        other.cast("string")
-    )
+    return functions.pandas_udf(_rule_texts, "string")(column)
+
+
+def _rule_texts(values: pd.Series) -> pd.Series:
+    """``features.text.texts_of`` over one batch of a numeric id column (missing where a
+    value is not text: NaN, infinite)."""
+    texts = texts_of(values)[0]
+    return texts.astype(object).where(texts.notna(), None)
 
 
 def _wanted(table: str, config: FeatureConfig) -> set[str]:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.contract import TABLES
+from features.text import arrow_texts
 from serving.batch import BatchRequest
 
 SCORED_AT = datetime(2026, 7, 1, 6, 0, 0)
@@ -91,14 +93,36 @@ def with_numeric_ids(source: Path, target: Path, child_type: pa.DataType | None 
     """A copy of a Parquet export whose lead ids are numbers (``L0000029`` is
     ``NUMERIC_ID_BASE + 29``): integers in ``leads``, ``child_type`` (default floats, as
     pandas holds an integer column with gaps) in the other tables."""
+    return _with_ids(source, target, lambda number, name: _numeric(number, name, child_type))
+
+
+def with_fractional_ids(source: Path, target: Path) -> Path:
+    """A copy of a Parquet export whose lead ids are small fractions (``L0000029`` is
+    ``0.00029``): the rule's text of the number in ``leads``, floats in the other tables
+    (where Spark alone would write ``2.9E-4``)."""
+
+    def fractional(number: pa.Array, name: str) -> pa.Array:
+        fractions = pc.multiply(number.cast(pa.float64()), 1e-5)
+        return arrow_texts(fractions)[0] if name == "leads" else fractions
+
+    return _with_ids(source, target, fractional)
+
+
+def _numeric(number: pa.Array, name: str, child_type: pa.DataType | None) -> pa.Array:
+    number = pc.add(number, NUMERIC_ID_BASE)
+    return number.cast(pa.int64() if name == "leads" else child_type or pa.float64())
+
+
+def _with_ids(source: Path, target: Path, ids_of: Callable[[pa.Array, str], pa.Array]) -> Path:
+    """A copy of a Parquet export with ``ids_of(number, table)`` as lead ids, where
+    ``number`` is the number in each ``L...`` id."""
     target.mkdir(parents=True)
     for name in TABLE_NAMES:
         path = source / f"{name}.parquet"
         if path.exists():
             table = pq.read_table(path)
             number = pc.cast(pc.utf8_slice_codeunits(table["lead_id"], 1), pa.int64())
-            number = pc.add(number, NUMERIC_ID_BASE)
-            ids = number.cast(pa.int64() if name == "leads" else child_type or pa.float64())
+            ids = ids_of(number, name)
             table = table.set_column(table.schema.get_field_index("lead_id"), "lead_id", ids)
             pq.write_table(table, target / path.name)
     return target

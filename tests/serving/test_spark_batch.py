@@ -15,7 +15,12 @@ import pytest
 
 from features.problems import ContractError
 from serving.batch import EXIT_OK, EXIT_REJECTED, BatchSummary, run_batch
-from tests.serving.batch_support import read_output, request, with_numeric_ids
+from tests.serving.batch_support import (
+    read_output,
+    request,
+    with_fractional_ids,
+    with_numeric_ids,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -81,6 +86,24 @@ def test_numeric_lead_ids_meet_their_lead_in_spark_as_locally(
 
     assert spark_run.exit_code == local_run.exit_code == EXIT_OK
     theirs, mine = read_output(distributed), read_output(local)
+    assert theirs["lead_id"].tolist() == mine["lead_id"].tolist()
+    assert np.abs(theirs["probability"] - mine["probability"]).max() <= 1e-9
+
+
+def test_fractional_lead_ids_meet_their_lead_in_spark_as_locally(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """Text ids in leads, float ids elsewhere: Spark writes ``2.9E-4`` where the rule (and
+    the leads table) writes ``0.00029``."""
+    fractional = with_fractional_ids(small_export_dir, tmp_path / "fractional")
+
+    (local, local_run), (distributed, spark_run) = _both_engines(
+        spark, fractional, model_dir, tmp_path, chunk_leads=1000
+    )
+
+    assert spark_run.exit_code == local_run.exit_code == EXIT_OK
+    theirs, mine = read_output(distributed), read_output(local)
+    assert "0.00029" in mine["lead_id"].tolist()
     assert theirs["lead_id"].tolist() == mine["lead_id"].tolist()
     assert np.abs(theirs["probability"] - mine["probability"]).max() <= 1e-9
 
