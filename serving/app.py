@@ -123,6 +123,7 @@ def _include_routers(app: FastAPI, settings: Settings, batch_model: type[BaseMod
     app.include_router(document.router, dependencies=guard)
     if not settings.auth_enabled:
         app.include_router(document.docs_router)
+    app.router.routes[0:0] = scores.direct_routes(settings, batch_model)
 
 
 @asynccontextmanager

@@ -62,7 +62,12 @@ async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
     key: Annotated[str | None, Security(api_key_header)] = None,
 ) -> None:
-    """Reject the request unless it carries a configured API key.
+    """Reject the request unless it carries a configured API key (``check_api_key``)."""
+    check_api_key(key, settings)
+
+
+def check_api_key(key: str | None, settings: Settings) -> None:
+    """Refuse ``key`` (the ``X-API-Key`` header, None when absent) unless it is configured.
 
     Raises:
         ApiError: 401 when the header is missing or the key is unknown.

@@ -30,6 +30,7 @@ STATUS_CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "body_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "validation_error",

@@ -23,6 +23,7 @@ and stops reading a streamed body as soon as it passes the limit.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from typing import TypeVar
@@ -31,10 +32,13 @@ import orjson
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.records import ScoreRequest
+from serving.errors import ApiError
 from serving.middleware import send_error
+from serving.service import Deadline
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -203,3 +207,30 @@ def _float_literal(match: re.Match[bytes]) -> bytes:
 def parse_score_request(body: bytes, content_type: str | None = None) -> ScoreRequest:
     """A ``/v1/score`` body validated from its bytes (see ``parse_json_body``)."""
     return parse_json_body(body, content_type, ScoreRequest)
+
+
+async def read_body(request: Request, budget: Deadline) -> bytes:
+    """The request's body, read within the request's time budget.
+
+    A client that stalls mid-body would otherwise hold its connection and the request's
+    task for ever; one that goes away, or breaks the chunked framing (the server then
+    reports a disconnect), is the client's fault, not the service's.
+
+    Raises:
+        ApiError: 408 when the whole body has not arrived within the budget; 400 when the
+            client closed the connection before sending all of it.
+    """
+    try:
+        async with asyncio.timeout(budget.remaining()):
+            return await request.body()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "body_timeout",
+            f"the body did not arrive within {budget.seconds:g} s",
+            headers={"Connection": "close"},
+        ) from None
+    except ClientDisconnect:
+        raise ApiError(
+            400, "client_disconnected", "the connection closed before the whole body arrived"
+        ) from None

@@ -4,8 +4,9 @@ Annotations here are evaluated when the routes are defined (no ``from __future__
 annotations``): the batch body's model is built per app, with its configured size limit.
 """
 
+import functools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -15,15 +16,24 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from features.records import ScoreRequest
 from serving.coalescing import Coalescer
-from serving.dependencies import ScoringContext, request_deadline, scoring_context
+from serving.dependencies import (
+    API_KEY_HEADER,
+    ScoringContext,
+    check_api_key,
+    request_deadline,
+    scoring_context,
+)
 from serving.examples import EXAMPLE_REQUEST
-from serving.request_body import parse_json_body, parse_score_request
+from serving.request_body import parse_json_body, parse_score_request, read_body
 from serving.routers.responses import SCORING_ERRORS, json_response
 from serving.schemas import BatchResponse, ScoreResult
 from serving.service import Deadline, DeadlineExceeded, Scoring, score_requests
+from serving.settings import Settings
 
 MAX_REASONS = 50
 Result = TypeVar("Result")
@@ -87,47 +97,102 @@ def reasons_query(request: Request) -> int | None:
         ) from None
 
 
-def scores_router(batch_model: type[BaseModel]) -> APIRouter:
-    """The scoring routes; ``batch_model`` is the batch body with the configured size limit
-    (``serving.schemas.batch_request_model``)."""
-    router = APIRouter(prefix="/v1/score", tags=["scores"])
+Endpoint = Callable[[Request], Awaitable[Response]]
 
-    @router.post(
+
+def scores_router(batch_model: type[BaseModel]) -> APIRouter:
+    """The scoring routes as FastAPI documents them; ``batch_model`` is the batch body with
+    the configured size limit (``serving.schemas.batch_request_model``).
+
+    Requests are answered by ``direct_routes``, placed ahead of these: the same endpoints
+    without FastAPI's per-request dependency solving.
+    """
+    router = APIRouter(prefix="/v1/score", tags=["scores"])
+    router.post(
         "",
         response_model=ScoreResult,
         responses=SCORING_ERRORS,
         summary="Score one lead",
         openapi_extra=request_doc("ScoreRequest", {"budget rejection": {"value": EXAMPLE_REQUEST}}),
-    )
-    async def score(request: Request) -> Response:
-        """Score, route and explain one rejection of one lead from its raw rows."""
-        reasons = reasons_query(request)
-        body = parse_score_request(await request.body(), request.headers.get("content-type"))
-        context = await scoring_context(request)
-        coalescer: Coalescer = request.app.state.coalescer
-        result = await coalescer.score(
-            context.deployment,
-            body,
-            top_k=context.top_k(reasons),
-            request_id=context.request_id,
-            deadline=context.deadline(),
-        )
-        return json_response(result)
-
-    @router.post(
+    )(score)
+    router.post(
         "/batch",
         response_model=BatchResponse,
         responses=SCORING_ERRORS,
         summary="Score several leads",
         openapi_extra=request_doc("BatchRequest"),
+    )(batch_endpoint(batch_model))
+    return router
+
+
+def direct_routes(settings: Settings, batch_model: type[BaseModel]) -> list[Route]:
+    """``POST /v1/score`` and ``POST /v1/score/batch`` as plain Starlette routes.
+
+    Each reads its own query and body already, so FastAPI's dependency solving would only
+    check the API key: here the key is checked first (``check_api_key``), then the endpoint
+    runs. Placed ahead of ``scores_router``'s routes, these answer every scoring call (about
+    30 µs less per call); the others stay for the OpenAPI document.
+    """
+    return [
+        _DirectRoute("/v1/score", _guarded(score, settings), methods=["POST"]),
+        _DirectRoute(
+            "/v1/score/batch", _guarded(batch_endpoint(batch_model), settings), methods=["POST"]
+        ),
+    ]
+
+
+class _DirectRoute(Route):
+    """A Starlette route that names itself in ``scope["route"]`` when it matches, as
+    FastAPI's routes do (metrics and logs label requests by its path)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Starlette's match, with this route in the child scope."""
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+def _guarded(endpoint: Endpoint, settings: Settings) -> Endpoint:
+    """``endpoint`` behind the API-key check when keys are configured."""
+    if not settings.auth_enabled:
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        check_api_key(request.headers.get(API_KEY_HEADER), settings)
+        return await endpoint(request)
+
+    return guarded
+
+
+async def score(request: Request) -> Response:
+    """Score, route and explain one rejection of one lead from its raw rows."""
+    reasons = reasons_query(request)
+    raw = await read_body(request, request_deadline(request))
+    body = parse_score_request(raw, request.headers.get("content-type"))
+    context = await scoring_context(request)
+    coalescer: Coalescer = request.app.state.coalescer
+    result = await coalescer.score(
+        context.deployment,
+        body,
+        top_k=context.top_k(reasons),
+        request_id=context.request_id,
+        deadline=context.deadline(),
     )
+    return json_response(result)
+
+
+def batch_endpoint(batch_model: type[BaseModel]) -> Endpoint:
+    """``POST /v1/score/batch`` validating its body with ``batch_model``."""
+
     async def score_batch(request: Request) -> Response:
         """Score up to the configured number of leads; results in the order of ``items``."""
         reasons = reasons_query(request)
         content_type = request.headers.get("content-type")
-        raw = await request.body()
-        gate: threading.Semaphore = request.app.state.batch_gate
         budget = request_deadline(request)
+        raw = await read_body(request, budget)
+        gate: threading.Semaphore = request.app.state.batch_gate
         with _within(budget):
             body = await _in_turn(gate, budget, parse_json_body, raw, content_type, batch_model)
             context = await scoring_context(request)
@@ -142,7 +207,7 @@ def scores_router(batch_model: type[BaseModel]) -> APIRouter:
             }
         )
 
-    return router
+    return score_batch
 
 
 @contextmanager

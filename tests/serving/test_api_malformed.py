@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import logging
+import socket
 import threading
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from serving.examples import EXAMPLE_REQUEST
+from tests.servers import SRL, eventually, free_port, running
 from tests.serving.conftest import TestClient, api_settings, create_app
 
 SECRET = "ann.secret@example.com"
@@ -557,3 +561,51 @@ def test_health_checks_answer_while_a_batch_is_scored(model_dir: Any) -> None:
     assert len(results) == BIG_BATCH
     assert finished == ["health", "batch"]
     assert {result["probability"] for result in results} == {single.json()["probability"]}
+
+
+def _send_headers_and_part_of_the_body(port: int, path: str) -> socket.socket:
+    body = orjson.dumps(EXAMPLE_REQUEST)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(head + body[: len(body) // 2])
+    return connection
+
+
+def _logged_requests(log: Path, route: str) -> list[dict[str, Any]]:
+    lines = [orjson.loads(line) for line in log.read_bytes().splitlines() if line.startswith(b"{")]
+    return [line for line in lines if line.get("message") == "request" and line["route"] == route]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/score/batch"])
+def test_a_stalled_or_abandoned_body_is_the_clients_fault(
+    model_dir: Path, tmp_path: Path, path: str
+) -> None:
+    """A body that stops arriving gets a 408 within the time budget (not a connection held
+    for ever); a client that leaves mid-body is logged as a 400, never as a 5xx."""
+    port, log = free_port(), tmp_path / "serve.log"
+    environment = {
+        "SRL_PORT": str(port),
+        "SRL_MODEL_URI": str(model_dir),
+        "SRL_REQUEST_TIMEOUT_SECONDS": "1",
+    }
+
+    with running([SRL, "serve"], f"http://127.0.0.1:{port}/readyz", log, environment):
+        stalled = _send_headers_and_part_of_the_body(port, path)
+        stalled.settimeout(10)
+        answer = b"".join(iter(lambda: stalled.recv(65536), b""))  # closed after the answer
+        stalled.close()
+        _send_headers_and_part_of_the_body(port, path).close()
+        eventually(lambda: len(_logged_requests(log, path)) == 2, seconds=10)
+        healthy = httpx.get(f"http://127.0.0.1:{port}/healthz")
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert orjson.loads(body)["error"]["code"] == "body_timeout"
+    ends = [(r["status"], r["error"]) for r in _logged_requests(log, path)]
+    assert ends == [(408, "body_timeout"), (400, "client_disconnected")]
+    assert b'"level":"error"' not in log.read_bytes()
+    assert healthy.status_code == 200
