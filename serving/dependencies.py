@@ -120,8 +120,10 @@ class ScoringContext:
         return self.budget
 
 
-async def scoring_context(request: Request) -> ScoringContext:
-    """The serving deployment, settings, metrics and request id of this request.
+async def scoring_context(request: Request, budget: Deadline) -> ScoringContext:
+    """The serving deployment, settings, metrics and request id of this request, with its
+    time budget (``request_deadline``, built once by the route, which reads the body within
+    it before readiness is checked).
 
     Raises:
         ApiError: 503 while no model is loaded.
@@ -133,7 +135,7 @@ async def scoring_context(request: Request) -> ScoringContext:
         state.settings,
         state.metrics,
         request.state.request_id,
-        request_deadline(request),
+        budget,
     )
 
 
@@ -151,4 +153,3 @@ HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RequestId = Annotated[str, Depends(get_request_id)]
 CurrentDeployment = Annotated[Deployment, Depends(current_deployment)]
-Scoring = Annotated[ScoringContext, Depends(scoring_context)]

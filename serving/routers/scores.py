@@ -169,9 +169,10 @@ def _guarded(endpoint: Endpoint, settings: Settings) -> Endpoint:
 async def score(request: Request) -> Response:
     """Score, route and explain one rejection of one lead from its raw rows."""
     reasons = reasons_query(request)
-    raw = await read_body(request, request_deadline(request))
+    budget = request_deadline(request)
+    raw = await read_body(request, budget)
     body = parse_score_request(raw, request.headers.get("content-type"))
-    context = await scoring_context(request)
+    context = await scoring_context(request, budget)
     coalescer: Coalescer = request.app.state.coalescer
     result = await coalescer.score(
         context.deployment,
@@ -195,7 +196,7 @@ def batch_endpoint(batch_model: type[BaseModel]) -> Endpoint:
         gate: threading.Semaphore = request.app.state.batch_gate
         with _within(budget):
             body = await _in_turn(gate, budget, parse_json_body, raw, content_type, batch_model)
-            context = await scoring_context(request)
+            context = await scoring_context(request, budget)
             items = body.items
             scoring = await _in_turn(gate, budget, _score_batch, context, items, reasons, budget)
         context.metrics.observe_scores("batch", scoring.probability, scoring.routes)
