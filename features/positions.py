@@ -113,12 +113,16 @@ def range_sums(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.nd
 
     Adding each lead's own values one by one (rather than differencing a running total
     over all leads) keeps the result independent of which other leads share the batch,
-    so one lead scores identically alone and inside an export.
+    so one lead scores identically alone and inside an export. A sum past a float's range
+    (amounts near 1.8e308 are valid input) saturates at the largest finite float of its sign,
+    so every feature stays a finite number (one that overflows both ways counts as zero).
     """
     clean = np.where(np.isnan(values), 0.0, values)
     total = np.zeros(len(start))
     lengths = stop - start
-    for step in range(int(lengths.max(initial=0))):
-        active = lengths > step
-        total[active] += clean[start[active] + step]
-    return total
+    with np.errstate(over="ignore", invalid="ignore"):
+        for step in range(int(lengths.max(initial=0))):
+            active = lengths > step
+            total[active] += clean[start[active] + step]
+    largest = np.finfo(np.float64).max
+    return np.nan_to_num(total, nan=0.0, posinf=largest, neginf=-largest)

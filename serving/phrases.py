@@ -105,7 +105,14 @@ _REASON = "|".join(sorted(REASON_CODES, key=len, reverse=True))
 _COUNTED = rf"({_ACTIVITY})_(\d+d|since_rejection|total|pre_rejection_\d+d)"
 
 
+#: From this size on a number is shown in scientific notation (``1.8e+308``): its digits
+#: would mean nothing to a reader, and valid input reaches a float's limit.
+SCIENTIFIC_FROM = 1e15
+
+
 def _number(value: float) -> str:
+    if abs(value) >= SCIENTIFIC_FROM:
+        return f"{value:.1e}"
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.1f}"
@@ -125,10 +132,15 @@ def days(value: float) -> str:
 
 
 def money(value: float) -> str:
-    """US dollars, rounded for reading: ``"$950"``, ``"$48,000"``, ``"$12.5M"``."""
-    if abs(value) >= 1_000_000:
-        return f"${value / 1_000_000:,.1f}M"
-    return f"${value:,.0f}"
+    """US dollars, rounded for reading: ``"$950"``, ``"$48,000"``, ``"$12.5M"``, ``"$3.2B"``."""
+    sign, size = ("-" if value < 0 else ""), abs(value)
+    if size >= SCIENTIFIC_FROM:
+        return f"{sign}${size:.1e}"
+    if size >= 1_000_000_000:
+        return f"{sign}${size / 1_000_000_000:,.1f}B"
+    if size >= 1_000_000:
+        return f"{sign}${size / 1_000_000:,.1f}M"
+    return f"{sign}${size:,.0f}"
 
 
 def label(value: str) -> str:

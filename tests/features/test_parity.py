@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -127,6 +128,52 @@ def test_a_custom_number_past_float_range_counts_as_missing_as_in_files() -> Non
     )
 
     assert np.isnan(history.lead_numbers["crm_score"]).all()
+
+
+LARGEST_FLOAT = float(np.finfo(np.float64).max)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_amounts_summing_past_float_range_saturate_without_warnings(sign: float) -> None:
+    """Three won deals of 1.8e308 USD each are valid input; their total is the largest float
+    of its sign (not inf), with no RuntimeWarning on the way, and the lead's other features
+    are those it has without the deals' amounts."""
+    deal = {"lead_id": "L1", "created_at": "2024-01-01", "closed_at": "2024-02-01"}
+    deals = [
+        {**deal, "opportunity_id": f"O{i}", "status": "won", "amount": sign * LARGEST_FLOAT}
+        for i in range(3)
+    ]
+    body = {
+        "lead": {"lead_id": "L1", "created_at": "2023-06-01", "lead_source": "webinar"},
+        "rejection": {
+            "rejection_id": "R1",
+            "lead_id": "L1",
+            "rejected_at": "2025-02-01",
+            "stage_at_rejection": "sql",
+            "reason_code": "budget",
+        },
+        "opportunities": deals,
+    }
+    without_amounts = {**body, "opportunities": [{**d, "amount": None} for d in deals]}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        features = _features_of(body)
+    plain = _features_of(without_amounts)
+
+    assert features.columns["amount_won"][0] == sign * LARGEST_FLOAT
+    assert features.columns["amount_lost"][0] == 0.0
+    for spec in features.specs:
+        if spec.kind != "text" and spec.name != "amount_won":
+            np.testing.assert_array_equal(
+                features.columns[spec.name], plain.columns[spec.name], err_msg=spec.name
+            )
+
+
+def _features_of(body: dict[str, object]) -> FeatureTable:
+    request = ScoreRequest.model_validate_json(json.dumps(body))
+    history, examples = requests_history([request], CONFIG, datetime(2025, 3, 1, tzinfo=UTC))
+    return compute_features(history, examples, CONFIG)
 
 
 ONE_LEAD_TABLES = {
