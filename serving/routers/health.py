@@ -1,4 +1,8 @@
-"""``GET /healthz`` (the process is alive) and ``GET /readyz`` (it can score)."""
+"""``GET /healthz`` (the process is alive) and ``GET /readyz`` (it can score).
+
+Both answer ``HEAD`` too (same status and headers, no body), as load balancers and uptime
+checks that probe with ``HEAD`` expect; the ``HEAD`` routes stay out of the OpenAPI document.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +41,7 @@ async def readyz(holder: HolderDep) -> Response:
         "reason": None,
     }
     return json_response(body)
+
+
+router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)

@@ -86,6 +86,8 @@ def test_an_unreachable_registry_leaves_the_service_up_and_not_ready(
         assert scored.status_code == 503
         assert scored.json()["error"]["code"] == "not_ready"
         assert client.get("/healthz").status_code == 200
+        probed = client.head("/readyz")  # load balancers that probe with HEAD
+        assert (probed.status_code, probed.content) == (503, b"")
         assert "srl_model_ready 0.0" in client.get("/metrics").text
 
         # The registry comes back: the service retries on its own and becomes ready.

@@ -126,6 +126,18 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert ready.json()["ready"] is True
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_routes_answer_head_with_the_get_headers_and_no_body(
+    client: TestClient, path: str
+) -> None:
+    got, probed = client.get(path), client.head(path)
+    assert probed.status_code == got.status_code == 200
+    assert probed.content == b""
+    assert probed.headers["content-length"] == str(len(got.content))
+    assert probed.headers["content-type"] == got.headers["content-type"]
+    assert set(client.get("/openapi.json").json()["paths"][path]) == {"get"}
+
+
 def test_metrics_count_requests_scores_programs_and_the_model(client: TestClient) -> None:
     client.post("/v1/score", json=EXAMPLE_REQUEST)
     client.post("/v1/score", json={"lead": {}})
