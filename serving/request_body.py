@@ -18,7 +18,9 @@ validated again with each of those numbers written as the float it reads as (``1
 the error names the field like any other number past a float's range.
 
 The size limit answers 413 from the ``Content-Length`` header without reading the body,
-and stops reading a streamed body as soon as it passes the limit.
+and stops reading a streamed body as soon as it passes the limit. A body sent with
+``Content-Encoding: gzip`` is inflated under the same limit (``decoded_body``), so a small
+body that would inflate to gigabytes is refused as soon as it passes it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import zlib
 from typing import TypeVar
 
 import orjson
@@ -56,6 +59,12 @@ _STRING_OR_LONG_NUMBER = re.compile(
     % MAX_INTEGER_DIGITS,
     re.DOTALL,
 )
+
+
+#: ``Content-Encoding`` values (RFC 9110, 8.4.1) of a gzip body; ``identity`` means none.
+GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
+#: zlib's window setting for gzip framing (header and CRC-32 checked).
+_GZIP_WINDOW = 16 + zlib.MAX_WBITS
 
 
 class BodyTooLarge(HTTPException):
@@ -234,3 +243,65 @@ async def read_body(request: Request, budget: Deadline) -> bytes:
         raise ApiError(
             400, "client_disconnected", "the connection closed before the whole body arrived"
         ) from None
+
+
+def decoded_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """``body`` without its ``Content-Encoding``: none, ``identity`` or ``gzip``.
+
+    A gzip body (one or more members, as ``gzip.compress`` or ``cat a.gz b.gz`` write it)
+    is inflated to at most ``max_bytes``, the limit of a plain body.
+
+    Raises:
+        ApiError: 415 ``unsupported_encoding`` for any other coding (named in the
+            ``Content-Encoding`` field); 413 ``body_too_large`` when the inflated body
+            passes ``max_bytes``; 400 ``invalid_encoding`` when the gzip data is broken or
+            cut short.
+    """
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
+        return body
+    if len(codings) > 1 or codings[0] not in GZIP_CODINGS:
+        raise ApiError(
+            415,
+            "unsupported_encoding",
+            "the body's Content-Encoding is not supported: send it as is or as gzip",
+            [
+                {
+                    "field": "header.content-encoding",
+                    "problem": "only gzip (or identity) is supported",
+                    "type": "unsupported_encoding",
+                }
+            ],
+        )
+    return _gunzip(body, max_bytes) if body else body
+
+
+def _gunzip(data: bytes, max_bytes: int) -> bytes:
+    """Every gzip member of ``data`` inflated, stopping once past ``max_bytes``."""
+    inflated = bytearray()
+    while data:
+        inflater = zlib.decompressobj(_GZIP_WINDOW)
+        try:
+            inflated += inflater.decompress(data, max_bytes + 1 - len(inflated))
+        except zlib.error:
+            raise _broken_gzip("the body is not valid gzip data") from None
+        if len(inflated) > max_bytes:
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"the request body is larger than {max_bytes} bytes once decompressed",
+            )
+        if not inflater.eof:
+            raise _broken_gzip("the gzip data ends before its last member does")
+        data = inflater.unused_data
+    return bytes(inflated)
+
+
+def _broken_gzip(message: str) -> ApiError:
+    return ApiError(
+        400,
+        "invalid_encoding",
+        message,
+        [{"field": "body", "problem": message, "type": "invalid_encoding"}],
+    )

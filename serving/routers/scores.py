@@ -8,6 +8,7 @@ import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -29,7 +30,7 @@ from serving.dependencies import (
     scoring_context,
 )
 from serving.examples import EXAMPLE_REQUEST
-from serving.request_body import parse_json_body, parse_score_request, read_body
+from serving.request_body import decoded_body, parse_json_body, parse_score_request, read_body
 from serving.routers.responses import SCORING_ERRORS, json_response
 from serving.schemas import BatchResponse, ScoreResult
 from serving.service import Deadline, DeadlineExceeded, Scoring, score_requests
@@ -37,6 +38,7 @@ from serving.settings import Settings
 
 MAX_REASONS = 50
 Result = TypeVar("Result")
+Body = TypeVar("Body", bound=BaseModel)
 REASONS_DESCRIPTION = "Reasons per lead, strongest first (0: none; default SRL_REASONS_DEFAULT)."
 
 
@@ -171,7 +173,8 @@ async def score(request: Request) -> Response:
     reasons = reasons_query(request)
     budget = request_deadline(request)
     raw = await read_body(request, budget)
-    body = parse_score_request(raw, request.headers.get("content-type"))
+    content = decoded_body(raw, request.headers.get("content-encoding"), _max_bytes(request))
+    body = parse_score_request(content, request.headers.get("content-type"))
     context = await scoring_context(request, budget)
     coalescer: Coalescer = request.app.state.coalescer
     result = await coalescer.score(
@@ -190,12 +193,12 @@ def batch_endpoint(batch_model: type[BaseModel]) -> Endpoint:
     async def score_batch(request: Request) -> Response:
         """Score up to the configured number of leads; results in the order of ``items``."""
         reasons = reasons_query(request)
-        content_type = request.headers.get("content-type")
+        headers = _BodyHeaders.of(request)
         budget = request_deadline(request)
         raw = await read_body(request, budget)
         gate: threading.Semaphore = request.app.state.batch_gate
         with _within(budget):
-            body = await _in_turn(gate, budget, parse_json_body, raw, content_type, batch_model)
+            body = await _in_turn(gate, budget, _parse_batch, raw, headers, batch_model)
             context = await scoring_context(request, budget)
             items = body.items
             scoring = await _in_turn(gate, budget, _score_batch, context, items, reasons, budget)
@@ -209,6 +212,33 @@ def batch_endpoint(batch_model: type[BaseModel]) -> Endpoint:
         )
 
     return score_batch
+
+
+def _max_bytes(request: Request) -> int:
+    settings: Settings = request.app.state.settings
+    return settings.max_body_bytes
+
+
+@dataclass(frozen=True)
+class _BodyHeaders:
+    """What a batch's worker thread needs to know of its request to read the body."""
+
+    content_type: str | None
+    content_encoding: str | None
+    max_bytes: int
+
+    @classmethod
+    def of(cls, request: Request) -> "_BodyHeaders":
+        headers = request.headers
+        return cls(
+            headers.get("content-type"), headers.get("content-encoding"), _max_bytes(request)
+        )
+
+
+def _parse_batch(raw: bytes, headers: _BodyHeaders, batch_model: type[Body]) -> Body:
+    """A batch body decoded (gzip) and validated, in the batch's worker thread."""
+    content = decoded_body(raw, headers.content_encoding, headers.max_bytes)
+    return parse_json_body(content, headers.content_type, batch_model)
 
 
 @contextmanager
