@@ -38,6 +38,12 @@ STATUS_CODES: dict[int, str] = {
 }
 
 
+#: At most this many problems are listed in one error body; the message gives the total.
+MAX_LISTED_PROBLEMS = 50
+#: A field's name is shown up to this many characters (an unknown key may be megabytes).
+MAX_FIELD_NAME_CHARS = 200
+
+
 class ApiError(Exception):
     """An error the API answers with its own status, code and message."""
 
@@ -91,8 +97,15 @@ def field_problems(errors: Sequence[Any]) -> list[dict[str, str]]:
             problems.append({"field": "body", "problem": "not valid JSON", "type": kind})
             continue
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-        problems.append({"field": ".".join(location) or "body", "problem": message, "type": kind})
+        field = _shortened(".".join(location) or "body")
+        problems.append({"field": field, "problem": message, "type": kind})
     return problems
+
+
+def _shortened(name: str) -> str:
+    if len(name) <= MAX_FIELD_NAME_CHARS:
+        return name
+    return name[: MAX_FIELD_NAME_CHARS - 1] + "…"
 
 
 async def _validation_error(request: Request, error: Exception) -> Response:
@@ -103,8 +116,11 @@ async def _validation_error(request: Request, error: Exception) -> Response:
             request, 422, "invalid_json", "the body is not valid JSON", problems[:1]
         )
     named = ", ".join(sorted({p["field"] for p in problems})[:5])
+    message = f"invalid request: {named}"
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        message += f" ({len(problems)} problems; the first {MAX_LISTED_PROBLEMS} are listed)"
     return error_response(
-        request, 422, "validation_error", f"invalid request: {named}", problems[:50]
+        request, 422, "validation_error", message, problems[:MAX_LISTED_PROBLEMS]
     )
 
 

@@ -408,6 +408,21 @@ def test_a_long_number_inside_a_string_stays_text(client: TestClient) -> None:
     ]
 
 
+def test_error_bodies_stay_small_whatever_the_keys_sent(client: TestClient) -> None:
+    """An unknown key of a megabyte is named by its first 200 characters; of 5,000 problems
+    the first 50 are listed and the message gives the total."""
+    long_key = client.post("/v1/score", json={**EXAMPLE_REQUEST, "k" * 1_000_000: 1})
+    many = client.post("/v1/score", json={**EXAMPLE_REQUEST, **{f"x{i}": 1 for i in range(5000)}})
+
+    assert len(long_key.content) < 2_000
+    (named,) = _problem(long_key)["fields"]
+    assert named["field"] == "k" * 199 + "…"
+    assert named["type"] == "extra_forbidden"
+    error = _problem(many)
+    assert len(error["fields"]) == 50
+    assert "(5000 problems; the first 50 are listed)" in error["message"]
+
+
 def test_a_batch_over_the_limit_is_refused_naming_items(model_dir: Any) -> None:
     with TestClient(create_app(api_settings(model_dir, max_batch_items=3))) as small:
         over = small.post("/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 4})
