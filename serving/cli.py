@@ -10,6 +10,7 @@ through ``threadpoolctl`` for pools already loaded when this process serves itse
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -167,14 +168,21 @@ def _worker_coordination(workers: int) -> Iterator[None]:
 def _run(settings: Settings, workers: int, log_level: str) -> None:
     import uvicorn
 
+    from serving.http_protocol import GuardedHttpToolsProtocol
     from serving.logs import log_config
 
+    protocol = functools.partial(
+        GuardedHttpToolsProtocol,
+        header_timeout=settings.header_timeout_seconds,
+        max_header_bytes=settings.max_header_bytes,
+    )
     uvicorn.run(
         "serving.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=workers,
+        http=protocol,  # type: ignore[arg-type]  # uvicorn calls it as it calls a class
         log_config=log_config(log_level.upper()),
         access_log=False,
         server_header=False,

@@ -119,9 +119,7 @@ async def _validation_error(request: Request, error: Exception) -> Response:
     message = f"invalid request: {named}"
     if len(problems) > MAX_LISTED_PROBLEMS:
         message += f" ({len(problems)} problems; the first {MAX_LISTED_PROBLEMS} are listed)"
-    return error_response(
-        request, 422, "validation_error", message, problems[:MAX_LISTED_PROBLEMS]
-    )
+    return error_response(request, 422, "validation_error", message, problems[:MAX_LISTED_PROBLEMS])
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

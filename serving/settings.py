@@ -27,6 +27,9 @@ class Settings(BaseSettings):
         max_batch_items: most leads in one ``/v1/score/batch`` call.
         max_body_bytes: largest request body accepted.
         request_timeout_seconds: time budget of one scoring call.
+        header_timeout_seconds: time a request's headers (and a new connection's first
+            request) may take to arrive under ``srl serve`` (``serving.http_protocol``).
+        max_header_bytes: largest request line and headers accepted under ``srl serve``.
         reasons_default: reasons per lead when the request does not say.
         reload_interval_seconds: how often to check whether the model source moved (0: never).
         retry_interval_seconds: how often to retry while no model could be loaded.
@@ -49,6 +52,8 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(default=500, ge=1, le=100_000)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     reasons_default: int = Field(default=3, ge=0, le=50)
     reload_interval_seconds: float = Field(default=0.0, ge=0)
     retry_interval_seconds: float = Field(default=5.0, gt=0)

@@ -1,0 +1,148 @@
+"""Request headers are bounded in time and size under ``srl serve`` (``serving.http_protocol``).
+
+A real ``srl serve`` with a 1 s header timeout and a 4 KiB header limit, driven over raw
+sockets: stalled headers get a 408, silent connections are closed, oversized headers a 431,
+and ordinary requests (headers in pieces, keep-alive pauses, bodies far larger than the
+header limit) are untouched.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from serving.examples import EXAMPLE_REQUEST
+from tests.servers import SRL, free_port, running
+
+HEADER_TIMEOUT = 1.0
+MAX_HEADER_BYTES = 4096
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("headers") / "serve.log"
+    environment = {
+        "SRL_PORT": str(port),
+        "SRL_MODEL_URI": str(model_dir),
+        "SRL_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "SRL_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
+    }
+    with running([SRL, "serve"], f"http://127.0.0.1:{port}/readyz", log, environment):
+        yield port
+
+
+def _connect(port: int) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.settimeout(10 * HEADER_TIMEOUT)
+    return connection
+
+
+def _until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b"".join(iter(lambda: connection.recv(65536), b""))
+    connection.close()
+    return received
+
+
+def _one_answer(connection: socket.socket) -> bytes:
+    """One whole answer (head and ``Content-Length`` body) on a connection kept open."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.lower().split(b"\r\n")[1:]
+        if line.startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += connection.recv(65536)
+    assert len(body) == length  # nothing of a next answer
+    return head + b"\r\n\r\n" + body
+
+
+def _error(answer: bytes) -> tuple[bytes, dict[str, object]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    return head.split(b"\r\n")[0], orjson.loads(body)["error"]
+
+
+@pytest.mark.slow
+def test_headers_that_stall_get_a_408_and_the_connection_closes(server: int) -> None:
+    connection = _connect(server)
+    started = time.monotonic()
+    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+
+    status, error = _error(_until_closed(connection))
+
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert error["code"] == "header_timeout"
+    assert HEADER_TIMEOUT * 0.9 <= time.monotonic() - started < 5 * HEADER_TIMEOUT
+
+
+@pytest.mark.slow
+def test_a_connection_that_never_asks_is_closed_without_an_answer(server: int) -> None:
+    connection = _connect(server)
+    started = time.monotonic()
+
+    assert _until_closed(connection) == b""
+    assert time.monotonic() - started < 5 * HEADER_TIMEOUT
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [b"GET /healthz?" + b"q" * MAX_HEADER_BYTES + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"],
+        [b"GET /healthz HTTP/1.1\r\n" + b"X-Many: 0123456789\r\n" * 300],
+        [b"GET /healthz HTTP/1.1\r\nX-Big: aaaa", b"a" * 1000, b"a" * MAX_HEADER_BYTES],
+    ],
+    ids=["long-target", "many-headers", "one-header-that-never-ends"],
+)
+def test_headers_over_the_limit_get_a_431_before_they_end(server: int, reads: list[bytes]) -> None:
+    connection = _connect(server)
+    for read in reads:  # never a blank line: refused without waiting for the end
+        connection.sendall(read)
+        time.sleep(0.1)  # one read each on the server
+
+    status, error = _error(_until_closed(connection))
+
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
+    assert error["code"] == "headers_too_large"
+
+
+@pytest.mark.slow
+def test_ordinary_requests_are_untouched(server: int) -> None:
+    pieces = _connect(server)
+    pieces.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+    time.sleep(HEADER_TIMEOUT / 3)
+    pieces.sendall(b"st: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert _until_closed(pieces).startswith(b"HTTP/1.1 200 ")
+
+    # A keep-alive connection may stay quiet between requests for longer than the header
+    # timeout (uvicorn's keep-alive timeout, 5 s, governs that).
+    kept = _connect(server)
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert _one_answer(kept).startswith(b"HTTP/1.1 200 ")
+    time.sleep(1.5 * HEADER_TIMEOUT)
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert _until_closed(kept).startswith(b"HTTP/1.1 200 ")
+
+    # A body far larger than the header limit, in the same packets as the headers.
+    body = orjson.dumps({"items": [EXAMPLE_REQUEST] * 20})
+    assert len(body) > 4 * MAX_HEADER_BYTES
+    batch = _connect(server)
+    head = (
+        "POST /v1/score/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    batch.sendall(head.encode() + body)
+    answer = _until_closed(batch)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert len(orjson.loads(answer.partition(b"\r\n\r\n")[2])["results"]) == 20
