@@ -63,6 +63,22 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+def error_body(
+    code: str, message: str, request_id: str | None, fields: Iterable[Mapping[str, str]] = ()
+) -> bytes:
+    """The JSON bytes of every error answer, whichever layer sends it (app, ASGI, protocol)."""
+    return orjson.dumps(
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "request_id": request_id,
+                "fields": list(fields),
+            }
+        }
+    )
+
+
 def error_response(
     request: Request,
     status: int,
@@ -72,19 +88,9 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The JSON error response every failure goes through."""
-    request_id = getattr(request.state, "request_id", None)
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "request_id": request_id,
-            "fields": list(fields),
-        }
-    }
+    body = error_body(code, message, getattr(request.state, "request_id", None), fields)
     request.state.error_code = code
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def field_problems(errors: Sequence[Any]) -> list[dict[str, str]]:

@@ -33,8 +33,9 @@ import logging
 from typing import Any
 from weakref import WeakKeyDictionary
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from serving.errors import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,11 @@ class _HeadersRefusedError(Exception):
 class _HeaderWatch:
     """The connections of one server that wait for request headers, checked by one timer.
 
-    A timer per request (``loop.call_later`` armed at a request's first byte, cancelled when
-    its headers complete) measured 15 to 20% fewer requests per second at concurrency 32;
-    here a request only notes when its headers are due, and one timer per server, running
-    while any connection waits, looks every ``interval`` seconds for those past due.
+    A request only notes when its headers are due, and one timer per server, running while
+    any connection waits, looks every ``interval`` seconds for those past due: no timer is
+    made and cancelled per request. (A first version with a timer per request measured
+    slower at concurrency 32, but this one showed the same slow rounds; the two modes seen
+    on this machine, not this choice, may explain both. See docs/serving.md.)
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
@@ -203,9 +205,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._watch.discard(self)
 
     def _answer(self, status: int, code: str, message: str) -> None:
-        body = orjson.dumps(
-            {"error": {"code": code, "message": message, "request_id": None, "fields": []}}
-        )
+        body = error_body(code, message, request_id=None)  # before any request id exists
         head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
         head += b"connection: close\r\n\r\n"

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.errors import error_body
 from serving.metrics import Metrics
 from serving.settings import is_loopback
 
@@ -102,16 +102,7 @@ async def send_error(
     """Answer with the API's JSON error body (``serving.errors``) from plain ASGI."""
     state = scope.setdefault("state", {})
     state["error_code"] = code
-    body = orjson.dumps(
-        {
-            "error": {
-                "code": code,
-                "message": message,
-                "request_id": state.get("request_id"),
-                "fields": [],
-            }
-        }
-    )
+    body = error_body(code, message, state.get("request_id"))
     head = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
