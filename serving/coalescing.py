@@ -3,9 +3,10 @@
 A worker process runs one request at a time on the event loop. When several
 ``POST /v1/score`` calls arrive while a lead is being scored, each would pay the engine's
 fixed cost (a few hundred numpy calls) on its own. ``Coalescer`` queues them instead: the
-first waiting request starts a drain, which yields to the event loop once (so every request
-whose bytes have already arrived gets validated and queued) and then scores everything
-queued in one ``score_requests`` call, as ``/v1/score/batch`` does. Every feature is
+first waiting request starts a drain, which yields to the event loop until a turn adds no
+request to the queue (so every request whose bytes arrive meanwhile gets validated and
+queued, also when the clients' requests come in over several turns) and then scores
+everything queued in one ``score_requests`` call, as ``/v1/score/batch`` does. Every feature is
 computed per lead, so a lead's answer is the same alone or coalesced (tested to 1e-12).
 
 Requests are grouped by the deployment they were admitted under (so each answer names the
@@ -81,7 +82,7 @@ class Coalescer:
 
     async def _drain(self) -> None:
         try:
-            await asyncio.sleep(0)  # let requests already received reach the queue
+            await self._gather()
             while self._waiting:
                 jobs, self._waiting = (
                     self._waiting[: self.max_items],
@@ -95,6 +96,20 @@ class Coalescer:
             # Only a cancelled drain (shutdown) leaves jobs behind: none may wait forever.
             waiting, self._waiting = self._waiting, []
             _fail(waiting, RuntimeError("the service stopped before scoring this request"))
+
+    async def _gather(self) -> None:
+        """Yield to the event loop until a turn queues no new request (or a pass is full).
+
+        One turn lets the requests whose bytes were already read reach the queue; requests
+        read in that turn need another, and so on while clients keep sending. Stopping at
+        the first turn that adds nothing keeps a lone request's wait to one turn, and lets
+        concurrent clients share a pass instead of splitting into several smaller ones
+        (at concurrency 32, passes of about 10 requests became passes of 32).
+        """
+        queued = -1
+        while queued != len(self._waiting) and len(self._waiting) < self.max_items:
+            queued = len(self._waiting)
+            await asyncio.sleep(0)
 
     def _score_group(self, jobs: list[_Job]) -> None:
         """Answer every job of the group; never raises (each failure goes to its job)."""

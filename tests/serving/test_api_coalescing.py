@@ -103,6 +103,55 @@ def test_waiting_requests_are_scored_in_one_pass_as_they_would_be_alone(
         }
 
 
+def test_requests_arriving_over_several_event_loop_turns_share_one_pass(
+    model: ReconversionModel, requests: list[ScoreRequest]
+) -> None:
+    deployment = _deployment(model, "1")
+    groups = _Groups()
+    coalescer = Coalescer(500, groups)
+
+    async def arriving_after(turns: int, request: ScoreRequest) -> dict[str, Any]:
+        for _ in range(turns):  # as a request whose bytes are read turns after the first
+            await asyncio.sleep(0)
+        return await coalescer.score(
+            deployment, request, top_k=0, request_id=str(turns), deadline=Deadline(30)
+        )
+
+    async def staggered() -> list[dict[str, Any]]:
+        return await asyncio.gather(
+            *(arriving_after(turns, request) for turns, request in enumerate(requests[:12]))
+        )
+
+    results = asyncio.run(staggered())
+
+    assert groups.sizes == [12]
+    assert [result["request_id"] for result in results] == [str(i) for i in range(12)]
+
+
+def test_a_lone_request_is_scored_after_one_quiet_turn(
+    model: ReconversionModel, requests: list[ScoreRequest]
+) -> None:
+    deployment = _deployment(model, "1")
+    groups = _Groups()
+    coalescer = Coalescer(500, groups)
+
+    async def late_pair() -> list[dict[str, Any]]:
+        first = asyncio.ensure_future(
+            coalescer.score(deployment, requests[0], top_k=0, request_id="a", deadline=Deadline(30))
+        )
+        for _ in range(3):  # the first pass has started by now: the second waits for its own
+            await asyncio.sleep(0)
+        second = await coalescer.score(
+            deployment, requests[1], top_k=0, request_id="b", deadline=Deadline(30)
+        )
+        return [await first, second]
+
+    results = asyncio.run(late_pair())
+
+    assert groups.sizes == [1, 1]
+    assert [result["request_id"] for result in results] == ["a", "b"]
+
+
 def test_groups_never_mix_model_versions_or_reason_counts(
     model: ReconversionModel, requests: list[ScoreRequest]
 ) -> None:
