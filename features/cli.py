@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,10 +14,17 @@ import pandas as pd
 import typer
 
 from features.catalogue import catalogue_markdown, contract_markdown
-from features.config import load_feature_config
+from features.config import FeatureConfig, load_feature_config
 from features.dataset import ExampleSet, build_training_set
 from features.loading import load_export
-from features.output import write_table
+from features.output import (
+    OutputPathError,
+    atomic_write,
+    check_output_directory,
+    check_output_file,
+    describe_os_error,
+    write_table,
+)
 from features.problems import ContractError
 from features.summary import format_summary, summarise_export
 
@@ -65,6 +74,35 @@ def as_utc(moment: datetime | None) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def checked_output(
+    path: Path, check: Callable[[Path], Path] = check_output_file, option: str = "--out"
+) -> Path:
+    """``check(path)`` before any work; an unusable output path is a usage error (exit 2).
+
+    Every command that writes files checks its output paths with ``features.output``'s
+    checks through this, so they are refused alike, naming the path and why.
+    """
+    try:
+        return check(path)
+    except OutputPathError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from error
+
+
+def write_failed(error: OSError) -> typer.Exit:
+    """Report a write that failed (which file, and why) and return the exit to raise (1)."""
+    typer.echo(f"error: {describe_os_error(error)}", err=True)
+    return typer.Exit(1)
+
+
+def settings_from(config: Path | None) -> FeatureConfig:
+    """The feature settings of ``--config``; an unreadable or invalid file exits 1, named."""
+    try:
+        return load_feature_config(config)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
 def _report_problems(error: ContractError, as_json: bool) -> None:
     if as_json:
         document = {"valid": False, "problems": [p.to_dict() for p in error.problems]}
@@ -87,7 +125,11 @@ def generate(
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("must be parquet or csv", param_hint="--format")
     file_format: Literal["parquet", "csv"] = "parquet" if fmt == "parquet" else "csv"
-    files = generate_export(out, leads, seed, file_format)
+    checked_output(out, check_output_directory)
+    try:
+        files = generate_export(out, leads, seed, file_format)
+    except OSError as error:
+        raise write_failed(error) from error
     typer.echo(f"wrote {len(files)} tables for {leads:,} leads to {out}")
 
 
@@ -97,19 +139,24 @@ def features(
     config: ConfigOption = None,
     snapshot_at: SnapshotOption = None,
 ) -> None:
-    """Write the example table: keys, as_of, features, label and censored flag."""
-    try:
-        feature_config = load_feature_config(config)
-    except (ValueError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+    """Write the example table: keys, as_of, features, label and censored flag.
+
+    Exit code 0: written; 1: the export or the config is unusable, or the file could not be
+    written (a previous file at --out is left as it was); 2: bad command line, including an
+    --out that cannot be written (checked before any work).
+    """
+    target = checked_output(out)
+    feature_config = settings_from(config)
     try:
         export = load_export(data, snapshot_at=as_utc(snapshot_at))
     except ContractError as error:
         _report_problems(error, as_json=False)
         raise typer.Exit(1) from error
     examples = build_training_set(export, feature_config)
-    write_table(example_frame(examples), out)
+    try:
+        write_table(example_frame(examples), target)
+    except OSError as error:
+        raise write_failed(error) from error
     censored = int(examples.labels.censored.sum()) if examples.labels is not None else 0
     typer.echo(f"wrote {len(examples):,} examples ({censored:,} censored) to {out}")
 
@@ -144,14 +191,21 @@ def catalogue(
     config: ConfigOption = None,
 ) -> None:
     """Write docs/feature-catalogue.md and docs/data-contract.md, generated from the code."""
-    docs.mkdir(parents=True, exist_ok=True)
+    checked_output(docs, check_output_directory, "--docs")
     written = {
-        docs / "feature-catalogue.md": catalogue_markdown(load_feature_config(config)),
+        docs / "feature-catalogue.md": catalogue_markdown(settings_from(config)),
         docs / "data-contract.md": contract_markdown(),
     }
     for path, text in written.items():
-        path.write_text(text, encoding="utf-8")
+        try:
+            atomic_write(path, functools.partial(_write_text, text=text))
+        except OSError as error:
+            raise write_failed(error) from error
         typer.echo(f"wrote {path}")
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.cell_descriptions import describe_cell
 from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
 from features.numbers import numbers_from_text
-from features.problems import Problem, shorten
+from features.problems import Problem
 from features.text import TEXT, texts_of
 from features.timestamps import SPAN, TIMESTAMP_DTYPE, outside_span, parse_timestamps
 
@@ -28,23 +29,30 @@ class TableCheck:
     warnings: list[str] = field(default_factory=list)
     bad_reasons: dict[int, str] = field(default_factory=dict)
 
-    def flag(
-        self, mask: np.ndarray, column: str | None, message: str, personal: bool = False
-    ) -> None:
-        """Record that the rows in ``mask`` break the contract in ``column``."""
+    def flag(self, mask: np.ndarray, column: str | None, message: str) -> None:
+        """Record that the rows in ``mask`` break the contract in ``column``.
+
+        The problem describes the first row's value (``features.cell_descriptions``) and
+        never quotes it; a row's reason in a lenient load names the column and the rule only.
+        """
         positions = np.flatnonzero(mask)
         if positions.size == 0 or self.frame is None:
             return
         first = int(positions[0])
-        value = None
-        if column is not None and column in self.frame and not personal:
-            value = shorten(self.frame[column].iloc[first])
+        found = self._described(column, first)
         self.problems.append(
-            Problem(self.file, message, column, first + 1, value, int(positions.size))
+            Problem(self.file, message, column, first + 1, found, int(positions.size))
         )
         reason = f"{column}: {message}" if column else message
         for position in positions.tolist():
             self.bad_reasons.setdefault(position, reason)
+
+    def _described(self, column: str | None, position: int) -> str | None:
+        """The value of contract column ``column`` at ``position``, described."""
+        if self.frame is None or column is None or column not in self.frame:
+            return None
+        contract_column = self.table.column(column)
+        return describe_cell(self.frame[column].iloc[position], contract_column, self.table)
 
     def clean_frame(self) -> pd.DataFrame:
         """The typed table, without the rows set aside, personal columns flagged in attrs."""
@@ -80,12 +88,25 @@ def check_table(table: Table, raw: pd.DataFrame | None, file: str) -> TableCheck
     missing = [c for c in table.required_columns if c not in raw.columns]
     for name in missing:
         check.structural.append(Problem(file, "required column is missing", column=name))
-    if raw.empty and not table.optional:
-        check.structural.append(Problem(file, f"required table {table.name!r} has no rows"))
+    empty = empty_table_problem(table, len(raw), file)
+    if empty is not None:
+        check.structural.append(empty)
     for column in table.columns:
         check.typed[column.name] = _coerce_column(check, column)
     _check_primary_key(check)
     return check
+
+
+def empty_table_problem(table: Table, rows: int, file: str) -> Problem | None:
+    """The problem with a required table that has no rows (None if it has some, or is optional).
+
+    The one form of this rule: the loader applies it to the rows it read, the batch job to
+    the rows of each table file before it routes anything (``serving.export_reading``,
+    ``serving.spark_export``), so both refuse such an export with the same message.
+    """
+    if rows or table.optional:
+        return None
+    return Problem(file, f"required table {table.name!r} has no rows")
 
 
 def _structural(table: Table, raw: pd.DataFrame, file: str, message: str) -> TableCheck:
@@ -105,16 +126,10 @@ def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
     if column.kind is Kind.CATEGORY:  # a blank category is a missing one, as in the API
         present &= ~_blank(raw)
     typed, bad, message = COERCERS[column.kind](raw, column, check)
-    check.flag(bad & present, column.name, message, _unquotable(column))
+    check.flag(bad & present, column.name, message)
     if column.required:
         check.flag(~present, column.name, "required value is missing")
     return typed
-
-
-def _unquotable(column: Column) -> bool:
-    """Whether problems may not quote the column's values: personal data, and free text
-    (a rep's note may name people)."""
-    return column.personal or (column.kind is Kind.STRING and not column.is_identifier)
 
 
 def _empty_series(column: Column) -> pd.Series:
@@ -139,12 +154,7 @@ Coerced = tuple[pd.Series, np.ndarray, str]
 def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
     """Text as it is; numbers and booleans (Parquet's) written by ``features.text``."""
     typed, not_text = texts_of(raw)
-    check.flag(
-        not_text,
-        column.name,
-        "not text (an infinite number, or bytes that are not UTF-8)",
-        _unquotable(column),
-    )
+    check.flag(not_text, column.name, "not text (an infinite number, or bytes that are not UTF-8)")
     return (typed, *_length_problems(typed, column))
 
 
@@ -206,10 +216,10 @@ def _coerce_category(raw: pd.Series, column: Column, check: TableCheck) -> Coerc
     if is_activity_type and unknown_uniques.any():
         unique_codes = np.where(unknown_uniques, vocabulary.get_loc(OTHER_ACTIVITY), unique_codes)
         unknown_rows = int(np.isin(codes, np.flatnonzero(unknown_uniques)).sum())
-        examples = ", ".join(sorted(map(str, uniques[unknown_uniques]))[:5])
-        check.warnings.append(
+        distinct = int(unknown_uniques.sum())
+        check.warnings.append(  # the types are not quoted: a shifted row may hold anything
             f"{check.file}: {unknown_rows} activities with an unknown activity_type "
-            f"were kept as 'other' (e.g. {examples})"
+            f"were kept as 'other' ({distinct} distinct value{'s' if distinct > 1 else ''})"
         )
     mapped = np.where(codes >= 0, unique_codes[np.maximum(codes, 0)] if len(uniques) else -1, -1)
     bad = (codes >= 0) & (mapped < 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -169,17 +169,62 @@ def load_feature_config(path: str | Path | None) -> FeatureConfig:
     under a ``features:`` key.
 
     Raises:
+        ConfigError: naming the file: it cannot be read, is not YAML or not a mapping.
         ValueError: naming the file and every invalid setting.
     """
     if path is None:
         return FeatureConfig()
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if isinstance(data, dict) and isinstance(data.get("features"), dict):
+    data = read_yaml_mapping(path)
+    if isinstance(data.get("features"), dict):
         data = data["features"]
     try:
         return FeatureConfig.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in error.errors()
-        )
-        raise ValueError(f"{path}: invalid feature settings: {problems}") from error
+        raise ValueError(f"{path}: invalid feature settings: {setting_problems(error)}") from error
+
+
+def setting_problems(error: ValidationError) -> str:
+    """Every invalid setting of a validation error, on one line (``name: why; ...``)."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in error.errors()
+    )
+
+
+class ConfigError(ValueError):
+    """A settings file that cannot be read, is not valid YAML or does not hold a mapping;
+    the message names the file and why."""
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML settings file (an empty file is an empty mapping).
+
+    Raises:
+        ConfigError: naming the file: missing or unreadable, not UTF-8, not valid YAML
+            (with the line and column), or not a mapping of names to values.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"{source}: the settings file could not be read: {reason}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source}: the settings file is not UTF-8 text") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(error)}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else "a single value"
+        raise ConfigError(f"{source}: holds {kind}, not a mapping of setting names to values")
+    return data
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's complaint and where it is (1-based line and column)."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(error)

@@ -31,12 +31,15 @@ from features.contract import (
 )
 from features.csv_fields import first_long_record
 from features.problems import ContractError, Problem, shorten
+from features.table_names import unread_table_problems
 from features.text import TEXT, text_of
 from features.utf8 import require_utf8
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv")
+#: What the loader takes as a table, for ``features.table_names.unread_table_problems``.
+READ_TABLE_FILES = "a file named exactly {table}.parquet or {table}.csv"
 #: Text is held as Arrow-backed strings (not Python objects) from the file onwards.
 ARROW_STRING = TEXT
 #: How every CSV of an export is read: all text (parsed by the contract later), empty
@@ -245,10 +248,11 @@ def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
     """The file of each table in an export directory, and the problems finding them.
 
     A table may be ``<name>.parquet`` or ``<name>.csv`` but not both; optional tables may
-    be absent.
+    be absent. Any other entry that plainly holds a table (``consent.CSV``,
+    ``consent.csv.gz``, a directory; ``features.table_names``) is a problem, never skipped.
     """
     files: dict[str, Path] = {}
-    problems: list[Problem] = []
+    problems = unread_table_problems(str(root), _unread_entries(root), READ_TABLE_FILES)
     for table in TABLES:
         found = [root / f"{table.name}{suffix}" for suffix in SUPPORTED_SUFFIXES]
         present = [path for path in found if path.is_file()]
@@ -266,6 +270,12 @@ def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
                 )
             )
     return files, problems
+
+
+def _unread_entries(root: Path) -> list[str]:
+    """Names of the entries of ``root`` that are not a table file the loader reads."""
+    read = {f"{table.name}{suffix}" for table in TABLES for suffix in SUPPORTED_SUFFIXES}
+    return [entry.name for entry in root.iterdir() if not (entry.name in read and entry.is_file())]
 
 
 def _read_files(files: Mapping[str, Path], problems: list[Problem]) -> dict[str, pd.DataFrame]:

@@ -1,23 +1,224 @@
-"""Writing result tables so that a partial file never appears at the final path."""
+"""Writing result files: output paths checked up front, and never a partial file at a final path.
+
+Every command that writes files checks its output paths before any expensive work
+(``check_output_file``, ``check_output_directory``): a path that cannot be used is an
+``OutputPathError`` naming it and why. Files are then written under a temporary name
+beside their target and moved into place in one step (``atomic_write``, or
+``StagedFiles`` for several files that belong together); a write that fails (a full disk,
+a directory in the way) is an ``OutputWriteError`` naming the file, and leaves the previous
+file as it was.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 import pandas as pd
 
 TABLE_SUFFIXES = (".parquet", ".csv")
+#: Arrow reports a failed write as ``... Detail: [errno 28] No space left on device``.
+_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be used (wrong extension, a directory or file in the way,
+    no permission); the message names the path and why. Nothing has been written."""
+
+
+class OutputWriteError(OSError):
+    """Writing an output file failed; the previous file at its path is left as it was.
+
+    Attributes:
+        path: the file that could not be written.
+        reason: why, in the operating system's words (``No space left on device``).
+        kind: the underlying error's type name (``OSError``, ``IsADirectoryError``).
+    """
+
+    def __init__(self, path: Path, reason: str, kind: str = "OSError", code: int | None = None):
+        super().__init__(code, reason)
+        self.path = path
+        self.reason = reason
+        self.kind = kind
+
+    @staticmethod
+    def of(path: Path, error: OSError) -> OutputWriteError:
+        """The write error for ``path`` that ``error`` caused."""
+        return OutputWriteError(path, os_reason(error), type(error).__name__, error.errno)
+
+    def __reduce__(self) -> tuple[type[OutputWriteError], tuple[Path, str, str, int | None]]:
+        return (OutputWriteError, (self.path, self.reason, self.kind, self.errno))
+
+    def __str__(self) -> str:
+        return f"could not write {self.path}: {self.reason}"
+
+
+def os_reason(error: OSError) -> str:
+    """Why an operating-system call failed, in the system's words (``File too large``)."""
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list):
+        copies = error.args[0]
+        return str(copies[0][2]) if copies else str(error)
+    if error.errno:
+        return os.strerror(error.errno)
+    if error.strerror:
+        return error.strerror
+    found = _ERRNO_IN_TEXT.search(str(error))
+    return os.strerror(int(found.group(1))) if found else str(error)
+
+
+def describe_os_error(error: OSError) -> str:
+    """``<path>: <reason>`` for a failed file operation (the reason alone when no path)."""
+    if isinstance(error, OutputWriteError):
+        return str(error)
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list):
+        copies = error.args[0]
+        if copies:
+            return f"could not write {copies[0][1]}: {os_reason(error)}"
+    if error.filename is not None:
+        return f"{error.filename}: {os_reason(error)}"
+    return os_reason(error)
 
 
 def check_table_path(path: str | Path) -> Path:
-    """The output path, if its extension names a supported format (else ValueError)."""
-    target = Path(path)
-    if target.suffix not in TABLE_SUFFIXES:
-        raise ValueError(f"{target}: output must end in .parquet or .csv")
+    """The output path, if its extension names a supported format (else OutputPathError)."""
+    return _check_suffix(Path(path), TABLE_SUFFIXES)
+
+
+def _check_suffix(target: Path, suffixes: tuple[str, ...]) -> Path:
+    if target.suffix not in suffixes:
+        raise OutputPathError(f"{target}: output must end in {' or '.join(suffixes)}")
     return target
+
+
+def check_output_file(path: str | Path, suffixes: tuple[str, ...] | None = TABLE_SUFFIXES) -> Path:
+    """Check, before any work, that a file can be written at ``path``.
+
+    Args:
+        path: the file to write.
+        suffixes: the extensions allowed (None: any).
+
+    Returns:
+        The path.
+
+    Raises:
+        OutputPathError: a wrong extension, a directory at ``path``, a parent that is a
+            file, or a folder this process may not write in.
+    """
+    target = Path(path) if suffixes is None else _check_suffix(Path(path), suffixes)
+    if target.is_dir():
+        raise OutputPathError(f"{target}: is a directory, so the file cannot be written there")
+    _check_folder(target, target.parent)
+    return target
+
+
+def check_output_directory(path: str | Path) -> Path:
+    """Check, before any work, that files can be written into the directory ``path``.
+
+    Raises:
+        OutputPathError: ``path`` is a file, a parent is a file, or no permission.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputPathError(f"{target}: exists and is not a directory")
+    _check_folder(target, target)
+    return target
+
+
+def _check_folder(target: Path, folder: Path) -> None:
+    """``folder``, or its nearest existing ancestor (created on writing), must be a directory
+    this process may write in."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{target}: cannot be written, {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{target}: cannot be written, no permission to write in {existing}")
+
+
+class StagedFiles:
+    """Files written under temporary names beside their targets, moved into place together.
+
+    Nothing appears at a target before ``publish``. If a write fails, or the block is left
+    by an exception, every temporary file is removed and every target keeps its previous
+    content::
+
+        with StagedFiles() as staged:
+            staged.write(out, write_table)
+            staged.remove(old_rejects)
+            staged.publish()
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path | None]] = []
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.discard()
+
+    def write(self, path: str | Path, write: Callable[[Path], None]) -> Path:
+        """Call ``write`` on a fresh temporary file beside ``path``; return the target.
+
+        Raises:
+            OutputWriteError: the temporary file could not be created or written.
+        """
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(
+                prefix=f".{target.name}.", suffix=".partial", dir=target.parent
+            )
+            os.close(handle)
+        except OSError as error:
+            raise OutputWriteError.of(target, error) from error
+        temporary = Path(name)
+        self._pending.append((target, temporary))
+        try:
+            write(temporary)
+            os.chmod(temporary, 0o666 & ~_current_umask())
+        except OSError as error:
+            raise OutputWriteError.of(target, error) from error
+        return target
+
+    def remove(self, path: str | Path) -> None:
+        """Remove the file at ``path`` when the others are published."""
+        self._pending.append((Path(path), None))
+
+    def publish(self) -> None:
+        """Move every file into place, in the order written (each move is atomic).
+
+        Raises:
+            OutputWriteError: a file could not be moved into place (the ones before it are).
+        """
+        while self._pending:
+            target, temporary = self._pending[0]
+            try:
+                if temporary is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    os.replace(temporary, target)
+            except OSError as error:
+                raise OutputWriteError.of(target, error) from error
+            self._pending.pop(0)
+
+    def discard(self) -> None:
+        """Remove the temporary files not yet published."""
+        for _, temporary in self._pending:
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
+        self._pending = []
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -25,20 +226,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
     The move is atomic on one file system: readers see the old file or the whole new
     one, never a part. The temporary file is removed if ``write`` fails.
+
+    Raises:
+        OutputWriteError: the file could not be written or moved into place.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".partial", dir=target.parent
-    )
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.chmod(temporary, 0o666 & ~_current_umask())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with StagedFiles() as staged:
+        target = staged.write(path, write)
+        staged.publish()
     return target
 
 
@@ -50,7 +244,12 @@ def _current_umask() -> int:
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a DataFrame as Parquet or CSV (by extension), atomically."""
+    """Write a DataFrame as Parquet or CSV (by extension), atomically.
+
+    Raises:
+        OutputPathError: the extension is neither ``.parquet`` nor ``.csv``.
+        OutputWriteError: the file could not be written (the previous one is kept).
+    """
     target = check_table_path(path)
 
     def write(temporary: Path) -> None:

@@ -25,6 +25,7 @@ from features.encoding import CategoryVocabulary
 from features.engine import FeatureTable, compute_features
 from features.examples import Examples
 from features.history import History
+from features.output import OutputWriteError
 from features.records import ScoreRequest
 from features.request_history import requests_history
 
@@ -177,10 +178,19 @@ class ReconversionModel:
         return self.predict_features(self.request_features(requests, now))
 
     def save(self, directory: str | Path) -> Path:
-        """Write the model as ``booster.txt`` (LightGBM text) and ``model.json``."""
+        """Write the model as ``booster.txt`` (LightGBM text) and ``model.json``.
+
+        Raises:
+            OSError: a file could not be written (``OutputWriteError`` for the booster,
+                whose failed write LightGBM reports as its own error).
+        """
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(target / BOOSTER_FILE))
+        booster = target / BOOSTER_FILE
+        try:
+            self.booster.save_model(str(booster))
+        except lgb.basic.LightGBMError as error:
+            raise OutputWriteError(booster, str(error)) from error
         document = {
             "format_version": MODEL_FORMAT_VERSION,
             "config": self.config.model_dump(mode="json"),

@@ -16,15 +16,18 @@ class Problem:
         message: what is wrong, in plain words.
         column: the column concerned, if any.
         row: 1-based data row (the header is not counted; in a CSV the line is ``row + 1``).
-        value: an offending value, shortened; never a personal field's value.
-        count: how many rows share this problem (the row and value are the first example).
+        found: what the first offending cell holds, described by its kind and length
+            (``features.cell_descriptions``); a cell's content is never shown, as a shifted
+            CSV row can put personal data in any column.
+        count: how many rows share this problem (the row and what was found are the first
+            example).
     """
 
     file: str
     message: str
     column: str | None = None
     row: int | None = None
-    value: str | None = None
+    found: str | None = None
     count: int = 1
 
     def __str__(self) -> str:
@@ -34,8 +37,8 @@ class Problem:
         if self.row is not None:
             where += f", row {self.row}"
         text = f"{where}: {self.message}"
-        if self.value is not None:
-            text += f" (value {self.value!r})"
+        if self.found is not None:
+            text += f"; the cell holds {self.found}"
         if self.count > 1:
             text += f" [{self.count} rows; first shown]"
         return text
@@ -55,6 +58,6 @@ class ContractError(ValueError):
 
 
 def shorten(value: object, limit: int = 60) -> str:
-    """A printable, bounded rendering of an offending value."""
+    """A printable, bounded rendering of an error's text (never of a cell's value)."""
     text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

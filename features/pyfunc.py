@@ -30,6 +30,7 @@ from mlflow.pyfunc import PythonModel
 from features.model_store import MODEL_ARTIFACT
 from features.predictor import ReconversionModel
 from features.records import ScoreRequest
+from features.requests import artifact_example
 
 MODEL_CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 THREADS_VARIABLE = "SRL_MODEL_THREADS"
@@ -91,7 +92,9 @@ def log_pyfunc(
 
     Args:
         model: the trained model.
-        input_example: one request body, stored with the model as its input example.
+        input_example: one request body; stored with the model as its input example
+            through ``features.requests.artifact_example``, so no text of the export (free
+            text, references to people or companies, personal data) reaches the artifact.
         name: the logged model's name within the run.
         registered_model_name: also register the model under this name when given.
 
@@ -105,7 +108,7 @@ def log_pyfunc(
                 name=name,
                 python_model=str(MODEL_CODE_FILE),
                 artifacts={MODEL_ARTIFACT: str(directory)},
-                input_example=[input_example],
+                input_example=[artifact_example(input_example)],
                 pip_requirements=runtime_requirements(),
                 registered_model_name=registered_model_name,
             )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.contract import TABLES_BY_NAME
+from features.contract import TABLES_BY_NAME, Kind
 from features.loading import Export
 from features.records import ScoreRequest
 
@@ -60,6 +60,73 @@ def request_body(
     if as_of is not None:
         body["as_of"] = pd.Timestamp(as_of).isoformat()
     return body
+
+
+#: Each body field and the contract table its rows come from.
+BODY_TABLES = {
+    "lead": "leads",
+    "rejection": "rejections",
+    "activities": "activities",
+    "opportunities": "opportunities",
+    "consent": "consent",
+    "earlier_rejections": "rejections",
+}
+
+#: The keys an artifact example keeps, as placeholders: each key's prefix.
+PLACEHOLDER_PREFIXES = {
+    "lead_id": "L",
+    "rejection_id": "R",
+    "activity_id": "A",
+    "opportunity_id": "O",
+}
+
+
+def artifact_example(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` fit to be stored with a model: the request's shape, no text of the export.
+
+    Keys become placeholders (``L1``, ``R1``, ``R2``, ``A1``, ...), the same original key
+    always the same placeholder, so the example still validates and scores. Every other text
+    field is left out (all are optional): free text (``reason_detail``, ``job_title``,
+    ``loss_reason``, ``industry``, ...), references to people or companies (``account_id``,
+    ``rep_id``), personal data and customers' own columns. Categories, numbers, times and
+    dates are kept, and so is ``as_of``.
+
+    Args:
+        body: a request body (``request_body``).
+    """
+    placeholders: dict[tuple[str, Any], str] = {}
+    example: dict[str, Any] = {}
+    for field, value in body.items():
+        table = BODY_TABLES.get(field)
+        if field == "as_of":
+            example[field] = value
+        elif table is not None and isinstance(value, list):
+            example[field] = [_neutral_row(row, table, placeholders) for row in value]
+        elif table is not None:
+            example[field] = _neutral_row(value, table, placeholders)
+    return example
+
+
+def _neutral_row(
+    row: dict[str, Any], table: str, placeholders: dict[tuple[str, Any], str]
+) -> dict[str, Any]:
+    """One row with its keys as placeholders and without text fields."""
+    contract = TABLES_BY_NAME[table]
+    neutral: dict[str, Any] = {}
+    for name, value in row.items():
+        if name in PLACEHOLDER_PREFIXES:
+            neutral[name] = _placeholder(name, value, placeholders)
+        elif name in contract.column_names and contract.column(name).kind is not Kind.STRING:
+            neutral[name] = value
+    return neutral
+
+
+def _placeholder(name: str, value: Any, placeholders: dict[tuple[str, Any], str]) -> str:
+    """The placeholder of key ``value`` of column ``name`` (a new one on first sight)."""
+    if (name, value) not in placeholders:
+        count = sum(1 for seen, _ in placeholders if seen == name)
+        placeholders[name, value] = f"{PLACEHOLDER_PREFIXES[name]}{count + 1}"
+    return placeholders[name, value]
 
 
 def score_request(

@@ -7,8 +7,10 @@ output with one atomic move. Rows that fail the data contract are set aside in
 ``<out>.rejects.csv``; ``<out>.summary.json`` says what happened. Killed at any point and
 started again with the same arguments, the job resumes and writes the same bytes.
 
-Exit codes (``BatchSummary.exit_code``): 0 all rows scored, 3 scored but some input rows
-were rejected, 1 failed (nothing written at the output path).
+Every path the job writes is checked before any work (``check_outputs``). Exit codes
+(``BatchSummary.exit_code``): 0 all rows scored, 3 scored but some input rows were
+rejected, 1 failed (nothing published at the output paths; the summary says why), 2 an
+output path that cannot be used.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from features.output import check_table_path
+from features.output import (
+    OutputPathError,
+    OutputWriteError,
+    StagedFiles,
+    check_output_file,
+    check_table_path,
+)
 from features.predictor import ReconversionModel
 from serving.batch_local import (
     ChunkFailure,
@@ -35,10 +43,18 @@ from serving.batch_local import (
     score_pending,
     scored_parts,
 )
-from serving.batch_output import OutputCounts, sort_rejects, write_json, write_rejects, write_scored
+from serving.batch_output import (
+    OutputCounts,
+    failure_of,
+    save_failed,
+    sort_rejects,
+    write_json,
+    write_rejects,
+    write_scored,
+)
 from serving.batch_progress import Progress, progress_for
 from serving.checkpoints import JobIdentity, Manifest, WorkDirectory
-from serving.chunk_scoring import ChunkSettings
+from serving.chunk_scoring import ChunkSettings, FailClosed
 from serving.export_chunks import ChunkLayout, partition_export
 from serving.export_reading import (
     ExportFiles,
@@ -54,7 +70,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
 DEFAULT_CHUNK_LEADS = 50_000
-EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Engine = Literal["local", "spark"]
 
@@ -111,7 +127,7 @@ class BatchSummary:
 
 
 class BatchError(RuntimeError):
-    """The job failed; nothing was written at the output path (its summary was)."""
+    """The job failed; nothing was published at the output paths (its summary was)."""
 
     def __init__(self, summary: BatchSummary) -> None:
         self.summary = summary
@@ -154,15 +170,58 @@ def run_batch(
         The summary (also written beside the output).
 
     Raises:
-        BatchError: some chunks could not be scored; the work directory is kept, so a
-            rerun resumes.
+        features.output.OutputPathError: an output path cannot be used (before any work).
+        BatchError: some chunks could not be scored, or the files could not be written;
+            the work directory is kept, so a rerun resumes.
         features.problems.ContractError: the export is structurally unusable.
         features.model_store.ModelLoadError: the model could not be loaded.
         serving.policy.PolicyError: the routing policy is unreadable, invalid, or reads a
             feature the model does not compute.
+
+    Whatever stops the job once its paths are checked, ``<out>.summary.json`` says
+    ``failed`` and why before the error is raised.
     """
-    check_table_path(request.out)
-    progress = progress if progress is not None else progress_for()
+    check_outputs(request)
+    try:
+        return _run(request, progress if progress is not None else progress_for(), spark)
+    except BatchError:
+        raise
+    except Exception as error:  # every failure leaves a failed summary, then propagates
+        save_failed(_request_failure(request, error, EXIT_FAILED), request.summary_path)
+        raise
+
+
+def check_outputs(request: BatchRequest) -> None:
+    """Check every path the job writes, before any work.
+
+    When the output's extension is right and its summary can be written, a refusal also
+    leaves a failed summary (a directory at ``--out`` or at the rejects file, something
+    other than a work directory at ``<out>.work``), so that no earlier run's status stands.
+
+    Raises:
+        OutputPathError: naming the first path that cannot be used, and why.
+    """
+    try:
+        check_output_file(request.out)
+        check_output_file(request.summary_path, suffixes=None)
+        check_output_file(request.rejects_path, suffixes=None)
+        WorkDirectory.beside(request.out).check_usable()
+    except OutputPathError as error:
+        if _summary_writable(request):
+            save_failed(_request_failure(request, error, EXIT_USAGE), request.summary_path)
+        raise
+
+
+def _summary_writable(request: BatchRequest) -> bool:
+    try:
+        check_table_path(request.out)
+        check_output_file(request.summary_path, suffixes=None)
+    except OutputPathError:
+        return False
+    return True
+
+
+def _run(request: BatchRequest, progress: Progress, spark: Any) -> BatchSummary:
     if request.engine == "spark":
         from serving.spark import run_spark_batch
 
@@ -218,7 +277,12 @@ def _routed(context: JobContext, export: ExportFiles) -> ChunkLayout:
         return layout
     began = time.monotonic()
     staged = context.work.staging("spill")
-    partition_export(export, context.model.config, context.request.chunk_leads, staged)
+    try:
+        partition_export(export, context.model.config, context.request.chunk_leads, staged)
+    except OSError as error:  # Arrow's write errors name no file: name the folder
+        if error.filename is not None or isinstance(error, OutputWriteError):
+            raise
+        raise OutputWriteError.of(staged, error) from error
     context.work.publish(staged, context.work.spill)
     context.timings["partition"] = time.monotonic() - began
     layout = context.work.layout()
@@ -306,25 +370,36 @@ def finish(
     reports: list[ChunkReport],
     input_rows: dict[str, int],
 ) -> BatchSummary:
-    """Write output, rejects and summary (each atomically), then drop the work directory.
+    """Write output, rejects and summary, then drop the work directory.
 
-    The output comes first: if it cannot be written (a full disk), the previous run's
-    output and rejects stay as they were, a failed summary says why and ``BatchError`` is
-    raised; the work directory is kept so that a rerun resumes.
+    All three are written under temporary names first and moved into place only when all
+    are written: if any cannot be written (a full disk, a directory in the way), the
+    previous run's files stay as they were, a failed summary names the file and why and
+    ``BatchError`` is raised; the work directory is kept so that a rerun resumes.
 
     Raises:
-        BatchError: the output or the rejects could not be written.
+        BatchError: the output, the rejects or the summary could not be written.
     """
     began = time.monotonic()
     request = context.request
+    fail_closed = FailClosed.of(rejects)
     try:
-        counts = write_scored(parts, request.out, request.chunk_leads, request.reasons != "none")
-        _write_rejects(rejects, request.rejects_path)
+        with StagedFiles() as staged:
+            counts = write_scored(
+                staged,
+                fail_closed.parts(parts),
+                request.out,
+                request.chunk_leads,
+                request.reasons != "none",
+            )
+            write_rejects(staged, rejects, request.rejects_path)
+            context.timings["writing"] = time.monotonic() - began
+            withheld = fail_closed.dropped + sum(r.withheld for r in reports)
+            summary = _summary(context, as_of_us, counts, rejects, reports, input_rows, withheld)
+            write_json(summary.document, request.summary_path, staged)
+            staged.publish()
     except OSError as error:
         raise BatchError(_write_failed(context, error)) from error
-    context.timings["writing"] = time.monotonic() - began
-    summary = _summary(context, as_of_us, counts, rejects, reports, input_rows)
-    write_json(summary.document, request.summary_path)
     context.work.remove()
     logger.info(
         "batch done rows=%d rejected=%d exit_code=%d",
@@ -336,19 +411,32 @@ def finish(
 
 
 def _write_failed(context: JobContext, error: OSError) -> BatchSummary:
-    """A failed summary for an output that could not be written (no chunk to blame)."""
-    failure = {
-        "chunk": None,
-        "error": type(error).__name__,
-        "message": f"writing the output failed: {error.strerror or error}",
-    }
+    """A failed summary naming the file that could not be written (no chunk to blame)."""
     document = _base_summary(context) | {
         "status": "failed",
         "exit_code": EXIT_FAILED,
-        "failures": [failure],
+        "failures": [failure_of(error)],
     }
-    write_json(document, context.request.summary_path)
+    save_failed(document, context.request.summary_path)
     return BatchSummary(document)
+
+
+def _request_failure(request: BatchRequest, error: BaseException, exit_code: int) -> dict[str, Any]:
+    """A failed summary from the arguments alone (the job stopped before or while it
+    resolved its model and work directory)."""
+    return {
+        "output": str(request.out),
+        "engine": request.engine,
+        "data": str(request.data),
+        "scored_at": None if request.scored_at is None else iso(micros(request.scored_at)),
+        "model": dict.fromkeys(("name", "version", "alias", "run_id")) | {"uri": request.model_uri},
+        "policy": None if request.policy_path is None else str(request.policy_path),
+        "reasons": request.reasons,
+        "chunk_leads": request.chunk_leads,
+        "status": "failed",
+        "exit_code": exit_code,
+        "failures": [failure_of(error)],
+    }
 
 
 def fail(context: JobContext, failures: list[ChunkFailure]) -> BatchSummary:
@@ -358,16 +446,8 @@ def fail(context: JobContext, failures: list[ChunkFailure]) -> BatchSummary:
         "exit_code": EXIT_FAILED,
         "failures": [vars(f) for f in failures],
     }
-    summary = BatchSummary(document)
-    write_json(document, context.request.summary_path)
-    return summary
-
-
-def _write_rejects(rejects: pa.Table, path: Path) -> None:
-    if rejects.num_rows:
-        write_rejects(rejects, path)
-    else:
-        path.unlink(missing_ok=True)
+    save_failed(document, context.request.summary_path)
+    return BatchSummary(document)
 
 
 def _summary(
@@ -377,6 +457,7 @@ def _summary(
     rejects: pa.Table,
     reports: list[ChunkReport],
     input_rows: dict[str, int],
+    withheld: int,
 ) -> BatchSummary:
     by_table: dict[str, int] = {}
     for table in rejects.column("table").to_pylist():
@@ -389,6 +470,7 @@ def _summary(
         "input_rows": input_rows,
         "scored": counts.to_dict(),
         "rejected_rows": {"total": rejects.num_rows, "by_table": by_table},
+        "withheld": withheld,
         "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
         "warnings": sorted({w for r in reports for w in r.warnings}),
         "failures": [],

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from features.model_store import ModelLoadError
+from features.output import OutputPathError, describe_os_error
 from features.problems import ContractError
 from serving.batch import (
     DEFAULT_CHUNK_LEADS,
@@ -73,7 +74,9 @@ def score(
     """Score and route every open rejected lead of an export into one file.
 
     Exit code 0: all rows scored; 3: scored, but some input rows were rejected (see
-    <out>.rejects.csv); 1: failed, nothing written at --out (rerun to resume).
+    <out>.rejects.csv); 1: failed, nothing written at --out, the summary says why (rerun to
+    resume); 2: bad command line, including an --out whose files cannot be written
+    (checked before any work).
     """
     request = BatchRequest(
         data=data,
@@ -89,6 +92,8 @@ def score(
     )
     try:
         summary = run_batch(request)
+    except OutputPathError as error:
+        raise typer.BadParameter(str(error), param_hint="--out") from error
     except BatchError as error:
         _echo_summary(error.summary)
         raise typer.Exit(EXIT_FAILED) from error
@@ -96,15 +101,26 @@ def score(
         typer.echo(f"{len(error.problems)} problem(s) with the export:", err=True)
         for problem in error.problems:
             typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(EXIT_FAILED) from error
+        raise _failed(request) from error
     except ModelLoadError as error:
         typer.echo(f"model could not be loaded: {error}", err=True)
-        raise typer.Exit(EXIT_FAILED) from error
+        raise _failed(request) from error
     except PolicyError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_FAILED) from error
+        raise _failed(request) from error
+    except OSError as error:
+        typer.echo(f"error: {describe_os_error(error)}", err=True)
+        raise _failed(request) from error
     _echo_summary(summary)
     raise typer.Exit(summary.exit_code)
+
+
+def _failed(request: BatchRequest) -> typer.Exit:
+    """Say where the failed summary is; the exit for a job that failed before its chunks."""
+    path = request.summary_path
+    written = f"see {path}" if path.is_file() else "no summary could be written"
+    typer.echo(f"status: failed (exit code {EXIT_FAILED}); {written}")
+    return typer.Exit(EXIT_FAILED)
 
 
 def _engine(value: str) -> Engine:
@@ -139,7 +155,11 @@ def _echo_summary(summary: BatchSummary) -> None:
             f"rejected input rows: {rejected['total']:,} {json.dumps(rejected['by_table'])}"
         )
     for failure in document.get("failures", []):
-        lines.append(f"failed chunk {failure['chunk']}: {failure['error']}: {failure['message']}")
+        chunk = failure["chunk"]
+        where = "failed" if chunk is None or chunk < 0 else f"failed chunk {chunk}"
+        lines.append(f"{where}: {failure['error']}: {failure['message']}")
+    if "summary_not_written" in document:
+        lines.append(f"summary not written: {document['summary_not_written']}")
     typer.echo("\n".join(lines))
 
 

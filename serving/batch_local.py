@@ -43,6 +43,7 @@ class ChunkReport:
         rejected: rows set aside.
         latest_us: the latest valid timestamp in the chunk (None when none).
         warnings: the loader's notes.
+        withheld: open rejections left unscored (fail closed, ``ChunkOutcome.withheld``).
     """
 
     chunk: int
@@ -50,6 +51,7 @@ class ChunkReport:
     rejected: int
     latest_us: int | None
     warnings: tuple[str, ...]
+    withheld: int = 0
 
     def to_meta(self) -> dict[str, Any]:
         """The part metadata form."""
@@ -59,6 +61,7 @@ class ChunkReport:
             "rejected": self.rejected,
             "latest_us": self.latest_us,
             "warnings": list(self.warnings),
+            "withheld": self.withheld,
         }
 
     @staticmethod
@@ -70,6 +73,7 @@ class ChunkReport:
             int(meta["rejected"]),
             meta["latest_us"],
             tuple(meta["warnings"]),
+            int(meta.get("withheld", 0)),
         )
 
 
@@ -171,6 +175,7 @@ def run_chunk(work: ChunkWork, chunk: int) -> ChunkReport:
         outcome.rejects.num_rows,
         outcome.latest_us,
         outcome.warnings,
+        outcome.withheld,
     )
     write_part(work.parts, chunk, outcome.scored, outcome.rejects, report.to_meta())
     return report
@@ -197,6 +202,8 @@ def _failure(chunk: int, error: BaseException) -> ChunkFailure:
     if isinstance(error, BrokenProcessPool):
         logger.error("batch chunk_failed=%d error=worker_died", chunk)
         return ChunkFailure(chunk, "WorkerDied", "a worker process died (killed or out of memory)")
-    logger.error("batch chunk_failed=%d error=%s", chunk, type(error).__name__, exc_info=error)
+    # A file that cannot be written (a full disk) is told by its message; a bug, by its traceback
+    trace = None if isinstance(error, OSError) else error
+    logger.error("batch chunk_failed=%d error=%s", chunk, type(error).__name__, exc_info=trace)
     lines = str(error).strip().splitlines()
     return ChunkFailure(chunk, type(error).__name__, lines[0][:300] if lines else "")

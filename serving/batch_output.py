@@ -1,13 +1,15 @@
 """The batch job's files: the scored table (Parquet or CSV), the rejects file and the summary.
 
-Every file is written to a temporary name beside its target and moved into place in one
-step (``features.output.atomic_write``). The scored table is assembled from the chunks'
-parts in order, one Parquet row group per chunk of leads, so the same parts always give
-the same bytes.
+Every file is written to a temporary name beside its target (``features.output``); the
+output, the rejects and the summary of a run are all written first and only then moved
+into place, one step each (``StagedFiles``), so a failure while writing any of them
+publishes none. The scored table is assembled from the chunks' parts in order, one Parquet
+row group per chunk of leads, so the same parts always give the same bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -20,7 +22,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import TABLES
-from features.output import atomic_write, check_table_path
+from features.output import (
+    OutputWriteError,
+    StagedFiles,
+    atomic_write,
+    check_table_path,
+    describe_os_error,
+)
+from features.problems import ContractError
 
 LEAD_ROW_COLUMN = "_lead_row"
 UTC_MICROS = pa.timestamp("us", tz="UTC")
@@ -92,15 +101,23 @@ class OutputCounts:
 
 
 def write_scored(
-    parts: Iterable[pa.Table], out: Path, chunk_leads: int, with_reasons: bool
+    staged: StagedFiles,
+    parts: Iterable[pa.Table],
+    out: Path,
+    chunk_leads: int,
+    with_reasons: bool,
 ) -> OutputCounts:
-    """Assemble ordered parts into the scored file at ``out``, atomically.
+    """Assemble ordered parts into the scored file at ``out`` (published with ``staged``).
 
     Args:
+        staged: the run's files; ``out`` appears when they are published.
         parts: scored rows in output order, with their lead position column.
         out: the target file (``.parquet`` or ``.csv``).
         chunk_leads: leads per chunk; each chunk of leads becomes one Parquet row group.
         with_reasons: whether the parts carry a ``reasons`` column.
+
+    Raises:
+        features.output.OutputWriteError: the file could not be written.
     """
     target = check_table_path(out)
     schema = output_schema(with_reasons)
@@ -113,7 +130,7 @@ def write_scored(
         else:
             _write_csv(groups, temporary, schema, counts)
 
-    atomic_write(target, write)
+    staged.write(target, write)
     return counts
 
 
@@ -180,20 +197,65 @@ def _iso_times(column: pa.ChunkedArray) -> np.ndarray:
     return np.char.add(np.datetime_as_string(values, unit="us"), "Z").astype(object)
 
 
-def write_rejects(rejects: pa.Table, path: Path) -> None:
-    """Write the rows set aside as CSV (``table,row,key,lead_id,rejection_id,reason``)."""
+def write_rejects(staged: StagedFiles, rejects: pa.Table, path: Path) -> None:
+    """Write the rows set aside as CSV (``table,row,key,lead_id,rejection_id,reason``);
+    with none, a previous rejects file is removed (both when ``staged`` is published).
+
+    Raises:
+        features.output.OutputWriteError: the file could not be written.
+    """
+    if not rejects.num_rows:
+        staged.remove(path)
+        return
 
     def write(temporary: Path) -> None:
         frame = rejects.select(REJECTS_SCHEMA.names).to_pandas()
         frame.to_csv(temporary, index=False, lineterminator="\n")
 
-    atomic_write(path, write)
+    staged.write(path, write)
 
 
-def write_json(document: dict[str, Any], path: Path) -> None:
-    """Write a JSON document atomically (the run summary)."""
+def write_json(document: dict[str, Any], path: Path, staged: StagedFiles | None = None) -> None:
+    """Write a JSON document (the run summary): atomically now, or with ``staged``.
+
+    Raises:
+        features.output.OutputWriteError: the file could not be written.
+    """
     text = json.dumps(document, indent=2) + "\n"
-    atomic_write(path, lambda temporary: write_text(temporary, text))
+    if staged is None:
+        atomic_write(path, lambda temporary: write_text(temporary, text))
+    else:
+        staged.write(path, lambda temporary: write_text(temporary, text))
+
+
+def save_failed(document: dict[str, Any], path: Path) -> None:
+    """Write a failed run's summary at ``path``, atomically.
+
+    If even that fails (a full disk), a previous summary is removed so that no earlier
+    run's status stands, and ``document`` (which is printed) says why under
+    ``summary_not_written``.
+    """
+    try:
+        write_json(document, path)
+    except OSError as error:
+        document["summary_not_written"] = describe_os_error(error)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+def failure_of(error: BaseException) -> dict[str, Any]:
+    """The summary's failure entry for an error that stopped the whole job (no chunk)."""
+    entry: dict[str, Any] = {"chunk": None, "error": type(error).__name__, "message": str(error)}
+    if isinstance(error, OutputWriteError):
+        entry.update(error=error.kind)
+    elif isinstance(error, OSError):
+        entry.update(message=describe_os_error(error))
+    elif isinstance(error, ContractError):
+        entry.update(
+            message=f"{len(error.problems)} problem(s) with the export",
+            problems=[str(problem) for problem in error.problems],
+        )
+    return entry
 
 
 def write_text(path: Path, text: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from features.output import atomic_write
+from features.output import OutputPathError, atomic_write
 from serving.batch_output import write_text
 from serving.export_chunks import LAYOUT_FILE, ChunkLayout
 
@@ -129,14 +129,23 @@ class WorkDirectory:
         self.save(manifest)
         return manifest
 
+    def check_usable(self) -> None:
+        """Check, before any work, that the path is free or holds a batch work directory.
+
+        Raises:
+            OutputPathError: something else is there (it is never deleted).
+        """
+        if self.path.exists():
+            self._check_ours()
+
     def _check_ours(self) -> None:
         """Refuse to delete a directory that is not a batch work directory.
 
         Ours holds only the job's own entries; a temporary ``.<name>.partial`` left by an
         interrupted write counts as ours too, any other name (``.git``, a photo) does not.
         """
-        refusal = FileExistsError(
-            f"{self.path} exists and is not a batch work directory; move it away"
+        refusal = OutputPathError(
+            f"{self.path}: exists and is not a batch work directory; move it away"
         )
         if not self.path.is_dir():
             raise refusal

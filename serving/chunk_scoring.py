@@ -10,12 +10,13 @@ through ``serving.scoring.score_features``. The local engine and the Spark engin
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract import TABLES_BY_NAME
 from features.engine import FeatureTable, compute_features
@@ -62,12 +63,15 @@ class ChunkOutcome:
         rejects: rows set aside (``batch_output.REJECTS_SCHEMA``), numbered in their file.
         latest_us: the latest timestamp among the chunk's valid rows (None when none).
         warnings: the loader's notes (such as unknown activity types kept as ``other``).
+        withheld: open rejections left unscored because their lead has a set-aside row of a
+            ``FAIL_CLOSED_TABLES`` table (fail closed).
     """
 
     scored: pa.Table
     rejects: pa.Table
     latest_us: int | None
     warnings: tuple[str, ...]
+    withheld: int = 0
 
 
 def score_chunk(
@@ -92,26 +96,61 @@ def score_chunk(
     export = build_export(frames, lenient=True, snapshot_at=stamp)
     lead_rows = _kept_rows(rows["leads"], export, "leads")
     history = _known_leads(history_from_export(export, model.config))
-    examples = open_rejection_examples(history, settings.as_of_us)
-    examples = _without_leads(history, examples, _unverified_leads(export, frames))
+    open_examples = open_rejection_examples(history, settings.as_of_us)
+    examples = _without_leads(history, open_examples, _unverified_leads(export, frames))
     scored = _scored_table(history, examples, lead_rows, model, policy, settings)
     rejects = _rejects_table(export, frames, rows, scored)
-    return ChunkOutcome(scored, rejects, _latest_valid(export), tuple(export.warnings))
+    withheld = len(open_examples) - len(examples)
+    return ChunkOutcome(scored, rejects, _latest_valid(export), tuple(export.warnings), withheld)
 
 
 #: A set-aside row of these tables leaves its lead unscored: its consent, or which of its
-#: rejections is open, is unknown, and contact must never rest on a guess.
-FAIL_CLOSED_TABLES = frozenset({"consent", "rejections"})
+#: rejections is open (a rejection is closed by a later rejection or by an opportunity
+#: created after it), is unknown, and contact must never rest on a guess. Activities are
+#: not here: a set-aside activity loses one event of the lead's engagement, but it never
+#: decides whether a rejection is open or whether the lead may be contacted.
+FAIL_CLOSED_TABLES = frozenset({"consent", "rejections", "opportunities"})
 
 
 def _unverified_leads(export: Export, frames: dict[str, pd.DataFrame]) -> set[str]:
-    """Leads with a set-aside consent or rejection row."""
+    """Leads with a set-aside row of a ``FAIL_CLOSED_TABLES`` table."""
     leads = (
         _lead_of(frames[rejected.table], rejected.row - 1)
         for rejected in export.rejected_rows
         if rejected.table in FAIL_CLOSED_TABLES
     )
     return {lead for lead in leads if lead is not None}
+
+
+@dataclass
+class FailClosed:
+    """The whole job's fail-closed check: no lead of a ``FAIL_CLOSED_TABLES`` reject is scored.
+
+    Each chunk already leaves such leads out; this catches a row that went to another
+    lead's chunk (all rows sharing a primary key go to the chunk of the key's first row, so
+    a key repeated across two leads sets aside the second lead's row in the first's chunk).
+
+    Attributes:
+        leads: the lead ids of the rejects of ``FAIL_CLOSED_TABLES`` tables.
+        dropped: scored rows left out so far by ``parts``.
+    """
+
+    leads: pa.Array
+    dropped: int = 0
+
+    @staticmethod
+    def of(rejects: pa.Table) -> FailClosed:
+        """The check for a job's rejects (``batch_output.REJECTS_SCHEMA``)."""
+        tables = pa.array(sorted(FAIL_CLOSED_TABLES), pa.string())
+        mine = rejects.filter(pc.is_in(rejects.column("table"), value_set=tables))
+        return FailClosed(pc.unique(mine.column("lead_id").combine_chunks().drop_null()))
+
+    def parts(self, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        """The scored parts without rows of ``leads``, counting what was left out."""
+        for part in parts:
+            kept = part.filter(pc.invert(pc.is_in(part.column("lead_id"), value_set=self.leads)))
+            self.dropped += part.num_rows - kept.num_rows
+            yield kept
 
 
 def _without_leads(history: History, examples: Examples, leads: set[str]) -> Examples:

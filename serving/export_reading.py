@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.coercion import empty_table_problem
 from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
 from features.loading import CSV_OPTIONS, csv_header, locate_table_files, require_field_counts
@@ -61,8 +62,9 @@ def locate_export(directory: str | Path) -> ExportFiles:
     """Find each table's file and check that required tables and columns are there.
 
     Raises:
-        ContractError: a required table or column is missing, a table exists in both
-            formats, or a file cannot be read.
+        ContractError: a required table or column is missing, a required table has no
+            rows, a table exists in both formats or under a name not read (see
+            ``features.loading.locate_table_files``), or a file cannot be read.
     """
     root = Path(directory)
     if not root.is_dir():
@@ -72,6 +74,7 @@ def locate_export(directory: str | Path) -> ExportFiles:
         raise ContractError(problems)
     found = ExportFiles(root, files)
     _check_required_columns(found)
+    _check_required_rows(found)
     return found
 
 
@@ -86,6 +89,34 @@ def _check_required_columns(export: ExportFiles) -> None:
         ]
     if problems:
         raise ContractError(problems)
+
+
+def _check_required_rows(export: ExportFiles) -> None:
+    """Refuse a required table without rows, by the loader's own rule and message."""
+    problems = [
+        problem
+        for name, path in export.files.items()
+        if (problem := empty_table_problem(TABLES_BY_NAME[name], _first_rows(path), str(path)))
+    ]
+    if problems:
+        raise ContractError(problems)
+
+
+def _first_rows(path: Path) -> int:
+    """The rows of a Parquet file (from its footer), or whether a CSV file has one (0 or 1),
+    read as the loader reads it (a blank line is no row).
+
+    Raises:
+        ContractError: the file is unreadable.
+    """
+    try:
+        if path.suffix != ".csv":
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return len(pd.read_csv(path, **CSV_OPTIONS, nrows=1))
+    except Exception as error:  # pyarrow and pandas raise several unrelated types
+        raise _unreadable(path, error) from error
 
 
 def file_columns(path: Path) -> list[str]:

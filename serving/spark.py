@@ -169,7 +169,7 @@ def _score_at(session: Any, context: JobContext, rows: Any, as_of_us: int) -> _S
             *(f"reject_{n}" for n in REJECTS_SCHEMA.names)
         )
         latest = result.where(kind == "latest").select(
-            "rows", "rejected", LATEST_COLUMN, WARNINGS_COLUMN
+            "rows", "rejected", "withheld", LATEST_COLUMN, WARNINGS_COLUMN
         )
         return _SparkOutcome(
             as_of_us,

@@ -20,24 +20,33 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.coercion import empty_table_problem
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
 from features.problems import ContractError, Problem
+from features.table_names import unread_table_problems
 from features.text import texts_of
 from serving.export_chunks import ROW_COLUMN, latest_timestamp_us
 from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
 
 INSTALL_HINT = "the Spark engine needs PySpark: pip install 'srl-rebound[spark]'"
+#: What the engine takes as a table, for ``features.table_names.unread_table_problems``.
+READ_TABLE_PATHS = "{table}.parquet (a file or a dataset directory) or a {table}/ dataset"
 TABLE_COLUMN = "_table"
 BUCKET_COLUMN = "_bucket"
 SEPARATOR = "__"
 
 
 def locate_tables(session: Any, data: str) -> dict[str, str]:
-    """The Parquet path of each table under ``data`` (a file or a dataset directory)."""
-    located: dict[str, str] = {}
-    problems: list[Problem] = []
+    """The Parquet path of each table under ``data`` (a file or a dataset directory).
+
+    Raises:
+        ContractError: a required table is missing, a table is CSV, or an entry plainly
+            holds a table under a name not read (``features.table_names``).
+    """
     base = data.rstrip("/")
+    problems = unread_table_problems(base, _unread_entries(session, base), READ_TABLE_PATHS)
+    located: dict[str, str] = {}
     for table in TABLES:
         found = next(
             (
@@ -63,6 +72,17 @@ def locate_tables(session: Any, data: str) -> dict[str, str]:
     if problems:
         raise ContractError(problems)
     return located
+
+
+def _unread_entries(session: Any, base: str) -> list[str]:
+    """Names of the entries of ``base`` that are not a table path the engine reads (a
+    ``<table>.csv`` has its own message)."""
+    read = {f"{t.name}{suffix}" for t in TABLES for suffix in ("", ".parquet", ".csv")}
+    if not _exists(session, base):
+        return []
+    filesystem, hadoop_path = _filesystem(session, base)
+    names = [status.getPath().getName() for status in filesystem.listStatus(hadoop_path)]
+    return [name for name in names if name not in read]
 
 
 def _filesystem(session: Any, path: str) -> tuple[Any, Any]:
@@ -137,7 +157,11 @@ def read_table(session: Any, table: str, path: str, config: FeatureConfig) -> Sp
         *_key(frame, table, functions),
     )
     latest = [f[2] for f in files if f[2] is not None]
-    return SparkTable(selected, sum(f[1] for f in files), max(latest, default=None))
+    rows = sum(f[1] for f in files)
+    empty = empty_table_problem(TABLES_BY_NAME[table], rows, path)
+    if empty is not None:
+        raise ContractError([empty])
+    return SparkTable(selected, rows, max(latest, default=None))
 
 
 def _file_stats(frame: Any, stamps: list[str], functions: Any) -> list[tuple[str, int, int | None]]:

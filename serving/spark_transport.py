@@ -29,6 +29,7 @@ def transport_schema(with_reasons: bool) -> pa.Schema:
     report = [
         pa.field("rows", pa.int64()),
         pa.field("rejected", pa.int64()),
+        pa.field("withheld", pa.int64()),
         pa.field(LATEST_COLUMN, pa.int64()),
         pa.field(WARNINGS_COLUMN, pa.string()),
     ]
@@ -49,6 +50,7 @@ def encode_outcome(outcome: ChunkOutcome, with_reasons: bool) -> pa.Table:
             KIND_COLUMN: ["latest"],
             "rows": [outcome.scored.num_rows],
             "rejected": [outcome.rejects.num_rows],
+            "withheld": [outcome.withheld],
             LATEST_COLUMN: pa.array([outcome.latest_us], pa.int64()),
             WARNINGS_COLUMN: [json.dumps(list(outcome.warnings))],
         }
@@ -104,7 +106,12 @@ def reports(table: pa.Table) -> list[ChunkReport]:
     rows = table.to_pylist()
     return [
         ChunkReport(
-            -1, r["rows"], r["rejected"], r[LATEST_COLUMN], tuple(json.loads(r[WARNINGS_COLUMN]))
+            -1,
+            r["rows"],
+            r["rejected"],
+            r[LATEST_COLUMN],
+            tuple(json.loads(r[WARNINGS_COLUMN])),
+            r["withheld"],
         )
         for r in rows
     ]

@@ -15,10 +15,11 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from features.cli import checked_output
 from features.config import FeatureConfig
 from features.dataset import build_scoring_set, build_training_set
 from features.loading import Export, load_export
-from features.output import write_table
+from features.output import check_output_directory, write_table
 from features.requests import request_body
 from features.summary import format_summary, summarise_export
 
@@ -82,6 +83,7 @@ def demo(
     ] = True,
 ) -> None:
     """Generate, validate, featurise, train, register and serve: the whole product."""
+    checked_output(workdir, check_output_directory, "--workdir")
     workdir.mkdir(parents=True, exist_ok=True)
     export_dir = prepare_export(workdir, leads, seed)
     export = load_export(export_dir)

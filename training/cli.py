@@ -9,10 +9,16 @@ from typing import Annotated, Literal
 import typer
 from pydantic import ValidationError
 
-from features.cli import SnapshotOption, as_utc
+from features.cli import SnapshotOption, as_utc, checked_output, write_failed
+from features.config import ConfigError, setting_problems
 from features.model_store import ModelLoadError
 from features.problems import ContractError
-from training.config import DEFAULT_MODEL_NAME, load_training_config
+from training.config import (
+    DEFAULT_CONFIG_FILE,
+    DEFAULT_MODEL_NAME,
+    TrainingConfig,
+    load_training_config,
+)
 from training.split import SplitError
 
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
@@ -61,11 +67,11 @@ def train(
     if target is not None and target not in ("reconverted", "won"):
         raise typer.BadParameter("must be reconverted or won", param_hint="--target")
     try:
-        settings = load_training_config(config).with_overrides(
+        settings = _settings(config).with_overrides(
             **{"features.target": target, "features.horizon_days": horizon_days, "seed": seed}
         )
         result = run_training(data, settings, tune_trials, register, as_utc(snapshot_at))
-    except (ContractError, SplitError, ValidationError, FileNotFoundError) as error:
+    except (ConfigError, ContractError, SplitError, ValidationError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     overall = result.evaluation.report["overall"]
@@ -82,6 +88,16 @@ def train(
     if result.decision is not None:
         verdict = "champion" if result.decision.promoted else "not promoted"
         typer.echo(f"gate: {verdict}: {result.decision.reason}")
+
+
+def _settings(config: Path | None) -> TrainingConfig:
+    """The settings of ``--config``; an invalid file is a ``ConfigError`` naming it."""
+    try:
+        return load_training_config(config)
+    except ValidationError as error:
+        source = config or DEFAULT_CONFIG_FILE
+        problems = setting_problems(error)
+        raise ConfigError(f"{source}: invalid training settings: {problems}") from error
 
 
 def _metric_line(name: str, metrics: dict[str, float]) -> str:
@@ -102,14 +118,22 @@ def evaluate(
         ),
     ] = DEFAULT_MODEL_URI,
 ) -> None:
-    """Score every labelled, fully observed example; print the metrics as JSON."""
+    """Score every labelled, fully observed example; print the metrics as JSON.
+
+    Exit code 0: written; 1: the export or the model is unusable, or the file could not be
+    written (a previous file at --out is left as it was); 2: bad command line, including an
+    --out that cannot be written (checked before any work).
+    """
     from training.evaluate import evaluate as run_evaluation
 
+    target = checked_output(out)
     try:
-        document = run_evaluation(data, model, out)
+        document = run_evaluation(data, model, target)
     except (ContractError, ModelLoadError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+    except OSError as error:
+        raise write_failed(error) from error
     typer.echo(json.dumps(document, indent=2))
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.config import FeatureConfig
+from features.config import FeatureConfig, read_yaml_mapping
 
 CONFIG_VERSION = 1
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "training.yaml"
@@ -190,11 +190,11 @@ def load_training_config(path: str | Path | None = None) -> TrainingConfig:
     """Read and validate a training config (``config/training.yaml`` when ``path`` is None).
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        features.config.ConfigError: naming the file: it does not exist, cannot be read, is
+            not valid YAML or does not hold a mapping.
         pydantic.ValidationError: a setting is unknown or out of range.
     """
     source = Path(path) if path is not None else DEFAULT_CONFIG_FILE
     if path is None and not source.exists():
         return TrainingConfig()
-    data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    return TrainingConfig.model_validate(data)
+    return TrainingConfig.model_validate(read_yaml_mapping(source))

@@ -16,7 +16,7 @@ import pandas as pd
 from features.dataset import ExampleSet, build_training_set, uncensored
 from features.loading import load_export
 from features.model_store import LoadedModel, load_model
-from features.output import check_table_path, write_table
+from features.output import check_output_file, write_table
 from training.metrics import json_ready, metric_report, summary_sentence, top_share
 
 PREDICTION_COLUMNS = ("rejection_id", "lead_id", "as_of", "probability", "label")
@@ -33,8 +33,12 @@ def evaluate(data: str | Path, model_uri: str, out: str | Path) -> dict[str, Any
     Returns:
         A JSON-ready document: the model's identity, the summary sentence and the metrics
         overall, per rejection reason and per ``as_of`` offset.
+
+    Raises:
+        features.output.OutputPathError: ``out`` cannot be written (checked first).
+        features.output.OutputWriteError: writing ``out`` failed (the previous file is kept).
     """
-    target = check_table_path(out)
+    target = check_output_file(out)
     loaded = load_model(model_uri, num_threads=os.cpu_count() or 1)
     examples = uncensored(build_training_set(load_export(data), loaded.model.config))
     probability = loaded.model.predict_set(examples)

@@ -388,7 +388,7 @@ def _sample_rows(n: int, size: int) -> np.ndarray:
 
 
 def _input_example(export: Export, test: ExampleSet) -> dict[str, Any]:
-    """A request body for the first test example (no personal fields)."""
+    """A request body for the first test example (``log_pyfunc`` stores it without text)."""
     first = test.keys.iloc[0]
     return request_body(export, str(first["rejection_id"]), first["as_of"])
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from srl.cli import app
+from tests.disk_full import run_on_small_disk, srl_command
 from tests.features.conftest import TINY_TABLES, write_tiny_export
 
 runner = CliRunner()
@@ -33,7 +36,8 @@ def test_validate_json_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     document = json.loads(result.stdout)
     assert document["valid"] is False
     (problem,) = document["problems"]
-    assert (problem["column"], problem["row"], problem["value"]) == ("rejected_at", 3, "soon")
+    assert (problem["column"], problem["row"]) == ("rejected_at", 3)
+    assert problem["found"] == "text of letters (4 characters)"
 
 
 def test_validate_json_summary_counts_censoring(tiny_export_dir: Path) -> None:
@@ -112,3 +116,111 @@ def test_a_future_timestamp_warns_and_an_explicit_snapshot_restores_censoring(
     assert json.loads(default.stdout)["censored_rejections"] == 0
     assert any("dated after now" in w for w in json.loads(default.stdout)["warnings"])
     assert json.loads(explicit.stdout)["censored_rejections"] == 1
+
+
+def test_validate_json_describes_a_shifted_cell_and_never_shows_it(tmp_path: Path) -> None:
+    # Given a leads row missing a field, so that its e-mail address lands in product_fit
+    leads = TINY_TABLES["leads"].replace("retail,,Engineer", "retail,Engineer")
+    directory = write_tiny_export(tmp_path / "bad", {**TINY_TABLES, "leads": leads})
+
+    as_json = runner.invoke(app, ["validate", "--data", str(directory), "--json"])
+    as_text = runner.invoke(app, ["validate", "--data", str(directory)])
+
+    assert (as_json.exit_code, as_text.exit_code) == (1, 1)
+    problems = {p["column"]: p for p in json.loads(as_json.stdout)["problems"]}
+    assert problems["product_fit"]["found"].startswith("an e-mail address (15 characters)")
+    assert "value" not in problems["product_fit"]
+    for output in (as_json.output, as_text.output):
+        assert "bob@example.com" not in output
+    assert "the cell holds an e-mail address (15 characters)" in as_text.output
+
+
+def _output_in_the_way(tmp_path: Path, case: str) -> Path:
+    """An output path that cannot be written: ``case`` says what is in the way."""
+    if case == "wrong extension":
+        return tmp_path / "examples.txt"
+    if case == "a directory":
+        (tmp_path / "examples.parquet").mkdir()
+        return tmp_path / "examples.parquet"
+    (tmp_path / "a-file").write_bytes(b"")
+    return tmp_path / "a-file" / "examples.parquet"
+
+
+def _unboxed(output: str) -> str:
+    """The command's output without the error box's borders and line breaks."""
+    return re.sub(r"[\s│]", "", output)
+
+
+@pytest.mark.parametrize("case", ["wrong extension", "a directory", "a parent that is a file"])
+def test_features_refuses_an_output_it_cannot_write_before_any_work(
+    tmp_path: Path, case: str
+) -> None:
+    # Given an output path with something in the way (and no export at all: paths come first)
+    out = _output_in_the_way(tmp_path, case)
+
+    result = runner.invoke(app, ["features", "--data", str(tmp_path / "none"), "--out", str(out)])
+
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert str(out).replace(" ", "") in _unboxed(result.output)
+
+
+@pytest.mark.parametrize(
+    ("command", "case"), [("generate", "a file"), ("catalogue", "a parent that is a file")]
+)
+def test_commands_writing_folders_refuse_a_file_in_the_way(
+    tmp_path: Path, command: str, case: str
+) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
+    folder = tmp_path / "a-file" if case == "a file" else tmp_path / "a-file" / "docs"
+    option = "--out" if command == "generate" else "--docs"
+
+    result = runner.invoke(app, [command, option, str(folder)])
+
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "a-file" in _unboxed(result.output)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("version: [\n", "not valid YAML"),
+        ("- horizon_days\n", "holds a list, not a mapping"),
+        (None, "could not be read: No such file or directory"),
+    ],
+)
+def test_features_names_a_config_file_it_cannot_use(
+    tiny_export_dir: Path, tmp_path: Path, text: str | None, reason: str
+) -> None:
+    config = tmp_path / "settings.yaml"
+    if text is not None:
+        config.write_text(text, encoding="utf-8")
+    out = tmp_path / "examples.parquet"
+    arguments = ["--data", str(tiny_export_dir), "--out", str(out), "--config", str(config)]
+
+    result = runner.invoke(app, ["features", *arguments])
+
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"{config}: " in result.output
+    assert reason in result.output
+    assert not out.exists()
+
+
+def test_features_on_a_full_disk_names_the_file_and_keeps_the_previous_one(
+    tiny_export_dir: Path, tmp_path: Path
+) -> None:
+    # Given a previous example table, and a disk where no file can grow past 4 kB
+    out = tmp_path / "out" / "examples.parquet"
+    out.parent.mkdir()
+    out.write_bytes(b"the previous table")
+    command = srl_command("features", "--data", str(tiny_export_dir), "--out", str(out))
+
+    result = run_on_small_disk(command, max_file_bytes=4096)
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"error: could not write {out}: File too large" in result.stderr
+    assert out.read_bytes() == b"the previous table"
+    assert [p.name for p in out.parent.iterdir()] == [out.name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from features.contract import PERSONAL_COLUMNS
 from features.loading import load_export, read_table_file
-from features.problems import ContractError, Problem, shorten
+from features.problems import ContractError, Problem
 from features.timestamps import SPAN
 from tests.features.conftest import TINY_TABLES, write_tiny_export
 
@@ -96,22 +97,23 @@ def test_duplicate_lead_id_is_named_with_row(tmp_path: Path) -> None:
 
     (problem,) = problems_of(directory)
 
-    assert (problem.column, problem.message, problem.row, problem.value) == (
+    assert (problem.column, problem.message, problem.row, problem.found) == (
         "lead_id",
         "duplicate primary key",
         1,
-        "L1",
+        "text of letters and digits (2 characters)",
     )
     assert problem.count == 2
 
 
-def test_unparseable_rejected_at_is_named_with_row_and_value(tmp_path: Path) -> None:
+def test_unparseable_rejected_at_is_named_with_row_and_what_it_holds(tmp_path: Path) -> None:
     text = TINY_TABLES["rejections"].replace("2025-05-01T00:00:00Z", "first of May")
     directory = with_table(tmp_path, "rejections", text)
 
     (problem,) = problems_of(directory)
 
-    assert (problem.column, problem.row, problem.value) == ("rejected_at", 3, "first of May")
+    assert (problem.column, problem.row) == ("rejected_at", 3)
+    assert problem.found == "text of letters and spaces (12 characters)"
     assert "ISO 8601" in problem.message
 
 
@@ -121,7 +123,8 @@ def test_unknown_reason_code_is_named(tmp_path: Path) -> None:
 
     (problem,) = problems_of(directory)
 
-    assert (problem.column, problem.row, problem.value) == ("reason_code", 2, "bad_vibes")
+    assert (problem.column, problem.row) == ("reason_code", 2)
+    assert problem.found == "text of letters and other characters (9 characters)"
     assert "allowed values" in problem.message
 
 
@@ -137,11 +140,14 @@ def test_values_the_api_would_refuse_for_length_are_named(tmp_path: Path) -> Non
     directory = with_table(tmp_path, "rejections", rejections)
     (directory / "activities.csv").write_text(activities, encoding="utf-8")
 
-    problems = {(p.column, p.row): (p.message, p.value) for p in problems_of(directory)}
+    problems = {(p.column, p.row): (p.message, p.found) for p in problems_of(directory)}
 
     assert problems == {
-        ("reason_detail", 2): ("longer than 2,000 characters", None),  # a note is never quoted
-        ("activity_id", 2): ("empty or longer than 200 characters", shorten(long_id)),
+        ("reason_detail", 2): ("longer than 2,000 characters", "text of letters (2001 characters)"),
+        ("activity_id", 2): (
+            "empty or longer than 200 characters",
+            "text of letters (201 characters)",
+        ),
     }
 
 
@@ -186,7 +192,7 @@ def test_rejection_of_unknown_lead_is_named(tmp_path: Path) -> None:
         "lead_id",
         4,
     )
-    assert problem.value == "L404"
+    assert problem.found == "text of letters and digits (4 characters)"
     assert "not in leads" in problem.message
 
 
@@ -435,7 +441,7 @@ def test_parquet_bytes_that_are_not_utf8_in_a_text_column_are_named(tmp_path: Pa
 
     problem = messages[("leads.parquet", "industry", 2)]
     assert problem.message == "not text (an infinite number, or bytes that are not UTF-8)"
-    assert problem.value is None
+    assert problem.found == "bytes (4 bytes)"
 
 
 def test_an_infinite_number_in_a_text_column_is_named(tmp_path: Path) -> None:
@@ -446,7 +452,7 @@ def test_an_infinite_number_in_a_text_column_is_named(tmp_path: Path) -> None:
 
     problem = messages[("leads.parquet", "industry", 2)]
     assert problem.message == "not text (an infinite number, or bytes that are not UTF-8)"
-    assert problem.value is None  # free text is never quoted
+    assert problem.found == "an infinite number"
 
 
 #: pandas' C parser does not count the fields of the first row of each block it tokenises;
@@ -482,3 +488,106 @@ def test_a_trailing_separator_on_the_first_row_is_read_as_pandas_reads_it(tmp_pa
     frame = read_table_file(path)
 
     assert frame["a"].tolist() == ["1", "2"]
+
+
+#: The tiny leads with one field missing from L2's row (its empty employee_count): every
+#: value after it moves one column left, and L2's e-mail address lands in product_fit.
+SHIFTED_LEADS = TINY_TABLES["leads"].replace("retail,,Engineer", "retail,Engineer")
+
+
+def test_a_shifted_row_is_described_and_none_of_its_cells_is_shown(tmp_path: Path) -> None:
+    # Given a leads row shifted by a missing field
+    directory = with_table(tmp_path, "leads", SHIFTED_LEADS)
+
+    problems = problems_of(directory)
+    export = load_export(directory, lenient=True)
+
+    # Then each problem says what its cell holds, and no message shows a cell
+    found = {p.column: p.found for p in problems}
+    assert found["product_fit"] == (
+        "an e-mail address (15 characters): the row's values may be shifted "
+        "(a field missing or added earlier in the row, or a quote left open)"
+    )
+    assert found["employee_count"] == "text of letters (8 characters)"
+    shown = [str(p) for p in problems] + [str(p.to_dict()) for p in problems]
+    shown += [row.reason for row in export.rejected_rows]
+    assert not [text for text in shown if "bob@example.com" in text or "Engineer" in text]
+
+
+def test_a_vocabulary_value_in_the_wrong_column_is_named_by_its_column(tmp_path: Path) -> None:
+    leads = TINY_TABLES["leads"].replace("VP Sales,,ideal", "VP Sales,ideal,")
+
+    (problem,) = problems_of(with_table(tmp_path, "leads", leads))
+
+    assert (problem.column, problem.row) == ("job_level", 1)
+    assert problem.found is not None
+    assert problem.found.startswith("a value allowed in column 'product_fit' (5 characters)")
+    assert "ideal" not in str(problem).split("; the cell holds")[1]
+
+
+def test_unknown_activity_types_are_counted_never_named(tmp_path: Path) -> None:
+    # Given an activity whose type column holds an e-mail address (a shifted row)
+    activities = TINY_TABLES["activities"].replace("carrier_pigeon", "bob@example.com")
+
+    export = load_export(with_table(tmp_path, "activities", activities))
+
+    (warning,) = [w for w in export.warnings if "activity_type" in w]
+    assert warning.endswith(
+        "1 activities with an unknown activity_type were kept as 'other' (1 distinct value)"
+    )
+    assert "bob@example.com" not in warning
+
+
+def _consent_as(directory: Path, name: str) -> Path:
+    """Move the tiny export's consent table to ``name`` (gzip-compressed for ``.gz``, a
+    Parquet dataset directory for a name ending in ``/``)."""
+    consent = directory / "consent.csv"
+    target = directory / name.rstrip("/")
+    if name.endswith(".gz"):
+        target.write_bytes(gzip.compress(consent.read_bytes()))
+    elif name.endswith("/"):
+        target.mkdir()
+        pd.read_csv(consent, dtype=str).to_parquet(target / "part-0.parquet")
+    else:
+        shutil.copyfile(consent, target)
+    consent.unlink()
+    return target
+
+
+@pytest.mark.parametrize(
+    "name", ["consent.CSV", "Consent.csv", "consent.csv.gz", "consent.parquet/"]
+)
+def test_a_table_under_a_name_not_read_is_refused_not_skipped(tmp_path: Path, name: str) -> None:
+    # Given the consent table (one unsubscribe) under a name the loader does not read
+    directory = write_tiny_export(tmp_path / "export")
+    target = _consent_as(directory, name)
+
+    (problem,) = problems_of(directory)
+
+    # Then the export is refused, naming the file and the names read, not taken as no consent
+    assert problem.file == str(target)
+    assert problem.message.startswith(
+        "looks like table 'consent', but only a file named exactly consent.parquet or "
+        "consent.csv is read as that table"
+    )
+
+
+def test_a_required_table_under_a_name_not_read_is_named_besides_the_missing_table(
+    tmp_path: Path,
+) -> None:
+    directory = write_tiny_export(tmp_path / "export")
+    (directory / "activities.csv").rename(directory / "activities.CSV")
+
+    messages = {Path(p.file).name: p.message for p in problems_of(directory)}
+
+    assert messages["activities.CSV"].startswith("looks like table 'activities'")
+    assert messages["activities.parquet|.csv"] == "required table 'activities' is missing"
+
+
+def test_names_that_only_start_with_a_table_name_are_left_alone(tiny_export_dir: Path) -> None:
+    (tiny_export_dir / "consent.csv.md5").write_text("0" * 32, encoding="utf-8")
+    (tiny_export_dir / "consent_2023.csv").write_text("lead_id\n", encoding="utf-8")
+
+    export = load_export(tiny_export_dir)
+
+    assert len(export.consent) == 1

@@ -184,3 +184,38 @@ def _timestamps(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     return frame[names].apply(
         lambda column: pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce")
     )
+
+
+def closing_opportunities(export_dir: Path) -> pd.DataFrame:
+    """Opportunities that alone close their lead's latest rejection (the lead's only one
+    created after it), with the lead's row in the leads file (``lead_row``), in that order:
+    without such a row, the lead's latest rejection would look open."""
+    leads = pd.read_parquet(export_dir / "leads.parquet", columns=["lead_id"])
+    rejections = pd.read_parquet(export_dir / "rejections.parquet")
+    opportunities = pd.read_parquet(export_dir / "opportunities.parquet")
+    latest = rejections.groupby("lead_id")["rejected_at"].max()
+    after = opportunities[opportunities["created_at"] > opportunities["lead_id"].map(latest)]
+    alone = after[after.groupby("lead_id")["lead_id"].transform("size") == 1]
+    position = pd.Series(range(len(leads)), index=leads["lead_id"])
+    return alone.assign(lead_row=alone["lead_id"].map(position)).sort_values("lead_row")
+
+
+def with_set_aside_opportunities(source: Path, target: Path, chunk_leads: int) -> list[str]:
+    """A Parquet copy of ``source`` where three closing opportunities are set aside.
+
+    The first lead's opportunity has an amount that is not a number (``12,5k``); a lead in
+    a later chunk (of ``chunk_leads`` leads) repeats the opportunity_id of the second lead's,
+    so both rows are set aside, in the second lead's chunk. Returns the three leads.
+    """
+    closing = closing_opportunities(source)
+    first, second = closing.iloc[0], closing.iloc[1]
+    later = closing[closing["lead_row"] >= 2 * chunk_leads].iloc[0]
+    copy_export(source, target)
+    frame = pd.read_parquet(target / "opportunities.parquet")
+    frame["amount"] = frame["amount"].map(lambda v: None if pd.isna(v) else repr(float(v)))
+    row = {r: frame.index[frame["opportunity_id"] == o.opportunity_id][0] for r, o in
+           (("first", first), ("later", later))}  # fmt: skip
+    frame.loc[row["first"], "amount"] = "12,5k"
+    frame.loc[row["later"], "opportunity_id"] = second["opportunity_id"]
+    frame.to_parquet(target / "opportunities.parquet", index=False)
+    return [str(first["lead_id"]), str(second["lead_id"]), str(later["lead_id"])]

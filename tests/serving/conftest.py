@@ -7,6 +7,7 @@ JSON), exactly what ``srl serve --model DIR`` and the batch job load.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -190,3 +191,22 @@ def mlflow_follows_the_environment() -> Iterator[None]:
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     else:
         os.environ["MLFLOW_REGISTRY_URI"] = registry
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """One small local Spark session for the module (two cores, few shuffle partitions)."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("srl-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +18,10 @@ from tests.serving.batch_support import (
     request,
     with_fractional_ids,
     with_numeric_ids,
+    with_set_aside_opportunities,
 )
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    """One small local Spark session for the module (two cores, few shuffle partitions)."""
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("srl-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def _both_engines(
@@ -143,6 +123,26 @@ def test_spark_sets_aside_exactly_the_rows_the_local_engine_does(
     assert "activity_id: duplicate primary key" in spark_rejects
     assert "gone_fishing" not in spark_rejects
     assert len(spark_rejects.splitlines()) == 1 + 5
+    assert distributed.read_bytes() == local.read_bytes()
+
+
+def test_spark_leaves_leads_with_a_set_aside_opportunity_unscored_as_locally(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given leads whose latest rejection only a set-aside opportunity closes
+    data = tmp_path / "export"
+    leads = with_set_aside_opportunities(small_export_dir, data, chunk_leads=700)
+
+    (local, local_run), (distributed, spark_run) = _both_engines(
+        spark, data, model_dir, tmp_path, chunk_leads=700
+    )
+
+    # Then Spark withholds them (fail closed) exactly as the local engine does
+    local_rejects = local.with_name(local.name + ".rejects.csv").read_text()
+    spark_rejects = distributed.with_name(distributed.name + ".rejects.csv").read_text()
+    assert not set(leads) & set(read_output(distributed)["lead_id"])
+    assert spark_run.document["withheld"] == local_run.document["withheld"] == len(leads)
+    assert spark_rejects == local_rejects
     assert distributed.read_bytes() == local.read_bytes()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -114,3 +115,49 @@ def test_an_explicit_snapshot_sets_the_censoring_of_the_run(
     fingerprint = client.download_artifacts(run.info.run_id, "data_fingerprint.json")
     document = json.loads(Path(fingerprint).read_text())
     assert document["snapshot_at"] == "2026-03-31T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("case", ["wrong extension", "a directory", "a parent that is a file"])
+def test_evaluate_refuses_an_output_it_cannot_write_before_any_work(
+    tmp_path: Path, case: str
+) -> None:
+    # Given an output path with something in the way (no export, no model: paths come first)
+    if case == "wrong extension":
+        out = tmp_path / "predictions.txt"
+    elif case == "a directory":
+        out = tmp_path / "predictions.parquet"
+        out.mkdir()
+    else:
+        (tmp_path / "a-file").write_bytes(b"")
+        out = tmp_path / "a-file" / "predictions.parquet"
+    arguments = ["--data", str(tmp_path / "none"), "--model", str(tmp_path / "no-model")]
+
+    result = runner.invoke(app, ["evaluate", *arguments, "--out", str(out)])
+
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert str(out).replace(" ", "") in re.sub(r"[\s│]", "", result.output)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("version: [\n", "not valid YAML"),
+        ("just some words\n", "holds a single value, not a mapping"),
+        (None, "could not be read: No such file or directory"),
+        ("version: 1\nfeatures:\n  horizon_days: -3\n", "invalid training settings"),
+    ],
+)
+def test_train_names_a_config_file_it_cannot_use(
+    tracking_uri: str, tmp_path: Path, text: str | None, reason: str
+) -> None:
+    config = tmp_path / "training.yaml"
+    if text is not None:
+        config.write_text(text, encoding="utf-8")
+
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--config", str(config)])
+
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"{config}: " in result.output
+    assert reason in result.output

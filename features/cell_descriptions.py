@@ -1,0 +1,118 @@
+"""What an offending cell holds, in words: its kind and length, never its content.
+
+A problem names the file, the column and the row of a bad value, and says why it is bad;
+it never quotes the value. A CSV row with a missing or extra field (or a quote left open)
+shifts its values into other columns, so any column, even one with a fixed vocabulary,
+may hold someone's e-mail address or name, and a quoted value would carry it into
+terminals, logs, ``srl validate --json`` and the batch job's files. A description keeps the
+message useful: the kind of text found, its length, and a hint when the kind says the
+value belongs to another column (the usual sign of a shifted row).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from features.contract import Column, Kind, Table
+
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}([T ].*)?")
+NUMBER_LIKE = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?")
+COUNTRY_LIKE = re.compile(r"[A-Z]{2}")
+SHIFT_HINT = (
+    "the row's values may be shifted (a field missing or added earlier in the row, "
+    "or a quote left open)"
+)
+
+
+def describe_cell(value: object, column: Column, table: Table) -> str | None:
+    """The offending value of ``column`` in words, or None when it is missing.
+
+    Args:
+        value: the cell as read (text from a CSV, any type from Parquet).
+        column: the contract column it was read as.
+        table: the contract table, whose other vocabularies a shifted value may match.
+
+    Returns:
+        e.g. ``an e-mail address (39 characters): the row's values may be shifted (...)``
+        or ``text of letters and spaces (12 characters)``.
+    """
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return None
+    if isinstance(value, str):
+        return _describe_text(value, column, table)
+    return _describe_native(value)
+
+
+def _describe_text(value: str, column: Column, table: Table) -> str:
+    size = f"{len(value)} character{'s' if len(value) != 1 else ''}"
+    kind, elsewhere = _kind_of_text(value.strip(), column, table)
+    described = f"{kind} ({size})"
+    return f"{described}: {SHIFT_HINT}" if elsewhere else described
+
+
+def _kind_of_text(text: str, column: Column, table: Table) -> tuple[str, bool]:
+    """The kind of ``text`` and whether that kind says it belongs to another column."""
+    if not text:
+        return "blank text", False
+    if EMAIL.fullmatch(text):
+        return "an e-mail address", column.name != "email"
+    owner = _vocabulary_owner(text, column, table)
+    if owner is not None:
+        return f"a value allowed in column {owner!r}", True
+    if DATE_LIKE.fullmatch(text):
+        return "text shaped like a date", column.kind not in (Kind.TIMESTAMP, Kind.DATE)
+    if NUMBER_LIKE.fullmatch(text):
+        return "a number", column.kind is Kind.CATEGORY
+    if COUNTRY_LIKE.fullmatch(text):
+        return "two capital letters, like a country code", column.name != "country"
+    return f"text of {_characters_of(text)}", False
+
+
+def _vocabulary_owner(text: str, column: Column, table: Table) -> str | None:
+    """The other category column of ``table`` that allows ``text`` (matched as the loader
+    matches categories), if any."""
+    word = text.lower()
+    owners = (
+        other.name
+        for other in table.columns
+        if other.kind is Kind.CATEGORY and other.name != column.name and word in other.vocabulary
+    )
+    return next(owners, None)
+
+
+def _characters_of(text: str) -> str:
+    """Which sorts of characters ``text`` is made of, e.g. ``letters and spaces``."""
+    sorts = [
+        name
+        for name, present in (
+            ("letters", any(c.isalpha() for c in text)),
+            ("digits", any(c.isdigit() for c in text)),
+            ("spaces", any(c.isspace() for c in text)),
+            ("other characters", any(not (c.isalnum() or c.isspace()) for c in text)),
+        )
+        if present
+    ]
+    return " and ".join([", ".join(sorts[:-1]), sorts[-1]] if len(sorts) > 1 else sorts)
+
+
+def _describe_native(value: object) -> str:
+    """A value Parquet stored as something other than text."""
+    if isinstance(value, bool | np.bool_):
+        return "a true/false value"
+    if isinstance(value, bytes):
+        return f"bytes ({len(value)} bytes)"
+    if isinstance(value, datetime | date):
+        return "a date or time"
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"a value of type {type(value).__name__}"
+    if math.isinf(number):
+        return "an infinite number"
+    return "a whole number" if number.is_integer() else "a number with a fraction"

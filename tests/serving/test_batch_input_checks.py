@@ -1,0 +1,221 @@
+"""``srl score`` refuses the exports ``srl validate`` refuses for their shape, and shows no cell.
+
+A required table without rows, or a table under a name the job does not read, stops the
+job before any work with the loader's own message; a shifted CSV row reaches neither the
+rejects file nor the summary with its values.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from features.loading import load_export
+from features.problems import ContractError
+from serving.batch import EXIT_FAILED, EXIT_REJECTED, run_batch
+from tests.serving.batch_support import (
+    copy_as_csv,
+    copy_export,
+    request,
+    run_score,
+    score_command,
+)
+
+EMAIL = "jane.doe@example.com"
+
+
+def _without_rows(source: Path, target: Path, table: str, suffix: str) -> Path:
+    """A copy of the export whose ``table`` file keeps its header (or schema) but no row."""
+    if suffix == ".csv":
+        folder = copy_as_csv(source, target)
+        path = folder / f"{table}.csv"
+        path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+        return folder
+    folder = copy_export(source, target)
+    path = folder / f"{table}.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("table", "suffix"),
+    [("activities", ".csv"), ("rejections", ".csv"), ("activities", ".parquet")],
+)
+def test_a_required_table_without_rows_stops_the_job_as_the_loader_does(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, table: str, suffix: str
+) -> None:
+    # Given an export whose activities (or rejections) file has a header but no row
+    folder = _without_rows(small_export_dir, tmp_path / "export", table, suffix)
+    out = tmp_path / "scores.parquet"
+
+    with pytest.raises(ContractError) as raised:
+        run_batch(request(folder, out, model_dir))
+    with pytest.raises(ContractError) as loaded:
+        load_export(folder)
+
+    # Then the job refuses it with the loader's problem, and writes nothing
+    assert raised.value.problems == loaded.value.problems
+    (problem,) = raised.value.problems
+    assert (problem.file, problem.message) == (
+        str(folder / f"{table}{suffix}"),
+        f"required table {table!r} has no rows",
+    )
+    assert not out.exists()
+
+
+def test_srl_score_exits_1_on_a_header_only_activities_file(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    folder = _without_rows(small_export_dir, tmp_path / "export", "activities", ".csv")
+    out = tmp_path / "scores.parquet"
+
+    result = run_score(score_command(folder, out, model_dir, "--workers", "1"))
+
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert "activities.csv: required table 'activities' has no rows" in result.stderr
+    assert not out.exists()
+
+
+def _rename_consent(folder: Path, name: str) -> Path:
+    consent = folder / "consent.csv"
+    target = folder / name
+    if name.endswith(".gz"):
+        target.write_bytes(gzip.compress(consent.read_bytes()))
+        consent.unlink()
+    else:
+        consent.rename(target)
+    return target
+
+
+@pytest.mark.parametrize("name", ["consent.CSV", "consent.csv.gz"])
+def test_a_consent_file_under_a_name_not_read_stops_the_job(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, name: str
+) -> None:
+    # Given the consent table (the unsubscribes) under a name the job does not read
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    target = _rename_consent(folder, name)
+    out = tmp_path / "scores.parquet"
+
+    with pytest.raises(ContractError) as raised:
+        run_batch(request(folder, out, model_dir))
+    with pytest.raises(ContractError) as loaded:
+        load_export(folder)
+
+    # Then the job refuses it as the loader does, rather than score with no consent at all
+    assert raised.value.problems == loaded.value.problems
+    (problem,) = raised.value.problems
+    assert problem.file == str(target)
+    assert "only a file named exactly consent.parquet or consent.csv" in problem.message
+    assert not out.exists()
+
+
+def test_srl_score_exits_1_on_a_consent_file_with_an_upper_case_suffix(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    _rename_consent(folder, "consent.CSV")
+    out = tmp_path / "scores.parquet"
+
+    result = run_score(score_command(folder, out, model_dir, "--workers", "1"))
+
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert "consent.CSV: looks like table 'consent'" in result.stderr
+    assert not out.exists()
+
+
+def _shift_rows(folder: Path) -> None:
+    """Shift the first leads row (an e-mail address lands in product_fit) and the first
+    activities row (an e-mail address in an extra column lands in activity_type), as a
+    field missing from each row does."""
+    leads = pd.read_csv(folder / "leads.csv", dtype=str, keep_default_na=False)
+    fit = list(leads.columns).index("product_fit")
+    row = [*leads.iloc[0]]
+    row[fit + 1] = EMAIL  # the lead's e-mail address, after product_fit
+    del row[fit - 1]  # job_level's field is missing: the values after it move left
+    _write_with_first_row(folder / "leads.csv", leads, row)
+    activities = pd.read_csv(folder / "activities.csv", dtype=str, keep_default_na=False)
+    activities["contact_email"] = "someone@example.com"
+    row = [*activities.iloc[0]]
+    row[-1] = EMAIL
+    del row[-2]  # activity_type's field is missing
+    _write_with_first_row(folder / "activities.csv", activities, row)
+
+
+def _write_with_first_row(path: Path, frame: pd.DataFrame, first: list[str]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(frame.columns)
+        writer.writerow(first)
+        writer.writerows(frame.iloc[1:].itertuples(index=False))
+
+
+def test_shifted_rows_leave_no_cell_in_the_rejects_file_or_the_summary(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a CSV export where a leads row and an activities row are shifted
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    _shift_rows(folder)
+    out = tmp_path / "scores.parquet"
+    request_ = request(folder, out, model_dir)
+
+    summary = run_batch(request_)
+
+    # Then the lead is set aside with a reason naming the column, and no file shows a cell
+    assert summary.exit_code == EXIT_REJECTED
+    rejects = request_.rejects_path.read_text(encoding="utf-8")
+    assert "\nleads,1," in rejects
+    written = [rejects, json.dumps(summary.document), request_.summary_path.read_text("utf-8")]
+    assert any("unknown activity_type" in w for w in summary.document["warnings"])
+    assert not [text for text in written if EMAIL in text]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_spark_engine_refuses_a_table_under_a_name_not_read(
+    spark: Any,
+    small_export_dir: Path,
+    model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    folder = copy_export(small_export_dir, tmp_path / "export")
+    (folder / "consent.parquet").rename(folder / "Consent.parquet")
+    out = tmp_path / "scores.parquet"
+
+    with pytest.raises(ContractError) as raised:
+        run_batch(request(folder, out, model_dir, engine="spark"), spark=spark)
+
+    (problem,) = raised.value.problems
+    assert problem.file == str(folder / "Consent.parquet")
+    assert "only consent.parquet (a file or a dataset directory) or a consent/ dataset" in (
+        problem.message
+    )
+    assert not out.exists()
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_spark_engine_refuses_a_required_table_without_rows(
+    spark: Any,
+    small_export_dir: Path,
+    model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    folder = _without_rows(small_export_dir, tmp_path / "export", "activities", ".parquet")
+    out = tmp_path / "scores.parquet"
+
+    with pytest.raises(ContractError) as raised:
+        run_batch(request(folder, out, model_dir, engine="spark"), spark=spark)
+
+    (problem,) = raised.value.problems
+    assert (problem.file, problem.message) == (
+        str(folder / "activities.parquet"),
+        "required table 'activities' has no rows",
+    )
+    assert not out.exists()
