@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.loading import load_export
-from features.problems import ContractError
+from features.problems import ContractError, Problem
 from serving.batch import EXIT_FAILED, EXIT_REJECTED, run_batch
 from tests.serving.batch_support import (
     copy_as_csv,
@@ -44,6 +44,17 @@ def _without_rows(source: Path, target: Path, table: str, suffix: str) -> Path:
     return folder
 
 
+def _refused_as_the_loader_refuses(folder: Path, out: Path, model_dir: Path) -> Problem:
+    """The one problem for which the batch job and ``load_export`` both refuse ``folder``."""
+    with pytest.raises(ContractError) as raised:
+        run_batch(request(folder, out, model_dir))
+    with pytest.raises(ContractError) as loaded:
+        load_export(folder)
+    assert raised.value.problems == loaded.value.problems
+    (problem,) = raised.value.problems
+    return problem
+
+
 @pytest.mark.parametrize(
     ("table", "suffix"),
     [("activities", ".csv"), ("rejections", ".csv"), ("activities", ".parquet")],
@@ -55,14 +66,9 @@ def test_a_required_table_without_rows_stops_the_job_as_the_loader_does(
     folder = _without_rows(small_export_dir, tmp_path / "export", table, suffix)
     out = tmp_path / "scores.parquet"
 
-    with pytest.raises(ContractError) as raised:
-        run_batch(request(folder, out, model_dir))
-    with pytest.raises(ContractError) as loaded:
-        load_export(folder)
+    problem = _refused_as_the_loader_refuses(folder, out, model_dir)
 
     # Then the job refuses it with the loader's problem, and writes nothing
-    assert raised.value.problems == loaded.value.problems
-    (problem,) = raised.value.problems
     assert (problem.file, problem.message) == (
         str(folder / f"{table}{suffix}"),
         f"required table {table!r} has no rows",
@@ -103,14 +109,9 @@ def test_a_consent_file_under_a_name_not_read_stops_the_job(
     target = _rename_consent(folder, name)
     out = tmp_path / "scores.parquet"
 
-    with pytest.raises(ContractError) as raised:
-        run_batch(request(folder, out, model_dir))
-    with pytest.raises(ContractError) as loaded:
-        load_export(folder)
+    problem = _refused_as_the_loader_refuses(folder, out, model_dir)
 
     # Then the job refuses it as the loader does, rather than score with no consent at all
-    assert raised.value.problems == loaded.value.problems
-    (problem,) = raised.value.problems
     assert problem.file == str(target)
     assert "only a file named exactly consent.parquet or consent.csv" in problem.message
     assert not out.exists()
