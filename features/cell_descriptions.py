@@ -22,7 +22,20 @@ from features.contract import Column, Kind, Table
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}([T ].*)?")
-NUMBER_LIKE = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?")
+#: A date written otherwise: day, month and year in either order with '/', '.' or '-'
+#: (``31/12/2025``, ``12.31.25``), or the year first with '/' or '.', a time optional.
+OTHER_DATE = re.compile(
+    r"(\d{1,2}([/.-])\d{1,2}\2\d{2}(\d{2})?|\d{4}([/.])\d{1,2}\4\d{1,2})"
+    r"([ T]\d{1,2}:\d{2}(:\d{2})?(\.\d+)?\s*([AaPp][Mm])?)?"
+)
+NUMBER_LIKE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+#: Groups of three digits set apart by ',' (``1,234.5``), or by '.' or a space with a
+#: decimal comma (``1.234,5``, ``1 234,5``).
+THOUSANDS = re.compile(r"[+-]?\d{1,3}((,\d{3})+(\.\d+)?|([. ]\d{3})+(,\d+)?)")
+WITH_SUFFIX = re.compile(r"[+-]?[$€£]?\d+([.,]\d+)*\s*[A-Za-z%$€£]{1,3}\.?")
+#: A short word, as placeholders are (``unknown``, ``n/a``); a long run of letters is not.
+WORD = re.compile(r"[^\W\d_]{1,20}([/-][^\W\d_]{1,20})?")
 COUNTRY_LIKE = re.compile(r"[A-Z]{2}")
 SHIFT_HINT = (
     "the row's values may be shifted (a field missing or added earlier in the row, "
@@ -64,14 +77,50 @@ def _kind_of_text(text: str, column: Column, table: Table) -> tuple[str, bool]:
         return "an e-mail address", column.name != "email"
     owner = _vocabulary_owner(text, column, table)
     if owner is not None:
-        return f"a value allowed in column {owner!r}", True
-    if DATE_LIKE.fullmatch(text):
-        return "text shaped like a date", column.kind not in (Kind.TIMESTAMP, Kind.DATE)
-    if NUMBER_LIKE.fullmatch(text):
-        return "a number", column.kind is Kind.CATEGORY
+        return _word_of_another_column(owner, column)
+    dated = _kind_of_date(text, column)
+    if dated is not None:
+        return dated
+    number = _kind_of_number(text)
+    if number is not None:
+        return number, column.kind is Kind.CATEGORY
     if COUNTRY_LIKE.fullmatch(text):
         return "two capital letters, like a country code", column.name != "country"
+    if WORD.fullmatch(text) and column.kind is not Kind.STRING and column.kind is not Kind.CATEGORY:
+        return "a word", False  # in a number or date column, most likely a placeholder
     return f"text of {_characters_of(text)}", False
+
+
+def _word_of_another_column(owner: str, column: Column) -> tuple[str, bool]:
+    """A value of ``owner``'s vocabulary: a sign of a shifted row in a category column, but
+    in any other column most likely a placeholder (``unknown``, ``other``, ``high``)."""
+    if column.kind is Kind.CATEGORY:
+        return f"a value allowed in column {owner!r}", True
+    return f"a word (one allowed in column {owner!r})", False
+
+
+def _kind_of_date(text: str, column: Column) -> tuple[str, bool] | None:
+    """A date's kind (ISO 8601 or not), if ``text`` is one; the hint outside date columns."""
+    elsewhere = column.kind not in (Kind.TIMESTAMP, Kind.DATE)
+    if DATE_LIKE.fullmatch(text):
+        return "text shaped like a date", elsewhere
+    if OTHER_DATE.fullmatch(text):
+        return "a date not in ISO 8601 form (YYYY-MM-DD)", elsewhere
+    return None
+
+
+def _kind_of_number(text: str) -> str | None:
+    """How a number is written, if ``text`` is one (thousands separators before a decimal
+    comma, since ``1,234`` reads as both and groups of three decide)."""
+    if NUMBER_LIKE.fullmatch(text):
+        return "a number"
+    if THOUSANDS.fullmatch(text):
+        return "a number written with thousands separators"
+    if DECIMAL_COMMA.fullmatch(text):
+        return "a number written with a decimal comma"
+    if WITH_SUFFIX.fullmatch(text):
+        return "a number followed by a unit or suffix"
+    return None
 
 
 def _vocabulary_owner(text: str, column: Column, table: Table) -> str | None:

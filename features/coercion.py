@@ -28,6 +28,8 @@ class TableCheck:
     structural: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     bad_reasons: dict[int, str] = field(default_factory=dict)
+    #: Each bad row's offending columns (all of them; ``bad_reasons`` keeps the first).
+    bad_columns: dict[int, set[str]] = field(default_factory=dict)
 
     def flag(self, mask: np.ndarray, column: str | None, message: str) -> None:
         """Record that the rows in ``mask`` break the contract in ``column``.
@@ -46,6 +48,8 @@ class TableCheck:
         reason = f"{column}: {message}" if column else message
         for position in positions.tolist():
             self.bad_reasons.setdefault(position, reason)
+            if column is not None:
+                self.bad_columns.setdefault(position, set()).add(column)
 
     def _described(self, column: str | None, position: int) -> str | None:
         """The value of contract column ``column`` at ``position``, described."""

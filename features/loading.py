@@ -31,7 +31,7 @@ from features.contract import (
 )
 from features.csv_fields import first_long_record
 from features.problems import ContractError, Problem, shorten
-from features.table_names import unread_table_problems
+from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import TEXT, text_of
 from features.utf8 import require_utf8
 
@@ -57,12 +57,22 @@ CSV_OPTIONS: dict[str, Any] = {
 
 @dataclass
 class RejectedRow:
-    """A row set aside by a lenient load, with why."""
+    """A row set aside by a lenient load, with why.
+
+    Attributes:
+        table: its table.
+        row: its row in the table, from 1.
+        key: its primary key (``lead_id`` for a table without one) as text; missing when
+            that column is among the row's problems, as it may then hold anything.
+        reason: the first problem found, naming the column and the rule.
+        columns: every column among the row's problems.
+    """
 
     table: str
     row: int
     key: str | None
     reason: str
+    columns: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -138,7 +148,17 @@ def load_export(
     raw = _read_files(files, problems)
     if problems:
         raise ContractError(problems)
-    return build_export(raw, files=files, lenient=lenient, snapshot_at=snapshot_at)
+    export = build_export(raw, files=files, lenient=lenient, snapshot_at=snapshot_at)
+    for warning in absent_tables(root, files):
+        logger.warning(warning)
+        export.warnings.append(warning)
+    return export
+
+
+def absent_tables(root: Path, files: Mapping[str, Path]) -> list[str]:
+    """Warnings for optional tables absent from ``root`` whose absence changes who is
+    contacted (``features.table_names.absent_table_warnings``), naming look-alike files."""
+    return absent_table_warnings(files, unread_entries(root), READ_TABLE_FILES)
 
 
 def build_export(
@@ -252,7 +272,7 @@ def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
     ``consent.csv.gz``, a directory; ``features.table_names``) is a problem, never skipped.
     """
     files: dict[str, Path] = {}
-    problems = unread_table_problems(str(root), _unread_entries(root), READ_TABLE_FILES)
+    problems: list[Problem] = []
     for table in TABLES:
         found = [root / f"{table.name}{suffix}" for suffix in SUPPORTED_SUFFIXES]
         present = [path for path in found if path.is_file()]
@@ -269,10 +289,12 @@ def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
                     f"required table {table.name!r} is missing",
                 )
             )
-    return files, problems
+    taken = {name: path.name for name, path in files.items()}
+    unread = unread_table_problems(str(root), unread_entries(root), READ_TABLE_FILES, taken)
+    return files, unread + problems
 
 
-def _unread_entries(root: Path) -> list[str]:
+def unread_entries(root: Path) -> list[str]:
     """Names of the entries of ``root`` that are not a table file the loader reads."""
     read = {f"{table.name}{suffix}" for table in TABLES for suffix in SUPPORTED_SUFFIXES}
     return [entry.name for entry in root.iterdir() if not (entry.name in read and entry.is_file())]
@@ -455,13 +477,15 @@ def _rejected_rows(check: TableCheck) -> list[RejectedRow]:
     keys = check.frame.get(key)
     rows: list[RejectedRow] = []
     for position, reason in sorted(check.bad_reasons.items()):
-        value = None if keys is None else keys.iloc[position]
+        columns = frozenset(check.bad_columns.get(position, ()))
+        value = None if keys is None or key in columns else keys.iloc[position]
         rows.append(
             RejectedRow(
                 table=check.table.name,
                 row=position + 1,
                 key=text_of(value),
                 reason=reason,
+                columns=columns,
             )
         )
     return rows

@@ -11,7 +11,7 @@ file is expected) is refused, naming it and what the reader takes instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from features.contract import TABLES_BY_NAME
 from features.problems import Problem
@@ -36,7 +36,9 @@ def table_named(name: str) -> str | None:
     return None
 
 
-def unread_table_problems(root: str, unread: Iterable[str], reads: str) -> list[Problem]:
+def unread_table_problems(
+    root: str, unread: Iterable[str], reads: str, present: Mapping[str, str]
+) -> list[Problem]:
     """A problem for each entry a reader skips that plainly holds a table (``table_named``).
 
     Args:
@@ -44,15 +46,52 @@ def unread_table_problems(root: str, unread: Iterable[str], reads: str) -> list[
         unread: the names of the entries of ``root`` that the reader does not read.
         reads: what the reader takes as a table, ``{table}`` standing for its name, e.g.
             ``"a file named {table}.parquet or {table}.csv"``.
+        present: table name to the entry the reader takes it from, for the tables found;
+            another entry of such a table is a second copy (as ``consent.parquet`` beside
+            ``consent.csv`` is), never an absent table.
     """
     problems = []
     for name in sorted(unread):
         table = table_named(name)
-        if table is not None:
-            taken = reads.format(table=table)
+        if table is None:
+            continue
+        if table in present:
+            message = f"a second file for table {table} beside {present[table]}; keep one"
+        else:
             message = (
-                f"looks like table {table!r}, but only {taken} is read as that table; "
-                "rename or convert it (as it is, the table would count as absent)"
+                f"looks like table {table!r}, but only {reads.format(table=table)} is read "
+                "as that table; rename or convert it (as it is, the table would count as absent)"
             )
-            problems.append(Problem(f"{root.rstrip('/')}/{name}", message))
+        problems.append(Problem(f"{root.rstrip('/')}/{name}", message))
     return problems
+
+
+#: What an absent optional table means, for the warning that it is absent.
+ABSENT_MEANS = {"consent": "every lead counts as subscribed and may be contacted"}
+
+
+def absent_table_warnings(present: Iterable[str], unread: Iterable[str], reads: str) -> list[str]:
+    """A warning for each optional table whose absence changes who is contacted.
+
+    The contract allows ``consent`` to be absent, but then no lead has unsubscribed: a
+    consent file the readers do not take (``consent (1).csv``, ``consent_2026-06-30.csv``,
+    ``consent.csv.bak``) would pass without a sign. Entries whose name starts with the
+    table's name are named (names of files, never their content).
+
+    Args:
+        present: the tables found.
+        unread: the names of the entries of the export directory that are not read.
+        reads: what the reader takes as a table (see ``unread_table_problems``).
+    """
+    found = set(present)
+    names = sorted(unread)
+    warnings = []
+    for table, means in ABSENT_MEANS.items():
+        if table in found:
+            continue
+        warning = f"no {table} table: {means} (read from {reads.format(table=table)})"
+        similar = [name for name in names if name.lower().startswith(table)]
+        if similar:
+            warning += "; not read: " + ", ".join(similar)
+        warnings.append(warning)
+    return warnings

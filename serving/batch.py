@@ -10,7 +10,8 @@ started again with the same arguments, the job resumes and writes the same bytes
 Every path the job writes is checked before any work (``check_outputs``). Exit codes
 (``BatchSummary.exit_code``): 0 all rows scored, 3 scored but some input rows were
 rejected, 1 failed (nothing published at the output paths; the summary says why), 2 an
-output path that cannot be used.
+output path that cannot be used or, from ``srl score``, a bad command line
+(``save_usage_failure``).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class BatchRequest:
     @property
     def summary_path(self) -> Path:
         """``<out>.summary.json``."""
-        return self.out.with_name(self.out.name + ".summary.json")
+        return summary_path(self.out)
 
     @property
     def rejects_path(self) -> Path:
@@ -207,15 +208,36 @@ def check_outputs(request: BatchRequest) -> None:
         check_output_file(request.rejects_path, suffixes=None)
         WorkDirectory.beside(request.out).check_usable()
     except OutputPathError as error:
-        if _summary_writable(request):
+        if _summary_writable(request.out):
             save_failed(_request_failure(request, error, EXIT_USAGE), request.summary_path)
         raise
 
 
-def _summary_writable(request: BatchRequest) -> bool:
+def save_usage_failure(out: Path, failure: dict[str, Any]) -> None:
+    """Leave a failed summary (exit code 2) for a command line refused before the job began.
+
+    Written only when ``out`` has the right extension and its summary can be written, like
+    the summary of an unusable output path (``check_outputs``), so that no earlier run's
+    status stands.
+
+    Args:
+        out: the ``--out`` given.
+        failure: the ``failures`` entry saying what was refused and why.
+    """
+    if _summary_writable(out):
+        document = {"output": str(out), "status": "failed", "exit_code": EXIT_USAGE}
+        save_failed(document | {"failures": [failure]}, summary_path(out))
+
+
+def summary_path(out: Path) -> Path:
+    """The summary of the output ``out``: ``<out>.summary.json``."""
+    return out.with_name(out.name + ".summary.json")
+
+
+def _summary_writable(out: Path) -> bool:
     try:
-        check_table_path(request.out)
-        check_output_file(request.summary_path, suffixes=None)
+        check_table_path(out)
+        check_output_file(summary_path(out), suffixes=None)
     except OutputPathError:
         return False
     return True
@@ -399,7 +421,7 @@ def finish(
             write_json(summary.document, request.summary_path, staged)
             staged.publish()
     except OSError as error:
-        raise BatchError(_write_failed(context, error)) from error
+        raise BatchError(_write_failed(context, error, as_of_us)) from error
     context.work.remove()
     logger.info(
         "batch done rows=%d rejected=%d exit_code=%d",
@@ -410,15 +432,9 @@ def finish(
     return summary
 
 
-def _write_failed(context: JobContext, error: OSError) -> BatchSummary:
+def _write_failed(context: JobContext, error: OSError, as_of_us: int) -> BatchSummary:
     """A failed summary naming the file that could not be written (no chunk to blame)."""
-    document = _base_summary(context) | {
-        "status": "failed",
-        "exit_code": EXIT_FAILED,
-        "failures": [failure_of(error)],
-    }
-    save_failed(document, context.request.summary_path)
-    return BatchSummary(document)
+    return _save_failure(context, [failure_of(error)], as_of_us)
 
 
 def _request_failure(request: BatchRequest, error: BaseException, exit_code: int) -> dict[str, Any]:
@@ -435,16 +451,29 @@ def _request_failure(request: BatchRequest, error: BaseException, exit_code: int
         "chunk_leads": request.chunk_leads,
         "status": "failed",
         "exit_code": exit_code,
+        "as_of": None if request.as_of is None else iso(micros(request.as_of)),
         "failures": [failure_of(error)],
     }
 
 
 def fail(context: JobContext, failures: list[ChunkFailure]) -> BatchSummary:
     """Write a failed run's summary (the output and the work directory are left alone)."""
+    return _save_failure(context, [vars(f) for f in failures], context.manifest.as_of_us)
+
+
+def _save_failure(
+    context: JobContext, failures: list[dict[str, Any]], as_of_us: int | None
+) -> BatchSummary:
+    """Write a failed summary keeping what the run knew: the resolved model and ``as_of``
+    (the resolved moment, else the requested one)."""
+    requested = context.request.as_of
+    if as_of_us is None and requested is not None:
+        as_of_us = micros(requested)
     document = _base_summary(context) | {
         "status": "failed",
         "exit_code": EXIT_FAILED,
-        "failures": [vars(f) for f in failures],
+        "as_of": None if as_of_us is None else iso(as_of_us),
+        "failures": failures,
     }
     save_failed(document, context.request.summary_path)
     return BatchSummary(document)

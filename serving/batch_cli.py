@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer._click import Context
+from typer._click.exceptions import UsageError  # typer vendors click and exports neither
+from typer.core import TyperCommand
 
 from features.model_store import ModelLoadError
 from features.output import OutputPathError, describe_os_error
@@ -21,12 +25,45 @@ from serving.batch import (
     BatchSummary,
     Engine,
     run_batch,
+    save_usage_failure,
 )
 from serving.policy import PolicyError
 from serving.scoring import ReasonMode
 
-ENGINES: tuple[Engine, ...] = ("local", "spark")
-REASON_MODES: tuple[ReasonMode, ...] = ("none", "top", "all")
+
+class ScoreCommand(TyperCommand):
+    """``srl score``'s command: a refused command line (exit code 2) leaves a failed summary.
+
+    Every option is checked while the command line is parsed (``--engine`` and
+    ``--reasons`` are choices), so this one place sees every argument error: a bad
+    ``--as-of`` or ``--reasons`` must not leave the ``ok`` of an earlier run standing.
+    """
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        """Parse as usual; on a usage error, write the failed summary, then re-raise."""
+        given = list(args)  # the parser consumes ``args``
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as error:
+            out = self._given_out(ctx, given)
+            if out is not None:
+                save_usage_failure(Path(out), _usage_failure(error))
+            raise
+
+    def _given_out(self, ctx: Context, given: list[str]) -> str | None:
+        """The ``--out`` on the command line as typed, if it can be told."""
+        parser = self.make_parser(ctx)
+        parser.ignore_unknown_options = True  # a misspelt option does not hide ``--out``
+        with contextlib.suppress(UsageError):
+            options, _, _ = parser.parse_args(args=given)
+            out = options.get("out")
+            return out if isinstance(out, str) and out else None
+        return None
+
+
+def _usage_failure(error: UsageError) -> dict[str, Any]:
+    """The summary's failure entry for a refused command line."""
+    return {"chunk": None, "error": type(error).__name__, "message": error.format_message()}
 
 
 def score(
@@ -47,9 +84,9 @@ def score(
         str,
         typer.Option("--model", help="Model URI: registry alias or version, run, or directory."),
     ] = DEFAULT_MODEL_URI,
-    engine: Annotated[str, typer.Option("--engine", help="local or spark.")] = "local",
+    engine: Annotated[Engine, typer.Option("--engine", help="local or spark.")] = "local",
     reasons: Annotated[
-        str, typer.Option("--reasons", help="none, top (three strongest factors) or all.")
+        ReasonMode, typer.Option("--reasons", help="none, top (three strongest factors) or all.")
     ] = "none",
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Routing policy YAML (default: packaged).")
@@ -76,15 +113,15 @@ def score(
     Exit code 0: all rows scored; 3: scored, but some input rows were rejected (see
     <out>.rejects.csv); 1: failed, nothing written at --out, the summary says why (rerun to
     resume); 2: bad command line, including an --out whose files cannot be written
-    (checked before any work).
+    (checked before any work); the summary then says failed too, when it can be written.
     """
     request = BatchRequest(
         data=data,
         out=out,
         as_of=as_of,
         model_uri=model,
-        engine=_engine(engine),
-        reasons=_reasons(reasons),
+        engine=engine,
+        reasons=reasons,
         policy_path=policy,
         chunk_leads=chunk_leads,
         workers=workers,
@@ -123,32 +160,14 @@ def _failed(request: BatchRequest) -> typer.Exit:
     return typer.Exit(EXIT_FAILED)
 
 
-def _engine(value: str) -> Engine:
-    for engine in ENGINES:
-        if value == engine:
-            return engine
-    raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
-
-
-def _reasons(value: str) -> ReasonMode:
-    for mode in REASON_MODES:
-        if value == mode:
-            return mode
-    raise typer.BadParameter(f"must be one of {', '.join(REASON_MODES)}", param_hint="--reasons")
-
-
 def _echo_summary(summary: BatchSummary) -> None:
     document = summary.document
-    scored = document.get("scored", {})
     lines = [
         f"status: {document['status']} (exit code {document['exit_code']})",
         f"model: {document['model']['uri']} version {document['model']['version']}",
         f"as_of: {document.get('as_of')}  scored_at: {document['scored_at']}",
+        *_scored_lines(document),
     ]
-    if scored:
-        lines.append(f"scored: {scored['rows']:,} rows, {scored['suppressed']:,} suppressed")
-        lines.append(f"tiers: {json.dumps(scored['tiers'])}")
-        lines.append(f"programs: {json.dumps(scored['programs'])}")
     rejected = document.get("rejected_rows")
     if rejected:
         lines.append(
@@ -163,9 +182,22 @@ def _echo_summary(summary: BatchSummary) -> None:
     typer.echo("\n".join(lines))
 
 
+def _scored_lines(document: dict[str, Any]) -> list[str]:
+    """What was scored, and the open rejections withheld (their lead failed closed)."""
+    scored = document.get("scored")
+    if not scored:
+        return []
+    return [
+        f"scored: {scored['rows']:,} rows, {scored['suppressed']:,} suppressed",
+        f"tiers: {json.dumps(scored['tiers'])}",
+        f"programs: {json.dumps(scored['programs'])}",
+        f"withheld: {document.get('withheld', 0):,} open rejection(s) whose lead failed closed",
+    ]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``srl score`` to the ``srl`` application."""
-    app.command("score")(score)
+    app.command("score", cls=ScoreCommand)(score)
 
 
 def main() -> None:
@@ -176,7 +208,7 @@ def main() -> None:
     from srl.cli import configure_logging
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(score)
+    app.command(cls=ScoreCommand)(score)
     configure_logging()
     app()
 

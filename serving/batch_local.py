@@ -14,7 +14,7 @@ import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,8 @@ def _load_worker(model_dir: str, policy: RoutingPolicy, threads: int) -> None:
 def run_chunk(work: ChunkWork, chunk: int) -> ChunkReport:
     """Score one chunk and write its part (runs in a worker)."""
     raw = read_chunk(work.spill, work.layout, chunk)
-    outcome = score_chunk(raw, _WORKER["model"], _WORKER["policy"], work.settings)
+    settings = replace(work.settings, notes=work.layout.warnings)
+    outcome = score_chunk(raw, _WORKER["model"], _WORKER["policy"], settings)
     report = ChunkReport(
         chunk,
         outcome.scored.num_rows,

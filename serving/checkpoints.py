@@ -1,10 +1,11 @@
 """The batch job's work directory: a manifest, the routed export and one part per finished chunk.
 
 The work directory sits beside the output (``<out>.work``). Its manifest names everything
-the output depends on (input files, model, policy, ``as_of``, chunk size, reasons) and the
-time stamp fixed when the job first started. A job started again with the same inputs finds
-the same manifest and only scores the chunks that have no part yet; any difference starts
-over with an empty directory. Every file is written under a temporary name and renamed,
+the output depends on (input files, model, policy, ``as_of``, chunk size, reasons), the
+time stamp fixed when the job first started and the checkpoint format (``MANIFEST_FORMAT``).
+A job started again with the same inputs by the same code finds the same manifest and only
+scores the chunks that have no part yet; any difference, the format included, starts over
+with an empty directory. Every file is written under a temporary name and renamed,
 so a job killed at any moment leaves finished files or nothing.
 """
 
@@ -27,7 +28,11 @@ from serving.export_chunks import LAYOUT_FILE, ChunkLayout
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = 1
+# What a checkpoint holds and means. Bump it with every change to the parts, the rejects
+# beside them or the manifest, so that a work directory left by other code starts over
+# instead of being resumed. 2: a lead with a set-aside consent, rejection or opportunity
+# row is withheld (left out of its part; its rejects rows have an empty rejection_id).
+MANIFEST_FORMAT = 2
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"
@@ -71,6 +76,7 @@ class Manifest:
         identity: what the output depends on.
         scored_at_us: the job's time stamp (µs, UTC), fixed at the first start.
         as_of_us: the resolved scoring moment, once known.
+        format: the checkpoint format of the code that wrote it (``MANIFEST_FORMAT``).
     """
 
     identity: JobIdentity
@@ -122,7 +128,7 @@ class WorkDirectory:
             return existing
         if self.path.exists():
             self._check_ours()
-            logger.info("batch starting over work_dir=%s (inputs changed)", self.path)
+            logger.info("batch starting over work_dir=%s (inputs or format changed)", self.path)
             self.remove()
         self.path.mkdir(parents=True)
         manifest = Manifest(identity, scored_at_us)

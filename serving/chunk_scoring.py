@@ -46,12 +46,15 @@ class ChunkSettings:
         scored_at_us: the job's time stamp, fixed when the job first started.
         model_version: written on every row.
         reasons: ``none``, ``top`` (the strongest few) or ``all``.
+        notes: warnings on the export as a whole (such as an absent consent table, found
+            when its files were located), reported with every chunk's own.
     """
 
     as_of_us: int
     scored_at_us: int
     model_version: str
     reasons: ReasonMode = "none"
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ def score_chunk(
     scored = _scored_table(history, examples, lead_rows, model, policy, settings)
     rejects = _rejects_table(export, frames, rows, scored)
     withheld = len(open_examples) - len(examples)
-    return ChunkOutcome(scored, rejects, _latest_valid(export), tuple(export.warnings), withheld)
+    warnings = (*settings.notes, *export.warnings)
+    return ChunkOutcome(scored, rejects, _latest_valid(export), warnings, withheld)
 
 
 #: A set-aside row of these tables leaves its lead unscored: its consent, or which of its

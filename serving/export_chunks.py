@@ -66,6 +66,8 @@ class ChunkLayout:
         latest_us: the latest timestamp that parses anywhere in the export (int64 µs), an
             upper bound of the loader's snapshot (which counts valid rows only).
         spills: the routed batch files of each table, in file order.
+        warnings: notes on the export as a whole (``ExportFiles.warnings``), which every
+            chunk reports with its own.
     """
 
     chunk_leads: int
@@ -74,6 +76,7 @@ class ChunkLayout:
     rows: dict[str, int]
     latest_us: int | None
     spills: dict[str, tuple[SpillFile, ...]]
+    warnings: tuple[str, ...] = ()
 
     def save(self, directory: Path) -> None:
         """Write the layout as ``layout.json`` in the spill directory."""
@@ -87,7 +90,8 @@ class ChunkLayout:
             table: tuple(SpillFile(s["name"], tuple(s["chunks"])) for s in files)
             for table, files in data.pop("spills").items()
         }
-        return ChunkLayout(spills=spills, **data)
+        warnings = tuple(data.pop("warnings", ()))
+        return ChunkLayout(spills=spills, warnings=warnings, **data)
 
 
 def partition_export(
@@ -110,7 +114,9 @@ def partition_export(
     spills = {t: _route(s, directory) for t, s in staged.items()}
     rows = {t: s.rows for t, s in staged.items()}
     latest = max((s.latest_us for s in staged.values() if s.latest_us is not None), default=None)
-    layout = ChunkLayout(chunk_leads, leads.rows, router.n_chunks, rows, latest, spills)
+    layout = ChunkLayout(
+        chunk_leads, leads.rows, router.n_chunks, rows, latest, spills, export.warnings
+    )
     layout.save(directory)
     return layout
 

@@ -24,7 +24,13 @@ import pyarrow.parquet as pq
 from features.coercion import empty_table_problem
 from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
-from features.loading import CSV_OPTIONS, csv_header, locate_table_files, require_field_counts
+from features.loading import (
+    CSV_OPTIONS,
+    absent_tables,
+    csv_header,
+    locate_table_files,
+    require_field_counts,
+)
 from features.problems import ContractError, Problem, shorten
 from features.utf8 import require_utf8, utf8_problem
 
@@ -45,10 +51,18 @@ UNUSED_COLUMNS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class ExportFiles:
-    """The file holding each table of an export directory (absent optional tables omitted)."""
+    """The file holding each table of an export directory (absent optional tables omitted).
+
+    Attributes:
+        root: the export directory.
+        files: table name to its file.
+        warnings: notes on the directory as a whole, such as an absent consent table
+            (``features.loading.absent_tables``).
+    """
 
     root: Path
     files: dict[str, Path]
+    warnings: tuple[str, ...] = ()
 
     def columns(self, table: str, config: FeatureConfig) -> list[str]:
         """The columns of ``table`` the batch job reads, in file order."""
@@ -72,7 +86,7 @@ def locate_export(directory: str | Path) -> ExportFiles:
     files, problems = locate_table_files(root)
     if problems:
         raise ContractError(problems)
-    found = ExportFiles(root, files)
+    found = ExportFiles(root, files, tuple(absent_tables(root, files)))
     _check_required_columns(found)
     _check_required_rows(found)
     return found

@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from serving.spark_export import (
     SEPARATOR,
     TABLE_COLUMN,
     SparkTable,
+    absent_table_notes,
     bucketed,
     listing_fingerprint,
     locate_tables,
@@ -96,12 +97,13 @@ def run_spark_batch(request: BatchRequest, progress: Progress, spark: Any = None
     """
     session = spark if spark is not None else spark_session()
     located = locate_tables(session, request.data)
+    notes = tuple(absent_table_notes(session, request.data, located))
     context = open_job(request, listing_fingerprint(session, located))
     progress.start(1, 0)
     try:
         tables = {t: read_table(session, t, p, context.model.config) for t, p in located.items()}
         input_rows = {t: s.rows for t, s in tables.items()}
-        outcome = _score(session, context, tables)
+        outcome = _score(session, context, tables, notes)
     except (ContractError, BatchError):
         raise
     except Exception as error:  # a failed Spark job is reported like a failed chunk
@@ -128,17 +130,19 @@ class _SparkOutcome:
     reports: list[ChunkReport]
 
 
-def _score(session: Any, context: JobContext, tables: dict[str, SparkTable]) -> _SparkOutcome:
+def _score(
+    session: Any, context: JobContext, tables: dict[str, SparkTable], notes: tuple[str, ...]
+) -> _SparkOutcome:
     buckets = max(1, -(-tables["leads"].rows // context.request.chunk_leads))
     context.chunks.update(total=buckets, resumed=0)
     rows = bucketed({t: s.frame for t, s in tables.items()}, buckets)
     requested = context.request.as_of
     as_of_us = micros(requested) if requested is not None else _export_end(tables)
-    outcome = _score_at(session, context, rows, as_of_us)
+    outcome = _score_at(session, context, rows, as_of_us, notes)
     latest = max((r.latest_us for r in outcome.reports if r.latest_us is not None), default=None)
     if requested is None and latest is not None and latest != as_of_us:
         logger.warning("batch export_end_moved (its latest rows were rejected); scoring again")
-        outcome = _score_at(session, context, rows, latest)
+        outcome = _score_at(session, context, rows, latest, notes)
     return outcome
 
 
@@ -150,9 +154,11 @@ def _export_end(tables: dict[str, SparkTable]) -> int:
     return max(latest)
 
 
-def _score_at(session: Any, context: JobContext, rows: Any, as_of_us: int) -> _SparkOutcome:
+def _score_at(
+    session: Any, context: JobContext, rows: Any, as_of_us: int, notes: tuple[str, ...]
+) -> _SparkOutcome:
     functions = pyspark_sql().functions
-    settings = context.settings(as_of_us)
+    settings = replace(context.settings(as_of_us), notes=notes)
     scorer = BucketScorer(
         _broadcast_model(session, context), context.policy, settings, table_columns(rows)
     )

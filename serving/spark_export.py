@@ -24,7 +24,7 @@ from features.coercion import empty_table_problem
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
 from features.problems import ContractError, Problem
-from features.table_names import unread_table_problems
+from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import texts_of
 from serving.export_chunks import ROW_COLUMN, latest_timestamp_us
 from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
@@ -45,7 +45,7 @@ def locate_tables(session: Any, data: str) -> dict[str, str]:
             holds a table under a name not read (``features.table_names``).
     """
     base = data.rstrip("/")
-    problems = unread_table_problems(base, _unread_entries(session, base), READ_TABLE_PATHS)
+    problems: list[Problem] = []
     located: dict[str, str] = {}
     for table in TABLES:
         found = next(
@@ -69,9 +69,19 @@ def locate_tables(session: Any, data: str) -> dict[str, str]:
             problems.append(
                 Problem(f"{base}/{table.name}.parquet", f"required table {table.name!r} is missing")
             )
+    present = {table: path.rsplit("/", 1)[-1] for table, path in located.items()}
+    unread = _unread_entries(session, base)
+    problems = unread_table_problems(base, unread, READ_TABLE_PATHS, present) + problems
     if problems:
         raise ContractError(problems)
     return located
+
+
+def absent_table_notes(session: Any, data: str, located: dict[str, str]) -> list[str]:
+    """Warnings for optional tables absent from ``data`` whose absence changes who is
+    contacted, as the loader gives them (``features.table_names.absent_table_warnings``)."""
+    unread = _unread_entries(session, data.rstrip("/"))
+    return absent_table_warnings(located, unread, READ_TABLE_PATHS)
 
 
 def _unread_entries(session: Any, base: str) -> list[str]:

@@ -37,7 +37,7 @@ def test_validate_json_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert document["valid"] is False
     (problem,) = document["problems"]
     assert (problem["column"], problem["row"]) == ("rejected_at", 3)
-    assert problem["found"] == "text of letters (4 characters)"
+    assert problem["found"] == "a word (4 characters)"
 
 
 def test_validate_json_summary_counts_censoring(tiny_export_dir: Path) -> None:

@@ -508,7 +508,7 @@ def test_a_shifted_row_is_described_and_none_of_its_cells_is_shown(tmp_path: Pat
         "an e-mail address (15 characters): the row's values may be shifted "
         "(a field missing or added earlier in the row, or a quote left open)"
     )
-    assert found["employee_count"] == "text of letters (8 characters)"
+    assert found["employee_count"] == "a word (8 characters)"
     shown = [str(p) for p in problems] + [str(p.to_dict()) for p in problems]
     shown += [row.reason for row in export.rejected_rows]
     assert not [text for text in shown if "bob@example.com" in text or "Engineer" in text]
@@ -591,3 +591,61 @@ def test_names_that_only_start_with_a_table_name_are_left_alone(tiny_export_dir:
     export = load_export(tiny_export_dir)
 
     assert len(export.consent) == 1
+
+
+def test_a_second_file_of_a_table_read_is_refused_as_a_second_copy(tmp_path: Path) -> None:
+    # Given consent.csv and a compressed copy of it beside it
+    directory = write_tiny_export(tmp_path / "export")
+    copy = directory / "consent.csv.gz"
+    copy.write_bytes(gzip.compress((directory / "consent.csv").read_bytes()))
+
+    (problem,) = problems_of(directory)
+
+    # Then the copy is named as a second file, not as a table that would count as absent
+    assert problem.file == str(copy)
+    assert problem.message == "a second file for table consent beside consent.csv; keep one"
+
+
+@pytest.mark.parametrize(
+    ("others", "named"),
+    [
+        ((), ""),
+        (("consent (1).csv", "consent_2026-06-30.csv", "consent.csv.bak"), True),
+    ],
+)
+def test_an_absent_consent_table_is_warned_naming_look_alike_files(
+    tiny_export_dir: Path, others: tuple[str, ...], named: object
+) -> None:
+    # Given no consent.csv, only (maybe) files whose names start with 'consent'
+    text = (tiny_export_dir / "consent.csv").read_text(encoding="utf-8")
+    (tiny_export_dir / "consent.csv").unlink()
+    for name in others:
+        (tiny_export_dir / name).write_text(text, encoding="utf-8")
+
+    export = load_export(tiny_export_dir)
+
+    # Then the load succeeds (consent is optional) with a warning naming those files
+    (warning,) = [w for w in export.warnings if w.startswith("no consent table")]
+    assert "every lead counts as subscribed" in warning
+    assert "consent.parquet or consent.csv" in warning
+    assert all(name in warning for name in others)
+    assert ("not read:" in warning) == bool(named)
+
+
+def test_a_present_consent_table_gives_no_absence_warning(tiny_export_dir: Path) -> None:
+    export = load_export(tiny_export_dir)
+
+    assert not [w for w in export.warnings if w.startswith("no consent table")]
+
+
+def test_a_rejected_rows_key_is_kept_only_when_the_key_is_not_at_fault(tmp_path: Path) -> None:
+    # Given a rejection whose key repeats and one whose date is garbled
+    text = TINY_TABLES["rejections"].replace("R3,", "R1,").replace("R2,L2,2024-04-01", "R2,L2,x")
+    directory = with_table(tmp_path, "rejections", text)
+
+    export = load_export(directory, lenient=True)
+
+    # Then the repeated key, which may hold anything, is not copied; the other is
+    keys = {r.row: (r.key, r.reason.split(":")[0]) for r in export.rejected_rows}
+    assert (None, "rejection_id") in keys.values()
+    assert any(key is not None and column != "rejection_id" for key, column in keys.values())

@@ -502,6 +502,25 @@ def test_cli_exit_code_tells_the_scheduler_about_rejected_rows(
     assert out.exists()
 
 
+def test_cli_prints_the_withheld_count_of_the_summary(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export with leads withheld by their set-aside opportunities
+    with_set_aside_opportunities(small_export_dir, tmp_path / "export", 700)
+    out = tmp_path / "scores.parquet"
+    arguments = ["score", "--data", str(tmp_path / "export"), "--out", str(out)]
+
+    result = CliRunner().invoke(
+        _cli(), [*arguments, "--model", str(model_dir), "--workers", "1", "--chunk-leads", "700"]
+    )
+
+    # Then the printed summary says so, as the summary file does
+    assert result.exit_code == EXIT_REJECTED, result.output
+    summary = json.loads(out.with_name(out.name + ".summary.json").read_text(encoding="utf-8"))
+    assert summary["withheld"] > 0
+    assert f"withheld: {summary['withheld']} open rejection(s)" in result.output
+
+
 def test_cli_rejects_an_unknown_engine(small_export_dir: Path, tmp_path: Path) -> None:
     arguments = ["score", "--data", str(small_export_dir), "--out", str(tmp_path / "x.parquet")]
 

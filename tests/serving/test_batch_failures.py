@@ -1,10 +1,12 @@
 """``srl score`` when it fails: a failed summary in place of the last one, no traceback, and
-nothing published at the final paths on exit 1; an unusable output path is exit 2."""
+nothing published at the final paths on exit 1; an unusable output path or any other bad
+command line is exit 2."""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
+from serving.batch import BatchError, run_batch
 from srl.cli import app
 from tests.disk_full import run_on_small_disk, srl_command
-from tests.serving.batch_support import copy_as_csv
+from tests.serving.batch_support import copy_as_csv, request
 
 PREVIOUS_OUTPUT = b"the previous run's output"
 PREVIOUS_REJECTS = b"the previous run's rejects"
@@ -183,3 +186,79 @@ def test_rejects_that_cannot_be_written_publish_nothing(
     summary = _read_summary(out)
     assert (summary["status"], summary["failures"][0]["message"]) == ("failed", message)
     _assert_previous_run_kept(out)
+
+
+@pytest.mark.parametrize(
+    ("mistake", "named"),
+    [
+        (["--as-of", "garbage"], "--as-of"),
+        (["--reasons", "many"], "--reasons"),
+        (["--engine", "mainframe"], "--engine"),
+        (["--workers", "-1"], "--workers"),
+        (["--scored-at", "2026-13-01T00:00:00"], "--scored-at"),
+        (["--as_of", "2026-01-15"], "--as_of"),
+    ],
+)
+def test_a_bad_command_line_replaces_the_last_ok_summary_with_a_failed_one(
+    small_export_dir: Path, tmp_path: Path, mistake: list[str], named: str
+) -> None:
+    # Given an earlier run's files, and a command line with one bad option
+    out = tmp_path / "out" / "scores.parquet"
+    _previous_run(out)
+    arguments = ["score", "--data", str(small_export_dir), "--out", str(out), *mistake]
+
+    result = CliRunner().invoke(app, arguments)
+
+    # Then it is a usage error, and the summary says failed (exit 2) and names the option
+    assert result.exit_code == 2, result.output
+    summary = _read_summary(out)
+    assert (summary["status"], summary["exit_code"]) == ("failed", 2)
+    assert named in summary["failures"][0]["message"]
+    _assert_previous_run_kept(out)
+
+
+def test_a_bad_command_line_writes_no_summary_beside_an_unusable_out(tmp_path: Path) -> None:
+    # Given an --out with the wrong extension, and a bad --as-of
+    out = tmp_path / "scores.txt"
+
+    result = CliRunner().invoke(app, ["score", "--data", "x", "--out", str(out), "--as-of", "?"])
+
+    # Then nothing is written beside it
+    assert result.exit_code == 2, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+class _DirectoryAppearsAtOutput:
+    """Progress that, once the chunks are scored, puts a directory where the output goes."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def start(self, total: int, done: int) -> None:
+        """Nothing to show."""
+
+    def advance(self, rows: int) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """The scoring is over: the output file can no longer be moved into place."""
+        self.out.mkdir(parents=True, exist_ok=True)
+
+
+def test_a_failure_while_publishing_keeps_the_as_of_and_model_it_knew(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a run whose output path becomes a directory once every chunk is scored
+    out = tmp_path / "out" / "scores.parquet"
+    job = request(small_export_dir, out, model_dir, as_of=datetime(2026, 1, 15))
+
+    with pytest.raises(BatchError) as raised:
+        run_batch(job, progress=_DirectoryAppearsAtOutput(out))
+
+    # Then the failed summary names the output and keeps the scoring moment and the model
+    summary = _read_summary(out)
+    assert summary == raised.value.summary.document
+    assert (summary["status"], summary["exit_code"]) == ("failed", 1)
+    assert str(out) in summary["failures"][0]["message"]
+    assert summary["as_of"] == "2026-01-15T00:00:00Z"
+    assert summary["model"]["version"] is not None

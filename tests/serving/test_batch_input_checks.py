@@ -220,3 +220,56 @@ def test_the_spark_engine_refuses_a_required_table_without_rows(
         "required table 'activities' has no rows",
     )
     assert not out.exists()
+
+
+def test_a_compressed_copy_beside_the_consent_file_is_a_second_copy(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given consent.csv and consent.csv.gz beside it
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    copy = folder / "consent.csv.gz"
+    copy.write_bytes(gzip.compress((folder / "consent.csv").read_bytes()))
+
+    problem = _refused_as_the_loader_refuses(folder, tmp_path / "scores.parquet", model_dir)
+
+    # Then the job says what is true: consent.csv is read, the copy is one file too many
+    assert problem.file == str(copy)
+    assert problem.message == "a second file for table consent beside consent.csv; keep one"
+
+
+def test_an_absent_consent_table_is_a_warning_of_the_summary(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given the consent table under a name no reader takes
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    (folder / "consent.csv").rename(folder / "consent (1).csv")
+
+    summary = run_batch(request(folder, tmp_path / "scores.parquet", model_dir))
+
+    # Then the job runs (consent is optional) but says so, naming the file not read
+    (warning,) = [w for w in summary.document["warnings"] if w.startswith("no consent table")]
+    assert "every lead counts as subscribed" in warning
+    assert "not read: consent (1).csv" in warning
+
+
+def test_a_key_at_fault_is_not_copied_into_the_rejects_file(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an activity whose activity_id is longer than any id (a shifted row's text)
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    path = folder / "activities.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, "activity_id"] = EMAIL * 20
+    frame.to_csv(path, index=False)
+    out = tmp_path / "scores.parquet"
+
+    summary = run_batch(request(folder, out, model_dir))
+
+    # Then its row is rejected without its key
+    assert summary.exit_code == EXIT_REJECTED
+    rejects = pd.read_csv(
+        out.with_name(out.name + ".rejects.csv"), dtype=str, keep_default_na=False
+    )
+    row = rejects[rejects["reason"].str.startswith("activity_id:")]
+    assert row["key"].tolist() == [""]
+    assert EMAIL not in out.with_name(out.name + ".rejects.csv").read_text(encoding="utf-8")

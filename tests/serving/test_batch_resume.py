@@ -1,4 +1,5 @@
-"""A batch job killed with SIGKILL and started again resumes and writes the same bytes."""
+"""A batch job killed with SIGKILL and started again resumes and writes the same bytes; a work
+directory of another checkpoint format is never resumed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.serving.batch_support import read_output, run_score, score_command, start_score
+from serving.batch import run_batch
+from serving.checkpoints import MANIFEST_FILE, MANIFEST_FORMAT
+from tests.serving.batch_support import (
+    read_output,
+    request,
+    run_score,
+    score_command,
+    start_score,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +116,52 @@ def test_changed_inputs_start_over_cleanly(
     assert chunks["resumed"] == 0
     assert out.read_bytes() == reference.read_bytes()
     assert set(read_output(out)["as_of"]) == {pd.Timestamp("2026-01-15", tz="UTC")}
+
+
+class _StoppedError(Exception):
+    """The job was stopped on purpose."""
+
+
+class _StopAfterChunks:
+    """Progress that stops the job once ``chunks`` chunks are checkpointed."""
+
+    def __init__(self, chunks: int) -> None:
+        self.left = chunks
+
+    def start(self, total: int, done: int) -> None:
+        """Nothing to show."""
+
+    def advance(self, rows: int) -> None:
+        """One more chunk is checkpointed; stop when enough are."""
+        self.left -= 1
+        if self.left == 0:
+            raise _StoppedError
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@pytest.mark.parametrize(
+    ("written_by", "resumed"),
+    [("this code", 2), ("the code before format 2", 0), ("newer code", 0)],
+)
+def test_a_work_directory_of_another_format_starts_over(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, written_by: str, resumed: int
+) -> None:
+    # Given a job stopped after two chunks, its manifest as the given code would write it
+    out = tmp_path / "scores.parquet"
+    job = request(small_export_dir, out, model_dir, chunk_leads=100)
+    with pytest.raises(_StoppedError):
+        run_batch(job, progress=_StopAfterChunks(2))
+    manifest_path = out.with_name(out.name + ".work") / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert manifest["format"] == MANIFEST_FORMAT
+    formats = {"this code": MANIFEST_FORMAT, "the code before format 2": 1}
+    manifest["format"] = formats.get(written_by, MANIFEST_FORMAT + 1)
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+
+    # When it is started again with the same arguments
+    summary = run_batch(job)
+
+    # Then only a work directory of this code's format is resumed
+    assert summary.document["chunks"]["resumed"] == resumed
