@@ -414,7 +414,7 @@ def finish(
                 request.chunk_leads,
                 request.reasons != "none",
             )
-            write_rejects(staged, rejects, request.rejects_path)
+            write_rejects(staged, fail_closed.published(rejects), request.rejects_path)
             context.timings["writing"] = time.monotonic() - began
             withheld = fail_closed.dropped + sum(r.withheld for r in reports)
             summary = _summary(context, as_of_us, counts, rejects, reports, input_rows, withheld)

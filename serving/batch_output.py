@@ -62,6 +62,13 @@ REJECTS_SCHEMA = pa.schema(
     ]
 )
 
+#: Whether a rejected row's ``lead_id`` names a lead of its chunk's leads table. Kept with
+#: the chunks' rejects (checkpoints, Spark) and dropped from the rejects file: there a
+#: ``lead_id`` is written only when it names a real lead, because a row set aside for an
+#: unknown lead may hold anything in that column (a shifted CSV row: an e-mail address).
+LEAD_KNOWN_COLUMN = "lead_known"
+CHUNK_REJECTS_SCHEMA = REJECTS_SCHEMA.append(pa.field(LEAD_KNOWN_COLUMN, pa.bool_()))
+
 
 def output_schema(with_reasons: bool) -> pa.Schema:
     """The columns of the scored file (``reasons`` only when reasons were asked for)."""
@@ -265,7 +272,7 @@ def write_text(path: Path, text: str) -> None:
 
 def sort_rejects(tables: Iterable[pa.Table]) -> pa.Table:
     """All rejected rows, ordered by table (contract order) and row number."""
-    combined = pa.concat_tables([REJECTS_SCHEMA.empty_table(), *tables])
+    combined = pa.concat_tables([CHUNK_REJECTS_SCHEMA.empty_table(), *tables])
     order = {table.name: rank for rank, table in enumerate(TABLES)}
     rank = np.array([order[t] for t in combined.column("table").to_pylist()], dtype=np.int64)
     rows = combined.column("row").to_numpy()

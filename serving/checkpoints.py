@@ -32,7 +32,8 @@ MANIFEST_FILE = "manifest.json"
 # beside them or the manifest, so that a work directory left by other code starts over
 # instead of being resumed. 2: a lead with a set-aside consent, rejection or opportunity
 # row is withheld (left out of its part; its rejects rows have an empty rejection_id).
-MANIFEST_FORMAT = 2
+# 3: the rejects carry whether their lead_id names a lead of the chunk (``lead_known``).
+MANIFEST_FORMAT = 3
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"

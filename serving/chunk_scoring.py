@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,13 @@ from features.loading import Export, arrow_to_pandas, build_export, latest_times
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from features.text import text_of
-from serving.batch_output import LEAD_ROW_COLUMN, REJECTS_SCHEMA, part_schema
+from serving.batch_output import (
+    CHUNK_REJECTS_SCHEMA,
+    LEAD_KNOWN_COLUMN,
+    LEAD_ROW_COLUMN,
+    REJECTS_SCHEMA,
+    part_schema,
+)
 from serving.contact import ContactNow
 from serving.export_chunks import ROW_COLUMN
 from serving.policy import RoutingPolicy
@@ -63,7 +69,8 @@ class ChunkOutcome:
 
     Attributes:
         scored: one row per open rejection (``batch_output.part_schema``).
-        rejects: rows set aside (``batch_output.REJECTS_SCHEMA``), numbered in their file.
+        rejects: rows set aside (``batch_output.CHUNK_REJECTS_SCHEMA``), numbered in their
+            file.
         latest_us: the latest timestamp among the chunk's valid rows (None when none).
         warnings: the loader's notes (such as unknown activity types kept as ``other``).
         withheld: open rejections left unscored because their lead has a set-aside row of a
@@ -134,27 +141,55 @@ class FailClosed:
     lead's chunk (all rows sharing a primary key go to the chunk of the key's first row, so
     a key repeated across two leads sets aside the second lead's row in the first's chunk).
 
+    It also decides which ``lead_id`` the rejects file may show: one its chunk knew as a
+    lead, or one scored in another chunk (a real lead either way); any other value is
+    left out, since a row set aside for an unknown lead may hold anything there.
+
     Attributes:
         leads: the lead ids of the rejects of ``FAIL_CLOSED_TABLES`` tables.
+        unverified: lead ids of rejects that their chunk did not know as leads.
         dropped: scored rows left out so far by ``parts``.
+        seen: the ``unverified`` ids found among the scored rows so far.
     """
 
     leads: pa.Array
+    unverified: pa.Array
     dropped: int = 0
+    seen: set[str] = field(default_factory=set)
 
     @staticmethod
     def of(rejects: pa.Table) -> FailClosed:
-        """The check for a job's rejects (``batch_output.REJECTS_SCHEMA``)."""
+        """The check for a job's rejects (``batch_output.CHUNK_REJECTS_SCHEMA``)."""
         tables = pa.array(sorted(FAIL_CLOSED_TABLES), pa.string())
         mine = rejects.filter(pc.is_in(rejects.column("table"), value_set=tables))
-        return FailClosed(pc.unique(mine.column("lead_id").combine_chunks().drop_null()))
+        strangers = rejects.filter(pc.invert(rejects.column(LEAD_KNOWN_COLUMN)))
+        return FailClosed(_lead_ids(mine), _lead_ids(strangers))
 
     def parts(self, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
         """The scored parts without rows of ``leads``, counting what was left out."""
         for part in parts:
-            kept = part.filter(pc.invert(pc.is_in(part.column("lead_id"), value_set=self.leads)))
+            lead_ids = part.column("lead_id")
+            found = lead_ids.filter(pc.is_in(lead_ids, value_set=self.unverified))
+            self.seen.update(found.to_pylist())
+            kept = part.filter(pc.invert(pc.is_in(lead_ids, value_set=self.leads)))
             self.dropped += part.num_rows - kept.num_rows
             yield kept
+
+    def published(self, rejects: pa.Table) -> pa.Table:
+        """The rejects file's rows (``REJECTS_SCHEMA``): a ``lead_id`` no chunk knew as a
+        lead and no scored row carries is left empty. Call once ``parts`` is consumed."""
+        real = pa.array(sorted(self.seen), pa.string())
+        shown = pc.or_(
+            rejects.column(LEAD_KNOWN_COLUMN), pc.is_in(rejects.column("lead_id"), value_set=real)
+        )
+        lead_ids = pc.if_else(shown, rejects.column("lead_id"), pa.scalar(None, pa.string()))
+        return rejects.set_column(
+            rejects.schema.get_field_index("lead_id"), "lead_id", lead_ids
+        ).select(REJECTS_SCHEMA.names)
+
+
+def _lead_ids(rejects: pa.Table) -> pa.Array:
+    return pc.unique(rejects.column("lead_id").combine_chunks().drop_null())
 
 
 def _without_leads(history: History, examples: Examples, leads: set[str]) -> Examples:
@@ -284,6 +319,7 @@ def _rejects_table(
             strict=True,
         )
     )
+    known = set(export.leads["lead_id"].astype(str))
     records: list[tuple[object, ...]] = []
     for rejected in export.rejected_rows:
         file_row = int(rows[rejected.table][rejected.row - 1])
@@ -292,12 +328,20 @@ def _rejects_table(
         lead_id = _lead_of(frames[rejected.table], rejected.row - 1)
         rejection_id = rejected.key if rejected.table == "rejections" else opened.get(lead_id)
         records.append(
-            (rejected.table, file_row + 1, rejected.key, lead_id, rejection_id, rejected.reason)
+            (
+                rejected.table,
+                file_row + 1,
+                rejected.key,
+                lead_id,
+                rejection_id,
+                rejected.reason,
+                lead_id in known,
+            )
         )
-    columns = [[record[i] for record in records] for i in range(len(REJECTS_SCHEMA))]
+    columns = [[record[i] for record in records] for i in range(len(CHUNK_REJECTS_SCHEMA))]
     return pa.Table.from_arrays(
-        [pa.array(c, f.type) for c, f in zip(columns, REJECTS_SCHEMA, strict=True)],
-        schema=REJECTS_SCHEMA,
+        [pa.array(c, f.type) for c, f in zip(columns, CHUNK_REJECTS_SCHEMA, strict=True)],
+        schema=CHUNK_REJECTS_SCHEMA,
     )
 
 

@@ -38,7 +38,12 @@ from serving.batch import (
     open_job,
 )
 from serving.batch_local import ChunkFailure, ChunkReport
-from serving.batch_output import LEAD_ROW_COLUMN, REJECTS_SCHEMA, part_schema, sort_rejects
+from serving.batch_output import (
+    CHUNK_REJECTS_SCHEMA,
+    LEAD_ROW_COLUMN,
+    part_schema,
+    sort_rejects,
+)
 from serving.batch_progress import Progress
 from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import ROW_COLUMN
@@ -172,7 +177,7 @@ def _score_at(
         scored_names = part_schema(settings.reasons != "none").names
         scored = result.where(kind == "scored").select(*scored_names).orderBy(LEAD_ROW_COLUMN)
         rejects = result.where(kind == "reject").select(
-            *(f"reject_{n}" for n in REJECTS_SCHEMA.names)
+            *(f"reject_{n}" for n in CHUNK_REJECTS_SCHEMA.names)
         )
         latest = result.where(kind == "latest").select(
             "rows", "rejected", "withheld", LATEST_COLUMN, WARNINGS_COLUMN

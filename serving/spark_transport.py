@@ -14,7 +14,7 @@ import json
 import pyarrow as pa
 
 from serving.batch_local import ChunkReport
-from serving.batch_output import REJECTS_SCHEMA, part_schema
+from serving.batch_output import CHUNK_REJECTS_SCHEMA, part_schema
 from serving.chunk_scoring import ChunkOutcome
 
 KIND_COLUMN = "_kind"
@@ -25,7 +25,7 @@ WARNINGS_COLUMN = "_warnings"
 def transport_schema(with_reasons: bool) -> pa.Schema:
     """The bucket function's output: scored rows, rejected rows and one report row, tagged."""
     scored = [_plain(f) for f in part_schema(with_reasons)]
-    rejects = [pa.field(f"reject_{f.name}", f.type) for f in REJECTS_SCHEMA]
+    rejects = [pa.field(f"reject_{f.name}", f.type) for f in CHUNK_REJECTS_SCHEMA]
     report = [
         pa.field("rows", pa.int64()),
         pa.field("rejected", pa.int64()),
@@ -43,7 +43,8 @@ def encode_outcome(outcome: ChunkOutcome, with_reasons: bool) -> pa.Table:
         outcome.scored.cast(pa.schema([_plain(f) for f in outcome.scored.schema])), "scored"
     )
     rejects = _tagged(
-        outcome.rejects.rename_columns([f"reject_{n}" for n in REJECTS_SCHEMA.names]), "reject"
+        outcome.rejects.rename_columns([f"reject_{n}" for n in CHUNK_REJECTS_SCHEMA.names]),
+        "reject",
     )
     report = pa.table(
         {
@@ -98,7 +99,7 @@ def _pad(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def renamed_rejects(table: pa.Table) -> pa.Table:
     """Rejected rows collected from Spark, back to the rejects file's names and types."""
-    return table.rename_columns(list(REJECTS_SCHEMA.names)).cast(REJECTS_SCHEMA)
+    return table.rename_columns(list(CHUNK_REJECTS_SCHEMA.names)).cast(CHUNK_REJECTS_SCHEMA)
 
 
 def reports(table: pa.Table) -> list[ChunkReport]:

@@ -273,3 +273,31 @@ def test_a_key_at_fault_is_not_copied_into_the_rejects_file(
     row = rejects[rejects["reason"].str.startswith("activity_id:")]
     assert row["key"].tolist() == [""]
     assert EMAIL not in out.with_name(out.name + ".rejects.csv").read_text(encoding="utf-8")
+
+
+def test_a_lead_id_that_names_no_lead_is_not_copied_into_the_rejects_file(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an activity and a consent row whose lead_id is an e-mail address (a shifted row)
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    for table in ("activities", "consent"):
+        path = folder / f"{table}.csv"
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame.loc[0, "lead_id"] = EMAIL
+        frame.to_csv(path, index=False)
+    out = tmp_path / "scores.parquet"
+
+    summary = run_batch(request(folder, out, model_dir))
+
+    # Then both rows are rejected for the unknown lead, without the value (the activity
+    # with its key; consent rows have none)
+    assert summary.exit_code == EXIT_REJECTED
+    rejects_path = out.with_name(out.name + ".rejects.csv")
+    rejects = pd.read_csv(rejects_path, dtype=str, keep_default_na=False)
+    unknown = rejects[rejects["reason"].str.startswith("lead_id:")]
+    assert sorted(unknown["table"]) == ["activities", "consent"]
+    assert unknown["lead_id"].tolist() == ["", ""]
+    assert unknown.set_index("table").at["activities", "key"] != ""
+    assert EMAIL not in rejects_path.read_text(encoding="utf-8")
+    # and the other rows still name their (real) lead
+    assert (rejects.drop(unknown.index)["lead_id"] != "").all()
