@@ -131,8 +131,6 @@ def serve(
     os.environ.update({name: str(per_worker) for name in THREAD_VARIABLES})
     if workers == 1:  # this process serves: its pools were loaded before the variables
         cap_loaded_thread_pools(per_worker)
-    # MLflow's download progress bars would interleave with the JSON log lines.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = _checked_settings(host)
     if workers > cores:
         typer.echo(f"warning: {workers} workers on {cores} cores will compete for CPU", err=True)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 
-#: OpenMP reads these when LightGBM's runtime loads, so they are set before any import of
-#: it. A passive wait keeps idle OpenMP threads from spinning on a busy 2-core machine.
-OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+#: Set before any import, the environment winning. OpenMP reads its variables when
+#: LightGBM's runtime loads: a passive wait keeps idle OpenMP threads from spinning on a busy
+#: 2-core machine. MLflow's download progress bars (a model loaded from the registry) would
+#: interleave with the log lines of every command (``srl score``, ``evaluate``, ``serve``).
+PROCESS_DEFAULTS = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 def main() -> None:
-    """Set OpenMP defaults (the environment wins), then run the ``srl`` application."""
-    for name, value in OPENMP_DEFAULTS.items():
+    """Set the process defaults (the environment wins), then run the ``srl`` application."""
+    for name, value in PROCESS_DEFAULTS.items():
         os.environ.setdefault(name, value)
     from srl.cli import main as run
 

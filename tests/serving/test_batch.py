@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +44,11 @@ from tests.serving.batch_support import (
     numeric_id,
     read_output,
     request,
+    score_command,
     with_numeric_ids,
     with_set_aside_opportunities,
 )
+from tests.trained_store import trained_store
 
 
 @pytest.fixture(scope="module")
@@ -558,3 +562,24 @@ def test_cli_names_a_policy_that_cannot_serve_and_writes_nothing(
     assert message in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_registry_model_is_loaded_without_progress_bars_in_the_log(
+    small_export_dir: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Given a model registered in a real MLflow store, and nothing said about progress bars
+    store = trained_store(small_export_dir, tmp_path_factory)
+    out = tmp_path / "scores.parquet"
+    command = score_command(small_export_dir, out, tmp_path, "--workers", "1")
+    command[command.index("--model") + 1] = f"models:/{store.name}@champion"
+    environment = {**os.environ, **store.environment(), "SRL_LOG_LEVEL": "INFO"}
+    environment.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+
+    # Then the job downloads and scores with the champion, and its log has no progress bar
+    assert result.returncode in (EXIT_OK, EXIT_REJECTED), result.stderr
+    summary = json.loads(out.with_name(out.name + ".summary.json").read_text(encoding="utf-8"))
+    assert summary["model"]["version"] == store.champion
+    assert "Downloading artifacts" not in result.stderr + result.stdout
