@@ -24,6 +24,7 @@ from features.output import (
     check_output_file,
     describe_os_error,
     write_table,
+    write_text,
 )
 from features.problems import ContractError
 from features.summary import format_summary, summarise_export
@@ -198,14 +199,10 @@ def catalogue(
     }
     for path, text in written.items():
         try:
-            atomic_write(path, functools.partial(_write_text, text=text))
+            atomic_write(path, functools.partial(write_text, text=text))
         except OSError as error:
             raise write_failed(error) from error
         typer.echo(f"wrote {path}")
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
 
 
 def register(app: typer.Typer) -> None:

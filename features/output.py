@@ -60,9 +60,11 @@ class OutputWriteError(OSError):
 
 def os_reason(error: OSError) -> str:
     """Why an operating-system call failed, in the system's words (``File too large``)."""
-    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list):
-        copies = error.args[0]
-        return str(copies[0][2]) if copies else str(error)
+    failed = _first_failed_copy(error)
+    if failed is not None:
+        return str(failed[2])
+    if isinstance(error, shutil.Error):
+        return str(error)
     if error.errno:
         return os.strerror(error.errno)
     if error.strerror:
@@ -75,13 +77,25 @@ def describe_os_error(error: OSError) -> str:
     """``<path>: <reason>`` for a failed file operation (the reason alone when no path)."""
     if isinstance(error, OutputWriteError):
         return str(error)
-    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list):
-        copies = error.args[0]
-        if copies:
-            return f"could not write {copies[0][1]}: {os_reason(error)}"
+    failed = _first_failed_copy(error)
+    if failed is not None:
+        return f"could not write {failed[1]}: {failed[2]}"
     if error.filename is not None:
         return f"{error.filename}: {os_reason(error)}"
     return os_reason(error)
+
+
+def _first_failed_copy(error: OSError) -> tuple[str, str, str] | None:
+    """``(source, target, why)`` of the first file a ``shutil`` tree copy failed on."""
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list):
+        copies = error.args[0]
+        return tuple(copies[0]) if copies else None
+    return None
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text to ``path`` (the writer ``atomic_write`` and ``StagedFiles`` call)."""
+    path.write_text(text, encoding="utf-8")
 
 
 def check_table_path(path: str | Path) -> Path:

@@ -28,6 +28,7 @@ from features.output import (
     atomic_write,
     check_table_path,
     describe_os_error,
+    write_text,
 )
 from features.problems import ContractError
 
@@ -263,11 +264,6 @@ def failure_of(error: BaseException) -> dict[str, Any]:
             problems=[str(problem) for problem in error.problems],
         )
     return entry
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write UTF-8 text to ``path``."""
-    path.write_text(text, encoding="utf-8")
 
 
 def sort_rejects(tables: Iterable[pa.Table]) -> pa.Table:

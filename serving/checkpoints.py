@@ -21,8 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from features.output import OutputPathError, atomic_write
-from serving.batch_output import write_text
+from features.output import OutputPathError, atomic_write, write_text
 from serving.export_chunks import LAYOUT_FILE, ChunkLayout
 
 logger = logging.getLogger(__name__)
