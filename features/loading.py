@@ -144,21 +144,15 @@ def load_export(
     root = Path(directory)
     if not root.is_dir():
         raise ContractError([Problem(str(root), "export directory does not exist")])
-    files, problems = locate_table_files(root)
+    files, problems, absent = locate_table_files(root)
     raw = _read_files(files, problems)
     if problems:
         raise ContractError(problems)
     export = build_export(raw, files=files, lenient=lenient, snapshot_at=snapshot_at)
-    for warning in absent_tables(root, files):
+    for warning in absent:
         logger.warning(warning)
         export.warnings.append(warning)
     return export
-
-
-def absent_tables(root: Path, files: Mapping[str, Path]) -> list[str]:
-    """Warnings for optional tables absent from ``root`` whose absence changes who is
-    contacted (``features.table_names.absent_table_warnings``), naming look-alike files."""
-    return absent_table_warnings(files, unread_entries(root), READ_TABLE_FILES)
 
 
 def build_export(
@@ -264,12 +258,15 @@ def _closes_after(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) ->
     ]
 
 
-def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
-    """The file of each table in an export directory, and the problems finding them.
+def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem], list[str]]:
+    """The file of each table in an export directory, the problems finding them, and the
+    warnings for absent tables (one listing of the directory for all three).
 
     A table may be ``<name>.parquet`` or ``<name>.csv`` but not both; optional tables may
-    be absent. Any other entry that plainly holds a table (``consent.CSV``,
-    ``consent.csv.gz``, a directory; ``features.table_names``) is a problem, never skipped.
+    be absent, and an absent one whose absence changes who is contacted is warned of,
+    naming look-alike files (``features.table_names.absent_table_warnings``). Any other
+    entry that plainly holds a table (``consent.CSV``, ``consent.csv.gz``, a directory;
+    ``features.table_names``) is a problem, never skipped.
     """
     files: dict[str, Path] = {}
     problems: list[Problem] = []
@@ -290,8 +287,9 @@ def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem]]:
                 )
             )
     taken = {name: path.name for name, path in files.items()}
-    unread = unread_table_problems(str(root), unread_entries(root), READ_TABLE_FILES, taken)
-    return files, unread + problems
+    entries = unread_entries(root)
+    unread = unread_table_problems(str(root), entries, READ_TABLE_FILES, taken)
+    return files, unread + problems, absent_table_warnings(files, entries, READ_TABLE_FILES)
 
 
 def unread_entries(root: Path) -> list[str]:

@@ -26,7 +26,6 @@ from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
 from features.loading import (
     CSV_OPTIONS,
-    absent_tables,
     csv_header,
     locate_table_files,
     require_field_counts,
@@ -57,7 +56,7 @@ class ExportFiles:
         root: the export directory.
         files: table name to its file.
         warnings: notes on the directory as a whole, such as an absent consent table
-            (``features.loading.absent_tables``).
+            (``features.loading.locate_table_files``).
     """
 
     root: Path
@@ -83,10 +82,10 @@ def locate_export(directory: str | Path) -> ExportFiles:
     root = Path(directory)
     if not root.is_dir():
         raise ContractError([Problem(str(root), "export directory does not exist")])
-    files, problems = locate_table_files(root)
+    files, problems, absent = locate_table_files(root)
     if problems:
         raise ContractError(problems)
-    found = ExportFiles(root, files, tuple(absent_tables(root, files)))
+    found = ExportFiles(root, files, tuple(absent))
     _check_required_columns(found)
     _check_required_rows(found)
     return found

@@ -53,7 +53,6 @@ from serving.spark_export import (
     SEPARATOR,
     TABLE_COLUMN,
     SparkTable,
-    absent_table_notes,
     bucketed,
     listing_fingerprint,
     locate_tables,
@@ -101,8 +100,8 @@ def run_spark_batch(request: BatchRequest, progress: Progress, spark: Any = None
         ContractError: a required table or column is missing.
     """
     session = spark if spark is not None else spark_session()
-    located = locate_tables(session, request.data)
-    notes = tuple(absent_table_notes(session, request.data, located))
+    located, absent = locate_tables(session, request.data)
+    notes = tuple(absent)
     context = open_job(request, listing_fingerprint(session, located))
     progress.start(1, 0)
     try:

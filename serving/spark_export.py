@@ -37,8 +37,10 @@ BUCKET_COLUMN = "_bucket"
 SEPARATOR = "__"
 
 
-def locate_tables(session: Any, data: str) -> dict[str, str]:
-    """The Parquet path of each table under ``data`` (a file or a dataset directory).
+def locate_tables(session: Any, data: str) -> tuple[dict[str, str], list[str]]:
+    """The Parquet path of each table under ``data`` (a file or a dataset directory), and
+    warnings for absent tables whose absence changes who is contacted, as the loader gives
+    them (``features.table_names.absent_table_warnings``; one listing of ``data``).
 
     Raises:
         ContractError: a required table is missing, a table is CSV, or an entry plainly
@@ -74,14 +76,7 @@ def locate_tables(session: Any, data: str) -> dict[str, str]:
     problems = unread_table_problems(base, unread, READ_TABLE_PATHS, present) + problems
     if problems:
         raise ContractError(problems)
-    return located
-
-
-def absent_table_notes(session: Any, data: str, located: dict[str, str]) -> list[str]:
-    """Warnings for optional tables absent from ``data`` whose absence changes who is
-    contacted, as the loader gives them (``features.table_names.absent_table_warnings``)."""
-    unread = _unread_entries(session, data.rstrip("/"))
-    return absent_table_warnings(located, unread, READ_TABLE_PATHS)
+    return located, absent_table_warnings(located, unread, READ_TABLE_PATHS)
 
 
 def _unread_entries(session: Any, base: str) -> list[str]:
