@@ -20,6 +20,7 @@ import hashlib
 import logging
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,8 +56,8 @@ from serving.batch_output import (
 )
 from serving.batch_progress import Progress, progress_for
 from serving.checkpoints import JobIdentity, Manifest, WorkDirectory
-from serving.chunk_scoring import ChunkSettings, FailClosed
-from serving.export_chunks import ChunkLayout, partition_export
+from serving.chunk_scoring import ChunkSettings, FailClosed, LeadLocator
+from serving.export_chunks import ChunkLayout, first_lead_rows, partition_export
 from serving.export_reading import (
     ExportFiles,
     available_cpus,
@@ -380,18 +381,40 @@ def _finish_local(
 ) -> BatchSummary:
     parts = context.work.parts(as_of_us)
     chunks = range(layout.n_chunks)
-    rejects = sort_rejects(rejected_parts(parts, chunks))
-    return finish(context, as_of_us, scored_parts(parts, chunks), rejects, reports, layout.rows)
+    spill = context.work.spill
+    scored = ScoredJob(
+        as_of_us,
+        scored_parts(parts, chunks),
+        sort_rejects(rejected_parts(parts, chunks)),
+        reports,
+        layout.rows,
+        lambda lead_ids: first_lead_rows(spill, layout, lead_ids),
+    )
+    return finish(context, scored)
 
 
-def finish(
-    context: JobContext,
-    as_of_us: int,
-    parts: Any,
-    rejects: pa.Table,
-    reports: list[ChunkReport],
-    input_rows: dict[str, int],
-) -> BatchSummary:
+@dataclass(frozen=True)
+class ScoredJob:
+    """What an engine hands to ``finish`` once every chunk is scored.
+
+    Attributes:
+        as_of_us: the scoring moment the chunks were scored at.
+        parts: the scored rows (``batch_output.part_schema``), in lead order.
+        rejects: every chunk's rejects (``batch_output.CHUNK_REJECTS_SCHEMA``), sorted.
+        reports: one report per chunk.
+        input_rows: rows per table file.
+        locate_leads: finds leads in the leads file (``chunk_scoring.LeadLocator``).
+    """
+
+    as_of_us: int
+    parts: Iterable[pa.Table]
+    rejects: pa.Table
+    reports: list[ChunkReport]
+    input_rows: dict[str, int]
+    locate_leads: LeadLocator
+
+
+def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
     """Write output, rejects and summary, then drop the work directory.
 
     All three are written under temporary names first and moved into place only when all
@@ -404,29 +427,30 @@ def finish(
     """
     began = time.monotonic()
     request = context.request
-    fail_closed = FailClosed.of(rejects)
+    fail_closed = FailClosed.of(job.rejects)
     try:
         with StagedFiles() as staged:
             counts = write_scored(
                 staged,
-                fail_closed.parts(parts),
+                fail_closed.parts(job.parts),
                 request.out,
                 request.chunk_leads,
                 request.reasons != "none",
             )
-            write_rejects(staged, fail_closed.published(rejects), request.rejects_path)
+            published = fail_closed.published(job.rejects, job.locate_leads)
+            write_rejects(staged, published, request.rejects_path)
             context.timings["writing"] = time.monotonic() - began
-            withheld = fail_closed.dropped + sum(r.withheld for r in reports)
-            summary = _summary(context, as_of_us, counts, rejects, reports, input_rows, withheld)
+            withheld = fail_closed.dropped + sum(r.withheld for r in job.reports)
+            summary = _summary(context, job, counts, withheld)
             write_json(summary.document, request.summary_path, staged)
             staged.publish()
     except OSError as error:
-        raise BatchError(_write_failed(context, error, as_of_us)) from error
+        raise BatchError(_write_failed(context, error, job.as_of_us)) from error
     context.work.remove()
     logger.info(
         "batch done rows=%d rejected=%d exit_code=%d",
         counts.rows,
-        rejects.num_rows,
+        job.rejects.num_rows,
         summary.exit_code,
     )
     return summary
@@ -480,14 +504,9 @@ def _save_failure(
 
 
 def _summary(
-    context: JobContext,
-    as_of_us: int,
-    counts: OutputCounts,
-    rejects: pa.Table,
-    reports: list[ChunkReport],
-    input_rows: dict[str, int],
-    withheld: int,
+    context: JobContext, job: ScoredJob, counts: OutputCounts, withheld: int
 ) -> BatchSummary:
+    rejects = job.rejects
     by_table: dict[str, int] = {}
     for table in rejects.column("table").to_pylist():
         by_table[table] = by_table.get(table, 0) + 1
@@ -495,13 +514,13 @@ def _summary(
     document = _base_summary(context) | {
         "status": "rejected_rows" if rejects.num_rows else "ok",
         "exit_code": exit_code,
-        "as_of": iso(as_of_us),
-        "input_rows": input_rows,
+        "as_of": iso(job.as_of_us),
+        "input_rows": job.input_rows,
         "scored": counts.to_dict(),
         "rejected_rows": {"total": rejects.num_rows, "by_table": by_table},
         "withheld": withheld,
         "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
-        "warnings": sorted({w for r in reports for w in r.warnings}),
+        "warnings": sorted({w for r in job.reports for w in r.warnings}),
         "failures": [],
     }
     return BatchSummary(document)

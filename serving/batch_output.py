@@ -63,12 +63,18 @@ REJECTS_SCHEMA = pa.schema(
     ]
 )
 
-#: Whether a rejected row's ``lead_id`` names a lead of its chunk's leads table. Kept with
-#: the chunks' rejects (checkpoints, Spark) and dropped from the rejects file: there a
+#: Whether a rejected row's ``lead_id`` names a lead of its chunk's leads table, and whether
+#: it names a lead of the leads file that is in another chunk (the row was routed away from
+#: its lead's chunk because its primary key repeats: ``export_chunks.MOVED_COLUMN``). Kept
+#: with the chunks' rejects (checkpoints, Spark) and dropped from the rejects file: there a
 #: ``lead_id`` is written only when it names a real lead, because a row set aside for an
 #: unknown lead may hold anything in that column (a shifted CSV row: an e-mail address).
+#: A chunk's rejects hold no ``lead_id`` that is neither (``chunk_scoring.score_chunk``).
 LEAD_KNOWN_COLUMN = "lead_known"
-CHUNK_REJECTS_SCHEMA = REJECTS_SCHEMA.append(pa.field(LEAD_KNOWN_COLUMN, pa.bool_()))
+LEAD_MOVED_COLUMN = "lead_moved"
+CHUNK_REJECTS_SCHEMA = REJECTS_SCHEMA.append(pa.field(LEAD_KNOWN_COLUMN, pa.bool_())).append(
+    pa.field(LEAD_MOVED_COLUMN, pa.bool_())
+)
 
 
 def output_schema(with_reasons: bool) -> pa.Schema:

@@ -32,7 +32,9 @@ MANIFEST_FILE = "manifest.json"
 # instead of being resumed. 2: a lead with a set-aside consent, rejection or opportunity
 # row is withheld (left out of its part; its rejects rows have an empty rejection_id).
 # 3: the rejects carry whether their lead_id names a lead of the chunk (``lead_known``).
-MANIFEST_FORMAT = 3
+# 4: the spilled rows and the rejects carry whether the row was moved away from its lead's
+# chunk (``lead_moved``); a rejects row keeps its lead_id only when it is either.
+MANIFEST_FORMAT = 4
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"

@@ -10,7 +10,7 @@ through ``serving.scoring.score_features``. The local engine and the Spark engin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,12 +29,13 @@ from features.text import text_of
 from serving.batch_output import (
     CHUNK_REJECTS_SCHEMA,
     LEAD_KNOWN_COLUMN,
+    LEAD_MOVED_COLUMN,
     LEAD_ROW_COLUMN,
     REJECTS_SCHEMA,
     part_schema,
 )
 from serving.contact import ContactNow
-from serving.export_chunks import ROW_COLUMN
+from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
 from serving.policy import RoutingPolicy
 from serving.reasons import explain
 from serving.routing import NO_DATE
@@ -93,7 +94,8 @@ def score_chunk(
     """Check, score and route every rejection of the chunk open at ``settings.as_of_us``.
 
     Args:
-        raw: table name to raw rows, each with a ``_row`` column (0-based row in its file).
+        raw: table name to raw rows, each with a ``_row`` column (0-based row in its file)
+            and a ``_moved`` one (``export_chunks.MOVED_COLUMN``).
         model: the re-conversion model.
         policy: the routing policy.
         settings: the job's shared settings.
@@ -101,7 +103,7 @@ def score_chunk(
     Raises:
         ContractError: a structural problem (a missing column) that no row can be blamed for.
     """
-    frames, rows = _raw_frames(raw)
+    frames, rows, moved = _raw_frames(raw)
     stamp = pd.Timestamp(settings.as_of_us, unit="us", tz="UTC")
     export = build_export(frames, lenient=True, snapshot_at=stamp)
     lead_rows = _kept_rows(rows["leads"], export, "leads")
@@ -109,7 +111,7 @@ def score_chunk(
     open_examples = open_rejection_examples(history, settings.as_of_us)
     examples = _without_leads(history, open_examples, _unverified_leads(export, frames))
     scored = _scored_table(history, examples, lead_rows, model, policy, settings)
-    rejects = _rejects_table(export, frames, rows, scored)
+    rejects = _rejects_table(export, _RawRows(frames, rows, moved), scored)
     withheld = len(open_examples) - len(examples)
     warnings = (*settings.notes, *export.warnings)
     return ChunkOutcome(scored, rejects, _latest_valid(export), warnings, withheld)
@@ -133,6 +135,11 @@ def _unverified_leads(export: Export, frames: dict[str, pd.DataFrame]) -> set[st
     return {lead for lead in leads if lead is not None}
 
 
+#: The first row (0-based) of each of some lead ids in the leads file; ids not there are left
+#: out. Each engine looks them up in its own copy of the leads (``FailClosed.published``).
+LeadLocator = Callable[[list[str]], dict[str, int]]
+
+
 @dataclass
 class FailClosed:
     """The whole job's fail-closed check: no lead of a ``FAIL_CLOSED_TABLES`` reject is scored.
@@ -141,51 +148,83 @@ class FailClosed:
     lead's chunk (all rows sharing a primary key go to the chunk of the key's first row, so
     a key repeated across two leads sets aside the second lead's row in the first's chunk).
 
-    It also decides which ``lead_id`` the rejects file may show: one its chunk knew as a
-    lead, or one scored in another chunk (a real lead either way); any other value is
-    left out, since a row set aside for an unknown lead may hold anything there.
+    It also makes the rejects file the same however the export was split. A ``lead_id`` is
+    shown when it names a lead its row's chunk kept, or, for a row moved away from its
+    lead's chunk, a lead of the leads file whose row was not set aside; any other value is
+    left out, since a row set aside for an unknown lead may hold anything there. A row's
+    ``rejection_id`` (other than a rejection's own) is its lead's open rejection as scored,
+    empty when the lead is withheld.
 
     Attributes:
         leads: the lead ids of the rejects of ``FAIL_CLOSED_TABLES`` tables.
-        unverified: lead ids of rejects that their chunk did not know as leads.
+        moved: the lead ids of rejects moved away from their lead's chunk.
         dropped: scored rows left out so far by ``parts``.
-        seen: the ``unverified`` ids found among the scored rows so far.
+        opened: the scored open rejection of each ``moved`` lead, found by ``parts``.
     """
 
     leads: pa.Array
-    unverified: pa.Array
+    moved: pa.Array
     dropped: int = 0
-    seen: set[str] = field(default_factory=set)
+    opened: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
     def of(rejects: pa.Table) -> FailClosed:
         """The check for a job's rejects (``batch_output.CHUNK_REJECTS_SCHEMA``)."""
         tables = pa.array(sorted(FAIL_CLOSED_TABLES), pa.string())
         mine = rejects.filter(pc.is_in(rejects.column("table"), value_set=tables))
-        strangers = rejects.filter(pc.invert(rejects.column(LEAD_KNOWN_COLUMN)))
-        return FailClosed(_lead_ids(mine), _lead_ids(strangers))
+        moved = rejects.filter(rejects.column(LEAD_MOVED_COLUMN))
+        return FailClosed(_lead_ids(mine), _lead_ids(moved))
 
     def parts(self, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
         """The scored parts without rows of ``leads``, counting what was left out."""
         for part in parts:
             lead_ids = part.column("lead_id")
-            found = lead_ids.filter(pc.is_in(lead_ids, value_set=self.unverified))
-            self.seen.update(found.to_pylist())
+            mine = part.filter(pc.is_in(lead_ids, value_set=self.moved))
+            self.opened.update(
+                zip(
+                    mine.column("lead_id").to_pylist(),
+                    mine.column("rejection_id").to_pylist(),
+                    strict=True,
+                )
+            )
             kept = part.filter(pc.invert(pc.is_in(lead_ids, value_set=self.leads)))
             self.dropped += part.num_rows - kept.num_rows
             yield kept
 
-    def published(self, rejects: pa.Table) -> pa.Table:
-        """The rejects file's rows (``REJECTS_SCHEMA``): a ``lead_id`` no chunk knew as a
-        lead and no scored row carries is left empty. Call once ``parts`` is consumed."""
-        real = pa.array(sorted(self.seen), pa.string())
-        shown = pc.or_(
-            rejects.column(LEAD_KNOWN_COLUMN), pc.is_in(rejects.column("lead_id"), value_set=real)
+    def published(self, rejects: pa.Table, locate: LeadLocator) -> pa.Table:
+        """The rejects file's rows (``REJECTS_SCHEMA``). Call once ``parts`` is consumed.
+
+        Args:
+            rejects: the job's rejects (``CHUNK_REJECTS_SCHEMA``).
+            locate: finds the moved rows' leads in the leads file.
+        """
+        lead_ids = rejects.column("lead_id").combine_chunks()
+        own = pc.equal(rejects.column("table"), "rejections").combine_chunks()
+        withheld = pc.and_(pc.invert(own), pc.is_in(lead_ids, value_set=self.leads))
+        shown = rejects.column(LEAD_KNOWN_COLUMN).to_numpy(zero_copy_only=False).copy()
+        rejection_ids = pc.if_else(withheld, None, rejects.column("rejection_id")).to_pylist()
+        moved = np.flatnonzero(rejects.column(LEAD_MOVED_COLUMN).to_numpy(zero_copy_only=False))
+        located = locate(sorted({lead_ids[i].as_py() for i in moved}))
+        set_aside = _set_aside_lead_rows(rejects)
+        for i in moved.tolist():
+            lead = lead_ids[i].as_py()
+            shown[i] = lead in located and located[lead] not in set_aside
+            if not own[i].as_py() and not withheld[i].as_py():
+                rejection_ids[i] = self.opened.get(lead)
+        columns = {
+            "lead_id": pc.if_else(pa.array(shown), lead_ids, None),
+            "rejection_id": pa.array(rejection_ids, pa.string()),
+        }
+        return pa.table(
+            {n: columns.get(n, rejects.column(n)) for n in REJECTS_SCHEMA.names},
+            schema=REJECTS_SCHEMA,
         )
-        lead_ids = pc.if_else(shown, rejects.column("lead_id"), pa.scalar(None, pa.string()))
-        return rejects.set_column(
-            rejects.schema.get_field_index("lead_id"), "lead_id", lead_ids
-        ).select(REJECTS_SCHEMA.names)
+
+
+def _set_aside_lead_rows(rejects: pa.Table) -> set[int]:
+    """The 0-based rows of the leads file that were set aside."""
+    leads = rejects.filter(pc.equal(rejects.column("table"), "leads"))
+    return {row - 1 for row in leads.column("row").to_pylist()}
 
 
 def _lead_ids(rejects: pa.Table) -> pa.Array:
@@ -202,15 +241,18 @@ def _without_leads(history: History, examples: Examples, leads: set[str]) -> Exa
 
 def _raw_frames(
     raw: Mapping[str, pa.Table],
-) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray], dict[str, np.ndarray]]:
     frames: dict[str, pd.DataFrame] = {}
     rows: dict[str, np.ndarray] = {}
+    moved: dict[str, np.ndarray] = {}
     for name, table in raw.items():
         rows[name] = table.column(ROW_COLUMN).to_numpy()
-        frames[name] = arrow_to_pandas(table.drop_columns([ROW_COLUMN]))
+        moved[name] = table.column(MOVED_COLUMN).to_numpy(zero_copy_only=False)
+        frames[name] = arrow_to_pandas(table.drop_columns([ROW_COLUMN, MOVED_COLUMN]))
         if frames[name].empty and not TABLES_BY_NAME[name].optional:
             frames[name], rows[name] = _placeholder(frames[name])
-    return frames, rows
+            moved[name] = np.zeros(1, dtype=bool)
+    return frames, rows, moved
 
 
 def _placeholder(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -309,9 +351,18 @@ def reason_texts(
     return [json.dumps([r.to_dict() for r in row], separators=(",", ":")) for row in explained]
 
 
-def _rejects_table(
-    export: Export, frames: dict[str, pd.DataFrame], rows: dict[str, np.ndarray], scored: pa.Table
-) -> pa.Table:
+@dataclass(frozen=True)
+class _RawRows:
+    """The chunk's raw rows per table, each row's number in its file and moved flag."""
+
+    frames: dict[str, pd.DataFrame]
+    rows: dict[str, np.ndarray]
+    moved: dict[str, np.ndarray]
+
+
+def _rejects_table(export: Export, raw: _RawRows, scored: pa.Table) -> pa.Table:
+    """The chunk's rejected rows (``CHUNK_REJECTS_SCHEMA``); a ``lead_id`` is kept only when
+    it names a lead of the chunk or the row was moved away from its lead's chunk."""
     opened = dict(
         zip(
             scored.column("lead_id").to_pylist(),
@@ -322,20 +373,24 @@ def _rejects_table(
     known = set(export.leads["lead_id"].astype(str))
     records: list[tuple[object, ...]] = []
     for rejected in export.rejected_rows:
-        file_row = int(rows[rejected.table][rejected.row - 1])
+        position = rejected.row - 1
+        file_row = int(raw.rows[rejected.table][position])
         if file_row < 0:
             continue
-        lead_id = _lead_of(frames[rejected.table], rejected.row - 1)
+        lead_id = _lead_of(raw.frames[rejected.table], position)
         rejection_id = rejected.key if rejected.table == "rejections" else opened.get(lead_id)
+        is_known = lead_id in known
+        moved = bool(raw.moved[rejected.table][position])
         records.append(
             (
                 rejected.table,
                 file_row + 1,
                 rejected.key,
-                lead_id,
+                lead_id if is_known or moved else None,
                 rejection_id,
                 rejected.reason,
-                lead_id in known,
+                is_known,
+                moved,
             )
         )
     columns = [[record[i] for record in records] for i in range(len(CHUNK_REJECTS_SCHEMA))]

@@ -9,14 +9,17 @@ are always put in the same chunk:
 - rows whose ``lead_id`` is unknown (or missing) are spread over the chunks by row number;
   they fail the same reference check in whichever chunk they land;
 - rows sharing a primary key (a duplicate, wherever in the file) all go to the chunk of
-  the key's first row, so the duplicate check sees all of them.
+  the key's first row, so the duplicate check sees all of them. A row of a real lead that
+  this takes away from its lead's chunk is marked (``MOVED_COLUMN``): its chunk does not
+  know its lead, and the rejects file still names the lead (``chunk_scoring.FailClosed``).
 
 Each table file is decoded once, in batches. A batch is staged as an Arrow IPC file while
 its rows' chunks are worked out (leads by position, other rows by looking their
 ``lead_id`` up in the leads, ``serving.key_hashing.KeyIndex``); once the whole table is
 known (repeated keys need it), every staged batch is memory-mapped and rewritten with one
 record batch per chunk, so reading a chunk back maps only that chunk's rows. Memory holds
-a batch plus 12 bytes per row (its chunk and the hash of its primary key).
+a batch plus 14 bytes per row (its chunk, whether its lead was found and whether the row
+was moved, the hash of its primary key).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ from serving.key_hashing import KeyIndex, repeated, string_hashes
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "_row"
+#: Whether a row names a lead of the leads file but was routed to another chunk than its
+#: lead's, because its primary key repeats (always false for the leads table's own rows).
+MOVED_COLUMN = "_moved"
 LAYOUT_FILE = "layout.json"
 
 
@@ -122,7 +128,8 @@ def partition_export(
 
 
 def read_chunk(directory: Path, layout: ChunkLayout, chunk: int) -> dict[str, pa.Table]:
-    """The raw rows of one chunk per table, in file order, with their row number (``_row``)."""
+    """The raw rows of one chunk per table, in file order, with their row number (``_row``)
+    and whether they were moved away from their lead's chunk (``_moved``)."""
     tables: dict[str, pa.Table] = {}
     for table, files in layout.spills.items():
         batches: list[pa.RecordBatch] = []
@@ -137,13 +144,38 @@ def read_chunk(directory: Path, layout: ChunkLayout, chunk: int) -> dict[str, pa
     return tables
 
 
+def first_lead_rows(directory: Path, layout: ChunkLayout, lead_ids: list[str]) -> dict[str, int]:
+    """The first row (0-based) of each of ``lead_ids`` in the leads file; ids not there are
+    left out (``chunk_scoring.LeadLocator``). Reads the spilled leads' ids, one file at a
+    time."""
+    found: dict[str, int] = {}
+    if not lead_ids:
+        return found
+    wanted = pa.array(lead_ids, pa.string())
+    for spill in layout.spills["leads"]:
+        batch = _read_ipc(directory / spill.name)
+        texts, _ = arrow_texts(batch.column("lead_id"))
+        hits = pc.is_in(texts, value_set=wanted)
+        rows = batch.column(ROW_COLUMN).filter(hits).to_pylist()
+        for lead, row in zip(texts.filter(hits).to_pylist(), rows, strict=True):
+            found[lead] = min(row, found.get(lead, row))
+    return found
+
+
 @dataclass
 class _Staged:
-    """A table decoded once into staged batch files, with every row's chunk."""
+    """A table decoded once into staged batch files, with every row's chunk.
+
+    Attributes:
+        found: whether each row's lead is in the leads file (false for the leads' rows).
+        moved: whether each row was routed away from its lead's chunk (``MOVED_COLUMN``).
+    """
 
     table: str
     files: list[Path]
     chunks: np.ndarray
+    found: np.ndarray
+    moved: np.ndarray
     rows: int = 0
     latest_us: int | None = None
 
@@ -154,10 +186,10 @@ class _Positions:
     def __init__(self, chunk_leads: int) -> None:
         self.chunk_leads = chunk_leads
 
-    def chunks(self, batch: pa.Table, first_row: int) -> np.ndarray:
-        """Each row's chunk."""
+    def chunks(self, batch: pa.Table, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's chunk, and whether it points at a lead (never: these are the leads)."""
         rows = np.arange(first_row, first_row + batch.num_rows)
-        return (rows // self.chunk_leads).astype(np.int32)
+        return (rows // self.chunk_leads).astype(np.int32), np.zeros(len(rows), dtype=bool)
 
 
 class _Router:
@@ -168,20 +200,24 @@ class _Router:
         self.chunk_leads = chunk_leads
         self.n_chunks = max(1, -(-len(lead_ids) // chunk_leads))
 
-    def chunks(self, batch: pa.Table, first_row: int) -> np.ndarray:
-        """Each row's chunk; rows of unknown leads are spread by row number."""
+    def chunks(self, batch: pa.Table, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's chunk (rows of unknown leads are spread by row number), and whether
+        its lead is in the leads file."""
         position = self.index.positions_of(arrow_texts(batch.column("lead_id"))[0])
         spread = np.arange(first_row, first_row + batch.num_rows) % self.n_chunks
-        return np.where(position >= 0, position // self.chunk_leads, spread).astype(np.int32)
+        found = position >= 0
+        return np.where(found, position // self.chunk_leads, spread).astype(np.int32), found
 
 
 @dataclass(frozen=True)
 class _StagedBatch:
-    """One batch written to its staging file, with its rows' chunks and key hashes."""
+    """One batch written to its staging file, with its rows' chunks, whether their lead was
+    found, and their key hashes."""
 
     path: Path
     rows: int
     chunks: np.ndarray
+    found: np.ndarray
     hashes: np.ndarray | None
     latest_us: list[int]
 
@@ -227,22 +263,27 @@ def _stage_batch(
     _write_ipc(path, batch)
     hashes = None if key is None else _key_hashes(batch.column(key))
     latest = [t for c in stamps if (t := latest_timestamp_us(batch.column(c))) is not None]
-    return _StagedBatch(path, batch.num_rows, router.chunks(batch, first_row), hashes, latest)
+    chunks, found = router.chunks(batch, first_row)
+    return _StagedBatch(path, batch.num_rows, chunks, found, hashes, latest)
 
 
 def _collect(table: str, key: str | None, batches: list[_StagedBatch]) -> _Staged:
     """The table's staged batches as one ``_Staged``, repeated keys gathered."""
     rows = sum(b.rows for b in batches)
     chunks = np.empty(rows, dtype=np.int32)
+    found = np.empty(rows, dtype=bool)
     hashes = np.empty(rows, dtype=np.uint64)
     first = 0
     for batch in batches:
         chunks[first : first + batch.rows] = batch.chunks
+        found[first : first + batch.rows] = batch.found
         if batch.hashes is not None:
             hashes[first : first + batch.rows] = batch.hashes
         first += batch.rows
     latest = [t for b in batches for t in b.latest_us]
-    staged = _Staged(table, [b.path for b in batches], chunks, rows, max(latest, default=None))
+    moved = np.zeros(rows, dtype=bool)
+    files = [b.path for b in batches]
+    staged = _Staged(table, files, chunks, found, moved, rows, max(latest, default=None))
     batches.clear()
     if key is not None:
         _gather_repeated_keys(staged, key, hashes)
@@ -258,7 +299,8 @@ def _key_hashes(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _gather_repeated_keys(staged: _Staged, key: str, hashes: np.ndarray) -> None:
-    """Move every row whose key repeats to the chunk of the key's first row."""
+    """Move every row whose key repeats to the chunk of the key's first row (marking the
+    rows of a found lead that leave their lead's chunk)."""
     suspects = repeated(hashes)
     suspects = suspects[suspects != 0]
     if suspects.size == 0:
@@ -268,7 +310,9 @@ def _gather_repeated_keys(staged: _Staged, key: str, hashes: np.ndarray) -> None
     first_chunk: dict[str, int] = {}
     for row, value in zip(rows.tolist(), keys.to_pylist(), strict=True):
         if value is not None:
-            staged.chunks[row] = first_chunk.setdefault(value, int(staged.chunks[row]))
+            chunk = first_chunk.setdefault(value, int(staged.chunks[row]))
+            staged.moved[row] = bool(staged.found[row]) and chunk != staged.chunks[row]
+            staged.chunks[row] = chunk
 
 
 def _column(staged: _Staged, name: str, rows: np.ndarray | None = None) -> pa.ChunkedArray:
@@ -297,8 +341,9 @@ def _route(staged: _Staged, directory: Path) -> tuple[SpillFile, ...]:
         path, first = job
         batch = _read_ipc(path)
         name = path.name.removeprefix("staged-")
+        rows = slice(first, first + batch.num_rows)
         spill = _write_routed(
-            batch, staged.chunks[first : first + batch.num_rows], first, directory / name
+            batch, staged.chunks[rows], staged.moved[rows], first, directory / name
         )
         path.unlink()
         return spill
@@ -323,10 +368,13 @@ def _rows(path: Path) -> int:
     return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
-def _write_routed(batch: pa.Table, chunks: np.ndarray, first_row: int, path: Path) -> SpillFile:
+def _write_routed(
+    batch: pa.Table, chunks: np.ndarray, moved: np.ndarray, first_row: int, path: Path
+) -> SpillFile:
     rows = pa.array(np.arange(first_row, first_row + len(batch), dtype=np.int64))
     order = np.argsort(chunks, kind="stable")
-    routed = batch.append_column(ROW_COLUMN, rows).take(pa.array(order)).combine_chunks()
+    numbered = batch.append_column(ROW_COLUMN, rows).append_column(MOVED_COLUMN, pa.array(moved))
+    routed = numbered.take(pa.array(order)).combine_chunks()
     present, starts = np.unique(chunks[order], return_index=True)
     bounds = [*starts.tolist(), len(order)]
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, routed.schema) as writer:

@@ -32,6 +32,7 @@ from serving.batch import (
     BatchRequest,
     BatchSummary,
     JobContext,
+    ScoredJob,
     fail,
     finish,
     micros,
@@ -46,7 +47,7 @@ from serving.batch_output import (
 )
 from serving.batch_progress import Progress
 from serving.chunk_scoring import ChunkSettings, score_chunk
-from serving.export_chunks import ROW_COLUMN
+from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
 from serving.policy import RoutingPolicy
 from serving.spark_export import (
     BUCKET_COLUMN,
@@ -54,6 +55,7 @@ from serving.spark_export import (
     TABLE_COLUMN,
     SparkTable,
     bucketed,
+    first_lead_rows,
     listing_fingerprint,
     locate_tables,
     pyspark_sql,
@@ -116,14 +118,16 @@ def run_spark_batch(request: BatchRequest, progress: Progress, spark: Any = None
     finally:
         progress.close()
     progress.advance(outcome.scored.num_rows)
-    return finish(
-        context,
+    leads = tables["leads"]
+    scored = ScoredJob(
         outcome.as_of_us,
         iter([outcome.scored]),
         outcome.rejects,
         outcome.reports,
         input_rows,
+        lambda lead_ids: first_lead_rows(session, leads, lead_ids),
     )
+    return finish(context, scored)
 
 
 @dataclass(frozen=True)
@@ -226,14 +230,16 @@ def _bucket_function(scorer: BucketScorer) -> Any:
 
 
 def split_tables(rows: pa.Table, columns: dict[str, tuple[str, ...]]) -> dict[str, pa.Table]:
-    """The bucket's rows of each table, with contract column names and ``_row``, by row number."""
+    """The bucket's rows of each table, with contract column names, ``_row`` and ``_moved``,
+    by row number."""
     tables: dict[str, pa.Table] = {}
     table_names = rows.column(TABLE_COLUMN).to_numpy(zero_copy_only=False)
     for table, prefixed in columns.items():
         mine = rows.filter(pa.array(table_names == table))
         mine = mine.take(pa.array(np.argsort(mine.column(ROW_COLUMN).to_numpy(), kind="stable")))
         names = [c.split(SEPARATOR, 1)[1] for c in prefixed]
-        tables[table] = mine.select([*prefixed, ROW_COLUMN]).rename_columns([*names, ROW_COLUMN])
+        numbers = [ROW_COLUMN, MOVED_COLUMN]
+        tables[table] = mine.select([*prefixed, *numbers]).rename_columns([*names, *numbers])
     return tables
 
 

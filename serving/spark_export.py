@@ -26,7 +26,7 @@ from features.contract import TABLES, TABLES_BY_NAME
 from features.problems import ContractError, Problem
 from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import texts_of
-from serving.export_chunks import ROW_COLUMN, latest_timestamp_us
+from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN, latest_timestamp_us
 from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
 
 INSTALL_HINT = "the Spark engine needs PySpark: pip install 'srl-rebound[spark]'"
@@ -256,7 +256,9 @@ def _file_offsets(files: list[tuple[str, int, int | None]], functions: Any) -> A
 
 
 def bucketed(frames: dict[str, Any], buckets: int) -> Any:
-    """All tables in one frame, each row tagged with its bucket (duplicate keys kept together)."""
+    """All tables in one frame, each row tagged with its bucket (duplicate keys kept together)
+    and whether that took it away from its lead's bucket (``export_chunks.MOVED_COLUMN``;
+    whether its lead exists is left to ``first_lead_rows``)."""
     functions = pyspark_sql().functions
     tagged = [
         _gather_duplicates(
@@ -273,7 +275,8 @@ def bucketed(frames: dict[str, Any], buckets: int) -> Any:
 
 
 def _gather_duplicates(frame: Any, functions: Any) -> Any:
-    """Send every row whose primary key repeats to the bucket of the key's first row."""
+    """Send every row whose primary key repeats to the bucket of the key's first row,
+    marking those that leave their lead's bucket."""
     first = (
         frame.where(functions.col("_key").isNotNull())
         .groupBy("_key")
@@ -285,9 +288,29 @@ def _gather_duplicates(frame: Any, functions: Any) -> Any:
         .select("_key", "_first")
     )
     joined = frame.join(first, on="_key", how="left")
-    return joined.withColumn(BUCKET_COLUMN, functions.coalesce("_first", BUCKET_COLUMN)).drop(
-        "_first"
+    moved = functions.coalesce(
+        functions.col("_first") != functions.col(BUCKET_COLUMN), functions.lit(False)
     )
+    return (
+        joined.withColumn(MOVED_COLUMN, moved)
+        .withColumn(BUCKET_COLUMN, functions.coalesce("_first", BUCKET_COLUMN))
+        .drop("_first")
+    )
+
+
+def first_lead_rows(session: Any, leads: SparkTable, lead_ids: list[str]) -> dict[str, int]:
+    """The first row (0-based) of each of ``lead_ids`` in the leads table; ids not there are
+    left out (``chunk_scoring.LeadLocator``)."""
+    if not lead_ids:
+        return {}
+    functions = pyspark_sql().functions
+    wanted = session.createDataFrame([(lead,) for lead in lead_ids], "_lead_id string")
+    found = (
+        leads.frame.join(wanted, on="_lead_id")
+        .groupBy("_lead_id")
+        .agg(functions.min(ROW_COLUMN).alias("row"))
+    )
+    return {r["_lead_id"]: int(r["row"]) for r in found.collect()}
 
 
 def table_columns(rows: Any) -> dict[str, tuple[str, ...]]:

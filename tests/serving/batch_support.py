@@ -219,3 +219,71 @@ def with_set_aside_opportunities(source: Path, target: Path, chunk_leads: int) -
     frame.loc[row["later"], "opportunity_id"] = second["opportunity_id"]
     frame.to_parquet(target / "opportunities.parquet", index=False)
     return [str(first["lead_id"]), str(second["lead_id"]), str(later["lead_id"])]
+
+
+def with_keys_repeated_across_chunks(
+    source: Path, target: Path, chunk_leads: int, scored: set[str]
+) -> dict[str, str]:
+    """A Parquet copy of ``source`` where rows of leads past the second chunk (of
+    ``chunk_leads`` leads) repeat the primary key of a first-chunk lead's row, so that they
+    are set aside in the first chunk, away from their own lead's:
+
+    - ``scored``: an activity of a lead with an open rejection (one of ``scored``);
+    - ``unscored``: an activity of a lead without one;
+    - ``stranger``: an activity whose ``lead_id`` names no lead (an e-mail address);
+    - ``orphan``: an activity of a lead whose own row is set aside (no lead source);
+    - ``withheld``: the opportunity that alone closes a lead's latest rejection, which the
+      lead's other set-aside activity (no activity type, in the lead's own chunk) joins.
+
+    Returns the lead of each role (for ``stranger``, the e-mail address).
+    """
+    copy_export(source, target)
+    leads = pd.read_parquet(target / "leads.parquet")
+    activities = pd.read_parquet(target / "activities.parquet")
+    opportunities = pd.read_parquet(target / "opportunities.parquet")
+    position = pd.Series(range(len(leads)), index=leads["lead_id"])
+    first_key = activities.at[activities.index[0], "activity_id"]
+    closing = closing_opportunities(source)
+    withheld = closing[closing["lead_row"] >= 2 * chunk_leads].iloc[0]
+    late = activities[activities["lead_id"].map(position) >= 2 * chunk_leads]
+    candidates = [lead for lead in late["lead_id"].unique() if lead != withheld["lead_id"]]
+    chosen = {"scored": next(lead for lead in candidates if lead in scored)}
+    chosen["unscored"] = next(lead for lead in candidates if lead not in scored)
+    others = [lead for lead in candidates if lead not in chosen.values()]
+    chosen |= {"orphan": others[0], "stranger": others[1]}
+    roles = {role: late.index[late["lead_id"] == lead][0] for role, lead in chosen.items()}
+    found = {role: str(lead) for role, lead in chosen.items()}
+    found["stranger"] = "jane.doe@example.com"
+    activities.loc[roles["stranger"], "lead_id"] = found["stranger"]
+    activities.loc[list(roles.values()), "activity_id"] = first_key
+    activities["activity_type"] = activities["activity_type"].astype(object)
+    own = activities.index[activities["lead_id"] == withheld["lead_id"]][0]
+    activities.loc[own, "activity_type"] = None
+    leads["lead_source"] = leads["lead_source"].astype(object)
+    leads.loc[position[found["orphan"]], "lead_source"] = None
+    first_opportunity = opportunities["opportunity_id"].iloc[0]
+    opportunities.loc[
+        opportunities["opportunity_id"] == withheld["opportunity_id"], "opportunity_id"
+    ] = first_opportunity
+    found["withheld"] = str(withheld["lead_id"])
+    changed = {"leads": leads, "activities": activities, "opportunities": opportunities}
+    for name, frame in changed.items():
+        frame.to_parquet(target / f"{name}.parquet", index=False)
+    return found
+
+
+class DirectoryAppearsAtOutput:
+    """Progress that, once the chunks are scored, puts a directory where the output goes."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def start(self, total: int, done: int) -> None:
+        """Nothing to show."""
+
+    def advance(self, rows: int) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """The scoring is over: the output file can no longer be moved into place."""
+        self.out.mkdir(parents=True, exist_ok=True)

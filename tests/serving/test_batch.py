@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -45,6 +46,7 @@ from tests.serving.batch_support import (
     read_output,
     request,
     score_command,
+    with_keys_repeated_across_chunks,
     with_numeric_ids,
     with_set_aside_opportunities,
 )
@@ -370,6 +372,47 @@ def test_a_set_aside_activity_only_loses_its_event(
     assert read_output(out)["rejection_id"].tolist() == clean["rejection_id"].tolist()
     assert summary.document["rejected_rows"]["by_table"] == {"activities": 1}
     assert summary.document["withheld"] == 0
+
+
+def test_rows_moved_by_a_repeated_key_are_reported_as_in_one_chunk(
+    small_export_dir: Path, model_dir: Path, scored: tuple[Path, BatchSummary], tmp_path: Path
+) -> None:
+    # Given rows of later leads repeating a key of the first chunk, so that they are set
+    # aside in the first chunk, away from their own lead's
+    clean = read_output(scored[0])
+    folder = tmp_path / "export"
+    lead = with_keys_repeated_across_chunks(
+        small_export_dir, folder, chunk_leads=700, scored=set(clean["lead_id"])
+    )
+
+    # When the job runs in chunks of 700 leads and in one chunk
+    runs = {}
+    for chunk_leads in (700, 10_000):
+        out = tmp_path / f"scores-{chunk_leads}.parquet"
+        summary = run_batch(request(folder, out, model_dir, chunk_leads=chunk_leads))
+        rejects_path = out.with_name(out.name + ".rejects.csv")
+        runs[chunk_leads] = (summary, read_output(out), rejects_path.read_text(encoding="utf-8"))
+
+    # Then the rejects file, the output and the counts do not depend on the chunks
+    (small, small_frame, small_rejects), (one, one_frame, one_rejects) = runs.values()
+    assert small_rejects == one_rejects
+    pd.testing.assert_frame_equal(small_frame, one_frame)
+    assert small.document["withheld"] == one.document["withheld"] >= 1
+    assert small.document["rejected_rows"] == one.document["rejected_rows"]
+    # and each row names what it should: a real lead, with its open rejection if scored
+    rejects = pd.read_csv(io.StringIO(small_rejects), dtype=str, keep_default_na=False)
+    moved = rejects[rejects["reason"] == "activity_id: duplicate primary key"]
+    opened = dict(zip(clean["lead_id"], clean["rejection_id"], strict=True))
+    shown = dict(zip(moved["lead_id"], moved["rejection_id"], strict=True))
+    assert shown[lead["scored"]] == opened[lead["scored"]]
+    assert shown[lead["unscored"]] == ""
+    assert lead["orphan"] not in shown
+    assert lead["stranger"] not in small_rejects
+    assert moved["lead_id"].tolist().count("") == 2  # the stranger's and the orphan's rows
+    withheld = rejects[rejects["lead_id"] == lead["withheld"]]
+    assert sorted(withheld["table"]) == ["activities", "opportunities"]
+    assert set(withheld["rejection_id"]) == {""}
+    assert lead["withheld"] not in set(small_frame["lead_id"])
 
 
 def test_a_planned_close_date_does_not_move_the_default_as_of(

@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 from serving.batch import BatchError, run_batch
 from srl.cli import app
 from tests.disk_full import run_on_small_disk, srl_command
-from tests.serving.batch_support import copy_as_csv, request
+from tests.serving.batch_support import DirectoryAppearsAtOutput, copy_as_csv, request
 
 PREVIOUS_OUTPUT = b"the previous run's output"
 PREVIOUS_REJECTS = b"the previous run's rejects"
@@ -228,23 +228,6 @@ def test_a_bad_command_line_writes_no_summary_beside_an_unusable_out(tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
-class _DirectoryAppearsAtOutput:
-    """Progress that, once the chunks are scored, puts a directory where the output goes."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-
-    def start(self, total: int, done: int) -> None:
-        """Nothing to show."""
-
-    def advance(self, rows: int) -> None:
-        """Nothing to show."""
-
-    def close(self) -> None:
-        """The scoring is over: the output file can no longer be moved into place."""
-        self.out.mkdir(parents=True, exist_ok=True)
-
-
 def test_a_failure_while_publishing_keeps_the_as_of_and_model_it_knew(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
@@ -253,7 +236,7 @@ def test_a_failure_while_publishing_keeps_the_as_of_and_model_it_knew(
     job = request(small_export_dir, out, model_dir, as_of=datetime(2026, 1, 15))
 
     with pytest.raises(BatchError) as raised:
-        run_batch(job, progress=_DirectoryAppearsAtOutput(out))
+        run_batch(job, progress=DirectoryAppearsAtOutput(out))
 
     # Then the failed summary names the output and keeps the scoring moment and the model
     summary = _read_summary(out)

@@ -19,8 +19,10 @@ import pytest
 
 from features.loading import load_export
 from features.problems import ContractError, Problem
-from serving.batch import EXIT_FAILED, EXIT_REJECTED, run_batch
+from serving.batch import EXIT_FAILED, EXIT_REJECTED, BatchError, run_batch
+from serving.checkpoints import WorkDirectory
 from tests.serving.batch_support import (
+    DirectoryAppearsAtOutput,
     copy_as_csv,
     copy_export,
     request,
@@ -275,16 +277,23 @@ def test_a_key_at_fault_is_not_copied_into_the_rejects_file(
     assert EMAIL not in out.with_name(out.name + ".rejects.csv").read_text(encoding="utf-8")
 
 
-def test_a_lead_id_that_names_no_lead_is_not_copied_into_the_rejects_file(
-    small_export_dir: Path, model_dir: Path, tmp_path: Path
-) -> None:
-    # Given an activity and a consent row whose lead_id is an e-mail address (a shifted row)
-    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+def _with_email_lead_ids(source: Path, target: Path) -> Path:
+    """A CSV copy of the export whose first activity and consent rows have an e-mail
+    address for their lead_id (a shifted row)."""
+    folder = copy_as_csv(source, target)
     for table in ("activities", "consent"):
         path = folder / f"{table}.csv"
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         frame.loc[0, "lead_id"] = EMAIL
         frame.to_csv(path, index=False)
+    return folder
+
+
+def test_a_lead_id_that_names_no_lead_is_not_copied_into_the_rejects_file(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an activity and a consent row whose lead_id is an e-mail address (a shifted row)
+    folder = _with_email_lead_ids(small_export_dir, tmp_path / "export")
     out = tmp_path / "scores.parquet"
 
     summary = run_batch(request(folder, out, model_dir))
@@ -301,3 +310,20 @@ def test_a_lead_id_that_names_no_lead_is_not_copied_into_the_rejects_file(
     assert EMAIL not in rejects_path.read_text(encoding="utf-8")
     # and the other rows still name their (real) lead
     assert (rejects.drop(unknown.index)["lead_id"] != "").all()
+
+
+def test_a_lead_id_that_names_no_lead_is_not_kept_in_the_checkpoints(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given the same rows, and a run that fails once every chunk is checkpointed (its
+    # output path becomes a directory), so that its work directory stays for a rerun
+    folder = _with_email_lead_ids(small_export_dir, tmp_path / "export")
+    out = tmp_path / "out" / "scores.parquet"
+
+    with pytest.raises(BatchError):
+        run_batch(request(folder, out, model_dir), progress=DirectoryAppearsAtOutput(out))
+
+    # Then the checkpoints (each chunk's scored and rejected rows) hold no such value
+    parts = sorted(WorkDirectory.beside(out).path.glob("parts-*/*.arrow"))
+    assert any(p.name.startswith("rejects-") for p in parts)
+    assert not [p.name for p in parts if EMAIL.encode() in p.read_bytes()]

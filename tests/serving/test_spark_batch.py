@@ -17,6 +17,7 @@ from tests.serving.batch_support import (
     read_output,
     request,
     with_fractional_ids,
+    with_keys_repeated_across_chunks,
     with_numeric_ids,
     with_set_aside_opportunities,
 )
@@ -143,6 +144,31 @@ def test_spark_leaves_leads_with_a_set_aside_opportunity_unscored_as_locally(
     assert not set(leads) & set(read_output(distributed)["lead_id"])
     assert spark_run.document["withheld"] == local_run.document["withheld"] == len(leads)
     assert spark_rejects == local_rejects
+    assert distributed.read_bytes() == local.read_bytes()
+
+
+def test_spark_reports_rows_moved_by_a_repeated_key_as_locally(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given rows of later leads that repeat a key of the first leads' rows (one of them an
+    # opportunity that alone closes its lead's rejection, one naming no lead)
+    clean = run_batch(request(small_export_dir, tmp_path / "clean.parquet", model_dir))
+    assert clean.exit_code == EXIT_OK
+    scored = set(read_output(tmp_path / "clean.parquet")["lead_id"])
+    data = tmp_path / "export"
+    lead = with_keys_repeated_across_chunks(small_export_dir, data, 700, scored)
+
+    (local, local_run), (distributed, spark_run) = _both_engines(
+        spark, data, model_dir, tmp_path, chunk_leads=700
+    )
+
+    # Then Spark's buckets report them exactly as the local chunks do
+    local_rejects = local.with_name(local.name + ".rejects.csv").read_text()
+    spark_rejects = distributed.with_name(distributed.name + ".rejects.csv").read_text()
+    assert spark_rejects == local_rejects
+    assert f"{lead['unscored']},,activity_id: duplicate primary key" in spark_rejects
+    assert lead["stranger"] not in spark_rejects
+    assert spark_run.document["withheld"] == local_run.document["withheld"] >= 1
     assert distributed.read_bytes() == local.read_bytes()
 
 
