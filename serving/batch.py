@@ -158,6 +158,19 @@ class JobContext:
         )
 
 
+@dataclass
+class JobRecord:
+    """What a run has resolved so far, for the failed summary of an error that stops it.
+
+    Attributes:
+        model_identity: the model the URI resolved to, once it is loaded.
+        context: the whole run's context, once its work directory is open.
+    """
+
+    model_identity: ModelIdentity | None = None
+    context: JobContext | None = None
+
+
 def run_batch(
     request: BatchRequest, progress: Progress | None = None, spark: Any = None
 ) -> BatchSummary:
@@ -184,12 +197,13 @@ def run_batch(
     ``failed`` and why before the error is raised.
     """
     check_outputs(request)
+    record = JobRecord()
     try:
-        return _run(request, progress if progress is not None else progress_for(), spark)
+        return _run(request, progress if progress is not None else progress_for(), spark, record)
     except BatchError:
         raise
     except Exception as error:  # every failure leaves a failed summary, then propagates
-        save_failed(_request_failure(request, error, EXIT_FAILED), request.summary_path)
+        save_failed(_stopped(request, record, error), request.summary_path)
         raise
 
 
@@ -244,13 +258,13 @@ def _summary_writable(out: Path) -> bool:
     return True
 
 
-def _run(request: BatchRequest, progress: Progress, spark: Any) -> BatchSummary:
+def _run(request: BatchRequest, progress: Progress, spark: Any, record: JobRecord) -> BatchSummary:
     if request.engine == "spark":
         from serving.spark import run_spark_batch
 
-        return run_spark_batch(request, progress, spark)
+        return run_spark_batch(request, progress, spark, record)
     export = locate_export(request.data)
-    context = open_job(request, input_fingerprint(export))
+    context = open_job(request, input_fingerprint(export), record)
     layout = _routed(context, export)
     as_of_us = _resolve_as_of(context, layout)
     reports, failures = _score(context, layout, as_of_us, progress)
@@ -261,10 +275,12 @@ def _run(request: BatchRequest, progress: Progress, spark: Any) -> BatchSummary:
     return _finish_local(context, layout, final_as_of, reports)
 
 
-def open_job(request: BatchRequest, fingerprint: str) -> JobContext:
-    """Load policy and model (alias resolved once) and open or resume the work directory."""
+def open_job(request: BatchRequest, fingerprint: str, record: JobRecord) -> JobContext:
+    """Load policy and model (alias resolved once) and open or resume the work directory,
+    noting each in ``record`` as it is known."""
     policy = read_policy(request.policy_path)
     model, identity = load_serving_model(request.model_uri, num_threads=1)
+    record.model_identity = identity
     check_policy_features(policy, model.config)
     work = WorkDirectory.beside(request.out)
     with tempfile.TemporaryDirectory(prefix="srl-model-") as folder:
@@ -290,7 +306,8 @@ def open_job(request: BatchRequest, fingerprint: str) -> JobContext:
         policy.label,
         iso(manifest.scored_at_us),
     )
-    return JobContext(request, policy, model, identity, work, manifest)
+    record.context = JobContext(request, policy, model, identity, work, manifest)
+    return record.context
 
 
 def _routed(context: JobContext, export: ExportFiles) -> ChunkLayout:
@@ -461,15 +478,30 @@ def _write_failed(context: JobContext, error: OSError, as_of_us: int) -> BatchSu
     return _save_failure(context, [failure_of(error)], as_of_us)
 
 
-def _request_failure(request: BatchRequest, error: BaseException, exit_code: int) -> dict[str, Any]:
-    """A failed summary from the arguments alone (the job stopped before or while it
-    resolved its model and work directory)."""
+def _stopped(request: BatchRequest, record: JobRecord, error: BaseException) -> dict[str, Any]:
+    """The failed summary of an error that stopped the run, with what it had resolved."""
+    if record.context is not None:
+        context = record.context
+        return _failed_document(context, [failure_of(error)], context.manifest.as_of_us)
+    return _request_failure(request, error, EXIT_FAILED, record.model_identity)
+
+
+def _request_failure(
+    request: BatchRequest,
+    error: BaseException,
+    exit_code: int,
+    identity: ModelIdentity | None = None,
+) -> dict[str, Any]:
+    """A failed summary from the arguments (the job stopped before or while it resolved
+    its model and work directory) and the model, if it was resolved."""
+    model = _model_summary(identity) if identity is not None else None
     return {
         "output": str(request.out),
         "engine": request.engine,
         "data": str(request.data),
         "scored_at": None if request.scored_at is None else iso(micros(request.scored_at)),
-        "model": dict.fromkeys(("name", "version", "alias", "run_id")) | {"uri": request.model_uri},
+        "model": model
+        or dict.fromkeys(("name", "version", "alias", "run_id")) | {"uri": request.model_uri},
         "policy": None if request.policy_path is None else str(request.policy_path),
         "reasons": request.reasons,
         "chunk_leads": request.chunk_leads,
@@ -490,17 +522,23 @@ def _save_failure(
 ) -> BatchSummary:
     """Write a failed summary keeping what the run knew: the resolved model and ``as_of``
     (the resolved moment, else the requested one)."""
+    document = _failed_document(context, failures, as_of_us)
+    save_failed(document, context.request.summary_path)
+    return BatchSummary(document)
+
+
+def _failed_document(
+    context: JobContext, failures: list[dict[str, Any]], as_of_us: int | None
+) -> dict[str, Any]:
     requested = context.request.as_of
     if as_of_us is None and requested is not None:
         as_of_us = micros(requested)
-    document = _base_summary(context) | {
+    return _base_summary(context) | {
         "status": "failed",
         "exit_code": EXIT_FAILED,
         "as_of": None if as_of_us is None else iso(as_of_us),
         "failures": failures,
     }
-    save_failed(document, context.request.summary_path)
-    return BatchSummary(document)
 
 
 def _summary(
@@ -533,13 +571,7 @@ def _base_summary(context: JobContext) -> dict[str, Any]:
         "engine": request.engine,
         "data": str(request.data),
         "scored_at": iso(context.manifest.scored_at_us),
-        "model": {
-            "uri": identity.uri,
-            "name": identity.name,
-            "version": identity.version,
-            "alias": identity.alias,
-            "run_id": identity.run_id,
-        },
+        "model": _model_summary(identity),
         "policy": context.policy.label,
         "reasons": request.reasons,
         "chunk_leads": request.chunk_leads,
@@ -563,3 +595,13 @@ def iso(micros_since_epoch: int) -> str:
     """Microseconds since the epoch as ISO 8601 in UTC (``...Z``)."""
     moment = EPOCH + timedelta(microseconds=micros_since_epoch)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def _model_summary(identity: ModelIdentity) -> dict[str, Any]:
+    return {
+        "uri": identity.uri,
+        "name": identity.name,
+        "version": identity.version,
+        "alias": identity.alias,
+        "run_id": identity.run_id,
+    }

@@ -51,13 +51,18 @@ class ScoreCommand(TyperCommand):
             raise
 
     def _given_out(self, ctx: Context, given: list[str]) -> str | None:
-        """The ``--out`` on the command line as typed, if it can be told."""
+        """The ``--out`` on the command line as typed, if it can be told.
+
+        A misspelt option does not hide it, nor does a last option without its value
+        (``... --chunk-leads``): the words before that one still say where the output goes.
+        """
         parser = self.make_parser(ctx)
-        parser.ignore_unknown_options = True  # a misspelt option does not hide ``--out``
-        with contextlib.suppress(UsageError):
-            options, _, _ = parser.parse_args(args=given)
-            out = options.get("out")
-            return out if isinstance(out, str) and out else None
+        parser.ignore_unknown_options = True
+        for end in range(len(given), 0, -1):
+            with contextlib.suppress(UsageError):
+                options, _, _ = parser.parse_args(args=given[:end])
+                out = options.get("out")
+                return out if isinstance(out, str) and out else None
         return None
 
 

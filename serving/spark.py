@@ -32,6 +32,7 @@ from serving.batch import (
     BatchRequest,
     BatchSummary,
     JobContext,
+    JobRecord,
     ScoredJob,
     fail,
     finish,
@@ -94,8 +95,16 @@ def spark_session(master: str | None = None) -> Any:
     return builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
 
 
-def run_spark_batch(request: BatchRequest, progress: Progress, spark: Any = None) -> BatchSummary:
+def run_spark_batch(
+    request: BatchRequest, progress: Progress, spark: Any = None, record: JobRecord | None = None
+) -> BatchSummary:
     """Run the batch job on Spark (see ``serving.batch.run_batch`` for the contract).
+
+    Args:
+        request: the run's arguments (``engine`` is ``spark``).
+        progress: where progress goes.
+        spark: the SparkSession (default: the active one, or a new one).
+        record: where the run notes what it resolved, for a failed summary.
 
     Raises:
         BatchError: the Spark job failed; nothing was written at the output path.
@@ -104,7 +113,7 @@ def run_spark_batch(request: BatchRequest, progress: Progress, spark: Any = None
     session = spark if spark is not None else spark_session()
     located, absent = locate_tables(session, request.data)
     notes = tuple(absent)
-    context = open_job(request, listing_fingerprint(session, located))
+    context = open_job(request, listing_fingerprint(session, located), record or JobRecord())
     progress.start(1, 0)
     try:
         tables = {t: read_table(session, t, p, context.model.config) for t, p in located.items()}

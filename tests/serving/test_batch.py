@@ -447,7 +447,7 @@ def test_a_missing_column_is_a_clear_error_and_writes_nothing(
 
 
 def test_a_csv_row_with_more_fields_than_its_header_stops_the_job_as_the_loader_does(
-    small_export_dir: Path, model_dir: Path, tmp_path: Path
+    small_export_dir: Path, model_dir: Path, scored: tuple[Path, BatchSummary], tmp_path: Path
 ) -> None:
     # Given a stray comma: one activities row has a fifth field
     folder = copy_as_csv(small_export_dir, tmp_path / "export")
@@ -466,6 +466,11 @@ def test_a_csv_row_with_more_fields_than_its_header_stops_the_job_as_the_loader_
         assert Path(problem.file).name == "activities.csv"
         assert f"line {lines}, saw 5" in problem.message
     assert not out.exists()
+    # and the failed summary keeps the model the job had resolved (it stopped after that)
+    summary = json.loads(out.with_name(out.name + ".summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "failed"
+    assert summary["model"] == scored[1].document["model"] | {"uri": str(model_dir)}
+    assert summary["model"]["version"] is not None
 
 
 def test_a_csv_that_is_not_utf8_stops_the_job_naming_its_line_as_the_loader_does(
@@ -605,6 +610,11 @@ def test_cli_names_a_policy_that_cannot_serve_and_writes_nothing(
     assert message in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not out.exists()
+    # and the failed summary names the model's version once it was loaded (the policy was
+    # read, then found to use a feature the model does not compute)
+    summary = json.loads(out.with_name(out.name + ".summary.json").read_text(encoding="utf-8"))
+    model_loaded = "recent_intent_feature" in message
+    assert (summary["model"]["version"] is not None) is model_loaded
 
 
 @pytest.mark.slow

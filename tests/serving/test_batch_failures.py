@@ -197,6 +197,8 @@ def test_rejects_that_cannot_be_written_publish_nothing(
         (["--workers", "-1"], "--workers"),
         (["--scored-at", "2026-13-01T00:00:00"], "--scored-at"),
         (["--as_of", "2026-01-15"], "--as_of"),
+        (["--chunk-leads"], "--chunk-leads"),
+        (["--reasons", "top", "--policy"], "--policy"),
     ],
 )
 def test_a_bad_command_line_replaces_the_last_ok_summary_with_a_failed_one(
