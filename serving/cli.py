@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from serving.policy import PolicyError, read_policy
-from serving.settings import DEFAULT_MODEL_URI, Settings
+from serving.settings import DEFAULT_MODEL_URI, Settings, settings_problems
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -55,7 +55,9 @@ def cap_loaded_thread_pools(threads: int) -> None:
 
 def serve(
     host: Annotated[str, typer.Option(envvar="SRL_HOST", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="SRL_PORT", help="Port to bind.")] = 8000,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, envvar="SRL_PORT", help="Port to bind.")
+    ] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     model: Annotated[
         str,
@@ -143,7 +145,10 @@ def _checked_settings(host: str) -> Settings:
         settings = Settings()
         settings.check_bind(host)
         read_policy(settings.policy)
-    except (ValidationError, ValueError, OSError, PolicyError) as error:
+    except ValidationError as error:
+        typer.echo(f"error: {settings_problems(error)}", err=True)
+        raise typer.Exit(2) from error
+    except (ValueError, OSError, PolicyError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     return settings

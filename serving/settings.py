@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
@@ -41,7 +41,10 @@ class Settings(BaseSettings):
             (``serving.coalescing``); answers are the same either way.
     """
 
-    model_config = SettingsConfigDict(env_prefix="SRL_", extra="ignore", frozen=True)
+    # No error may quote a value: SRL_API_KEYS holds every key, the valid ones too.
+    model_config = SettingsConfigDict(
+        env_prefix="SRL_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     model_uri: str = DEFAULT_MODEL_URI
@@ -108,3 +111,14 @@ def is_loopback(host: str) -> bool:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return bool((mapped or address).is_loopback)
+
+
+def settings_problems(error: ValidationError) -> str:
+    """The problems of a refused configuration, one per line, each named by its
+    environment variable (``SRL_PORT: ...``) and never quoting the value."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"SRL_{field.upper()}: {message}" if field else message)
+    return "\n".join(lines)

@@ -87,6 +87,30 @@ def test_serve_refuses_an_unknown_log_level() -> None:
     assert "--log-level must be one of" in result.output
 
 
+@pytest.mark.usefixtures("restored_environ")
+def test_a_short_key_is_refused_without_showing_any_key() -> None:
+    # Given a real key and a short one in SRL_API_KEYS
+    secret = "ThisIsMyRealSecretKey123"
+    environment = {"SRL_API_KEYS": f"{secret},short"}
+
+    result = CliRunner().invoke(srl_app, ["serve", "--port", "1"], env=environment)
+
+    # Then the start is refused naming the variable and the rule, and no key is printed
+    assert result.exit_code == 2
+    assert "SRL_API_KEYS: every API key must be at least 16 characters long" in result.output
+    assert secret not in result.output
+    assert "short" not in result.output.replace("at least", "")
+
+
+@pytest.mark.usefixtures("restored_environ")
+def test_a_port_out_of_range_is_a_usage_error() -> None:
+    result = CliRunner().invoke(srl_app, ["serve", "--port", "99999"], env={"COLUMNS": "240"})
+
+    assert result.exit_code == 2
+    assert "Invalid value for '--port'" in result.output
+    assert "less than or equal to 65535" in result.output
+
+
 @pytest.mark.slow
 def test_a_server_started_from_the_environment_alone_uses_it(
     model_dir: Path, tmp_path: Path
