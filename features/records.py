@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from pydantic import (
@@ -400,6 +400,12 @@ class ConsentRecord(_Record):
 
 MAX_ROWS_PER_LEAD = 5000
 
+#: Without ``as_of`` a request is scored now, never before its rejection: a rejection up to
+#: this much after the server's clock (a sender's clock running ahead, a webhook fired as
+#: the rep rejects) is scored at its own moment; one further ahead is refused, since rows
+#: dated up to that future moment would count as known.
+CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
+
 
 def _conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
     """An error at ``location`` (within the request) for a value that contradicts another.
@@ -438,7 +444,8 @@ class ScoreRequest(BaseModel):
         return self
 
     def _foreign_rows(self) -> Iterator[InitErrorDetails]:
-        """Rows of another lead, and an ``as_of`` before the rejection."""
+        """Rows of another lead, an ``as_of`` before the rejection, and a rejection in the
+        future when the request is scored now."""
         lead_id = self.lead.lead_id
         if self.rejection.lead_id != lead_id:
             yield _conflict(("rejection", "lead_id"), "does not match lead.lead_id")
@@ -449,6 +456,12 @@ class ScoreRequest(BaseModel):
                     yield _conflict((field_name, index, "lead_id"), "does not match lead.lead_id")
         if self.as_of is not None and self.as_of < self.rejection.rejected_at:
             yield _conflict(("as_of",), "is before rejection.rejected_at")
+        if (
+            self.as_of is None
+            and self.rejection.rejected_at > datetime.now(UTC) + CLOCK_SKEW_ALLOWED
+        ):
+            message = "is in the future (no as_of was sent, so the request is scored now)"
+            yield _conflict(("rejection", "rejected_at"), message)
 
     def _repeated_ids(self) -> Iterator[InitErrorDetails]:
         """A row whose id an earlier row of the same table already has."""

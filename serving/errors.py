@@ -100,12 +100,21 @@ def field_problems(errors: Sequence[Any]) -> list[dict[str, str]]:
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
         kind = str(error.get("type", "invalid"))
         if kind == "json_invalid":
-            problems.append({"field": "body", "problem": "not valid JSON", "type": kind})
+            problems.append({"field": "body", "problem": _json_problem(error), "type": kind})
             continue
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         field = _shortened(".".join(location) or "body")
         problems.append({"field": field, "problem": message, "type": kind})
     return problems
+
+
+#: What a body the JSON parser gave up on is told: valid JSON nested deeper than the
+#: parser goes (pydantic's limit, about 128 levels) is not called invalid.
+TOO_DEEP = "nested too deeply (JSON arrays and objects more than about 128 levels deep)"
+
+
+def _json_problem(error: Mapping[str, Any]) -> str:
+    return TOO_DEEP if "recursion limit" in str(error.get("msg", "")) else "not valid JSON"
 
 
 def _shortened(name: str) -> str:
@@ -117,10 +126,10 @@ def _shortened(name: str) -> str:
 async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     problems = field_problems(error.errors())
-    if any(p["type"] == "json_invalid" for p in problems):
-        return error_response(
-            request, 422, "invalid_json", "the body is not valid JSON", problems[:1]
-        )
+    unparsed = [p for p in problems if p["type"] == "json_invalid"]
+    if unparsed:
+        told = "is " + TOO_DEEP if unparsed[0]["problem"] == TOO_DEEP else "is not valid JSON"
+        return error_response(request, 422, "invalid_json", f"the body {told}", unparsed[:1])
     named = ", ".join(sorted({p["field"] for p in problems})[:5])
     message = f"invalid request: {named}"
     if len(problems) > MAX_LISTED_PROBLEMS:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import error_body
@@ -59,7 +60,7 @@ class RequestContext:
     def _record(
         self, scope: Scope, state: dict[str, object], status: int, seconds: float, request_id: str
     ) -> None:
-        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        route = _route_template(scope)
         error = state.get("error_code")
         error_code = str(error) if error is not None else (None if status < 400 else str(status))
         self.metrics.observe_request(route, scope["method"], status, seconds, error_code)
@@ -76,6 +77,16 @@ class RequestContext:
                 "error": error_code,
             },
         )
+
+
+def _route_template(scope: Scope) -> str:
+    """The template of the route the request was for (``unmatched`` when there is none),
+    also when it was answered before routing (a body refused on its ``Content-Length``)."""
+    route = scope.get("route")
+    if route is None:
+        routes = getattr(getattr(scope.get("app"), "router", None), "routes", ())
+        route = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
+    return getattr(route, "path", None) or "unmatched"
 
 
 def _level(status: int) -> int:

@@ -6,6 +6,7 @@ import copy
 import logging
 import socket
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,27 @@ def test_bodies_that_are_not_json_objects(client: TestClient, raw: bytes, code: 
     error = _problem(response)
     assert response.status_code == 422
     assert error["code"] == code
+
+
+@pytest.mark.parametrize(("depth", "scored"), [(100, True), (200, False)])
+def test_valid_json_nested_too_deeply_is_told_so(
+    client: TestClient, depth: int, scored: bool
+) -> None:
+    # Given the example body with a custom lead column holding arrays nested ``depth`` deep
+    nested: list[Any] = []
+    for _ in range(depth):
+        nested = [nested]
+
+    response = client.post("/v1/score", json=_body("lead.custom", nested))
+
+    # Then it is scored, or refused for its depth: never called invalid JSON, which it is not
+    if scored:
+        assert response.status_code == 200, response.text
+        return
+    error = _problem(response)
+    assert (response.status_code, error["code"]) == (422, "invalid_json")
+    assert error["message"].startswith("the body is nested too deeply")
+    assert error["fields"][0]["problem"].startswith("nested too deeply")
 
 
 @pytest.mark.parametrize(
@@ -182,6 +204,46 @@ CONFLICTS = [
         "is after rejection.rejected_at",
     ),
 ]
+
+
+def _scored_now(rejected_at: datetime) -> dict[str, Any]:
+    """The example body without ``as_of`` (scored now), rejected at ``rejected_at``."""
+    body = _body("rejection.rejected_at", rejected_at.isoformat())
+    del body["as_of"]
+    return body
+
+
+def test_a_rejection_in_the_future_is_refused_when_scored_now(client: TestClient) -> None:
+    # Given a body without as_of whose rejection is dated years ahead (a clock or time-zone
+    # error in the sender), and the same body with an as_of at that moment
+    future = datetime(2030, 1, 1, tzinfo=UTC)
+    body = _scored_now(future)
+    explicit = {**body, "as_of": future.isoformat()}
+
+    refused = client.post("/v1/score", json=body)
+    answered = client.post("/v1/score", json=explicit)
+
+    # Then scoring it now is refused, naming the rejection's date; asked for, it is scored
+    assert refused.status_code == 422
+    assert _problem(refused)["fields"] == [
+        {
+            "field": "rejection.rejected_at",
+            "problem": "is in the future (no as_of was sent, so the request is scored now)",
+            "type": "conflict",
+        }
+    ]
+    assert answered.status_code == 200
+
+
+def test_a_rejection_just_ahead_of_the_clock_is_scored_at_its_moment(client: TestClient) -> None:
+    # Given a rejection a minute after the server's clock (a sender's clock running ahead)
+    moment = (datetime.now(UTC) + timedelta(minutes=1)).replace(microsecond=0)
+
+    response = client.post("/v1/score", json=_scored_now(moment))
+
+    # Then it is scored at the rejection itself, never before it
+    assert response.status_code == 200, response.text
+    assert datetime.fromisoformat(response.json()["as_of"]) == moment
 
 
 @pytest.mark.parametrize(("path", "value", "field", "problem"), CONFLICTS)
@@ -449,12 +511,15 @@ def test_a_body_over_the_size_limit_is_refused(model_dir: Any) -> None:
             headers={"content-type": "application/json"},
         )
         fits = small.post("/v1/score", json=EXAMPLE_REQUEST)
+        metrics = small.get("/metrics").text
 
     assert declared.status_code == 413
     assert _problem(declared)["code"] == "body_too_large"
     assert streamed.status_code == 413
     assert _problem(streamed)["code"] == "body_too_large"
     assert fits.status_code == 200
+    # both refusals are counted on the route they were for, however they were caught
+    assert 'srl_http_errors_total{code="body_too_large",route="/v1/score"} 2.0' in metrics
 
 
 def test_a_spent_time_budget_is_a_clear_503(model_dir: Any) -> None:
