@@ -11,7 +11,7 @@ Every path the job writes is checked before any work (``check_outputs``). Exit c
 (``BatchSummary.exit_code``): 0 all rows scored, 3 scored but some input rows were
 rejected, 1 failed (nothing published at the output paths; the summary says why), 2 an
 output path that cannot be used or, from ``srl score``, a bad command line
-(``save_usage_failure``).
+(``batch_summary.save_usage_failure``).
 """
 
 from __future__ import annotations
@@ -20,22 +20,27 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-
-import pyarrow as pa
+from typing import Any
 
 from features.output import (
     OutputPathError,
     OutputWriteError,
     StagedFiles,
     check_output_file,
-    check_table_path,
 )
-from features.predictor import ReconversionModel
+from serving.batch_job import (
+    EXIT_USAGE,
+    BatchError,
+    BatchRequest,
+    BatchSummary,
+    JobContext,
+    JobRecord,
+    ScoredJob,
+    iso,
+    micros,
+)
 from serving.batch_local import (
     ChunkFailure,
     ChunkReport,
@@ -46,8 +51,6 @@ from serving.batch_local import (
     scored_parts,
 )
 from serving.batch_output import (
-    OutputCounts,
-    failure_of,
     save_failed,
     sort_rejects,
     write_json,
@@ -55,8 +58,16 @@ from serving.batch_output import (
     write_scored,
 )
 from serving.batch_progress import Progress, progress_for
+from serving.batch_summary import (
+    done_summary,
+    fail,
+    request_failure,
+    stopped_summary,
+    summary_writable,
+    write_failed,
+)
 from serving.checkpoints import JobIdentity, Manifest, WorkDirectory
-from serving.chunk_scoring import ChunkSettings, FailClosed, LeadLocator
+from serving.chunk_scoring import FailClosed
 from serving.export_chunks import ChunkLayout, first_lead_rows, partition_export
 from serving.export_reading import (
     ExportFiles,
@@ -64,111 +75,10 @@ from serving.export_reading import (
     input_fingerprint,
     locate_export,
 )
-from serving.model_source import ModelIdentity, directory_fingerprint, load_serving_model
-from serving.policy import RoutingPolicy, check_policy_features, read_policy
-from serving.scoring import ReasonMode
+from serving.model_source import directory_fingerprint, load_serving_model
+from serving.policy import check_policy_features, read_policy
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
-DEFAULT_CHUNK_LEADS = 50_000
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-Engine = Literal["local", "spark"]
-
-
-@dataclass(frozen=True)
-class BatchRequest:
-    """One batch run's arguments (``srl score`` options).
-
-    Attributes:
-        data: the export directory (for the Spark engine, any path Spark reads).
-        out: the output file, ``.parquet`` or ``.csv``.
-        as_of: the scoring moment; None scores at the export's end (its latest valid row).
-        model_uri: registry alias or version, run URI or local model directory.
-        engine: ``local`` (worker processes) or ``spark``.
-        reasons: ``none``, ``top`` (three strongest factors) or ``all``.
-        policy_path: routing policy YAML (None: the packaged default).
-        chunk_leads: leads per chunk (checkpoint unit; bounds memory).
-        workers: local worker processes (0: one per CPU).
-        scored_at: the time stamp to write (None: when the job first starts).
-    """
-
-    data: str
-    out: Path
-    as_of: datetime | None = None
-    model_uri: str = DEFAULT_MODEL_URI
-    engine: Engine = "local"
-    reasons: ReasonMode = "none"
-    policy_path: Path | None = None
-    chunk_leads: int = DEFAULT_CHUNK_LEADS
-    workers: int = 0
-    scored_at: datetime | None = None
-
-    @property
-    def summary_path(self) -> Path:
-        """``<out>.summary.json``."""
-        return summary_path(self.out)
-
-    @property
-    def rejects_path(self) -> Path:
-        """``<out>.rejects.csv``."""
-        return self.out.with_name(self.out.name + ".rejects.csv")
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    """The outcome of a run, as written to ``<out>.summary.json``."""
-
-    document: dict[str, Any]
-
-    @property
-    def exit_code(self) -> int:
-        """0 clean, 3 some input rows rejected, 1 failed."""
-        return int(self.document["exit_code"])
-
-
-class BatchError(RuntimeError):
-    """The job failed; nothing was published at the output paths (its summary was)."""
-
-    def __init__(self, summary: BatchSummary) -> None:
-        self.summary = summary
-        failures = summary.document.get("failures", [])
-        super().__init__(f"batch scoring failed: {len(failures)} failure(s); see the summary")
-
-
-@dataclass
-class JobContext:
-    """What one run has resolved: model, policy, work directory and the fixed facts."""
-
-    request: BatchRequest
-    policy: RoutingPolicy
-    model: ReconversionModel
-    model_identity: ModelIdentity
-    work: WorkDirectory
-    manifest: Manifest
-    started: float = field(default_factory=time.monotonic)
-    timings: dict[str, float] = field(default_factory=dict)
-    chunks: dict[str, int] = field(default_factory=dict)
-
-    def settings(self, as_of_us: int) -> ChunkSettings:
-        """The chunk settings at ``as_of_us``."""
-        return ChunkSettings(
-            as_of_us, self.manifest.scored_at_us, self.model_identity.version, self.request.reasons
-        )
-
-
-@dataclass
-class JobRecord:
-    """What a run has resolved so far, for the failed summary of an error that stops it.
-
-    Attributes:
-        model_identity: the model the URI resolved to, once it is loaded.
-        context: the whole run's context, once its work directory is open.
-    """
-
-    model_identity: ModelIdentity | None = None
-    context: JobContext | None = None
 
 
 def run_batch(
@@ -203,7 +113,7 @@ def run_batch(
     except BatchError:
         raise
     except Exception as error:  # every failure leaves a failed summary, then propagates
-        save_failed(_stopped(request, record, error), request.summary_path)
+        save_failed(stopped_summary(request, record, error), request.summary_path)
         raise
 
 
@@ -223,39 +133,9 @@ def check_outputs(request: BatchRequest) -> None:
         check_output_file(request.rejects_path, suffixes=None)
         WorkDirectory.beside(request.out).check_usable()
     except OutputPathError as error:
-        if _summary_writable(request.out):
-            save_failed(_request_failure(request, error, EXIT_USAGE), request.summary_path)
+        if summary_writable(request.out):
+            save_failed(request_failure(request, error, EXIT_USAGE), request.summary_path)
         raise
-
-
-def save_usage_failure(out: Path, failure: dict[str, Any]) -> None:
-    """Leave a failed summary (exit code 2) for a command line refused before the job began.
-
-    Written only when ``out`` has the right extension and its summary can be written, like
-    the summary of an unusable output path (``check_outputs``), so that no earlier run's
-    status stands.
-
-    Args:
-        out: the ``--out`` given.
-        failure: the ``failures`` entry saying what was refused and why.
-    """
-    if _summary_writable(out):
-        document = {"output": str(out), "status": "failed", "exit_code": EXIT_USAGE}
-        save_failed(document | {"failures": [failure]}, summary_path(out))
-
-
-def summary_path(out: Path) -> Path:
-    """The summary of the output ``out``: ``<out>.summary.json``."""
-    return out.with_name(out.name + ".summary.json")
-
-
-def _summary_writable(out: Path) -> bool:
-    try:
-        check_table_path(out)
-        check_output_file(summary_path(out), suffixes=None)
-    except OutputPathError:
-        return False
-    return True
 
 
 def _run(request: BatchRequest, progress: Progress, spark: Any, record: JobRecord) -> BatchSummary:
@@ -410,27 +290,6 @@ def _finish_local(
     return finish(context, scored)
 
 
-@dataclass(frozen=True)
-class ScoredJob:
-    """What an engine hands to ``finish`` once every chunk is scored.
-
-    Attributes:
-        as_of_us: the scoring moment the chunks were scored at.
-        parts: the scored rows (``batch_output.part_schema``), in lead order.
-        rejects: every chunk's rejects (``batch_output.CHUNK_REJECTS_SCHEMA``), sorted.
-        reports: one report per chunk.
-        input_rows: rows per table file.
-        locate_leads: finds leads in the leads file (``chunk_scoring.LeadLocator``).
-    """
-
-    as_of_us: int
-    parts: Iterable[pa.Table]
-    rejects: pa.Table
-    reports: list[ChunkReport]
-    input_rows: dict[str, int]
-    locate_leads: LeadLocator
-
-
 def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
     """Write output, rejects and summary, then drop the work directory.
 
@@ -458,11 +317,11 @@ def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
             write_rejects(staged, published, request.rejects_path)
             context.timings["writing"] = time.monotonic() - began
             withheld = fail_closed.dropped + sum(r.withheld for r in job.reports)
-            summary = _summary(context, job, counts, withheld)
+            summary = done_summary(context, job, counts, withheld)
             write_json(summary.document, request.summary_path, staged)
             staged.publish()
     except OSError as error:
-        raise BatchError(_write_failed(context, error, job.as_of_us)) from error
+        raise BatchError(write_failed(context, error, job.as_of_us)) from error
     context.work.remove()
     logger.info(
         "batch done rows=%d rejected=%d exit_code=%d",
@@ -473,135 +332,5 @@ def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
     return summary
 
 
-def _write_failed(context: JobContext, error: OSError, as_of_us: int) -> BatchSummary:
-    """A failed summary naming the file that could not be written (no chunk to blame)."""
-    return _save_failure(context, [failure_of(error)], as_of_us)
-
-
-def _stopped(request: BatchRequest, record: JobRecord, error: BaseException) -> dict[str, Any]:
-    """The failed summary of an error that stopped the run, with what it had resolved."""
-    if record.context is not None:
-        context = record.context
-        return _failed_document(context, [failure_of(error)], context.manifest.as_of_us)
-    return _request_failure(request, error, EXIT_FAILED, record.model_identity)
-
-
-def _request_failure(
-    request: BatchRequest,
-    error: BaseException,
-    exit_code: int,
-    identity: ModelIdentity | None = None,
-) -> dict[str, Any]:
-    """A failed summary from the arguments (the job stopped before or while it resolved
-    its model and work directory) and the model, if it was resolved."""
-    model = _model_summary(identity) if identity is not None else None
-    return {
-        "output": str(request.out),
-        "engine": request.engine,
-        "data": str(request.data),
-        "scored_at": None if request.scored_at is None else iso(micros(request.scored_at)),
-        "model": model
-        or dict.fromkeys(("name", "version", "alias", "run_id")) | {"uri": request.model_uri},
-        "policy": None if request.policy_path is None else str(request.policy_path),
-        "reasons": request.reasons,
-        "chunk_leads": request.chunk_leads,
-        "status": "failed",
-        "exit_code": exit_code,
-        "as_of": None if request.as_of is None else iso(micros(request.as_of)),
-        "failures": [failure_of(error)],
-    }
-
-
-def fail(context: JobContext, failures: list[ChunkFailure]) -> BatchSummary:
-    """Write a failed run's summary (the output and the work directory are left alone)."""
-    return _save_failure(context, [vars(f) for f in failures], context.manifest.as_of_us)
-
-
-def _save_failure(
-    context: JobContext, failures: list[dict[str, Any]], as_of_us: int | None
-) -> BatchSummary:
-    """Write a failed summary keeping what the run knew: the resolved model and ``as_of``
-    (the resolved moment, else the requested one)."""
-    document = _failed_document(context, failures, as_of_us)
-    save_failed(document, context.request.summary_path)
-    return BatchSummary(document)
-
-
-def _failed_document(
-    context: JobContext, failures: list[dict[str, Any]], as_of_us: int | None
-) -> dict[str, Any]:
-    requested = context.request.as_of
-    if as_of_us is None and requested is not None:
-        as_of_us = micros(requested)
-    return _base_summary(context) | {
-        "status": "failed",
-        "exit_code": EXIT_FAILED,
-        "as_of": None if as_of_us is None else iso(as_of_us),
-        "failures": failures,
-    }
-
-
-def _summary(
-    context: JobContext, job: ScoredJob, counts: OutputCounts, withheld: int
-) -> BatchSummary:
-    rejects = job.rejects
-    by_table: dict[str, int] = {}
-    for table in rejects.column("table").to_pylist():
-        by_table[table] = by_table.get(table, 0) + 1
-    exit_code = EXIT_REJECTED if rejects.num_rows else EXIT_OK
-    document = _base_summary(context) | {
-        "status": "rejected_rows" if rejects.num_rows else "ok",
-        "exit_code": exit_code,
-        "as_of": iso(job.as_of_us),
-        "input_rows": job.input_rows,
-        "scored": counts.to_dict(),
-        "rejected_rows": {"total": rejects.num_rows, "by_table": by_table},
-        "withheld": withheld,
-        "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
-        "warnings": sorted({w for r in job.reports for w in r.warnings}),
-        "failures": [],
-    }
-    return BatchSummary(document)
-
-
-def _base_summary(context: JobContext) -> dict[str, Any]:
-    request, identity = context.request, context.model_identity
-    return {
-        "output": str(request.out),
-        "engine": request.engine,
-        "data": str(request.data),
-        "scored_at": iso(context.manifest.scored_at_us),
-        "model": _model_summary(identity),
-        "policy": context.policy.label,
-        "reasons": request.reasons,
-        "chunk_leads": request.chunk_leads,
-        "chunks": dict(context.chunks),
-        "seconds": {k: round(v, 3) for k, v in context.timings.items()}
-        | {"total": round(time.monotonic() - context.started, 3)},
-    }
-
-
 def _workers(request: BatchRequest) -> int:
     return request.workers if request.workers > 0 else available_cpus()
-
-
-def micros(moment: datetime) -> int:
-    """A datetime (naive means UTC) as integer microseconds since the epoch."""
-    stamp = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return (stamp - EPOCH) // timedelta(microseconds=1)
-
-
-def iso(micros_since_epoch: int) -> str:
-    """Microseconds since the epoch as ISO 8601 in UTC (``...Z``)."""
-    moment = EPOCH + timedelta(microseconds=micros_since_epoch)
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _model_summary(identity: ModelIdentity) -> dict[str, Any]:
-    return {
-        "uri": identity.uri,
-        "name": identity.name,
-        "version": identity.version,
-        "alias": identity.alias,
-        "run_id": identity.run_id,
-    }

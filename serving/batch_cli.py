@@ -16,7 +16,8 @@ from typer.core import TyperCommand
 from features.model_store import ModelLoadError
 from features.output import OutputPathError, describe_os_error
 from features.problems import ContractError
-from serving.batch import (
+from serving.batch import run_batch
+from serving.batch_job import (
     DEFAULT_CHUNK_LEADS,
     DEFAULT_MODEL_URI,
     EXIT_FAILED,
@@ -24,9 +25,8 @@ from serving.batch import (
     BatchRequest,
     BatchSummary,
     Engine,
-    run_batch,
-    save_usage_failure,
 )
+from serving.batch_summary import save_usage_failure
 from serving.policy import PolicyError
 from serving.scoring import ReasonMode
 

@@ -27,17 +27,15 @@ import pyarrow as pa
 
 from features.predictor import BOOSTER_FILE, METADATA_FILE, ReconversionModel
 from features.problems import ContractError, Problem
-from serving.batch import (
+from serving.batch import finish, open_job
+from serving.batch_job import (
     BatchError,
     BatchRequest,
     BatchSummary,
     JobContext,
     JobRecord,
     ScoredJob,
-    fail,
-    finish,
     micros,
-    open_job,
 )
 from serving.batch_local import ChunkFailure, ChunkReport
 from serving.batch_output import (
@@ -47,6 +45,7 @@ from serving.batch_output import (
     sort_rejects,
 )
 from serving.batch_progress import Progress
+from serving.batch_summary import fail
 from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
 from serving.policy import RoutingPolicy

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from features.contract import TABLES
 from features.text import arrow_texts
-from serving.batch import BatchRequest
+from serving.batch_job import BatchRequest
 
 SCORED_AT = datetime(2026, 7, 1, 6, 0, 0)
 TABLE_NAMES = tuple(t.name for t in TABLES)

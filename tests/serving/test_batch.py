@@ -22,15 +22,9 @@ from features.output import OutputPathError
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from features.timestamps import SPAN
-from serving.batch import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_REJECTED,
-    BatchSummary,
-    micros,
-    run_batch,
-)
+from serving.batch import run_batch
 from serving.batch_cli import register
+from serving.batch_job import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, BatchSummary, micros
 from serving.batch_output import output_schema
 from serving.chunk_scoring import FAIL_CLOSED_TABLES
 from serving.policy import load_policy

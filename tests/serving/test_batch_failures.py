@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
-from serving.batch import BatchError, run_batch
+from serving.batch import run_batch
+from serving.batch_job import BatchError
 from srl.cli import app
 from tests.disk_full import run_on_small_disk, srl_command
 from tests.serving.batch_support import DirectoryAppearsAtOutput, copy_as_csv, request

@@ -19,7 +19,8 @@ import pytest
 
 from features.loading import load_export
 from features.problems import ContractError, Problem
-from serving.batch import EXIT_FAILED, EXIT_REJECTED, BatchError, run_batch
+from serving.batch import run_batch
+from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError
 from serving.checkpoints import WorkDirectory
 from tests.serving.batch_support import (
     DirectoryAppearsAtOutput,

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 
 from features.problems import ContractError
-from serving.batch import EXIT_OK, EXIT_REJECTED, BatchSummary, run_batch
+from serving.batch import run_batch
+from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary
 from tests.serving.batch_support import (
     read_output,
     request,

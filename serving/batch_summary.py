@@ -1,0 +1,178 @@
+"""The batch job's ``<out>.summary.json``: the summary of a finished run, and the failed
+summary every stop leaves, keeping what the run had resolved by then."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from features.output import OutputPathError, check_output_file, check_table_path
+from serving.batch_job import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    BatchRequest,
+    BatchSummary,
+    JobContext,
+    JobRecord,
+    ScoredJob,
+    iso,
+    micros,
+    summary_path,
+)
+from serving.batch_local import ChunkFailure
+from serving.batch_output import (
+    OutputCounts,
+    failure_of,
+    save_failed,
+)
+from serving.model_source import ModelIdentity
+
+
+def save_usage_failure(out: Path, failure: dict[str, Any]) -> None:
+    """Leave a failed summary (exit code 2) for a command line refused before the job began.
+
+    Written only when ``out`` has the right extension and its summary can be written, like
+    the summary of an unusable output path (``check_outputs``), so that no earlier run's
+    status stands.
+
+    Args:
+        out: the ``--out`` given.
+        failure: the ``failures`` entry saying what was refused and why.
+    """
+    if summary_writable(out):
+        document = {"output": str(out), "status": "failed", "exit_code": EXIT_USAGE}
+        save_failed(document | {"failures": [failure]}, summary_path(out))
+
+
+def summary_writable(out: Path) -> bool:
+    """Whether ``out`` is a usable output path whose summary can be written."""
+    try:
+        check_table_path(out)
+        check_output_file(summary_path(out), suffixes=None)
+    except OutputPathError:
+        return False
+    return True
+
+
+def write_failed(context: JobContext, error: OSError, as_of_us: int) -> BatchSummary:
+    """A failed summary naming the file that could not be written (no chunk to blame)."""
+    return _save_failure(context, [failure_of(error)], as_of_us)
+
+
+def stopped_summary(
+    request: BatchRequest, record: JobRecord, error: BaseException
+) -> dict[str, Any]:
+    """The failed summary of an error that stopped the run, with what it had resolved."""
+    if record.context is not None:
+        context = record.context
+        return _failed_document(context, [failure_of(error)], context.manifest.as_of_us)
+    return request_failure(request, error, EXIT_FAILED, record.model_identity)
+
+
+def request_failure(
+    request: BatchRequest,
+    error: BaseException,
+    exit_code: int,
+    identity: ModelIdentity | None = None,
+) -> dict[str, Any]:
+    """A failed summary from the arguments (the job stopped before or while it resolved
+    its model and work directory) and the model, if it was resolved."""
+    model = _model_summary(identity) if identity is not None else None
+    return {
+        "output": str(request.out),
+        "engine": request.engine,
+        "data": str(request.data),
+        "scored_at": None if request.scored_at is None else iso(micros(request.scored_at)),
+        "model": model
+        or dict.fromkeys(("name", "version", "alias", "run_id")) | {"uri": request.model_uri},
+        "policy": None if request.policy_path is None else str(request.policy_path),
+        "reasons": request.reasons,
+        "chunk_leads": request.chunk_leads,
+        "status": "failed",
+        "exit_code": exit_code,
+        "as_of": None if request.as_of is None else iso(micros(request.as_of)),
+        "failures": [failure_of(error)],
+    }
+
+
+def fail(context: JobContext, failures: list[ChunkFailure]) -> BatchSummary:
+    """Write a failed run's summary (the output and the work directory are left alone)."""
+    return _save_failure(context, [vars(f) for f in failures], context.manifest.as_of_us)
+
+
+def _save_failure(
+    context: JobContext, failures: list[dict[str, Any]], as_of_us: int | None
+) -> BatchSummary:
+    """Write a failed summary keeping what the run knew: the resolved model and ``as_of``
+    (the resolved moment, else the requested one)."""
+    document = _failed_document(context, failures, as_of_us)
+    save_failed(document, context.request.summary_path)
+    return BatchSummary(document)
+
+
+def _failed_document(
+    context: JobContext, failures: list[dict[str, Any]], as_of_us: int | None
+) -> dict[str, Any]:
+    requested = context.request.as_of
+    if as_of_us is None and requested is not None:
+        as_of_us = micros(requested)
+    return _base_summary(context) | {
+        "status": "failed",
+        "exit_code": EXIT_FAILED,
+        "as_of": None if as_of_us is None else iso(as_of_us),
+        "failures": failures,
+    }
+
+
+def done_summary(
+    context: JobContext, job: ScoredJob, counts: OutputCounts, withheld: int
+) -> BatchSummary:
+    """The summary of a run whose files were written: counts, rejects, warnings."""
+    rejects = job.rejects
+    by_table: dict[str, int] = {}
+    for table in rejects.column("table").to_pylist():
+        by_table[table] = by_table.get(table, 0) + 1
+    exit_code = EXIT_REJECTED if rejects.num_rows else EXIT_OK
+    document = _base_summary(context) | {
+        "status": "rejected_rows" if rejects.num_rows else "ok",
+        "exit_code": exit_code,
+        "as_of": iso(job.as_of_us),
+        "input_rows": job.input_rows,
+        "scored": counts.to_dict(),
+        "rejected_rows": {"total": rejects.num_rows, "by_table": by_table},
+        "withheld": withheld,
+        "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
+        "warnings": sorted({w for r in job.reports for w in r.warnings}),
+        "failures": [],
+    }
+    return BatchSummary(document)
+
+
+def _base_summary(context: JobContext) -> dict[str, Any]:
+    request, identity = context.request, context.model_identity
+    return {
+        "output": str(request.out),
+        "engine": request.engine,
+        "data": str(request.data),
+        "scored_at": iso(context.manifest.scored_at_us),
+        "model": _model_summary(identity),
+        "policy": context.policy.label,
+        "reasons": request.reasons,
+        "chunk_leads": request.chunk_leads,
+        "chunks": dict(context.chunks),
+        "seconds": {k: round(v, 3) for k, v in context.timings.items()}
+        | {"total": round(time.monotonic() - context.started, 3)},
+    }
+
+
+def _model_summary(identity: ModelIdentity) -> dict[str, Any]:
+    return {
+        "uri": identity.uri,
+        "name": identity.name,
+        "version": identity.version,
+        "alias": identity.alias,
+        "run_id": identity.run_id,
+    }
