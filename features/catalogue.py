@@ -50,7 +50,7 @@ def catalogue_markdown(config: FeatureConfig) -> str:
 
 def _empty_events() -> Events:
     empty = np.zeros(0, dtype=np.int64)
-    return Events(empty, empty, empty, np.zeros(0))
+    return Events.build(empty, empty, empty)
 
 
 def _empty_history(config: FeatureConfig) -> History:

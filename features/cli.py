@@ -8,13 +8,18 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import typer
 
 from features.catalogue import catalogue_markdown, contract_markdown
-from features.config import FeatureConfig, load_feature_config
+from features.config import (
+    MAX_HORIZON_DAYS,
+    MIN_HORIZON_DAYS,
+    FeatureConfig,
+    load_feature_config,
+)
 from features.dataset import ExampleSet, build_training_set
 from features.loading import load_export
 from features.output import (
@@ -47,11 +52,22 @@ ConfigOption = Annotated[
 ]
 
 
+def horizon_days_option(meaning: str) -> Any:
+    """A ``--horizon-days`` option that refuses, as a usage error (exit 2), any value the
+    feature config would refuse; the range comes from the config's own limits."""
+    return typer.Option(
+        "--horizon-days",
+        min=MIN_HORIZON_DAYS,
+        max=MAX_HORIZON_DAYS,
+        help=f"{meaning}, {MIN_HORIZON_DAYS} to {MAX_HORIZON_DAYS} days.",
+    )
+
+
 def validate(
     data: DataOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document.")] = False,
     horizon_days: Annotated[
-        int, typer.Option(help="Horizon used to count observed and censored outcomes.")
+        int, horizon_days_option("Horizon used to count observed and censored outcomes")
     ] = 365,
     snapshot_at: SnapshotOption = None,
 ) -> None:

@@ -122,6 +122,11 @@ class CustomColumns(_Frozen):
         return self
 
 
+#: The label horizon's allowed range in days: the config and every ``--horizon-days``.
+MIN_HORIZON_DAYS = 1
+MAX_HORIZON_DAYS = 3650
+
+
 class FeatureConfig(_Frozen):
     """How examples, labels and features are built.
 
@@ -138,7 +143,7 @@ class FeatureConfig(_Frozen):
         max_categories: at most this many categories are kept per learned categorical.
     """
 
-    horizon_days: int = Field(default=365, gt=0, le=3650)
+    horizon_days: int = Field(default=365, ge=MIN_HORIZON_DAYS, le=MAX_HORIZON_DAYS)
     target: Literal["reconverted", "won"] = "reconverted"
     rescore_offsets_days: tuple[int, ...] = (0, 30, 90, 180, 365)
     windows_days: tuple[int, ...] = (7, 30, 90, 365)

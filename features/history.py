@@ -32,6 +32,8 @@ from features.text import texts_of
 from features.timestamps import MISSING_TIME, to_microseconds
 
 DAY_US = 86_400_000_000
+#: The settling time of an event whose kind is not final yet (an opportunity still open).
+NEVER = np.iinfo(np.int64).max
 
 LEAD_TEXT_COLUMNS = ("industry", "country", "job_title")
 LEAD_CODE_COLUMNS = {
@@ -67,25 +69,28 @@ class Events:
         time: event time, int64 microseconds since the epoch (UTC).
         kind: an integer code (activity type, consent status, ...).
         value: an optional float per event (an opportunity amount).
+        settled_at: when ``kind`` became final: the event time for an activity or a consent
+            change; an opportunity's close for its status (``NEVER`` while it is open).
     """
 
     lead: np.ndarray
     time: np.ndarray
     kind: np.ndarray
     value: np.ndarray
+    settled_at: np.ndarray
 
     @staticmethod
-    def build(lead: Any, time: Any, kind: Any, value: Any = None) -> Events:
-        """Sort raw columns into an ``Events`` block."""
+    def build(lead: Any, time: Any, kind: Any, value: Any = None, settled_at: Any = None) -> Events:
+        """Sort raw columns into an ``Events`` block (settled at their time by default)."""
         lead = np.asarray(lead, dtype=np.int64)
         time = np.asarray(time, dtype=np.int64)
         kind = np.asarray(kind, dtype=np.int64)
         value = np.zeros(len(lead)) if value is None else np.asarray(value, dtype=np.float64)
+        settled = time if settled_at is None else np.asarray(settled_at, dtype=np.int64)
         known = lead >= 0  # rows of leads absent from the leads table belong to no history
-        if not known.all():
-            lead, time, kind, value = lead[known], time[known], kind[known], value[known]
         order = np.lexsort((kind, time, lead))
-        return Events(lead[order], time[order], kind[order], value[order])
+        order = order[known[order]]
+        return Events(lead[order], time[order], kind[order], value[order], settled[order])
 
     def __len__(self) -> int:
         return len(self.lead)
@@ -94,7 +99,11 @@ class Events:
         """Events of leads ``first <= lead < stop``, re-indexed from zero."""
         lo, hi = np.searchsorted(self.lead, [first, stop], side="left")
         return Events(
-            self.lead[lo:hi] - first, self.time[lo:hi], self.kind[lo:hi], self.value[lo:hi]
+            self.lead[lo:hi] - first,
+            self.time[lo:hi],
+            self.kind[lo:hi],
+            self.value[lo:hi],
+            self.settled_at[lo:hi],
         )
 
 
@@ -245,11 +254,16 @@ def opportunity_blocks(
     status: np.ndarray,
     amount: np.ndarray,
 ) -> dict[str, Any]:
-    """Opportunities as two event streams: creations, and closures (won or lost)."""
+    """Opportunities as two event streams: creations, and closures (won or lost).
+
+    A creation carries the final status, settled at the close: a status without a close
+    date is never settled, as features never count it as closed.
+    """
     is_closed = (closed != MISSING_TIME) & (status != CODES["opportunity_status"]["open"])
     closed_at = np.maximum(closed, created)
+    settled_at = np.where(is_closed, closed_at, NEVER)
     return {
-        "opportunities_created": Events.build(lead, created, status, amount),
+        "opportunities_created": Events.build(lead, created, status, amount, settled_at),
         "opportunities_closed": Events.build(
             lead[is_closed], closed_at[is_closed], status[is_closed], amount[is_closed]
         ),

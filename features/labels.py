@@ -1,8 +1,9 @@
 """Labels from the future of each example, and censoring where that future is unseen.
 
 Labels are the only code that reads rows after ``as_of``: opportunities created in
-``(as_of, as_of + horizon]``. An example whose horizon runs past the export's snapshot has
-an unknown label: it is censored, never a negative.
+``(as_of, as_of + horizon]``, and their status as known at the snapshot (a close dated
+after the snapshot has not happened yet). An example whose horizon runs past the export's
+snapshot has an unknown label: it is censored, never a negative.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from features.config import FeatureConfig
 from features.examples import Examples
-from features.history import CODES, DAY_US, History
+from features.history import CODES, DAY_US, Events, History
 from features.positions import event_positions, prefix_counts
 
 WON = CODES["opportunity_status"]["won"]
@@ -27,10 +28,12 @@ class Labels:
     Attributes:
         reconverted: 1.0 when an opportunity was created within the horizon (NaN when the
             horizon is not fully observed).
-        won: 1.0 when such an opportunity was won (NaN when unknown: horizon unobserved, or
-            only still-open opportunities in the window).
+        won: 1.0 when such an opportunity was closed won by the snapshot (NaN when unknown:
+            horizon unobserved, or only opportunities still open at the snapshot in the
+            window).
         censored: the configured target's label is unknown (horizon past the snapshot,
-            or, for ``won``, the only opportunities in the window are still open).
+            or, for ``won``, the only opportunities in the window are still open at the
+            snapshot).
         days_to_reconversion: days from ``as_of`` to the first such opportunity, else NaN.
         target: the configured target, as floats (NaN where censored).
     """
@@ -55,7 +58,7 @@ def label_examples(
     days = np.full(len(examples), np.nan)
     hit = in_window > 0
     days[hit] = (created.time[first[hit]] - examples.as_of[hit]) / DAY_US
-    status_counts = prefix_counts(created.kind, len(CODES["opportunity_status"]))
+    status_counts = prefix_counts(status_at(created, snapshot_us), len(CODES["opportunity_status"]))
     window_counts = status_counts[last] - status_counts[first]
     won = (window_counts[:, WON] > 0).astype(np.float64)
     horizon_unseen = horizon_end > snapshot_us
@@ -66,3 +69,8 @@ def label_examples(
     censored = won_unknown if config.target == "won" else horizon_unseen
     target = (won if config.target == "won" else reconverted).copy()
     return Labels(reconverted, won, censored, days, target)
+
+
+def status_at(created: Events, moment_us: int) -> np.ndarray:
+    """Each opportunity's status as known at ``moment_us``: open until it has closed."""
+    return np.where(created.settled_at <= moment_us, created.kind, OPEN)

@@ -122,7 +122,7 @@ def _model_version(uri: str, name: str, alias: str | None, version: str | None) 
 
 def _client(uri: str) -> Any:
     """A client of the project's stores (never MLflow's process-wide defaults)."""
-    _check_store_exists(uri)
+    check_registry_exists(uri)
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
@@ -179,7 +179,7 @@ def _download_and_load(uri: str, folder_uri: str, num_threads: int) -> Reconvers
 
 
 def _download(uri: str, artifact_uri: str, destination: str) -> Path:
-    _check_store_exists(uri)
+    check_registry_exists(uri)
     import mlflow.artifacts
 
     try:
@@ -224,8 +224,15 @@ def _read_model(uri: str, directory: Path, num_threads: int) -> ReconversionMode
         raise ModelLoadError(f"{uri}: not a readable re-conversion model: {error}") from error
 
 
-def _check_store_exists(uri: str) -> None:
-    """Refuse to create an empty sqlite store as a side effect of loading."""
+def check_registry_exists(uri: str) -> None:
+    """Refuse to create an empty sqlite store as a side effect of reading the registry.
+
+    Args:
+        uri: what is being looked up (a model URI or a registered name), for the message.
+
+    Raises:
+        ModelLoadError: the registry is a local sqlite file that does not exist yet.
+    """
     database = sqlite_path(registry_uri())
     if database is not None and not database.exists():
         raise ModelLoadError(

@@ -20,6 +20,7 @@ from features.model_store import (
     LOCAL_VERSION,
     LoadedModel,
     ModelLoadError,
+    check_registry_exists,
     is_local_uri,
     load_model,
     local_path,
@@ -122,11 +123,9 @@ def directory_fingerprint(directory: Path) -> str:
 def _alias_version(uri: str, name: str, alias: str) -> str:
     from mlflow import MlflowClient
 
-    from features.tracking_store import registry_uri, sqlite_path, tracking_uri
+    from features.tracking_store import registry_uri, tracking_uri
 
-    database = sqlite_path(registry_uri())
-    if database is not None and not database.exists():
-        raise ModelLoadError(f"{uri}: no model registry at {database}")
+    check_registry_exists(uri)
     try:
         client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
         details: Any = client.get_model_version_by_alias(name, alias)

@@ -9,7 +9,13 @@ from typing import Annotated, Literal
 import typer
 from pydantic import ValidationError
 
-from features.cli import SnapshotOption, as_utc, checked_output, write_failed
+from features.cli import (
+    SnapshotOption,
+    as_utc,
+    checked_output,
+    horizon_days_option,
+    write_failed,
+)
 from features.config import ConfigError, setting_problems
 from features.model_store import ModelLoadError
 from features.problems import ContractError
@@ -44,10 +50,7 @@ def train(
         str | None,
         typer.Option("--target", help="Override the label: reconverted or won."),
     ] = None,
-    horizon_days: Annotated[
-        int | None,
-        typer.Option("--horizon-days", min=1, help="Override the label horizon in days."),
-    ] = None,
+    horizon_days: Annotated[int | None, horizon_days_option("Override the label horizon")] = None,
     tune_trials: Annotated[
         int,
         typer.Option(

@@ -36,19 +36,50 @@ def expected_calibration_error(labels: np.ndarray, probability: np.ndarray) -> f
     return float(np.sum(gaps * counts[filled]) / len(labels))
 
 
+def expected_found(labels: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Positives expected among the top ``k`` examples by score, for ``k = 1 .. n``.
+
+    Examples with equal scores are in no particular order, so a group of ties that the
+    cut splits contributes its positives in proportion to how many of its rows fall inside
+    the top: the value expected under random tie-breaking, whatever the input order.
+
+    Returns:
+        An array of ``n`` floats; entry ``k - 1`` is the expected count in the top ``k``.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    score = np.asarray(score, dtype=np.float64)
+    if len(labels) == 0:
+        return np.zeros(0)
+    order = np.argsort(-score, kind="stable")
+    starts, sizes = _tie_groups(score[order])
+    positives = np.add.reduceat(labels[order], starts)
+    found_before = np.cumsum(positives) - positives
+    group = np.repeat(np.arange(len(starts)), sizes)
+    inside = np.arange(1, len(labels) + 1) - starts[group]
+    return found_before[group] + positives[group] * inside / sizes[group]
+
+
+def _tie_groups(ranked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and size of each run of equal values (NaN equal to NaN) in a non-empty array."""
+    same = (ranked[1:] == ranked[:-1]) | (np.isnan(ranked[1:]) & np.isnan(ranked[:-1]))
+    starts = np.flatnonzero(np.concatenate([[True], ~same]))
+    sizes = np.diff(np.append(starts, len(ranked)))
+    return starts, sizes
+
+
 def top_share(labels: np.ndarray, score: np.ndarray, share: float) -> tuple[float, float]:
     """Lift and capture rate of the top ``share`` of examples by score.
 
     Returns:
         ``(lift, capture)``: the top's positive rate over the overall rate, and the
-        fraction of all positives found in the top. Ties keep the input order.
+        fraction of all positives found in the top. Ties at the cut count as broken at
+        random (``expected_found``), so a constant score captures exactly ``share``.
     """
-    total = float(labels.sum())
+    total = float(np.sum(labels))
     if len(labels) == 0 or total == 0:
         return math.nan, math.nan
     top = max(1, math.ceil(share * len(labels)))
-    order = np.argsort(-score, kind="stable")[:top]
-    found = float(labels[order].sum())
+    found = float(expected_found(labels, score)[top - 1])
     return (found / top) / (total / len(labels)), found / total
 
 
@@ -111,7 +142,13 @@ def improvement(model: dict[str, float], baseline: dict[str, float]) -> dict[str
 
 
 def summary_sentence(overall: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
-    """A plain-language sentence a marketer can read about the test window."""
+    """A plain-language sentence a marketer can read about the test window.
+
+    Without a single comeback there is nothing to find: the sentence says so (lift and
+    capture stay undefined) instead of printing ``nan%``.
+    """
+    if not overall["positive_rate"] > 0:
+        return no_comeback_sentence(int(overall["examples"]))
     capture = overall["capture_top_20"]
     lift = overall["lift_top_20"]
     rate = overall["positive_rate"]
@@ -123,6 +160,15 @@ def summary_sentence(overall: dict[str, float], baselines: dict[str, dict[str, f
     if points is not None:
         sentence += f"; the classic points score finds {points['capture_top_20']:.0%}"
     return sentence + "."
+
+
+def no_comeback_sentence(examples: int) -> str:
+    """The summary when no evaluated example came back within the horizon."""
+    noun = "example" if examples == 1 else "examples"
+    return (
+        f"None of the {examples:,} evaluated {noun} came back within the horizon, so there "
+        "is no comeback for a score to find: lift and capture are not measured."
+    )
 
 
 def json_ready(value: Any) -> Any:

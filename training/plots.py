@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from training.metrics import expected_found
+
 BINS = 10
 TOP_FEATURES = 20
 
@@ -49,7 +51,7 @@ def gains_chart(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
     share = np.arange(1, len(labels) + 1) / len(labels)
     gains.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
     for name, score in scores.items():
-        found = np.cumsum(labels[np.argsort(-score, kind="stable")]) / max(labels.sum(), 1)
+        found = expected_found(labels, score) / max(labels.sum(), 1)
         gains.plot(share, found, label=name)
         lift.plot(share, found / share, label=name)
     gains.set(

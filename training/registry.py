@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from features.config import FeatureConfig
 from features.dataset import ExampleSet, build_training_set
 from features.loading import Export
-from features.model_store import LoadedModel
+from features.model_store import LoadedModel, ModelLoadError, check_registry_exists
 from features.tracking_store import registry_uri, tracking_uri
 from training.config import PromotionConfig
 from training.metrics import LOWER_IS_BETTER, score_metrics
@@ -71,6 +71,19 @@ class GateDecision:
 def registry_client() -> MlflowClient:
     """A client for the configured tracking store and registry."""
     return MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
+
+
+def existing_registry_client(name: str) -> MlflowClient:
+    """A client of a registry that already exists: listing or moving aliases creates none.
+
+    Raises:
+        RegistryError: the registry is the embedded sqlite store and no model was trained yet.
+    """
+    try:
+        check_registry_exists(name)
+    except ModelLoadError as error:
+        raise RegistryError(str(error)) from error
+    return registry_client()
 
 
 def beats(metric: str, challenger: float, champion: float, margin: float) -> bool:
@@ -178,9 +191,9 @@ def promote(name: str, version: str, reason: str = "manual promotion") -> dict[s
     """Make ``version`` champion by hand (recorded on the version).
 
     Raises:
-        RegistryError: the version does not exist.
+        RegistryError: there is no registry, or the version does not exist.
     """
-    client = registry_client()
+    client = existing_registry_client(name)
     _require_version(client, name, version)
     return _move_champion(client, name, version, "manual", reason)
 
@@ -189,9 +202,10 @@ def rollback(name: str, reason: str = "rollback") -> dict[str, Any]:
     """Give the champion alias back to the version it replaced (recorded on both).
 
     Raises:
-        RegistryError: there is no champion, or no earlier champion was recorded.
+        RegistryError: there is no registry or no champion, or no earlier champion was
+            recorded.
     """
-    client = registry_client()
+    client = existing_registry_client(name)
     current = champion_version(client, name)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back")
@@ -265,8 +279,12 @@ def _actor() -> str:
 
 
 def list_versions(name: str) -> list[dict[str, Any]]:
-    """Every version with its aliases, run, headline test metrics and gate verdict."""
-    client = registry_client()
+    """Every version with its aliases, run, headline test metrics and gate verdict.
+
+    Raises:
+        RegistryError: there is no registry, or the name cannot be listed.
+    """
+    client = existing_registry_client(name)
     try:
         aliases = client.get_registered_model(name).aliases or {}
         versions = client.search_model_versions(f"name = '{name}'")

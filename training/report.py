@@ -29,7 +29,7 @@ from features.loading import Export
 from features.model_store import LoadedModel, load_model
 from features.predictor import ReconversionModel
 from training.config import TrainingConfig
-from training.metrics import HEADLINE_METRICS, metric_report, score_metrics
+from training.metrics import HEADLINE_METRICS, expected_found, metric_report, score_metrics
 from training.registry import PREVIOUS_CHAMPION_TAG, champion_version, registry_client
 from training.split import split_by_time
 
@@ -251,13 +251,17 @@ def compare_versions(labels: np.ndarray, probabilities: Mapping[str, np.ndarray]
 def calibration_table(labels: np.ndarray, probability: np.ndarray, bins: int = 10) -> pd.DataFrame:
     """Observed comeback rate against mean predicted probability in equal-count bins.
 
+    Equal probabilities always share a bin (the one of their middle rank), so the table
+    does not depend on the input order; bins are then only about equal in size.
+
     Returns:
         One row per bin (lowest scores first): ``examples``, ``mean_predicted``,
         ``observed_rate`` and ``gap`` (observed minus predicted).
     """
-    order = np.argsort(probability, kind="stable")
-    groups = np.empty(len(order), dtype=np.int64)
-    groups[order] = np.arange(len(order)) * bins // max(len(order), 1)
+    ranked = np.sort(probability)
+    lowest = np.searchsorted(ranked, probability, side="left")
+    highest = np.searchsorted(ranked, probability, side="right") - 1
+    groups = ((lowest + highest) / 2 * bins // max(len(probability), 1)).astype(np.int64)
     frame = pd.DataFrame({"bin": groups, "predicted": probability, "observed": labels})
     table = frame.groupby("bin").agg(
         examples=("observed", "size"),
@@ -273,6 +277,8 @@ def gains_table(
 ) -> pd.DataFrame:
     """Share of comebacks found and lift when contacting the top share of leads by each score.
 
+    Ties at a cut count as broken at random (``training.metrics.expected_found``).
+
     Returns:
         Indexed by the share contacted; columns ``<score> capture`` and ``<score> lift``.
     """
@@ -280,7 +286,7 @@ def gains_table(
     base_rate = total / max(len(labels), 1)
     columns: dict[str, list[float]] = {}
     for name, score in scores.items():
-        ranked = np.cumsum(labels[np.argsort(-np.asarray(score), kind="stable")])
+        ranked = expected_found(labels, score)
         tops = [max(1, int(np.ceil(share * len(labels)))) for share in shares]
         columns[f"{name} capture"] = [ranked[top - 1] / total for top in tops]
         columns[f"{name} lift"] = [ranked[top - 1] / top / base_rate for top in tops]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from typer.testing import Result
 
 TINY_TABLES: dict[str, str] = {
     "leads": """lead_id,created_at,lead_source,industry,employee_count,job_title,job_level,product_fit,email,first_name,crm_custom_score
@@ -45,3 +47,12 @@ def write_tiny_export(directory: Path, tables: dict[str, str] | None = None) -> 
 def tiny_export_dir(tmp_path: Path) -> Path:
     """The tiny export as CSV files in a fresh directory."""
     return write_tiny_export(tmp_path / "tiny")
+
+
+def assert_horizon_refused(result: Result, bound: str) -> None:
+    """The command line was refused (exit 2) naming --horizon-days and the bound, no dump."""
+    message = re.sub(r"[\s│╭╮╰╯─]+", " ", result.output)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--horizon-days'" in message
+    assert bound in message
+    assert "pydantic.dev" not in message

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from srl.cli import app
 from tests.disk_full import run_on_small_disk, srl_command
-from tests.features.conftest import TINY_TABLES, write_tiny_export
+from tests.features.conftest import TINY_TABLES, assert_horizon_refused, write_tiny_export
 
 runner = CliRunner()
 
@@ -47,6 +47,34 @@ def test_validate_json_summary_counts_censoring(tiny_export_dir: Path) -> None:
     assert document["valid"] is True
     assert (document["observed_rejections"], document["censored_rejections"]) == (2, 1)
     assert document["rejections_by_reason"] == {"timing": 2, "budget": 1}
+
+
+@pytest.mark.parametrize(
+    ("days", "bound"),
+    [
+        ("0", "greater than or equal to 1"),
+        ("-5", "greater than or equal to 1"),
+        ("5000", "less than or equal to 3650"),
+    ],
+)
+def test_validate_refuses_an_out_of_range_horizon_as_a_usage_error(
+    tiny_export_dir: Path, days: str, bound: str
+) -> None:
+    # Given a horizon outside the range the feature config accepts
+    # When validate is given it
+    result = runner.invoke(
+        app, ["validate", "--data", str(tiny_export_dir), "--horizon-days", days]
+    )
+    # Then the command line is refused, naming the option and the bound
+    assert_horizon_refused(result, bound)
+
+
+def test_validate_help_states_the_horizon_range() -> None:
+    # When the help of validate is shown
+    result = runner.invoke(app, ["validate", "--help"])
+    # Then it states the range the feature config accepts
+    assert result.exit_code == 0, result.output
+    assert "1 to 3650 days" in re.sub(r"[\s│]+", " ", result.output)
 
 
 def test_generate_then_validate_both_formats(tmp_path: Path) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from features.config import FeatureConfig
 from features.dataset import build_training_set, uncensored
 from features.loading import Export, load_export
+from tests.features.conftest import TINY_TABLES, write_tiny_export
 
 DAY = np.timedelta64(1, "D")
 
@@ -67,6 +70,61 @@ def test_won_target_censors_windows_with_only_open_opportunities(small_export: E
     np.testing.assert_array_equal(labels.target[~labels.censored], labels.won[~labels.censored])
 
 
+def won_labels_of_r1(export: Export) -> dict[str, float]:
+    """Labels of the tiny export's R1 at rejection (180-day horizon, ``won`` target)."""
+    examples = build_training_set(export, FeatureConfig(horizon_days=180, target="won"))
+    assert examples.labels is not None
+    keys = examples.keys
+    (row,) = np.flatnonzero((keys["rejection_id"] == "R1") & (keys["offset_days"] == 0))
+    labels = examples.labels
+    return {
+        "reconverted": labels.reconverted[row],
+        "won": labels.won[row],
+        "censored": labels.censored[row],
+    }
+
+
+def tiny_export_with_o1_closing(tmp_path: Path, status: str, closed_at: str) -> Path:
+    """The tiny export whose O1 (created 2024-08-01, 122 days after R1) closes so."""
+    header = TINY_TABLES["opportunities"].splitlines()[0]
+    row = f"O1,L1,2024-08-01T00:00:00Z,{closed_at},{status},5000"
+    tables = {**TINY_TABLES, "opportunities": f"{header}\n{row}\n"}
+    return write_tiny_export(tmp_path / "closing", tables)
+
+
+def test_a_close_after_a_backtest_snapshot_has_not_happened_yet(tmp_path: Path) -> None:
+    # Given R1 (rejected 2024-04-01, 180-day horizon to 2024-09-28) and O1 in its window,
+    # won on 2024-10-01
+    directory = tiny_export_with_o1_closing(tmp_path, "won", "2024-10-01T00:00:00Z")
+    # When labelling at a backtest snapshot two days before the win, then at the export's end
+    backtest = won_labels_of_r1(
+        load_export(directory, snapshot_at=pd.Timestamp("2024-09-30", tz="UTC"))
+    )
+    at_export_end = won_labels_of_r1(load_export(directory))
+    # Then at the backtest O1 is still open: R1 reconverted, but won is unknown (censored)
+    assert backtest["reconverted"] == 1.0
+    assert np.isnan(backtest["won"])
+    assert backtest["censored"]
+    # And once the win is dated before the snapshot, it counts
+    assert at_export_end == {"reconverted": 1.0, "won": 1.0, "censored": False}
+
+
+@pytest.mark.parametrize("status", ["won", "lost"])
+def test_a_close_dated_after_the_export_snapshot_leaves_won_unknown(
+    tmp_path: Path, status: str
+) -> None:
+    # Given O1 closing a month after the tiny export's snapshot (2025-05-01)
+    directory = tiny_export_with_o1_closing(tmp_path, status, "2025-06-01T00:00:00Z")
+    # When labelling with the default snapshot
+    export = load_export(directory)
+    labels = won_labels_of_r1(export)
+    # Then the loader's note holds: the close has not happened, so won is neither 1 nor 0
+    assert any("close after the snapshot" in warning for warning in export.warnings)
+    assert labels["reconverted"] == 1.0
+    assert np.isnan(labels["won"])
+    assert labels["censored"]
+
+
 def test_rescoring_examples_exist_only_while_the_rejection_is_open(small_export: Export) -> None:
     examples = build_training_set(small_export, FeatureConfig())
     later = examples.keys.loc[examples.keys["offset_days"] > 0]
@@ -78,8 +136,6 @@ def test_rescoring_examples_exist_only_while_the_rejection_is_open(small_export:
 
 
 def test_rejections_at_the_same_moment_are_neither_earlier_nor_later(tmp_path: Path) -> None:
-    from tests.features.conftest import TINY_TABLES, write_tiny_export
-
     rejections = TINY_TABLES["rejections"] + "R0,L1,2024-04-01T00:00:00Z,sql,timing,,,\n"
     directory = write_tiny_export(tmp_path / "ties", {**TINY_TABLES, "rejections": rejections})
     examples = build_training_set(load_export(directory), FeatureConfig(horizon_days=180))
@@ -91,8 +147,6 @@ def test_rejections_at_the_same_moment_are_neither_earlier_nor_later(tmp_path: P
 
 
 def test_a_later_rejection_closes_both_of_two_tied_rejections(tmp_path: Path) -> None:
-    from tests.features.conftest import TINY_TABLES, write_tiny_export
-
     # Given R0 and R1 of lead L1 at the same moment, and R4 of L1 two months later
     rejections = TINY_TABLES["rejections"] + (
         "R0,L1,2024-04-01T00:00:00Z,sql,timing,,,\nR4,L1,2024-06-01T00:00:00Z,sql,timing,,,\n"
@@ -109,7 +163,6 @@ def test_a_later_rejection_closes_both_of_two_tied_rejections(tmp_path: Path) ->
 def test_rows_of_a_set_aside_lead_never_join_another_lead(tmp_path: Path) -> None:
     from features.examples import open_rejection_examples
     from features.history import history_from_export
-    from tests.features.conftest import TINY_TABLES, write_tiny_export
 
     leads = TINY_TABLES["leads"].replace("2024-02-01T00:00:00+02:00", "garbled")
     directory = write_tiny_export(tmp_path / "aside", {**TINY_TABLES, "leads": leads})

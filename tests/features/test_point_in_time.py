@@ -14,7 +14,7 @@ from features.dataset import ExampleSet, build_training_set
 from features.engine import FeatureTable, compute_features
 from features.examples import Examples
 from features.history import history_from_export
-from features.labels import label_examples
+from features.labels import Labels, label_examples
 from features.loading import Export, build_export
 
 CONFIG = FeatureConfig()
@@ -198,6 +198,52 @@ def test_labels_never_use_rows_at_or_before_as_of(
         again = label_examples(reduced_history, one, CONFIG, snapshot)
         np.testing.assert_equal(again.reconverted[0], labels.reconverted[index])
         np.testing.assert_equal(again.won[0], labels.won[index])
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(days_back=st.integers(100, 400), seed=st.integers(0, 2**32 - 1), delete=st.booleans())
+def test_labels_ignore_every_row_and_close_after_the_snapshot(
+    small_export: Export, days_back: int, seed: int, delete: bool
+) -> None:
+    # Given a backtest snapshot and leads with opportunities that close after it
+    rng = np.random.default_rng(seed)
+    snapshot = small_export.snapshot_at - pd.Timedelta(days=days_back)
+    tables = sub_export(small_export, leads_closing_after(small_export, snapshot, rng))
+    # When every row and every close dated after the snapshot is deleted or scrambled
+    scrambled = scramble_future(tables, snapshot, rng, delete)
+    before_keys, before = won_labels_at(tables, snapshot)
+    after_keys, after = won_labels_at(scrambled, snapshot)
+    # Then every example keeps its labels (reconverted and won) and its censoring
+    pd.testing.assert_frame_equal(before_keys, after_keys)
+    for name in Labels.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(before, name), getattr(after, name), err_msg=name)
+
+
+def leads_closing_after(
+    export: Export, snapshot: pd.Timestamp, rng: np.random.Generator
+) -> list[str]:
+    """Some leads with an opportunity open at ``snapshot`` that closes later, and others."""
+    opportunities = export.opportunities
+    closes_later = (opportunities["created_at"] <= snapshot) & (
+        opportunities["closed_at"] > snapshot
+    )
+    closing = opportunities.loc[closes_later, "lead_id"].unique()
+    others = export.leads["lead_id"].to_numpy()
+    return [*rng.choice(closing, 15, replace=False), *rng.choice(others, 15)]
+
+
+def won_labels_at(
+    tables: dict[str, pd.DataFrame], snapshot: pd.Timestamp
+) -> tuple[pd.DataFrame, Labels]:
+    """Keys and labels (``won`` target) of every training example at the ``snapshot``."""
+    export = build_export(tables, snapshot_at=snapshot)
+    examples = build_training_set(export, FeatureConfig(target="won"))
+    assert examples.labels is not None
+    return examples.keys[["rejection_id", "as_of"]], examples.labels
 
 
 def _examples_of(training_set: ExampleSet, history: object) -> Examples:

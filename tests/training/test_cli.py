@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from srl.cli import app
+from tests.features.conftest import assert_horizon_refused
 
 pytestmark = pytest.mark.slow
 
@@ -161,3 +162,41 @@ def test_train_names_a_config_file_it_cannot_use(
     assert isinstance(result.exception, SystemExit)
     assert f"{config}: " in result.output
     assert reason in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["models"], ["models", "--json"], ["promote", "1"], ["rollback"], ["evaluate"]],
+)
+def test_registry_commands_refuse_a_missing_registry_and_create_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # Given a fresh folder and no tracking store configured (the embedded store is the default)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    if command == ["evaluate"]:
+        command = ["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "p.csv")]
+    # When a command reads or moves the registry
+    result = runner.invoke(app, command)
+    # Then it refuses as evaluate does, and leaves no empty store behind
+    assert result.exit_code == 1, result.output
+    assert "no model registry at" in result.output
+    assert "train a model first or set MLFLOW_TRACKING_URI" in result.output
+    assert not (tmp_path / ".srl").exists()
+
+
+@pytest.mark.parametrize(
+    ("days", "bound"),
+    [("0", "greater than or equal to 1"), ("5000", "less than or equal to 3650")],
+)
+def test_train_refuses_an_out_of_range_horizon_as_a_usage_error(
+    tmp_path: Path, days: str, bound: str
+) -> None:
+    # Given a horizon outside the range the feature config accepts
+    # When train is given it
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--horizon-days", days])
+    # Then the command line is refused before any work, naming the option and the bound
+    assert_horizon_refused(result, bound)
+    help_text = runner.invoke(app, ["train", "--help"]).output
+    assert "1 to 3650 days" in re.sub(r"[\s│]+", " ", help_text)

@@ -10,6 +10,7 @@ import pytest
 
 from training.metrics import (
     expected_calibration_error,
+    expected_found,
     flatten,
     improvement,
     json_ready,
@@ -44,6 +45,59 @@ def test_lift_and_capture_of_the_top_share() -> None:
 
     assert capture == pytest.approx(2 / 3)
     assert lift == pytest.approx(1.0 / 0.3)
+
+
+def test_a_constant_score_captures_exactly_its_share_whatever_the_row_order() -> None:
+    # Given a constant score (the points_qualified baseline: all zeros) and labels sorted so
+    # that every comeback comes first, as an export ordered by lead can be
+    labels = np.array([1.0] * 30 + [0.0] * 70)
+    constant = np.zeros(100)
+    # When the top 10% and 20% are measured
+    metrics = score_metrics(labels, constant)
+    # Then the score finds exactly its share of the comebacks: it ranks no one above another
+    assert metrics["capture_top_10"] == pytest.approx(0.1)
+    assert metrics["capture_top_20"] == pytest.approx(0.2)
+    assert metrics["lift_top_10"] == pytest.approx(1.0)
+    assert metrics["lift_top_20"] == pytest.approx(1.0)
+
+
+def test_ties_split_by_the_cut_count_in_proportion_to_the_rows_inside() -> None:
+    # Given one clear top example and four tied examples holding two comebacks
+    labels = np.array([0.0, 1.0, 0.0, 1.0, 0.0])
+    score = np.array([0.9, 0.5, 0.5, 0.5, 0.5])
+    # When the top 2, 3, ... are counted
+    found = expected_found(labels, score)
+    # Then the tied group adds half a comeback per row taken from it
+    np.testing.assert_allclose(found, [0.0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_ranking_metrics_do_not_depend_on_the_row_order() -> None:
+    # Given a score with many ties (plateaus, as isotonic calibration makes)
+    rng = np.random.default_rng(3)
+    score = rng.integers(0, 4, 500) / 4
+    labels = (rng.uniform(size=500) < score).astype(float)
+    # When the rows are listed comebacks first, then comebacks last, then shuffled
+    first, last = np.argsort(-labels, kind="stable"), np.argsort(labels, kind="stable")
+    shuffled = rng.permutation(500)
+    before = score_metrics(labels[first], score[first])
+    after = score_metrics(labels[last], score[last])
+    again = score_metrics(labels[shuffled], score[shuffled])
+    # Then every metric is the same
+    assert before == pytest.approx(after)
+    assert before == pytest.approx(again)
+
+
+def test_without_ties_the_top_share_counts_the_top_rows() -> None:
+    # Given distinct scores
+    rng = np.random.default_rng(4)
+    score = rng.permutation(200) / 200
+    labels = (rng.uniform(size=200) < score).astype(float)
+    # When the top 20% is measured
+    lift, capture = top_share(labels, score, 0.2)
+    # Then it is the share of comebacks among the 40 highest scores
+    top = np.argsort(-score)[:40]
+    assert capture == pytest.approx(labels[top].sum() / labels.sum())
+    assert lift == pytest.approx(labels[top].mean() / labels.mean())
 
 
 def test_every_metric_is_computed_and_single_class_segments_have_no_auc() -> None:
@@ -108,3 +162,17 @@ def test_the_summary_reads_like_a_sentence() -> None:
         "Scoring the top 20% of rejected leads finds 55% of the comebacks (2.8x the average "
         "rate of 12.0%); the classic points score finds 30%."
     )
+
+
+def test_the_summary_says_when_there_is_no_comeback_to_find() -> None:
+    # Given the metrics of examples none of which came back
+    overall = score_metrics(np.zeros(12), np.linspace(0.1, 0.6, 12))
+    # When the summary is written
+    sentence = summary_sentence(overall, {"points_score": {"capture_top_20": math.nan}})
+    # Then it says there is no comeback, with no nan, and the metrics stay undefined
+    assert sentence == (
+        "None of the 12 evaluated examples came back within the horizon, so there is no "
+        "comeback for a score to find: lift and capture are not measured."
+    )
+    assert "nan" not in sentence
+    assert json_ready(overall)["capture_top_20"] is None

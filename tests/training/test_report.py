@@ -40,6 +40,23 @@ def test_gains_table_captures_and_lifts() -> None:
     assert table.loc[0.5, "reverse capture"] == 0.0
 
 
+def test_gains_and_calibration_tables_do_not_depend_on_the_row_order() -> None:
+    # Given a score of two plateaus, comebacks listed first
+    labels = np.array([1.0] * 4 + [0.0] * 6)
+    score = np.array([0.5] * 6 + [0.2] * 4)
+    reverse = np.arange(10)[::-1]
+    # When the tables are built from the rows as given and reversed
+    gains = report.gains_table(labels, {"s": score}, shares=(0.2, 0.5))
+    gains_reversed = report.gains_table(labels[reverse], {"s": score[reverse]}, shares=(0.2, 0.5))
+    calibration = report.calibration_table(labels, score, bins=2)
+    calibration_reversed = report.calibration_table(labels[reverse], score[reverse], bins=2)
+    # Then the ties count as broken at random, and tied scores share one calibration bin
+    pd.testing.assert_frame_equal(gains, gains_reversed)
+    assert gains.loc[0.2, "s capture"] == pytest.approx(2 / 6)  # 2 of the 6 tied rows
+    pd.testing.assert_frame_equal(calibration, calibration_reversed)
+    assert calibration["examples"].tolist() == [4, 6]
+
+
 def test_segment_table_per_reason_and_offset() -> None:
     keys = pd.DataFrame(
         {"reason_code": ["budget"] * 5 + ["timing"] * 5, "offset_days": [0, 30] * 5}
