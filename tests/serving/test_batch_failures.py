@@ -162,21 +162,23 @@ def test_a_full_disk_stops_the_job_cleanly_and_keeps_the_last_run(
 def test_rejects_that_cannot_be_written_publish_nothing(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    # Given an export whose every activity row is rejected: its rejects file (7.7 MB) is
-    # larger than anything else the job writes (the routed activities, 5.9 MB)
+    # Given an export whose every activity row is rejected, so that its rejects file is
+    # larger than anything else the job writes (the routed activities are next); its size
+    # is measured on a free disk first
     data = copy_as_csv(small_export_dir, tmp_path / "export")
     activities = pd.read_csv(data / "activities.csv", dtype=str)
     activities["activity_type"] = ""
     activities.to_csv(data / "activities.csv", index=False)
+    options = ["--model", str(model_dir), "--workers", "1", "--chunk-leads", "700"]
+    free = tmp_path / "free" / "scores.parquet"
+    free_run = srl_command("score", "--data", str(data), "--out", str(free), *options)
+    assert run_on_small_disk(free_run, max_file_bytes=2**40).returncode == 3
     out = tmp_path / "out" / "scores.parquet"
     _previous_run(out)
-    command = srl_command("score", "--data", str(data), "--out", str(out))
+    command = srl_command("score", "--data", str(data), "--out", str(out), *options)
 
     # When the disk fills up as the rejects file is written (after the output)
-    result = run_on_small_disk(
-        [*command, "--model", str(model_dir), "--workers", "1", "--chunk-leads", "700"],
-        max_file_bytes=7_000_000,
-    )
+    result = run_on_small_disk(command, max_file_bytes=_rejects(free).stat().st_size - 1)
 
     # Then nothing is published: the last run's output and rejects stay, and the summary
     # names the rejects file
