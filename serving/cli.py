@@ -178,6 +178,7 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
         GuardedHttpToolsProtocol,
         header_timeout=settings.header_timeout_seconds,
         max_header_bytes=settings.max_header_bytes,
+        max_connections=settings.max_connections,
     )
     uvicorn.run(
         "serving.app:create_app",

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with the two bounds it lacks: time and size of request headers.
+"""uvicorn's httptools protocol with the bounds it lacks: header time and size, connections.
 
 uvicorn has no timeout for request headers that never finish: its keep-alive timeout covers
 the idle time between requests and every byte received resets it, so a client that sends a
@@ -22,8 +22,15 @@ request once its headers are complete.
   request nor completed its headers. Either past the limit refuses, so a single header that
   never ends is refused at most one read (about 256 KB) past the limit.
 
-Both answers carry the API's JSON error body and close the connection. ``srl serve`` runs
-uvicorn with this protocol (``serving.cli``).
+- **Connections.** A worker serves at most ``max_connections`` open connections. One opened
+  beyond them (while that many are open) answers its first request ``503``
+  (``server_busy``, ``Retry-After: 1``) and is closed; the connections already open are
+  untouched. Each connection may hold a body of up to ``SRL_MAX_BODY_BYTES``, so this also
+  bounds a worker's memory. (uvicorn's own ``limit_concurrency`` answers 503 to the
+  requests of *every* connection while too many are open, and keeps them all open.)
+
+Every answer carries the API's JSON error body and closes the connection. ``srl serve``
+runs uvicorn with this protocol (``serving.cli``).
 """
 
 from __future__ import annotations
@@ -39,7 +46,11 @@ from serving.errors import error_body
 
 logger = logging.getLogger(__name__)
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 
 class _HeadersRefusedError(Exception):
@@ -87,12 +98,21 @@ _WATCHES: WeakKeyDictionary[object, _HeaderWatch] = WeakKeyDictionary()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a time and a size limit on request headers."""
+    """uvicorn's httptools protocol with limits on request headers and open connections."""
 
-    def __init__(self, *args: Any, header_timeout: float, max_header_bytes: int, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        header_timeout: float,
+        max_header_bytes: int,
+        max_connections: int,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self.max_header_bytes = max_header_bytes
+        self.max_connections = max_connections
+        self.over_capacity = False
         self.headers_due = 0.0
         self._reported_bytes = 0
         self._received_bytes = 0
@@ -108,8 +128,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # Connection life
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the clock: the first request must arrive within the header timeout."""
-        super().connection_made(transport)
+        """Start the clock: the first request must arrive within the header timeout.
+
+        A connection opened while ``max_connections`` others are open is marked over
+        capacity: its first request is refused (``on_message_begin``).
+        """
+        super().connection_made(transport)  # adds this connection to the server's
+        self.over_capacity = len(self.connections) > self.max_connections
         self._wait_for_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -133,7 +158,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # Parser callbacks
     def on_message_begin(self) -> None:
-        """A request's first byte: its headers are due within the header timeout."""
+        """A request's first byte: its headers are due within the header timeout.
+
+        On a connection over capacity, the request is refused here, before its headers.
+        """
+        if self.over_capacity:
+            self._refuse_connection()
+            raise _HeadersRefusedError  # uvicorn stops parsing and calls send_400_response
         super().on_message_begin()
         self._headers_pending = self._began_in_this_read = True
         self._reported_bytes = self._received_bytes = 0
@@ -190,6 +221,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal = (431, "headers_too_large", message)
         logger.warning("request refused", extra={"status": 431, "error": "headers_too_large"})
 
+    def _refuse_connection(self) -> None:
+        message = (
+            f"this worker already serves {self.max_connections} connections; "
+            "retry on a new connection"
+        )
+        self._refusal = (503, "server_busy", message)
+        logger.warning("request refused", extra={"status": 503, "error": "server_busy"})
+
     def _answer_refusal(self) -> None:
         assert self._refusal is not None
         self._answer(*self._refusal)
@@ -208,6 +247,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         body = error_body(code, message, request_id=None)  # before any request id exists
         head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        if status == 503:
+            head += b"retry-after: 1\r\n"
         head += b"connection: close\r\n\r\n"
         self.transport.write(head + body)
         self.transport.close()

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         header_timeout_seconds: time a request's headers (and a new connection's first
             request) may take to arrive under ``srl serve`` (``serving.http_protocol``).
         max_header_bytes: largest request line and headers accepted under ``srl serve``.
+        max_connections: open connections one ``srl serve`` worker serves; a connection
+            beyond them gets a 503 to its first request and is closed.
         reasons_default: reasons per lead when the request does not say.
         reload_interval_seconds: how often to check whether the model source moved (0: never).
         retry_interval_seconds: how often to retry while no model could be loaded.
@@ -57,6 +59,7 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_connections: int = Field(default=256, ge=1, le=1_000_000)
     reasons_default: int = Field(default=3, ge=0, le=50)
     reload_interval_seconds: float = Field(default=0.0, ge=0)
     retry_interval_seconds: float = Field(default=5.0, gt=0)

@@ -146,3 +146,66 @@ def test_ordinary_requests_are_untouched(server: int) -> None:
     answer = _until_closed(batch)
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert len(orjson.loads(answer.partition(b"\r\n\r\n")[2])["results"]) == 20
+
+
+MAX_CONNECTIONS = 3
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def small_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("connections") / "serve.log"
+    environment = {
+        "SRL_PORT": str(port),
+        "SRL_MODEL_URI": str(model_dir),
+        "SRL_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    }
+    with running([SRL, "serve"], f"http://127.0.0.1:{port}/readyz", log, environment):
+        yield port
+
+
+def _served(port: int) -> socket.socket:
+    """A new keep-alive connection that has had one request answered 200."""
+    connection = _connect(port)
+    connection.sendall(HEALTH)
+    assert _one_answer(connection).startswith(b"HTTP/1.1 200 ")
+    return connection
+
+
+@pytest.mark.slow
+def test_a_connection_beyond_the_limit_gets_a_503_and_the_others_stay_served(
+    small_server: int,
+) -> None:
+    # Given a worker that already serves as many connections as it may
+    served = [_served(small_server) for _ in range(MAX_CONNECTIONS)]
+
+    # When one more connection asks
+    extra = _connect(small_server)
+    extra.sendall(HEALTH)
+    answer = _until_closed(extra)
+
+    # Then it gets a JSON 503 that says to retry, and is closed
+    status, error = _error(answer)
+    assert status == b"HTTP/1.1 503 Service Unavailable"
+    assert error["code"] == "server_busy"
+    assert b"retry-after: 1" in answer.partition(b"\r\n\r\n")[0].lower()
+    # while the connections already open are served as before
+    for connection in served:
+        connection.sendall(HEALTH)
+        assert _one_answer(connection).startswith(b"HTTP/1.1 200 ")
+
+    # And once one of them closes, a new connection is served again
+    served.pop().close()
+    deadline = time.monotonic() + 5
+    while True:
+        retry = _connect(small_server)
+        retry.sendall(HEALTH)
+        first = _one_answer(retry)
+        if first.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
+            break
+        retry.close()  # the server may not have seen the close yet
+        time.sleep(0.05)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    for connection in [*served, retry]:
+        connection.close()
