@@ -23,18 +23,22 @@ HEADER_TIMEOUT = 1.0
 MAX_HEADER_BYTES = 4096
 
 
+def _serving(model_dir: Path, log_dir: Path, settings: dict[str, str]) -> Iterator[int]:
+    """A real ``srl serve`` of ``model_dir`` with these ``SRL_*`` settings; yields its port."""
+    port = free_port()
+    environment = {"SRL_PORT": str(port), "SRL_MODEL_URI": str(model_dir), **settings}
+    url = f"http://127.0.0.1:{port}/readyz"
+    with running([SRL, "serve"], url, log_dir / "serve.log", environment):
+        yield port
+
+
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("headers") / "serve.log"
-    environment = {
-        "SRL_PORT": str(port),
-        "SRL_MODEL_URI": str(model_dir),
+    settings = {
         "SRL_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
         "SRL_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
     }
-    with running([SRL, "serve"], f"http://127.0.0.1:{port}/readyz", log, environment):
-        yield port
+    yield from _serving(model_dir, tmp_path_factory.mktemp("headers"), settings)
 
 
 def _connect(port: int) -> socket.socket:
@@ -154,15 +158,8 @@ HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 @pytest.fixture(scope="module")
 def small_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("connections") / "serve.log"
-    environment = {
-        "SRL_PORT": str(port),
-        "SRL_MODEL_URI": str(model_dir),
-        "SRL_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
-    }
-    with running([SRL, "serve"], f"http://127.0.0.1:{port}/readyz", log, environment):
-        yield port
+    settings = {"SRL_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    yield from _serving(model_dir, tmp_path_factory.mktemp("connections"), settings)
 
 
 def _served(port: int) -> socket.socket:
