@@ -23,6 +23,9 @@ from features.history import (
     History,
     Rejections,
 )
+from features.timestamps import CLOCK_SKEW_ALLOWED
+
+SKEW_MINUTES = CLOCK_SKEW_ALLOWED.seconds // 60
 
 
 def feature_specs(config: FeatureConfig) -> list[FeatureSpec]:
@@ -97,9 +100,14 @@ def contract_markdown() -> str:
         "refused, never skipped as absent. A required table needs at least one row (the batch",
         "job checks this before it reads anything else). Timestamps are ISO 8601 (`YYYY-MM-DD`,",
         "optionally `THH:MM[:SS[.fraction]]`, optionally `Z` or an offset `±HH[:]MM` up to",
-        "23:59); no offset means UTC; offsets are converted to UTC; fractions past microseconds",
-        "are cut; the span is pandas' nanosecond range, 1677-09-21T00:12:43.145225Z to",
-        "2262-04-11T23:47:16.854775Z. Category values are matched case-insensitively after",
+        "23:59); no offset means UTC; offsets are converted to UTC; a fraction past microseconds",
+        "rounds up to the next microsecond (an event a fraction after a scoring moment stays",
+        "after it); the span is pandas' nanosecond range, 1677-09-21T00:12:43.145225Z to",
+        "2262-04-11T23:47:16.854775Z. An event time in a file (`created_at` of leads and",
+        "opportunities, `occurred_at`, `rejected_at`, `changed_at`) more than",
+        f"{SKEW_MINUTES} minutes after the loading machine's clock has not happened yet and is",
+        "a problem of its row: the export ends at its latest event. Category values are",
+        "matched case-insensitively after",
         "trimming; a blank one is missing (refused where required, in files as in the API).",
         f"Identifiers (`*_id`) hold 1 to {MAX_ID_LENGTH} characters and free text at",
         f"most {MAX_TEXT_LENGTH:,}: the loader sets longer (or empty identifier) values aside",

@@ -9,11 +9,18 @@ import numpy as np
 import pandas as pd
 
 from features.cell_descriptions import describe_cell
-from features.contract import ACTIVITIES, OTHER_ACTIVITY, Column, Kind, Table
+from features.contract import ACTIVITIES, EVENT_TIME_COLUMN, OTHER_ACTIVITY, Column, Kind, Table
 from features.numbers import numbers_from_text
 from features.problems import Problem
 from features.text import TEXT, texts_of
-from features.timestamps import SPAN, TIMESTAMP_DTYPE, outside_span, parse_timestamps
+from features.timestamps import (
+    CLOCK_SKEW_ALLOWED,
+    SPAN,
+    TIMESTAMP_DTYPE,
+    latest_believable_time,
+    outside_span,
+    parse_timestamps,
+)
 
 
 @dataclass
@@ -98,7 +105,31 @@ def check_table(table: Table, raw: pd.DataFrame | None, file: str) -> TableCheck
     for column in table.columns:
         check.typed[column.name] = _coerce_column(check, column)
     _check_primary_key(check)
+    _check_event_times_have_happened(check)
     return check
+
+
+#: Why an event dated ahead of this machine's clock is refused.
+FUTURE_EVENT = (
+    f"dated in the future (after this machine's clock plus {CLOCK_SKEW_ALLOWED.seconds // 60} "
+    "minutes): the export ends at its latest event, so one such row would count every "
+    "outcome not yet known as a negative"
+)
+
+
+def _check_event_times_have_happened(check: TableCheck) -> None:
+    """Flag rows whose event time lies in the future (``CLOCK_SKEW_ALLOWED`` aside).
+
+    Such a row has not happened yet; most often its year is mistyped. The export's end (the
+    snapshot) is its latest event time, and taken from such a row it would close every
+    censored example's horizon. Only the event time is checked: an opportunity's planned
+    ``closed_at`` may lie ahead.
+    """
+    column = EVENT_TIME_COLUMN[check.table.name]
+    times = check.typed.get(column)
+    if times is None or times.empty:
+        return
+    check.flag((times > latest_believable_time()).to_numpy(), column, FUTURE_EVENT)
 
 
 def empty_table_problem(table: Table, rows: int, file: str) -> Problem | None:

@@ -33,6 +33,7 @@ from features.csv_fields import first_long_record
 from features.problems import ContractError, Problem, shorten
 from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import TEXT, text_of
+from features.timestamps import latest_believable_time
 from features.utf8 import require_utf8
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,13 @@ class Export:
         return self.tables["consent"]
 
 
+#: Why a snapshot ahead of this machine's clock is refused.
+SNAPSHOT_AHEAD = (
+    "is in the future: outcomes that nobody can have seen yet would count as negatives; "
+    "the export's end is at the latest now"
+)
+
+
 def load_export(
     directory: str | Path,
     *,
@@ -133,7 +141,9 @@ def load_export(
         lenient: set rows with row-level problems aside (see ``Export.rejected_rows``)
             instead of failing; structural problems (a missing file or column, an
             unreadable file) still fail.
-        snapshot_at: the export's end; defaults to the latest event time in the data.
+        snapshot_at: the export's end; defaults to the latest event time in the data. A
+            moment ahead of this machine's clock is refused, as is a row dated there
+            (``features.timestamps.CLOCK_SKEW_ALLOWED``).
 
     Returns:
         The typed export.
@@ -142,8 +152,11 @@ def load_export(
         ContractError: listing every problem found.
     """
     root = Path(directory)
+    if snapshot_at is not None and snapshot_at > latest_believable_time():
+        message = f"{snapshot_at.isoformat()} {SNAPSHOT_AHEAD}"
+        raise ContractError([Problem("snapshot_at", message)])
     if not root.is_dir():
-        raise ContractError([Problem(str(root), "export directory does not exist")])
+        raise ContractError([Problem(str(root), _not_a_directory(root))])
     files, problems, absent = locate_table_files(root)
     raw = _read_files(files, problems)
     if problems:
@@ -153,6 +166,13 @@ def load_export(
         logger.warning(warning)
         export.warnings.append(warning)
     return export
+
+
+def _not_a_directory(path: Path) -> str:
+    """Why ``path`` is not an export directory."""
+    if path.is_file():
+        return "is a file, not an export directory (pass the directory that holds the tables)"
+    return "export directory does not exist"
 
 
 def build_export(
@@ -186,7 +206,6 @@ def build_export(
     rejected = [row for check in checks.values() for row in _rejected_rows(check)]
     tables = {name: check.clean_frame() for name, check in checks.items()}
     warnings = [w for check in checks.values() for w in check.warnings]
-    warnings += _future_timestamps(tables)
     snapshot = snapshot_at
     if snapshot is None:  # a snapshot the caller chose needs no note on later closes
         snapshot = latest_timestamp(tables)
@@ -221,26 +240,6 @@ def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     if not latest:
         raise ContractError([Problem("export", "no timestamps found in any table")])
     return max(latest)
-
-
-def _future_timestamps(tables: Mapping[str, pd.DataFrame]) -> list[str]:
-    """Warnings for tables whose latest timestamp lies after now: the snapshot would be wrong.
-
-    The snapshot (the export's end) is the latest event time anywhere, and censoring is
-    measured against it; one mistyped year would silently turn unknown outcomes into
-    negatives. Pass the snapshot explicitly (``--snapshot-at``) when this warning appears.
-    """
-    now = pd.Timestamp.now(tz="UTC")
-    found = []
-    for name, frame in tables.items():
-        column = EVENT_TIME_COLUMN[name]
-        if column in frame and not frame.empty and frame[column].max() > now:
-            found.append(
-                f"{name}: {int((frame[column] > now).sum())} rows dated after now "
-                f"(latest {frame[column].max().isoformat()}); the snapshot defaults to the "
-                "latest event time, so set it explicitly"
-            )
-    return found
 
 
 def _closes_after(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from pydantic import (
@@ -42,7 +42,13 @@ from features.contract import (
 )
 from features.numbers import number_from_text
 from features.text import text_of
-from features.timestamps import ISO_TIMESTAMP_PATTERN, NOT_ISO, iso_moment, parse_timestamp
+from features.timestamps import (
+    CLOCK_SKEW_ALLOWED,
+    ISO_TIMESTAMP_PATTERN,
+    NOT_ISO,
+    iso_moment,
+    parse_timestamp,
+)
 
 TIMESTAMP_ERROR = "timestamp_format"
 CONFLICT_ERROR = "conflict"
@@ -400,12 +406,6 @@ class ConsentRecord(_Record):
 
 MAX_ROWS_PER_LEAD = 5000
 
-#: Without ``as_of`` a request is scored now, never before its rejection: a rejection up to
-#: this much after the server's clock (a sender's clock running ahead, a webhook fired as
-#: the rep rejects) is scored at its own moment; one further ahead is refused, since rows
-#: dated up to that future moment would count as known.
-CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
-
 
 def _conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
     """An error at ``location`` (within the request) for a value that contradicts another.
@@ -456,6 +456,9 @@ class ScoreRequest(BaseModel):
                     yield _conflict((field_name, index, "lead_id"), "does not match lead.lead_id")
         if self.as_of is not None and self.as_of < self.rejection.rejected_at:
             yield _conflict(("as_of",), "is before rejection.rejected_at")
+        # Without as_of a request is scored now, never before its rejection: a rejection a
+        # little ahead of the server's clock is scored at its own moment; one further ahead
+        # is refused, since rows dated up to that future moment would count as known.
         if (
             self.as_of is None
             and self.rejection.rejected_at > datetime.now(UTC) + CLOCK_SKEW_ALLOWED

@@ -41,6 +41,16 @@ TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 EARLIEST = pd.Timestamp.min.ceil("us").tz_localize(UTC).to_pydatetime()
 LATEST = pd.Timestamp.max.floor("us").tz_localize(UTC).to_pydatetime() + ONE_MICROSECOND
 SPAN = f"from {EARLIEST.isoformat()} to before {LATEST.isoformat()}"
+#: How far after this machine's clock an event may be dated: a sender's clock running
+#: ahead, a webhook fired as the rep rejects. An event dated further ahead has not happened
+#: yet (a mistyped year, most often) and is refused: the snapshot is the latest event time,
+#: and one such row would turn every unknown outcome into a negative.
+CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
+
+
+def latest_believable_time() -> pd.Timestamp:
+    """The latest moment an event may be dated now: this machine's clock plus the skew."""
+    return pd.Timestamp.now(tz=UTC) + CLOCK_SKEW_ALLOWED
 
 
 def is_iso_timestamp(text: str) -> bool:
@@ -51,9 +61,9 @@ def is_iso_timestamp(text: str) -> bool:
 
 def explicit_utc(text: str) -> str | None:
     """A contract timestamp made explicit for pandas: ``Z`` when it names no offset (no
-    offset is UTC), midnight for a date alone, and its fraction cut to microseconds, as
-    requests cut it (so that both check the span on the same moment); None when ``text``
-    is not in the contract's form."""
+    offset is UTC), midnight for a date alone, and its fraction cut to microseconds (the
+    caller rounds up what was cut, ``beyond_microseconds``); None when ``text`` is not in
+    the contract's form."""
     match = ISO_TIMESTAMP.fullmatch(text)
     if match is None:
         return None
@@ -66,6 +76,17 @@ def explicit_utc(text: str) -> str | None:
     if len(text) == len(match["date"]):
         return text + "T00:00:00Z"
     return text + "Z"
+
+
+def beyond_microseconds(text: str) -> bool:
+    """Whether a contract timestamp's fraction has a non-zero digit past the microseconds.
+
+    Such a moment is rounded up to the next microsecond, never cut: an event a fraction of
+    a microsecond after a scoring moment must stay after it, or it would count as known.
+    """
+    match = ISO_TIMESTAMP.fullmatch(text)
+    fraction = None if match is None else match["fraction"]
+    return fraction is not None and fraction[6:].strip("0") != ""
 
 
 def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -86,6 +107,7 @@ def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
         pd.Series(explicit, dtype=object), utc=True, format="ISO8601", errors="coerce"
     )
     moments = _naive_microseconds(parsed).copy()
+    moments[[beyond_microseconds(s) for s in strings]] += np.timedelta64(1, "us")
     _settle_edges(strings, valid[:-1], moments)
     values = np.append(moments, np.datetime64("NaT", "us"))[codes]
     bad = (codes >= 0) & (~valid[codes] | np.isnat(values))
@@ -161,7 +183,8 @@ def parse_timestamp(value: object) -> datetime:
     """One request timestamp as an aware UTC ``datetime`` (the contract's rules, one call).
 
     Accepts a string in the contract's ISO 8601 form (no offset is UTC; a date alone is its
-    midnight UTC) or a ``datetime`` (naive is UTC); fractions past microseconds are cut.
+    midnight UTC) or a ``datetime`` (naive is UTC); a fraction past microseconds is rounded
+    up to the next microsecond (``beyond_microseconds``).
 
     Raises:
         ValueError: the value is not such a string, or lies outside ``EARLIEST``..``LATEST``.
@@ -180,9 +203,14 @@ def iso_moment(text: str) -> datetime:
         ValueError: not a real date or time (``2025-13-45``), or outside the span.
     """
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)  # cuts a fraction to microseconds
     except ValueError:
         raise ValueError(NOT_ISO) from None
+    if beyond_microseconds(text):
+        try:
+            moment += ONE_MICROSECOND
+        except OverflowError as error:
+            raise ValueError("is outside the supported range of dates") from error
     return utc_moment(moment)
 
 

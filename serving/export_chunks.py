@@ -39,7 +39,12 @@ import pyarrow.compute as pc
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
 from features.text import arrow_texts
-from features.timestamps import MISSING_TIME, parse_timestamps, to_microseconds
+from features.timestamps import (
+    MISSING_TIME,
+    latest_believable_time,
+    parse_timestamps,
+    to_microseconds,
+)
 from serving.export_reading import ExportFiles, available_cpus, iter_batches, timestamp_columns
 from serving.key_hashing import KeyIndex, repeated, string_hashes
 
@@ -385,12 +390,20 @@ def _write_routed(
 
 
 def latest_timestamp_us(column: pa.ChunkedArray) -> int | None:
-    """The latest value of a timestamp column that parses as the loader parses it (µs, UTC)."""
+    """The latest value of a timestamp column that the loader accepts (µs, UTC).
+
+    As in the loader, a value that does not parse, or lies ahead of this machine's clock by
+    more than ``features.timestamps.CLOCK_SKEW_ALLOWED``, is no event (its row is set aside)
+    and never marks the export's end.
+    """
+    believable = latest_believable_time().value // 1000
     if pa.types.is_timestamp(column.type):
-        micros = pc.cast(column, pa.timestamp("us", tz=column.type.tz), safe=False)
-        latest = pc.max(micros).value
+        micros = pc.cast(
+            pc.cast(column, pa.timestamp("us", tz=column.type.tz), safe=False), pa.int64()
+        )
+        latest = pc.max(pc.filter(micros, pc.less_equal(micros, believable))).as_py()
         return None if latest is None else int(latest)
     parsed, _ = parse_timestamps(column.to_pandas())
     values = to_microseconds(parsed)
-    values = values[values != MISSING_TIME]
+    values = values[(values != MISSING_TIME) & (values <= believable)]
     return int(values.max()) if values.size else None

@@ -130,20 +130,40 @@ def test_catalogue_writes_both_documents(tmp_path: Path) -> None:
     assert "| `reason_code` | category | yes |" in (tmp_path / "data-contract.md").read_text()
 
 
-def test_a_future_timestamp_warns_and_an_explicit_snapshot_restores_censoring(
+def test_a_row_dated_in_the_future_is_refused_naming_its_file_column_and_row(
     tmp_path: Path,
 ) -> None:
+    # Given one activity whose year is mistyped: it would move the snapshot to 2036
     activities = TINY_TABLES["activities"] + "A9,L2,2036-01-01T00:00:00Z,web_visit\n"
     directory = write_tiny_export(tmp_path / "future", {**TINY_TABLES, "activities": activities})
 
-    default = runner.invoke(app, ["validate", "--data", str(directory), "--json"])
-    explicit = runner.invoke(
-        app, ["validate", "--data", str(directory), "--json", "--snapshot-at", "2025-05-01"]
+    result = runner.invoke(app, ["validate", "--data", str(directory)])
+
+    assert result.exit_code == 1
+    assert "activities.csv, column 'occurred_at', row 7: dated in the future" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_snapshot_in_the_future_is_refused_and_one_in_the_past_keeps_censoring(
+    tiny_export_dir: Path,
+) -> None:
+    future = runner.invoke(
+        app, ["validate", "--data", str(tiny_export_dir), "--snapshot-at", "2099-01-01"]
+    )
+    past = runner.invoke(
+        app, ["validate", "--data", str(tiny_export_dir), "--json", "--snapshot-at", "2025-05-01"]
     )
 
-    assert json.loads(default.stdout)["censored_rejections"] == 0
-    assert any("dated after now" in w for w in json.loads(default.stdout)["warnings"])
-    assert json.loads(explicit.stdout)["censored_rejections"] == 1
+    assert future.exit_code == 1
+    assert "snapshot_at: 2099-01-01T00:00:00+00:00 is in the future" in future.output
+    assert json.loads(past.stdout)["censored_rejections"] == 1
+
+
+def test_a_file_given_as_the_export_directory_is_named_a_file(tiny_export_dir: Path) -> None:
+    result = runner.invoke(app, ["validate", "--data", str(tiny_export_dir / "leads.csv")])
+
+    assert result.exit_code == 1
+    assert "leads.csv: is a file, not an export directory" in result.output
 
 
 def test_validate_json_describes_a_shifted_cell_and_never_shows_it(tmp_path: Path) -> None:

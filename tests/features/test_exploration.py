@@ -114,7 +114,7 @@ def test_kaplan_meier_does_not_count_censored_rejections_as_never(
 def test_kaplan_meier_equals_the_naive_share_when_nothing_is_censored(
     tiny_export_dir: Path,
 ) -> None:
-    export = load_export(tiny_export_dir, snapshot_at=pd.Timestamp("2030-01-01", tz="UTC"))
+    export = load_export(tiny_export_dir, snapshot_at=pd.Timestamp("2026-06-01", tz="UTC"))
     outcomes = exploration.rejection_outcomes(export)
 
     table = exploration.incidence_table(outcomes, by=None, days=(90, 365), min_rejections=1)

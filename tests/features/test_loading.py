@@ -15,7 +15,7 @@ import pytest
 from features.contract import PERSONAL_COLUMNS
 from features.loading import load_export, read_table_file
 from features.problems import ContractError, Problem
-from features.timestamps import SPAN
+from features.timestamps import CLOCK_SKEW_ALLOWED, SPAN
 from tests.features.conftest import TINY_TABLES, write_tiny_export
 
 
@@ -242,6 +242,46 @@ def test_lenient_load_sets_bad_rows_aside_with_reason(tmp_path: Path) -> None:
     (rejected,) = export.rejected_rows
     assert (rejected.table, rejected.row, rejected.key) == ("rejections", 3, "R3")
     assert rejected.reason.startswith("rejected_at: not an ISO 8601")
+
+
+def test_a_lenient_load_sets_future_rows_aside_and_keeps_the_snapshot_and_censoring(
+    tmp_path: Path,
+) -> None:
+    # Given an activity a year ahead and a consent change just inside the allowed clock skew
+    ahead = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)
+    within_skew = pd.Timestamp.now(tz="UTC") + CLOCK_SKEW_ALLOWED / 2
+    activities = TINY_TABLES["activities"] + f"A9,L2,{ahead.isoformat()},web_visit\n"
+    consent = TINY_TABLES["consent"] + f"L1,{within_skew.isoformat()},subscribed\n"
+    directory = write_tiny_export(
+        tmp_path / "export", {**TINY_TABLES, "activities": activities, "consent": consent}
+    )
+
+    export = load_export(directory, lenient=True)
+
+    # Then the future row is set aside with its reason, the one within the skew is kept
+    (rejected,) = export.rejected_rows
+    assert (rejected.table, rejected.row, rejected.key) == ("activities", 7, "A9")
+    assert rejected.reason.startswith("occurred_at: dated in the future")
+    assert len(export.consent) == 2
+    assert export.snapshot_at == within_skew.floor("us")
+
+
+def test_a_strict_load_refuses_a_row_dated_in_the_future(tmp_path: Path) -> None:
+    rejections = TINY_TABLES["rejections"] + "R4,L2,2099-01-01T00:00:00Z,mql,timing,,,\n"
+
+    (problem,) = problems_of(with_table(tmp_path, "rejections", rejections))
+
+    assert (problem.column, problem.row) == ("rejected_at", 4)
+    assert problem.message.startswith("dated in the future")
+
+
+def test_a_snapshot_in_the_future_is_refused_before_any_file_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ContractError) as caught:
+        load_export(tmp_path / "not-read", snapshot_at=pd.Timestamp("2099-01-01", tz="UTC"))
+
+    (problem,) = caught.value.problems
+    assert problem.file == "snapshot_at"
+    assert "is in the future" in problem.message
 
 
 def test_generated_export_validates_in_both_formats(tmp_path: Path, small_export_dir: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,8 @@ from features.engine import FeatureTable, compute_features
 from features.examples import Examples
 from features.history import history_from_export
 from features.labels import Labels, label_examples
-from features.loading import Export, build_export
+from features.loading import Export, build_export, load_export
+from tests.features.conftest import TINY_TABLES, write_tiny_export
 
 CONFIG = FeatureConfig()
 
@@ -69,7 +72,13 @@ def scramble_future(
 
 
 def _later_times(as_of: pd.Timestamp, count: int, rng: np.random.Generator) -> pd.Series:
-    offsets = pd.to_timedelta(rng.integers(1, 400 * 86_400_000_000, count), unit="us")
+    """Random moments after ``as_of``, up to 400 days later but never after now.
+
+    (An event dated in the future is refused by the loader, so it could not reach features.)
+    """
+    latest = min(as_of + pd.Timedelta(days=400), pd.Timestamp.now(tz="UTC"))
+    span_us = max((latest - as_of) // pd.Timedelta(microseconds=1), 2)
+    offsets = pd.to_timedelta(rng.integers(1, span_us, count), unit="us")
     return pd.Series(as_of + offsets).astype("datetime64[us, UTC]").to_numpy()
 
 
@@ -254,3 +263,22 @@ def _examples_of(training_set: ExampleSet, history: object) -> Examples:
     rows = np.array([order[r] for r in training_set.keys["rejection_id"]])
     as_of = (training_set.keys["as_of"].astype("int64") // 1000).to_numpy()
     return Examples.at(history, rows, as_of)
+
+
+def test_an_event_a_fraction_of_a_microsecond_after_as_of_is_not_known_at_it(
+    tmp_path: Path,
+) -> None:
+    # Given a pricing-page visit 0.9 µs after the rejection R3 is scored (its as_of)
+    late = "A7,L1,2025-05-01T00:00:00.0000009Z,pricing_page_visit\n"
+    with_late = {**TINY_TABLES, "activities": TINY_TABLES["activities"] + late}
+    plain = build_training_set(load_export(write_tiny_export(tmp_path / "plain")), CONFIG)
+    export = load_export(write_tiny_export(tmp_path / "late", with_late))
+
+    scored = build_training_set(export, CONFIG)
+
+    # Then the visit is kept one microsecond later, not cut back to as_of, and no feature
+    # of R3 (nor of any other example) sees it
+    (kept,) = export.activities.loc[export.activities["activity_id"] == "A7", "occurred_at"]
+    assert kept == pd.Timestamp("2025-05-01T00:00:00.000001Z")
+    assert scored.keys["as_of"].tolist() == plain.keys["as_of"].tolist()
+    assert_same_features(plain.features, scored.features)

@@ -19,7 +19,7 @@ from features.coercion import check_table
 from features.contract import LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
 from features.loading import ARROW_STRING, arrow_to_pandas
 from features.records import LeadRecord, ScoreRequest
-from features.timestamps import parse_timestamps
+from features.timestamps import parse_timestamp, parse_timestamps
 
 BODY: dict[str, Any] = {
     "lead": {"lead_id": "L1", "created_at": "2025-03-02T10:00:00Z", "lead_source": "webinar"},
@@ -126,6 +126,9 @@ TIMESTAMP_EDGES = [
     "2262-04-11T23:47:16.854775Z",
     "2262-04-11T23:47:16.854776Z",
     "2262-04-11T23:47:16.8547759Z",
+    "2262-04-11T23:47:16.8547741Z",
+    "2025-12-31T23:59:59.9999999Z",
+    "2025-03-02T10:00:00.000000001-05:30",
     "2262-04-11T23:47:16.854775807Z",
     "1677-09-21T00:12:43.1452249Z",
     "1677-09-21T00:12:43.145224192Z",
@@ -195,6 +198,27 @@ def _real_moments(draw: st.DrawFn) -> str:
 )
 def test_any_timestamp_reads_alike_from_json_python_and_files(text: str) -> None:
     _assert_read_alike(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "moment"),
+    [
+        ("2025-03-02T10:00:00.0000001Z", "2025-03-02T10:00:00.000001+00:00"),
+        ("2025-03-02T10:00:00.123456000Z", "2025-03-02T10:00:00.123456+00:00"),
+        ("2025-03-02T10:00:00.1234561Z", "2025-03-02T10:00:00.123457+00:00"),
+        ("2025-12-31T23:59:59.999999001Z", "2026-01-01T00:00:00+00:00"),
+        ("2025-03-02T10:00:00.0000001+05:30", "2025-03-02T04:30:00.000001+00:00"),
+    ],
+)
+def test_a_fraction_past_microseconds_rounds_up_in_files_and_requests(
+    text: str, moment: str
+) -> None:
+    """Cut, an event 0.9 µs after a scoring moment would fall on it and count as known."""
+    parsed, bad = parse_timestamps(pd.Series([text], dtype=object))
+
+    assert not bad[0]
+    assert parsed.iloc[0].isoformat() == moment
+    assert parse_timestamp(text).isoformat() == moment
 
 
 def test_the_first_moment_pandas_holds_loads_as_itself() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -216,6 +217,7 @@ def corrupted(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         "bad_reason": edit_csv(folder, "rejections", 40, "reason_code", "abducted_by_aliens"),
         "bad_number": edit_csv(folder, "leads", 12, "employee_count", "twelve"),
         "orphan": edit_csv(folder, "activities", 3, "lead_id", "L-NOT-A-LEAD"),
+        "future": edit_csv(folder, "activities", 9, "occurred_at", "2036-01-01T00:00:00Z"),
         "bad_consent": _lead_of_row(folder, "consent", 7),
     }
     edit_csv(folder, "consent", 7, "status", "opted_out")
@@ -250,6 +252,7 @@ def test_bad_rows_land_in_the_rejects_file_with_their_reason(
     assert by_key["activities", corrupted["orphan"]] == (
         "lead_id: points to a lead_id that is not in leads"
     )
+    assert by_key["activities", corrupted["future"]].startswith("occurred_at: dated in the future")
     rejection_ids = rejects[rejects["table"] == "rejections"].set_index("key")["rejection_id"]
     assert rejection_ids[corrupted["bad_date"]] == corrupted["bad_date"]
     assert list(rejects.columns) == ["table", "row", "key", "lead_id", "rejection_id", "reason"]
@@ -422,6 +425,29 @@ def test_a_planned_close_date_does_not_move_the_default_as_of(
     # Then the rejections are scored at the export's last event, as the loader's snapshot
     assert summary.document["as_of"] == small_export.snapshot_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert set(read_output(out)["as_of"]) == {small_export.snapshot_at}
+
+
+def test_a_row_dated_in_the_future_is_set_aside_without_moving_the_default_as_of(
+    small_export_dir: Path,
+    model_dir: Path,
+    small_export: Export,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given an export where one activity's year is mistyped, ten years ahead
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    future = edit_csv(folder, "activities", 0, "occurred_at", "2036-01-01T00:00:00Z")
+    out = tmp_path / "scores.parquet"
+
+    with caplog.at_level(logging.INFO):
+        summary = run_batch(request(folder, out, model_dir))
+
+    # Then the row is set aside and the rejections are scored at the export's real end in
+    # one pass: the partition never took the future row for the end, so nothing is re-scored
+    rejects = pd.read_csv(out.with_name(out.name + ".rejects.csv"), dtype=str)
+    assert rejects[["table", "key"]].values.tolist() == [["activities", future]]
+    assert summary.document["as_of"] == small_export.snapshot_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "export_end_moved" not in caplog.text
 
 
 def test_a_missing_column_is_a_clear_error_and_writes_nothing(

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from features.loading import load_export
 from features.problems import ContractError
 from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary
@@ -92,7 +93,8 @@ def test_fractional_lead_ids_meet_their_lead_in_spark_as_locally(
 
 @pytest.fixture(scope="module")
 def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Parquet export with text timestamps, an unknown reason, a duplicate key and an orphan."""
+    """A Parquet export with text timestamps, an unknown reason, a duplicate key, an orphan
+    and two rows dated in the future (one as text, one as a typed timestamp)."""
     folder = tmp_path_factory.mktemp("corrupt-parquet") / "export"
     folder.mkdir()
     tables = {p.stem: pd.read_parquet(p) for p in small_export_dir.glob("*.parquet")}
@@ -100,10 +102,12 @@ def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathF
     rejections["rejected_at"] = rejections["rejected_at"].map(lambda t: t.isoformat())
     rejections.loc[7, "rejected_at"] = "yesterday-ish"
     rejections.loc[30, "reason_code"] = "gone_fishing"
+    rejections.loc[31, "rejected_at"] = "2099-03-01T00:00:00Z"
     tables["rejections"] = rejections
     activities = tables["activities"].astype({"lead_id": str})
     activities.loc[2, "activity_id"] = activities["activity_id"].iloc[-5]
     activities.loc[11, "lead_id"] = "L-UNKNOWN"
+    activities.loc[12, "occurred_at"] = pd.Timestamp("2036-01-01", tz="UTC")
     tables["activities"] = activities
     for name, frame in tables.items():
         frame.to_parquet(folder / f"{name}.parquet", index=False)
@@ -124,7 +128,11 @@ def test_spark_sets_aside_exactly_the_rows_the_local_engine_does(
     assert spark_rejects == local_rejects
     assert "activity_id: duplicate primary key" in spark_rejects
     assert "gone_fishing" not in spark_rejects
-    assert len(spark_rejects.splitlines()) == 1 + 5
+    assert spark_rejects.count("dated in the future") == 2
+    assert len(spark_rejects.splitlines()) == 1 + 7
+    snapshot = load_export(corrupted_parquet, lenient=True).snapshot_at
+    assert spark_run.document["as_of"] == snapshot.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert local_run.document["as_of"] == spark_run.document["as_of"]
     assert distributed.read_bytes() == local.read_bytes()
 
 
