@@ -18,9 +18,8 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from features.contract import Column, Kind, Table
+from features.contract import Column, Kind, Table, is_email_address
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}([T ].*)?")
 #: A date written otherwise: day, month and year in either order with '/', '.' or '-'
 #: (``31/12/2025``, ``12.31.25``), or the year first with '/' or '.', a time optional.
@@ -73,7 +72,7 @@ def _kind_of_text(text: str, column: Column, table: Table) -> tuple[str, bool]:
     """The kind of ``text`` and whether that kind says it belongs to another column."""
     if not text:
         return "blank text", False
-    if EMAIL.fullmatch(text):
+    if is_email_address(text):
         return "an e-mail address", column.name != "email"
     owner = _vocabulary_owner(text, column, table)
     if owner is not None:

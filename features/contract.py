@@ -274,6 +274,15 @@ PERSONAL_NAME_PARTS: tuple[str, ...] = (
 PERSONAL_NAME_WORDS: frozenset[str] = frozenset({"dob", "ssn", "zip", "ip"})
 
 
+#: An e-mail address: the one kind of personal value recognisable in any column.
+EMAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def is_email_address(text: str) -> bool:
+    """Whether ``text`` (spaces around it aside) is an e-mail address."""
+    return EMAIL_ADDRESS.fullmatch(text.strip()) is not None
+
+
 def is_personal_name(name: str) -> bool:
     """Whether a column named ``name`` holds personal data by its name."""
     words = _name_words(name)

@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from features.contract import JOB_LEVELS
+from features.contract import JOB_LEVELS, is_email_address
 
 _SPACES = re.compile(r"[\s_\-/&,.]+")
 UNKNOWN_LEVEL = JOB_LEVELS.index("unknown")
@@ -27,11 +27,18 @@ TITLE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 @lru_cache(maxsize=65536)
 def _normalise_string(text: str) -> str | None:
+    if is_email_address(text):
+        return None
     return _SPACES.sub(" ", text.lower()).strip() or None
 
 
 def normalise_value(value: object) -> str | None:
-    """Lower-case, trimmed text with runs of spaces and punctuation folded to one space."""
+    """Lower-case, trimmed text with runs of spaces and punctuation folded to one space.
+
+    An e-mail address is missing: personal data is never a feature, and a text feature's
+    frequent values go into the model's vocabulary (a custom column of account owners'
+    addresses, a shifted row putting a lead's address in ``industry``).
+    """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     return _normalise_string(str(value))

@@ -195,7 +195,30 @@ def test_a_custom_category_sent_as_a_json_number_or_boolean_reads_as_the_files_t
 ) -> None:
     """A categorical custom column is text: a JSON number or boolean is read by the text
     rule (``features.text``), which is the file's text whenever the file writes it so."""
-    # Given one lead with a custom category, as a CSV export and as a JSON request body
+    from_file, from_request = _custom_category_from_file_and_json(tmp_path, file_text, json_value)
+
+    assert from_file is not None
+    assert from_request == from_file
+
+
+def test_an_email_address_in_a_custom_category_is_never_a_feature(tmp_path: Path) -> None:
+    """Personal data is never a feature, whatever column holds it (an account owner's
+    address in a custom field): it reads as missing from files as from requests."""
+    address = "Owner.One@acme.example"
+
+    from_file, from_request = _custom_category_from_file_and_json(
+        tmp_path, f" {address} ", f'"{address}"'.encode()
+    )
+
+    assert from_file is None
+    assert from_request is None
+
+
+def _custom_category_from_file_and_json(
+    tmp_path: Path, file_text: str, json_value: bytes
+) -> tuple[object, object]:
+    """The ``crm_plan`` feature of one lead at its rejection, from a CSV export holding
+    ``file_text`` and from a JSON request body holding ``json_value``."""
     config = FeatureConfig(custom_columns=CustomColumns(categorical=("crm_plan",)))
     leads = f"lead_id,created_at,lead_source,crm_plan\nL1,2024-01-01,webinar,{file_text}\n"
     export = load_export(write_tiny_export(tmp_path, {**ONE_LEAD_TABLES, "leads": leads}))
@@ -204,7 +227,6 @@ def test_a_custom_category_sent_as_a_json_number_or_boolean_reads_as_the_files_t
     body += b' "lead_id": "L1", "rejected_at": "2024-04-01T00:00:00Z", "stage_at_rejection":'
     body += b' "sql", "reason_code": "budget"}, "activities": [{"activity_id": "A1",'
     body += b' "lead_id": "L1", "occurred_at": "2024-02-01", "activity_type": "email_open"}]}'
-    # When both are featurised at the rejection
     history = history_from_export(export, config)
     at_rejection = Examples.at(history, np.array([0]), history.rejections.time[:1])
     from_file = compute_features(history, at_rejection, config)
@@ -212,9 +234,7 @@ def test_a_custom_category_sent_as_a_json_number_or_boolean_reads_as_the_files_t
         [ScoreRequest.model_validate_json(body)], config, datetime.now(UTC)
     )
     from_request = compute_features(request_history, examples, config)
-    # Then the category is the same text
-    assert from_file.columns["crm_plan"][0] is not None
-    assert from_request.columns["crm_plan"][0] == from_file.columns["crm_plan"][0]
+    return from_file.columns["crm_plan"][0], from_request.columns["crm_plan"][0]
 
 
 def test_a_boolean_custom_number_reads_as_one_or_zero_from_parquet_and_json(

@@ -18,7 +18,10 @@ from training.train import TrainingResult, train
 pytestmark = pytest.mark.slow
 
 #: What a rep wrote and what the CRM holds about people: none of it may be stored.
-SECRETS = ("Jane Doe", "555-0100", "jane.doe@")
+SECRETS = ("Jane Doe", "555-0100", "jane.doe@", "@acme", "acme example", "jane doe")
+#: A custom column declared as a feature that holds the account owners' e-mail addresses:
+#: few distinct values, each frequent enough for the category vocabulary.
+OWNER_COLUMN = "crm_custom_owner"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ def _with_personal_text(source: Path, target: Path) -> Path:
             frame["account_id"] = [f"Jane Doe Ltd {i}" for i in numbers]
             frame["email"] = [f"jane.doe@example.invalid{i}" for i in numbers]
             frame["first_name"], frame["last_name"] = "Jane", "Doe"
+            frame[OWNER_COLUMN] = [f"owner{int(i) % 4}@acme.example" for i in numbers]
+            frame.loc[::7, "industry"] = frame["email"]  # a shifted row's address
         if path.stem == "rejections":
             frame["reason_detail"] = [note.format(i) for i in numbers]
             frame["rep_id"] = [f"Jane Doe +1-555-0100 {i}" for i in numbers]
@@ -62,7 +67,11 @@ def run(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Run
         patch.setenv("SRL_ARTIFACT_ROOT", str(root / "artifacts"))
         patch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
         try:
-            result = train(export_dir, load_training_config().with_overrides(**FAST))
+            custom = {"numeric": [], "categorical": [OWNER_COLUMN]}
+            config = load_training_config().with_overrides(
+                **FAST, **{"features.custom_columns": custom}
+            )
+            result = train(export_dir, config)
         finally:
             mlflow.set_tracking_uri(None)
     return Run(result, root, export_dir)
