@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from features.contract import Column, Kind, Table, is_email_address
+from features.timestamps import near_miss
 
-DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}([T ].*)?")
+DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ].*)?")
 #: A date written otherwise: day, month and year in either order with '/', '.' or '-'
 #: (``31/12/2025``, ``12.31.25``), or the year first with '/' or '.', a time optional.
 OTHER_DATE = re.compile(
@@ -102,7 +103,8 @@ def _kind_of_date(text: str, column: Column) -> tuple[str, bool] | None:
     """A date's kind (ISO 8601 or not), if ``text`` is one; the hint outside date columns."""
     elsewhere = column.kind not in (Kind.TIMESTAMP, Kind.DATE)
     if DATE_LIKE.fullmatch(text):
-        return "text shaped like a date", elsewhere
+        mistake = None if elsewhere else near_miss(text)
+        return mistake or "text shaped like a date", elsewhere
     if OTHER_DATE.fullmatch(text):
         return "a date not in ISO 8601 form (YYYY-MM-DD)", elsewhere
     return None

@@ -10,10 +10,14 @@ counting every row, give its own verdict on them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+
+from features.problems import Problem, shorten
 
 #: Large blocks: the pass reads one column and keeps nothing.
 BLOCK_BYTES = 1 << 24
@@ -55,3 +59,36 @@ def first_long_record(path: Path) -> int | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         pass
     return found[0] if found else None
+
+
+#: Why a CSV file without a header row (empty, or blank lines only) is refused.
+EMPTY_CSV = "is empty: not even a header row"
+_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+#: pandas' warning for a first data row longer than the header (it would drop the extra).
+_FIRST_ROW_LONG = "Length of header or names does not match length of data"
+_WHY_LONG = "(a comma inside an unquoted value, or a row shifted by a missing quote)"
+
+
+def csv_read_problem(path: Path, error: Exception) -> Problem:
+    """pandas' error reading the CSV file ``path``, in the contract's words and rows.
+
+    A row with too many fields (the first row too, which pandas only warns of) and a quote
+    never closed are named by their data row (records, as pandas counts them: the header is
+    not a row, and a line break inside a quoted value does not start one); an empty file
+    says so; any other error keeps pandas' text (which never quotes a cell).
+    """
+    text = str(error)
+    if found := _FIELD_COUNT.search(text):  # "Expected 4 fields in line 8, saw 5"
+        expected, line, saw = (int(group) for group in found.groups())
+        message = f"has {saw} fields where the header has {expected} {_WHY_LONG}"
+        return Problem(str(path), message, row=line - 1)
+    if isinstance(error, pd.errors.ParserWarning) and _FIRST_ROW_LONG in text:
+        return Problem(str(path), f"has more fields than the header {_WHY_LONG}", row=1)
+    if found := _OPEN_QUOTE.search(text):
+        message = "opens a quote that is never closed: the rest of the file would be one value"
+        return Problem(str(path), message, row=int(found[1]))
+    if isinstance(error, pd.errors.EmptyDataError):
+        return Problem(str(path), EMPTY_CSV)
+    detail = shorten(text.removeprefix("Error tokenizing data. C error: ").strip(), 120)
+    return Problem(str(path), f"not a readable UTF-8 CSV file ({type(error).__name__}: {detail})")

@@ -29,7 +29,7 @@ from features.contract import (
     TABLES_BY_NAME,
     Table,
 )
-from features.csv_fields import first_long_record
+from features.csv_fields import EMPTY_CSV, csv_read_problem, first_long_record
 from features.problems import ContractError, Problem, shorten
 from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import TEXT, text_of
@@ -325,10 +325,10 @@ def read_table_file(path: Path) -> pd.DataFrame:
         pd.errors.ParserWarning,
         pd.errors.EmptyDataError,
     ) as error:
-        reason = f"not a readable UTF-8 CSV file ({type(error).__name__}: {shorten(error, 120)})"
+        raise ContractError([csv_read_problem(path, error)]) from error
     except Exception as error:  # pyarrow raises several unrelated types for a corrupt file
         reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
-    raise ContractError([Problem(str(path), reason)])
+        raise ContractError([Problem(str(path), reason)]) from error
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -392,9 +392,17 @@ def _chunk_rows_not_starting_near(row: int) -> int | None:
 
 
 def csv_header(path: Path) -> list[str]:
-    """The names in a CSV file's header, as pandas reads them (a byte-order mark dropped)."""
+    """The names in a CSV file's header, as pandas reads them (a byte-order mark and blank
+    lines before it dropped).
+
+    Raises:
+        ContractError: the file has no header (it is empty, or blank lines only).
+    """
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        return next(csv.reader(handle), [])
+        header = next((row for row in csv.reader(handle) if row), None)
+    if header is None:
+        raise ContractError([Problem(str(path), EMPTY_CSV)])
+    return header
 
 
 def _check_csv_header(path: Path) -> None:

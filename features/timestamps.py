@@ -9,7 +9,7 @@ microseconds since the epoch (UTC).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -176,7 +176,45 @@ def utc_microseconds(values: Sequence[datetime]) -> np.ndarray:
     )
 
 
-NOT_ISO = "must be an ISO 8601 date or timestamp string"
+NOT_ISO = (
+    "must be an ISO 8601 date or timestamp string (YYYY-MM-DD, optionally "
+    "THH:MM[:SS[.fraction]], optionally Z or an offset ±HH:MM)"
+)
+
+_HOURS_ONLY_OFFSET = re.compile(r"T[0-9:.]+[+-][0-9]{2}$")
+_DECIMAL_COMMA = re.compile(r"(T[0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9])")
+_LONG_FRACTION = re.compile(r"(\.[0-9]{9})[0-9]+")
+#: Near misses of the contract's form, each with the repair that would make it one.
+_NEAR_MISSES: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("a timestamp with a lower-case t or z", str.upper),
+    ("a timestamp with a space between date and time", lambda t: t.replace(" ", "T", 1)),
+    (
+        "a timestamp whose offset has hours but no minutes",
+        lambda t: t + ":00" if _HOURS_ONLY_OFFSET.search(t) else t,
+    ),
+    ("a timestamp with a decimal comma in its seconds", lambda t: _DECIMAL_COMMA.sub(r"\1.\2", t)),
+    (
+        "a timestamp with more than 9 digits after the seconds",
+        lambda t: _LONG_FRACTION.sub(r"\1", t),
+    ),
+)
+
+
+def near_miss(text: str) -> str | None:
+    """What keeps ``text`` from being a contract timestamp, in words, when one repair would
+    make it one (a lower-case ``z``, an hour-only offset, a decimal comma, ...) or when it
+    has the form but names no real moment (February 30, hour 25). Never quotes ``text``.
+    """
+    if is_iso_timestamp(text):
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            return "a date or time that does not exist, such as February 30 or hour 24"
+        return None
+    for kind, repair in _NEAR_MISSES:
+        if is_iso_timestamp(repair(text)):
+            return kind
+    return None
 
 
 def parse_timestamp(value: object) -> datetime:

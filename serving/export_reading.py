@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from features.coercion import empty_table_problem
 from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
+from features.csv_fields import csv_read_problem
 from features.loading import (
     CSV_OPTIONS,
     csv_header,
@@ -140,6 +141,8 @@ def file_columns(path: Path) -> list[str]:
     """
     try:
         names = csv_header(path) if path.suffix == ".csv" else list(pq.read_schema(path).names)
+    except ContractError:
+        raise
     except Exception as error:  # pyarrow and the csv module raise several unrelated types
         raise _unreadable(path, error) from error
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -241,6 +244,7 @@ def _unreadable(path: Path, error: Exception) -> ContractError:
         problem = utf8_problem(path)  # names the line, not a position in a decoding buffer
         if problem is not None:
             return ContractError([problem])
-    kind = "UTF-8 CSV" if path.suffix == ".csv" else "Parquet"
-    reason = f"not a readable {kind} file ({type(error).__name__}: {shorten(error, 120)})"
+    if path.suffix == ".csv":
+        return ContractError([csv_read_problem(path, error)])
+    reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
     return ContractError([Problem(str(path), reason)])

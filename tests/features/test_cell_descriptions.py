@@ -56,3 +56,28 @@ def test_dates_not_in_iso_form_are_recognised(value: str) -> None:
     assert described("created_at", value) == (
         f"a date not in ISO 8601 form (YYYY-MM-DD) ({len(value)} characters)"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("2025-12-31T10:00:00+02", "a timestamp whose offset has hours but no minutes"),
+        ("2025-12-31T10:00:00,5Z", "a timestamp with a decimal comma in its seconds"),
+        ("2025-12-31t10:00:00z", "a timestamp with a lower-case t or z"),
+        ("2025-12-31 10:00:00Z", "a timestamp with a space between date and time"),
+        (
+            "2025-12-31T10:00:00.1234567891Z",
+            "a timestamp with more than 9 digits after the seconds",
+        ),
+        ("2025-02-30", "a date or time that does not exist, such as February 30 or hour 24"),
+        ("2025-12-31T24:00", "a date or time that does not exist, such as February 30 or hour 24"),
+    ],
+)
+def test_a_near_miss_of_the_timestamp_form_says_what_is_wrong(value: str, kind: str) -> None:
+    assert described("created_at", value) == f"{kind} ({len(value)} characters)"
+
+
+def test_a_near_miss_outside_a_date_column_is_only_shaped_like_a_date() -> None:
+    assert described("industry", "2025-12-31T10:00:00+02") == (
+        f"text shaped like a date (22 characters): {SHIFT_HINT}"
+    )

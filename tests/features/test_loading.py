@@ -321,7 +321,8 @@ def test_csv_row_with_extra_fields_is_an_error_not_a_shift(tmp_path: Path) -> No
     (problem,) = problems_of(with_table(tmp_path, "activities", activities))
 
     assert problem.file.endswith("activities.csv")
-    assert "not a readable UTF-8 CSV" in problem.message
+    assert problem.row == 1
+    assert problem.message.startswith("has more fields than the header")
 
 
 def test_csv_that_is_not_utf8_is_named_by_line_and_character(tmp_path: Path) -> None:
@@ -513,10 +514,10 @@ def test_a_row_with_more_fields_than_the_header_is_refused_wherever_it_is(
     with pytest.raises(ContractError) as raised:
         read_table_file(path)
 
-    # Then the file is refused, naming the line (the header is line 1), in both places
+    # Then the file is refused, naming the row (the header is not a row)
     (problem,) = raised.value.problems
-    assert problem.file == str(path)
-    assert f"Expected 3 fields in line {long_row + 2}, saw 4" in problem.message
+    assert (problem.file, problem.row) == (str(path), long_row + 1)
+    assert problem.message.startswith("has 4 fields where the header has 3")
 
 
 def test_a_trailing_separator_on_the_first_row_is_read_as_pandas_reads_it(tmp_path: Path) -> None:

@@ -481,10 +481,10 @@ def test_a_csv_row_with_more_fields_than_its_header_stops_the_job_as_the_loader_
     with pytest.raises(ContractError) as loaded:
         load_export(folder, lenient=True)
 
-    # Then both name the file and the line, and nothing is written
+    # Then both name the file and the row, and nothing is written
     for problem in (raised.value.problems[0], loaded.value.problems[0]):
-        assert Path(problem.file).name == "activities.csv"
-        assert f"line {lines}, saw 5" in problem.message
+        assert (Path(problem.file).name, problem.row) == ("activities.csv", lines - 1)
+        assert problem.message.startswith("has 5 fields where the header has 4")
     assert not out.exists()
     # and the failed summary keeps the model the job had resolved (it stopped after that)
     summary = json.loads(out.with_name(out.name + ".summary.json").read_text(encoding="utf-8"))

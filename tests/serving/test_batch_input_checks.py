@@ -79,6 +79,46 @@ def test_a_required_table_without_rows_stops_the_job_as_the_loader_does(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("table", "text", "row", "message"),
+    [
+        ("consent", "", None, "is empty: not even a header row"),
+        ("activities", "\n\n", None, "is empty: not even a header row"),
+        (
+            "activities",
+            'activity_id,lead_id,occurred_at,activity_type\nA1,L0000001,"2024-01-01,web_visit\n'
+            "A2,L0000001,2024-01-02,web_visit\n",
+            1,
+            "opens a quote that is never closed: the rest of the file would be one value",
+        ),
+    ],
+    ids=["empty-optional-file", "blank-lines-only", "quote-never-closed"],
+)
+def test_an_unreadable_csv_stops_the_job_naming_why_as_the_loader_does(
+    small_export_dir: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    table: str,
+    text: str,
+    row: int | None,
+    message: str,
+) -> None:
+    # Given an export with one CSV file that cannot be read as a table
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    (folder / f"{table}.csv").write_text(text, encoding="utf-8")
+    out = tmp_path / "scores.parquet"
+
+    problem = _refused_as_the_loader_refuses(folder, out, model_dir)
+
+    # Then both say why in the contract's words, naming the row where there is one
+    assert (problem.file, problem.row, problem.message) == (
+        str(folder / f"{table}.csv"),
+        row,
+        message,
+    )
+    assert not out.exists()
+
+
 def test_srl_score_exits_1_on_a_header_only_activities_file(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:

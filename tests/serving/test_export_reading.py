@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.config import FeatureConfig
-from features.csv_fields import first_long_record
+from features.csv_fields import csv_read_problem, first_long_record
 from features.loading import CSV_OPTIONS, read_table_file
-from features.problems import ContractError, Problem, shorten
+from features.problems import ContractError, Problem
 from features.utf8 import utf8_problem
 from serving.export_reading import file_columns, iter_batches, locate_export
 from tests.features.conftest import write_tiny_export
@@ -51,8 +51,7 @@ def expected_outcome(path: Path, columns: list[str], batch_rows: int) -> list[pa
     try:
         return read_every_column(path, columns, batch_rows)
     except (pd.errors.ParserError, pd.errors.ParserWarning, KeyError) as error:
-        reason = f"not a readable UTF-8 CSV file ({type(error).__name__}: {shorten(error, 120)})"
-        return Problem(str(path), reason)
+        return csv_read_problem(path, error)
 
 
 def _field(value: str, quoted: bool) -> str:
@@ -121,7 +120,8 @@ def test_the_columns_read_hold_what_reading_every_column_gives(
         assert isinstance(got, Problem)
         assert first_long_record(path) is not None
         assert got.file == str(path)
-        assert got.message.startswith("not a readable UTF-8 CSV file (")
+        unreadable = ("has ", "opens a quote", "not a readable UTF-8 CSV file (")
+        assert got.message.startswith(unreadable)
 
 
 def test_a_long_row_past_the_columns_read_is_refused_with_its_line(tmp_path: Path) -> None:
@@ -132,8 +132,10 @@ def test_a_long_row_past_the_columns_read_is_refused_with_its_line(tmp_path: Pat
     with pytest.raises(ContractError) as raised:
         list(iter_batches(path, ["a", "b"]))
 
-    # Then the file is refused, naming the line, as when every column is read
-    assert "Expected 4 fields in line 4, saw 5" in raised.value.problems[0].message
+    # Then the file is refused, naming the row, as when every column is read
+    (problem,) = raised.value.problems
+    assert problem.row == 3
+    assert problem.message.startswith("has 5 fields where the header has 4")
 
 
 def test_text_that_is_not_utf8_is_named_by_its_line_in_a_column_not_read(tmp_path: Path) -> None:
@@ -201,4 +203,6 @@ def test_a_long_row_that_starts_a_batch_is_refused(tmp_path: Path, batch_rows: i
     with pytest.raises(ContractError) as raised:
         list(iter_batches(path, ["a"], batch_rows))
 
-    assert f"Expected 3 fields in line {batch_rows + 2}, saw 4" in raised.value.problems[0].message
+    (problem,) = raised.value.problems
+    assert problem.row == batch_rows + 1
+    assert problem.message.startswith("has 4 fields where the header has 3")
