@@ -106,7 +106,29 @@ def check_table(table: Table, raw: pd.DataFrame | None, file: str) -> TableCheck
         check.typed[column.name] = _coerce_column(check, column)
     _check_primary_key(check)
     _check_event_times_have_happened(check)
+    _note_spaced_lead_ids(check)
     return check
+
+
+def _note_spaced_lead_ids(check: TableCheck) -> None:
+    """Warn of ``leads.lead_id`` values with spaces around them.
+
+    Ids are compared as written, so such a lead is found by no row of another table that
+    writes its id without the spaces: those rows would only be reported as pointing to an
+    unknown lead. The ids are counted, never quoted.
+    """
+    ids = check.typed.get("lead_id") if check.table.name == "leads" else None
+    if ids is None or ids.empty:
+        return
+    spaced = (ids.notna() & (ids.str.strip() != ids)).to_numpy(dtype=bool)
+    count = int(spaced.sum())
+    if count:
+        values = "1 lead_id value has" if count == 1 else f"{count} lead_id values have"
+        check.warnings.append(
+            f"{check.file}: {values} a space at the start or end (first at row "
+            f"{int(np.flatnonzero(spaced)[0]) + 1}); ids are compared as written, so rows of "
+            "other tables that leave the spaces out point to no lead"
+        )
 
 
 #: Why an event dated ahead of this machine's clock is refused.

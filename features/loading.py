@@ -201,11 +201,13 @@ def build_export(
     _check_references(checks, lenient)
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
+    warnings = [w for check in checks.values() for w in check.warnings]
     if structural or (problems and not lenient):
+        for warning in warnings:  # a note may explain a problem (a lead_id with spaces)
+            logger.warning(warning)
         raise ContractError(structural + problems)
     rejected = [row for check in checks.values() for row in _rejected_rows(check)]
     tables = {name: check.clean_frame() for name, check in checks.items()}
-    warnings = [w for check in checks.values() for w in check.warnings]
     snapshot = snapshot_at
     if snapshot is None:  # a snapshot the caller chose needs no note on later closes
         snapshot = latest_timestamp(tables)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import shutil
 from pathlib import Path
 
@@ -690,3 +691,24 @@ def test_a_rejected_rows_key_is_kept_only_when_the_key_is_not_at_fault(tmp_path:
     keys = {r.row: (r.key, r.reason.split(":")[0]) for r in export.rejected_rows}
     assert (None, "rejection_id") in keys.values()
     assert any(key is not None and column != "rejection_id" for key, column in keys.values())
+
+
+def test_a_lead_id_with_spaces_around_it_is_noted_even_when_the_load_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a leads file that writes L2 as "L2 ", and other tables that write it "L2"
+    leads = TINY_TABLES["leads"].replace("\nL2,", '\n"L2 ",')
+    directory = write_tiny_export(tmp_path / "export", {**TINY_TABLES, "leads": leads})
+
+    with pytest.raises(ContractError) as caught, caplog.at_level(logging.WARNING):
+        load_export(directory)
+    lenient = load_export(directory, lenient=True)
+
+    # Then the other tables' rows point to no lead, and a note says why, counting the ids
+    assert {p.message for p in caught.value.problems} == {
+        "points to a lead_id that is not in leads"
+    }
+    note = "leads.csv: 1 lead_id value has a space at the start or end (first at row 2)"
+    assert note in caplog.text
+    assert any(note in warning for warning in lenient.warnings)
+    assert "L2 " not in caplog.text
