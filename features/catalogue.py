@@ -129,9 +129,10 @@ def contract_markdown() -> str:
         + ", ".join(PERSONAL_NAME_PARTS)
         + "; or it has the word "
         + ", ".join(sorted(PERSONAL_NAME_WORDS))
-        + "). An e-mail address in a column read as a text feature (`industry`, `country`,",
-        "`recommended_program`, a categorical custom column) reads as missing, so an account",
-        "owner's address in a custom field never enters the model's category vocabulary.",
+        + "). Text holding an e-mail address (`ann@example.com`, `Ann <ann@example.com>`) in",
+        "a column read as a text feature (`industry`, `country`, `recommended_program`, a",
+        "categorical custom column) reads as missing, so an account owner's address in a",
+        "custom field never enters the model's category vocabulary.",
         "A problem names the file, the column, the first row and the rule broken, and",
         "describes the value found (its kind and length, e.g. `an e-mail address (39",
         "characters)`, with a hint when it looks shifted from another column); it never",

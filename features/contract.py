@@ -274,13 +274,29 @@ PERSONAL_NAME_PARTS: tuple[str, ...] = (
 PERSONAL_NAME_WORDS: frozenset[str] = frozenset({"dob", "ssn", "zip", "ip"})
 
 
-#: An e-mail address: the one kind of personal value recognisable in any column.
-EMAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+#: An e-mail address inside any text: a character, ``@``, a domain with a dot inside it.
+#: Each ``@`` starts one scan that stops at the next ``@`` or space, so a search is linear
+#: in the text's length (the obvious ``[^@\s]+@[^@\s]+\.[^@\s]+`` backtracks
+#: quadratically on long text without a match).
+_EMBEDDED_EMAIL = re.compile(r"[^@\s]@[^@\s]+\.[^@\s]")
+_SPACE = re.compile(r"\s")
 
 
 def is_email_address(text: str) -> bool:
-    """Whether ``text`` (spaces around it aside) is an e-mail address."""
-    return EMAIL_ADDRESS.fullmatch(text.strip()) is not None
+    """Whether ``text`` (spaces around it aside) is one e-mail address and nothing else."""
+    local, at, domain = text.strip().partition("@")
+    return (
+        bool(local)
+        and bool(at)
+        and "@" not in domain
+        and "." in domain[1:-1]
+        and _SPACE.search(local + domain) is None
+    )
+
+
+def holds_email_address(text: str) -> bool:
+    """Whether ``text`` contains an e-mail address anywhere (``Ann <ann@example.com>``)."""
+    return _EMBEDDED_EMAIL.search(text) is not None
 
 
 def is_personal_name(name: str) -> bool:

@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from features.contract import JOB_LEVELS, is_email_address
+from features.contract import JOB_LEVELS, holds_email_address
 
 _SPACES = re.compile(r"[\s_\-/&,.]+")
 UNKNOWN_LEVEL = JOB_LEVELS.index("unknown")
@@ -27,7 +27,7 @@ TITLE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 @lru_cache(maxsize=65536)
 def _normalise_string(text: str) -> str | None:
-    if is_email_address(text):
+    if holds_email_address(text):
         return None
     return _SPACES.sub(" ", text.lower()).strip() or None
 
@@ -35,9 +35,10 @@ def _normalise_string(text: str) -> str | None:
 def normalise_value(value: object) -> str | None:
     """Lower-case, trimmed text with runs of spaces and punctuation folded to one space.
 
-    An e-mail address is missing: personal data is never a feature, and a text feature's
-    frequent values go into the model's vocabulary (a custom column of account owners'
-    addresses, a shifted row putting a lead's address in ``industry``).
+    Text holding an e-mail address is missing: personal data is never a feature, and a text
+    feature's frequent values go into the model's vocabulary (a custom column of account
+    owners' addresses, ``Ann <ann@example.com>``, a shifted row putting a lead's address in
+    ``industry``).
     """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
