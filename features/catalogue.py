@@ -23,9 +23,7 @@ from features.history import (
     History,
     Rejections,
 )
-from features.timestamps import CLOCK_SKEW_ALLOWED
-
-SKEW_MINUTES = CLOCK_SKEW_ALLOWED.seconds // 60
+from features.timestamps import CLOCK_SKEW_TEXT
 
 
 def feature_specs(config: FeatureConfig) -> list[FeatureSpec]:
@@ -101,11 +99,13 @@ def contract_markdown() -> str:
         "job checks this before it reads anything else). Timestamps are ISO 8601 (`YYYY-MM-DD`,",
         "optionally `THH:MM[:SS[.fraction]]`, optionally `Z` or an offset `±HH[:]MM` up to",
         "23:59); no offset means UTC; offsets are converted to UTC; a fraction past microseconds",
-        "rounds up to the next microsecond (an event a fraction after a scoring moment stays",
-        "after it); the span is pandas' nanosecond range, 1677-09-21T00:12:43.145225Z to",
-        "2262-04-11T23:47:16.854775Z. An event time in a file (`created_at` of leads and",
-        "opportunities, `occurred_at`, `rejected_at`, `changed_at`) more than",
-        f"{SKEW_MINUTES} minutes after the loading machine's clock has not happened yet and is",
+        "rounds up to the next microsecond, in text as in a Parquet nanosecond timestamp (an",
+        "event a fraction after a whole-microsecond moment stays after it; two moments within",
+        "one microsecond are simultaneous); the span is pandas' nanosecond range,",
+        "1677-09-21T00:12:43.145225Z to 2262-04-11T23:47:16.854775Z. An event time in a file",
+        "(`created_at` of leads and opportunities, `occurred_at`, `rejected_at`, `changed_at`)",
+        "more than",
+        f"{CLOCK_SKEW_TEXT} after the loading machine's clock has not happened yet and is",
         "a problem of its row: the export ends at its latest event. Category values are",
         "matched case-insensitively after",
         "trimming; a blank one is missing (refused where required, in files as in the API).",

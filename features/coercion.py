@@ -14,12 +14,13 @@ from features.numbers import numbers_from_text
 from features.problems import Problem
 from features.text import TEXT, texts_of
 from features.timestamps import (
-    CLOCK_SKEW_ALLOWED,
+    CLOCK_SKEW_TEXT,
     SPAN,
     TIMESTAMP_DTYPE,
     latest_believable_time,
     outside_span,
     parse_timestamps,
+    typed_moments,
 )
 
 
@@ -133,8 +134,8 @@ def _note_spaced_lead_ids(check: TableCheck) -> None:
 
 #: Why an event dated ahead of this machine's clock is refused.
 FUTURE_EVENT = (
-    f"dated in the future (after this machine's clock plus {CLOCK_SKEW_ALLOWED.seconds // 60} "
-    "minutes): the export ends at its latest event, so one such row would count every "
+    f"dated in the future (after this machine's clock plus {CLOCK_SKEW_TEXT}): "
+    "the export ends at its latest event, so one such row would count every "
     "outcome not yet known as a negative"
 )
 
@@ -227,8 +228,7 @@ def _length_problems(typed: pd.Series, column: Column) -> tuple[np.ndarray, str]
 
 def _coerce_timestamp(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
     if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
-        parsed = parsed.astype(TIMESTAMP_DTYPE)
+        parsed = typed_moments(raw)
         bad = outside_span(parsed)
         parsed = parsed.where(~pd.Series(bad, index=parsed.index))
     else:

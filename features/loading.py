@@ -152,11 +152,13 @@ def load_export(
         ContractError: listing every problem found.
     """
     root = Path(directory)
-    if snapshot_at is not None and snapshot_at > latest_believable_time():
-        message = f"{snapshot_at.isoformat()} {SNAPSHOT_AHEAD}"
-        raise ContractError([Problem("snapshot_at", message)])
+    if snapshot_at is not None:
+        snapshot_at = _utc(snapshot_at)
+        if snapshot_at > latest_believable_time():
+            message = f"{snapshot_at.isoformat()} {SNAPSHOT_AHEAD}"
+            raise ContractError([Problem("snapshot_at", message)])
     if not root.is_dir():
-        raise ContractError([Problem(str(root), _not_a_directory(root))])
+        raise ContractError([Problem(str(root), not_a_directory(root))])
     files, problems, absent = locate_table_files(root)
     raw = _read_files(files, problems)
     if problems:
@@ -168,7 +170,12 @@ def load_export(
     return export
 
 
-def _not_a_directory(path: Path) -> str:
+def _utc(moment: pd.Timestamp) -> pd.Timestamp:
+    """``moment`` in UTC (a naive one is UTC, as in the files)."""
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
+def not_a_directory(path: Path) -> str:
     """Why ``path`` is not an export directory."""
     if path.is_file():
         return "is a file, not an export directory (pass the directory that holds the tables)"
@@ -395,16 +402,21 @@ def _chunk_rows_not_starting_near(row: int) -> int | None:
 
 def csv_header(path: Path) -> list[str]:
     """The names in a CSV file's header, as pandas reads them (a byte-order mark and blank
-    lines before it dropped).
+    lines before it dropped; pandas takes a line of spaces for blank too).
 
     Raises:
         ContractError: the file has no header (it is empty, or blank lines only).
     """
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        header = next((row for row in csv.reader(handle) if row), None)
+        header = next((row for row in csv.reader(handle) if not _blank(row)), None)
     if header is None:
         raise ContractError([Problem(str(path), EMPTY_CSV)])
     return header
+
+
+def _blank(row: list[str]) -> bool:
+    """Whether a CSV record is a line pandas skips: empty, or spaces and tabs only."""
+    return len(row) <= 1 and not "".join(row).strip(" \t")
 
 
 def _check_csv_header(path: Path) -> None:

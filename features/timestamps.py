@@ -46,6 +46,8 @@ SPAN = f"from {EARLIEST.isoformat()} to before {LATEST.isoformat()}"
 #: yet (a mistyped year, most often) and is refused: the snapshot is the latest event time,
 #: and one such row would turn every unknown outcome into a negative.
 CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
+#: ``CLOCK_SKEW_ALLOWED`` in words, for messages and generated docs.
+CLOCK_SKEW_TEXT = f"{CLOCK_SKEW_ALLOWED // timedelta(minutes=1)} minutes"
 
 
 def latest_believable_time() -> pd.Timestamp:
@@ -265,6 +267,30 @@ def utc_moment(moment: datetime) -> datetime:
     if not EARLIEST <= moment < LATEST:
         raise ValueError(f"must be {SPAN}")
     return moment
+
+
+_MICROSECONDS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def microseconds_up(values: np.ndarray, unit: str) -> np.ndarray:
+    """int64 moments counted in ``unit`` (``s``, ``ms``, ``us``, ``ns``; no missing value)
+    as int64 microseconds, a sub-microsecond rest rounded up as a text fraction is."""
+    if unit == "ns":
+        return -((-values) // 1000)
+    return values * _MICROSECONDS_PER_UNIT[unit]
+
+
+def typed_moments(moments: pd.Series) -> pd.Series:
+    """A typed timestamp column (a Parquet file's) as UTC microseconds (``TIMESTAMP_DTYPE``),
+    naive values read as UTC and a nanosecond rest rounded up, as ``parse_timestamps`` does."""
+    utc = moments.dt.tz_localize("UTC") if moments.dt.tz is None else moments.dt.tz_convert("UTC")
+    naive = utc.dt.tz_convert(None)
+    counts = naive.to_numpy().view("int64")
+    present = naive.notna().to_numpy()
+    micros = np.full(len(counts), MISSING_TIME, dtype=np.int64)
+    micros[present] = microseconds_up(counts[present], naive.dt.unit)
+    values = micros.view("datetime64[us]")  # MISSING_TIME is NaT
+    return pd.Series(values, index=moments.index).dt.tz_localize("UTC")
 
 
 def from_microseconds(values: np.ndarray) -> pd.Series:

@@ -42,6 +42,7 @@ from features.text import arrow_texts
 from features.timestamps import (
     MISSING_TIME,
     latest_believable_time,
+    microseconds_up,
     parse_timestamps,
     to_microseconds,
 )
@@ -398,12 +399,11 @@ def latest_timestamp_us(column: pa.ChunkedArray) -> int | None:
     """
     believable = latest_believable_time().value // 1000
     if pa.types.is_timestamp(column.type):
-        micros = pc.cast(
-            pc.cast(column, pa.timestamp("us", tz=column.type.tz), safe=False), pa.int64()
-        )
-        latest = pc.max(pc.filter(micros, pc.less_equal(micros, believable))).as_py()
-        return None if latest is None else int(latest)
-    parsed, _ = parse_timestamps(column.to_pandas())
-    values = to_microseconds(parsed)
-    values = values[(values != MISSING_TIME) & (values <= believable)]
+        counts = pc.cast(pc.drop_null(column), pa.int64()).to_numpy()
+        values = microseconds_up(counts, column.type.unit)
+    else:
+        parsed, _ = parse_timestamps(column.to_pandas())
+        values = to_microseconds(parsed)
+        values = values[values != MISSING_TIME]
+    values = values[values <= believable]
     return int(values.max()) if values.size else None

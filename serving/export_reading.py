@@ -29,6 +29,7 @@ from features.loading import (
     CSV_OPTIONS,
     csv_header,
     locate_table_files,
+    not_a_directory,
     require_field_counts,
 )
 from features.problems import ContractError, Problem, shorten
@@ -82,7 +83,7 @@ def locate_export(directory: str | Path) -> ExportFiles:
     """
     root = Path(directory)
     if not root.is_dir():
-        raise ContractError([Problem(str(root), "export directory does not exist")])
+        raise ContractError([Problem(str(root), not_a_directory(root))])
     files, problems, absent = locate_table_files(root)
     if problems:
         raise ContractError(problems)

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from srl.cli import app
+from tests.clock import years_ahead
 from tests.disk_full import run_on_small_disk, srl_command
 from tests.features.conftest import TINY_TABLES, assert_horizon_refused, write_tiny_export
 
@@ -133,8 +134,8 @@ def test_catalogue_writes_both_documents(tmp_path: Path) -> None:
 def test_a_row_dated_in_the_future_is_refused_naming_its_file_column_and_row(
     tmp_path: Path,
 ) -> None:
-    # Given one activity whose year is mistyped: it would move the snapshot to 2036
-    activities = TINY_TABLES["activities"] + "A9,L2,2036-01-01T00:00:00Z,web_visit\n"
+    # Given one activity whose year is mistyped, ten years ahead: it would move the snapshot
+    activities = TINY_TABLES["activities"] + f"A9,L2,{years_ahead()},web_visit\n"
     directory = write_tiny_export(tmp_path / "future", {**TINY_TABLES, "activities": activities})
 
     result = runner.invoke(app, ["validate", "--data", str(directory)])
@@ -148,14 +149,14 @@ def test_a_snapshot_in_the_future_is_refused_and_one_in_the_past_keeps_censoring
     tiny_export_dir: Path,
 ) -> None:
     future = runner.invoke(
-        app, ["validate", "--data", str(tiny_export_dir), "--snapshot-at", "2099-01-01"]
+        app, ["validate", "--data", str(tiny_export_dir), "--snapshot-at", years_ahead()[:10]]
     )
     past = runner.invoke(
         app, ["validate", "--data", str(tiny_export_dir), "--json", "--snapshot-at", "2025-05-01"]
     )
 
     assert future.exit_code == 1
-    assert "snapshot_at: 2099-01-01T00:00:00+00:00 is in the future" in future.output
+    assert f"snapshot_at: {years_ahead()[:10]}T00:00:00+00:00 is in the future" in future.output
     assert json.loads(past.stdout)["censored_rejections"] == 1
 
 

@@ -17,6 +17,7 @@ from features.contract import PERSONAL_COLUMNS
 from features.loading import load_export, read_table_file
 from features.problems import ContractError, Problem
 from features.timestamps import CLOCK_SKEW_ALLOWED, SPAN
+from tests.clock import years_ahead
 from tests.features.conftest import TINY_TABLES, write_tiny_export
 
 
@@ -268,7 +269,7 @@ def test_a_lenient_load_sets_future_rows_aside_and_keeps_the_snapshot_and_censor
 
 
 def test_a_strict_load_refuses_a_row_dated_in_the_future(tmp_path: Path) -> None:
-    rejections = TINY_TABLES["rejections"] + "R4,L2,2099-01-01T00:00:00Z,mql,timing,,,\n"
+    rejections = TINY_TABLES["rejections"] + f"R4,L2,{years_ahead()},mql,timing,,,\n"
 
     (problem,) = problems_of(with_table(tmp_path, "rejections", rejections))
 
@@ -278,7 +279,7 @@ def test_a_strict_load_refuses_a_row_dated_in_the_future(tmp_path: Path) -> None
 
 def test_a_snapshot_in_the_future_is_refused_before_any_file_is_read(tmp_path: Path) -> None:
     with pytest.raises(ContractError) as caught:
-        load_export(tmp_path / "not-read", snapshot_at=pd.Timestamp("2099-01-01", tz="UTC"))
+        load_export(tmp_path / "not-read", snapshot_at=pd.Timestamp(years_ahead()))
 
     (problem,) = caught.value.problems
     assert problem.file == "snapshot_at"
@@ -344,6 +345,20 @@ def test_csv_that_is_not_utf8_is_named_by_line_and_character(tmp_path: Path) -> 
 
 def test_csv_header_naming_a_column_twice_is_named(tmp_path: Path) -> None:
     leads = TINY_TABLES["leads"].replace("industry,employee_count", "industry,industry")
+    (problem,) = problems_of(with_table(tmp_path, "leads", leads))
+
+    assert (problem.column, problem.message) == (
+        "industry",
+        "column appears more than once in the header",
+    )
+
+
+@pytest.mark.parametrize("before", ["\n", "   \n", "\t\r\n"])
+def test_csv_header_naming_a_column_twice_is_named_after_blank_lines(
+    tmp_path: Path, before: str
+) -> None:
+    # Given blank lines (or lines of spaces, which pandas skips too) before such a header
+    leads = before + TINY_TABLES["leads"].replace("industry,employee_count", "industry,industry")
     (problem,) = problems_of(with_table(tmp_path, "leads", leads))
 
     assert (problem.column, problem.message) == (
@@ -712,3 +727,9 @@ def test_a_lead_id_with_spaces_around_it_is_noted_even_when_the_load_fails(
     assert note in caplog.text
     assert any(note in warning for warning in lenient.warnings)
     assert "L2 " not in caplog.text
+
+
+def test_a_naive_snapshot_is_utc(tiny_export_dir: Path) -> None:
+    export = load_export(tiny_export_dir, snapshot_at=pd.Timestamp("2025-06-01"))
+
+    assert export.snapshot_at == pd.Timestamp("2025-06-01", tz="UTC")

@@ -18,6 +18,7 @@ from features.examples import Examples
 from features.history import history_from_export
 from features.labels import Labels, label_examples
 from features.loading import Export, build_export, load_export
+from features.synthetic import DEFAULT_END
 from tests.features.conftest import TINY_TABLES, write_tiny_export
 
 CONFIG = FeatureConfig()
@@ -72,11 +73,9 @@ def scramble_future(
 
 
 def _later_times(as_of: pd.Timestamp, count: int, rng: np.random.Generator) -> pd.Series:
-    """Random moments after ``as_of``, up to 400 days later but never after now.
-
-    (An event dated in the future is refused by the loader, so it could not reach features.)
-    """
-    latest = min(as_of + pd.Timedelta(days=400), pd.Timestamp.now(tz="UTC"))
+    """Random moments after ``as_of``, up to 400 days later but not after the generated
+    export's end (the same on any day: a moment after the machine's clock is refused)."""
+    latest = min(as_of + pd.Timedelta(days=400), pd.Timestamp(DEFAULT_END))
     span_us = max((latest - as_of) // pd.Timedelta(microseconds=1), 2)
     offsets = pd.to_timedelta(rng.integers(1, span_us, count), unit="us")
     return pd.Series(as_of + offsets).astype("datetime64[us, UTC]").to_numpy()
@@ -265,14 +264,24 @@ def _examples_of(training_set: ExampleSet, history: object) -> Examples:
     return Examples.at(history, rows, as_of)
 
 
+@pytest.mark.parametrize("stored_as", ["csv text", "parquet nanoseconds"])
 def test_an_event_a_fraction_of_a_microsecond_after_as_of_is_not_known_at_it(
-    tmp_path: Path,
+    tmp_path: Path, stored_as: str
 ) -> None:
     # Given a pricing-page visit 0.9 µs after the rejection R3 is scored (its as_of)
     late = "A7,L1,2025-05-01T00:00:00.0000009Z,pricing_page_visit\n"
     with_late = {**TINY_TABLES, "activities": TINY_TABLES["activities"] + late}
     plain = build_training_set(load_export(write_tiny_export(tmp_path / "plain")), CONFIG)
-    export = load_export(write_tiny_export(tmp_path / "late", with_late))
+    directory = write_tiny_export(tmp_path / "late", with_late)
+    if stored_as == "parquet nanoseconds":
+        activities = pd.read_csv(directory / "activities.csv")
+        activities["occurred_at"] = pd.to_datetime(
+            activities["occurred_at"], utc=True, format="ISO8601"
+        )
+        assert activities["occurred_at"].dt.unit == "ns"
+        activities.to_parquet(directory / "activities.parquet", index=False)
+        (directory / "activities.csv").unlink()
+    export = load_export(directory)
 
     scored = build_training_set(export, CONFIG)
 

@@ -32,6 +32,7 @@ from serving.policy import load_policy
 from serving.reasons import explain
 from serving.routing import NO_DATE
 from serving.scoring import Scored, score_features
+from tests.clock import years_ahead
 from tests.serving.batch_support import (
     SCORED_AT,
     break_latest_rows,
@@ -217,7 +218,7 @@ def corrupted(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         "bad_reason": edit_csv(folder, "rejections", 40, "reason_code", "abducted_by_aliens"),
         "bad_number": edit_csv(folder, "leads", 12, "employee_count", "twelve"),
         "orphan": edit_csv(folder, "activities", 3, "lead_id", "L-NOT-A-LEAD"),
-        "future": edit_csv(folder, "activities", 9, "occurred_at", "2036-01-01T00:00:00Z"),
+        "future": edit_csv(folder, "activities", 9, "occurred_at", years_ahead()),
         "bad_consent": _lead_of_row(folder, "consent", 7),
     }
     edit_csv(folder, "consent", 7, "status", "opted_out")
@@ -436,7 +437,7 @@ def test_a_row_dated_in_the_future_is_set_aside_without_moving_the_default_as_of
 ) -> None:
     # Given an export where one activity's year is mistyped, ten years ahead
     folder = copy_as_csv(small_export_dir, tmp_path / "export")
-    future = edit_csv(folder, "activities", 0, "occurred_at", "2036-01-01T00:00:00Z")
+    future = edit_csv(folder, "activities", 0, "occurred_at", years_ahead())
     out = tmp_path / "scores.parquet"
 
     with caplog.at_level(logging.INFO):

@@ -368,3 +368,18 @@ def test_a_lead_id_that_names_no_lead_is_not_kept_in_the_checkpoints(
     parts = sorted(WorkDirectory.beside(out).path.glob("parts-*/*.arrow"))
     assert any(p.name.startswith("rejects-") for p in parts)
     assert not [p.name for p in parts if EMAIL.encode() in p.read_bytes()]
+
+
+def test_a_file_given_as_the_export_is_named_a_file_as_the_loader_names_it(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    leads = copy_as_csv(small_export_dir, tmp_path / "export") / "leads.csv"
+    out = tmp_path / "scores.parquet"
+
+    problem = _refused_as_the_loader_refuses(leads, out, model_dir)
+
+    assert (problem.file, problem.message) == (
+        str(leads),
+        "is a file, not an export directory (pass the directory that holds the tables)",
+    )
+    assert not out.exists()

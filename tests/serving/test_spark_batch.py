@@ -15,6 +15,7 @@ from features.loading import load_export
 from features.problems import ContractError
 from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary
+from tests.clock import years_ahead
 from tests.serving.batch_support import (
     read_output,
     request,
@@ -102,12 +103,12 @@ def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathF
     rejections["rejected_at"] = rejections["rejected_at"].map(lambda t: t.isoformat())
     rejections.loc[7, "rejected_at"] = "yesterday-ish"
     rejections.loc[30, "reason_code"] = "gone_fishing"
-    rejections.loc[31, "rejected_at"] = "2099-03-01T00:00:00Z"
+    rejections.loc[31, "rejected_at"] = years_ahead(70)
     tables["rejections"] = rejections
     activities = tables["activities"].astype({"lead_id": str})
     activities.loc[2, "activity_id"] = activities["activity_id"].iloc[-5]
     activities.loc[11, "lead_id"] = "L-UNKNOWN"
-    activities.loc[12, "occurred_at"] = pd.Timestamp("2036-01-01", tz="UTC")
+    activities.loc[12, "occurred_at"] = pd.Timestamp(years_ahead())
     tables["activities"] = activities
     for name, frame in tables.items():
         frame.to_parquet(folder / f"{name}.parquet", index=False)
