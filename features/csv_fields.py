@@ -10,6 +10,7 @@ counting every row, give its own verdict on them.
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -74,21 +75,45 @@ def csv_read_problem(path: Path, error: Exception) -> Problem:
     """pandas' error reading the CSV file ``path``, in the contract's words and rows.
 
     A row with too many fields (the first row too, which pandas only warns of) and a quote
-    never closed are named by their data row (records, as pandas counts them: the header is
-    not a row, and a line break inside a quoted value does not start one); an empty file
-    says so; any other error keeps pandas' text (which never quotes a cell).
+    never closed are named by their data row (``data_row``); an empty file says so; any
+    other error keeps pandas' text (which never quotes a cell).
     """
     text = str(error)
     if found := _FIELD_COUNT.search(text):  # "Expected 4 fields in line 8, saw 5"
         expected, line, saw = (int(group) for group in found.groups())
         message = f"has {saw} fields where the header has {expected} {_WHY_LONG}"
-        return Problem(str(path), message, row=line - 1)
+        return Problem(str(path), message, row=data_row(path, line))
     if isinstance(error, pd.errors.ParserWarning) and _FIRST_ROW_LONG in text:
         return Problem(str(path), f"has more fields than the header {_WHY_LONG}", row=1)
     if found := _OPEN_QUOTE.search(text):
         message = "opens a quote that is never closed: the rest of the file would be one value"
-        return Problem(str(path), message, row=int(found[1]))
+        return Problem(str(path), message, row=data_row(path, int(found[1]) + 1))
     if isinstance(error, pd.errors.EmptyDataError):
         return Problem(str(path), EMPTY_CSV)
     detail = shorten(text.removeprefix("Error tokenizing data. C error: ").strip(), 120)
     return Problem(str(path), f"not a readable UTF-8 CSV file ({type(error).__name__}: {detail})")
+
+
+def is_blank_record(fields: list[str]) -> bool:
+    """Whether a CSV record is a line pandas skips: empty, or spaces and tabs only."""
+    return len(fields) <= 1 and not "".join(fields).strip(" \t")
+
+
+def data_row(path: Path, record: int) -> int:
+    """The data row (1-based; the header and blank lines are no rows, as everywhere in the
+    loader) of a CSV file's ``record``-th record as pandas counts records in its errors
+    (1-based; blank lines count, a line break inside a quoted value does not).
+
+    A file the ``csv`` module cannot read up to that record (a NUL byte, a huge field)
+    gives the record's number less the header.
+    """
+    rows = 0
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for number, fields in enumerate(csv.reader(handle), start=1):
+                rows += not is_blank_record(fields)
+                if number >= record:
+                    break
+    except (csv.Error, UnicodeDecodeError):
+        return record - 1
+    return rows - 1

@@ -29,7 +29,7 @@ from features.contract import (
     TABLES_BY_NAME,
     Table,
 )
-from features.csv_fields import EMPTY_CSV, csv_read_problem, first_long_record
+from features.csv_fields import EMPTY_CSV, csv_read_problem, first_long_record, is_blank_record
 from features.problems import ContractError, Problem, shorten
 from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import TEXT, text_of
@@ -408,15 +408,10 @@ def csv_header(path: Path) -> list[str]:
         ContractError: the file has no header (it is empty, or blank lines only).
     """
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        header = next((row for row in csv.reader(handle) if not _blank(row)), None)
+        header = next((row for row in csv.reader(handle) if not is_blank_record(row)), None)
     if header is None:
         raise ContractError([Problem(str(path), EMPTY_CSV)])
     return header
-
-
-def _blank(row: list[str]) -> bool:
-    """Whether a CSV record is a line pandas skips: empty, or spaces and tabs only."""
-    return len(row) <= 1 and not "".join(row).strip(" \t")
 
 
 def _check_csv_header(path: Path) -> None:

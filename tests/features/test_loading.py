@@ -733,3 +733,29 @@ def test_a_naive_snapshot_is_utc(tiny_export_dir: Path) -> None:
     export = load_export(tiny_export_dir, snapshot_at=pd.Timestamp("2025-06-01"))
 
     assert export.snapshot_at == pd.Timestamp("2025-06-01", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("text", "row"),
+    [
+        ("a,b,c\n0,x,y\n\n1,x,y\n2,x,y\n3,x,y,stray\n", 4),
+        ("\n\na,b,c\n0,x,y\n1,x,y\n2,x,y\n3,x,y,stray\n", 4),
+        ('a,b,c\n0,"x\ny",y\n1,x,y\n2,x,y,stray\n', 3),
+        ("a,b,c\n0,x,y\n   \n1,x,y\n2,x,y,stray\n", 3),
+        ('a,b,c\n0,x,y\n\n1,x,y\n2,"x,y\n3,x,y\n', 3),
+    ],
+    ids=["blank-line", "blank-lines-before-header", "quoted-newline", "spaces-line", "open-quote"],
+)
+def test_an_unreadable_csv_row_is_numbered_as_every_row_is(
+    tmp_path: Path, text: str, row: int
+) -> None:
+    """pandas counts blank lines in its errors; a problem's row never does (the header and
+    blank lines are no rows, and a quoted line break does not start one)."""
+    path = tmp_path / "activities.csv"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(ContractError) as raised:
+        read_table_file(path)
+
+    (problem,) = raised.value.problems
+    assert problem.row == row
