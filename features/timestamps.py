@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # ASCII digits only: Python's ``\d`` would take any script's digits.
 _DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -80,6 +82,10 @@ def explicit_utc(text: str) -> str | None:
     return text + "Z"
 
 
+#: A fraction with a non-zero digit past the sixth (``beyond_microseconds``, for Arrow).
+_BEYOND_MICROSECONDS = r"\.[0-9]{6}[0-9]*[1-9]"
+
+
 def beyond_microseconds(text: str) -> bool:
     """Whether a contract timestamp's fraction has a non-zero digit past the microseconds.
 
@@ -105,11 +111,12 @@ def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
     strings = list(map(str, uniques))
     explicit = list(map(explicit_utc, strings))
     valid = np.array([e is not None for e in explicit] + [True], dtype=bool)
+    round_up = pc.match_substring_regex(pa.array(strings, pa.string()), _BEYOND_MICROSECONDS)
     parsed = pd.to_datetime(
         pd.Series(explicit, dtype=object), utc=True, format="ISO8601", errors="coerce"
     )
     moments = _naive_microseconds(parsed).copy()
-    moments[[beyond_microseconds(s) for s in strings]] += np.timedelta64(1, "us")
+    moments[round_up.to_numpy(zero_copy_only=False)] += np.timedelta64(1, "us")
     _settle_edges(strings, valid[:-1], moments)
     values = np.append(moments, np.datetime64("NaT", "us"))[codes]
     bad = (codes >= 0) & (~valid[codes] | np.isnat(values))
