@@ -256,8 +256,8 @@ def iso_moment(text: str) -> datetime:
     if beyond_microseconds(text):
         try:
             moment += ONE_MICROSECOND
-        except OverflowError as error:
-            raise ValueError("is outside the supported range of dates") from error
+        except OverflowError:
+            raise ValueError(f"must be {SPAN}") from None
     return utc_moment(moment)
 
 
