@@ -33,6 +33,7 @@ from features.output import (
 )
 from features.problems import ContractError
 from features.summary import format_summary, summarise_export
+from features.timestamps import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +82,6 @@ def validate(
     typer.echo(
         json.dumps({"valid": True, **summary}, indent=2) if as_json else format_summary(summary)
     )
-
-
-def as_utc(moment: datetime | None) -> pd.Timestamp | None:
-    """A command-line moment as a UTC timestamp (no offset means UTC)."""
-    if moment is None:
-        return None
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def checked_output(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -94,9 +95,26 @@ def csv_read_problem(path: Path, error: Exception) -> Problem:
     return Problem(str(path), f"not a readable UTF-8 CSV file ({type(error).__name__}: {detail})")
 
 
-def is_blank_record(fields: list[str]) -> bool:
-    """Whether a CSV record is a line pandas skips: empty, or spaces and tabs only."""
-    return len(fields) <= 1 and not "".join(fields).strip(" \t")
+#: pandas reads a field of any length; the ``csv`` module, used to number rows and read
+#: headers, stops at 128 KiB by default.
+csv.field_size_limit(2**31 - 1)
+
+
+def csv_records(lines: Iterable[str]) -> Iterator[tuple[list[str], bool]]:
+    """The records of CSV text (``lines`` read with ``newline=""``), each with whether pandas
+    skips it as blank: nothing but spaces and tabs in its raw text (a quoted empty value,
+    ``""``, is a record)."""
+    consumed: list[str] = []
+
+    def kept(source: Iterable[str]) -> Iterator[str]:
+        for line in source:
+            consumed.append(line)
+            yield line
+
+    for fields in csv.reader(kept(lines)):  # the reader takes a record's lines, no more
+        blank = not "".join(consumed).strip(" \t\r\n")
+        consumed.clear()
+        yield fields, blank
 
 
 def data_row(path: Path, record: int) -> int:
@@ -104,14 +122,14 @@ def data_row(path: Path, record: int) -> int:
     loader) of a CSV file's ``record``-th record as pandas counts records in its errors
     (1-based; blank lines count, a line break inside a quoted value does not).
 
-    A file the ``csv`` module cannot read up to that record (a NUL byte, a huge field)
-    gives the record's number less the header.
+    A file the ``csv`` module cannot read up to that record gives the record's number less
+    the header.
     """
     rows = 0
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            for number, fields in enumerate(csv.reader(handle), start=1):
-                rows += not is_blank_record(fields)
+            for number, (_, blank) in enumerate(csv_records(handle), start=1):
+                rows += not blank
                 if number >= record:
                     break
     except (csv.Error, UnicodeDecodeError):

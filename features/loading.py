@@ -8,7 +8,6 @@ with row-level problems are set aside with their reason instead of failing the l
 
 from __future__ import annotations
 
-import csv
 import logging
 import warnings
 from collections.abc import Mapping
@@ -29,11 +28,11 @@ from features.contract import (
     TABLES_BY_NAME,
     Table,
 )
-from features.csv_fields import EMPTY_CSV, csv_read_problem, first_long_record, is_blank_record
+from features.csv_fields import EMPTY_CSV, csv_read_problem, csv_records, first_long_record
 from features.problems import ContractError, Problem, shorten
 from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import TEXT, text_of
-from features.timestamps import latest_believable_time
+from features.timestamps import as_utc, latest_believable_time
 from features.utf8 import require_utf8
 
 logger = logging.getLogger(__name__)
@@ -152,11 +151,10 @@ def load_export(
         ContractError: listing every problem found.
     """
     root = Path(directory)
-    if snapshot_at is not None:
-        snapshot_at = _utc(snapshot_at)
-        if snapshot_at > latest_believable_time():
-            message = f"{snapshot_at.isoformat()} {SNAPSHOT_AHEAD}"
-            raise ContractError([Problem("snapshot_at", message)])
+    snapshot_at = as_utc(snapshot_at)
+    if snapshot_at is not None and snapshot_at > latest_believable_time():
+        message = f"{snapshot_at.isoformat()} {SNAPSHOT_AHEAD}"
+        raise ContractError([Problem("snapshot_at", message)])
     if not root.is_dir():
         raise ContractError([Problem(str(root), not_a_directory(root))])
     files, problems, absent = locate_table_files(root)
@@ -168,11 +166,6 @@ def load_export(
         logger.warning(warning)
         export.warnings.append(warning)
     return export
-
-
-def _utc(moment: pd.Timestamp) -> pd.Timestamp:
-    """``moment`` in UTC (a naive one is UTC, as in the files)."""
-    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
 
 
 def not_a_directory(path: Path) -> str:
@@ -408,7 +401,7 @@ def csv_header(path: Path) -> list[str]:
         ContractError: the file has no header (it is empty, or blank lines only).
     """
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        header = next((row for row in csv.reader(handle) if not is_blank_record(row)), None)
+        header = next((fields for fields, blank in csv_records(handle) if not blank), None)
     if header is None:
         raise ContractError([Problem(str(path), EMPTY_CSV)])
     return header

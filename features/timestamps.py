@@ -269,8 +269,8 @@ def utc_moment(moment: datetime) -> datetime:
     """
     try:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except OverflowError as error:
-        raise ValueError("is outside the supported range of dates") from error
+    except OverflowError:
+        raise ValueError(f"must be {SPAN}") from None
     if not EARLIEST <= moment < LATEST:
         raise ValueError(f"must be {SPAN}")
     return moment
@@ -284,7 +284,9 @@ def microseconds_up(values: np.ndarray, unit: str) -> np.ndarray:
     as int64 microseconds, a sub-microsecond rest rounded up as a text fraction is."""
     if unit == "ns":
         return -((-values) // 1000)
-    return values * _MICROSECONDS_PER_UNIT[unit]
+    factor = _MICROSECONDS_PER_UNIT[unit]
+    bound = np.iinfo(np.int64).max // factor  # beyond it the product would wrap around;
+    return np.clip(values, -bound, bound) * factor  # clipped, it lies outside the span
 
 
 def typed_moments(moments: pd.Series) -> pd.Series:
@@ -298,6 +300,15 @@ def typed_moments(moments: pd.Series) -> pd.Series:
     micros[present] = microseconds_up(counts[present], naive.dt.unit)
     values = micros.view("datetime64[us]")  # MISSING_TIME is NaT
     return pd.Series(values, index=moments.index).dt.tz_localize("UTC")
+
+
+def as_utc(moment: datetime | pd.Timestamp | None) -> pd.Timestamp | None:
+    """A moment (a command-line option, a caller's snapshot) as a UTC timestamp; no offset
+    means UTC, as in the files."""
+    if moment is None:
+        return None
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def from_microseconds(values: np.ndarray) -> pd.Series:

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from features.cli import (
     SnapshotOption,
-    as_utc,
     checked_output,
     horizon_days_option,
     write_failed,
@@ -19,6 +18,7 @@ from features.cli import (
 from features.config import ConfigError, setting_problems
 from features.model_store import ModelLoadError
 from features.problems import ContractError
+from features.timestamps import as_utc
 from training.config import (
     DEFAULT_CONFIG_FILE,
     DEFAULT_MODEL_NAME,

@@ -148,15 +148,16 @@ def test_a_row_dated_in_the_future_is_refused_naming_its_file_column_and_row(
 def test_a_snapshot_in_the_future_is_refused_and_one_in_the_past_keeps_censoring(
     tiny_export_dir: Path,
 ) -> None:
+    ahead = years_ahead()[:10]
     future = runner.invoke(
-        app, ["validate", "--data", str(tiny_export_dir), "--snapshot-at", years_ahead()[:10]]
+        app, ["validate", "--data", str(tiny_export_dir), "--snapshot-at", ahead]
     )
     past = runner.invoke(
         app, ["validate", "--data", str(tiny_export_dir), "--json", "--snapshot-at", "2025-05-01"]
     )
 
     assert future.exit_code == 1
-    assert f"snapshot_at: {years_ahead()[:10]}T00:00:00+00:00 is in the future" in future.output
+    assert f"snapshot_at: {ahead}T00:00:00+00:00 is in the future" in future.output
     assert json.loads(past.stdout)["censored_rejections"] == 1
 
 

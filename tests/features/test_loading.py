@@ -743,8 +743,18 @@ def test_a_naive_snapshot_is_utc(tiny_export_dir: Path) -> None:
         ('a,b,c\n0,"x\ny",y\n1,x,y\n2,x,y,stray\n', 3),
         ("a,b,c\n0,x,y\n   \n1,x,y\n2,x,y,stray\n", 3),
         ('a,b,c\n0,x,y\n\n1,x,y\n2,"x,y\n3,x,y\n', 3),
+        ('a,b,c\n0,x,y\n""\n1,x,y\n2,x,y,stray\n', 4),
+        ("a,b,c\n\n0," + "x" * 200_000 + ",y\n1,x,y\n2,x,y,stray\n", 3),
     ],
-    ids=["blank-line", "blank-lines-before-header", "quoted-newline", "spaces-line", "open-quote"],
+    ids=[
+        "blank-line",
+        "blank-lines-before-header",
+        "quoted-newline",
+        "spaces-line",
+        "open-quote",
+        "quoted-empty-value-is-a-row",
+        "field-over-128-kib",
+    ],
 )
 def test_an_unreadable_csv_row_is_numbered_as_every_row_is(
     tmp_path: Path, text: str, row: int
@@ -759,3 +769,30 @@ def test_an_unreadable_csv_row_is_numbered_as_every_row_is(
 
     (problem,) = raised.value.problems
     assert problem.row == row
+
+
+@pytest.mark.parametrize("unit", ["s", "ms"])
+def test_a_parquet_timestamp_past_any_date_is_refused_not_wrapped_around(
+    tmp_path: Path, unit: str
+) -> None:
+    # Given a Parquet activity moment some 586,000 years ahead: in microseconds it would
+    # pass int64's range and, wrapped around, read as a plausible date in 2025
+    directory = write_tiny_export(tmp_path / "export")
+    activities = pd.read_csv(directory / "activities.csv")
+    per_unit = {"s": 10**9, "ms": 10**6}[unit]
+    moments = [pd.Timestamp(t).value // per_unit for t in activities["occurred_at"]]
+    moments[1] = {"s": 18_448_492_809_709, "ms": 18_448_492_809_709_552}[unit]
+    table = pa.table(
+        {
+            **{c: pa.array(activities[c].astype(str)) for c in ("activity_id", "lead_id")},
+            "occurred_at": pa.array(moments, pa.timestamp(unit, "UTC")),
+            "activity_type": pa.array(activities["activity_type"].astype(str)),
+        }
+    )
+    pq.write_table(table, directory / "activities.parquet")
+    (directory / "activities.csv").unlink()
+
+    (problem,) = problems_of(directory)
+
+    assert (problem.column, problem.row) == ("occurred_at", 2)
+    assert problem.message == f"not an ISO 8601 timestamp {SPAN}"
