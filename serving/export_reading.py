@@ -241,11 +241,11 @@ def timestamp_columns(table: str, columns: list[str]) -> list[str]:
 
 
 def _unreadable(path: Path, error: Exception) -> ContractError:
-    if path.suffix == ".csv" and isinstance(error, UnicodeDecodeError):
-        problem = utf8_problem(path)  # names the line, not a position in a decoding buffer
-        if problem is not None:
-            return ContractError([problem])
+    """The problem with a file that could not be read, as the loader names it: for a CSV
+    file, its first byte that is not UTF-8 if it has one (the loader checks that first,
+    naming the line), else the parser's error."""
     if path.suffix == ".csv":
-        return ContractError([csv_read_problem(path, error)])
+        problem = utf8_problem(path) or csv_read_problem(path, error)
+        return ContractError([problem])
     reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
     return ContractError([Problem(str(path), reason)])

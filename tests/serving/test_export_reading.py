@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from features.config import FeatureConfig
 from features.csv_fields import csv_read_problem, first_long_record
-from features.loading import CSV_OPTIONS, read_table_file
+from features.loading import CSV_OPTIONS, load_export, read_table_file
 from features.problems import ContractError, Problem
 from features.utf8 import utf8_problem
 from serving.export_reading import file_columns, iter_batches, locate_export
@@ -206,3 +206,21 @@ def test_a_long_row_that_starts_a_batch_is_refused(tmp_path: Path, batch_rows: i
     (problem,) = raised.value.problems
     assert problem.row == batch_rows + 1
     assert problem.message.startswith("has 4 fields where the header has 3")
+
+
+def test_a_file_not_utf8_is_named_by_its_byte_before_a_long_first_row(tmp_path: Path) -> None:
+    # Given an activities file whose first row is too long and whose next row is not UTF-8
+    directory = write_tiny_export(tmp_path / "export")
+    text = (directory / "activities.csv").read_text(encoding="utf-8")
+    first = text.splitlines()[1]
+    text = text.replace(first, first + ",extra", 1).replace("\nA2,", "\nA\xe92,", 1)
+    (directory / "activities.csv").write_bytes(text.encode("latin-1"))
+
+    with pytest.raises(ContractError) as located:
+        locate_export(directory)
+    with pytest.raises(ContractError) as loaded:
+        load_export(directory)
+
+    # Then the batch reader names the byte, as the loader does (it checks UTF-8 first)
+    assert located.value.problems == loaded.value.problems
+    assert "is the byte 0xE9, which is not UTF-8" in located.value.problems[0].message
