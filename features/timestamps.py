@@ -296,12 +296,13 @@ def typed_moments(moments: pd.Series) -> pd.Series:
     """A typed timestamp column (a Parquet file's) as UTC microseconds (``TIMESTAMP_DTYPE``),
     naive values read as UTC and a nanosecond rest rounded up, as ``parse_timestamps`` does."""
     utc = moments.dt.tz_localize("UTC") if moments.dt.tz is None else moments.dt.tz_convert("UTC")
-    naive = utc.dt.tz_convert(None)
-    counts = naive.to_numpy().view("int64")
-    present = naive.notna().to_numpy()
-    micros = np.full(len(counts), MISSING_TIME, dtype=np.int64)
-    micros[present] = microseconds_up(counts[present], naive.dt.unit)
-    values = micros.view("datetime64[us]")  # MISSING_TIME is NaT
+    unit = utc.dt.unit
+    if unit == "us":
+        return utc
+    counts = utc.dt.tz_convert(None).to_numpy().view("int64")
+    present = counts != MISSING_TIME  # NaT
+    micros = microseconds_up(np.where(present, counts, 0), unit)
+    values = np.where(present, micros, MISSING_TIME).view("datetime64[us]")
     return pd.Series(values, index=moments.index).dt.tz_localize("UTC")
 
 
