@@ -82,6 +82,8 @@ def explicit_utc(text: str) -> str | None:
     return text + "Z"
 
 
+#: ``YYYY-MM-DDTHH:MM:SS.fffffff``: no shorter timestamp has a seventh fraction digit.
+_SHORTEST_WITH_NANOSECONDS = 27
 #: A fraction with a non-zero digit past the sixth (``beyond_microseconds``, for Arrow).
 _BEYOND_MICROSECONDS = r"\.[0-9]{6}[0-9]*[1-9]"
 
@@ -256,7 +258,7 @@ def iso_moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)  # cuts a fraction to microseconds
     except ValueError:
         raise ValueError(NOT_ISO) from None
-    if beyond_microseconds(text):
+    if len(text) >= _SHORTEST_WITH_NANOSECONDS and beyond_microseconds(text):
         try:
             moment += ONE_MICROSECOND
         except OverflowError:
