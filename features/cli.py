@@ -115,7 +115,8 @@ def settings_from(config: Path | None) -> FeatureConfig:
 
 def _report_problems(error: ContractError, as_json: bool) -> None:
     if as_json:
-        document = {"valid": False, "problems": [p.to_dict() for p in error.problems]}
+        problems = [p.to_dict() for p in error.problems]
+        document = {"valid": False, "problems": problems, "warnings": error.notes}
         typer.echo(json.dumps(document, indent=2))
         return
     typer.echo(f"{len(error.problems)} problem(s):", err=True)

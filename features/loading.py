@@ -205,7 +205,7 @@ def build_export(
     if structural or (problems and not lenient):
         for warning in warnings:  # a note may explain a problem (a lead_id with spaces)
             logger.warning(warning)
-        raise ContractError(structural + problems)
+        raise ContractError(structural + problems, notes=warnings)
     rejected = [row for check in checks.values() for row in _rejected_rows(check)]
     tables = {name: check.clean_frame() for name, check in checks.items()}
     snapshot = snapshot_at

@@ -49,10 +49,12 @@ class Problem:
 
 
 class ContractError(ValueError):
-    """Input that breaks the data contract; carries every problem found."""
+    """Input that breaks the data contract; carries every problem found, and the loader's
+    notes on the input (``notes``), which may explain them."""
 
-    def __init__(self, problems: Iterable[Problem]) -> None:
+    def __init__(self, problems: Iterable[Problem], notes: Iterable[str] = ()) -> None:
         self.problems: list[Problem] = list(problems)
+        self.notes: list[str] = list(notes)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{len(self.problems)} problem(s) with the input:\n{lines}")
 

@@ -39,6 +39,10 @@ def test_validate_json_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     (problem,) = document["problems"]
     assert (problem["column"], problem["row"]) == ("rejected_at", 3)
     assert problem["found"] == "a word (4 characters)"
+    (warning,) = document["warnings"]  # the loader's notes come along, as they may explain
+    assert warning.endswith(
+        "1 activities with an unknown activity_type were kept as 'other' (1 distinct value)"
+    )
 
 
 def test_validate_json_summary_counts_censoring(tiny_export_dir: Path) -> None:

@@ -725,6 +725,7 @@ def test_a_lead_id_with_spaces_around_it_is_noted_even_when_the_load_fails(
     }
     note = "leads.csv: 1 lead_id value has a space at the start or end (first at row 2)"
     assert note in caplog.text
+    assert any(note in carried for carried in caught.value.notes)
     assert any(note in warning for warning in lenient.warnings)
     assert "L2 " not in caplog.text
 
