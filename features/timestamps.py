@@ -84,8 +84,9 @@ def explicit_utc(text: str) -> str | None:
 
 #: ``YYYY-MM-DDTHH:MM:SS.fffffff``: no shorter timestamp has a seventh fraction digit.
 _SHORTEST_WITH_NANOSECONDS = 27
-#: A fraction with a non-zero digit past the sixth (``beyond_microseconds``, for Arrow).
+#: A fraction with a non-zero digit past the sixth: the one rule, for Python and for Arrow.
 _BEYOND_MICROSECONDS = r"\.[0-9]{6}[0-9]*[1-9]"
+_BEYOND_MICROSECONDS_PATTERN = re.compile(_BEYOND_MICROSECONDS)
 
 
 def beyond_microseconds(text: str) -> bool:
@@ -93,13 +94,11 @@ def beyond_microseconds(text: str) -> bool:
 
     Such a moment is rounded up to the next microsecond, never cut: an event a fraction of
     a microsecond after a scoring moment must stay after it, or it would count as known.
+    ``text`` is already in the contract's form, so its one ``.`` starts the fraction.
     """
-    dot = text.find(".")
-    if dot < 0 or not text[dot + 7 : dot + 8].isdigit():
-        return False  # no seventh fraction digit: the common case, without a regex
-    match = ISO_TIMESTAMP.fullmatch(text)
-    fraction = None if match is None else match["fraction"]
-    return fraction is not None and fraction[6:].strip("0") != ""
+    if len(text) < _SHORTEST_WITH_NANOSECONDS:
+        return False  # every second- and millisecond-precision form, without a regex
+    return _BEYOND_MICROSECONDS_PATTERN.search(text) is not None
 
 
 def parse_timestamps(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -258,7 +257,7 @@ def iso_moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)  # cuts a fraction to microseconds
     except ValueError:
         raise ValueError(NOT_ISO) from None
-    if len(text) >= _SHORTEST_WITH_NANOSECONDS and beyond_microseconds(text):
+    if beyond_microseconds(text):
         try:
             moment += ONE_MICROSECOND
         except OverflowError:
