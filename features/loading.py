@@ -329,8 +329,14 @@ def read_table_file(path: Path) -> pd.DataFrame:
     ) as error:
         raise ContractError([csv_read_problem(path, error)]) from error
     except Exception as error:  # pyarrow raises several unrelated types for a corrupt file
-        reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
-        raise ContractError([Problem(str(path), reason)]) from error
+        raise ContractError([parquet_read_problem(path, error)]) from error
+
+
+def parquet_read_problem(path: Path, error: Exception) -> Problem:
+    """pyarrow's error reading the Parquet file ``path``, as a problem (the loader's and the
+    batch job's words alike)."""
+    reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
+    return Problem(str(path), reason)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

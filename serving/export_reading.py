@@ -30,9 +30,10 @@ from features.loading import (
     csv_header,
     locate_table_files,
     not_a_directory,
+    parquet_read_problem,
     require_field_counts,
 )
-from features.problems import ContractError, Problem, shorten
+from features.problems import ContractError, Problem
 from features.utf8 import require_utf8, utf8_problem
 
 BATCH_ROWS = 1 << 20
@@ -245,7 +246,5 @@ def _unreadable(path: Path, error: Exception) -> ContractError:
     file, its first byte that is not UTF-8 if it has one (the loader checks that first,
     naming the line), else the parser's error."""
     if path.suffix == ".csv":
-        problem = utf8_problem(path) or csv_read_problem(path, error)
-        return ContractError([problem])
-    reason = f"not a readable Parquet file ({type(error).__name__}: {shorten(error, 120)})"
-    return ContractError([Problem(str(path), reason)])
+        return ContractError([utf8_problem(path) or csv_read_problem(path, error)])
+    return ContractError([parquet_read_problem(path, error)])
