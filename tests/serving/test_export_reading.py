@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,17 @@ def expected_outcome(path: Path, columns: list[str], batch_rows: int) -> list[pa
         return read_every_column(path, columns, batch_rows)
     except (pd.errors.ParserError, pd.errors.ParserWarning, KeyError) as error:
         return csv_read_problem(path, error)
+
+
+def refused_alike(batch: Callable[[], object], loader: Callable[[], object]) -> list[Problem]:
+    """The problems for which a batch reader call and a loader call both refuse (asserted
+    to be the same problems)."""
+    with pytest.raises(ContractError) as raised:
+        batch()
+    with pytest.raises(ContractError) as loaded:
+        loader()
+    assert raised.value.problems == loaded.value.problems
+    return raised.value.problems
 
 
 def _field(value: str, quoted: bool) -> str:
@@ -162,13 +174,9 @@ def test_a_header_that_is_not_utf8_is_named_as_the_loader_names_it(tmp_path: Pat
     path = tmp_path / "leads.csv"
     path.write_bytes("lead_id,pr\xe9nom\nL1,x\n".encode("latin-1"))
 
-    with pytest.raises(ContractError) as raised:
-        file_columns(path)
-    with pytest.raises(ContractError) as loaded:
-        read_table_file(path)
+    (problem,) = refused_alike(lambda: file_columns(path), lambda: read_table_file(path))
 
-    assert raised.value.problems == loaded.value.problems
-    assert "line 1, character 11 is the byte 0xE9" in raised.value.problems[0].message
+    assert "line 1, character 11 is the byte 0xE9" in problem.message
 
 
 def test_a_byte_order_mark_is_read_as_the_loader_reads_it(tmp_path: Path) -> None:
@@ -216,11 +224,7 @@ def test_a_file_not_utf8_is_named_by_its_byte_before_a_long_first_row(tmp_path: 
     text = text.replace(first, first + ",extra", 1).replace("\nA2,", "\nA\xe92,", 1)
     (directory / "activities.csv").write_bytes(text.encode("latin-1"))
 
-    with pytest.raises(ContractError) as located:
-        locate_export(directory)
-    with pytest.raises(ContractError) as loaded:
-        load_export(directory)
+    (problem,) = refused_alike(lambda: locate_export(directory), lambda: load_export(directory))
 
     # Then the batch reader names the byte, as the loader does (it checks UTF-8 first)
-    assert located.value.problems == loaded.value.problems
-    assert "is the byte 0xE9, which is not UTF-8" in located.value.problems[0].message
+    assert "is the byte 0xE9, which is not UTF-8" in problem.message
