@@ -180,9 +180,9 @@ def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
     if column.name not in frame:
         return _missing_series(column, len(frame))
     raw = frame[column.name]
+    if column.kind is Kind.CATEGORY or not column.required:
+        raw = _blank_as_missing(raw)
     present = raw.notna().to_numpy()
-    if column.kind is Kind.CATEGORY:  # a blank category is a missing one, as in the API
-        present &= ~_blank(raw)
     typed, bad, message = COERCERS[column.kind](raw, column, check)
     check.flag(bad & present, column.name, message)
     if column.required:
@@ -251,6 +251,13 @@ def _coerce_number(raw: pd.Series, column: Column, check: TableCheck) -> Coerced
     return numbers, bad, message
 
 
+def _blank_as_missing(raw: pd.Series) -> pd.Series:
+    """``raw`` with its blank text values missing: a blank category, or a blank value of an
+    optional column, is a missing one, as an empty CSV field is (and as in the API)."""
+    blank = _blank(raw)
+    return raw.where(~blank) if blank.any() else raw
+
+
 def _blank(raw: pd.Series) -> np.ndarray:
     """Text values that are empty once trimmed (missing values and non-text are not blank)."""
     if isinstance(raw.dtype, pd.StringDtype):
@@ -263,7 +270,6 @@ def _blank(raw: pd.Series) -> np.ndarray:
 
 
 def _coerce_category(raw: pd.Series, column: Column, check: TableCheck) -> Coerced:
-    raw = raw.where(~_blank(raw))
     codes, uniques = pd.factorize(raw, use_na_sentinel=True)
     normalised = pd.Index([str(u).strip().lower() for u in uniques], dtype=object)
     vocabulary = pd.Index(column.vocabulary)

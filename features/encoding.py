@@ -52,11 +52,19 @@ class CategoryVocabulary:
                 position += block.shape[1]
         return np.concatenate(parts, axis=1)
 
-    def _codes(self, name: str, column: np.ndarray) -> np.ndarray:
+    def knows(self, name: str, value: str) -> bool:
+        """Whether ``value`` is a learned category of the free-text feature ``name``."""
+        return value in self._lookup(name)
+
+    def _lookup(self, name: str) -> dict[str, float]:
         lookup = self._lookups.get(name)
         if lookup is None:
             lookup = {value: float(i) for i, value in enumerate(self.values.get(name, ()))}
             self._lookups[name] = lookup
+        return lookup
+
+    def _codes(self, name: str, column: np.ndarray) -> np.ndarray:
+        lookup = self._lookup(name)
         if len(column) == 1:
             return np.array([lookup.get(column[0], np.nan)])
         uniques, inverse = np.unique(column.astype(str), return_inverse=True)

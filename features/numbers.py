@@ -16,8 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.text import TEXT
-
 
 def numbers_from_text(values: pd.Series) -> np.ndarray:
     """Each value as a float: NaN where it is missing, not a number, or not finite."""
@@ -26,8 +24,14 @@ def numbers_from_text(values: pd.Series) -> np.ndarray:
 
 
 def number_from_text(text: str) -> float:
-    """One string read as the loader reads a CSV field (NaN when it is not a finite number)."""
-    return float(numbers_from_text(pd.Series([text], dtype=TEXT))[0])
+    """One string read as the loader reads a CSV field (NaN when it is not a finite number).
+
+    The same parser as ``numbers_from_text``, called on a one-element object array: a
+    Series of text would cost about 250 µs a value, which a request holding thousands of
+    numbers as strings would spend on the event loop; this costs about 12 µs.
+    """
+    number = float(pd.to_numeric(np.array([text], dtype=object), errors="coerce")[0])
+    return number if math.isfinite(number) else math.nan
 
 
 def custom_number(value: Any) -> float:

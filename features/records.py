@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -185,6 +186,16 @@ else:
     Text = Annotated[str, _ContractText(min_length=0, max_length=MAX_TEXT_LENGTH)]
 
 
+def _blank_is_missing(value: Any) -> Any:
+    """A blank string (empty once trimmed) as a missing value, as an empty field of a file:
+    marketing-automation platforms send an unset property as ``""``."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+#: On an optional field: a blank string is a missing value (required fields refuse it).
+BLANK_IS_MISSING = BeforeValidator(_blank_is_missing)
+
+
 class _ContractNumber:
     """A number by the loader's rules (``features.numbers``): a JSON number, or a string
     the loader's parser reads as one; never a boolean, never NaN or infinite. Every
@@ -338,19 +349,19 @@ class LeadRecord(_Record):
     """One row of ``leads``."""
 
     lead_id: Identifier
-    account_id: Identifier | None = None
+    account_id: Annotated[Identifier | None, BLANK_IS_MISSING] = None
     created_at: Timestamp
     lead_source: LeadSource
-    industry: Text | None = None
-    employee_count: WholeNumber | None = None
-    annual_revenue: FiniteFloat | None = None
-    country: Text | None = None
-    job_title: Text | None = None
+    industry: Annotated[Text | None, BLANK_IS_MISSING] = None
+    employee_count: Annotated[WholeNumber | None, BLANK_IS_MISSING] = None
+    annual_revenue: Annotated[FiniteFloat | None, BLANK_IS_MISSING] = None
+    country: Annotated[Text | None, BLANK_IS_MISSING] = None
+    job_title: Annotated[Text | None, BLANK_IS_MISSING] = None
     job_level: JobLevel | None = None
     product_fit: ProductFit | None = None
-    email: Text | None = Field(default=None, repr=False)
-    first_name: Text | None = Field(default=None, repr=False)
-    last_name: Text | None = Field(default=None, repr=False)
+    email: Annotated[Text | None, BLANK_IS_MISSING] = Field(default=None, repr=False)
+    first_name: Annotated[Text | None, BLANK_IS_MISSING] = Field(default=None, repr=False)
+    last_name: Annotated[Text | None, BLANK_IS_MISSING] = Field(default=None, repr=False)
 
     def custom_value(self, name: str) -> Any:
         """The value of a custom (non-contract) column, or None."""
@@ -375,13 +386,13 @@ class RejectionRecord(_Record):
     rejected_at: Timestamp
     stage_at_rejection: Stage
     reason_code: ReasonCode
-    reason_detail: Text | None = None
+    reason_detail: Annotated[Text | None, BLANK_IS_MISSING] = None
     barrier_side: BarrierSide | None = None
     rep_potential: RepPotential | None = None
-    follow_up_date: DateField | None = None
-    lead_score_at_rejection: FiniteFloat | None = None
-    recommended_program: Text | None = None
-    rep_id: Identifier | None = None
+    follow_up_date: Annotated[DateField | None, BLANK_IS_MISSING] = None
+    lead_score_at_rejection: Annotated[FiniteFloat | None, BLANK_IS_MISSING] = None
+    recommended_program: Annotated[Text | None, BLANK_IS_MISSING] = None
+    rep_id: Annotated[Identifier | None, BLANK_IS_MISSING] = None
 
 
 class OpportunityRecord(_Record):
@@ -390,10 +401,10 @@ class OpportunityRecord(_Record):
     opportunity_id: Identifier
     lead_id: Identifier
     created_at: Timestamp
-    closed_at: Timestamp | None = None
+    closed_at: Annotated[Timestamp | None, BLANK_IS_MISSING] = None
     status: OpportunityStatus
-    amount: FiniteFloat | None = None
-    loss_reason: Text | None = None
+    amount: Annotated[FiniteFloat | None, BLANK_IS_MISSING] = None
+    loss_reason: Annotated[Text | None, BLANK_IS_MISSING] = None
 
 
 class ConsentRecord(_Record):
@@ -405,6 +416,8 @@ class ConsentRecord(_Record):
 
 
 MAX_ROWS_PER_LEAD = 5000
+#: The models of one row of each contract table.
+RECORD_MODELS = (LeadRecord, ActivityRecord, RejectionRecord, OpportunityRecord, ConsentRecord)
 
 
 def _conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
@@ -438,7 +451,12 @@ class ScoreRequest(BaseModel):
 
     @model_validator(mode="after")
     def _rows_agree_with_each_other(self) -> ScoreRequest:
-        problems = [*self._foreign_rows(), *self._repeated_ids(), *self._misplaced_rejections()]
+        problems = [
+            *self._foreign_rows(),
+            *self._repeated_ids(),
+            *self._misplaced_rejections(),
+            *self._closing_opportunities(),
+        ]
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
@@ -493,6 +511,34 @@ class ScoreRequest(BaseModel):
             if earlier.rejected_at > scored.rejected_at:
                 message = "is after rejection.rejected_at"
                 yield _conflict(("earlier_rejections", index, "rejected_at"), message)
+
+    def _closing_opportunities(self) -> Iterator[InitErrorDetails]:
+        """Opportunities created after the rejection and by ``as_of``: the lead came back,
+        the rejection is no longer open, and only an open rejection is scored (the data
+        contract; the batch job leaves such a rejection out)."""
+        rejected_at = self.rejection.rejected_at
+        as_of = self.resolved_as_of()
+        for index, opportunity in enumerate(self.opportunities):
+            if rejected_at < opportunity.created_at <= as_of:
+                message = (
+                    "is after rejection.rejected_at and not after as_of: the lead has an "
+                    "opportunity since the rejection, so the rejection is no longer open "
+                    "and is not scored"
+                )
+                yield _conflict(("opportunities", index, "created_at"), message)
+
+    def keys_given(self) -> int:
+        """How many JSON keys this request was given: its own and its rows' (a key sent
+        twice in one object counts once, the value read being the last)."""
+        rows: list[BaseModel] = [
+            self.lead,
+            self.rejection,
+            *self.activities,
+            *self.opportunities,
+            *self.consent,
+            *self.earlier_rejections,
+        ]
+        return len(self.model_fields_set) + sum(len(row.model_fields_set) for row in rows)
 
     def resolved_as_of(self, now: datetime | None = None) -> datetime:
         """``as_of``, or ``now`` (UTC) when the request leaves it out."""

@@ -3,12 +3,15 @@
 Every error body is ``{"error": {"code", "message", "request_id", "fields"}}`` where
 ``fields`` lists ``{"field": "lead.created_at", "problem": "...", "type": "..."}``. Pydantic's
 messages describe the rule that was broken ("Input should be a valid integer"); the input
-itself, which may hold personal data, is dropped.
+itself, which may hold personal data, is dropped. A field's path is the caller's too when it
+holds an unknown key (``{"ann.smith@example.com": 1}``): ``shown_field`` shows a key only
+when it looks like a field name.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from features.contract import holds_email_address
 from serving.service import DeadlineExceeded
 
 logger = logging.getLogger(__name__)
@@ -40,8 +44,14 @@ STATUS_CODES: dict[int, str] = {
 
 #: At most this many problems are listed in one error body; the message gives the total.
 MAX_LISTED_PROBLEMS = 50
-#: A field's name is shown up to this many characters (an unknown key may be megabytes).
+#: A field's path is shown up to this many characters (a bound on the whole path; each of
+#: its keys is bounded by ``FIELD_NAME``).
 MAX_FIELD_NAME_CHARS = 200
+#: What a key must look like to be shown: a field name (ASCII letters, digits, ``_``, ``.``
+#: and ``-``, at most 64 characters); any other key may be personal data.
+FIELD_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: How an error body names a key that does not look like a field name.
+UNKNOWN_FIELD = "<unknown field>"
 
 
 class ApiError(Exception):
@@ -97,7 +107,7 @@ def field_problems(errors: Sequence[Any]) -> list[dict[str, str]]:
     """Pydantic / FastAPI validation errors as ``field``, ``problem``, ``type`` (no inputs)."""
     problems = []
     for error in errors:
-        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        location = [shown_field(part) for part in error.get("loc", ()) if part != "body"]
         kind = str(error.get("type", "invalid"))
         if kind == "json_invalid":
             problems.append({"field": "body", "problem": _json_problem(error), "type": kind})
@@ -109,12 +119,28 @@ def field_problems(errors: Sequence[Any]) -> list[dict[str, str]]:
 
 
 #: What a body the JSON parser gave up on is told: valid JSON nested deeper than the
-#: parser goes (pydantic's limit, about 128 levels) is not called invalid.
-TOO_DEEP = "nested too deeply (JSON arrays and objects more than about 128 levels deep)"
+#: parser goes (pydantic's limit: 201 levels, every object and array counted) is not
+#: called invalid.
+TOO_DEEP = "nested too deeply (JSON arrays and objects more than 201 levels deep)"
 
 
 def _json_problem(error: Mapping[str, Any]) -> str:
     return TOO_DEEP if "recursion limit" in str(error.get("msg", "")) else "not valid JSON"
+
+
+def shown_field(part: str | int) -> str:
+    """One step of a field's path as an error body shows it.
+
+    A list position shows as its number. A key is the caller's: a known field's name, or an
+    unknown key that may be anything (an e-mail address, a name, a phone number). It shows
+    only when it looks like a field name (``FIELD_NAME``, holding no e-mail address);
+    otherwise it is ``<unknown field>``, so ``{"lead": {"Ann Smith": 1}}`` is told about
+    ``lead.<unknown field>``.
+    """
+    text = str(part)
+    if isinstance(part, int) or (FIELD_NAME.fullmatch(text) and not holds_email_address(text)):
+        return text
+    return UNKNOWN_FIELD
 
 
 def _shortened(name: str) -> str:

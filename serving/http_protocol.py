@@ -29,6 +29,11 @@ request once its headers are complete.
   bounds a worker's memory. (uvicorn's own ``limit_concurrency`` answers 503 to the
   requests of *every* connection while too many are open, and keeps them all open.)
 
+- **Framing.** A request the parser cannot read (a broken chunk size, two different
+  ``Content-Length`` values, both ``Content-Length`` and chunked encoding, a control
+  character in a header) is answered ``400`` (``invalid_http``) where uvicorn answers in
+  plain text.
+
 Every answer carries the API's JSON error body and closes the connection. ``srl serve``
 runs uvicorn with this protocol (``serving.cli``).
 """
@@ -46,7 +51,12 @@ from serving.errors import error_body
 
 logger = logging.getLogger(__name__)
 
+INVALID_HTTP = (
+    "the request is not valid HTTP/1.1 (its framing: request line, headers, Content-Length "
+    "or chunked encoding)"
+)
 _REASONS = {
+    400: b"Bad Request",
     408: b"Request Timeout",
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
@@ -188,9 +198,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a parser error, unless the error is this protocol's refusal."""
+        """The answer to a parser error (uvicorn's ``msg`` is logged by uvicorn itself): a
+        JSON 400 ``invalid_http``, or this protocol's refusal when the error is that."""
         if self._refusal is None:
-            super().send_400_response(msg)
+            self._answer(400, "invalid_http", INVALID_HTTP)
         else:
             self._answer_refusal()
 

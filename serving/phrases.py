@@ -5,6 +5,11 @@ Every feature of the engine gets a phrase built from its name, kind, window and 
 visits in the 30 days before scoring", ``reason_code = budget`` reads "rejected for
 budget", ``follow_up_days = 12`` reads "follow-up date is in 12 days". A feature the
 phrasebook does not know (a customer's own column) falls back to its name and value.
+
+A free-text feature (``industry``, ``country``, ``recommended_program``, a custom
+categorical column) shows only categories the model learned in training, seen at least
+``min_category_count`` times: any other text, which may be personal ("call Jane on +1 555
+0100"), reads as the model sees it, ``<other>``, and is never echoed.
 """
 
 from __future__ import annotations
@@ -16,12 +21,19 @@ from functools import lru_cache
 from typing import Any
 
 from features.contract import ACTIVITY_TYPES, REASON_CODES
+from features.encoding import CategoryVocabulary
 from features.engine import ACTIVITY_GROUPS, FeatureSpec
 
 Phrase = Callable[[Any], str]
 """Turns a feature's display value (a number, a label or None when missing) into words."""
 
 MAX_SHOWN_TEXT = 60
+
+#: The value shown for free text outside the model's vocabulary (new, or too rare in
+#: training): the model reads it as missing, and the caller's text is never shown.
+OTHER_VALUE = "<other>"
+#: How such a value reads after the feature's name.
+OTHER_WORDS = "other (a value the model has not learned)"
 
 #: Singular and plural nouns of each activity type and activity group.
 ACTIVITY_NOUNS: dict[str, tuple[str, str]] = {
@@ -320,18 +332,32 @@ def phrase_for(spec: FeatureSpec) -> Phrase:
     """The phrase of one feature (cached: specs are immutable and shared by every row)."""
     if spec.name in NAMED_PHRASES:
         return NAMED_PHRASES[spec.name]
+    if spec.kind == "text":
+        return _free_text(spec)
     if spec.kind == "category" or spec.name in CATEGORY_LABELS:
         return _category(spec)
     return _pattern(spec) or _fallback(spec)
 
 
-def display_value(spec: FeatureSpec, raw: Any) -> float | str | None:
-    """A feature's value as shown to people: the label of a category, None when missing."""
+def _free_text(spec: FeatureSpec) -> Phrase:
+    learned = _category(spec) if spec.name in CATEGORY_LABELS else _fallback(spec)
+    other = f"{CATEGORY_LABELS.get(spec.name, label(spec.name))}: {OTHER_WORDS}"
+    return lambda v: other if v == OTHER_VALUE else learned(v)
+
+
+def display_value(
+    spec: FeatureSpec, raw: Any, vocabulary: CategoryVocabulary
+) -> float | str | None:
+    """A feature's value as shown to people: the label of a category, None when missing.
+
+    Free text is shown only when ``vocabulary`` (the model's) learned it as a category of
+    the feature; any other text is ``OTHER_VALUE``, never the text itself.
+    """
     if raw is None:
         return None
     if spec.kind == "category":
         return None if math.isnan(raw) else spec.vocabulary[int(raw)]
     if spec.kind == "text":
-        return str(raw)
+        return str(raw) if vocabulary.knows(spec.name, str(raw)) else OTHER_VALUE
     value = float(raw)
     return None if math.isnan(value) else value

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from features.encoding import CategoryVocabulary
 from features.engine import FeatureSpec, FeatureTable
 from features.predictor import ReconversionModel
 from serving.phrases import display_value, phrase_for
@@ -29,7 +30,8 @@ class Reason:
         feature: the feature's name (see the feature catalogue).
         direction: ``up`` when it raised the score, ``down`` when it lowered it.
         contribution: its SHAP contribution in log-odds of the raw model score.
-        value: the lead's value of the feature (category label, number, or None if missing).
+        value: the lead's value of the feature (category label, number, or None if missing;
+            free text the model did not learn as a category is ``<other>``).
         text: the factor in plain words, for a marketer.
     """
 
@@ -74,7 +76,7 @@ def explain(
     contributions = model.contributions(matrix)[:, :-1]
     chosen = rank_factors(contributions, top_k)
     return [
-        _row_reasons(features, contributions[row], row, columns)
+        _row_reasons(features, model.vocabulary, contributions[row], row, columns)
         for row, columns in enumerate(chosen)
     ]
 
@@ -126,7 +128,11 @@ def _with_both_directions(contributions: np.ndarray, candidates: np.ndarray) -> 
 
 
 def _row_reasons(
-    features: FeatureTable, contributions: np.ndarray, row: int, columns: np.ndarray
+    features: FeatureTable,
+    vocabulary: CategoryVocabulary,
+    contributions: np.ndarray,
+    row: int,
+    columns: np.ndarray,
 ) -> list[Reason]:
     reasons = []
     for column in columns:
@@ -134,12 +140,12 @@ def _row_reasons(
         if contribution == 0.0:
             break
         spec = features.specs[column]
-        reasons.append(_reason(spec, features.columns[spec.name][row], contribution))
+        raw = features.columns[spec.name][row]
+        reasons.append(_reason(spec, display_value(spec, raw, vocabulary), contribution))
     return reasons
 
 
-def _reason(spec: FeatureSpec, raw: Any, contribution: float) -> Reason:
-    value = display_value(spec, raw)
+def _reason(spec: FeatureSpec, value: float | str | None, contribution: float) -> Reason:
     return Reason(
         feature=spec.name,
         direction="up" if contribution > 0 else "down",

@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from features.records import ScoreRequest
+from features.records import CONFLICT_ERROR, ScoreRequest
 from serving.examples import EXAMPLE_REQUEST
 
 
@@ -99,6 +100,39 @@ class ScoreResult(BaseModel):
     request_id: str
 
 
+class _BatchBody(BaseModel):
+    """What every batch body checks, whatever its size limit."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE_REQUEST]}]}
+    )
+    items: list[ScoreRequest]
+
+    @model_validator(mode="after")
+    def _each_rejection_once(self) -> _BatchBody:
+        """A rejection scored twice in one call could get two answers (rows that differ),
+        and a caller writing results back by ``rejection_id`` would keep one at random."""
+        first_at: dict[tuple[str, str], int] = {}
+        problems: list[InitErrorDetails] = []
+        for index, item in enumerate(self.items):
+            key = (item.lead.lead_id, item.rejection.rejection_id)
+            first = first_at.setdefault(key, index)
+            if first != index:
+                message = (
+                    f"repeats items.{first}.rejection.rejection_id: a batch scores each "
+                    "rejection once (score it at another as_of in another call)"
+                )
+                location = ("items", index, "rejection", "rejection_id")
+                problems.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(CONFLICT_ERROR, message), loc=location, input=None
+                    )
+                )
+        if problems:
+            raise ValidationError.from_exception_data("BatchRequest", problems)
+        return self
+
+
 def batch_request_model(max_items: int) -> type[BaseModel]:
     """The batch body ``{"items": [...]}`` with the configured maximum number of items."""
     items = Annotated[
@@ -107,9 +141,7 @@ def batch_request_model(max_items: int) -> type[BaseModel]:
     ]
     return create_model(
         "BatchRequest",
-        __config__=ConfigDict(
-            extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE_REQUEST]}]}
-        ),
+        __base__=_BatchBody,
         __doc__="Several leads to score in one call.",
         items=(items, ...),
     )

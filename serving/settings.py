@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: What an API key may hold: visible ASCII characters, no spaces. Starlette reads the
+#: ``X-API-Key`` header as Latin-1 and ``serving.dependencies.key_matches`` compares UTF-8
+#: bytes, so a key with any other character could never match.
+API_KEY_CHARACTERS = re.compile(r"[!-~]+")
 
 
 class Settings(BaseSettings):
@@ -77,9 +82,14 @@ class Settings(BaseSettings):
 
     @field_validator("api_keys")
     @classmethod
-    def _keys_long_enough(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+    def _keys_usable(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        problems = []
         if any(len(key.get_secret_value()) < 16 for key in keys):
-            raise ValueError("every API key must be at least 16 characters long")
+            problems.append("every API key must be at least 16 characters long")
+        if positions := unprintable_keys(keys):
+            problems.append(_unprintable_problem(positions))
+        if problems:
+            raise ValueError("; ".join(problems))
         return keys
 
     @property
@@ -101,6 +111,29 @@ class Settings(BaseSettings):
             f"refusing to listen on {target} without API keys: set SRL_API_KEYS, bind to "
             "127.0.0.1, or pass --allow-public-bind"
         )
+
+
+def unprintable_keys(keys: tuple[SecretStr, ...]) -> list[int]:
+    """The positions in ``keys``, counting from 1, of the keys holding anything but visible
+    ASCII characters (``API_KEY_CHARACTERS``)."""
+    return [
+        position
+        for position, key in enumerate(keys, start=1)
+        if not API_KEY_CHARACTERS.fullmatch(key.get_secret_value())
+    ]
+
+
+def _unprintable_problem(positions: list[int]) -> str:
+    """The refusal of the keys at ``positions``, naming where they are, never what."""
+    which = (
+        f"the key at position {positions[0]}"
+        if len(positions) == 1
+        else f"the keys at positions {', '.join(map(str, positions))}"
+    )
+    return (
+        f"{which} (counting from 1) must hold only visible ASCII characters (letters, "
+        "digits, punctuation; no spaces or accents): a client cannot send any other"
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -8,9 +8,13 @@ import os
 #: LightGBM's runtime loads: a passive wait keeps idle OpenMP threads from spinning on a busy
 #: 2-core machine. MLflow's download progress bars (a model loaded from the registry) would
 #: interleave with the log lines of every command (``srl score``, ``evaluate``, ``serve``).
+#: MLflow 3 sends usage telemetry (to ``config.mlflow-telemetry.io``) from the moment it is
+#: imported: a scoring service and the batch and training jobs do not phone home unless the
+#: operator sets ``MLFLOW_DISABLE_TELEMETRY=false``.
 PROCESS_DEFAULTS = {
     "OMP_WAIT_POLICY": "PASSIVE",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 

@@ -6,6 +6,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from features.coercion import check_table
 from features.contract import LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
 from features.loading import ARROW_STRING, arrow_to_pandas
+from features.numbers import number_from_text, numbers_from_text
 from features.records import LeadRecord, ScoreRequest
 from features.timestamps import parse_timestamp, parse_timestamps
 
@@ -92,6 +94,53 @@ def test_ambiguous_or_invalid_bodies_are_refused_at_the_field(
     assert message in error["msg"]
 
 
+def _opportunity_created(created_at: str) -> dict[str, Any]:
+    return {
+        "opportunity_id": "O1",
+        "lead_id": "L1",
+        "created_at": created_at,
+        "status": "open",
+    }
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "2025-06-01T07:30:00.000001Z",  # just after the rejection
+        "2025-09-01T00:00:00Z",  # at as_of
+    ],
+)
+def test_an_opportunity_since_the_rejection_closes_it_and_it_is_not_scored(
+    created_at: str,
+) -> None:
+    """Only an open rejection is scored (the contract): the batch job leaves a closed one
+    out, and a request for one is refused at the opportunity that closed it."""
+    with pytest.raises(ValidationError) as refused:
+        ScoreRequest.model_validate(
+            body_with(("opportunities",), [_opportunity_created(created_at)])
+        )
+
+    [error] = refused.value.errors()
+    assert error["loc"] == ("opportunities", 0, "created_at")
+    assert "no longer open" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "2025-06-01T07:30:00Z",  # at the rejection: before it, as in examples and labels
+        "2025-09-01T00:00:00.000001Z",  # after as_of: not known yet
+        "2025-01-01T00:00:00Z",  # before the rejection
+    ],
+)
+def test_an_opportunity_outside_the_open_span_leaves_the_rejection_open(created_at: str) -> None:
+    request = ScoreRequest.model_validate(
+        body_with(("opportunities",), [_opportunity_created(created_at)])
+    )
+
+    assert len(request.opportunities) == 1
+
+
 def test_repeated_activity_ids_are_refused() -> None:
     body = copy.deepcopy(BODY)
     body["activities"].append(dict(body["activities"][0]))
@@ -144,14 +193,18 @@ TIMESTAMP_EDGES = [
 ]
 
 
+REFUSED = "refused"
+
+
 def _read_by_json_and_python(lead: dict[str, Any], field: str) -> tuple[Any, Any]:
-    """``field`` of ``lead`` validated from JSON bytes and from Python (None: refused)."""
+    """``field`` of ``lead`` validated from JSON bytes and from Python (``REFUSED``, or the
+    value: None when missing)."""
 
     def value(validate: Any) -> Any:
         try:
             return getattr(validate(), field)
         except ValidationError:
-            return None
+            return REFUSED
 
     return (
         value(lambda: LeadRecord.model_validate_json(orjson.dumps(lead))),
@@ -163,7 +216,7 @@ def _assert_read_alike(text: str) -> None:
     """The JSON path, the Python path and the file loader give the same moment, or all refuse."""
     lead = {"lead_id": "L1", "created_at": text, "lead_source": "webinar"}
     parsed, bad = parse_timestamps(pd.Series([text], dtype=object))
-    from_loader = None if bad[0] or pd.isna(parsed.iloc[0]) else parsed.iloc[0].to_pydatetime()
+    from_loader = REFUSED if bad[0] or pd.isna(parsed.iloc[0]) else parsed.iloc[0].to_pydatetime()
 
     from_json, from_python = _read_by_json_and_python(lead, "created_at")
 
@@ -250,7 +303,7 @@ def test_an_empty_identifier_is_refused_as_in_files() -> None:
 
 
 NUMBER_TEXTS = ["12", " 12 ", "12.0", "1e3", "-5", "20000000", "2.5", "1_000", "true", "0x10"]
-NUMBER_TEXTS += ["", "nan", "inf", "-Infinity", "1e999", "+3", ".5", "5.", "1,000", "١٢"]
+NUMBER_TEXTS += ["", "  ", "nan", "inf", "-Infinity", "1e999", "+3", ".5", "5.", "1,000", "١٢"]
 
 
 def _assert_number_read_alike(text: str) -> None:
@@ -258,7 +311,11 @@ def _assert_number_read_alike(text: str) -> None:
     lead = {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar"}
     row = pd.DataFrame([{**lead, "employee_count": text}], dtype=ARROW_STRING)  # as CSV is read
     check = check_table(LEADS, row, "leads.csv")
-    from_loader = None if check.problems else float(check.clean_frame()["employee_count"].iloc[0])
+    if check.problems:
+        from_loader: Any = REFUSED
+    else:
+        read = check.clean_frame()["employee_count"].iloc[0]
+        from_loader = None if pd.isna(read) else float(read)
     from_json, from_python = _read_by_json_and_python(
         {**lead, "employee_count": text}, "employee_count"
     )
@@ -282,10 +339,79 @@ def test_any_number_text_reads_alike_from_json_python_and_files(text: str) -> No
     _assert_number_read_alike(text)
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.from_regex(r"\s{0,2}[-+]?[0-9]{0,40}\.?[0-9]{0,40}([eE][-+]?[0-9]{1,4})?\s{0,2}"),
+        st.integers(min_value=-(2**70), max_value=2**70).map(str),
+        st.text(max_size=12),
+    )
+)
+def test_one_number_reads_bit_for_bit_as_a_column_of_them_does(text: str) -> None:
+    """The request path's one-value parser is the file loader's column parser, to the bit
+    (pandas' parser is not correctly rounded for long mantissas, so Python's ``float`` is
+    not a stand-in)."""
+    column = numbers_from_text(pd.Series([text], dtype=ARROW_STRING))[0]
+    one = number_from_text(text)
+
+    assert np.array_equal([one], [column], equal_nan=True)
+
+
 @pytest.mark.parametrize("value", [True, False])
 def test_a_boolean_is_never_a_number(value: bool) -> None:
     with pytest.raises(ValidationError, match="must be a finite number"):
         ScoreRequest.model_validate(body_with(("rejection", "lead_score_at_rejection"), value))
+
+
+OPTIONAL_FIELDS = [
+    ("lead", "account_id"),
+    ("lead", "industry"),
+    ("lead", "employee_count"),
+    ("lead", "annual_revenue"),
+    ("rejection", "follow_up_date"),
+    ("rejection", "lead_score_at_rejection"),
+    ("rejection", "recommended_program"),
+    ("rejection", "rep_id"),
+    ("opportunities", 0, "closed_at"),
+    ("opportunities", 0, "amount"),
+]
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+@pytest.mark.parametrize("path", OPTIONAL_FIELDS)
+def test_a_blank_optional_value_is_a_missing_one_in_requests_and_files(
+    path: tuple[str | int, ...], blank: str
+) -> None:
+    """Platforms send an unset property as ``""``; a file's empty field is missing too."""
+    table = {"lead": "leads", "rejection": "rejections", "opportunities": "opportunities"}
+    contract = next(t for t in TABLES if t.name == table[str(path[0])])
+    column = str(path[-1])
+    row: dict[str, str | None] = dict.fromkeys((c.name for c in contract.columns), None)
+    row.update(_minimal_row(contract.name))
+    row[column] = blank
+    for frame in (
+        pd.DataFrame([row], dtype=ARROW_STRING),  # text, as a CSV is read
+        pd.DataFrame([row], dtype=object),  # Python strings, as Parquet text is read
+    ):
+        check = check_table(contract, frame, f"{contract.name}.csv")
+        assert not check.problems
+        assert pd.isna(check.clean_frame()[column].iloc[0])
+
+    body = body_with(("opportunities",), [{**_minimal_row("opportunities")}])
+    target: Any = body
+    for key in path[:-1]:
+        target = target[key]
+    target[column] = blank
+    for record in (
+        ScoreRequest.model_validate(body),
+        ScoreRequest.model_validate_json(orjson.dumps(body)),
+    ):
+        holder: Any = {
+            "lead": record.lead,
+            "rejection": record.rejection,
+            "opportunities": record.opportunities[0],
+        }[str(path[0])]
+        assert getattr(holder, column) is None
 
 
 @pytest.mark.parametrize(
@@ -342,6 +468,12 @@ def _minimal_row(table: str) -> dict[str, str]:
             "reason_code": "budget",
         },
         "leads": {"lead_id": "L1", "created_at": "2025-01-01", "lead_source": "webinar"},
+        "opportunities": {
+            "opportunity_id": "O1",
+            "lead_id": "L1",
+            "created_at": "2025-01-01",
+            "status": "lost",
+        },
     }
     return rows[table]
 

@@ -43,10 +43,13 @@ class TestClient(StarletteTestClient):
         super().__init__(app, base_url=base_url, **options)
 
 
-def train_model(examples: ExampleSet, rounds: int = 40, seed: int = 7) -> ReconversionModel:
-    """A small calibrated LightGBM model of ``examples`` (uncensored, with labels)."""
+def train_model(
+    examples: ExampleSet, rounds: int = 40, seed: int = 7, config: FeatureConfig | None = None
+) -> ReconversionModel:
+    """A small calibrated LightGBM model of ``examples`` (uncensored, with labels), built
+    with ``config`` (the default feature configuration when None)."""
     assert examples.labels is not None
-    config = FeatureConfig()
+    config = config or FeatureConfig()
     vocabulary = CategoryVocabulary.fit(
         examples.features, config.min_category_count, config.max_categories
     )

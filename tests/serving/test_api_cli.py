@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from serving.cli import available_cores, cap_loaded_thread_pools, threads_per_worker
-from serving.examples import EXAMPLE_REQUEST
 from srl.cli import app as srl_app
 from tests.servers import SRL, free_port, running
+from tests.serving.request_support import example_items
 
 
 @pytest.mark.parametrize(
@@ -125,8 +125,8 @@ def test_a_server_started_from_the_environment_alone_uses_it(
     base = f"http://127.0.0.1:{port}"
 
     with running([SRL, "serve"], f"{base}/readyz", tmp_path / "serve.log", environment):
-        two = httpx.post(f"{base}/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 2})
-        three = httpx.post(f"{base}/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 3})
+        two = httpx.post(f"{base}/v1/score/batch", json={"items": example_items(2)})
+        three = httpx.post(f"{base}/v1/score/batch", json={"items": example_items(3)})
 
     assert two.status_code == 200
     assert three.status_code == 422

@@ -16,8 +16,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from serving.examples import EXAMPLE_REQUEST
 from tests.servers import SRL, free_port, running
+from tests.serving.request_support import example_items
 
 HEADER_TIMEOUT = 1.0
 MAX_HEADER_BYTES = 4096
@@ -121,6 +121,27 @@ def test_headers_over_the_limit_get_a_431_before_they_end(server: int, reads: li
     assert error["code"] == "headers_too_large"
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/score HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\x01b\r\n\r\n",
+    ],
+    ids=["broken-chunk-size", "two-lengths", "length-and-chunked", "control-character"],
+)
+def test_a_request_that_is_not_http_gets_the_json_400(server: int, request_bytes: bytes) -> None:
+    connection = _connect(server)
+    connection.sendall(request_bytes)
+
+    status, error = _error(_until_closed(connection))
+
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert error["code"] == "invalid_http"
+
+
 @pytest.mark.slow
 def test_ordinary_requests_are_untouched(server: int) -> None:
     pieces = _connect(server)
@@ -139,7 +160,7 @@ def test_ordinary_requests_are_untouched(server: int) -> None:
     assert _until_closed(kept).startswith(b"HTTP/1.1 200 ")
 
     # A body far larger than the header limit, in the same packets as the headers.
-    body = orjson.dumps({"items": [EXAMPLE_REQUEST] * 20})
+    body = orjson.dumps({"items": example_items(20)})
     assert len(body) > 4 * MAX_HEADER_BYTES
     batch = _connect(server)
     head = (

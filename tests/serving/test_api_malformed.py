@@ -17,6 +17,7 @@ import pytest
 from serving.examples import EXAMPLE_REQUEST
 from tests.servers import SRL, eventually, free_port, running
 from tests.serving.conftest import TestClient, api_settings, create_app
+from tests.serving.request_support import example_items
 
 SECRET = "ann.secret@example.com"
 
@@ -64,11 +65,12 @@ def test_bodies_that_are_not_json_objects(client: TestClient, raw: bytes, code: 
     assert error["code"] == code
 
 
-@pytest.mark.parametrize(("depth", "scored"), [(100, True), (200, False)])
+@pytest.mark.parametrize(("depth", "scored"), [(100, True), (198, True), (199, False)])
 def test_valid_json_nested_too_deeply_is_told_so(
     client: TestClient, depth: int, scored: bool
 ) -> None:
-    # Given the example body with a custom lead column holding arrays nested ``depth`` deep
+    # Given the example body with a custom lead column holding ``depth`` + 1 arrays: with
+    # the body and the lead, ``depth`` + 3 levels, against the documented limit of 201
     nested: list[Any] = []
     for _ in range(depth):
         nested = [nested]
@@ -173,6 +175,13 @@ CONFLICTS = [
         "does not match lead.lead_id",
     ),
     ("as_of", "2025-05-01T00:00:00Z", "as_of", "is before rejection.rejected_at"),
+    (
+        "opportunities",
+        [{**_opportunity("O1"), "created_at": "2025-07-01T00:00:00Z", "status": "won"}],
+        "opportunities.0.created_at",
+        "is after rejection.rejected_at and not after as_of: the lead has an opportunity "
+        "since the rejection, so the rejection is no longer open and is not scored",
+    ),
     (
         "activities.2.activity_id",
         "A1",
@@ -471,23 +480,58 @@ def test_a_long_number_inside_a_string_stays_text(client: TestClient) -> None:
 
 
 def test_error_bodies_stay_small_whatever_the_keys_sent(client: TestClient) -> None:
-    """An unknown key of a megabyte is named by its first 200 characters; of 5,000 problems
-    the first 50 are listed and the message gives the total."""
+    """An unknown key of a megabyte is not shown; of 5,000 problems the first 50 are listed
+    and the message gives the total."""
     long_key = client.post("/v1/score", json={**EXAMPLE_REQUEST, "k" * 1_000_000: 1})
     many = client.post("/v1/score", json={**EXAMPLE_REQUEST, **{f"x{i}": 1 for i in range(5000)}})
 
     assert len(long_key.content) < 2_000
     (named,) = _problem(long_key)["fields"]
-    assert named["field"] == "k" * 199 + "…"
+    assert named["field"] == "<unknown field>"
     assert named["type"] == "extra_forbidden"
     error = _problem(many)
     assert len(error["fields"]) == 50
     assert "(5000 problems; the first 50 are listed)" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("crm_note", "crm_note"),
+        ("x-ref.2", "x-ref.2"),
+        ("k" * 64, "k" * 64),
+        ("ann.smith@example.com", "<unknown field>"),
+        ("call Jane Doe +1 555 0100", "<unknown field>"),
+        ("Ann_Smith", "Ann_Smith"),
+        ("k" * 65, "<unknown field>"),
+        ("Zoë", "<unknown field>"),
+        ("tab\tkey", "<unknown field>"),
+        ("", "<unknown field>"),
+    ],
+)
+def test_an_unknown_key_is_shown_only_when_it_looks_like_a_field_name(
+    client: TestClient, caplog: pytest.LogCaptureFixture, key: str, shown: str
+) -> None:
+    # Given an unknown key beside a valid lead, alone and in a batch
+    with caplog.at_level(logging.DEBUG):
+        single = client.post("/v1/score", json={**EXAMPLE_REQUEST, key: 1})
+        batch = client.post("/v1/score/batch", json={"items": [{**EXAMPLE_REQUEST, key: 1}]})
+
+    # Then the key is named only when it looks like a field name, in the fields and the
+    # message alike, and the logs never hold it
+    assert [f["field"] for f in _problem(single)["fields"]] == [shown]
+    assert _problem(single)["message"] == f"invalid request: {shown}"
+    assert [f["field"] for f in _problem(batch)["fields"]] == [f"items.0.{shown}"]
+    if key and shown != key:
+        assert key not in single.text.replace(shown, "")
+        assert key not in batch.text.replace(shown, "")
+        assert caplog.records
+        assert not [r for r in caplog.records if key in str(r.__dict__)]
+
+
 def test_a_batch_over_the_limit_is_refused_naming_items(model_dir: Any) -> None:
     with TestClient(create_app(api_settings(model_dir, max_batch_items=3))) as small:
-        over = small.post("/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 4})
+        over = small.post("/v1/score/batch", json={"items": example_items(4)})
         empty = small.post("/v1/score/batch", json={"items": []})
         bad_item = small.post(
             "/v1/score/batch", json={"items": [EXAMPLE_REQUEST, _body("lead", ...)]}
@@ -603,7 +647,7 @@ def test_a_body_without_content_type_is_refused_on_both_routes(
 def test_a_spent_time_budget_on_a_batch_is_a_clear_503(model_dir: Any) -> None:
     settings = api_settings(model_dir, request_timeout_seconds=1e-9)
     with TestClient(create_app(settings)) as slow:
-        response = slow.post("/v1/score/batch", json={"items": [EXAMPLE_REQUEST] * 3})
+        response = slow.post("/v1/score/batch", json={"items": example_items(3)})
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "timeout"
@@ -623,7 +667,7 @@ def test_health_checks_answer_while_a_batch_is_scored(model_dir: Any) -> None:
     with TestClient(create_app(settings)) as client:
 
         def score_big_batch() -> None:
-            body = {"items": [EXAMPLE_REQUEST] * BIG_BATCH}
+            body = {"items": example_items(BIG_BATCH)}
             answers.append(client.post("/v1/score/batch?reasons=50", json=body))
             finished.append("batch")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -97,6 +99,64 @@ def test_short_keys_are_refused_without_quoting_the_keys(monkeypatch: pytest.Mon
         Settings()
 
     assert API_KEY not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        (f"{API_KEY},sécret-key-0123456789", "the key at position 2 (counting from 1)"),
+        (f"clé-secrète-0123456789,{API_KEY}", "the key at position 1 (counting from 1)"),
+        (f"{API_KEY},inner space key 0123,tab\tkey-0123456789", "the keys at positions 2, 3"),
+        (f"{API_KEY},key-with-emoji-🔑-0123456", "the key at position 2 (counting from 1)"),
+    ],
+)
+def test_keys_that_are_not_visible_ascii_are_refused_by_position(
+    monkeypatch: pytest.MonkeyPatch, keys: str, named: str
+) -> None:
+    # Given keys a client could never send (X-API-Key is read as Latin-1, keys as UTF-8)
+    monkeypatch.setenv("SRL_API_KEYS", keys)
+
+    with pytest.raises(ValidationError, match="visible ASCII") as raised:
+        Settings()
+
+    # Then the error names their position in the list, never a key
+    assert named in str(raised.value)
+    for key in keys.split(","):
+        assert key.strip() not in str(raised.value)
+
+
+def test_keys_of_visible_ascii_are_accepted() -> None:
+    punctuation = "!\"#$%&'()*+-./:;<=>?@[\\]^_`{|}~0123456789"
+
+    settings = Settings.model_validate({"api_keys": f"{API_KEY},{punctuation}"})
+
+    assert [k.get_secret_value() for k in settings.api_keys] == [API_KEY, punctuation]
+
+
+def test_srl_serve_exits_naming_a_key_that_is_not_visible_ascii() -> None:
+    # Given an SRL_API_KEYS whose second key holds an accent
+    secret = "sécret-key-0123456789"
+    environment = {**os.environ, "SRL_API_KEYS": f"{API_KEY},{secret}", "SRL_LOG_LEVEL": "info"}
+
+    # When the service is started
+    result = subprocess.run(
+        [str(VENV_BIN / "srl"), "serve", "--port", str(free_port())],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # Then it exits before serving, naming the variable and the key's position only
+    assert result.returncode == 2
+    assert (
+        "error: SRL_API_KEYS: the key at position 2 (counting from 1) must hold only visible "
+        "ASCII characters (letters, digits, punctuation; no spaces or accents): a client "
+        "cannot send any other"
+    ) in result.stderr
+    assert secret not in result.stdout + result.stderr
+    assert API_KEY not in result.stdout + result.stderr
 
 
 def test_keys_are_compared_against_every_key() -> None:

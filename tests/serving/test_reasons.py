@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.catalogue import feature_specs
-from features.config import FeatureConfig
-from features.dataset import ExampleSet
+from features.config import CustomColumns, FeatureConfig
+from features.dataset import ExampleSet, build_training_set, uncensored
+from features.encoding import CategoryVocabulary
 from features.engine import FeatureSpec
+from features.loading import Export
 from features.predictor import ReconversionModel
-from serving.phrases import display_value, phrase_for
+from serving.examples import EXAMPLE_REQUEST
+from serving.phrases import OTHER_VALUE, display_value, phrase_for
 from serving.reasons import Reason, explain, rank_factors
+from tests.serving.batch_support import copy_as_csv, read_output, run_score, score_command
+from tests.serving.conftest import TestClient, api_settings, create_app, train_model
 
 ROWS = 200
+#: Free text a rep or a CRM might hold: personal, and never a learned category.
+PERSONAL = "call Jane Doe +1 555 0100"
+NO_VOCABULARY = CategoryVocabulary({})
 
 
 @pytest.fixture(scope="module")
@@ -132,14 +145,22 @@ def test_values_are_labels_and_numbers(model: ReconversionModel, rows: ExampleSe
 )
 def test_phrases_read_as_plain_words(feature: str, value: float, text: str) -> None:
     spec = _spec(feature)
-    assert phrase_for(spec)(display_value(spec, value)) == text
+    assert phrase_for(spec)(display_value(spec, value, NO_VOCABULARY)) == text
 
 
-def test_text_features_show_their_value() -> None:
+def test_text_features_show_their_value_only_when_learned() -> None:
     industry, country = _spec("industry"), _spec("country")
-    assert phrase_for(industry)(display_value(industry, "software")) == "industry: software"
-    assert phrase_for(country)(display_value(country, "de")) == "country: DE"
-    assert phrase_for(industry)(display_value(industry, None)) == "industry not recorded"
+    learned = CategoryVocabulary({"industry": ("software",), "country": ("de",)})
+
+    def shown(spec: FeatureSpec, raw: str | None) -> str:
+        return phrase_for(spec)(display_value(spec, raw, learned))
+
+    assert shown(industry, "software") == "industry: software"
+    assert shown(country, "de") == "country: DE"
+    assert shown(industry, None) == "industry not recorded"
+    assert display_value(industry, "jane doe ltd", learned) == OTHER_VALUE
+    assert shown(industry, "jane doe ltd") == "industry: other (a value the model has not learned)"
+    assert shown(country, "fr") == "country: other (a value the model has not learned)"
 
 
 @pytest.mark.parametrize("value", [None, 0.0, 1.0, 2.5, -3.0, 45.0])
@@ -196,3 +217,85 @@ def test_another_thread_predicts_exactly_as_the_thread_that_made_the_model(
     assert booster is not model.booster
     np.testing.assert_array_equal(elsewhere[0], here[0])
     np.testing.assert_array_equal(elsewhere[1], here[1])
+
+
+def _personal_reasons(response: Any, features: set[str]) -> list[dict[str, Any]]:
+    """The answer's reasons for ``features``, after checking no personal text came back."""
+    assert response.status_code == 200, response.text
+    assert "jane" not in response.text.lower()
+    assert "+1 555" not in response.text
+    reasons = [r for r in response.json()["reasons"] if r["feature"] in features]
+    assert reasons, "the free-text features should be among the factors"
+    return reasons
+
+
+def test_the_api_never_echoes_free_text_the_model_did_not_learn(client: TestClient) -> None:
+    # Given a lead whose free-text fields hold personal text, never a learned category
+    body = copy.deepcopy(EXAMPLE_REQUEST)
+    body["rejection"]["recommended_program"] = PERSONAL
+    body["lead"]["industry"] = f"{PERSONAL} industries"
+    body["lead"]["country"] = PERSONAL
+
+    # When it is scored with every factor
+    response = client.post("/v1/score", json=body, params={"reasons": 50})
+
+    # Then those factors read as the model sees them: another, unlearned category
+    texts = {"recommended_program", "industry", "country"}
+    for reason in _personal_reasons(response, texts):
+        assert reason["value"] == OTHER_VALUE
+        assert reason["text"].endswith(": other (a value the model has not learned)")
+
+
+CUSTOM = FeatureConfig(custom_columns=CustomColumns(categorical=("crm_custom_tech_stack",)))
+
+
+@pytest.fixture(scope="module")
+def custom_model_dir(small_export: Export, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model using the generated export's custom category ``crm_custom_tech_stack``."""
+    examples = uncensored(build_training_set(small_export, CUSTOM))
+    model = train_model(examples, config=CUSTOM)
+    return model.save(tmp_path_factory.mktemp("custom-model") / "v1")
+
+
+def test_a_custom_category_shows_only_learned_values(custom_model_dir: Path) -> None:
+    # Given a lead with personal text in a custom categorical column, and one with a
+    # learned category there
+    personal, learned = copy.deepcopy(EXAMPLE_REQUEST), copy.deepcopy(EXAMPLE_REQUEST)
+    personal["lead"]["crm_custom_tech_stack"] = PERSONAL
+    learned["lead"]["crm_custom_tech_stack"] = "Salesforce"
+
+    with TestClient(create_app(api_settings(custom_model_dir))) as client:
+        unknown = client.post("/v1/score", json=personal, params={"reasons": 50})
+        known = client.post("/v1/score", json=learned, params={"reasons": 50})
+
+    # Then the personal text reads as another category and the learned one by its label
+    (reason,) = _personal_reasons(unknown, {"crm_custom_tech_stack"})
+    assert reason["value"] == OTHER_VALUE
+    assert reason["text"] == "crm custom tech stack: other (a value the model has not learned)"
+    (reason,) = _personal_reasons(known, {"crm_custom_tech_stack"})
+    assert (reason["value"], reason["text"]) == ("salesforce", "crm custom tech stack: salesforce")
+
+
+@pytest.mark.slow
+def test_the_batch_jobs_reasons_never_echo_free_text_the_model_did_not_learn(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export whose rejections name a personal "program" and whose leads a personal
+    # industry
+    data = copy_as_csv(small_export_dir, tmp_path / "export")
+    for table, column in [("rejections", "recommended_program"), ("leads", "industry")]:
+        frame = pd.read_csv(data / f"{table}.csv", dtype=str, keep_default_na=False)
+        frame[column] = PERSONAL
+        frame.to_csv(data / f"{table}.csv", index=False)
+    out = tmp_path / "scores.parquet"
+
+    # When ``srl score`` writes every factor of every lead
+    result = run_score(score_command(data, out, model_dir, "--reasons", "all"))
+
+    # Then no reason holds the text, and those factors read as another category
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = [r for row in read_output(out)["reasons"] for r in json.loads(row)]
+    assert not [r for r in written if "jane" in json.dumps(r).lower()]
+    free_text = [r for r in written if r["feature"] in {"recommended_program", "industry"}]
+    assert free_text
+    assert {r["value"] for r in free_text} == {OTHER_VALUE}

@@ -1,0 +1,60 @@
+"""The ``srl`` launcher: process settings made before any command, the environment winning."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Runs the launcher as the console script does, then reports, from inside that process,
+#: MLflow's telemetry setting and whether MLflow made a telemetry client at its import.
+PROBE = """
+import os, sys
+from srl.launcher import main
+sys.argv = ["srl", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+from mlflow.telemetry import get_telemetry_client
+from mlflow.telemetry.utils import is_telemetry_disabled
+setting = os.environ.get("MLFLOW_DISABLE_TELEMETRY")
+print(f"setting={setting} disabled={is_telemetry_disabled()} client={get_telemetry_client()}")
+"""
+
+
+def _launch(arguments: list[str], home: Path, **environment: str) -> str:
+    """The probe's report after ``srl ARGUMENTS``, in an environment free of the CI and test
+    markers (``PYTEST_CURRENT_TEST``, ``CI``) that turn MLflow's telemetry off by themselves."""
+    clean = {"PATH": os.environ["PATH"], "HOME": str(home), "SRL_LOG_LEVEL": "warning"}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *arguments],
+        env={**clean, **environment},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "arguments", [["--help"], ["serve", "--help"], ["score", "--help"], ["train", "--help"]]
+)
+def test_srl_commands_send_no_mlflow_telemetry(tmp_path: Path, arguments: list[str]) -> None:
+    # When an srl command runs where nothing else turns MLflow's telemetry off
+    report = _launch(arguments, tmp_path)
+
+    # Then telemetry is off and MLflow made no client that could send it
+    assert report == "setting=true disabled=True client=None"
+
+
+def test_an_operator_may_opt_in_to_mlflow_telemetry(tmp_path: Path) -> None:
+    # When the operator asks for telemetry explicitly, the setting is theirs
+    report = _launch(["--help"], tmp_path, MLFLOW_DISABLE_TELEMETRY="false")
+
+    # (no MLflow call is made, so the client made at import never sends anything)
+    assert report.startswith("setting=false disabled=False client=<mlflow.telemetry")
