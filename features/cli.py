@@ -21,6 +21,7 @@ from features.config import (
     load_feature_config,
 )
 from features.dataset import ExampleSet, build_training_set
+from features.example_columns import LABEL_COLUMNS
 from features.loading import load_export
 from features.output import (
     OutputPathError,
@@ -187,11 +188,8 @@ def example_frame(examples: ExampleSet) -> pd.DataFrame:
     keys = examples.keys.drop(columns=[c for c in examples.keys.columns if c in columns])
     frame = pd.concat([keys, pd.DataFrame(columns)], axis=1)
     if examples.labels is not None:
-        frame["label"] = examples.labels.target
-        frame["reconverted"] = examples.labels.reconverted
-        frame["won"] = examples.labels.won
-        frame["censored"] = examples.labels.censored
-        frame["days_to_reconversion"] = examples.labels.days_to_reconversion
+        for column, field in LABEL_COLUMNS.items():
+            frame[column] = getattr(examples.labels, field)
     return frame
 
 

@@ -15,8 +15,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from features.contract import ACTIVITY_TYPES, LEADS, PRODUCT_FITS, is_personal_name
+from features.example_columns import EXAMPLE_KEY_COLUMNS, LABEL_COLUMNS
 from features.normalise import normalise_value
 
 DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
@@ -104,13 +106,18 @@ class PointsConfig(_Frozen):
 
 
 class CustomColumns(_Frozen):
-    """Extra ``leads`` columns (customers' custom CRM fields) to use as features."""
+    """Extra ``leads`` columns (customers' custom CRM fields) to use as features.
+
+    A name is refused when it marks personal data, is a contract column or is declared
+    twice; ``FeatureConfig`` also refuses one named like an engine feature or a column of
+    the example table.
+    """
 
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
 
     @model_validator(mode="after")
-    def _not_contract_or_personal(self) -> CustomColumns:
+    def _names_usable_as_features(self) -> CustomColumns:
         for name in (*self.numeric, *self.categorical):
             if is_personal_name(name):
                 raise ValueError(f"{name!r} is personal data and can never be a feature")
@@ -119,7 +126,15 @@ class CustomColumns(_Frozen):
         overlap = set(self.numeric) & set(self.categorical)
         if overlap:
             raise ValueError(f"columns declared both numeric and categorical: {sorted(overlap)}")
+        repeated = sorted(_repeats(self.numeric) | _repeats(self.categorical))
+        if repeated:
+            raise ValueError(f"columns declared more than once: {repeated}")
         return self
+
+
+def _repeats(names: tuple[str, ...]) -> set[str]:
+    """The names that occur more than once in ``names``."""
+    return {name for name in names if names.count(name) > 1}
 
 
 #: The label horizon's allowed range in days: the config and every ``--horizon-days``.
@@ -165,6 +180,56 @@ class FeatureConfig(_Frozen):
         if any(v == 0 for v in value):
             raise ValueError("engagement windows must be at least one day")
         return value
+
+    @model_validator(mode="after")
+    def _custom_columns_named_apart(self) -> FeatureConfig:
+        problems = _custom_column_clashes(self)
+        if problems:
+            # A ValidationError, unlike a ValueError, keeps each problem's own setting
+            # (custom_columns.numeric), under any outer location (features.).
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
+
+def _custom_column_clashes(config: FeatureConfig) -> list[InitErrorDetails]:
+    """A problem for each custom column named like a feature or a column of the example table.
+
+    The engine's own feature names depend on the settings (``windows_days``), so they are
+    computed from ``config`` without its custom columns. Each problem names its setting
+    (``custom_columns.numeric``) and the column.
+    """
+    declared = config.custom_columns
+    if not (declared.numeric or declared.categorical):
+        return []
+    taken = _taken_names(config.model_copy(update={"custom_columns": CustomColumns()}))
+    return [
+        _clash(("custom_columns", kind), name, taken[name])
+        for kind in ("numeric", "categorical")
+        for name in getattr(declared, kind)
+        if name in taken
+    ]
+
+
+def _taken_names(engine_config: FeatureConfig) -> dict[str, str]:
+    """Every name a custom column may not take, with what already holds it."""
+    from features.catalogue import feature_specs
+
+    taken = dict.fromkeys(EXAMPLE_KEY_COLUMNS, "a key column of the example table")
+    taken.update(dict.fromkeys(LABEL_COLUMNS, "a label column of the example table"))
+    taken.update(
+        (spec.name, "a feature the engine already computes")
+        for spec in feature_specs(engine_config)
+    )
+    return taken
+
+
+def _clash(setting: tuple[str, str], name: str, holder: str) -> InitErrorDetails:
+    problem = f"{name!r} is {holder}"
+    return InitErrorDetails(
+        type=PydanticCustomError("custom_column_name_taken", "{problem}", {"problem": problem}),
+        loc=setting,
+        input=name,
+    )
 
 
 def load_feature_config(path: str | Path | None) -> FeatureConfig:

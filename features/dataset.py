@@ -11,6 +11,7 @@ import pandas as pd
 from features.config import FeatureConfig
 from features.contract import REASON_CODES
 from features.engine import FeatureTable, compute_features
+from features.example_columns import EXAMPLE_KEY_COLUMNS
 from features.examples import Examples, open_rejection_examples, training_examples
 from features.history import History, history_from_export
 from features.labels import Labels, label_examples
@@ -109,20 +110,19 @@ def _build(
 
 
 def example_keys(history: History, examples: Examples) -> pd.DataFrame:
-    """The identifying columns of each example."""
+    """The identifying columns of each example (``EXAMPLE_KEY_COLUMNS``, in order)."""
     rejections = history.rejections
     rows = examples.rejection_row
     reason = rejections.codes["reason_code"][rows]
-    return pd.DataFrame(
-        {
-            "rejection_id": rejections.rejection_id[rows],
-            "lead_id": history.lead_id[rejections.lead[rows]],
-            "as_of": pd.to_datetime(examples.as_of, unit="us", utc=True),
-            "offset_days": examples.offset_days,
-            "rejected_at": pd.to_datetime(rejections.time[rows], unit="us", utc=True),
-            "reason_code": np.asarray(REASON_CODES, dtype=object)[reason],
-        }
+    values = (
+        rejections.rejection_id[rows],
+        history.lead_id[rejections.lead[rows]],
+        pd.to_datetime(examples.as_of, unit="us", utc=True),
+        examples.offset_days,
+        pd.to_datetime(rejections.time[rows], unit="us", utc=True),
+        np.asarray(REASON_CODES, dtype=object)[reason],
     )
+    return pd.DataFrame(dict(zip(EXAMPLE_KEY_COLUMNS, values, strict=True)))
 
 
 def concatenate(parts: list[ExampleSet]) -> ExampleSet:

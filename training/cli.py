@@ -123,6 +123,9 @@ def evaluate(
 ) -> None:
     """Score every labelled, fully observed example; print the metrics as JSON.
 
+    Every example is written, with seen_in_fitting saying whether the model may have been
+    trained or calibrated on it; the metrics count only the examples it was not fitted on.
+
     Exit code 0: written; 1: the export or the model is unusable, or the file could not be
     written (a previous file at --out is left as it was); 2: bad command line, including an
     --out that cannot be written (checked before any work).

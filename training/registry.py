@@ -2,9 +2,10 @@
 
 Every trained version is registered under the configured name (``srl-reconversion``) and
 gets the ``challenger`` alias. It becomes ``champion`` only when it beats the current
-champion on the same recent test window by the configured margin, or when there is no
-champion. ``promote`` and ``rollback`` let a person override; each move of the champion
-alias is recorded on the versions as tags (who, when, why, which version it replaced).
+champion on the same recent test examples by the configured margin (only those the champion
+was not fitted on), or when there is no champion. ``promote`` and ``rollback`` let a person
+override; each move of the champion alias is recorded on the versions as tags (who, when,
+why, which version it replaced).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import getpass
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -27,12 +29,14 @@ from features.model_store import LoadedModel, ModelLoadError, check_registry_exi
 from features.tracking_store import registry_uri, tracking_uri
 from training.config import PromotionConfig
 from training.metrics import LOWER_IS_BETTER, score_metrics
+from training.split import fitted_through, moment_text, seen_in_fitting
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
 HISTORY_TAG = "champion_history"
 MAX_TAG_LENGTH = 5000
+PERSON_DECIDES = "a person must decide (srl promote)"
 
 
 class RegistryError(RuntimeError):
@@ -113,49 +117,101 @@ def compare_with_champion(
 ) -> GateDecision:
     """Score the champion on the challenger's test window and apply the gate.
 
-    The champion predicts the same test examples with its own feature settings. A champion
-    trained for another target or horizon answers another question and is never replaced
-    automatically.
+    Both models are compared on the test examples the champion was not fitted on: those
+    scored after the start of its own test window (``training.split.fitted_through``), so
+    a champion trained on a later export is not graded on its own training or validation
+    examples. The champion predicts them with its own feature settings. A champion trained
+    for another target or horizon, one that records no test window, or one fitted on the
+    whole test window is never replaced automatically: a person decides (``srl promote``).
     """
     assert test.labels is not None
-    labels = test.labels.target
-    challenger_value = score_metrics(labels, challenger_probability)[config.metric]
+    own_value = score_metrics(test.labels.target, challenger_probability)[config.metric]
     if champion is None:
         return GateDecision(
             True,
             "no champion yet",
             config.metric,
             config.margin,
-            challenger_value,
+            own_value,
             compared_examples=len(test),
         )
-    settings = champion.model.config
-    if (settings.target, settings.horizon_days) != (features.target, features.horizon_days):
+    through = fitted_through(champion.model.metadata)
+    refusal = _left_to_a_person(champion, features, test, through)
+    if refusal is not None:
         return GateDecision(
-            False,
-            f"champion {champion.version} predicts {settings.target} within "
-            f"{settings.horizon_days} days; a person must decide (srl promote)",
-            config.metric,
-            config.margin,
-            challenger_value,
-            champion.version,
+            False, refusal, config.metric, config.margin, own_value, champion.version
         )
+    assert through is not None, "a champion without a test window is left to a person"
+    fresh = ~seen_in_fitting(test.keys, through)
+    compared = test.take(fresh)
+    decision = _compare(champion, export, compared, challenger_probability[fresh], features, config)
+    return _with_left_out(decision, len(test) - len(compared), through)
+
+
+def _left_to_a_person(
+    champion: LoadedModel, features: FeatureConfig, test: ExampleSet, through: pd.Timestamp | None
+) -> str | None:
+    """Why the gate cannot compare the two models fairly, or None when it can."""
+    settings, version = champion.model.config, champion.version
+    if (settings.target, settings.horizon_days) != (features.target, features.horizon_days):
+        return (
+            f"champion {version} predicts {settings.target} within {settings.horizon_days} "
+            f"days; {PERSON_DECIDES}"
+        )
+    if through is None:
+        return (
+            f"champion {version} records no test window, so which test examples it was "
+            f"trained or calibrated on is unknown; {PERSON_DECIDES}"
+        )
+    if not seen_in_fitting(test.keys, through).all():
+        return None
+    return (
+        f"champion {version} may have been trained or calibrated on every example of this "
+        f"run's test window (it was fitted on examples scored up to {moment_text(through)}), "
+        f"so no example is left to compare the two fairly; {PERSON_DECIDES}"
+    )
+
+
+def _compare(
+    champion: LoadedModel,
+    export: Export,
+    test: ExampleSet,
+    challenger_probability: np.ndarray,
+    features: FeatureConfig,
+    config: PromotionConfig,
+) -> GateDecision:
+    """The gate's verdict on ``test``, examples both models are scored on."""
+    assert test.labels is not None
     rows, champion_probability = _champion_scores(champion, export, test, features)
-    mine_value = score_metrics(labels[rows], challenger_probability[rows])[config.metric]
-    theirs = score_metrics(labels[rows], champion_probability)[config.metric]
-    promoted = beats(config.metric, mine_value, theirs, config.margin)
+    labels = test.labels.target[rows]
+    mine = score_metrics(labels, challenger_probability[rows])[config.metric]
+    theirs = score_metrics(labels, champion_probability)[config.metric]
+    promoted = beats(config.metric, mine, theirs, config.margin)
     verdict = "beats" if promoted else "does not beat"
     return GateDecision(
         promoted,
         f"challenger {verdict} champion {champion.version} on {config.metric} "
-        f"({mine_value:.4f} vs {theirs:.4f}, margin {config.margin})",
+        f"({mine:.4f} vs {theirs:.4f}, margin {config.margin})",
         config.metric,
         config.margin,
-        mine_value,
+        mine,
         champion.version,
         theirs,
         len(rows),
     )
+
+
+def _with_left_out(decision: GateDecision, left_out: int, through: pd.Timestamp) -> GateDecision:
+    """The decision, its reason saying how many test examples the champion may have seen."""
+    if left_out == 0:
+        return decision
+    noun = "example" if left_out == 1 else "examples"
+    note = (
+        f" on the {decision.compared_examples:,} test examples scored after "
+        f"{moment_text(through)}; {left_out:,} earlier {noun}, which the champion may have "
+        "been trained or calibrated on, were left out"
+    )
+    return replace(decision, reason=decision.reason + note)
 
 
 def _champion_scores(

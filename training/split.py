@@ -11,10 +11,14 @@ are dropped ("cross-over" examples), so no lead is on both sides of a split and 
 never sees a moment later than validation. Assigning leads by their latest example instead
 would depend on the outcome (a lead that comes back stops being re-scored) and would fill
 the earlier windows with comebacks.
+
+A trained model records its test window; ``fitted_through`` reads the cut back, so that
+``srl evaluate`` and the promotion gate leave out the examples a model was fitted on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features.dataset import ExampleSet
+from features.timestamps import as_utc
 from training.config import SplitConfig
 
 WINDOWS = ("train", "validation", "test")
@@ -116,6 +121,34 @@ def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int =
     )
     _check(split)
     return split
+
+
+def fitted_through(metadata: Mapping[str, Any]) -> pd.Timestamp | None:
+    """The latest ``as_of`` a trained model may have been fitted on, from its metadata.
+
+    That is the start of its test window (``test_start``): every training and validation
+    example (the booster, its early stopping and its calibration) is scored at or before
+    it, every test example after it. A window is decided by ``as_of`` alone: the embargoes
+    only drop examples, and a label that looks a horizon past its ``as_of`` leaves the
+    example in its window. So, in any export, an example scored after ``test_start`` is one
+    the model was not fitted on; one scored at or before it may be.
+
+    Returns:
+        The moment, or None when the metadata records no test window (a model saved by
+        hand, or one trained before the window was recorded).
+    """
+    start = (metadata.get("test_window") or {}).get("start")
+    return as_utc(pd.Timestamp(start)) if start else None
+
+
+def moment_text(moment: pd.Timestamp) -> str:
+    """A window's cut as people read it: ``2024-12-31 21:45:57 UTC``."""
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def seen_in_fitting(keys: pd.DataFrame, through: pd.Timestamp) -> np.ndarray:
+    """Whether each example (by its ``as_of``) is from the period a model was fitted on."""
+    return (keys["as_of"] <= through).to_numpy()
 
 
 def _check(split: TimeSplit) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.example_columns import EXAMPLE_KEY_COLUMNS, LABEL_COLUMNS
 from srl.cli import app
 from tests.clock import years_ahead
 from tests.disk_full import run_on_small_disk, srl_command
@@ -110,7 +111,7 @@ def test_features_writes_the_example_table(tiny_export_dir: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out)
     assert len(table) == 9
-    assert {"rejection_id", "as_of", "label", "censored", "reason_code"} <= set(table.columns)
+    assert {*EXAMPLE_KEY_COLUMNS, *LABEL_COLUMNS} <= set(table.columns)
     assert table["censored"].sum() == 5
     assert not {"email", "first_name", "last_name"} & set(table.columns)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
@@ -242,6 +243,16 @@ def test_commands_writing_folders_refuse_a_file_in_the_way(
         ("version: [\n", "not valid YAML"),
         ("- horizon_days\n", "holds a list, not a mapping"),
         (None, "could not be read: No such file or directory"),
+        (
+            "custom_columns:\n  categorical: [consent_status]\n",
+            "invalid feature settings: custom_columns.categorical: 'consent_status' is a "
+            "feature the engine already computes",
+        ),
+        (
+            "features:\n  custom_columns:\n    numeric: [label]\n",
+            "invalid feature settings: custom_columns.numeric: 'label' is a label column of "
+            "the example table",
+        ),
     ],
 )
 def test_features_names_a_config_file_it_cannot_use(

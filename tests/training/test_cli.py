@@ -147,6 +147,11 @@ def test_evaluate_refuses_an_output_it_cannot_write_before_any_work(
         ("just some words\n", "holds a single value, not a mapping"),
         (None, "could not be read: No such file or directory"),
         ("version: 1\nfeatures:\n  horizon_days: -3\n", "invalid training settings"),
+        (
+            "version: 1\nfeatures:\n  custom_columns:\n    numeric: [points_score]\n",
+            "invalid training settings: features.custom_columns.numeric: 'points_score' is a "
+            "feature the engine already computes",
+        ),
     ],
 )
 def test_train_names_a_config_file_it_cannot_use(

@@ -17,12 +17,14 @@ from mlflow import MlflowClient
 
 from features.loading import load_export
 from features.model_store import load_model
+from features.predictor import ReconversionModel
 from features.records import ScoreRequest
 from features.requests import request_body
 from tests.servers import MLFLOW, free_port, running
 from training import registry
 from training.config import TrainingConfig
 from training.evaluate import PREDICTION_COLUMNS, evaluate
+from training.metrics import score_metrics
 from training.train import TrainingResult, train
 
 pytestmark = pytest.mark.slow
@@ -163,6 +165,7 @@ def test_the_first_version_is_champion_and_an_equal_one_stays_challenger(
     assert not trained.second.decision.promoted
     assert trained.second.decision.champion_version == "1"
     assert trained.second.decision.challenger_value == trained.second.decision.champion_value
+    assert trained.second.decision.compared_examples == trained.second.split["test"]["examples"]
     assert str(store.get_model_version_by_alias(NAME, "champion").version) == "1"
     assert str(store.get_model_version_by_alias(NAME, "challenger").version) == "2"
     tags = store.get_model_version(NAME, "2").tags
@@ -215,6 +218,65 @@ def test_evaluate_scores_a_newer_export_with_the_older_model(
     assert document["model"]["version"] == "1"
     assert document["overall"]["roc_auc"] > 0.7
     assert json.loads(json.dumps(document)) == document
+    unseen = table.loc[~table["seen_in_fitting"]]
+    assert document["overall"]["examples"] == document["fitting"]["evaluated_examples"]
+    assert document["fitting"]["evaluated_examples"] == len(unseen) > 0
+    assert document["fitting"]["left_out_examples"] == table["seen_in_fitting"].sum() > 0
+
+
+def test_evaluate_leaves_the_examples_the_model_was_fitted_on_out_of_the_metrics(
+    trained: Trained, store: MlflowClient, older_export_dir: Path, tmp_path: Path
+) -> None:
+    # Given the export the model was trained on, whose older examples it was fitted on
+    out = tmp_path / "predictions.csv"
+    test_start = pd.Timestamp(trained.first.split["test_start"])
+    # When it is evaluated on that export
+    document = evaluate(older_export_dir, f"models:/{NAME}/1", out)
+    # Then every example is written, flagged by whether it is from the fitting windows
+    table = pd.read_csv(out, parse_dates=["as_of"])
+    assert tuple(table.columns) == PREDICTION_COLUMNS
+    assert len(table) == document["examples"]
+    assert (table["seen_in_fitting"] == (table["as_of"] <= test_start)).all()
+    seen = table["seen_in_fitting"].to_numpy(dtype=bool)
+    assert 0 < seen.sum() < len(table)
+    # And the metrics, by reason and by offset, count the other examples only
+    unseen = table.loc[~seen]
+    expected = score_metrics(unseen["label"].to_numpy(), unseen["probability"].to_numpy())
+    assert document["overall"] == pytest.approx(expected, nan_ok=True)
+    assert sum(m["examples"] for m in document["by_offset"].values()) == len(unseen)
+    assert sum(m["examples"] for m in document["by_reason"].values()) == len(unseen)
+    assert len(unseen) >= trained.first.split["test"]["examples"]
+    # And the document says how many were left out and why
+    fitting = document["fitting"]
+    assert fitting["fitted_through"] == trained.first.model.metadata["test_window"]["start"]
+    assert (fitting["evaluated_examples"], fitting["left_out_examples"]) == (
+        len(unseen),
+        int(seen.sum()),
+    )
+    assert f"{int(seen.sum()):,} examples scored at or before" in fitting["note"]
+    assert document["summary"].endswith("none of which the model was fitted on.")
+    assert f"Measured on the {len(unseen):,} examples" in document["summary"]
+
+
+def test_evaluate_with_a_model_that_records_no_windows_counts_every_example_and_says_so(
+    trained: Trained, older_export_dir: Path, tmp_path: Path
+) -> None:
+    # Given a model folder saved without the training metadata
+    model = trained.first.model
+    bare = ReconversionModel(
+        model.config, model.vocabulary, model.booster, model.calibration, model.feature_names
+    )
+    folder = bare.save(tmp_path / "bare-model")
+    # When it is evaluated
+    document = evaluate(older_export_dir, str(folder), tmp_path / "predictions.parquet")
+    # Then every example counts, the flags are unknown, and the document says so
+    table = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert table["seen_in_fitting"].isna().all()
+    assert document["overall"]["examples"] == len(table) == document["examples"]
+    assert document["fitting"]["fitted_through"] is None
+    assert document["fitting"]["left_out_examples"] == 0
+    assert "records no test window" in document["fitting"]["note"]
+    assert "some may be examples it was fitted on" in document["summary"]
 
 
 def _artifact_files(client: MlflowClient, run_id: str, path: str = "") -> set[str]:

@@ -1,0 +1,111 @@
+"""The promotion gate never grades a champion on examples it was fitted on.
+
+Three real trainings of the small export into one sqlite store: the champion on the whole
+export, then two backtests (an earlier ``snapshot_at``) whose test windows fall wholly, then
+partly, inside the champion's training and validation windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.dataset import build_training_set, uncensored
+from features.loading import load_export
+from training.config import TrainingConfig, load_training_config
+from training.split import fitted_through, split_by_time
+from training.train import TrainingResult, train
+
+pytestmark = pytest.mark.slow
+
+NAME = "srl-reconversion"
+FAST = {"lightgbm.num_threads": 1, "lightgbm.max_rounds": 300, "shap_sample": 200}
+WHOLLY_INSIDE_DAYS = 200
+PARTLY_INSIDE_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Backtests:
+    """A champion trained on the whole export and two challengers trained on earlier cuts."""
+
+    champion: TrainingResult
+    wholly_inside: TrainingResult
+    partly_inside: TrainingResult
+    partly_inside_snapshot: pd.Timestamp
+    config: TrainingConfig
+    store: str
+
+
+@pytest.fixture(scope="module")
+def backtests(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Backtests:
+    """Train the champion on the latest snapshot, then challengers on earlier ones."""
+    root = tmp_path_factory.mktemp("gate")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    config = load_training_config().with_overrides(**FAST)
+    latest = load_export(small_export_dir).snapshot_at
+    partly = latest - pd.Timedelta(days=PARTLY_INSIDE_DAYS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        patch.setenv("SRL_ARTIFACT_ROOT", str(root / "artifacts"))
+        patch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+        try:
+            champion = train(small_export_dir, config)
+            wholly = train(
+                small_export_dir,
+                config,
+                snapshot_at=latest - pd.Timedelta(days=WHOLLY_INSIDE_DAYS),
+            )
+            partly_result = train(small_export_dir, config, snapshot_at=partly)
+        finally:
+            mlflow.set_tracking_uri(None)
+    return Backtests(champion, wholly, partly_result, partly, config, store)
+
+
+def test_a_challenger_whose_test_window_the_champion_was_fitted_on_is_left_to_a_person(
+    backtests: Backtests,
+) -> None:
+    # Given a champion fitted on examples up to the start of its own test window
+    champion_start = pd.Timestamp(backtests.champion.split["test_start"])
+    # When a backtest's whole test window lies before that moment
+    assert pd.Timestamp(backtests.wholly_inside.split["end"]) <= champion_start
+    decision = backtests.wholly_inside.decision
+    # Then the gate compares nothing, keeps the champion and says a person must decide
+    assert decision is not None
+    assert not decision.promoted
+    assert decision.compared_examples == 0
+    assert decision.champion_version == backtests.champion.version
+    assert "no example is left to compare the two fairly" in decision.reason
+    assert decision.reason.endswith("a person must decide (srl promote)")
+    client = MlflowClient(backtests.store)
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    assert str(champion.version) == backtests.champion.version
+    tags = client.get_model_version(NAME, str(backtests.wholly_inside.version)).tags
+    assert tags["gate.compared_examples"] == "0"
+
+
+def test_the_gate_compares_only_test_examples_after_the_champions_fitting_windows(
+    backtests: Backtests, small_export_dir: Path
+) -> None:
+    # Given a backtest whose test window starts inside the champion's fitting windows
+    champion_model = backtests.champion.model
+    through = fitted_through(champion_model.metadata)
+    assert through is not None
+    export = load_export(small_export_dir, snapshot_at=backtests.partly_inside_snapshot)
+    examples = uncensored(build_training_set(export, backtests.config.features))
+    test = split_by_time(examples, backtests.config.split, backtests.config.features.horizon_days)
+    after = int((test.test.keys["as_of"] > through).sum())
+    assert 0 < after < len(test.test)
+    # When the gate judged it
+    decision = backtests.partly_inside.decision
+    # Then only the examples scored after the champion's fitting windows were compared
+    assert decision is not None
+    assert decision.compared_examples == after
+    assert f"{len(test.test) - after:,} earlier examples" in decision.reason
+    assert "were left out" in decision.reason
+    assert decision.champion_value is not None
+    assert decision.challenger_value is not None
