@@ -253,13 +253,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def lead_bodies(export_dir: Path) -> list[dict[str, Any]]:
-    """Bodies of open rejections whose lead has about 50 activities, scored at the snapshot."""
+    """Bodies of open rejections whose lead has about 50 activities, scored at the snapshot
+    (a rejection the lead's later opportunity closed is not scored)."""
+    from features.config import FeatureConfig
+    from features.dataset import build_scoring_set
     from features.loading import load_export
     from features.requests import request_body
 
     export = load_export(export_dir)
     counts = export.activities.groupby("lead_id", observed=True).size()
     latest = export.rejections.sort_values("rejected_at").groupby("lead_id", observed=True).last()
+    open_now = set(build_scoring_set(export, FeatureConfig()).keys["rejection_id"])
+    latest = latest.loc[latest["rejection_id"].isin(open_now)]
     near = counts[(counts - TARGET_ACTIVITIES).abs() <= 5]
     leads = [lead for lead in near.index if lead in latest.index][:POOL]
     if not leads:
@@ -382,10 +387,12 @@ def _quick_model(export: Path) -> None:
         examples.features.names,
         {"trained_at": "benchmark"},
     )
-    first = str(loaded.rejections["rejection_id"].iloc[0])
+    first = examples.keys.iloc[0]  # open at its as_of, as every example is
     with mlflow.start_run():
         info = log_pyfunc(
-            model, request_body(loaded, first), registered_model_name="srl-reconversion"
+            model,
+            request_body(loaded, str(first["rejection_id"]), first["as_of"]),
+            registered_model_name="srl-reconversion",
         )
     MlflowClient().set_registered_model_alias(
         "srl-reconversion", "champion", str(info.registered_model_version)
