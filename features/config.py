@@ -141,6 +141,10 @@ def _repeats(names: tuple[str, ...]) -> set[str]:
 MIN_HORIZON_DAYS = 1
 MAX_HORIZON_DAYS = 3650
 
+#: How long after the horizon an opportunity may take to close won and still count (a B2B
+#: sales cycle).
+DEFAULT_WON_CLOSE_DAYS = 180
+
 
 class FeatureConfig(_Frozen):
     """How examples, labels and features are built.
@@ -149,6 +153,11 @@ class FeatureConfig(_Frozen):
         horizon_days: a re-conversion counts if an opportunity is created within this many
             days after ``as_of``.
         target: ``reconverted`` (an opportunity is created) or ``won`` (and it is won).
+        won_close_days: for ``won``, such an opportunity counts when it closed won at most
+            this many days after the horizon's end (``as_of + horizon_days +
+            won_close_days``, the won deadline); one still open then counts as not won. An
+            example's ``won`` label is known once its deadline has passed, so censoring
+            depends on time alone, never on how a deal is going. 0: won within the horizon.
         rescore_offsets_days: days after the rejection at which training examples are
             taken while the rejection is still open; 0 is scoring at rejection.
         windows_days: engagement look-back windows before ``as_of``.
@@ -160,6 +169,7 @@ class FeatureConfig(_Frozen):
 
     horizon_days: int = Field(default=365, ge=MIN_HORIZON_DAYS, le=MAX_HORIZON_DAYS)
     target: Literal["reconverted", "won"] = "reconverted"
+    won_close_days: int = Field(default=DEFAULT_WON_CLOSE_DAYS, ge=0, le=MAX_HORIZON_DAYS)
     rescore_offsets_days: tuple[int, ...] = (0, 30, 90, 180, 365)
     windows_days: tuple[int, ...] = (7, 30, 90, 365)
     points: PointsConfig = Field(default_factory=PointsConfig)
@@ -180,6 +190,21 @@ class FeatureConfig(_Frozen):
         if any(v == 0 for v in value):
             raise ValueError("engagement windows must be at least one day")
         return value
+
+    @property
+    def label_days(self) -> int:
+        """How many days after ``as_of`` an example's label looks: the horizon, and for the
+        ``won`` target the days a deal has to close after it (the training embargo's
+        default, and what two models must share to be compared)."""
+        return self.horizon_days + (self.won_close_days if self.target == "won" else 0)
+
+    @property
+    def question(self) -> str:
+        """What a model trained under these settings predicts, in words."""
+        question = f"{self.target} within {self.horizon_days} days"
+        if self.target == "won":
+            question += f" (closed won within {self.won_close_days} more)"
+        return question
 
     @model_validator(mode="after")
     def _custom_columns_named_apart(self) -> FeatureConfig:

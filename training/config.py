@@ -80,7 +80,8 @@ class SplitConfig(_Frozen):
     Attributes:
         embargo_days: drop training examples within this many days before the validation
             window, so that no training label depends on what happened in the validation
-            and test windows. None (the default) means the label horizon; 0 disables it.
+            and test windows. None (the default) means as far as labels look
+            (``FeatureConfig.label_days``); 0 disables it.
         validation_embargo_days: drop validation examples within this many days before the
             test window, so that no validation label (which picks the boosting rounds and
             fits the calibration) depends on what happened during the test window. Set it

@@ -153,11 +153,8 @@ def _left_to_a_person(
 ) -> str | None:
     """Why the gate cannot compare the two models fairly, or None when it can."""
     settings, version = champion.model.config, champion.version
-    if (settings.target, settings.horizon_days) != (features.target, features.horizon_days):
-        return (
-            f"champion {version} predicts {settings.target} within {settings.horizon_days} "
-            f"days; {PERSON_DECIDES}"
-        )
+    if settings.question != features.question:
+        return f"champion {version} predicts {settings.question}; {PERSON_DECIDES}"
     if through is None:
         return (
             f"champion {version} records no test window, so which test examples it was "

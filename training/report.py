@@ -192,7 +192,7 @@ def test_examples(report: ModelReport, export: Export) -> ExampleSet:
     has never seen.
     """
     examples = uncensored(build_training_set(export, report.model.config))
-    return split_by_time(examples, report.config.split, report.config.features.horizon_days).test
+    return split_by_time(examples, report.config.split, report.config.features.label_days).test
 
 
 def scores_on(

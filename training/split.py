@@ -86,7 +86,8 @@ def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int =
     Args:
         examples: labelled, uncensored examples.
         config: the window lengths and embargo.
-        horizon_days: the label horizon, the embargo when ``config.embargo_days`` is None.
+        horizon_days: how far labels look past ``as_of`` (``FeatureConfig.label_days``), the
+            embargo when ``config.embargo_days`` is None.
 
     Raises:
         ValueError: the examples hold censored ones.

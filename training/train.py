@@ -137,7 +137,7 @@ def train(
     export = load_export(data, snapshot_at=snapshot_at)
     logger.info("step=build_examples leads=%d", len(export.leads))
     examples = build_training_set(export, config.features)
-    split = split_by_time(uncensored(examples), config.split, config.features.horizon_days)
+    split = split_by_time(uncensored(examples), config.split, config.features.label_days)
     with tracking.using_store():
         experiment = tracking.experiment_id(config.experiment_name)
         with mlflow.start_run(experiment_id=experiment) as run:

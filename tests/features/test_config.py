@@ -88,3 +88,15 @@ def test_distinct_custom_columns_are_features() -> None:
     names = [spec.name for spec in feature_specs(config)]
     assert {"crm_score", "crm_plan"} <= set(names)
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("days", [-1, 3651])
+def test_won_close_days_outside_its_range_is_refused(days: int) -> None:
+    problems = _problems({"target": "won", "won_close_days": days})
+
+    assert problems.startswith("won_close_days: Input should be")
+
+
+def test_won_close_days_defaults_to_a_sales_cycle_and_may_be_zero() -> None:
+    assert FeatureConfig().won_close_days == 180
+    assert FeatureConfig.model_validate({"won_close_days": 0}).won_close_days == 0

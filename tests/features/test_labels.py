@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pytest
 
 from features.config import FeatureConfig
 from features.dataset import build_training_set, uncensored
@@ -55,74 +53,6 @@ def test_censored_examples_never_reach_training_or_evaluation(small_export: Expo
     assert (
         kept.keys["as_of"] + np.timedelta64(config.horizon_days, "D") <= small_export.snapshot_at
     ).all()
-
-
-def test_won_target_censors_windows_with_only_open_opportunities(small_export: Export) -> None:
-    config = FeatureConfig(target="won")
-    examples = build_training_set(small_export, config)
-    assert examples.labels is not None
-    labels = examples.labels
-
-    known = ~np.isnan(labels.won) & ~np.isnan(labels.reconverted)
-    assert (labels.won[known] <= labels.reconverted[known]).all()
-    assert np.isnan(labels.won[np.isnan(labels.reconverted)]).all()
-    assert np.isnan(labels.target[labels.censored]).all()
-    np.testing.assert_array_equal(labels.target[~labels.censored], labels.won[~labels.censored])
-
-
-def won_labels_of_r1(export: Export) -> dict[str, float]:
-    """Labels of the tiny export's R1 at rejection (180-day horizon, ``won`` target)."""
-    examples = build_training_set(export, FeatureConfig(horizon_days=180, target="won"))
-    assert examples.labels is not None
-    keys = examples.keys
-    (row,) = np.flatnonzero((keys["rejection_id"] == "R1") & (keys["offset_days"] == 0))
-    labels = examples.labels
-    return {
-        "reconverted": labels.reconverted[row],
-        "won": labels.won[row],
-        "censored": labels.censored[row],
-    }
-
-
-def tiny_export_with_o1_closing(tmp_path: Path, status: str, closed_at: str) -> Path:
-    """The tiny export whose O1 (created 2024-08-01, 122 days after R1) closes so."""
-    header = TINY_TABLES["opportunities"].splitlines()[0]
-    row = f"O1,L1,2024-08-01T00:00:00Z,{closed_at},{status},5000"
-    tables = {**TINY_TABLES, "opportunities": f"{header}\n{row}\n"}
-    return write_tiny_export(tmp_path / "closing", tables)
-
-
-def test_a_close_after_a_backtest_snapshot_has_not_happened_yet(tmp_path: Path) -> None:
-    # Given R1 (rejected 2024-04-01, 180-day horizon to 2024-09-28) and O1 in its window,
-    # won on 2024-10-01
-    directory = tiny_export_with_o1_closing(tmp_path, "won", "2024-10-01T00:00:00Z")
-    # When labelling at a backtest snapshot two days before the win, then at the export's end
-    backtest = won_labels_of_r1(
-        load_export(directory, snapshot_at=pd.Timestamp("2024-09-30", tz="UTC"))
-    )
-    at_export_end = won_labels_of_r1(load_export(directory))
-    # Then at the backtest O1 is still open: R1 reconverted, but won is unknown (censored)
-    assert backtest["reconverted"] == 1.0
-    assert np.isnan(backtest["won"])
-    assert backtest["censored"]
-    # And once the win is dated before the snapshot, it counts
-    assert at_export_end == {"reconverted": 1.0, "won": 1.0, "censored": False}
-
-
-@pytest.mark.parametrize("status", ["won", "lost"])
-def test_a_close_dated_after_the_export_snapshot_leaves_won_unknown(
-    tmp_path: Path, status: str
-) -> None:
-    # Given O1 closing a month after the tiny export's snapshot (2025-05-01)
-    directory = tiny_export_with_o1_closing(tmp_path, status, "2025-06-01T00:00:00Z")
-    # When labelling with the default snapshot
-    export = load_export(directory)
-    labels = won_labels_of_r1(export)
-    # Then the loader's note holds: the close has not happened, so won is neither 1 nor 0
-    assert any("close after the snapshot" in warning for warning in export.warnings)
-    assert labels["reconverted"] == 1.0
-    assert np.isnan(labels["won"])
-    assert labels["censored"]
 
 
 def test_rescoring_examples_exist_only_while_the_rejection_is_open(small_export: Export) -> None:

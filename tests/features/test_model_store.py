@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from features.dataset import ExampleSet, build_training_set, uncensored
 from features.encoding import CategoryVocabulary
 from features.loading import Export
 from features.model_store import LoadedModel, ModelLoadError, load_model
-from features.predictor import Calibration, ReconversionModel
+from features.predictor import METADATA_FILE, Calibration, ReconversionModel
 from features.pyfunc import log_pyfunc
 from features.requests import request_body, score_request
 from features.tracking_store import default_tracking_uri
@@ -70,6 +71,23 @@ def test_a_saved_folder_loads_as_a_local_version(
 
     assert (loaded.version, loaded.name, loaded.alias, loaded.run_id) == ("local", None, None, None)
     np.testing.assert_array_equal(loaded.model.predict_set(examples), model.predict_set(examples))
+
+
+def test_a_model_saved_before_won_close_days_loads_with_its_default(
+    model: ReconversionModel, tmp_path: Path
+) -> None:
+    # Given a saved model whose stored feature settings lack won_close_days (an older bundle)
+    folder = model.save(tmp_path / "older")
+    document = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+    del document["config"]["won_close_days"]
+    (folder / METADATA_FILE).write_text(json.dumps(document), encoding="utf-8")
+    # When it is loaded
+    loaded = ReconversionModel.load(folder)
+    # Then it takes the default, and saving it again records the setting
+    assert loaded.config.won_close_days == 180
+    assert loaded.config == model.config
+    again = json.loads((loaded.save(tmp_path / "again") / METADATA_FILE).read_text("utf-8"))
+    assert again["config"]["won_close_days"] == 180
 
 
 def test_an_alias_resolves_once_to_the_version_it_names(

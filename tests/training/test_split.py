@@ -104,3 +104,24 @@ def test_the_summary_reports_sizes_and_rates(examples: ExampleSet) -> None:
     assert summary["test"]["examples"] > 0
     assert 0 < summary["train"]["positive_rate"] < 1
     assert np.isfinite(summary["validation"]["positive_rate"])
+
+
+def test_the_default_embargo_covers_as_far_as_won_labels_look(examples: ExampleSet) -> None:
+    """A ``won`` label looks ``horizon + won_close_days`` ahead: the default embargo is that
+    long, so no training label is decided in the validation or test windows."""
+    won = FeatureConfig(target="won", horizon_days=180, won_close_days=90)
+    reconverted = FeatureConfig(horizon_days=180)
+
+    assert (won.label_days, reconverted.label_days) == (270, 180)
+    by_label_days = split_by_time(uncensored(examples), SplitConfig(), won.label_days)
+    by_explicit = split_by_time(uncensored(examples), SplitConfig(embargo_days=270))
+    assert by_label_days.summary() == by_explicit.summary()
+
+
+def test_two_won_models_with_other_deadlines_answer_other_questions() -> None:
+    ninety = FeatureConfig(target="won", won_close_days=90)
+    longer = FeatureConfig(target="won", won_close_days=180)
+
+    assert ninety.question != longer.question
+    assert ninety.question == "won within 365 days (closed won within 90 more)"
+    assert FeatureConfig().question == FeatureConfig(won_close_days=90).question
