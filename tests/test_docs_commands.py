@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import typer
 
+from serving.settings import Settings
 from srl.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,3 +159,23 @@ def test_the_quick_starts_run_as_written(tmp_path: Path) -> None:
     assert re.search(r"^\s+2\s+challenger", restored, re.MULTILINE)
     assert re.search(r"^\s+1\s+champion", restored, re.MULTILINE)
     assert (tmp_path / "backups" / "mlartifacts.tar.gz").stat().st_size > 0
+
+
+ENVIRONMENT_NAME = re.compile(r"\bSRL_[A-Z][A-Z0-9_]*[A-Z0-9]\b")
+CODE_FILES = ("features/**/*.py", "serving/**/*.py", "training/**/*.py", "srl/**/*.py")
+NOTEBOOKS = "notebooks/*.ipynb"
+
+
+def test_every_srl_variable_the_documents_name_is_one_the_code_reads() -> None:
+    """A mistyped variable in a pasted command (``$SRL_API_KEY`` for ``SRL_API_KEYS``) is
+    empty, and the command fails for no reason the reader can see."""
+    code = "\n".join(
+        path.read_text(encoding="utf-8")
+        for pattern in (*CODE_FILES, NOTEBOOKS)
+        for path in sorted(ROOT.glob(pattern))
+    )
+    settings = {f"SRL_{name.upper()}" for name in Settings.model_fields}
+    known = set(ENVIRONMENT_NAME.findall(code)) | settings
+    for document in DOCUMENTS:
+        named = set(ENVIRONMENT_NAME.findall(document.read_text(encoding="utf-8")))
+        assert named <= known, f"{document.name}: {sorted(named - known)}"
