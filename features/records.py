@@ -8,6 +8,7 @@ from a request.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
@@ -416,6 +417,8 @@ class ConsentRecord(_Record):
 
 
 MAX_ROWS_PER_LEAD = 5000
+#: The names a model was given values for (``model_fields_set`` without a property call).
+_FIELDS_SET = operator.attrgetter("__pydantic_fields_set__")
 #: The models of one row of each contract table.
 RECORD_MODELS = (LeadRecord, ActivityRecord, RejectionRecord, OpportunityRecord, ConsentRecord)
 
@@ -538,7 +541,7 @@ class ScoreRequest(BaseModel):
             *self.consent,
             *self.earlier_rejections,
         ]
-        return len(self.model_fields_set) + sum(len(row.model_fields_set) for row in rows)
+        return len(self.model_fields_set) + sum(map(len, map(_FIELDS_SET, rows)))
 
     def resolved_as_of(self, now: datetime | None = None) -> datetime:
         """``as_of``, or ``now`` (UTC) when the request leaves it out."""
