@@ -31,7 +31,7 @@ from features.contract import (
 from features.csv_fields import EMPTY_CSV, csv_read_problem, csv_records, first_long_record
 from features.problems import ContractError, Problem, shorten
 from features.table_names import absent_table_warnings, unread_table_problems
-from features.text import TEXT, text_of
+from features.text import SURROUNDING_SPACES, TEXT, text_of
 from features.timestamps import as_utc, latest_believable_time
 from features.utf8 import require_utf8
 
@@ -470,17 +470,37 @@ def _check_references(checks: Mapping[str, TableCheck], lenient: bool) -> None:
             continue
         child_leads = child.typed["lead_id"]
         present = child_leads.notna().to_numpy()
-        child.flag(
-            present & (positions_in(known, child_leads) < 0),
-            "lead_id",
-            "points to a lead_id that is not in leads",
-        )
+        unknown = present & (positions_in(known, child_leads) < 0)
+        spaced = _spaced_leads(known, child_leads, unknown)
+        child.flag(unknown & ~spaced, "lead_id", "points to a lead_id that is not in leads")
+        child.flag(spaced, "lead_id", SPACED_LEAD_ID)
         if lenient and len(dropped):
             child.flag(
                 present & (positions_in(dropped, child_leads) >= 0),
                 "lead_id",
                 "its lead's row was set aside",
             )
+
+
+#: The reason of a row whose ``lead_id`` names a lead only without its surrounding spaces
+#: (``features.text.SURROUNDING_SPACES``): still not that lead's row, since ids are
+#: compared as written, but the batch job withholds that lead when the row would have
+#: decided its consent or its open rejection (``serving.chunk_scoring``).
+SPACED_LEAD_ID = (
+    "points to a lead_id that is not in leads as written, but names one without its "
+    "surrounding spaces (ids are compared as written)"
+)
+
+
+def _spaced_leads(known: pd.Index, child_leads: pd.Series, unknown: np.ndarray) -> np.ndarray:
+    """Which of the ``unknown`` child rows name a lead of ``known`` once their id is
+    stripped of its surrounding spaces."""
+    spaced = np.zeros(len(child_leads), dtype=bool)
+    if unknown.any():
+        rows = np.flatnonzero(unknown)
+        stripped = child_leads.iloc[rows].str.strip(SURROUNDING_SPACES)
+        spaced[rows] = positions_in(known, stripped) >= 0
+    return spaced
 
 
 def _rejected_rows(check: TableCheck) -> list[RejectedRow]:

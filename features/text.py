@@ -155,3 +155,25 @@ def _float_texts(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
     others[rest] = [_float_text(numbers[i]) for i in rest.tolist()]
     text = pc.if_else(pa.array(whole), digits, pa.array(others, pa.string()))
     return text, present & np.isinf(numbers)
+
+
+#: The white space around an id that a fail-closed row is still traced through
+#: (``serving.chunk_scoring.FAIL_CLOSED_TABLES``): the characters Python's ``str.isspace``
+#: accepts (ASCII white space, the separators U+001C-U+001F, and Unicode's White_Space,
+#: such as the no-break and ideographic spaces). Written out, so that Python
+#: (``str.strip``), Arrow (``utf8_trim``) and Spark (``btrim``) remove the same characters;
+#: Spark's ``trim`` alone would remove the ASCII space only.
+SURROUNDING_SPACES = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def without_surrounding_spaces(text: str) -> str:
+    """``text`` without the ``SURROUNDING_SPACES`` at its ends."""
+    return text.strip(SURROUNDING_SPACES)
+
+
+def arrow_without_surrounding_spaces(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``without_surrounding_spaces`` over an Arrow string column (missing stays missing)."""
+    return pc.utf8_trim(texts, characters=SURROUNDING_SPACES)

@@ -25,7 +25,7 @@ from features.history import DAY_US, History, history_from_export
 from features.loading import Export, arrow_to_pandas, build_export, latest_timestamp
 from features.predictor import ReconversionModel
 from features.problems import ContractError
-from features.text import text_of
+from features.text import arrow_without_surrounding_spaces, text_of, without_surrounding_spaces
 from serving.batch_output import (
     CHUNK_REJECTS_SCHEMA,
     LEAD_KNOWN_COLUMN,
@@ -126,13 +126,26 @@ FAIL_CLOSED_TABLES = frozenset({"consent", "rejections", "opportunities"})
 
 
 def _unverified_leads(export: Export, frames: dict[str, pd.DataFrame]) -> set[str]:
-    """Leads with a set-aside row of a ``FAIL_CLOSED_TABLES`` table."""
+    """Leads with a set-aside row of a ``FAIL_CLOSED_TABLES`` table: the lead its
+    ``lead_id`` names, as written or without its surrounding spaces (``named_leads``)."""
     leads = (
         _lead_of(frames[rejected.table], rejected.row - 1)
         for rejected in export.rejected_rows
         if rejected.table in FAIL_CLOSED_TABLES
     )
-    return {lead for lead in leads if lead is not None}
+    return {named for lead in leads if lead is not None for named in named_leads(lead)}
+
+
+def named_leads(lead_id: str) -> tuple[str, ...]:
+    """The leads a set-aside row's ``lead_id`` may stand for: itself and, when it has
+    surrounding spaces (``features.text.SURROUNDING_SPACES``), itself without them.
+
+    Ids are compared as written, so a row of ``"L1 "`` is not a row of lead ``L1``; but an
+    opt-out typed with a stray space must never let ``L1`` be contacted, so a set-aside
+    consent, rejection or opportunity row withholds both (fail closed).
+    """
+    stripped = without_surrounding_spaces(lead_id)
+    return (lead_id,) if stripped == lead_id else (lead_id, stripped)
 
 
 #: The first row (0-based) of each of some lead ids in the leads file; ids not there are left
@@ -156,8 +169,9 @@ class FailClosed:
     empty when the lead is withheld.
 
     Attributes:
-        leads: the lead ids of the rejects of ``FAIL_CLOSED_TABLES`` tables.
-        moved: the lead ids of rejects moved away from their lead's chunk.
+        leads: the lead ids of the rejects of ``FAIL_CLOSED_TABLES`` tables, as written
+            and without their surrounding spaces (``named_leads``).
+        moved: the lead ids of rejects moved away from their lead's chunk (the same way).
         dropped: scored rows left out so far by ``parts``.
         opened: the scored open rejection of each ``moved`` lead, found by ``parts``.
     """
@@ -173,7 +187,7 @@ class FailClosed:
         tables = pa.array(sorted(FAIL_CLOSED_TABLES), pa.string())
         mine = rejects.filter(pc.is_in(rejects.column("table"), value_set=tables))
         moved = rejects.filter(rejects.column(LEAD_MOVED_COLUMN))
-        return FailClosed(_lead_ids(mine), _lead_ids(moved))
+        return FailClosed(_named_lead_ids(mine), _named_lead_ids(moved))
 
     def parts(self, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
         """The scored parts without rows of ``leads``, counting what was left out."""
@@ -204,10 +218,13 @@ class FailClosed:
         shown = rejects.column(LEAD_KNOWN_COLUMN).to_numpy(zero_copy_only=False).copy()
         rejection_ids = pc.if_else(withheld, None, rejects.column("rejection_id")).to_pylist()
         moved = np.flatnonzero(rejects.column(LEAD_MOVED_COLUMN).to_numpy(zero_copy_only=False))
-        located = locate(sorted({lead_ids[i].as_py() for i in moved}))
+        located = locate(sorted({n for i in moved for n in named_leads(lead_ids[i].as_py())}))
         set_aside = _set_aside_lead_rows(rejects)
         for i in moved.tolist():
-            lead = lead_ids[i].as_py()
+            lead = next(
+                (n for n in named_leads(lead_ids[i].as_py()) if n in located),
+                lead_ids[i].as_py(),
+            )
             shown[i] = lead in located and located[lead] not in set_aside
             if not own[i].as_py() and not withheld[i].as_py():
                 rejection_ids[i] = self.opened.get(lead)
@@ -227,8 +244,11 @@ def _set_aside_lead_rows(rejects: pa.Table) -> set[int]:
     return {row - 1 for row in leads.column("row").to_pylist()}
 
 
-def _lead_ids(rejects: pa.Table) -> pa.Array:
-    return pc.unique(rejects.column("lead_id").combine_chunks().drop_null())
+def _named_lead_ids(rejects: pa.Table) -> pa.Array:
+    """The distinct leads the rows' ``lead_id`` may stand for (``named_leads``)."""
+    lead_ids = rejects.column("lead_id").combine_chunks().drop_null()
+    named = pa.concat_arrays([lead_ids, arrow_without_surrounding_spaces(lead_ids)])
+    return pc.unique(named)
 
 
 def _without_leads(history: History, examples: Examples, leads: set[str]) -> Examples:
@@ -378,8 +398,9 @@ def _rejects_table(export: Export, raw: _RawRows, scored: pa.Table) -> pa.Table:
         if file_row < 0:
             continue
         lead_id = _lead_of(raw.frames[rejected.table], position)
-        rejection_id = rejected.key if rejected.table == "rejections" else opened.get(lead_id)
-        is_known = lead_id in known
+        lead = _known_lead(lead_id, known)
+        rejection_id = rejected.key if rejected.table == "rejections" else opened.get(lead)
+        is_known = lead is not None
         moved = bool(raw.moved[rejected.table][position])
         records.append(
             (
@@ -398,6 +419,14 @@ def _rejects_table(export: Export, raw: _RawRows, scored: pa.Table) -> pa.Table:
         [pa.array(c, f.type) for c, f in zip(columns, CHUNK_REJECTS_SCHEMA, strict=True)],
         schema=CHUNK_REJECTS_SCHEMA,
     )
+
+
+def _known_lead(lead_id: str | None, known: set[str]) -> str | None:
+    """The lead of ``known`` that a rejected row's ``lead_id`` names, as written or without
+    its surrounding spaces (``named_leads``); the rejects file shows the id as written."""
+    if lead_id is None:
+        return None
+    return next((n for n in named_leads(lead_id) if n in known), None)
 
 
 def _lead_of(frame: pd.DataFrame, position: int) -> str | None:

@@ -7,7 +7,9 @@ bad rows as loading the whole export would, because rows that the loader judges 
 are always put in the same chunk:
 
 - rows whose ``lead_id`` is unknown (or missing) are spread over the chunks by row number;
-  they fail the same reference check in whichever chunk they land;
+  they fail the same reference check in whichever chunk they land, except that an id
+  naming a lead once stripped of its surrounding spaces (``features.text``) goes to that
+  lead's chunk, where a fail-closed row withholds the lead (``chunk_scoring.named_leads``);
 - rows sharing a primary key (a duplicate, wherever in the file) all go to the chunk of
   the key's first row, so the duplicate check sees all of them. A row of a real lead that
   this takes away from its lead's chunk is marked (``MOVED_COLUMN``): its chunk does not
@@ -38,7 +40,7 @@ import pyarrow.compute as pc
 
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
-from features.text import arrow_texts
+from features.text import arrow_texts, arrow_without_surrounding_spaces
 from features.timestamps import (
     MISSING_TIME,
     latest_believable_time,
@@ -208,8 +210,19 @@ class _Router:
 
     def chunks(self, batch: pa.Table, first_row: int) -> tuple[np.ndarray, np.ndarray]:
         """Each row's chunk (rows of unknown leads are spread by row number), and whether
-        its lead is in the leads file."""
-        position = self.index.positions_of(arrow_texts(batch.column("lead_id"))[0])
+        its lead is in the leads file.
+
+        A row whose ``lead_id`` names no lead as written, but names one without its
+        surrounding spaces, goes to that lead's chunk: the loader sets it aside there, and
+        the lead is withheld when the row would have decided its consent or its open
+        rejection (``chunk_scoring.FAIL_CLOSED_TABLES``), in both engines.
+        """
+        texts = arrow_texts(batch.column("lead_id"))[0]
+        position = self.index.positions_of(texts)
+        unknown = np.flatnonzero(position < 0)
+        if unknown.size:
+            stripped = arrow_without_surrounding_spaces(texts.take(pa.array(unknown)))
+            position[unknown] = self.index.positions_of(stripped)
         spread = np.arange(first_row, first_row + batch.num_rows) % self.n_chunks
         found = position >= 0
         return np.where(found, position // self.chunk_leads, spread).astype(np.int32), found

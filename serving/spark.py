@@ -62,6 +62,7 @@ from serving.spark_export import (
     read_table,
     table_columns,
 )
+from serving.spark_parquet import nanos_as_long
 from serving.spark_transport import (
     KIND_COLUMN,
     LATEST_COLUMN,
@@ -107,12 +108,20 @@ def run_spark_batch(
 
     Raises:
         BatchError: the Spark job failed; nothing was written at the output path.
-        ContractError: a required table or column is missing.
+        ContractError: a required table or column is missing, or a column's Parquet type
+            cannot be read (``serving.spark_parquet``).
     """
     session = spark if spark is not None else spark_session()
+    with nanos_as_long(session):
+        return _run(session, request, progress, record or JobRecord())
+
+
+def _run(
+    session: Any, request: BatchRequest, progress: Progress, record: JobRecord
+) -> BatchSummary:
     located, absent = locate_tables(session, request.data)
     notes = tuple(absent)
-    context = open_job(request, listing_fingerprint(session, located), record or JobRecord())
+    context = open_job(request, listing_fingerprint(session, located), record)
     progress.start(1, 0)
     try:
         tables = {t: read_table(session, t, p, context.model.config) for t, p in located.items()}

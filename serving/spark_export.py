@@ -4,7 +4,8 @@ Used by the Spark engine (``serving.spark``). Each table is read as Parquet; eve
 its number in its table (``_metadata.row_index`` plus the rows of the files before it, in
 path order), so rejected rows are numbered as the local engine numbers them. All tables
 are put in one frame, their columns prefixed with the table's name, and each row gets a
-bucket from a hash of its ``lead_id``; rows sharing a repeated primary key are sent to
+bucket from a hash of its ``lead_id`` without surrounding spaces (as the local engine
+routes such an id, ``export_chunks``); rows sharing a repeated primary key are sent to
 the bucket of the key's first row, so the loader's checks see them together.
 """
 
@@ -25,9 +26,10 @@ from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
 from features.problems import ContractError, Problem
 from features.table_names import absent_table_warnings, unread_table_problems
-from features.text import texts_of
+from features.text import SURROUNDING_SPACES, texts_of
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN, latest_timestamp_us
 from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
+from serving.spark_parquet import microsecond_timestamp, nanosecond_columns, read_parquet
 
 INSTALL_HINT = "the Spark engine needs PySpark: pip install 'srl-rebound[spark]'"
 #: What the engine takes as a table, for ``features.table_names.unread_table_problems``.
@@ -148,14 +150,15 @@ class SparkTable:
 def read_table(session: Any, table: str, path: str, config: FeatureConfig) -> SparkTable:
     """One table with the columns the job reads, prefixed, numbered and tagged."""
     functions = pyspark_sql().functions
-    frame = session.read.parquet(path)
+    frame = read_parquet(session, path)
     _check_required(table, path, frame.columns)
     wanted = _wanted(table, config)
     kept = [c for c in frame.columns if c in wanted]
-    files = _file_stats(frame, timestamp_columns(table, kept), functions)
+    values = _values(kept, nanosecond_columns(session, table, path, frame), functions)
+    files = _file_stats(frame, [values[c] for c in timestamp_columns(table, kept)], functions)
     row = functions.col("_metadata.row_index") + _file_offsets(files, functions)
     selected = frame.select(
-        *(functions.col(f"`{c}`").alias(f"{table}{SEPARATOR}{c}") for c in kept),
+        *(values[c].alias(f"{table}{SEPARATOR}{c}") for c in kept),
         functions.lit(table).alias(TABLE_COLUMN),
         row.cast("bigint").alias(ROW_COLUMN),
         _as_text(frame, "lead_id", functions).alias("_lead_id"),
@@ -169,12 +172,19 @@ def read_table(session: Any, table: str, path: str, config: FeatureConfig) -> Sp
     return SparkTable(selected, rows, max(latest, default=None))
 
 
-def _file_stats(frame: Any, stamps: list[str], functions: Any) -> list[tuple[str, int, int | None]]:
-    """Rows and latest parseable timestamp of each file of a table, in path order."""
-    source = frame.select(
-        functions.col("_metadata.file_path").alias("file"),
-        *(functions.col(f"`{c}`") for c in stamps),
-    )
+def _values(kept: list[str], nanoseconds: set[str], functions: Any) -> dict[str, Any]:
+    """Each kept column as the job reads it: a nanosecond timestamp (read as its count,
+    ``serving.spark_parquet``) in microseconds, rounded up as the local engine does."""
+    return {
+        c: microsecond_timestamp(c, functions) if c in nanoseconds else functions.col(f"`{c}`")
+        for c in kept
+    }
+
+
+def _file_stats(frame: Any, stamps: list[Any], functions: Any) -> list[tuple[str, int, int | None]]:
+    """Rows and latest parseable timestamp (of the ``stamps`` columns) of each file of a
+    table, in path order."""
+    source = frame.select(functions.col("_metadata.file_path").alias("file"), *stamps)
     batches = source.mapInArrow(_batch_stats, "file string, rows bigint, latest bigint")
     totals = batches.groupBy("file").agg(
         functions.sum("rows").alias("rows"), functions.max("latest").alias("latest")
@@ -256,19 +266,17 @@ def _file_offsets(files: list[tuple[str, int, int | None]], functions: Any) -> A
 
 
 def bucketed(frames: dict[str, Any], buckets: int) -> Any:
-    """All tables in one frame, each row tagged with its bucket (duplicate keys kept together)
-    and whether that took it away from its lead's bucket (``export_chunks.MOVED_COLUMN``;
-    whether its lead exists is left to ``first_lead_rows``)."""
+    """All tables in one frame, each row tagged with its bucket (a hash of its ``lead_id``
+    without surrounding spaces; duplicate keys kept together) and whether that took it
+    away from its lead's bucket (``export_chunks.MOVED_COLUMN``; whether its lead exists
+    is left to ``first_lead_rows``)."""
     functions = pyspark_sql().functions
+    # Hashed without its surrounding spaces, as the local engine routes an id that names a
+    # lead only without them (``export_chunks``): such a row meets that lead in its bucket.
+    lead = functions.btrim(functions.col("_lead_id"), functions.lit(SURROUNDING_SPACES))
+    bucket = functions.pmod(functions.xxhash64(lead), functions.lit(buckets))
     tagged = [
-        _gather_duplicates(
-            f.withColumn(
-                BUCKET_COLUMN,
-                functions.pmod(functions.xxhash64("_lead_id"), functions.lit(buckets)),
-            ),
-            functions,
-        )
-        for f in frames.values()
+        _gather_duplicates(f.withColumn(BUCKET_COLUMN, bucket), functions) for f in frames.values()
     ]
     union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
     return union.drop("_lead_id", "_key")

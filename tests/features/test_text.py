@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.text import TEXT, arrow_texts, text_of, texts_of
+from features.text import (
+    SURROUNDING_SPACES,
+    TEXT,
+    arrow_texts,
+    arrow_without_surrounding_spaces,
+    text_of,
+    texts_of,
+    without_surrounding_spaces,
+)
 
 
 @pytest.mark.parametrize(
@@ -122,3 +130,14 @@ def test_arrow_bytes_read_as_utf8_text_and_only_bad_bytes_or_infinity_are_not_te
     assert utf8_flags.tolist() == [False, False, False]
     assert mixed_flags.tolist() == [False, True, False]
     assert float_flags.tolist() == [False, False, False, True]  # NaN is missing, not a problem
+
+
+def test_surrounding_spaces_are_what_python_strips_and_arrow_trims_the_same() -> None:
+    every_space = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+    ids = pa.array([" L1", "L1\u00a0\u3000", "\tL 1\x1c", "\u200bL1", None])
+
+    trimmed = arrow_without_surrounding_spaces(ids).to_pylist()
+
+    assert every_space == SURROUNDING_SPACES
+    assert trimmed == ["L1", "L1", "L 1", "\u200bL1", None]
+    assert trimmed[:4] == [without_surrounding_spaces(i) for i in ids.to_pylist()[:4]]

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.contract import TABLES
+from features.contract import EVENT_TIME_COLUMN, TABLES
 from features.text import arrow_texts
 from serving.batch_job import BatchRequest
 
@@ -287,3 +287,50 @@ class DirectoryAppearsAtOutput:
     def close(self) -> None:
         """The scoring is over: the output file can no longer be moved into place."""
         self.out.mkdir(parents=True, exist_ok=True)
+
+
+def with_nanosecond_timestamps(source: Path, target: Path) -> pd.Timestamp:
+    """A Parquet copy of ``source`` with every timestamp column in nanoseconds (pandas'
+    default): tz-aware, except ``leads.created_at`` (naive, read as UTC), and the first
+    activity moved one nanosecond past the export's latest moment. Returns that moment
+    rounded up to the microsecond, as the contract reads it: the export's end."""
+    target.mkdir(parents=True)
+    tables = {n: pq.read_table(source / f"{n}.parquet") for n in TABLE_NAMES}
+    latest = max(pc.max(tables[n][c]).value for n, c in EVENT_TIME_COLUMN.items())
+    for name, table in tables.items():
+        for index, field in enumerate(table.schema):
+            if pa.types.is_timestamp(field.type):
+                zone = None if (name, field.name) == ("leads", "created_at") else "UTC"
+                column = table[field.name].cast(pa.timestamp("ns", tz=zone))
+                if (name, field.name) == ("activities", "occurred_at"):
+                    counts = column.cast(pa.int64()).to_numpy().copy()
+                    counts[0] = latest * 1000 + 1
+                    column = pa.array(counts).cast(pa.timestamp("ns", tz=zone))
+                table = table.set_column(index, field.name, column)
+        pq.write_table(table, target / f"{name}.parquet")
+    return pd.Timestamp(latest + 1, unit="us", tz="UTC")
+
+
+#: How ``with_spaced_consent`` writes each lead's opt-out: a trailing space, a leading
+#: space, a trailing no-break space (Unicode white space, which Spark's ``trim`` keeps).
+SPACINGS = ("{} ", " {}", "{}\u00a0")
+#: An opt-out whose id has a space and names no lead even without it.
+STRANGER = "L9999999 "
+
+
+def with_spaced_consent(source: Path, target: Path, leads: list[str]) -> list[str]:
+    """A Parquet copy of ``source`` whose consent table ends with an ``unsubscribed`` row
+    for each of ``leads``, its id written with ``SPACINGS``, and one for ``STRANGER``.
+    Returns the ids as written."""
+    copy_export(source, target)
+    consent = pd.read_parquet(target / "consent.parquet")
+    written = [spacing.format(lead) for spacing, lead in zip(SPACINGS, leads, strict=True)]
+    rows = pd.DataFrame(
+        {
+            "lead_id": [*written, STRANGER],
+            "changed_at": consent["changed_at"].max(),
+            "status": "unsubscribed",
+        }
+    )
+    appended(consent, rows).to_parquet(target / "consent.parquet", index=False)
+    return written

@@ -17,18 +17,22 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.loading import load_export
+from features.loading import SPACED_LEAD_ID, load_export
 from features.problems import ContractError, Problem
 from serving.batch import run_batch
 from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError
 from serving.checkpoints import WorkDirectory
 from tests.serving.batch_support import (
+    STRANGER,
     DirectoryAppearsAtOutput,
+    closing_opportunities,
     copy_as_csv,
     copy_export,
+    read_output,
     request,
     run_score,
     score_command,
+    with_spaced_consent,
 )
 
 EMAIL = "jane.doe@example.com"
@@ -310,9 +314,8 @@ def test_a_key_at_fault_is_not_copied_into_the_rejects_file(
 
     # Then its row is rejected without its key
     assert summary.exit_code == EXIT_REJECTED
-    rejects = pd.read_csv(
-        out.with_name(out.name + ".rejects.csv"), dtype=str, keep_default_na=False
-    )
+    rejects_path = out.with_name(out.name + ".rejects.csv")
+    rejects = pd.read_csv(rejects_path, dtype=str, keep_default_na=False)
     row = rejects[rejects["reason"].str.startswith("activity_id:")]
     assert row["key"].tolist() == [""]
     assert EMAIL not in out.with_name(out.name + ".rejects.csv").read_text(encoding="utf-8")
@@ -383,3 +386,44 @@ def test_a_file_given_as_the_export_is_named_a_file_as_the_loader_names_it(
         "is a file, not an export directory (pass the directory that holds the tables)",
     )
     assert not out.exists()
+
+
+def test_a_fail_closed_row_with_a_spaced_lead_id_withholds_its_lead_however_split(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given leads routed to a contact program with an opt-out whose lead_id has a stray
+    # space, and a lead whose only closing opportunity has one too
+    clean = run_batch(request(small_export_dir, tmp_path / "clean.parquet", model_dir))
+    contacted = read_output(tmp_path / "clean.parquet").query("not suppressed")["lead_id"]
+    leads = [contacted.iloc[0], contacted.iloc[len(contacted) // 2], contacted.iloc[-1]]
+    folder = tmp_path / "export"
+    written = with_spaced_consent(small_export_dir, folder, leads)
+    closing = closing_opportunities(small_export_dir).iloc[0]
+    opportunities = pd.read_parquet(folder / "opportunities.parquet")
+    mine = opportunities["opportunity_id"] == closing["opportunity_id"]
+    opportunities.loc[mine, "lead_id"] = f"{closing['lead_id']} "
+    opportunities.to_parquet(folder / "opportunities.parquet", index=False)
+    withheld = [*leads, str(closing["lead_id"])]
+
+    # When it is scored in chunks of 700 leads and in one chunk
+    runs = {
+        size: run_batch(request(folder, tmp_path / f"{size}.parquet", model_dir, chunk_leads=size))
+        for size in (700, 100_000)
+    }
+
+    # Then those leads are withheld, their rows named as written, the stranger's not named
+    out = tmp_path / "700.parquet"
+    rejects_path = out.with_name(out.name + ".rejects.csv")
+    rejects = pd.read_csv(rejects_path, dtype=str, keep_default_na=False)
+    assert not set(withheld) & set(read_output(out)["lead_id"])
+    assert runs[700].document["withheld"] == clean.document["withheld"] + len(withheld)
+    spaced = rejects[rejects["reason"] == f"lead_id: {SPACED_LEAD_ID}"]
+    assert spaced["lead_id"].tolist() == [f"{closing['lead_id']} ", *written]
+    stranger = rejects[rejects["reason"] == "lead_id: points to a lead_id that is not in leads"]
+    assert stranger[["table", "lead_id"]].values.tolist() == [["consent", ""]]
+    assert STRANGER not in rejects_path.read_text()
+    # and the split changes nothing
+    one = tmp_path / "100000.parquet"
+    pd.testing.assert_frame_equal(read_output(one), read_output(out))
+    assert runs[100_000].document["withheld"] == runs[700].document["withheld"]
+    assert one.with_name(one.name + ".rejects.csv").read_text() == rejects_path.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from features.loading import load_export
@@ -17,12 +19,15 @@ from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary
 from tests.clock import years_ahead
 from tests.serving.batch_support import (
+    copy_export,
     read_output,
     request,
     with_fractional_ids,
     with_keys_repeated_across_chunks,
+    with_nanosecond_timestamps,
     with_numeric_ids,
     with_set_aside_opportunities,
+    with_spaced_consent,
 )
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -203,3 +208,98 @@ def test_without_pyspark_the_error_says_how_to_install_it(
 
     with pytest.raises(RuntimeError, match=r"pip install 'srl-rebound\[spark\]'"):
         spark_session()
+
+
+def test_nanosecond_timestamps_are_read_and_rounded_up_as_locally(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export whose timestamps are nanoseconds (pandas' default), its latest event
+    # a nanosecond past a microsecond
+    data = tmp_path / "export"
+    end = with_nanosecond_timestamps(small_export_dir, data)
+
+    (local, local_run), (distributed, spark_run) = _both_engines(
+        spark, data, model_dir, tmp_path, chunk_leads=700
+    )
+
+    # Then Spark reads them, rounds that rest up as the contract does, and agrees
+    assert spark_run.exit_code == local_run.exit_code == EXIT_OK
+    assert set(read_output(distributed)["as_of"]) == {end}
+    assert distributed.read_bytes() == local.read_bytes()
+
+
+def test_a_column_in_nanoseconds_in_some_files_only_is_refused_by_name(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a consent dataset whose second file holds its timestamps in nanoseconds
+    data = copy_export(small_export_dir, tmp_path / "export")
+    consent = pq.read_table(data / "consent.parquet")
+    (data / "consent.parquet").unlink()
+    (data / "consent").mkdir()
+    half = consent.num_rows // 2
+    pq.write_table(consent.slice(0, half), data / "consent" / "part-0.parquet")
+    changed = consent["changed_at"].cast(pa.timestamp("ns", tz="UTC"))
+    late = consent.set_column(1, "changed_at", changed).slice(half)
+    pq.write_table(late, data / "consent" / "part-1.parquet")
+    out = tmp_path / "x.parquet"
+
+    # Then the job stops with a contract error naming the file and the column
+    with pytest.raises(ContractError) as refused:
+        run_batch(request(data, out, model_dir, engine="spark"), spark=spark)
+
+    problem = refused.value.problems[0]
+    assert problem.file.endswith("consent/part-0.parquet")
+    assert problem.column == "changed_at"
+    assert "nanosecond" in problem.message
+    assert json.loads(out.with_name(out.name + ".summary.json").read_text())["status"] == "failed"
+
+
+def test_an_opt_out_with_a_spaced_lead_id_withholds_its_lead_in_both_engines(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given leads routed to a contact program, in different chunks, each with an opt-out
+    # whose lead_id has a stray space (and one such opt-out that names no lead at all)
+    clean = run_batch(request(small_export_dir, tmp_path / "clean.parquet", model_dir))
+    contacted = read_output(tmp_path / "clean.parquet").query("not suppressed")["lead_id"]
+    leads = [contacted.iloc[0], contacted.iloc[len(contacted) // 2], contacted.iloc[-1]]
+    data = tmp_path / "export"
+    written = with_spaced_consent(small_export_dir, data, leads)
+
+    (local, local_run), (distributed, spark_run) = _both_engines(
+        spark, data, model_dir, tmp_path, chunk_leads=700
+    )
+
+    # Then neither engine scores those leads; the rejects name each row as written
+    local_rejects = pd.read_csv(
+        local.with_name(local.name + ".rejects.csv"), dtype=str, keep_default_na=False
+    )
+    spark_rejects = distributed.with_name(distributed.name + ".rejects.csv").read_text()
+    assert not set(leads) & set(read_output(local)["lead_id"])
+    assert local_run.document["withheld"] == clean.document["withheld"] + len(leads)
+    spaced = local_rejects[local_rejects["reason"].str.contains("surrounding spaces")]
+    assert spaced["lead_id"].tolist() == written
+    stranger = local_rejects[local_rejects["reason"].str.endswith("not in leads")]
+    assert stranger[["table", "lead_id"]].values.tolist() == [["consent", ""]]
+    # And Spark agrees row for row
+    assert spark_run.exit_code == local_run.exit_code
+    assert spark_run.document["withheld"] == local_run.document["withheld"]
+    assert spark_rejects == local.with_name(local.name + ".rejects.csv").read_text()
+    assert distributed.read_bytes() == local.read_bytes()
+
+
+def test_a_parquet_type_spark_cannot_read_is_refused_by_file_and_column(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a leads file with an extra column of times of day (a type Spark refuses)
+    data = copy_export(small_export_dir, tmp_path / "export")
+    leads = pq.read_table(data / "leads.parquet")
+    times = pa.array([0] * leads.num_rows, pa.time64("ns"))
+    pq.write_table(leads.append_column("call_time", times), data / "leads.parquet")
+
+    # Then the job stops with a contract error naming the file and the column
+    with pytest.raises(ContractError) as refused:
+        run_batch(request(data, tmp_path / "x.parquet", model_dir, engine="spark"), spark=spark)
+
+    (problem,) = refused.value.problems
+    assert (problem.file.rsplit("/", 1)[-1], problem.column) == ("leads.parquet", "call_time")
+    assert "Spark cannot read" in problem.message
