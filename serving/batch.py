@@ -7,11 +7,14 @@ output with one atomic move. Rows that fail the data contract are set aside in
 ``<out>.rejects.csv``; ``<out>.summary.json`` says what happened. Killed at any point and
 started again with the same arguments, the job resumes and writes the same bytes.
 
-Every path the job writes is checked before any work (``check_outputs``). Exit codes
-(``BatchSummary.exit_code``): 0 all rows scored, 3 scored but some input rows were
-rejected, 1 failed (nothing published at the output paths; the summary says why), 2 an
-output path that cannot be used or, from ``srl score``, a bad command line
-(``batch_summary.save_usage_failure``).
+Every path the job writes is checked before any work (``check_outputs``), and the job
+holds ``<out>.lock`` for its whole life, so that a second job on the same output is
+refused (``serving.batch_lock``). Exit codes (``BatchSummary.exit_code``): 0 all rows
+scored, 3 scored but some input rows were rejected, 1 failed (nothing published at the
+output paths; the summary says why), 2 an output path that cannot be used, an output
+another job is writing or, from ``srl score``, a bad command line
+(``batch_summary.save_usage_failure``), 128 + the signal's number when a signal stopped
+the job (143 for SIGTERM, ``serving.batch_signals``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,7 @@ from serving.batch_local import (
     score_pending,
     scored_parts,
 )
+from serving.batch_lock import lock_path, output_lock
 from serving.batch_output import (
     save_failed,
     sort_rejects,
@@ -58,6 +63,7 @@ from serving.batch_output import (
     write_scored,
 )
 from serving.batch_progress import Progress, progress_for
+from serving.batch_signals import JobStopped, publishing, stop_on_signals
 from serving.batch_summary import (
     done_summary,
     fail,
@@ -96,42 +102,66 @@ def run_batch(
 
     Raises:
         features.output.OutputPathError: an output path cannot be used (before any work).
+        serving.batch_lock.OutputBusyError: another job is writing the same output (this
+            one touched nothing, its summary included).
         BatchError: some chunks could not be scored, or the files could not be written;
             the work directory is kept, so a rerun resumes.
+        serving.batch_signals.JobStopped: SIGTERM or SIGHUP stopped the job (Ctrl-C raises
+            ``KeyboardInterrupt``); the workers are ended and the work directory is kept.
         features.problems.ContractError: the export is structurally unusable.
         features.model_store.ModelLoadError: the model could not be loaded.
         serving.policy.PolicyError: the routing policy is unreadable, invalid, or reads a
             feature the model does not compute.
 
-    Whatever stops the job once its paths are checked, ``<out>.summary.json`` says
-    ``failed`` and why before the error is raised.
+    The job holds its output's lock (``<out>.lock``) from its path checks to its end.
+    Whatever stops the job once it holds the lock, a signal included, ``<out>.summary.json``
+    says ``failed`` and why before the error is raised.
     """
-    check_outputs(request)
+    with stop_on_signals():
+        check_outputs(request)
+        with output_lock(request.out):
+            return _run_locked(request, progress, spark)
+
+
+def _run_locked(request: BatchRequest, progress: Progress | None, spark: Any) -> BatchSummary:
+    """The job, once it holds its output's lock (it alone writes the summary then)."""
+    _refused(request, WorkDirectory.beside(request.out).check_usable)
     record = JobRecord()
     try:
         return _run(request, progress if progress is not None else progress_for(), spark, record)
     except BatchError:
         raise
-    except Exception as error:  # every failure leaves a failed summary, then propagates
+    except (Exception, KeyboardInterrupt, JobStopped) as error:
+        # every failure or stop leaves a failed summary, then propagates
         save_failed(stopped_summary(request, record, error), request.summary_path)
         raise
 
 
 def check_outputs(request: BatchRequest) -> None:
-    """Check every path the job writes, before any work.
+    """Check every file the job writes, before any work.
 
     When the output's extension is right and its summary can be written, a refusal also
-    leaves a failed summary (a directory at ``--out`` or at the rejects file, something
-    other than a work directory at ``<out>.work``), so that no earlier run's status stands.
+    leaves a failed summary (a directory at ``--out`` or at the rejects file), so that no
+    earlier run's status stands. ``<out>.work`` is checked once the job holds the
+    output's lock (``run_batch``): until then it may be another job's.
 
     Raises:
         OutputPathError: naming the first path that cannot be used, and why.
     """
-    try:
+
+    def check() -> None:
         check_output_file(request.out)
         check_output_file(request.summary_path, suffixes=None)
         check_output_file(request.rejects_path, suffixes=None)
-        WorkDirectory.beside(request.out).check_usable()
+        check_output_file(lock_path(request.out), suffixes=None)
+
+    _refused(request, check)
+
+
+def _refused(request: BatchRequest, check: Callable[[], None]) -> None:
+    """Run a path check; a refusal leaves a failed summary (exit code 2) when it can."""
+    try:
+        check()
     except OutputPathError as error:
         if summary_writable(request.out):
             save_failed(request_failure(request, error, EXIT_USAGE), request.summary_path)
@@ -296,7 +326,8 @@ def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
     All three are written under temporary names first and moved into place only when all
     are written: if any cannot be written (a full disk, a directory in the way), the
     previous run's files stay as they were, a failed summary names the file and why and
-    ``BatchError`` is raised; the work directory is kept so that a rerun resumes.
+    ``BatchError`` is raised; the work directory is kept so that a rerun resumes. Once the
+    files are moved into place, a SIGTERM no longer stops the job (``publishing``).
 
     Raises:
         BatchError: the output, the rejects or the summary could not be written.
@@ -319,10 +350,11 @@ def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
             withheld = fail_closed.dropped + sum(r.withheld for r in job.reports)
             summary = done_summary(context, job, counts, withheld)
             write_json(summary.document, request.summary_path, staged)
-            staged.publish()
+            with publishing():
+                staged.publish()
+                context.work.remove()
     except OSError as error:
         raise BatchError(write_failed(context, error, job.as_of_us)) from error
-    context.work.remove()
     logger.info(
         "batch done rows=%d rejected=%d exit_code=%d",
         counts.rows,

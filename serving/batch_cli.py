@@ -26,6 +26,7 @@ from serving.batch_job import (
     BatchSummary,
     Engine,
 )
+from serving.batch_signals import JobStopped, stopped_by
 from serving.batch_summary import save_usage_failure
 from serving.policy import PolicyError
 from serving.scoring import ReasonMode
@@ -118,7 +119,10 @@ def score(
     Exit code 0: all rows scored; 3: scored, but some input rows were rejected (see
     <out>.rejects.csv); 1: failed, nothing written at --out, the summary says why (rerun to
     resume); 2: bad command line, including an --out whose files cannot be written
-    (checked before any work); the summary then says failed too, when it can be written.
+    (checked before any work; the summary then says failed too, when it can be written) or
+    that another job is writing now (its summary is left alone); 143 (129, 130): stopped by
+    SIGTERM (SIGHUP, Ctrl-C), nothing written at --out, the summary says failed (rerun to
+    resume).
     """
     request = BatchRequest(
         data=data,
@@ -153,16 +157,22 @@ def score(
     except OSError as error:
         typer.echo(f"error: {describe_os_error(error)}", err=True)
         raise _failed(request) from error
+    except (JobStopped, KeyboardInterrupt) as error:
+        stop = stopped_by(error)
+        assert stop is not None
+        typer.echo(f"error: {stop.message}", err=True)
+        raise _failed(request, stop.exit_code) from error
     _echo_summary(summary)
     raise typer.Exit(summary.exit_code)
 
 
-def _failed(request: BatchRequest) -> typer.Exit:
-    """Say where the failed summary is; the exit for a job that failed before its chunks."""
+def _failed(request: BatchRequest, exit_code: int = EXIT_FAILED) -> typer.Exit:
+    """Say where the failed summary is; the exit for a job that failed before its chunks
+    or was stopped by a signal."""
     path = request.summary_path
     written = f"see {path}" if path.is_file() else "no summary could be written"
-    typer.echo(f"status: failed (exit code {EXIT_FAILED}); {written}")
-    return typer.Exit(EXIT_FAILED)
+    typer.echo(f"status: failed (exit code {exit_code}); {written}")
+    return typer.Exit(exit_code)
 
 
 def _echo_summary(summary: BatchSummary) -> None:

@@ -31,6 +31,8 @@ from serving.policy import RoutingPolicy
 logger = logging.getLogger(__name__)
 
 _WORKER: dict[str, Any] = {}
+# How long a worker sent SIGTERM may take to end before it is killed
+_WORKER_EXIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -136,25 +138,55 @@ def _score_in_pool(
     work: ChunkWork, pending: list[int], workers: int, progress: Progress
 ) -> list[ChunkFailure]:
     threads = max(1, available_cpus() // workers)
-    context = multiprocessing.get_context("spawn")
-    failures: list[ChunkFailure] = []
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         workers,
-        mp_context=context,
+        mp_context=multiprocessing.get_context("spawn"),
         initializer=_load_worker,
         initargs=(str(work.model), work.policy, threads),
-    ) as pool:
-        futures: dict[Future[ChunkReport], int] = {
-            pool.submit(run_chunk, work, c): c for c in pending
-        }
-        for future in as_completed(futures):
-            try:
-                report = future.result()
-            except Exception as error:  # a failed chunk is reported; the rest still runs
-                failures.append(_failure(futures[future], error))
-                continue
-            progress.advance(report.rows)
+    )
+    try:
+        failures = _collect(pool, work, pending, progress)
+    except BaseException:  # stopped (SIGTERM, Ctrl-C) or failed here: no worker outlives it
+        _terminate(pool)
+        raise
+    pool.shutdown()
     return failures
+
+
+def _collect(
+    pool: ProcessPoolExecutor, work: ChunkWork, pending: list[int], progress: Progress
+) -> list[ChunkFailure]:
+    """Submit every pending chunk to ``pool`` and wait for all of them."""
+    failures: list[ChunkFailure] = []
+    futures: dict[Future[ChunkReport], int] = {pool.submit(run_chunk, work, c): c for c in pending}
+    for future in as_completed(futures):
+        try:
+            report = future.result()
+        except Exception as error:  # a failed chunk is reported; the rest still runs
+            failures.append(_failure(futures[future], error))
+            continue
+        progress.advance(report.rows)
+    return failures
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down now: drop the chunks not started and end the workers.
+
+    ``shutdown`` alone would wait for every submitted chunk, and workers left running after
+    this process ends wait for work for ever (and keep its log pipe open). A chunk a worker
+    was scoring has no part yet (parts are written atomically): a rerun scores it again.
+    """
+    # Python 3.14 has ``terminate_workers``; before it, the pool's processes are only here
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(_WORKER_EXIT_SECONDS)
+        if process.is_alive():  # stuck where SIGTERM cannot end it
+            process.kill()
+            process.join()
 
 
 def _load_worker(model_dir: str, policy: RoutingPolicy, threads: int) -> None:

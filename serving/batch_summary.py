@@ -28,6 +28,7 @@ from serving.batch_output import (
     failure_of,
     save_failed,
 )
+from serving.batch_signals import stopped_by
 from serving.model_source import ModelIdentity
 
 
@@ -65,11 +66,23 @@ def write_failed(context: JobContext, error: OSError, as_of_us: int) -> BatchSum
 def stopped_summary(
     request: BatchRequest, record: JobRecord, error: BaseException
 ) -> dict[str, Any]:
-    """The failed summary of an error that stopped the run, with what it had resolved."""
+    """The failed summary of an error or a signal that stopped the run, with what it had
+    resolved; a signal's exit code is ``128 +`` its number (``JobStopped.exit_code``)."""
+    stop = stopped_by(error)
+    exit_code = EXIT_FAILED if stop is None else stop.exit_code
     if record.context is not None:
         context = record.context
-        return _failed_document(context, [failure_of(error)], context.manifest.as_of_us)
-    return request_failure(request, error, EXIT_FAILED, record.model_identity)
+        document = _failed_document(context, [_failure_entry(error)], context.manifest.as_of_us)
+        return document | {"exit_code": exit_code}
+    return request_failure(request, error, exit_code, record.model_identity)
+
+
+def _failure_entry(error: BaseException) -> dict[str, Any]:
+    """The summary's ``failures`` entry: a stop names its signal, a failure its error."""
+    stop = stopped_by(error)
+    if stop is None:
+        return failure_of(error)
+    return {"chunk": None, "error": type(stop).__name__, "message": stop.message}
 
 
 def request_failure(
@@ -94,7 +107,7 @@ def request_failure(
         "status": "failed",
         "exit_code": exit_code,
         "as_of": None if request.as_of is None else iso(micros(request.as_of)),
-        "failures": [failure_of(error)],
+        "failures": [_failure_entry(error)],
     }
 
 

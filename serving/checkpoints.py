@@ -11,6 +11,7 @@ so a job killed at any moment leaves finished files or nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +35,9 @@ MANIFEST_FILE = "manifest.json"
 # 3: the rejects carry whether their lead_id names a lead of the chunk (``lead_known``).
 # 4: the spilled rows and the rejects carry whether the row was moved away from its lead's
 # chunk (``lead_moved``); a rejects row keeps its lead_id only when it is either.
-MANIFEST_FORMAT = 4
+# 5: a row whose lead_id names a lead once stripped of its surrounding spaces reaches that
+# lead's chunk and withholds it; its rejects row keeps the id as written.
+MANIFEST_FORMAT = 5
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"
@@ -239,7 +242,13 @@ class WorkDirectory:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def remove(self) -> None:
-        """Delete the work directory (after the output is in place)."""
+        """Delete the work directory (after the output is in place).
+
+        The manifest goes first: a directory left half removed (the job killed meanwhile)
+        has none, so it is started over, never resumed from what is left of it.
+        """
+        with contextlib.suppress(OSError):
+            (self.path / MANIFEST_FILE).unlink(missing_ok=True)
         shutil.rmtree(self.path, ignore_errors=True)
 
 

@@ -1,0 +1,123 @@
+"""Stopping the batch job on a signal as on Ctrl-C: SIGTERM (``timeout``, systemd,
+``kill <pid>``) and SIGHUP (the terminal went away) raise ``JobStopped`` in the job's main
+process, so the job stops through its one failure path: the worker pool is shut down and
+its workers ended, a failed summary says which signal stopped the job, the checkpoints
+are kept for a rerun to resume, and nothing is published at the output paths.
+
+Ctrl-C (SIGINT) keeps Python's ``KeyboardInterrupt``; the job treats both alike
+(``stopped_by``). Only the main process installs the handlers: the spawned workers keep
+the default, dying on the SIGTERM the job sends them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class JobStopped(BaseException):
+    """The job was asked to stop by a signal.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` (a
+    failed chunk is recorded and the next one scored) takes it for a failure to carry on
+    from.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        """``128 + signal number``, as a shell reports a process ended by the signal."""
+        return 128 + self.signum
+
+    @property
+    def message(self) -> str:
+        """What the failed summary says."""
+        return f"{self}; nothing was published; run again to resume from the checkpoints"
+
+
+def stopped_by(error: BaseException) -> JobStopped | None:
+    """The stop ``error`` stands for (Ctrl-C is a stop by SIGINT), or None for a failure."""
+    if isinstance(error, JobStopped):
+        return error
+    if isinstance(error, KeyboardInterrupt):
+        return JobStopped(signal.SIGINT)
+    return None
+
+
+class _StopHandler:
+    """The signal handler of a running job, and whether its files are being published."""
+
+    def __init__(self) -> None:
+        self.signalled: int | None = None
+        self.publishing = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signalled is not None:  # stopping already: let the clean-up run
+            return
+        self.signalled = signum
+        if not self.publishing:
+            raise JobStopped(signum)
+
+
+_HANDLERS: list[_StopHandler] = []
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Raise ``JobStopped`` in this process on SIGTERM or SIGHUP during the block.
+
+    Only the first signal raises: a second one, while the job stops, would interrupt the
+    clean-up (ending the workers, writing the summary), so it is ignored. A signal that is
+    ignored already (``nohup``) stays ignored; outside the main thread nothing changes
+    (Python runs handlers there only). The previous handlers are restored on leaving.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = _StopHandler()
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for number, before in previous.items():
+        if before is not signal.SIG_IGN:
+            signal.signal(number, handler)
+    _HANDLERS.append(handler)
+    try:
+        yield
+    finally:
+        _HANDLERS.remove(handler)
+        for number, before in previous.items():
+            signal.signal(number, before if before is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def publishing() -> Iterator[None]:
+    """Finish the block even if SIGTERM or SIGHUP comes: the job's files are being moved
+    into place and its work directory removed.
+
+    A stop there would leave some files new under a failed summary, or a work directory
+    half removed; the block takes milliseconds, and the job ends right after it.
+    """
+    handler = _HANDLERS[-1] if _HANDLERS else None
+    if handler is None:
+        yield
+        return
+    handler.publishing = True
+    try:
+        yield
+    finally:
+        handler.publishing = False
+        if handler.signalled is not None:
+            logger.warning(
+                "batch stop_signal=%s came while publishing; the job finishes",
+                signal.Signals(handler.signalled).name,
+            )

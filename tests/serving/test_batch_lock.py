@@ -1,0 +1,93 @@
+"""One job per output: a second ``srl score`` on the same ``--out`` is refused at once, and
+leaves the running job's work directory, output and summary alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serving.batch_job import EXIT_OK, EXIT_USAGE
+from serving.policy import load_policy
+from tests.serving.batch_support import read_output, run_score, score_command, start_score
+
+pytestmark = pytest.mark.slow
+
+OPTIONS = ("--chunk-leads", "100", "--scored-at", "2026-07-01T06:00:00", "--workers", "1")
+EARLIER_SUMMARY = '{"status": "ok", "exit_code": 0}'
+
+
+def _summary_path(out: Path) -> Path:
+    return out.with_name(out.name + ".summary.json")
+
+
+def _stopped_after_parts(process: subprocess.Popen[bytes], out: Path, parts: int) -> None:
+    """Freeze the job (SIGSTOP to its process group) once ``parts`` chunks are checkpointed:
+    it holds its output for as long as the test needs."""
+    deadline = time.monotonic() + 300
+    work = out.with_name(out.name + ".work")
+    while len(list(work.glob("parts-*/part-*.arrow"))) < parts:
+        assert process.poll() is None, "the job ended before it could be stopped"
+        assert time.monotonic() < deadline, "no checkpoints appeared"
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGSTOP)
+
+
+@pytest.fixture
+def other_policy(tmp_path: Path) -> Path:
+    """The packaged policy under another name: a job using it routes under another label."""
+    document = load_policy().model_dump(mode="json")
+    document["name"] = "other"
+    path = tmp_path / "other-policy.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("second", ["same arguments", "another policy"])
+def test_a_second_job_on_the_same_output_is_refused_and_leaves_the_first_alone(
+    small_export_dir: Path, model_dir: Path, other_policy: Path, tmp_path: Path, second: str
+) -> None:
+    # Given an earlier night's summary, and a job writing the same output, caught mid-run
+    out = tmp_path / "scores.parquet"
+    summary = _summary_path(out)
+    summary.write_text(EARLIER_SUMMARY, encoding="utf-8")
+    first = start_score(score_command(small_export_dir, out, model_dir, *OPTIONS))
+    try:
+        _stopped_after_parts(first, out, parts=2)
+        checkpoints = _checkpoints(out)
+
+        # When a second job is started on the same output
+        extra = ("--policy", str(other_policy)) if second == "another policy" else ()
+        refused = run_score(score_command(small_export_dir, out, model_dir, *OPTIONS, *extra))
+        untouched = _checkpoints(out) == checkpoints
+        summary_left = summary.read_text(encoding="utf-8")
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+    finished = first.wait()
+
+    # Then it is refused at once, naming the output and saying another job writes it, and
+    # touches nothing: the running job keeps its checkpoints and its summary (the earlier
+    # night's until it ends), and finishes alone
+    assert refused.returncode == EXIT_USAGE, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert str(out) in message
+    assert "another srl score job is writing this output" in message
+    assert "Traceback" not in refused.stderr
+    assert untouched
+    assert summary_left == EARLIER_SUMMARY
+    assert finished == EXIT_OK
+    assert json.loads(summary.read_text(encoding="utf-8"))["policy"] == "default@v2"
+    assert set(read_output(out)["policy"]) == {"default@v2"}
+    assert not out.with_name(out.name + ".lock").exists()
+
+
+def _checkpoints(out: Path) -> dict[str, bytes]:
+    """Every file of the job's work directory, by its path there."""
+    work = out.with_name(out.name + ".work")
+    return {str(p.relative_to(work)): p.read_bytes() for p in work.rglob("*") if p.is_file()}

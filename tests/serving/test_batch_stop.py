@@ -1,0 +1,105 @@
+"""A batch job stopped by a signal (``timeout``, systemd, ``kill <pid>``, Ctrl-C) stops as it
+does on a failure: its workers end with it, its summary says it was stopped, nothing is
+published, and a rerun resumes to the bytes of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.serving.batch_support import run_score, score_command, start_score
+
+pytestmark = pytest.mark.slow
+
+OPTIONS = ("--chunk-leads", "100", "--scored-at", "2026-07-01T06:00:00")
+
+
+def _summary_path(out: Path) -> Path:
+    return out.with_name(out.name + ".summary.json")
+
+
+def _signal_after_parts(
+    process: subprocess.Popen[bytes], out: Path, parts: int, signum: int
+) -> int:
+    """Send ``signum`` to the job's main process alone once ``parts`` chunks are
+    checkpointed (its workers are running then); wait for the job to end."""
+    deadline = time.monotonic() + 300
+    work = out.with_name(out.name + ".work")
+    while len(list(work.glob("parts-*/part-*.arrow"))) < parts:
+        assert process.poll() is None, "the job ended before it could be stopped"
+        assert time.monotonic() < deadline, "no checkpoints appeared"
+        time.sleep(0.005)
+    os.kill(process.pid, signum)
+    return process.wait()
+
+
+def _session_processes(session: int) -> list[str]:
+    """The command lines of the processes still alive in ``session``."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):  # it ended while being read
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            alive.append(command.replace(b"\0", b" ").decode(errors="replace"))
+    return alive
+
+
+def _orphans(session: int) -> list[str]:
+    """The processes the job left behind, once those ending with it have ended."""
+    deadline = time.monotonic() + 60  # the resource tracker ends once the job has exited
+    while (alive := _session_processes(session)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    small_export_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The output of a run that was never interrupted."""
+    out = tmp_path_factory.mktemp("clean") / "scores.parquet"
+    result = run_score(score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", "1"))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_job_stopped_by_a_signal_ends_its_workers_says_so_and_resumes(
+    small_export_dir: Path, model_dir: Path, uninterrupted: Path, tmp_path: Path, signum: int
+) -> None:
+    # Given the ok summary of an earlier night, and a job running a pool of two workers
+    out = tmp_path / "scores.parquet"
+    _summary_path(out).write_bytes(_summary_path(uninterrupted).read_bytes())
+    command = score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", "2")
+    job = start_score(command)
+
+    # When its main process alone is sent the signal (as `kill <pid>` or `timeout` do)
+    code = _signal_after_parts(job, out, parts=2, signum=signum)
+
+    # Then it exits with 128 + the signal's number, ends its workers, publishes nothing,
+    # and its summary says which signal stopped it
+    assert code == 128 + signum
+    assert _orphans(job.pid) == []
+    assert not out.exists()
+    summary = json.loads(_summary_path(out).read_text(encoding="utf-8"))
+    assert (summary["status"], summary["exit_code"]) == ("failed", 128 + signum)
+    assert summary["failures"][0]["error"] == "JobStopped"
+    assert f"stopped by {signal.Signals(signum).name}" in summary["failures"][0]["message"]
+    assert summary["model"]["version"] is not None
+
+    # And started again, it resumes from its checkpoints to the uninterrupted run's bytes
+    resumed = run_score(command)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "batch resuming" in resumed.stderr
+    assert json.loads(_summary_path(out).read_text(encoding="utf-8"))["chunks"]["resumed"] >= 2
+    assert out.read_bytes() == uninterrupted.read_bytes()
+    assert not out.with_name(out.name + ".work").exists()
