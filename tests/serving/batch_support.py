@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,26 @@ def start_score(command: list[str]) -> subprocess.Popen[bytes]:
         env=_env(),
         start_new_session=True,
     )
+
+
+#: Options of the jobs the resume, stop and lock tests interrupt: chunks small enough that a
+#: job is caught mid-run, and one fixed time stamp, so that runs can be compared byte for byte.
+CHECKPOINTED_OPTIONS = ("--chunk-leads", "100", "--scored-at", "2026-07-01T06:00:00")
+
+
+def checkpointed_parts(out: Path) -> list[Path]:
+    """The chunk parts the job writing ``out`` has checkpointed so far."""
+    return sorted(out.with_name(out.name + ".work").glob("parts-*/part-*.arrow"))
+
+
+def wait_for_parts(process: subprocess.Popen[bytes], out: Path, parts: int) -> None:
+    """Wait until the job writing ``out`` has checkpointed ``parts`` chunks: it is mid-run,
+    its workers running."""
+    deadline = time.monotonic() + 300
+    while len(checkpointed_parts(out)) < parts:
+        assert process.poll() is None, "the job ended before it reached that point"
+        assert time.monotonic() < deadline, "no checkpoints appeared"
+        time.sleep(0.005)
 
 
 def _env() -> dict[str, str]:
@@ -309,6 +330,18 @@ def with_nanosecond_timestamps(source: Path, target: Path) -> pd.Timestamp:
                 table = table.set_column(index, field.name, column)
         pq.write_table(table, target / f"{name}.parquet")
     return pd.Timestamp(latest + 1, unit="us", tz="UTC")
+
+
+def contacted_leads(data: Path, model_dir: Path, work: Path) -> tuple[list[str], int]:
+    """Three leads a clean batch run over ``data`` routes to a contact program (its first,
+    middle and last, so in different chunks), and how many leads that run withheld."""
+    from serving.batch import run_batch
+
+    out = work / "clean.parquet"
+    clean = run_batch(request(data, out, model_dir))
+    contacted = read_output(out).query("not suppressed")["lead_id"]
+    leads = [contacted.iloc[0], contacted.iloc[len(contacted) // 2], contacted.iloc[-1]]
+    return leads, int(clean.document["withheld"])
 
 
 #: How ``with_spaced_consent`` writes each lead's opt-out: a trailing space, a leading

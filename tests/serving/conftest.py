@@ -29,6 +29,7 @@ from features.predictor import Calibration, ReconversionModel
 from features.pyfunc import log_pyfunc
 from serving.app import create_app
 from serving.settings import Settings
+from tests.serving.batch_support import CHECKPOINTED_OPTIONS, run_score, score_command
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -213,3 +214,16 @@ def spark() -> Iterator[Any]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(
+    small_export_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The output of a batch job never interrupted, for the jobs the resume and stop tests
+    interrupt to end at, byte for byte."""
+    out = tmp_path_factory.mktemp("clean") / "scores.parquet"
+    command = score_command(small_export_dir, out, model_dir, *CHECKPOINTED_OPTIONS)
+    result = run_score([*command, "--workers", "1"])
+    assert result.returncode == 0, result.stderr
+    return out

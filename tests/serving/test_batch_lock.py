@@ -7,35 +7,32 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from serving.batch_job import EXIT_OK, EXIT_USAGE
+from serving.batch_job import EXIT_OK, EXIT_USAGE, summary_path
 from serving.policy import load_policy
-from tests.serving.batch_support import read_output, run_score, score_command, start_score
+from tests.serving.batch_support import (
+    CHECKPOINTED_OPTIONS,
+    read_output,
+    run_score,
+    score_command,
+    start_score,
+    wait_for_parts,
+)
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = ("--chunk-leads", "100", "--scored-at", "2026-07-01T06:00:00", "--workers", "1")
+OPTIONS = (*CHECKPOINTED_OPTIONS, "--workers", "1")
 EARLIER_SUMMARY = '{"status": "ok", "exit_code": 0}'
-
-
-def _summary_path(out: Path) -> Path:
-    return out.with_name(out.name + ".summary.json")
 
 
 def _stopped_after_parts(process: subprocess.Popen[bytes], out: Path, parts: int) -> None:
     """Freeze the job (SIGSTOP to its process group) once ``parts`` chunks are checkpointed:
     it holds its output for as long as the test needs."""
-    deadline = time.monotonic() + 300
-    work = out.with_name(out.name + ".work")
-    while len(list(work.glob("parts-*/part-*.arrow"))) < parts:
-        assert process.poll() is None, "the job ended before it could be stopped"
-        assert time.monotonic() < deadline, "no checkpoints appeared"
-        time.sleep(0.005)
+    wait_for_parts(process, out, parts)
     os.killpg(process.pid, signal.SIGSTOP)
 
 
@@ -55,7 +52,7 @@ def test_a_second_job_on_the_same_output_is_refused_and_leaves_the_first_alone(
 ) -> None:
     # Given an earlier night's summary, and a job writing the same output, caught mid-run
     out = tmp_path / "scores.parquet"
-    summary = _summary_path(out)
+    summary = summary_path(out)
     summary.write_text(EARLIER_SUMMARY, encoding="utf-8")
     first = start_score(score_command(small_export_dir, out, model_dir, *OPTIONS))
     try:

@@ -7,57 +7,39 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from serving.batch import run_batch
+from serving.batch_job import summary_path
 from serving.checkpoints import MANIFEST_FILE, MANIFEST_FORMAT
 from tests.serving.batch_support import (
+    CHECKPOINTED_OPTIONS,
+    checkpointed_parts,
     read_output,
     request,
     run_score,
     score_command,
     start_score,
+    wait_for_parts,
 )
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = ("--chunk-leads", "100", "--scored-at", "2026-07-01T06:00:00")
-
-
-def _parts(out: Path) -> list[Path]:
-    return sorted(out.with_name(out.name + ".work").glob("parts-*/part-*.arrow"))
-
 
 def _kill_after_parts(process: subprocess.Popen[bytes], out: Path, parts: int) -> int:
     """SIGKILL the job's process group once ``parts`` chunks are checkpointed."""
-    deadline = time.monotonic() + 300
-    while len(_parts(out)) < parts:
-        assert process.poll() is None, "the job ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoints appeared"
-        time.sleep(0.005)
+    wait_for_parts(process, out, parts)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    return len(_parts(out))
+    return len(checkpointed_parts(out))
 
 
 def _summary(out: Path) -> dict[str, object]:
-    document: dict[str, object] = json.loads(out.with_name(out.name + ".summary.json").read_text())
+    document: dict[str, object] = json.loads(summary_path(out).read_text())
     return document
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(
-    small_export_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The output of a run that was never interrupted."""
-    out = tmp_path_factory.mktemp("clean") / "scores.parquet"
-    result = run_score(score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", "1"))
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -65,7 +47,9 @@ def test_killed_job_resumes_to_identical_bytes(
     small_export_dir: Path, model_dir: Path, uninterrupted: Path, tmp_path: Path, workers: str
 ) -> None:
     out = tmp_path / "scores.parquet"
-    command = score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", workers)
+    command = score_command(
+        small_export_dir, out, model_dir, *CHECKPOINTED_OPTIONS, "--workers", workers
+    )
 
     finished = _kill_after_parts(start_score(command), out, parts=3)
     assert not out.exists()
@@ -101,9 +85,9 @@ def test_changed_inputs_start_over_cleanly(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "scores.parquet"
-    first = score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", "1")
+    first = score_command(small_export_dir, out, model_dir, *CHECKPOINTED_OPTIONS, "--workers", "1")
     _kill_after_parts(start_score(first), out, parts=3)
-    moved = (*OPTIONS, "--workers", "1", "--as-of", "2026-01-15")
+    moved = (*CHECKPOINTED_OPTIONS, "--workers", "1", "--as-of", "2026-01-15")
 
     result = run_score(score_command(small_export_dir, out, model_dir, *moved))
     reference = tmp_path / "reference.parquet"

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.batch_support import run_score, score_command, start_score
+from serving.batch_job import summary_path
+from tests.serving.batch_support import (
+    CHECKPOINTED_OPTIONS,
+    run_score,
+    score_command,
+    start_score,
+    wait_for_parts,
+)
 
 pytestmark = pytest.mark.slow
-
-OPTIONS = ("--chunk-leads", "100", "--scored-at", "2026-07-01T06:00:00")
-
-
-def _summary_path(out: Path) -> Path:
-    return out.with_name(out.name + ".summary.json")
 
 
 def _signal_after_parts(
@@ -29,12 +30,7 @@ def _signal_after_parts(
 ) -> int:
     """Send ``signum`` to the job's main process alone once ``parts`` chunks are
     checkpointed (its workers are running then); wait for the job to end."""
-    deadline = time.monotonic() + 300
-    work = out.with_name(out.name + ".work")
-    while len(list(work.glob("parts-*/part-*.arrow"))) < parts:
-        assert process.poll() is None, "the job ended before it could be stopped"
-        assert time.monotonic() < deadline, "no checkpoints appeared"
-        time.sleep(0.005)
+    wait_for_parts(process, out, parts)
     os.kill(process.pid, signum)
     return process.wait()
 
@@ -61,25 +57,16 @@ def _orphans(session: int) -> list[str]:
     return alive
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(
-    small_export_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The output of a run that was never interrupted."""
-    out = tmp_path_factory.mktemp("clean") / "scores.parquet"
-    result = run_score(score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", "1"))
-    assert result.returncode == 0, result.stderr
-    return out
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_job_stopped_by_a_signal_ends_its_workers_says_so_and_resumes(
     small_export_dir: Path, model_dir: Path, uninterrupted: Path, tmp_path: Path, signum: int
 ) -> None:
     # Given the ok summary of an earlier night, and a job running a pool of two workers
     out = tmp_path / "scores.parquet"
-    _summary_path(out).write_bytes(_summary_path(uninterrupted).read_bytes())
-    command = score_command(small_export_dir, out, model_dir, *OPTIONS, "--workers", "2")
+    summary_path(out).write_bytes(summary_path(uninterrupted).read_bytes())
+    command = score_command(
+        small_export_dir, out, model_dir, *CHECKPOINTED_OPTIONS, "--workers", "2"
+    )
     job = start_score(command)
 
     # When its main process alone is sent the signal (as `kill <pid>` or `timeout` do)
@@ -90,7 +77,7 @@ def test_a_job_stopped_by_a_signal_ends_its_workers_says_so_and_resumes(
     assert code == 128 + signum
     assert _orphans(job.pid) == []
     assert not out.exists()
-    summary = json.loads(_summary_path(out).read_text(encoding="utf-8"))
+    summary = json.loads(summary_path(out).read_text(encoding="utf-8"))
     assert (summary["status"], summary["exit_code"]) == ("failed", 128 + signum)
     assert summary["failures"][0]["error"] == "JobStopped"
     assert f"stopped by {signal.Signals(signum).name}" in summary["failures"][0]["message"]
@@ -100,6 +87,6 @@ def test_a_job_stopped_by_a_signal_ends_its_workers_says_so_and_resumes(
     resumed = run_score(command)
     assert resumed.returncode == 0, resumed.stderr
     assert "batch resuming" in resumed.stderr
-    assert json.loads(_summary_path(out).read_text(encoding="utf-8"))["chunks"]["resumed"] >= 2
+    assert json.loads(summary_path(out).read_text(encoding="utf-8"))["chunks"]["resumed"] >= 2
     assert out.read_bytes() == uninterrupted.read_bytes()
     assert not out.with_name(out.name + ".work").exists()

@@ -19,6 +19,7 @@ from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary
 from tests.clock import years_ahead
 from tests.serving.batch_support import (
+    contacted_leads,
     copy_export,
     read_output,
     request,
@@ -259,9 +260,7 @@ def test_an_opt_out_with_a_spaced_lead_id_withholds_its_lead_in_both_engines(
 ) -> None:
     # Given leads routed to a contact program, in different chunks, each with an opt-out
     # whose lead_id has a stray space (and one such opt-out that names no lead at all)
-    clean = run_batch(request(small_export_dir, tmp_path / "clean.parquet", model_dir))
-    contacted = read_output(tmp_path / "clean.parquet").query("not suppressed")["lead_id"]
-    leads = [contacted.iloc[0], contacted.iloc[len(contacted) // 2], contacted.iloc[-1]]
+    leads, withheld_before = contacted_leads(small_export_dir, model_dir, tmp_path)
     data = tmp_path / "export"
     written = with_spaced_consent(small_export_dir, data, leads)
 
@@ -275,7 +274,7 @@ def test_an_opt_out_with_a_spaced_lead_id_withholds_its_lead_in_both_engines(
     )
     spark_rejects = distributed.with_name(distributed.name + ".rejects.csv").read_text()
     assert not set(leads) & set(read_output(local)["lead_id"])
-    assert local_run.document["withheld"] == clean.document["withheld"] + len(leads)
+    assert local_run.document["withheld"] == withheld_before + len(leads)
     spaced = local_rejects[local_rejects["reason"].str.contains("surrounding spaces")]
     assert spaced["lead_id"].tolist() == written
     stranger = local_rejects[local_rejects["reason"].str.endswith("not in leads")]
