@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
@@ -423,7 +423,16 @@ _FIELDS_SET = operator.attrgetter("__pydantic_fields_set__")
 RECORD_MODELS = (LeadRecord, ActivityRecord, RejectionRecord, OpportunityRecord, ConsentRecord)
 
 
-def _conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
+def repeats(keys: Iterable[Hashable]) -> Iterator[tuple[int, int]]:
+    """``(index, first)`` for each key that an earlier one, at ``first``, already is."""
+    first_at: dict[Hashable, int] = {}
+    for index, key in enumerate(keys):
+        first = first_at.setdefault(key, index)
+        if first != index:
+            yield index, first
+
+
+def conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
     """An error at ``location`` (within the request) for a value that contradicts another.
 
     Raised from a model validator inside a ``ValidationError``, it keeps its location, so the
@@ -469,14 +478,14 @@ class ScoreRequest(BaseModel):
         future when the request is scored now."""
         lead_id = self.lead.lead_id
         if self.rejection.lead_id != lead_id:
-            yield _conflict(("rejection", "lead_id"), "does not match lead.lead_id")
+            yield conflict(("rejection", "lead_id"), "does not match lead.lead_id")
         for field_name in ("activities", "opportunities", "consent", "earlier_rejections"):
             rows: list[Any] = getattr(self, field_name)
             for index, row in enumerate(rows):
                 if row.lead_id != lead_id:
-                    yield _conflict((field_name, index, "lead_id"), "does not match lead.lead_id")
+                    yield conflict((field_name, index, "lead_id"), "does not match lead.lead_id")
         if self.as_of is not None and self.as_of < self.rejection.rejected_at:
-            yield _conflict(("as_of",), "is before rejection.rejected_at")
+            yield conflict(("as_of",), "is before rejection.rejected_at")
         # Without as_of a request is scored now, never before its rejection: a rejection a
         # little ahead of the server's clock is scored at its own moment; one further ahead
         # is refused, since rows dated up to that future moment would count as known.
@@ -485,7 +494,7 @@ class ScoreRequest(BaseModel):
             and self.rejection.rejected_at > datetime.now(UTC) + CLOCK_SKEW_ALLOWED
         ):
             message = "is in the future (no as_of was sent, so the request is scored now)"
-            yield _conflict(("rejection", "rejected_at"), message)
+            yield conflict(("rejection", "rejected_at"), message)
 
     def _repeated_ids(self) -> Iterator[InitErrorDetails]:
         """A row whose id an earlier row of the same table already has."""
@@ -497,12 +506,9 @@ class ScoreRequest(BaseModel):
             ],
         }
         for (field_name, key_name), keys in keyed.items():
-            first_at: dict[str, int] = {}
-            for index, key in enumerate(keys):
-                first = first_at.setdefault(key, index)
-                if first != index:
-                    message = f"repeats {field_name}.{first}.{key_name}"
-                    yield _conflict((field_name, index, key_name), message)
+            for index, first in repeats(keys):
+                message = f"repeats {field_name}.{first}.{key_name}"
+                yield conflict((field_name, index, key_name), message)
 
     def _misplaced_rejections(self) -> Iterator[InitErrorDetails]:
         """Earlier rejections that are the scored one, or that come after it."""
@@ -510,10 +516,10 @@ class ScoreRequest(BaseModel):
         for index, earlier in enumerate(self.earlier_rejections):
             if earlier.rejection_id == scored.rejection_id:
                 message = "is rejection.rejection_id, the rejection being scored"
-                yield _conflict(("earlier_rejections", index, "rejection_id"), message)
+                yield conflict(("earlier_rejections", index, "rejection_id"), message)
             if earlier.rejected_at > scored.rejected_at:
                 message = "is after rejection.rejected_at"
-                yield _conflict(("earlier_rejections", index, "rejected_at"), message)
+                yield conflict(("earlier_rejections", index, "rejected_at"), message)
 
     def _closing_opportunities(self) -> Iterator[InitErrorDetails]:
         """Opportunities created after the rejection and by ``as_of``: the lead came back,
@@ -528,7 +534,7 @@ class ScoreRequest(BaseModel):
                     "opportunity since the rejection, so the rejection is no longer open "
                     "and is not scored"
                 )
-                yield _conflict(("opportunities", index, "created_at"), message)
+                yield conflict(("opportunities", index, "created_at"), message)
 
     def keys_given(self) -> int:
         """How many JSON keys this request was given: its own and its rows' (a key sent

@@ -10,9 +10,8 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from features.records import CONFLICT_ERROR, ScoreRequest
+from features.records import ScoreRequest, conflict, repeats
 from serving.examples import EXAMPLE_REQUEST
 
 
@@ -112,22 +111,15 @@ class _BatchBody(BaseModel):
     def _each_rejection_once(self) -> _BatchBody:
         """A rejection scored twice in one call could get two answers (rows that differ),
         and a caller writing results back by ``rejection_id`` would keep one at random."""
-        first_at: dict[tuple[str, str], int] = {}
-        problems: list[InitErrorDetails] = []
-        for index, item in enumerate(self.items):
-            key = (item.lead.lead_id, item.rejection.rejection_id)
-            first = first_at.setdefault(key, index)
-            if first != index:
-                message = (
-                    f"repeats items.{first}.rejection.rejection_id: a batch scores each "
-                    "rejection once (score it at another as_of in another call)"
-                )
-                location = ("items", index, "rejection", "rejection_id")
-                problems.append(
-                    InitErrorDetails(
-                        type=PydanticCustomError(CONFLICT_ERROR, message), loc=location, input=None
-                    )
-                )
+        keys = [(item.lead.lead_id, item.rejection.rejection_id) for item in self.items]
+        problems = [
+            conflict(
+                ("items", index, "rejection", "rejection_id"),
+                f"repeats items.{first}.rejection.rejection_id: a batch scores each "
+                "rejection once (score it at another as_of in another call)",
+            )
+            for index, first in repeats(keys)
+        ]
         if problems:
             raise ValidationError.from_exception_data("BatchRequest", problems)
         return self
