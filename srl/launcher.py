@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 #: Set before any import, the environment winning. OpenMP reads its variables when
 #: LightGBM's runtime loads: a passive wait keeps idle OpenMP threads from spinning on a busy
@@ -18,9 +19,19 @@ PROCESS_DEFAULTS = {
 }
 
 
+def process_defaults(stderr_is_terminal: bool) -> dict[str, str]:
+    """The defaults of this process. Written to a log or a pipe rather than a terminal, a
+    usage error is click's plain ``Error: ...`` line: Typer's framed panel is 80 columns
+    wide there, splitting a long ``--out`` path across lines a scheduler's log search would
+    not find."""
+    if stderr_is_terminal:
+        return dict(PROCESS_DEFAULTS)
+    return {**PROCESS_DEFAULTS, "TYPER_USE_RICH": "false"}
+
+
 def main() -> None:
     """Set the process defaults (the environment wins), then run the ``srl`` application."""
-    for name, value in PROCESS_DEFAULTS.items():
+    for name, value in process_defaults(sys.stderr.isatty()).items():
         os.environ.setdefault(name, value)
     from srl.cli import main as run
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from srl.launcher import process_defaults
+
 #: Runs the launcher as the console script does, then reports, from inside that process,
 #: MLflow's telemetry setting and whether MLflow made a telemetry client at its import.
 PROBE = """
@@ -58,3 +60,43 @@ def test_an_operator_may_opt_in_to_mlflow_telemetry(tmp_path: Path) -> None:
 
     # (no MLflow call is made, so the client made at import never sends anything)
     assert report.startswith("setting=false disabled=False client=<mlflow.telemetry")
+
+
+def test_a_usage_error_in_a_log_names_a_long_path_on_one_line(tmp_path: Path) -> None:
+    # Given an --out longer than a terminal line that cannot be written (it is a directory)
+    out = tmp_path / ("nightly-export-" * 8) / "scores.parquet"
+    out.mkdir(parents=True)
+
+    # When srl score runs with its stderr going to a log, as under a scheduler
+    result = subprocess.run(
+        [sys.executable, "-m", "srl", "score", "--data", str(tmp_path), "--out", str(out)],
+        env={**os.environ, "SRL_LOG_LEVEL": "warning"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    # Then the error is one plain line holding the whole path, as a log search finds it
+    assert result.returncode == 2, result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert f"Invalid value for --out: {out}: is a directory" in error
+    assert "╭" not in result.stderr
+
+
+def test_a_terminal_keeps_the_framed_errors_and_the_environment_wins(tmp_path: Path) -> None:
+    assert "TYPER_USE_RICH" not in process_defaults(stderr_is_terminal=True)
+    assert process_defaults(stderr_is_terminal=False)["TYPER_USE_RICH"] == "false"
+
+    # An operator who wants the panels in a log keeps them
+    forced = {**os.environ, "TYPER_USE_RICH": "true", "TERMINAL_WIDTH": "400"}
+    result = subprocess.run(
+        [sys.executable, "-m", "srl", "score", "--data", str(tmp_path), "--out", str(tmp_path)],
+        env=forced,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "╭─ Error" in result.stderr
