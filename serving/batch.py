@@ -11,9 +11,9 @@ Every path the job writes is checked before any work (``check_outputs``), and th
 holds ``<out>.lock`` for its whole life, so that a second job on the same output is
 refused (``serving.batch_lock``). Exit codes (``BatchSummary.exit_code``): 0 all rows
 scored, 3 scored but some input rows were rejected, 1 failed (nothing published at the
-output paths; the summary says why), 2 an output path that cannot be used, an output
-another job is writing or, from ``srl score``, a bad command line
-(``batch_summary.save_usage_failure``), 128 + the signal's number when a signal stopped
+output paths; the summary says why), 2 an output path that cannot be used or, from
+``srl score``, a bad command line (``batch_summary.save_usage_failure``), 75 (from
+``srl score``) an output another job is writing now, 128 + the signal's number when a signal stopped
 the job (143 for SIGTERM, ``serving.batch_signals``).
 """
 

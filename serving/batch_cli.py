@@ -20,12 +20,14 @@ from serving.batch import run_batch
 from serving.batch_job import (
     DEFAULT_CHUNK_LEADS,
     DEFAULT_MODEL_URI,
+    EXIT_BUSY,
     EXIT_FAILED,
     BatchError,
     BatchRequest,
     BatchSummary,
     Engine,
 )
+from serving.batch_lock import OutputBusyError
 from serving.batch_signals import JobStopped, stopped_by
 from serving.batch_summary import save_usage_failure
 from serving.policy import PolicyError
@@ -119,8 +121,9 @@ def score(
     Exit code 0: all rows scored; 3: scored, but some input rows were rejected (see
     <out>.rejects.csv); 1: failed, nothing written at --out, the summary says why (rerun to
     resume); 2: bad command line, including an --out whose files cannot be written
-    (checked before any work; the summary then says failed too, when it can be written) or
-    that another job is writing now (its summary is left alone); 143 (129, 130): stopped by
+    (checked before any work; the summary then says failed too, when it can be written);
+    75: another job is writing --out now, try again later (its summary is left alone);
+    143 (129, 130): stopped by
     SIGTERM (SIGHUP, Ctrl-C), nothing written at --out, the summary says failed (rerun to
     resume).
     """
@@ -138,6 +141,9 @@ def score(
     )
     try:
         summary = run_batch(request)
+    except OutputBusyError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(EXIT_BUSY) from error
     except OutputPathError as error:
         raise typer.BadParameter(str(error), param_hint="--out") from error
     except BatchError as error:

@@ -33,6 +33,10 @@ DEFAULT_CHUNK_LEADS = 50_000
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
+#: Another job is writing the same output now: sysexits' ``EX_TEMPFAIL``, a condition that
+#: passes (try again later), told apart from a bad command line (2), which does not.
+EXIT_BUSY = 75
+
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.batch_job import EXIT_OK, EXIT_USAGE, summary_path
+from serving.batch_job import EXIT_BUSY, EXIT_OK, summary_path
 from serving.policy import load_policy
 from tests.serving.batch_support import (
     CHECKPOINTED_OPTIONS,
@@ -71,10 +71,9 @@ def test_a_second_job_on_the_same_output_is_refused_and_leaves_the_first_alone(
     # Then it is refused at once, naming the output and saying another job writes it, and
     # touches nothing: the running job keeps its checkpoints and its summary (the earlier
     # night's until it ends), and finishes alone
-    assert refused.returncode == EXIT_USAGE, refused.stderr
-    message = " ".join(refused.stderr.split())
-    assert str(out) in message
-    assert "another srl score job is writing this output" in message
+    assert refused.returncode == EXIT_BUSY, refused.stderr
+    (error,) = [line for line in refused.stderr.splitlines() if line.startswith("Error: ")]
+    assert error.startswith(f"Error: {out}: another srl score job is writing this output now")
     assert "Traceback" not in refused.stderr
     assert untouched
     assert summary_left == EARLIER_SUMMARY
