@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +23,7 @@ import pyarrow as pa
 
 from features.predictor import ReconversionModel
 from serving.batch_progress import Progress
+from serving.batch_signals import end_with_parent
 from serving.checkpoints import read_part, write_part
 from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import ChunkLayout, read_chunk
@@ -141,8 +143,8 @@ def _score_in_pool(
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_load_worker,
-        initargs=(str(work.model), work.policy, threads),
+        initializer=_start_worker,
+        initargs=(os.getpid(), str(work.model), work.policy, threads),
     )
     try:
         failures = _collect(pool, work, pending, progress)
@@ -189,8 +191,14 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
             process.join()
 
 
+def _start_worker(job_pid: int, model_dir: str, policy: RoutingPolicy, threads: int) -> None:
+    """The pool's initializer: end with the job (``end_with_parent``), load its model."""
+    end_with_parent(job_pid)
+    _load_worker(model_dir, policy, threads)
+
+
 def _load_worker(model_dir: str, policy: RoutingPolicy, threads: int) -> None:
-    """Load the job's model once per process (the pool's initializer)."""
+    """Load the job's model once per process."""
     if _WORKER.get("model_dir") != model_dir:
         _WORKER["model"] = ReconversionModel.load(model_dir, threads)
         _WORKER["model_dir"] = model_dir

@@ -6,13 +6,18 @@ are kept for a rerun to resume, and nothing is published at the output paths.
 
 Ctrl-C (SIGINT) keeps Python's ``KeyboardInterrupt``; the job treats both alike
 (``stopped_by``). Only the main process installs the handlers: the spawned workers keep
-the default, dying on the SIGTERM the job sends them.
+the default, dying on the SIGTERM the job sends them, or the kernel sends them when the
+job's process ends without a word (``kill -9``, the out-of-memory killer; Linux,
+``end_with_parent``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +26,27 @@ from types import FrameType
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Have the kernel send this process SIGTERM when the process that started it ends.
+
+    Called first in each worker: a job killed by SIGKILL (``kill -9 <pid>``, the
+    out-of-memory killer) cannot end its workers itself, and they would wait for work for
+    ever, holding the job's log pipe open. Linux only; elsewhere, and if the kernel refuses,
+    the worker carries on as before (a warning says so).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        reason = os.strerror(ctypes.get_errno())
+        logger.warning("worker will not end with its job if the job is killed: %s", reason)
+        return
+    if os.getppid() != parent_pid:  # the job ended before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class JobStopped(BaseException):

@@ -90,3 +90,31 @@ def test_a_job_stopped_by_a_signal_ends_its_workers_says_so_and_resumes(
     assert json.loads(summary_path(out).read_text(encoding="utf-8"))["chunks"]["resumed"] >= 2
     assert out.read_bytes() == uninterrupted.read_bytes()
     assert not out.with_name(out.name + ".work").exists()
+
+
+def test_a_job_killed_outright_leaves_no_worker_behind_and_resumes(
+    small_export_dir: Path, model_dir: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    # Given a job running a pool of two workers
+    out = tmp_path / "scores.parquet"
+    command = score_command(
+        small_export_dir, out, model_dir, *CHECKPOINTED_OPTIONS, "--workers", "2"
+    )
+    job = start_score(command)
+
+    # When its main process alone is killed outright (`kill -9 <pid>`, the out-of-memory
+    # killer), so that it cannot end its workers itself
+    code = _signal_after_parts(job, out, parts=2, signum=signal.SIGKILL)
+
+    # Then the kernel ends its workers with it, and nothing is published
+    assert code == -signal.SIGKILL
+    assert _orphans(job.pid) == []
+    assert not out.exists()
+
+    # And started again, it takes over the lock left behind and resumes from its
+    # checkpoints to the uninterrupted run's bytes
+    resumed = run_score(command)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "batch resuming" in resumed.stderr
+    assert out.read_bytes() == uninterrupted.read_bytes()
+    assert not out.with_name(out.name + ".work").exists()
