@@ -13,8 +13,8 @@ refused (``serving.batch_lock``). Exit codes (``BatchSummary.exit_code``): 0 all
 scored, 3 scored but some input rows were rejected, 1 failed (nothing published at the
 output paths; the summary says why), 2 an output path that cannot be used or, from
 ``srl score``, a bad command line (``batch_summary.save_usage_failure``), 75 (from
-``srl score``) an output another job is writing now, 128 + the signal's number when a signal stopped
-the job (143 for SIGTERM, ``serving.batch_signals``).
+``srl score``) an output another job is writing now, 128 + the signal's number when a
+signal stopped the job (143 for SIGTERM, ``serving.batch_signals``).
 """
 
 from __future__ import annotations

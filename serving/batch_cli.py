@@ -123,9 +123,8 @@ def score(
     resume); 2: bad command line, including an --out whose files cannot be written
     (checked before any work; the summary then says failed too, when it can be written);
     75: another job is writing --out now, try again later (its summary is left alone);
-    143 (129, 130): stopped by
-    SIGTERM (SIGHUP, Ctrl-C), nothing written at --out, the summary says failed (rerun to
-    resume).
+    143 (129, 130): stopped by SIGTERM (SIGHUP, Ctrl-C), nothing written at --out, the
+    summary says failed (rerun to resume).
     """
     request = BatchRequest(
         data=data,
