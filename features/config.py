@@ -20,6 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from features.contract import ACTIVITY_TYPES, LEADS, PRODUCT_FITS, is_personal_name
 from features.example_columns import EXAMPLE_KEY_COLUMNS, LABEL_COLUMNS
 from features.normalise import normalise_value
+from features.yaml_files import parse_yaml
 
 DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
     "meeting_decision_maker": 5,
@@ -306,7 +307,7 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise ConfigError(f"{source}: the settings file is not UTF-8 text") from error
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(error)}") from error
     if data is None:

@@ -193,6 +193,21 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
     )
 
 
+def check_policy(
+    path: Annotated[Path, typer.Argument(help="The routing policy YAML file to check.")],
+) -> None:
+    """Check a routing policy file as `srl serve` and `srl score` would, without starting
+    anything: prints name@vversion, or the problem naming the file and the field (exit 1).
+    The rebound's intent feature is checked against the model when it is loaded."""
+    try:
+        policy = read_policy(path)
+    except PolicyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(policy.label)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``srl serve`` to the ``srl`` command."""
+    """Add ``srl serve`` and ``srl check-policy`` to the ``srl`` command."""
     app.command("serve")(serve)
+    app.command("check-policy")(check_policy)

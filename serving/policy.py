@@ -4,28 +4,62 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from features.catalogue import feature_specs
 from features.config import FeatureConfig
 from features.contract import CONSENT_STATUSES, NO_CONTACT_CONSENT, NO_CONTACT_REASONS, REASON_CODES
+from features.yaml_files import parse_yaml
 
 DEFAULT_POLICY = "default.yaml"
 #: The program of every suppressed lead; no route of a policy may take the name.
 SUPPRESSED_PROGRAM = "suppressed"
+#: The longest wait a policy may set (ten years): a next-action date stays a real date.
+MAX_DAYS = 3650
+
+
+def _program_name(name: str) -> str:
+    if name.casefold() == SUPPRESSED_PROGRAM:
+        raise ValueError(f"program name {SUPPRESSED_PROGRAM!r} is reserved for suppressed leads")
+    return name
+
+
+#: A name the CRM receives: no blank one, no space at either end (a CRM compares exactly).
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(?:.*\S)?$")]
+Program = Annotated[Name, AfterValidator(_program_name)]
+Days = Annotated[int, Field(gt=0, le=MAX_DAYS)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _a_number_is_not_yes_or_no(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads ``yes``, ``no``, ``on`` and ``off`` as true and false, which a
+        number field would otherwise take as 1 and 0."""
+        number = cls.model_fields[str(info.field_name)].annotation in (int, float)
+        if number and isinstance(value, bool):
+            raise ValueError("should be a number, not true/false (YAML reads yes/no/on/off so)")
+        return value
 
 
 class Tier(_Frozen):
     """A probability band with a name and a work priority (1 is most urgent)."""
 
-    name: str = Field(min_length=1)
+    name: Name
     min_probability: float = Field(ge=0.0, le=1.0)
     priority: int = Field(ge=1, le=9)
 
@@ -57,38 +91,48 @@ class Suppression(_Frozen):
 class Rebound(_Frozen):
     """When a lead goes straight back to sales."""
 
-    program: str = "rebound_to_sales"
+    program: Program = "rebound_to_sales"
     min_probability: float = Field(ge=0.0, le=1.0)
     recent_intent_feature: str = "intent_30d"
     min_recent_intent: float = Field(default=1, ge=0)
     follow_up_due_min_probability: float = Field(ge=0.0, le=1.0)
-    follow_up_due_within_days: float = Field(default=14, ge=0)
-    follow_up_overdue_max_days: float = Field(default=90, ge=0)
+    follow_up_due_within_days: float = Field(default=14, ge=0, le=MAX_DAYS)
+    follow_up_overdue_max_days: float = Field(default=90, ge=0, le=MAX_DAYS)
 
 
 class LowTouch(_Frozen):
     """The long-term, low-touch track for the lowest scores."""
 
-    program: str = "low_touch_nurture"
+    program: Program = "low_touch_nurture"
     max_probability: float = Field(ge=0.0, le=1.0)
-    cadence_days: int = Field(gt=0)
+    cadence_days: Days
 
 
 class ReasonRoute(_Frozen):
     """The nurture program for one rejection reason and how its next contact is timed."""
 
-    program: str = Field(min_length=1)
+    program: Program
     next_action: Literal["follow_up", "fiscal_year", "renewal", "cadence"] = "cadence"
-    cadence_days: int = Field(default=30, gt=0)
-    lead_days: int = Field(default=30, ge=0)
-    renewal_days: int = Field(default=365, gt=0)
+    cadence_days: Days = 30
+    lead_days: int = Field(default=30, ge=0, le=MAX_DAYS)
+    renewal_days: Days = 365
+
+    @field_validator("renewal_days")
+    @classmethod
+    def _renewal_after_its_lead_time(cls, renewal_days: int, info: ValidationInfo) -> int:
+        lead_days = info.data.get("lead_days")
+        if lead_days is not None and lead_days >= renewal_days:
+            raise ValueError(
+                f"must be more than lead_days ({lead_days}): every lead would be due now"
+            )
+        return renewal_days
 
 
 class RoutingPolicy(_Frozen):
     """The whole policy; see ``serving/policies/default.yaml`` for the annotated default."""
 
     version: int = Field(ge=1)
-    name: str = Field(min_length=1)
+    name: Name
     tiers: tuple[Tier, ...]
     suppression: Suppression = Field(default_factory=Suppression)
     rebound: Rebound
@@ -109,28 +153,23 @@ class RoutingPolicy(_Frozen):
             raise ValueError("the last tier must start at min_probability 0.0")
         return tiers
 
-    @model_validator(mode="after")
-    def _every_reason_routed(self) -> RoutingPolicy:
-        unknown = set(self.reasons) - set(REASON_CODES)
+    @field_validator("reasons")
+    @classmethod
+    def _every_reason_routed(
+        cls, reasons: dict[str, ReasonRoute], info: ValidationInfo
+    ) -> dict[str, ReasonRoute]:
+        unknown = set(reasons) - set(REASON_CODES)
         if unknown:
-            raise ValueError(f"unknown reasons in the policy: {sorted(unknown)}")
-        unrouted = set(REASON_CODES) - set(self.reasons) - set(self.suppression.reasons)
+            shown = sorted(unknown)[:10]
+            more = f" and {len(unknown) - len(shown)} more" if len(unknown) > len(shown) else ""
+            raise ValueError(f"unknown reasons in the policy: {shown}{more}")
+        suppression = info.data.get("suppression")
+        if suppression is None:  # refused itself: its own error says why
+            return reasons
+        unrouted = set(REASON_CODES) - set(reasons) - set(suppression.reasons)
         if unrouted:
             raise ValueError(f"reasons with neither a program nor suppression: {sorted(unrouted)}")
-        return self
-
-    @model_validator(mode="after")
-    def _suppressed_is_reserved(self) -> RoutingPolicy:
-        programs = {
-            self.rebound.program,
-            self.low_touch.program,
-            *(route.program for route in self.reasons.values()),
-        }
-        if SUPPRESSED_PROGRAM in programs:
-            raise ValueError(
-                f"program name {SUPPRESSED_PROGRAM!r} is reserved for suppressed leads"
-            )
-        return self
+        return reasons
 
     @property
     def label(self) -> str:
@@ -144,7 +183,7 @@ def load_policy(path: str | Path | None = None) -> RoutingPolicy:
         text = resources.files("serving.policies").joinpath(DEFAULT_POLICY).read_text("utf-8")
     else:
         text = Path(path).read_text(encoding="utf-8")
-    return RoutingPolicy.model_validate(yaml.safe_load(text) or {})
+    return RoutingPolicy.model_validate(parse_yaml(text) or {})
 
 
 class PolicyError(Exception):

@@ -301,7 +301,7 @@ def _reason_programs(
 def _days_until_action(inputs: RoutingInputs, chosen: np.ndarray, rule: Any) -> np.ndarray:
     cadence = float(rule.cadence_days)
     follow_up = inputs.follow_up_days[chosen]
-    future_follow_up = np.where(follow_up > 0, follow_up, np.nan)
+    future_follow_up = np.where(_not_passed(follow_up, inputs.as_of[chosen]), follow_up, np.nan)
     if rule.next_action == "follow_up":
         days = future_follow_up
     elif rule.next_action == "fiscal_year":
@@ -316,6 +316,15 @@ def _days_until_action(inputs: RoutingInputs, chosen: np.ndarray, rule: Any) -> 
     else:
         days = np.full(int(chosen.sum()), np.nan)
     return np.where(np.isnan(days), cadence, days)
+
+
+def _not_passed(follow_up_days: np.ndarray, as_of: np.ndarray) -> np.ndarray:
+    """Whether each follow-up date is ``as_of``'s day or later: a date is a whole day, so
+    one that is today has not passed, whatever the hour. ``follow_up_days`` is (date's
+    midnight - as_of) / day; comparing it to (as_of's midnight - as_of) / day, computed
+    alike, compares the two midnights exactly. A missing date (NaN) is False."""
+    today_started = ((as_of // DAY_US) * DAY_US - as_of) / DAY_US
+    return follow_up_days >= today_started
 
 
 def _next_action_at(as_of: np.ndarray, days: np.ndarray, suppressed: np.ndarray) -> np.ndarray:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from features.history import DAY_US
-from serving.policy import RoutingPolicy, load_policy
+from serving.policy import DEFAULT_POLICY, PolicyError, RoutingPolicy, load_policy, read_policy
 from serving.routing import NO_DATE, SUPPRESSED_PROGRAM, Routes, RoutingInputs, route
+from srl.cli import app
 
 AS_OF = 1_756_684_800_000_000  # 2025-09-01T00:00:00Z
 POLICY = load_policy()
@@ -164,6 +168,19 @@ def test_next_action_dates_fall_on_a_day_start() -> None:
     assert row["next_action_at"] % DAY_US == 0
 
 
+@pytest.mark.parametrize("hours", [0, 15])
+@pytest.mark.parametrize("reason", ["timing", "budget"])
+def test_a_follow_up_date_that_is_today_has_not_passed(hours: int, reason: str) -> None:
+    # Given a follow-up date of as_of's own day, at midnight or later in that day
+    as_of = AS_OF + hours * 3600 * 1_000_000
+    today = (AS_OF - as_of) / DAY_US  # the date's midnight, in days from as_of
+
+    row = route(_inputs(reason_code=[reason], follow_up_days=[today], as_of=[as_of]), POLICY).row(0)
+
+    # Then the next touch is that day, not the cadence's 30 days later
+    assert row["next_action_at"] == AS_OF
+
+
 @pytest.mark.parametrize("stage", ["mql", "sal", "sql", "opportunity"])
 def test_leads_resume_at_the_stage_they_reached(stage: str) -> None:
     assert route(_inputs(stage=[stage]), POLICY).row(0)["re_entry_stage"] == stage
@@ -261,3 +278,83 @@ def test_a_policy_file_round_trips(tmp_path: Any) -> None:
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
 
     assert load_policy(path).label == "spring@v7"
+
+
+DEFAULT_TEXT = resources.files("serving.policies").joinpath(DEFAULT_POLICY).read_text("utf-8")
+HOT_TIER = "{name: hot, min_probability: 0.40, priority: 1}"
+COMPETITOR = "renewal_days: 365, lead_days: 60"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # values YAML itself cannot build
+        ("name: default", "name: 2024-02-30", "could not be read: a value YAML cannot read"),
+        ("version: 2", "version: !!timestamp x", "could not be read: a value YAML cannot read"),
+        ("version: 2", "version: " + "9" * 5000, "could not be read: a value YAML cannot read"),
+        ("name: default", "name: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+        # a key given twice, the second silently winning before
+        ("version: 2\n", "version: 2\nversion: 1\n", "key 'version' appears twice"),
+        (
+            "  timing: {",
+            "  budget: {program: other_nurture}\n  timing: {",
+            "key 'budget' appears twice",
+        ),
+        # waits that would carry a next-action date out of the calendar
+        ("cadence_days: 90", "cadence_days: 9999999", "low_touch.cadence_days: Input should"),
+        (
+            "other: {program: general_nurture, next_action: cadence, cadence_days: 30}",
+            "other: {program: general_nurture, next_action: cadence, cadence_days: 9999999}",
+            "reasons.other.cadence_days: Input should",
+        ),
+        (COMPETITOR, "renewal_days: 10000000000, lead_days: 60", "renewal_days: Input should"),
+        (COMPETITOR, "renewal_days: 365, lead_days: 400", "more than lead_days (400)"),
+        ("follow_up_due_within_days: 14", "follow_up_due_within_days: .inf", "within_days"),
+        # YAML's yes/no/on/off where a number is expected
+        (HOT_TIER, HOT_TIER.replace("0.40", "on"), "tiers.0.min_probability: Value error"),
+        ("cadence_days: 90", "cadence_days: yes", "low_touch.cadence_days: Value error"),
+        ("version: 2", "version: yes", "version: Value error, should be a number"),
+        # program names a CRM would not tell from another, or from the suppressed one
+        ("program: rebound_to_sales", "program: ''", "rebound.program: String should"),
+        ("program: timing_nurture", "program: '   '", "reasons.timing.program: String should"),
+        ("program: low_touch_nurture", "program: 'suppressed '", "low_touch.program: String"),
+        ("program: rebound_to_sales", "program: Suppressed", "rebound.program: Value error"),
+        ("  timing: {", "  gone_fishing: {program: x}\n  timing: {", "reasons: Value error"),
+    ],
+)
+def test_a_bad_policy_file_is_refused_naming_the_file_and_the_place(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    path = tmp_path / "policy.yaml"
+    assert old in DEFAULT_TEXT
+    path.write_text(DEFAULT_TEXT.replace(old, new, 1), encoding="utf-8")
+
+    with pytest.raises(PolicyError) as refused:
+        read_policy(path)
+
+    assert str(refused.value).startswith(f"routing policy {path} ")
+    assert expected in str(refused.value)
+
+
+def test_a_repeated_key_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(DEFAULT_TEXT.replace("version: 2\n", "version: 2\nversion: 1\n"), "utf-8")
+    line = DEFAULT_TEXT.split("version: 2\n")[0].count("\n") + 2
+
+    with pytest.raises(PolicyError, match=f"line {line}, column 1"):
+        read_policy(path)
+
+
+def test_srl_check_policy_prints_the_label_or_the_problem(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(DEFAULT_TEXT, encoding="utf-8")
+    bad.write_text(DEFAULT_TEXT.replace("version: 2\n", "version: 2\nversion: 3\n"), "utf-8")
+
+    passed = CliRunner().invoke(app, ["check-policy", str(good)])
+    refused = CliRunner().invoke(app, ["check-policy", str(bad)])
+
+    assert (passed.exit_code, passed.stdout.strip()) == (0, "default@v2")
+    assert refused.exit_code == 1
+    assert f"error: routing policy {bad} could not be read" in refused.stderr
+    assert "key 'version' appears twice" in refused.stderr
+    assert "Traceback" not in refused.output

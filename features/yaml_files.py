@@ -1,0 +1,46 @@
+"""YAML settings files (the training configuration, the routing policy), read strictly.
+
+PyYAML's safe loader keeps the last of a key given twice in one mapping without a word, so
+a second ``budget:`` rule or ``horizon_days:`` would replace the first unseen; and some
+values it cannot build (``2024-02-30``, ``!!int abc``, a number of more than 4,300 digits,
+nesting deeper than Python's recursion limit) escape as ``ValueError``, ``TypeError`` or
+``RecursionError`` rather than as a YAML error. ``parse_yaml`` refuses the first and turns
+the others into ``yaml.YAMLError``, so every reader reports them as it reports bad YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """The YAML document in ``text``, read with the safe loader.
+
+    Raises:
+        yaml.YAMLError: the text is not YAML, repeats a key in a mapping (with its line), or
+            holds a value YAML cannot build.
+    """
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+    except yaml.YAMLError:
+        raise
+    except (ValueError, TypeError, AttributeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise yaml.YAMLError(f"a value YAML cannot read: {reason}") from error
