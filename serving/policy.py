@@ -151,6 +151,9 @@ class RoutingPolicy(_Frozen):
             raise ValueError("tiers must be listed from highest to lowest distinct min_probability")
         if cut_offs[-1] != 0.0:
             raise ValueError("the last tier must start at min_probability 0.0")
+        names = [t.name for t in tiers]
+        if len({name.casefold() for name in names}) != len(names):
+            raise ValueError(f"tier names must differ: {names}")
         return tiers
 
     @field_validator("reasons")

@@ -320,6 +320,7 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
         ("program: low_touch_nurture", "program: 'suppressed '", "low_touch.program: String"),
         ("program: rebound_to_sales", "program: Suppressed", "rebound.program: Value error"),
         ("  timing: {", "  gone_fishing: {program: x}\n  timing: {", "reasons: Value error"),
+        ("{name: warm,", "{name: Hot,", "tiers: Value error, tier names must differ"),
     ],
 )
 def test_a_bad_policy_file_is_refused_naming_the_file_and_the_place(
