@@ -8,8 +8,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -20,7 +18,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from features.contract import ACTIVITY_TYPES, LEADS, PRODUCT_FITS, is_personal_name
 from features.example_columns import EXAMPLE_KEY_COLUMNS, LABEL_COLUMNS
 from features.normalise import normalise_value
-from features.yaml_files import parse_yaml
+from features.yaml_files import YamlSettings, parse_yaml
 
 DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
     "meeting_decision_maker": 5,
@@ -36,8 +34,8 @@ DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
 }
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(YamlSettings):
+    """A frozen settings model (``features.yaml_files.YamlSettings``)."""
 
 
 def _only_known(values: Iterable[str], allowed: tuple[str, ...], what: str) -> None:

@@ -10,9 +10,12 @@ the others into ``yaml.YAMLError``, so every reader reports them as it reports b
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -44,3 +47,30 @@ def parse_yaml(text: str) -> Any:
     except (ValueError, TypeError, AttributeError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise yaml.YAMLError(f"a value YAML cannot read: {reason}") from error
+
+
+class YamlSettings(BaseModel):
+    """Base of the frozen settings models read from YAML files: unknown keys are refused,
+    and so are ``yes``, ``no``, ``on`` and ``off`` where a number is expected (YAML reads
+    them as true and false, which a number field would otherwise take as 1 and 0:
+    ``horizon_days: yes`` would be a one-day horizon)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _a_number_is_not_yes_or_no(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and _is_number(
+            cls.model_fields[str(info.field_name)].annotation
+        ):
+            raise ValueError("should be a number, not true/false (YAML reads yes/no/on/off so)")
+        return value
+
+
+def _is_number(annotation: Any) -> bool:
+    """Whether a field of this type takes numbers and not booleans (``int``, ``float``,
+    ``int | None``...)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        return bool not in members and any(_is_number(m) for m in members)
+    return annotation in (int, float)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,7 +20,7 @@ from pydantic import (
 from features.catalogue import feature_specs
 from features.config import FeatureConfig
 from features.contract import CONSENT_STATUSES, NO_CONTACT_CONSENT, NO_CONTACT_REASONS, REASON_CODES
-from features.yaml_files import parse_yaml
+from features.yaml_files import YamlSettings, parse_yaml
 
 DEFAULT_POLICY = "default.yaml"
 #: The program of every suppressed lead; no route of a policy may take the name.
@@ -42,18 +41,10 @@ Program = Annotated[Name, AfterValidator(_program_name)]
 Days = Annotated[int, Field(gt=0, le=MAX_DAYS)]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+class _Frozen(YamlSettings):
+    """A frozen policy model: no infinity or NaN either (``features.yaml_files.YamlSettings``)."""
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _a_number_is_not_yes_or_no(cls, value: Any, info: ValidationInfo) -> Any:
-        """YAML reads ``yes``, ``no``, ``on`` and ``off`` as true and false, which a
-        number field would otherwise take as 1 and 0."""
-        number = cls.model_fields[str(info.field_name)].annotation in (int, float)
-        if number and isinstance(value, bool):
-            raise ValueError("should be a number, not true/false (YAML reads yes/no/on/off so)")
-        return value
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Tier(_Frozen):

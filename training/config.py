@@ -12,17 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from features.config import FeatureConfig, read_yaml_mapping
+from features.yaml_files import YamlSettings
 
 CONFIG_VERSION = 1
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "training.yaml"
 DEFAULT_MODEL_NAME = "srl-reconversion"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(YamlSettings):
+    """A frozen settings model (``features.yaml_files.YamlSettings``)."""
 
 
 class LightGBMConfig(_Frozen):

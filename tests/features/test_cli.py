@@ -243,6 +243,7 @@ def test_commands_writing_folders_refuse_a_file_in_the_way(
         ("version: [\n", "not valid YAML"),
         ("horizon_days: 90\nhorizon_days: 180\n", "key 'horizon_days' appears twice (line 2"),
         ("snapshot_at: 2024-02-30\n", "not valid YAML: a value YAML cannot read"),
+        ("horizon_days: yes\n", "horizon_days: Value error, should be a number, not true/false"),
         ("- horizon_days\n", "holds a list, not a mapping"),
         (None, "could not be read: No such file or directory"),
         (
