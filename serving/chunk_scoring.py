@@ -10,7 +10,7 @@ through ``serving.scoring.score_features``. The local engine and the Spark engin
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -221,13 +221,11 @@ class FailClosed:
         located = locate(sorted({n for i in moved for n in named_leads(lead_ids[i].as_py())}))
         set_aside = _set_aside_lead_rows(rejects)
         for i in moved.tolist():
-            lead = next(
-                (n for n in named_leads(lead_ids[i].as_py()) if n in located),
-                lead_ids[i].as_py(),
-            )
-            shown[i] = lead in located and located[lead] not in set_aside
+            written = lead_ids[i].as_py()
+            lead = _known_lead(written, located)
+            shown[i] = lead is not None and located[lead] not in set_aside
             if not own[i].as_py() and not withheld[i].as_py():
-                rejection_ids[i] = self.opened.get(lead)
+                rejection_ids[i] = self.opened.get(written if lead is None else lead)
         columns = {
             "lead_id": pc.if_else(pa.array(shown), lead_ids, None),
             "rejection_id": pa.array(rejection_ids, pa.string()),
@@ -421,7 +419,7 @@ def _rejects_table(export: Export, raw: _RawRows, scored: pa.Table) -> pa.Table:
     )
 
 
-def _known_lead(lead_id: str | None, known: set[str]) -> str | None:
+def _known_lead(lead_id: str | None, known: Container[str]) -> str | None:
     """The lead of ``known`` that a rejected row's ``lead_id`` names, as written or without
     its surrounding spaces (``named_leads``); the rejects file shows the id as written."""
     if lead_id is None:

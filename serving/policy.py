@@ -44,7 +44,7 @@ Days = Annotated[int, Field(gt=0, le=MAX_DAYS)]
 class _Frozen(YamlSettings):
     """A frozen policy model: no infinity or NaN either (``features.yaml_files.YamlSettings``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False)  # merged with YamlSettings' own
 
 
 class Tier(_Frozen):
