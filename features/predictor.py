@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import lightgbm as lgb
 import numpy as np
 
 from features.config import FeatureConfig
@@ -28,6 +27,9 @@ from features.history import History
 from features.output import OutputWriteError
 from features.records import ScoreRequest
 from features.request_history import requests_history
+
+if TYPE_CHECKING:  # imported where a booster is made: with scikit-learn and SciPy, about 1.2 s
+    import lightgbm as lgb
 
 MODEL_FORMAT_VERSION = 1
 BOOSTER_FILE = "booster.txt"
@@ -131,6 +133,8 @@ class ReconversionModel:
             return self.booster
         own: lgb.Booster | None = getattr(self._per_thread, "booster", None)
         if own is None:
+            import lightgbm as lgb
+
             own = lgb.Booster(model_str=self.booster.model_to_string())
             self._per_thread.booster = own
         return own
@@ -187,6 +191,8 @@ class ReconversionModel:
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         booster = target / BOOSTER_FILE
+        import lightgbm as lgb
+
         try:
             self.booster.save_model(str(booster))
         except lgb.basic.LightGBMError as error:
@@ -205,6 +211,8 @@ class ReconversionModel:
     @staticmethod
     def load(directory: str | Path, num_threads: int = 0) -> ReconversionModel:
         """Read a model written by ``save``."""
+        import lightgbm as lgb
+
         source = Path(directory)
         document = json.loads((source / METADATA_FILE).read_text(encoding="utf-8"))
         if document.get("format_version") != MODEL_FORMAT_VERSION:

@@ -47,8 +47,8 @@ def cap_loaded_thread_pools(threads: int) -> None:
     """Cap the OpenMP and BLAS pools this process has already loaded to ``threads``.
 
     Those libraries read ``OMP_NUM_THREADS`` and the like when they load, and ``srl``
-    loads them (with LightGBM, numpy) before ``srl serve`` can set the variables; worker
-    processes started afterwards read the variables themselves.
+    loads numpy's BLAS (with pandas) before ``srl serve`` can set the variables; LightGBM's
+    OpenMP loads with the model, after them, as it does in worker processes.
     """
     threadpool_limits(limits=threads)
 

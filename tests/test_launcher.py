@@ -100,3 +100,24 @@ def test_a_terminal_keeps_the_framed_errors_and_the_environment_wins(tmp_path: P
     )
     assert result.returncode == 2, result.stderr
     assert "╭─ Error" in result.stderr
+
+
+#: Loads every command as ``srl --help`` does, then names the heavy libraries it imported.
+IMPORTS_PROBE = """
+import sys
+import srl.cli
+heavy = ("lightgbm", "sklearn", "scipy", "mlflow", "fastapi", "uvicorn", "pyspark")
+print(",".join(name for name in heavy if name in sys.modules))
+"""
+
+
+def test_loading_the_commands_imports_no_model_or_server_library() -> None:
+    """``srl --help``, ``srl check-policy`` and ``srl validate`` never make a booster, so
+    LightGBM (with scikit-learn and SciPy, about 1.2 s), MLflow and the web stack stay out
+    of the start-up that every command pays; a command loads what it uses when it runs."""
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTS_PROBE], capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
