@@ -22,7 +22,7 @@ import typer
 from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
-from serving.policy import PolicyError, read_policy
+from serving.policy import PolicyError, RoutingPolicy, read_policy
 from serving.settings import DEFAULT_MODEL_URI, Settings, settings_problems
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -141,17 +141,30 @@ def serve(
 
 
 def _checked_settings(host: str) -> Settings:
+    """The service's settings, checked before anything starts: a refused option or
+    ``SRL_*`` variable exits 2 (the command line), an unusable policy file 1, as it does
+    for every command."""
     try:
         settings = Settings()
         settings.check_bind(host)
-        read_policy(settings.policy)
     except ValidationError as error:
         typer.echo(f"error: {settings_problems(error)}", err=True)
         raise typer.Exit(2) from error
-    except (ValueError, OSError, PolicyError) as error:
+    except (ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+    _usable_policy(settings.policy)
     return settings
+
+
+def _usable_policy(path: Path | None) -> RoutingPolicy:
+    """The policy at ``path`` (the packaged default when None); exit 1 naming the file and
+    the field when it cannot be used."""
+    try:
+        return read_policy(path)
+    except PolicyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 @contextmanager
@@ -199,12 +212,7 @@ def check_policy(
     """Check a routing policy file as `srl serve` and `srl score` would, without starting
     anything: prints name@vversion, or the problem naming the file and the field (exit 1).
     The rebound's intent feature is checked against the model when it is loaded."""
-    try:
-        policy = read_policy(path)
-    except PolicyError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
-    typer.echo(policy.label)
+    typer.echo(_usable_policy(path).label)
 
 
 def register(app: typer.Typer) -> None:
