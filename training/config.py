@@ -129,12 +129,14 @@ class LogisticConfig(_Frozen):
 class PromotionConfig(_Frozen):
     """The gate a challenger must pass to become champion.
 
-    The challenger is promoted when its ``metric`` on the run's test window beats the
-    current champion's on the same examples by at least ``margin`` (or there is no champion).
+    The challenger is promoted when its ``metric`` on the run's test window is better than
+    every baseline's (``beat_baselines``) and beats the current champion's on the same
+    examples by at least ``margin`` (or there is no champion).
     """
 
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "pr_auc"
     margin: float = Field(default=0.002, ge=0)
+    beat_baselines: bool = True
 
 
 class TrainingConfig(_Frozen):

@@ -1,9 +1,10 @@
 """The model registry: challenger and champion aliases, the promotion gate, people's overrides.
 
 Every trained version is registered under the configured name (``srl-reconversion``) and
-gets the ``challenger`` alias. It becomes ``champion`` only when it beats the current
-champion on the same recent test examples by the configured margin (only those the champion
-was not fitted on), or when there is no champion. ``promote`` and ``rollback`` let a person
+gets the ``challenger`` alias. It becomes ``champion`` only when it beats every baseline of
+its run on its test window, and then beats the current champion on the same recent test
+examples by the configured margin (only those the champion was not fitted on), or there is
+no champion. ``promote`` and ``rollback`` let a person
 override; each move of the champion alias is recorded on the versions as tags (who, when,
 why, which version it replaced).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +99,38 @@ def beats(metric: str, challenger: float, champion: float, margin: float) -> boo
     if metric in LOWER_IS_BETTER:
         return challenger <= champion - margin
     return challenger >= champion + margin
+
+
+def baseline_refusal(
+    metric: str, value: float, baselines: Mapping[str, Mapping[str, float]]
+) -> str | None:
+    """Why a challenger may not become champion by itself against its run's baselines.
+
+    A model that does no better than the points score, the qualification rule or the
+    logistic regression on the promotion metric (a booster that stopped at its first tree
+    gives every lead one score) is never promoted by the gate, with or without a champion.
+
+    Args:
+        metric: the promotion metric.
+        value: the challenger's metric on its test window.
+        baselines: each baseline's overall metrics on the same window.
+
+    Returns:
+        The reason naming the first baseline it does not beat, or None.
+    """
+    for name, metrics in baselines.items():
+        theirs = float(metrics.get(metric, math.nan))
+        if math.isfinite(theirs) and not _better(metric, value, theirs):
+            return (
+                f"challenger does not beat the {name} baseline on {metric} "
+                f"({value:.4f} vs {theirs:.4f}); {PERSON_DECIDES}"
+            )
+    return None
+
+
+def _better(metric: str, value: float, other: float) -> bool:
+    """Whether ``value`` is strictly better than ``other`` (False when it is not a number)."""
+    return value < other if metric in LOWER_IS_BETTER else value > other
 
 
 def champion_version(client: MlflowClient, name: str) -> str | None:

@@ -29,7 +29,7 @@ from training import plots, registry, tracking
 from training.baselines import Baseline, fit_baselines
 from training.booster import BoosterFit, raw_probability, train_booster
 from training.calibration import CalibrationChoice, fit_calibration
-from training.config import LightGBMConfig, TrainingConfig
+from training.config import LightGBMConfig, PromotionConfig, TrainingConfig
 from training.metrics import (
     HEADLINE_METRICS,
     flatten,
@@ -393,6 +393,44 @@ def _input_example(export: Export, test: ExampleSet) -> dict[str, Any]:
     return request_body(export, str(first["rejection_id"]), first["as_of"])
 
 
+def _baseline_refusal(evaluation: Evaluation, promotion: PromotionConfig) -> GateDecision | None:
+    """The gate's refusal of a challenger that does not beat every baseline, or None."""
+    if not promotion.beat_baselines:
+        return None
+    value = float(evaluation.report["overall"][promotion.metric])
+    overall = {name: report["overall"] for name, report in evaluation.baselines.items()}
+    reason = registry.baseline_refusal(promotion.metric, value, overall)
+    if reason is None:
+        return None
+    logger.warning("gate %s", reason)
+    return GateDecision(False, reason, promotion.metric, promotion.margin, value)
+
+
+def _champion_decision(
+    export: Export,
+    split: TimeSplit,
+    evaluation: Evaluation,
+    config: TrainingConfig,
+    current: str | None,
+) -> GateDecision:
+    """The gate's verdict against the current champion (``current``, a version, if any)."""
+    try:
+        champion = (
+            load_model(f"models:/{config.registered_model_name}/{current}") if current else None
+        )
+    except ModelLoadError as error:
+        return GateDecision(
+            False,
+            f"champion {current} could not be loaded: {error}",
+            config.promotion.metric,
+            config.promotion.margin,
+        )
+    probability = evaluation.probabilities[LIGHTGBM]
+    return registry.compare_with_champion(
+        champion, export, split.test, probability, config.features, config.promotion
+    )
+
+
 def _gate(
     export: Export,
     split: TimeSplit,
@@ -400,24 +438,14 @@ def _gate(
     config: TrainingConfig,
     version: str,
 ) -> GateDecision:
-    """Compare with the current champion on this run's test window and record the verdict."""
+    """Apply the gate (every baseline of the run, then the current champion) and record the
+    verdict on the version."""
     client = registry.registry_client()
     name = config.registered_model_name
     current = registry.champion_version(client, name)
-    probability = evaluation.probabilities[LIGHTGBM]
-    try:
-        champion = load_model(f"models:/{name}/{current}") if current else None
-    except ModelLoadError as error:
-        decision = GateDecision(
-            False,
-            f"champion {current} could not be loaded: {error}",
-            config.promotion.metric,
-            config.promotion.margin,
-        )
-    else:
-        decision = registry.compare_with_champion(
-            champion, export, split.test, probability, config.features, config.promotion
-        )
+    decision = _baseline_refusal(evaluation, config.promotion) or _champion_decision(
+        export, split, evaluation, config, current
+    )
     tags = {f"test.{k}": f"{evaluation.report['overall'][k]:.6f}" for k in HEADLINE_METRICS}
     tags.update(
         {

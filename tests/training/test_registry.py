@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from features.dataset import build_training_set, uncensored
 from features.loading import load_export
 from training.config import TrainingConfig, load_training_config
+from training.registry import baseline_refusal
 from training.split import fitted_through, split_by_time
 from training.train import TrainingResult, train
 
@@ -46,7 +47,9 @@ def backtests(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     """Train the champion on the latest snapshot, then challengers on earlier ones."""
     root = tmp_path_factory.mktemp("gate")
     store = f"sqlite:///{root / 'mlflow.db'}"
-    config = load_training_config().with_overrides(**FAST)
+    # The backtests' models, fitted on a few hundred examples, need not beat the baselines:
+    # this module is about the comparison with the champion
+    config = load_training_config().with_overrides(**FAST, **{"promotion.beat_baselines": False})
     latest = load_export(small_export_dir).snapshot_at
     partly = latest - pd.Timedelta(days=PARTLY_INSIDE_DAYS)
     with pytest.MonkeyPatch.context() as patch:
@@ -109,3 +112,53 @@ def test_the_gate_compares_only_test_examples_after_the_champions_fitting_window
     assert "were left out" in decision.reason
     assert decision.champion_value is not None
     assert decision.challenger_value is not None
+
+
+def test_a_first_model_no_better_than_a_baseline_is_not_made_champion(
+    small_export_dir: Path, tracking_uri: str
+) -> None:
+    # Given a booster that cannot split (every leaf would hold more examples than there
+    # are): it gives every lead one score, as a too-short export can make it do
+    settings = {"lightgbm.min_data_in_leaf": 10**9}
+    config = load_training_config().with_overrides(**FAST, **settings)
+    # When it is trained into a registry that has no champion yet
+    result = train(small_export_dir, config)
+    # Then the gate refuses it, naming the baseline it does not beat, and no champion is made
+    decision = result.decision
+    assert decision is not None
+    assert not decision.promoted
+    assert decision.reason.startswith("challenger does not beat the ")
+    assert decision.reason.endswith("a person must decide (srl promote)")
+    assert result.evaluation.report["overall"]["roc_auc"] == pytest.approx(0.5)
+    aliases = MlflowClient(tracking_uri).get_registered_model(NAME).aliases
+    assert {alias: str(version) for alias, version in aliases.items()} == {
+        "challenger": result.version
+    }
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "verdict"),
+    [
+        ("pr_auc", 0.31, None),
+        ("pr_auc", 0.30, "points_score baseline on pr_auc (0.3000 vs 0.3000)"),
+        ("pr_auc", float("nan"), "points_score baseline"),
+        ("log_loss", 0.39, None),
+        ("log_loss", 0.41, "logistic baseline on log_loss (0.4100 vs 0.4000)"),
+    ],
+)
+def test_a_challenger_must_beat_every_baseline_strictly(
+    metric: str, value: float, verdict: str | None
+) -> None:
+    baselines = {
+        "points_score": {"pr_auc": 0.30, "log_loss": 0.45},
+        "points_qualified": {"pr_auc": float("nan"), "log_loss": 0.42},
+        "logistic": {"pr_auc": 0.25, "log_loss": 0.40},
+    }
+
+    reason = baseline_refusal(metric, value, baselines)
+
+    if verdict is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert verdict in reason
