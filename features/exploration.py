@@ -31,7 +31,7 @@ OUTCOME_COLUMNS = (
     "rejected_at",
     "reason_code",
     "stage_at_rejection",
-    "rep_id",
+    "rep",
     "lead_age_days",
     "days_to_reconversion",
     "days_observed",
@@ -78,7 +78,9 @@ def rejection_outcomes(export: Export, horizon_days: int = 365) -> pd.DataFrame:
     """One row per rejection with its comeback time, censoring and outcome at the horizon.
 
     Columns: the rejection's ``rejection_id``, ``lead_id``, ``rejected_at``, ``reason_code``,
-    ``stage_at_rejection`` and ``rep_id`` (missing as ``(missing)``); ``lead_age_days`` at
+    ``stage_at_rejection`` and ``rep``, a pseudonym of the rep (``rep 1``, ``rep 2``, ... in
+    the order of the ids; missing as ``(missing)``): a CRM owner id is often an e-mail
+    address or a name, which no chart or table may show; ``lead_age_days`` at
     the rejection; ``days_to_reconversion`` (first opportunity created after the rejection,
     NaN when none by the snapshot); ``days_observed`` (rejection to snapshot);
     ``reconverted`` (a comeback was seen) and ``duration_days`` (time to the comeback, or
@@ -106,13 +108,23 @@ def rejection_outcomes(export: Export, horizon_days: int = 365) -> pd.DataFrame:
 def _rejection_frame(export: Export) -> pd.DataFrame:
     columns = ["rejection_id", "lead_id", "rejected_at", "reason_code", "stage_at_rejection"]
     frame = export.rejections.loc[:, columns].copy()
-    rep = export.rejections.get("rep_id", pd.Series(pd.NA, index=frame.index))
-    frame["rep_id"] = rep.astype(object).where(rep.notna(), MISSING_LABEL)
+    frame["rep"] = rep_pseudonyms(
+        export.rejections.get("rep_id", pd.Series(pd.NA, index=frame.index))
+    )
     for column in ("lead_id", "rejection_id"):
         frame[column] = frame[column].astype(object)
     created = export.leads.set_index(export.leads["lead_id"].astype(object))["created_at"]
     frame["lead_age_days"] = (frame["rejected_at"] - frame["lead_id"].map(created)) / DAY
     return frame.reset_index(drop=True)
+
+
+def rep_pseudonyms(rep_ids: pd.Series) -> pd.Series:
+    """``rep 1``, ``rep 2``, ... for each rep id, numbered in the order of the distinct ids
+    (the same export always gives the same names); missing ids as ``(missing)``."""
+    present = rep_ids.dropna().astype(str)
+    numbers = {rep_id: n for n, rep_id in enumerate(sorted(present.unique()), start=1)}
+    names = present.map(lambda rep_id: f"rep {numbers[rep_id]}")
+    return names.reindex(rep_ids.index).astype(object).fillna(MISSING_LABEL)
 
 
 def _next_event_after(

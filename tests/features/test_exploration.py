@@ -52,7 +52,7 @@ def test_outcomes_time_the_first_opportunity_after_each_rejection(
     assert (r2["duration_days"], r2["reconverted_within_horizon"]) == (395, 0.0)
     assert (r3["duration_days"], r3["outcome_observed"]) == (0, False)
     assert np.isnan(r3["reconverted_within_horizon"])
-    assert r2["rep_id"] == exploration.MISSING_LABEL
+    assert r2["rep"] == exploration.MISSING_LABEL
     assert r1["lead_age_days"] == 91
 
 
@@ -81,11 +81,11 @@ def test_rejection_counts_share_and_rate_ignore_censored_rejections(
 def test_rejection_counts_keep_the_largest_groups(small_export: Export) -> None:
     outcomes = exploration.rejection_outcomes(small_export)
 
-    table = exploration.rejection_counts(outcomes, "rep_id", top=5)
+    table = exploration.rejection_counts(outcomes, "rep", top=5)
 
     assert len(table) == 5
     assert table["rejections"].is_monotonic_decreasing
-    assert table["rejections"].iloc[0] == outcomes["rep_id"].value_counts().iloc[0]
+    assert table["rejections"].iloc[0] == outcomes["rep"].value_counts().iloc[0]
 
 
 def test_crosstab_counts_every_rejection(small_export: Export) -> None:
@@ -231,3 +231,14 @@ def test_engagement_leaves_out_thinly_watched_bins(small_export: Export) -> None
 
     assert thick["rejections"].min() >= 50
     assert len(thick) == int((every["rejections"] >= 50).sum())
+
+
+def test_reps_are_shown_by_pseudonym_never_by_their_id() -> None:
+    # Given rep ids as CRM owner fields often hold them: an e-mail address, a name
+    ids = pd.Series(["jane.doe@acme-corp.com", "REP-7", None, "Jane Doe", "REP-7"])
+
+    names = exploration.rep_pseudonyms(ids)
+
+    # Then each distinct id has one stable pseudonym and no id is shown
+    assert list(names) == ["rep 3", "rep 2", exploration.MISSING_LABEL, "rep 1", "rep 2"]
+    assert not set(names) & set(ids.dropna())
