@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from training.metrics import expected_found
@@ -67,6 +68,32 @@ def gains_chart(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
         xlim=(0.01, 1),
     )
     gains.legend(loc="lower right")
+    return figure
+
+
+def segment_chart(tables: Mapping[str, pd.DataFrame]) -> Figure:
+    """ROC-AUC and the share of comebacks found in the top 20% per segment, one panel per
+    table (``training.report.segment_table``), each against its own line of chance: 0.5
+    for ROC-AUC, 0.2 for the top 20% (contacting a random 20% finds 20% of the comebacks).
+    Each segment is labelled with its examples and comebacks: a small segment's figures
+    are noise."""
+    figure = Figure(figsize=(6.5 * len(tables), 4.5))
+    panels = np.atleast_1d(figure.subplots(1, len(tables)))
+    for axes, (name, table) in zip(panels, tables.items(), strict=True):
+        positions = np.arange(len(table))
+        axes.bar(positions - 0.2, table["roc_auc"], width=0.4, label="ROC-AUC")
+        axes.bar(positions + 0.2, table["capture_top_20"], width=0.4, label="found in top 20%")
+        axes.axhline(0.5, linestyle=":", color="tab:blue", label="ROC-AUC by chance")
+        axes.axhline(0.2, linestyle=":", color="tab:orange", label="top 20% by chance")
+        comebacks = (table["examples"] * table["positive_rate"]).round().astype(int)
+        labels = [
+            f"{segment}\n{n:,} / {c:,}"
+            for segment, n, c in zip(table.index, table["examples"], comebacks, strict=True)
+        ]
+        axes.set_xticks(positions, labels, rotation=70, fontsize=8)
+        axes.set(ylim=(0, 1), title=f"Per {name} (examples / comebacks)")
+    panels[0].legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
     return figure
 
 

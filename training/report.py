@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,12 @@ from features.dataset import ExampleSet, build_training_set, uncensored
 from features.loading import Export
 from features.model_store import LoadedModel, load_model
 from features.predictor import ReconversionModel
+from features.timestamps import as_utc
 from training.config import TrainingConfig
 from training.metrics import HEADLINE_METRICS, expected_found, metric_report, score_metrics
 from training.registry import PREVIOUS_CHAMPION_TAG, champion_version, registry_client
-from training.split import split_by_time
+from training.split import fitted_through, moment_text, seen_in_fitting, split_by_time
+from training.tracking import export_digest, file_digests
 
 REPORT_METRICS = (*HEADLINE_METRICS, "lift_top_20", "examples", "positive_rate")
 SEGMENT_METRICS = ("examples", "positive_rate", "roc_auc", "pr_auc", "ece", "capture_top_20")
@@ -52,6 +54,8 @@ class ModelReport:
             gains over each baseline and the plain-language summary.
         config: the run's resolved training config.
         split: ``split.json``: the time windows and their sizes.
+        fingerprint: ``data_fingerprint.json``: the files, digest and snapshot it was
+            trained on.
         version_tags: the registry version's tags (gate verdict, promotion history).
     """
 
@@ -63,6 +67,7 @@ class ModelReport:
     evaluation: dict[str, Any]
     config: TrainingConfig
     split: dict[str, Any]
+    fingerprint: dict[str, Any]
     version_tags: dict[str, str]
 
     @property
@@ -98,12 +103,13 @@ def load_report(model_uri: str, num_threads: int = 0) -> ModelReport:
         evaluation=json.loads(documents["metrics.json"]),
         config=TrainingConfig.model_validate(yaml.safe_load(documents["resolved_config.yaml"])),
         split=json.loads(documents["split.json"]),
+        fingerprint=json.loads(documents["data_fingerprint.json"]),
         version_tags=_version_tags(client, loaded),
     )
 
 
 def _run_documents(client: MlflowClient, run_id: str) -> dict[str, str]:
-    names = ("metrics.json", "resolved_config.yaml", "split.json")
+    names = ("metrics.json", "resolved_config.yaml", "split.json", "data_fingerprint.json")
     with tempfile.TemporaryDirectory(prefix="srl-report-") as scratch:
         paths = {name: client.download_artifacts(run_id, name, scratch) for name in names}
         return {name: Path(path).read_text(encoding="utf-8") for name, path in paths.items()}
@@ -184,15 +190,86 @@ def reference_version(report: ModelReport) -> str | None:
     return current
 
 
-def test_examples(report: ModelReport, export: Export) -> ExampleSet:
-    """The test window of the run's time split, rebuilt from ``export``.
+@dataclass(frozen=True)
+class ReviewWindow:
+    """The examples a version is reviewed on: its test window rebuilt from an export, less
+    any example the model may have been fitted on.
 
-    On the export the model was trained on this is exactly the run's test window; on a
-    newer export of the same world it is the newest fully observed window, which the model
-    has never seen.
+    Attributes:
+        examples: the examples the model was not fitted on.
+        rebuilt: how many examples the rebuilt window held.
+        fitted_through: the latest ``as_of`` the model may have been fitted on (None when
+            its metadata records no test window: then nothing can be left out).
+        snapshot_at: the export's end the window was cut at.
+        trained_on: whether the export holds the very files the run was trained on (then
+            the run's own snapshot is used, and the window is the run's test window).
     """
+
+    examples: ExampleSet
+    rebuilt: int
+    fitted_through: pd.Timestamp | None
+    snapshot_at: pd.Timestamp
+    trained_on: bool
+
+    @property
+    def left_out(self) -> int:
+        """Examples of the rebuilt window the model may have been fitted on."""
+        return self.rebuilt - len(self.examples)
+
+    def note(self) -> str:
+        """Which examples these are, in one sentence."""
+        source = "the run's test window (the export it was trained on)"
+        if not self.trained_on:
+            end = f"{self.snapshot_at:%Y-%m-%d}"
+            source = f"the newest fully observed window of this export (up to {end})"
+        if self.fitted_through is None:
+            return f"{len(self.examples):,} examples: {source}; the model records no test window"
+        if not self.left_out:
+            return f"{len(self.examples):,} examples: {source}; the model was fitted on none"
+        return (
+            f"{len(self.examples):,} examples: {source}, less {self.left_out:,} scored up to "
+            f"{moment_text(self.fitted_through)}, which the model may have been trained or "
+            "calibrated on"
+        )
+
+
+def test_window(report: ModelReport, export: Export) -> ReviewWindow:
+    """The examples to review a version on, rebuilt from ``export``.
+
+    On the export the model was trained on (the same files) this is exactly the run's test
+    window, cut at the run's own snapshot (its ``--snapshot-at`` too). On another export
+    it is the newest fully observed window: of a newer export, examples the model has never
+    seen; of an older one, examples it may have been trained or calibrated on, which are
+    left out as ``srl evaluate`` and the promotion gate leave them out
+    (``training.split.fitted_through``).
+
+    Raises:
+        ValueError: the model may have been fitted on every example of the window.
+    """
+    trained_on = _same_files(report, export)
+    if trained_on:
+        export = replace(
+            export, snapshot_at=as_utc(pd.Timestamp(report.fingerprint["snapshot_at"]))
+        )
     examples = uncensored(build_training_set(export, report.model.config))
-    return split_by_time(examples, report.config.split, report.config.features.label_days).test
+    window = split_by_time(examples, report.config.split, report.config.features.label_days).test
+    through = fitted_through(report.model.metadata)
+    unseen = np.ones(len(window), dtype=bool)
+    if through is not None:
+        unseen = ~seen_in_fitting(window.keys, through)
+    if through is not None and not unseen.any():
+        raise ValueError(
+            f"{report.label} may have been trained or calibrated on every example of this "
+            f"export's newest fully observed window (it was fitted on examples scored up to "
+            f"{moment_text(through)}); review it on the export it was trained on, or a newer one"
+        )
+    return ReviewWindow(window.take(unseen), len(window), through, export.snapshot_at, trained_on)
+
+
+def _same_files(report: ModelReport, export: Export) -> bool:
+    """Whether ``export`` was read from the very files the report's run was trained on."""
+    recorded = report.fingerprint.get("digest")
+    return bool(export.files) and recorded == export_digest(file_digests(export))
 
 
 def scores_on(
@@ -218,28 +295,63 @@ def scores_on(
     return pairs["index_y"].to_numpy(), model.predict_set(theirs.take(pairs["index_x"].to_numpy()))
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Two versions on the same examples.
+
+    Attributes:
+        table: one row per version (``REPORT_METRICS``); empty when nothing is compared.
+        note: which examples were compared, or why none were.
+    """
+
+    table: pd.DataFrame
+    note: str
+
+
 def reference_comparison(
     report: ModelReport, export: Export, examples: ExampleSet, probability: np.ndarray
-) -> pd.DataFrame:
-    """This version beside the reference version (``reference_version``) on the same examples.
+) -> Comparison:
+    """This version beside the reference version (``reference_version``) on the same examples,
+    less those the reference may have been fitted on (as the promotion gate compares them).
 
     Args:
         report: the version under review.
         export: the export ``examples`` were built from.
-        examples: labelled examples built with the reviewed model's feature settings.
+        examples: labelled examples built with the reviewed model's feature settings (the
+            ``ReviewWindow`` examples: none the reviewed model was fitted on).
         probability: the reviewed model's probabilities for ``examples``.
-
-    Returns:
-        One row per version (``REPORT_METRICS`` over the examples both could score); an
-        empty table when there is no version to compare with.
     """
+    if report.loaded.name is None:
+        return _nothing_compared("the model is not registered, so it has no other version")
     other = reference_version(report)
-    if other is None or report.loaded.name is None or examples.labels is None:
-        return pd.DataFrame(columns=list(REPORT_METRICS))
+    if other is None or examples.labels is None:
+        return _nothing_compared("no earlier champion to compare with")
     reference = load_model(f"models:/{report.loaded.name}/{other}", report.model.num_threads)
-    rows, theirs = scores_on(reference.model, export, examples, report.model.config)
-    labels = examples.labels.target[rows]
-    return compare_versions(labels, {report.label: probability[rows], f"v{other}": theirs})
+    through = fitted_through(reference.model.metadata)
+    if through is None:
+        return _nothing_compared(
+            f"v{other} records no test window, so which examples it was fitted on is unknown"
+        )
+    fresh = ~seen_in_fitting(examples.keys, through)
+    if not fresh.any():
+        return _nothing_compared(
+            f"v{other} may have been trained or calibrated on every one of these examples "
+            f"(it was fitted on examples scored up to {moment_text(through)})"
+        )
+    kept = examples.take(fresh)
+    assert kept.labels is not None
+    rows, theirs = scores_on(reference.model, export, kept, report.model.config)
+    labels = kept.labels.target[rows]
+    table = compare_versions(labels, {report.label: probability[fresh][rows], f"v{other}": theirs})
+    left_out = len(examples) - len(kept)
+    note = f"{len(rows):,} examples scored by both"
+    if left_out:
+        note += f"; {left_out:,} that v{other} may have been fitted on were left out"
+    return Comparison(table, note)
+
+
+def _nothing_compared(why: str) -> Comparison:
+    return Comparison(pd.DataFrame(columns=list(REPORT_METRICS)), f"nothing compared: {why}")
 
 
 def compare_versions(labels: np.ndarray, probabilities: Mapping[str, np.ndarray]) -> pd.DataFrame:

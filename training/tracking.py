@@ -114,10 +114,20 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_digests(export: Export) -> dict[str, str]:
+    """Each table file's SHA-256, by table name."""
+    return {name: file_digest(path) for name, path in sorted(export.files.items())}
+
+
+def export_digest(files: dict[str, str]) -> str:
+    """One digest of an export's files (``file_digests``): the run tag ``srl.data_digest``."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
 def data_fingerprint(export: Export, examples: ExampleSet) -> dict[str, Any]:
     """What data a run saw: file hashes, row counts, time span, example and censored counts."""
-    files = {name: file_digest(path) for name, path in sorted(export.files.items())}
-    combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    files = file_digests(export)
+    combined = export_digest(files)
     labels = examples.labels
     censored = int(labels.censored.sum()) if labels is not None else 0
     return {

@@ -95,6 +95,8 @@ def test_model_report_runs_and_draws(registry_env: Path, store: TrainedStore) ->
     assert f"v{store.champion}" in shown
     assert f"v{store.previous}" in shown
     assert "no earlier champion" not in shown
+    assert "examples: the run's test window (the export it was trained on)" in shown
+    assert "examples scored by both" in shown
     assert "comeback scored lowest" in shown
 
 

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from features.dataset import build_training_set, uncensored
 from features.loading import load_export
+from training import report
 from training.config import TrainingConfig, load_training_config
 from training.registry import baseline_refusal
 from training.split import fitted_through, split_by_time
@@ -162,3 +163,28 @@ def test_a_challenger_must_beat_every_baseline_strictly(
     else:
         assert reason is not None
         assert verdict in reason
+
+
+def test_the_report_reviews_a_backtest_on_its_own_window_and_compares_as_the_gate_did(
+    backtests: Backtests, small_export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a backtest trained with --snapshot-at on the very files of the export
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", backtests.store)
+    version = backtests.partly_inside.version
+    review = report.load_report(f"models:/{NAME}/{version}", num_threads=1)
+    export = load_export(small_export_dir)
+    # When the report rebuilds its test window from that export, read without the snapshot
+    window = report.test_window(review, export)
+    # Then the window is cut at the run's own snapshot: exactly the run's test window
+    assert window.trained_on
+    assert window.snapshot_at == backtests.partly_inside_snapshot
+    assert len(window.examples) == backtests.partly_inside.split["test"]["examples"]
+    # And the champion is compared with it only where the gate compared them
+    probability = review.model.predict_set(window.examples)
+    comparison = report.reference_comparison(review, export, window.examples, probability)
+    decision = backtests.partly_inside.decision
+    assert decision is not None
+    assert comparison.table["examples"].tolist() == [decision.compared_examples] * 2
+    champion = backtests.champion.version
+    assert comparison.table.loc[f"v{champion}", "pr_auc"] == pytest.approx(decision.champion_value)
+    assert f"that v{champion} may have been fitted on were left out" in comparison.note

@@ -12,10 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.loading import Export
+from features.dataset import build_training_set, uncensored
+from features.loading import Export, load_export
+from features.synthetic import write_export
 from tests.trained_store import TrainedStore, trained_store
-from training import report
+from tests.training.conftest import cut_tables
+from training import plots, report
 from training.report import ModelReport
+from training.split import fitted_through, split_by_time
 
 LABELS = np.array([0, 0, 1, 0, 1, 1, 0, 0, 0, 1], dtype=float)
 SCORES = np.array([0.1, 0.2, 0.9, 0.3, 0.8, 0.4, 0.05, 0.15, 0.25, 0.7])
@@ -145,8 +149,11 @@ def test_baseline_table_holds_the_model_and_every_logged_baseline(champion: Mode
 def test_rebuilt_test_window_reproduces_the_logged_metrics(
     champion: ModelReport, small_export: Export
 ) -> None:
-    test = report.test_examples(champion, small_export)
+    window = report.test_window(champion, small_export)
+    test = window.examples
 
+    assert window.trained_on
+    assert window.left_out == 0
     assert test.labels is not None
     assert len(test) == champion.split["test"]["examples"]
     table = report.compare_versions(test.labels.target, {"m": champion.model.predict_set(test)})
@@ -158,14 +165,15 @@ def test_rebuilt_test_window_reproduces_the_logged_metrics(
 def test_champion_is_compared_with_the_version_it_replaced(
     champion: ModelReport, small_export: Export, store: TrainedStore
 ) -> None:
-    test = report.test_examples(champion, small_export)
+    test = report.test_window(champion, small_export).examples
     probability = champion.model.predict_set(test)
 
-    table = report.reference_comparison(champion, small_export, test, probability)
+    comparison = report.reference_comparison(champion, small_export, test, probability)
 
     assert report.reference_version(champion) == store.previous
-    assert list(table.index) == [f"v{store.champion}", f"v{store.previous}"]
-    assert table["examples"].tolist() == [len(test), len(test)]
+    assert list(comparison.table.index) == [f"v{store.champion}", f"v{store.previous}"]
+    assert comparison.table["examples"].tolist() == [len(test), len(test)]
+    assert comparison.note == f"{len(test):,} examples scored by both"
 
 
 @pytest.mark.slow
@@ -179,7 +187,7 @@ def test_an_older_version_is_compared_with_the_current_champion(
 
 @pytest.mark.slow
 def test_shap_sample_adds_up_to_the_raw_score(champion: ModelReport, small_export: Export) -> None:
-    test = report.test_examples(champion, small_export)
+    test = report.test_window(champion, small_export).examples
 
     contributions, matrix = report.shap_sample(champion.model, test, size=50)
 
@@ -193,3 +201,59 @@ def test_artifacts_download(champion: ModelReport, tmp_path: Path) -> None:
     path = report.download_artifact(champion, "plots/shap_summary.png", tmp_path)
 
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("older_by_days", "wholly_fitted_on"), [(90, False), (180, True)])
+def test_an_older_export_is_reviewed_only_on_examples_the_model_was_not_fitted_on(
+    champion: ModelReport,
+    small_export: Export,
+    tmp_path: Path,
+    older_by_days: int,
+    wholly_fitted_on: bool,
+) -> None:
+    # Given the same world exported earlier: its newest window reaches into the period the
+    # champion was trained and calibrated on (all of it when 180 days earlier)
+    older = tmp_path / "older"
+    cutoff = small_export.snapshot_at - pd.Timedelta(days=older_by_days)
+    write_export(cut_tables(small_export.tables, cutoff), older, "parquet")
+    export = load_export(older)
+    through = fitted_through(champion.model.metadata)
+    assert through is not None
+    examples = uncensored(build_training_set(export, champion.model.config))
+    newest = split_by_time(examples, champion.config.split, champion.config.features.label_days)
+    fresh = int((newest.test.keys["as_of"] > through).sum())
+    assert (fresh == 0) == wholly_fitted_on
+    # When the report rebuilds the window to review the champion on
+    if wholly_fitted_on:
+        with pytest.raises(ValueError, match="may have been trained or calibrated on every"):
+            report.test_window(champion, export)
+        return
+    window = report.test_window(champion, export)
+    # Then only the examples scored after the champion's fitting windows are kept, and said
+    assert not window.trained_on
+    assert len(window.examples) == fresh < len(newest.test)
+    assert window.left_out == len(newest.test) - fresh
+    assert (window.examples.keys["as_of"] > through).all()
+    assert f"less {window.left_out:,} scored up to" in window.note()
+
+
+def test_segment_chart_draws_each_metric_against_its_own_chance_line() -> None:
+    table = pd.DataFrame(
+        {
+            "examples": [100, 20],
+            "positive_rate": [0.1, 0.05],
+            "roc_auc": [0.7, np.nan],
+            "capture_top_20": [0.45, 1.0],
+        },
+        index=["budget", "timing"],
+    )
+
+    figure = plots.segment_chart({"reason": table, "offset": table})
+
+    assert len(figure.axes) == 2
+    chance = {line.get_label(): line.get_ydata()[0] for line in figure.axes[0].get_lines()}
+    assert chance == {"ROC-AUC by chance": 0.5, "top 20% by chance": 0.2}
+    ticks = [label.get_text() for label in figure.axes[1].get_xticklabels()]
+    assert ticks == ["budget\n100 / 10", "timing\n20 / 1"]
+    assert figure.axes[1].get_title() == "Per offset (examples / comebacks)"
