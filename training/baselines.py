@@ -5,7 +5,10 @@
   by a logistic fit on the validation window (a monotone map: rankings are unchanged);
 - ``logistic``: a regularised logistic regression on the same features (median imputation
   with missing-value indicators, signed log and standard scaling of numbers, one-hot
-  categories), trained on the training window.
+  categories), trained on the training window, its probabilities then mapped by a logistic
+  fit on the validation window (Platt, monotone), as the model's are calibrated there: its
+  log loss, Brier and ECE are then a calibrated baseline's, not the drift of the base rate
+  between the training and test windows.
 
 Every baseline takes the model's encoded feature matrix and returns probabilities.
 """
@@ -13,7 +16,7 @@ Every baseline takes the model's encoded feature matrix and returns probabilitie
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -50,19 +53,31 @@ class ScoreBaseline:
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities from the column's values (missing counts as 0)."""
         score = np.nan_to_num(matrix[:, self.column], nan=0.0)
-        return 1.0 / (1.0 + np.exp(-(self.a * score + self.b)))
+        return _sigmoid(self.a * score + self.b)
 
 
 @dataclass(frozen=True)
 class LogisticBaseline:
-    """The fitted scikit-learn pipeline of the logistic-regression baseline."""
+    """The fitted scikit-learn pipeline of the logistic-regression baseline, its log-odds
+    mapped by ``a * x + b`` (the identity until ``recalibrated``)."""
 
     pipeline: Pipeline
+    a: float = 1.0
+    b: float = 0.0
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities of the positive class."""
+        return _sigmoid(self.a * self.log_odds(matrix) + self.b)
+
+    def log_odds(self, matrix: np.ndarray) -> np.ndarray:
+        """The pipeline's own log-odds of the positive class."""
         with threadpool_limits(limits=1, user_api="blas"):
-            return np.asarray(self.pipeline.predict_proba(matrix)[:, 1], dtype=np.float64)
+            return np.asarray(self.pipeline.decision_function(matrix), dtype=np.float64)
+
+    def recalibrated(self, validation: np.ndarray, labels: np.ndarray) -> LogisticBaseline:
+        """The same regression with its log-odds mapped by a logistic fit on ``validation``."""
+        a, b = _platt(self.log_odds(validation), labels)
+        return replace(self, a=a, b=b)
 
 
 def fit_score_baseline(
@@ -70,9 +85,19 @@ def fit_score_baseline(
 ) -> ScoreBaseline:
     """Map the rule's score to a probability by a logistic fit on validation examples."""
     index = list(names).index(column)
-    score = np.nan_to_num(validation[:, index], nan=0.0).reshape(-1, 1)
-    fit = LogisticRegression(C=1e6, max_iter=1000).fit(score, labels)
-    return ScoreBaseline(index, float(fit.coef_[0, 0]), float(fit.intercept_[0]))
+    score = np.nan_to_num(validation[:, index], nan=0.0)
+    return ScoreBaseline(index, *_platt(score, labels))
+
+
+def _platt(score: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of the logistic fit ``P(label) = sigmoid(a * score + b)``, unregularised."""
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(score.reshape(-1, 1), labels)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` without overflow for large ``|x|``."""
+    return np.asarray(np.exp(-np.logaddexp(0.0, -values)), dtype=np.float64)
 
 
 def fit_logistic_baseline(
@@ -112,7 +137,7 @@ def fit_baselines(
     baselines: dict[str, Baseline] = {
         column: fit_score_baseline(names, column, *validation) for column in POINTS_BASELINES
     }
-    baselines["logistic"] = fit_logistic_baseline(specs, *train, config)
+    baselines["logistic"] = fit_logistic_baseline(specs, *train, config).recalibrated(*validation)
     return baselines
 
 

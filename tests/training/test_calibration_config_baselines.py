@@ -123,6 +123,32 @@ def test_baselines_turn_scores_and_features_into_probabilities() -> None:
     assert np.all((logistic.predict(matrix) > 0) & (logistic.predict(matrix) < 1))
 
 
+def test_the_logistic_baseline_is_recalibrated_on_validation_keeping_its_ranking() -> None:
+    # Given a regression trained where comebacks were rare, validated where they are not
+    rng = np.random.default_rng(5)
+    specs = [FeatureSpec("signal", "numeric", "", "", "")]
+
+    def window(size: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+        signal = rng.normal(size=size)
+        chance = 1.0 / (1.0 + np.exp(-(base + 1.5 * signal)))
+        return signal.reshape(-1, 1), (rng.uniform(size=size) < chance).astype(float)
+
+    train, validation = window(3000, -3.0), window(3000, -1.0)
+    raw = fit_logistic_baseline(specs, *train, LogisticConfig())
+    # When it is recalibrated on the validation window
+    calibrated = raw.recalibrated(*validation)
+    # Then its probabilities there average the observed rate, where the raw ones do not
+    matrix, labels = validation
+    assert abs(raw.predict(matrix).mean() - labels.mean()) > 0.1
+    assert calibrated.predict(matrix).mean() == pytest.approx(labels.mean(), abs=1e-4)
+    # And the map is monotone: ranking metrics are the regression's own
+    order = np.argsort(raw.predict(matrix))
+    assert np.all(np.diff(calibrated.predict(matrix)[order]) >= 0)
+    assert score_metrics(labels, calibrated.predict(matrix))["roc_auc"] == pytest.approx(
+        score_metrics(labels, raw.predict(matrix))["roc_auc"], abs=1e-12
+    )
+
+
 def test_the_gate_needs_the_margin_in_the_right_direction() -> None:
     assert beats("pr_auc", 0.40, 0.39, 0.005)
     assert not beats("pr_auc", 0.392, 0.39, 0.005)
