@@ -231,17 +231,24 @@ def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     open deals), and taking it would move the snapshot into the future, turning outcomes
     nobody has seen yet into negatives.
     """
-    latest: list[pd.Timestamp] = []
-    for name, column in EVENT_TIME_COLUMN.items():
-        frame = tables.get(name)
-        if frame is None or frame.empty or column not in frame:
-            continue
-        value = frame[column].max()
-        if pd.notna(value):
-            latest.append(value)
-    if not latest:
+    return event_time_range(tables)[1]
+
+
+def event_time_range(tables: Mapping[str, pd.DataFrame]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The earliest and the latest event time (``EVENT_TIME_COLUMN``) of any table.
+
+    Raises:
+        ContractError: no table holds an event time.
+    """
+    times = [
+        tables[name][column].dropna()
+        for name, column in EVENT_TIME_COLUMN.items()
+        if name in tables and column in tables[name]
+    ]
+    present = [values for values in times if not values.empty]
+    if not present:
         raise ContractError([Problem("export", "no timestamps found in any table")])
-    return max(latest)
+    return min(v.min() for v in present), max(v.max() for v in present)
 
 
 def _closes_after(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) -> list[str]:

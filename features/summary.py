@@ -11,7 +11,7 @@ from features.contract import TABLES
 from features.examples import Examples
 from features.history import history_from_export
 from features.labels import label_examples
-from features.loading import Export
+from features.loading import Export, event_time_range
 from features.timestamps import microseconds
 
 
@@ -33,7 +33,7 @@ def summarise_export(export: Export, horizon_days: int = 365) -> dict[str, Any]:
         "rows": {t.name: len(export.tables[t.name]) for t in TABLES},
         "files": {name: str(path) for name, path in export.files.items()},
         "time_span": {
-            "first": export.leads["created_at"].min().isoformat(),
+            "first": event_time_range(export.tables)[0].isoformat(),
             "snapshot": export.snapshot_at.isoformat(),
         },
         "rejections_by_reason": _counts(rejections["reason_code"]),

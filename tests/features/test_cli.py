@@ -55,6 +55,18 @@ def test_validate_json_summary_counts_censoring(tiny_export_dir: Path) -> None:
     assert document["rejections_by_reason"] == {"timing": 2, "budget": 1}
 
 
+def test_validate_time_span_starts_at_the_earliest_event_of_any_table(tmp_path: Path) -> None:
+    # Given a web visit recorded before its lead was created in the CRM
+    early = TINY_TABLES["activities"].replace(
+        "A1,L1,2024-02-01T00:00:00Z", "A1,L1,2023-11-20T08:30:00Z"
+    )
+    export = write_tiny_export(tmp_path / "early", {**TINY_TABLES, "activities": early})
+
+    result = runner.invoke(app, ["validate", "--data", str(export), "--json"])
+
+    assert json.loads(result.stdout)["time_span"]["first"] == "2023-11-20T08:30:00+00:00"
+
+
 @pytest.mark.parametrize(
     ("days", "bound"),
     [
