@@ -18,7 +18,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from features.contract import ACTIVITY_TYPES, LEADS, PRODUCT_FITS, is_personal_name
 from features.example_columns import EXAMPLE_KEY_COLUMNS, LABEL_COLUMNS
 from features.normalise import normalise_value
-from features.yaml_files import YamlSettings, parse_yaml
+from features.yaml_files import YamlSettings, parse_yaml, read_settings_text
 
 DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
     "meeting_decision_maker": 5,
@@ -298,7 +298,7 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        text = read_settings_text(source)
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError(f"{source}: the settings file could not be read: {reason}") from error

@@ -10,8 +10,10 @@ the others into ``yaml.YAMLError``, so every reader reports them as it reports b
 
 from __future__ import annotations
 
+import errno
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -31,6 +33,26 @@ class _StrictLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+#: A settings file (a training configuration, a routing policy) is a few kilobytes; a larger
+#: one is a wrong path, and YAML would take seconds per megabyte to refuse it.
+MAX_SETTINGS_BYTES = 1 << 20
+
+
+def read_settings_text(path: str | Path) -> str:
+    """The text of a settings file.
+
+    Raises:
+        OSError: the file cannot be read, or is larger than ``MAX_SETTINGS_BYTES``.
+        UnicodeDecodeError: the file is not UTF-8.
+    """
+    with Path(path).open("rb") as handle:
+        data = handle.read(MAX_SETTINGS_BYTES + 1)
+    if len(data) > MAX_SETTINGS_BYTES:
+        limit = f"{MAX_SETTINGS_BYTES >> 20} MiB"
+        raise OSError(errno.EFBIG, f"larger than {limit}, too large for a settings file")
+    return data.decode("utf-8")
 
 
 def parse_yaml(text: str) -> Any:

@@ -20,7 +20,7 @@ from pydantic import (
 from features.catalogue import feature_specs
 from features.config import FeatureConfig
 from features.contract import CONSENT_STATUSES, NO_CONTACT_CONSENT, NO_CONTACT_REASONS, REASON_CODES
-from features.yaml_files import YamlSettings, parse_yaml
+from features.yaml_files import YamlSettings, parse_yaml, read_settings_text
 
 DEFAULT_POLICY = "default.yaml"
 #: The program of every suppressed lead; no route of a policy may take the name.
@@ -176,7 +176,7 @@ def load_policy(path: str | Path | None = None) -> RoutingPolicy:
     if path is None:
         text = resources.files("serving.policies").joinpath(DEFAULT_POLICY).read_text("utf-8")
     else:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_settings_text(path)
     return RoutingPolicy.model_validate(parse_yaml(text) or {})
 
 
@@ -199,7 +199,10 @@ def read_policy(path: str | Path | None = None) -> RoutingPolicy:
             f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in error.errors()
         )
         raise PolicyError(f"routing policy {where} is invalid: {problems}") from error
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+    except OSError as error:  # the file is named already: its reason alone
+        reason = error.strerror or str(error)
+        raise PolicyError(f"routing policy {where} could not be read: {reason}") from error
+    except (UnicodeDecodeError, yaml.YAMLError) as error:
         raise PolicyError(f"routing policy {where} could not be read: {error}") from error
 
 

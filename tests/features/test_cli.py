@@ -259,6 +259,10 @@ def test_commands_writing_folders_refuse_a_file_in_the_way(
         ("- horizon_days\n", "holds a list, not a mapping"),
         (None, "could not be read: No such file or directory"),
         (
+            "# a wrong path\n" * 80_000,
+            "could not be read: larger than 1 MiB, too large for a settings file",
+        ),
+        (
             "custom_columns:\n  categorical: [consent_status]\n",
             "invalid feature settings: custom_columns.categorical: 'consent_status' is a "
             "feature the engine already computes",

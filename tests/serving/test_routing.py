@@ -346,6 +346,19 @@ def test_a_repeated_key_is_refused_with_its_line(tmp_path: Path) -> None:
         read_policy(path)
 
 
+def test_a_file_too_large_for_a_policy_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    # Given a 2 MiB file at the policy's path: a wrong path, or a data file
+    path = tmp_path / "policy.yaml"
+    path.write_text(DEFAULT_TEXT + "#" * (2 << 20), encoding="utf-8")
+
+    with pytest.raises(PolicyError) as refused:
+        read_policy(path)
+
+    assert str(refused.value) == (
+        f"routing policy {path} could not be read: larger than 1 MiB, too large for a settings file"
+    )
+
+
 def test_srl_check_policy_prints_the_label_or_the_problem(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(DEFAULT_TEXT, encoding="utf-8")
