@@ -101,12 +101,13 @@ def demo(
 
 
 def _train(export_dir: Path) -> str:
-    """Train, register and promote a model; return the URI to serve."""
+    """Train, register and gate a model; return the URI to serve: the champion, or the new
+    version by number when the gate kept it out and there is no champion yet."""
     from training.workflow import train_register_and_gate
 
     outcome = train_register_and_gate(export_dir)
-    typer.echo(f"3/5 trained and registered: {outcome}")
-    return "models:/srl-reconversion@champion"
+    typer.echo(f"3/5 trained and registered: {outcome.sentence}")
+    return outcome.model_uri
 
 
 def _serve(model_uri: str, host: str, port: int) -> None:

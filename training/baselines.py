@@ -15,6 +15,7 @@ Every baseline takes the model's encoded feature matrix and returns probabilitie
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -31,6 +32,10 @@ from features.engine import FeatureSpec
 from training.config import LogisticConfig
 
 POINTS_BASELINES = ("points_score", "points_qualified")
+#: The slope of a baseline's map when its score does no better than chance on the validation
+#: window: small enough that every probability is the window's rate to within 1e-4 for
+#: scores up to 100, yet positive, so the score's order (and its ranking metrics) stands.
+MIN_SLOPE = 1e-6
 MISSING_CODE = -1.0
 
 
@@ -90,9 +95,16 @@ def fit_score_baseline(
 
 
 def _platt(score: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """``(a, b)`` of the logistic fit ``P(label) = sigmoid(a * score + b)``, unregularised."""
+    """``(a, b)`` of the logistic fit ``P(label) = sigmoid(a * score + b)``, unregularised,
+    with ``a > 0``: the map keeps the score's order, so a baseline's ranking metrics are the
+    rule's own. A score no better than chance on the validation window (the fit's slope at or
+    below 0) keeps its order with ``MIN_SLOPE`` and the window's comeback rate."""
     fit = LogisticRegression(C=1e6, max_iter=1000).fit(score.reshape(-1, 1), labels)
-    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    if slope > 0:
+        return slope, intercept
+    rate = float(np.mean(labels))
+    return MIN_SLOPE, math.log(rate / (1.0 - rate))
 
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:

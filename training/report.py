@@ -220,8 +220,9 @@ class ReviewWindow:
         """Which examples these are, in one sentence."""
         source = "the run's test window (the export it was trained on)"
         if not self.trained_on:
-            end = f"{self.snapshot_at:%Y-%m-%d}"
-            source = f"the newest fully observed window of this export (up to {end})"
+            as_of = self.examples.keys["as_of"]
+            scored = f"scored {as_of.min():%Y-%m-%d} to {as_of.max():%Y-%m-%d}"
+            source = f"the newest fully observed window of this export ({scored})"
         if self.fitted_through is None:
             return f"{len(self.examples):,} examples: {source}; the model records no test window"
         if not self.left_out:

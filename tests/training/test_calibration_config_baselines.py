@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import roc_auc_score
 
 from features.engine import FeatureSpec
 from training.baselines import fit_logistic_baseline, fit_score_baseline
@@ -147,6 +148,28 @@ def test_the_logistic_baseline_is_recalibrated_on_validation_keeping_its_ranking
     assert score_metrics(labels, calibrated.predict(matrix))["roc_auc"] == pytest.approx(
         score_metrics(labels, raw.predict(matrix))["roc_auc"], abs=1e-12
     )
+
+
+def test_a_baseline_no_better_than_chance_on_validation_keeps_its_order() -> None:
+    # Given a regression that learnt "more signal, more comebacks" and a validation window
+    # where the signal, by chance, points the other way
+    rng = np.random.default_rng(9)
+    specs = [FeatureSpec("points_score", "numeric", "", "", "")]
+    signal = rng.normal(size=2000)
+    train_labels = (rng.uniform(size=2000) < 1 / (1 + np.exp(2 - 1.5 * signal))).astype(float)
+    flipped = (rng.uniform(size=2000) < 1 / (1 + np.exp(2 + 1.5 * signal))).astype(float)
+    matrix = signal.reshape(-1, 1)
+    raw = fit_logistic_baseline(specs, matrix, train_labels, LogisticConfig())
+    # When it and the points score are mapped to probabilities on that window
+    calibrated = raw.recalibrated(matrix, flipped)
+    points = fit_score_baseline(["points_score"], "points_score", matrix, flipped)
+    # Then neither map reverses the score: the ranking is the rule's own, at the window's rate
+    for baseline in (calibrated, points):
+        probability = baseline.predict(matrix)
+        order = np.argsort(signal)
+        assert np.all(np.diff(probability[order]) > 0)
+        assert roc_auc_score(train_labels, probability) == roc_auc_score(train_labels, signal)
+        assert probability.mean() == pytest.approx(flipped.mean(), abs=1e-4)
 
 
 def test_the_gate_needs_the_margin_in_the_right_direction() -> None:

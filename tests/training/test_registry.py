@@ -17,11 +17,13 @@ from mlflow import MlflowClient
 
 from features.dataset import build_training_set, uncensored
 from features.loading import load_export
+from features.model_store import load_model
 from training import report
 from training.config import TrainingConfig, load_training_config
-from training.registry import baseline_refusal
+from training.registry import baseline_refusal, promote
 from training.split import fitted_through, split_by_time
 from training.train import TrainingResult, train
+from training.workflow import train_register_and_gate
 
 pytestmark = pytest.mark.slow
 
@@ -188,3 +190,26 @@ def test_the_report_reviews_a_backtest_on_its_own_window_and_compares_as_the_gat
     champion = backtests.champion.version
     assert comparison.table.loc[f"v{champion}", "pr_auc"] == pytest.approx(decision.champion_value)
     assert f"that v{champion} may have been fitted on were left out" in comparison.note
+
+
+def test_the_demo_workflow_serves_a_refused_first_version_by_number(
+    small_export_dir: Path, tracking_uri: str, tmp_path: Path
+) -> None:
+    # Given a training the gate refuses, into a registry with no champion yet
+    config = tmp_path / "training.yaml"
+    config.write_text(
+        "lightgbm:\n  min_data_in_leaf: 1000000000\n  num_threads: 1\n  max_rounds: 50\n"
+        "shap_sample: 50\n",
+        encoding="utf-8",
+    )
+    # When the demo's workflow trains, registers and gates it
+    refused = train_register_and_gate(small_export_dir, config)
+    # Then it names the new version to serve (no champion alias exists) and says why
+    assert refused.model_uri == f"models:/{NAME}/1"
+    assert load_model(refused.model_uri).version == "1"
+    assert f"{NAME} version 1 is challenger (challenger does not beat the " in refused.sentence
+    # And once a champion stands, the champion is what it serves
+    promote(NAME, "1", reason="reviewed")
+    again = train_register_and_gate(small_export_dir, config)
+    assert again.model_uri == f"models:/{NAME}@champion"
+    assert f"{NAME} version 2 is challenger" in again.sentence

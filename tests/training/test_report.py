@@ -236,6 +236,8 @@ def test_an_older_export_is_reviewed_only_on_examples_the_model_was_not_fitted_o
     assert window.left_out == len(newest.test) - fresh
     assert (window.examples.keys["as_of"] > through).all()
     assert f"less {window.left_out:,} scored up to" in window.note()
+    first, last = window.examples.keys["as_of"].min(), window.examples.keys["as_of"].max()
+    assert f"(scored {first:%Y-%m-%d} to {last:%Y-%m-%d})" in window.note()
 
 
 def test_segment_chart_draws_each_metric_against_its_own_chance_line() -> None:
