@@ -63,7 +63,8 @@ class RejectedRow:
         table: its table.
         row: its row in the table, from 1.
         key: its primary key (``lead_id`` for a table without one) as text; missing when
-            that column is among the row's problems, as it may then hold anything.
+            the row's values may be shifted (its key's column or two or more columns are
+            among its problems) or the key holds an ``@``, as it may then hold anything.
         reason: the first problem found, naming the column and the rule.
         columns: every column among the row's problems.
     """
@@ -518,17 +519,26 @@ def _rejected_rows(check: TableCheck) -> list[RejectedRow]:
     rows: list[RejectedRow] = []
     for position, reason in sorted(check.bad_reasons.items()):
         columns = frozenset(check.bad_columns.get(position, ()))
-        value = None if keys is None or key in columns else keys.iloc[position]
+        value = None if keys is None else text_of(keys.iloc[position])
         rows.append(
             RejectedRow(
                 table=check.table.name,
                 row=position + 1,
-                key=text_of(value),
+                key=value if _key_is_safe(value, key, columns) else None,
                 reason=reason,
                 columns=columns,
             )
         )
     return rows
+
+
+def _key_is_safe(value: str | None, key: str, columns: frozenset[str]) -> bool:
+    """Whether a set-aside row's key may be shown. A CSV row missing a field shifts its
+    values one column over, so its key may hold the next column's value (an e-mail address,
+    a name); such a row breaks several columns at once. So the key is shown only when its
+    own column is not among the row's problems, at most one other column is, and it holds
+    no ``@`` (an e-mail address is never an identifier to print)."""
+    return value is not None and key not in columns and len(columns) <= 1 and "@" not in value
 
 
 def positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
