@@ -34,19 +34,39 @@ from features.output import (
 )
 from features.problems import ContractError
 from features.summary import format_summary, summarise_export
-from features.timestamps import as_utc
+from features.timestamps import as_utc, parse_timestamp
 
 logger = logging.getLogger(__name__)
 
 DataOption = Annotated[
     Path, typer.Option("--data", help="Export directory: leads, activities, rejections, ...")
 ]
+#: How a moment option is shown in ``--help``.
+MOMENT_METAVAR = "ISO-8601"
+
+
+def contract_moment(text: str) -> datetime:
+    """A moment given on the command line, read by the data contract's timestamp rule (the
+    files' and the API's): ``2026-06-30``, ``2026-06-30T23:01``, ``...:29.123456Z``,
+    ``...+02:00``; no offset means UTC. So a summary's ``as_of`` can be given back as is.
+
+    Raises:
+        typer.BadParameter: not such a moment (a usage error, exit code 2).
+    """
+    try:
+        return parse_timestamp(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r} {error}") from None
+
+
 SnapshotOption = Annotated[
     datetime | None,
     typer.Option(
         "--snapshot-at",
-        help="The export's end (UTC) for censoring; default: its latest event time.",
-        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        help="The export's end (UTC unless an offset is given) for censoring; default: its "
+        "latest event time.",
+        parser=contract_moment,
+        metavar=MOMENT_METAVAR,
     ),
 ]
 ConfigOption = Annotated[

@@ -180,6 +180,8 @@ def _coerce_column(check: TableCheck, column: Column) -> pd.Series:
     if column.name not in frame:
         return _missing_series(column, len(frame))
     raw = frame[column.name]
+    if column.kind is not Kind.STRING:  # text columns decode bytes by their own rule
+        raw = _bytes_as_text(raw)
     if column.kind is Kind.CATEGORY or not column.required:
         raw = _blank_as_missing(raw)
     present = raw.notna().to_numpy()
@@ -256,6 +258,30 @@ def _blank_as_missing(raw: pd.Series) -> pd.Series:
     optional column, is a missing one, as an empty CSV field is (and as in the API)."""
     blank = _blank(raw)
     return raw.where(~blank) if blank.any() else raw
+
+
+#: What ``pandas.api.types.infer_dtype`` calls a column with bytes in it.
+_MAY_HOLD_BYTES = frozenset({"bytes", "mixed"})
+
+
+def _bytes_as_text(raw: pd.Series) -> pd.Series:
+    """``raw`` with Parquet text stored as bytes (no UTF-8 annotation, as some writers store
+    every string) read as the UTF-8 text it holds, as the contract says; bytes that are not
+    UTF-8 stay bytes, which the column's rule then refuses."""
+    if not pd.api.types.is_object_dtype(raw):
+        return raw
+    if pd.api.types.infer_dtype(raw, skipna=True) not in _MAY_HOLD_BYTES:
+        return raw
+    return raw.map(_decoded)
+
+
+def _decoded(value: object) -> object:
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
 
 
 def _blank(raw: pd.Series) -> np.ndarray:

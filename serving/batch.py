@@ -67,6 +67,7 @@ from serving.batch_signals import JobStopped, publishing, stop_on_signals
 from serving.batch_summary import (
     done_summary,
     fail,
+    refusal_may_be_written,
     request_failure,
     stopped_summary,
     summary_writable,
@@ -125,7 +126,7 @@ def run_batch(
 
 def _run_locked(request: BatchRequest, progress: Progress | None, spark: Any) -> BatchSummary:
     """The job, once it holds its output's lock (it alone writes the summary then)."""
-    _refused(request, WorkDirectory.beside(request.out).check_usable)
+    _refused(request, WorkDirectory.beside(request.out).check_usable, locked=True)
     record = JobRecord()
     try:
         return _run(request, progress if progress is not None else progress_for(), spark, record)
@@ -155,15 +156,17 @@ def check_outputs(request: BatchRequest) -> None:
         check_output_file(request.rejects_path, suffixes=None)
         check_output_file(lock_path(request.out), suffixes=None)
 
-    _refused(request, check)
+    _refused(request, check, locked=False)
 
 
-def _refused(request: BatchRequest, check: Callable[[], None]) -> None:
-    """Run a path check; a refusal leaves a failed summary (exit code 2) when it can."""
+def _refused(request: BatchRequest, check: Callable[[], None], *, locked: bool) -> None:
+    """Run a path check; a refusal leaves a failed summary (exit code 2) when it can: a job
+    holding the output's lock (``locked``) always may, one that does not only when no
+    running job holds it."""
     try:
         check()
     except OutputPathError as error:
-        if summary_writable(request.out):
+        if summary_writable(request.out) if locked else refusal_may_be_written(request.out):
             save_failed(request_failure(request, error, EXIT_USAGE), request.summary_path)
         raise
 

@@ -13,6 +13,7 @@ from typer._click import Context
 from typer._click.exceptions import UsageError  # typer vendors click and exports neither
 from typer.core import TyperCommand
 
+from features.cli import MOMENT_METAVAR, contract_moment
 from features.model_store import ModelLoadError
 from features.output import OutputPathError, describe_os_error
 from features.problems import ContractError
@@ -83,7 +84,8 @@ def score(
         datetime | None,
         typer.Option(
             "--as-of",
-            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+            parser=contract_moment,
+            metavar=MOMENT_METAVAR,
             help="Score rejections open at this moment (UTC unless an offset is given); "
             "default: the export's end (its latest valid timestamp).",
         ),
@@ -110,7 +112,8 @@ def score(
         datetime | None,
         typer.Option(
             "--scored-at",
-            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+            parser=contract_moment,
+            metavar=MOMENT_METAVAR,
             help="Time stamp written in scored_at (default: when the job first started; "
             "a resumed job keeps its first stamp).",
         ),

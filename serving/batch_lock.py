@@ -51,6 +51,24 @@ def output_lock(out: Path) -> Iterator[None]:
         os.close(handle)
 
 
+def held_by_another_job(out: Path) -> bool:
+    """Whether a running job holds the lock of the output ``out`` now (without taking it
+    or creating the file): a command line refused beside it must leave its summary alone."""
+    try:
+        handle = os.open(lock_path(out), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file: no job holds it
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no lock support: the job itself will say so
+        return False
+    finally:
+        os.close(handle)  # closing drops the shared lock taken just now
+    return False
+
+
 def _acquire(out: Path, path: Path) -> int:
     """An open descriptor of ``path`` holding its exclusive lock."""
     while True:

@@ -69,7 +69,10 @@ class JobStopped(BaseException):
     @property
     def message(self) -> str:
         """What the failed summary says."""
-        return f"{self}; nothing was published; run again to resume from the checkpoints"
+        return (
+            f"{self}; nothing was published; run again (the local engine resumes from its "
+            "checkpoints, the Spark engine starts over)"
+        )
 
 
 def stopped_by(error: BaseException) -> JobStopped | None:

@@ -23,6 +23,7 @@ from serving.batch_job import (
     summary_path,
 )
 from serving.batch_local import ChunkFailure
+from serving.batch_lock import held_by_another_job
 from serving.batch_output import (
     OutputCounts,
     failure_of,
@@ -35,15 +36,15 @@ from serving.model_source import ModelIdentity
 def save_usage_failure(out: Path, failure: dict[str, Any]) -> None:
     """Leave a failed summary (exit code 2) for a command line refused before the job began.
 
-    Written only when ``out`` has the right extension and its summary can be written, like
-    the summary of an unusable output path (``check_outputs``), so that no earlier run's
-    status stands.
+    Written only when ``out`` has the right extension, its summary can be written and no
+    running job holds the output, like the summary of an unusable output path
+    (``check_outputs``), so that no earlier run's status stands.
 
     Args:
         out: the ``--out`` given.
         failure: the ``failures`` entry saying what was refused and why.
     """
-    if summary_writable(out):
+    if refusal_may_be_written(out):
         document = {"output": str(out), "status": "failed", "exit_code": EXIT_USAGE}
         save_failed(document | {"failures": [failure]}, summary_path(out))
 
@@ -56,6 +57,12 @@ def summary_writable(out: Path) -> bool:
     except OutputPathError:
         return False
     return True
+
+
+def refusal_may_be_written(out: Path) -> bool:
+    """Whether a refusal before the job holds its lock may leave its summary: the summary
+    can be written and no running job holds the output (whose summary stays its own)."""
+    return summary_writable(out) and not held_by_another_job(out)
 
 
 def write_failed(context: JobContext, error: OSError, as_of_us: int) -> BatchSummary:

@@ -45,6 +45,7 @@ from serving.batch_output import (
     sort_rejects,
 )
 from serving.batch_progress import Progress
+from serving.batch_signals import JobStopped, stopped_by
 from serving.batch_summary import fail
 from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
@@ -62,7 +63,7 @@ from serving.spark_export import (
     read_table,
     table_columns,
 )
-from serving.spark_parquet import nanos_as_long
+from serving.spark_parquet import read_settings
 from serving.spark_transport import (
     KIND_COLUMN,
     LATEST_COLUMN,
@@ -112,7 +113,7 @@ def run_spark_batch(
             cannot be read (``serving.spark_parquet``).
     """
     session = spark if spark is not None else spark_session()
-    with nanos_as_long(session):
+    with read_settings(session):
         return _run(session, request, progress, record or JobRecord())
 
 
@@ -130,6 +131,9 @@ def _run(
     except (ContractError, BatchError):
         raise
     except Exception as error:  # a failed Spark job is reported like a failed chunk
+        stop = stop_behind(error)
+        if stop is not None:  # a signal, raised in PySpark's collect, that PySpark wrapped
+            raise stop from None
         logger.error("batch spark_failed error=%s", type(error).__name__, exc_info=error)
         raise BatchError(fail(context, [_failure(error)])) from error
     finally:
@@ -171,6 +175,27 @@ def _score(
     return outcome
 
 
+def _resolved(context: JobContext, as_of_us: int) -> None:
+    """Note the moment being scored, which a failed summary keeps (as the local engine's
+    manifest does; a Spark run has no checkpoints to resume from, so it stays in memory)."""
+    context.manifest = replace(context.manifest, as_of_us=as_of_us)
+
+
+def stop_behind(error: BaseException) -> JobStopped | None:
+    """The stop (a signal's ``JobStopped``, Ctrl-C) that ``error`` was raised while handling,
+    if any: the handler raises it in the middle of PySpark's collect, whose clean-up then
+    fails (a broken pipe to the JVM) and raises its own error over it."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        stop = stopped_by(current)
+        if stop is not None:
+            return stop
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _export_end(tables: dict[str, SparkTable]) -> int:
     """The latest timestamp that parses anywhere (the provisional export end), in µs."""
     latest = [s.latest_us for s in tables.values() if s.latest_us is not None]
@@ -183,6 +208,7 @@ def _score_at(
     session: Any, context: JobContext, rows: Any, as_of_us: int, notes: tuple[str, ...]
 ) -> _SparkOutcome:
     functions = pyspark_sql().functions
+    _resolved(context, as_of_us)
     settings = replace(context.settings(as_of_us), notes=notes)
     scorer = BucketScorer(
         _broadcast_model(session, context), context.policy, settings, table_columns(rows)

@@ -24,24 +24,30 @@ from features.contract import TABLES_BY_NAME, Kind
 from features.problems import ContractError, Problem
 
 NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
+CASE_SENSITIVE = "spark.sql.caseSensitive"
+#: The session settings a job reads with: nanosecond timestamps as int64 counts, and column
+#: names as written (``LEAD_ID`` beside ``lead_id`` is an extra column, as the local engine
+#: reads it, not a clash).
+READ_SETTINGS = {NANOS_AS_LONG: "true", CASE_SENSITIVE: "true"}
 _TIME_KINDS = frozenset({Kind.TIMESTAMP, Kind.DATE})
 _NANOS = "TIMESTAMP(NANOS,"
 
 
 @contextmanager
-def nanos_as_long(session: Any) -> Iterator[None]:
-    """Read nanosecond timestamps as int64 counts while the job runs (Spark reads the
-    setting when it plans a read and when it runs one); the session's own value is put
-    back afterwards."""
-    before = session.conf.get(NANOS_AS_LONG, None)
-    session.conf.set(NANOS_AS_LONG, "true")
+def read_settings(session: Any) -> Iterator[None]:
+    """Apply ``READ_SETTINGS`` while the job runs (Spark reads them when it plans a read and
+    when it runs one); the session's own values are put back afterwards."""
+    before = {name: session.conf.get(name, None) for name in READ_SETTINGS}
+    for name, value in READ_SETTINGS.items():
+        session.conf.set(name, value)
     try:
         yield
     finally:
-        if before is None:
-            session.conf.unset(NANOS_AS_LONG)
-        else:
-            session.conf.set(NANOS_AS_LONG, before)
+        for name, value in before.items():
+            if value is None:
+                session.conf.unset(name)
+            else:
+                session.conf.set(name, value)
 
 
 def read_parquet(session: Any, path: str) -> Any:
@@ -86,7 +92,7 @@ def nanosecond_columns(session: Any, table: str, path: str, frame: Any) -> set[s
     """The contract timestamp and date columns of ``frame`` typed as nanoseconds.
 
     Spark takes a table's schema from one of its files. A column it reads as ``long``
-    (``nanos_as_long``) may be a nanosecond timestamp or a plain integer, and the files of
+    (``read_settings``) may be a nanosecond timestamp or a plain integer, and the files of
     a dataset may type a column differently: then the footer of every file of the table is
     read (one small read per file), else none.
 

@@ -162,6 +162,37 @@ def test_a_row_dated_in_the_future_is_refused_naming_its_file_column_and_row(
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("given", "moment"),
+    [
+        ("2025-05-01", "2025-05-01T00:00:00+00:00"),
+        ("2025-05-01T06:30", "2025-05-01T06:30:00+00:00"),
+        ("2025-05-01T06:30:29.123456Z", "2025-05-01T06:30:29.123456+00:00"),
+        ("2025-05-01T08:30:29+02:00", "2025-05-01T06:30:29+00:00"),
+    ],
+)
+def test_moments_on_the_command_line_take_every_form_the_contract_takes(
+    tiny_export_dir: Path, given: str, moment: str
+) -> None:
+    """A summary's ``as_of`` (a fraction of a second, a ``Z``) can be given back as is."""
+    result = runner.invoke(
+        app, ["validate", "--data", str(tiny_export_dir), "--json", "--snapshot-at", given]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["time_span"]["snapshot"] == moment
+
+
+def test_a_moment_not_in_the_contracts_form_is_a_usage_error(tiny_export_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["validate", "--data", str(tiny_export_dir), "--snapshot-at", "01/05/2025"]
+    )
+
+    assert result.exit_code == 2
+    shown = re.sub(r"[\s│]", "", result.output)
+    assert "'01/05/2025'mustbeanISO8601dateortimestampstring" in shown
+
+
 def test_a_snapshot_in_the_future_is_refused_and_one_in_the_past_keeps_censoring(
     tiny_export_dir: Path,
 ) -> None:

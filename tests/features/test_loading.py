@@ -395,10 +395,10 @@ def test_lenient_load_sets_aside_the_rows_of_a_set_aside_lead(tmp_path: Path) ->
 
 
 def test_a_category_of_non_text_values_is_set_aside_not_a_crash(tmp_path: Path) -> None:
-    # Given a Parquet leads file whose job_level holds bytes (a binary column)
+    # Given a Parquet leads file whose job_level holds bytes that are not UTF-8 text
     directory = write_tiny_export(tmp_path / "export")
     leads = pd.read_csv(directory / "leads.csv", dtype=str)
-    leads["job_level"] = [b"vp", None]
+    leads["job_level"] = [b"v\xffp", None]
     (directory / "leads.csv").unlink()
     leads.to_parquet(directory / "leads.parquet")
 
@@ -488,6 +488,32 @@ def test_parquet_text_stored_as_bytes_reads_as_its_utf8_text(tmp_path: Path) -> 
     assert export.leads["lead_id"].tolist() == ["L1", "L2"]
     assert export.leads["industry"].iloc[0] == "Soft\u00e9ware"
     assert export.rejections["lead_id"].isin(export.leads["lead_id"]).all()
+
+
+def test_parquet_bytes_in_category_number_and_time_columns_read_as_their_text(
+    tmp_path: Path,
+) -> None:
+    # Given a leads file written by a tool that stores every string as bytes: categories,
+    # counts and ISO timestamps included
+    directory = write_tiny_export(tmp_path / "export")
+    expected = load_export(directory).leads
+    _as_parquet(
+        directory,
+        "leads",
+        {
+            "lead_source": pa.array([b"webinar", b"Web_Form"], pa.binary()),
+            "employee_count": pa.array([b"120", None], pa.binary()),
+            "created_at": pa.array(
+                [b"2024-01-01T00:00:00Z", b"2024-02-01T00:00:00+02:00"], pa.binary()
+            ),
+        },
+    )
+
+    export = load_export(directory)
+
+    # Then they read as the text the bytes hold, as the CSV's text reads
+    for column in ("lead_source", "employee_count", "created_at"):
+        pd.testing.assert_series_equal(export.leads[column], expected[column])
 
 
 def test_parquet_bytes_that_are_not_utf8_in_a_text_column_are_named(tmp_path: Path) -> None:

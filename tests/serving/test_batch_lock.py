@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.batch_job import EXIT_BUSY, EXIT_OK, summary_path
+from serving.batch_job import EXIT_BUSY, EXIT_OK, EXIT_USAGE, summary_path
 from serving.policy import load_policy
 from tests.serving.batch_support import (
     CHECKPOINTED_OPTIONS,
@@ -46,7 +46,7 @@ def other_policy(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("second", ["same arguments", "another policy"])
+@pytest.mark.parametrize("second", ["same arguments", "another policy", "a refused option"])
 def test_a_second_job_on_the_same_output_is_refused_and_leaves_the_first_alone(
     small_export_dir: Path, model_dir: Path, other_policy: Path, tmp_path: Path, second: str
 ) -> None:
@@ -60,7 +60,11 @@ def test_a_second_job_on_the_same_output_is_refused_and_leaves_the_first_alone(
         checkpoints = _checkpoints(out)
 
         # When a second job is started on the same output
-        extra = ("--policy", str(other_policy)) if second == "another policy" else ()
+        extra = {
+            "same arguments": (),
+            "another policy": ("--policy", str(other_policy)),
+            "a refused option": ("--reasons", "many"),
+        }[second]
         refused = run_score(score_command(small_export_dir, out, model_dir, *OPTIONS, *extra))
         untouched = _checkpoints(out) == checkpoints
         summary_left = summary.read_text(encoding="utf-8")
@@ -68,12 +72,16 @@ def test_a_second_job_on_the_same_output_is_refused_and_leaves_the_first_alone(
         os.killpg(first.pid, signal.SIGCONT)
     finished = first.wait()
 
-    # Then it is refused at once, naming the output and saying another job writes it, and
-    # touches nothing: the running job keeps its checkpoints and its summary (the earlier
-    # night's until it ends), and finishes alone
-    assert refused.returncode == EXIT_BUSY, refused.stderr
+    # Then it is refused at once, naming the output and saying another job writes it (or
+    # what of its command line is wrong), and touches nothing: the running job keeps its
+    # checkpoints and its summary (the earlier night's until it ends), and finishes alone
     (error,) = [line for line in refused.stderr.splitlines() if line.startswith("Error: ")]
-    assert error.startswith(f"Error: {out}: another srl score job is writing this output now")
+    if second == "a refused option":
+        assert refused.returncode == EXIT_USAGE, refused.stderr
+        assert "--reasons" in error
+    else:
+        assert refused.returncode == EXIT_BUSY, refused.stderr
+        assert error.startswith(f"Error: {out}: another srl score job is writing this output")
     assert "Traceback" not in refused.stderr
     assert untouched
     assert summary_left == EARLIER_SUMMARY

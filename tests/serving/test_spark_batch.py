@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from features.loading import load_export
 from features.problems import ContractError
 from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary
+from serving.batch_signals import JobStopped
+from serving.spark import stop_behind
 from tests.clock import years_ahead
 from tests.serving.batch_support import (
     contacted_leads,
@@ -302,3 +305,42 @@ def test_a_parquet_type_spark_cannot_read_is_refused_by_file_and_column(
     (problem,) = refused.value.problems
     assert (problem.file.rsplit("/", 1)[-1], problem.column) == ("leads.parquet", "call_time")
     assert "Spark cannot read" in problem.message
+
+
+def test_an_extra_column_named_like_a_contract_column_in_another_case_is_ignored(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """Spark matches column names case-insensitively by default, so ``LEAD_ID`` beside
+    ``lead_id`` was a clash there and an extra column locally; the job reads names as
+    written in both engines."""
+    data = copy_export(small_export_dir, tmp_path / "cased")
+    activities = pq.read_table(data / "activities.parquet")
+    cased = activities.append_column("LEAD_ID", activities.column("lead_id"))
+    pq.write_table(cased, data / "activities.parquet")
+
+    (local, local_run), (distributed, spark_run) = _both_engines(
+        spark, data, model_dir, tmp_path, chunk_leads=1000
+    )
+
+    assert spark_run.exit_code == local_run.exit_code == EXIT_OK
+    assert distributed.read_bytes() == local.read_bytes()
+    assert spark.conf.get("spark.sql.caseSensitive") == "false"  # the session's own, back
+
+
+def test_a_stop_that_pyspark_wrapped_in_its_own_error_is_still_a_stop() -> None:
+    """The signal handler raises ``JobStopped`` inside PySpark's collect; PySpark's clean-up
+    then fails on the broken pipe to the JVM and raises over it (a ``Py4JJavaError``)."""
+
+    def collect() -> None:
+        try:
+            raise JobStopped(signal.SIGTERM)
+        except JobStopped:
+            raise RuntimeError("An error occurred while calling o1052.getResult") from None
+
+    with pytest.raises(RuntimeError) as wrapped:
+        collect()
+
+    stop = stop_behind(wrapped.value)
+    assert stop is not None
+    assert stop.exit_code == 143
+    assert stop_behind(RuntimeError("a failed Spark task")) is None
