@@ -137,6 +137,11 @@ def test_features_on_a_broken_export_writes_nothing(tmp_path: Path) -> None:
     result = runner.invoke(app, ["features", "--data", str(directory), "--out", str(out)])
 
     assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # a refusal, not a crash
+    assert "leads.csv, column 'lead_source', row 1: not one of the allowed values" in (
+        result.output
+    )
+    assert "Traceback" not in result.output
     assert not out.exists()
 
 

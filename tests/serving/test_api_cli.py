@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -33,8 +36,22 @@ def test_workers_times_threads_fit_the_cores(
     assert workers * threads <= max(cores, workers)
 
 
-def test_this_machine_has_cores() -> None:
-    assert available_cores() >= 1
+def test_the_cores_are_those_this_process_may_run_on() -> None:
+    # Given a process allowed on one core only (a container's cpuset, taskset)
+    one = min(os.sched_getaffinity(0))
+    probe = "from serving.cli import available_cores; print(available_cores())"
+    # When it counts its cores
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        preexec_fn=lambda: os.sched_setaffinity(0, {one}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then it counts that one, whatever the machine has
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+    assert available_cores() == len(os.sched_getaffinity(0))
 
 
 def test_serve_explains_every_option() -> None:

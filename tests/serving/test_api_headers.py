@@ -79,24 +79,21 @@ def _error(answer: bytes) -> tuple[bytes, dict[str, object]]:
 
 @pytest.mark.slow
 def test_headers_that_stall_get_a_408_and_the_connection_closes(server: int) -> None:
+    # (the socket's own timeout, 10 x the server's, fails the test if no answer comes)
     connection = _connect(server)
-    started = time.monotonic()
     connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
 
     status, error = _error(_until_closed(connection))
 
     assert status == b"HTTP/1.1 408 Request Timeout"
     assert error["code"] == "header_timeout"
-    assert HEADER_TIMEOUT * 0.9 <= time.monotonic() - started < 5 * HEADER_TIMEOUT
 
 
 @pytest.mark.slow
 def test_a_connection_that_never_asks_is_closed_without_an_answer(server: int) -> None:
     connection = _connect(server)
-    started = time.monotonic()
 
-    assert _until_closed(connection) == b""
-    assert time.monotonic() - started < 5 * HEADER_TIMEOUT
+    assert _until_closed(connection) == b""  # closed before the socket's own timeout
 
 
 @pytest.mark.slow
@@ -144,6 +141,13 @@ def test_a_request_that_is_not_http_gets_the_json_400(server: int, request_bytes
 
 @pytest.mark.slow
 def test_ordinary_requests_are_untouched(server: int) -> None:
+    # A client that opens its connection ahead of use (a pool) and asks within the
+    # header timeout is answered: the timeout is not cut short for a silent connection.
+    early = _connect(server)
+    time.sleep(HEADER_TIMEOUT / 2)
+    early.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert _until_closed(early).startswith(b"HTTP/1.1 200 ")
+
     pieces = _connect(server)
     pieces.sendall(b"GET /healthz HTTP/1.1\r\nHo")
     time.sleep(HEADER_TIMEOUT / 3)

@@ -355,8 +355,14 @@ def test_numeric_ids_are_the_same_ids_as_their_text(client: TestClient) -> None:
 
 def test_custom_columns_are_accepted_and_ignored(client: TestClient) -> None:
     response = client.post("/v1/score", json=_body("lead.crm_custom_score", {"deep": [1, None]}))
+    plain = client.post("/v1/score", json=EXAMPLE_REQUEST, params={"reasons": 3})
+    with_reasons = client.post(
+        "/v1/score", json=_body("lead.crm_custom_score", {"deep": [1, None]}), params={"reasons": 3}
+    )
 
     assert response.status_code == 200
+    assert response.json()["probability"] == plain.json()["probability"]
+    assert with_reasons.json()["reasons"] == plain.json()["reasons"]
 
 
 def test_nan_and_infinity_inside_strings_are_plain_text(client: TestClient) -> None:
@@ -661,30 +667,44 @@ def test_health_checks_answer_while_a_batch_is_scored(model_dir: Any) -> None:
     # health check runs, stays free. Were the batch scored on the loop, the health check
     # (sent once the batch is under way) could only be answered after it.
     settings = api_settings(model_dir, max_batch_items=BIG_BATCH)
-    finished: list[str] = []
+    body = {"items": example_items(BIG_BATCH)}
     answers: list[Any] = []
 
     with TestClient(create_app(settings)) as client:
+        gate: threading.Semaphore = client.app.state.batch_gate  # type: ignore[attr-defined]
 
         def score_big_batch() -> None:
-            body = {"items": example_items(BIG_BATCH)}
             answers.append(client.post("/v1/score/batch?reasons=50", json=body))
-            finished.append("batch")
 
         batch = threading.Thread(target=score_big_batch)
         batch.start()
-        threading.Event().wait(0.05)  # the batch is under way
+        _until_held_by_the_batch(gate, batch)
         health = client.get("/healthz")
-        finished.append("health")
+        batch_still_working = _held(gate)
         single = client.post("/v1/score", json=EXAMPLE_REQUEST)  # scored beside the batch
         batch.join()
 
     assert health.status_code == 200
+    assert batch_still_working  # the health check was answered in the middle of the batch
     assert answers[0].status_code == 200
     results = answers[0].json()["results"]
     assert len(results) == BIG_BATCH
-    assert finished == ["health", "batch"]
     assert {result["probability"] for result in results} == {single.json()["probability"]}
+
+
+def _held(gate: threading.Semaphore) -> bool:
+    """Whether someone holds the batch gate now (taking it for an instant when free)."""
+    if gate.acquire(blocking=False):
+        gate.release()
+        return False
+    return True
+
+
+def _until_held_by_the_batch(gate: threading.Semaphore, batch: threading.Thread) -> None:
+    """Wait until the batch's worker thread holds the gate: it is validating or scoring."""
+    while not _held(gate):
+        assert batch.is_alive(), "the batch ended before it took the gate"
+        threading.Event().wait(0.001)
 
 
 def _send_headers_and_part_of_the_body(port: int, path: str) -> socket.socket:

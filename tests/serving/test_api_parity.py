@@ -85,7 +85,10 @@ def test_routes_and_reasons_match_the_shared_scoring_path(
 
     answer = client.post("/v1/score/batch", json={"items": _bodies(small_export, sample)})
 
-    for index, result in enumerate(answer.json()["results"]):
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert len(results) == len(sample)
+    for index, result in enumerate(results):
         route = scored.routes.row(index)
         assert (result["program"], result["tier"], result["suppressed"]) == (
             route["program"],

@@ -68,6 +68,12 @@ def test_train_tune_models_promote_evaluate_rollback(
     table = runner.invoke(app, ["models"])
     assert "champion" in table.stdout
 
+    no_such = runner.invoke(app, ["promote", "7"])
+    assert no_such.exit_code == 1
+    assert isinstance(no_such.exception, SystemExit)
+    assert "srl-reconversion has no version 7" in no_such.output
+    assert str(client.get_model_version_by_alias("srl-reconversion", "champion").version) == "1"
+
     promoted = runner.invoke(app, ["promote", "2", "--reason", "shorter horizon wanted"])
     assert promoted.exit_code == 0, promoted.output
     assert "champion is now version 2 (was 1)" in promoted.stdout
@@ -84,6 +90,8 @@ def test_train_tune_models_promote_evaluate_rollback(
     assert "champion is now version 1 (was 2)" in rolled.stdout
     nothing_left = runner.invoke(app, ["rollback"])
     assert nothing_left.exit_code == 1
+    assert isinstance(nothing_left.exception, SystemExit)
+    assert "srl-reconversion version 1 replaced no earlier champion" in nothing_left.output
 
 
 def test_clear_errors_for_bad_input(tracking_uri: str, tmp_path: Path) -> None:
@@ -111,6 +119,7 @@ def test_clear_errors_for_bad_input(tracking_uri: str, tmp_path: Path) -> None:
 
     promote = runner.invoke(app, ["promote", "7"])
     assert promote.exit_code == 1
+    assert "no model registry" in promote.output
 
 
 def test_an_explicit_snapshot_sets_the_censoring_of_the_run(

@@ -130,7 +130,7 @@ def test_the_report_has_segments_and_flat_metric_names() -> None:
     assert "test.offset.30.ece" in flat
 
 
-def test_improvement_is_positive_when_the_model_is_better() -> None:
+def test_improvement_is_positive_when_the_model_is_better_and_negative_when_worse() -> None:
     model = {
         "roc_auc": 0.8,
         "pr_auc": 0.4,
@@ -150,7 +150,18 @@ def test_improvement_is_positive_when_the_model_is_better() -> None:
         "capture_top_20": 0.3,
     }
 
-    assert all(v > 0 for v in improvement(model, baseline).values())
+    gains = {
+        "roc_auc": 0.2,
+        "pr_auc": 0.2,
+        "log_loss": 0.1,
+        "brier": 0.01,
+        "ece": 0.02,
+        "capture_top_10": 0.2,
+        "capture_top_20": 0.2,
+    }
+
+    assert improvement(model, baseline) == pytest.approx(gains)
+    assert improvement(baseline, model) == pytest.approx({k: -v for k, v in gains.items()})
 
 
 def test_the_summary_reads_like_a_sentence() -> None:
