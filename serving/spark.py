@@ -35,6 +35,7 @@ from serving.batch_job import (
     JobContext,
     JobRecord,
     ScoredJob,
+    iso,
     micros,
 )
 from serving.batch_local import ChunkFailure, ChunkReport
@@ -179,6 +180,7 @@ def _resolved(context: JobContext, as_of_us: int) -> None:
     """Note the moment being scored, which a failed summary keeps (as the local engine's
     manifest does; a Spark run has no checkpoints to resume from, so it stays in memory)."""
     context.manifest = replace(context.manifest, as_of_us=as_of_us)
+    logger.info("batch scoring as_of=%s", iso(as_of_us))
 
 
 def stop_behind(error: BaseException) -> JobStopped | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import pytest
 from features.loading import load_export
 from features.problems import ContractError
 from serving.batch import run_batch
-from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary
+from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary, summary_path
 from serving.batch_signals import JobStopped
 from serving.spark import stop_behind
 from tests.clock import years_ahead
@@ -26,6 +29,7 @@ from tests.serving.batch_support import (
     copy_export,
     read_output,
     request,
+    score_command,
     with_fractional_ids,
     with_keys_repeated_across_chunks,
     with_nanosecond_timestamps,
@@ -344,3 +348,70 @@ def test_a_stop_that_pyspark_wrapped_in_its_own_error_is_still_a_stop() -> None:
     assert stop is not None
     assert stop.exit_code == 143
     assert stop_behind(RuntimeError("a failed Spark task")) is None
+
+
+def test_a_spark_job_stopped_by_sigterm_while_it_scores_exits_143(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a Spark job whose Python workers are scoring (the driver waits in the collect)
+    out, log = tmp_path / "scores.parquet", tmp_path / "job.log"
+    command = score_command(
+        small_export_dir, out, model_dir, "--engine", "spark", "--chunk-leads", "700"
+    )
+    with log.open("wb") as written:
+        job = subprocess.Popen(
+            command,
+            stderr=written,
+            env={**os.environ, "SRL_LOG_LEVEL": "INFO"},
+            start_new_session=True,
+        )
+    try:
+        _until_scoring(job, log)
+        # When its main process is sent SIGTERM (as `timeout` or Airflow's timeout do)
+        job.send_signal(signal.SIGTERM)
+        code = job.wait(timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    # Then it is a stop, not a failure: 143, JobStopped, the moment it was scoring kept
+    summary = json.loads(summary_path(out).read_text(encoding="utf-8"))
+    assert code == 143, summary
+    assert (summary["status"], summary["exit_code"]) == ("failed", 143)
+    assert summary["failures"][0]["error"] == "JobStopped"
+    assert summary["as_of"] is not None
+    assert not out.exists()
+
+
+#: CPU seconds Spark's Python workers have spent once they are scoring buckets (loading
+#: the model takes less): the driver then waits in the collect.
+SCORING_CPU_SECONDS = 2.0
+
+
+def _until_scoring(job: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until the job has resolved its moment (its log says ``batch scoring``) and
+    Spark's Python workers have been scoring its buckets for a while."""
+    deadline = time.monotonic() + 300
+    while (
+        b"batch scoring as_of=" not in log.read_bytes()
+        or _python_worker_seconds(job.pid) < SCORING_CPU_SECONDS
+    ):
+        assert job.poll() is None, "the job ended before it scored"
+        assert time.monotonic() < deadline, "the job never started scoring"
+        time.sleep(0.05)
+
+
+def _python_worker_seconds(session: int) -> float:
+    """CPU seconds spent so far by Spark's Python workers in the job's session."""
+    listed = subprocess.run(
+        ["ps", "-s", str(session), "-o", "cputimes=,args="],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return float(
+        sum(
+            int(line.split(None, 1)[0])
+            for line in listed.stdout.splitlines()
+            if "-m pyspark.daemon" in line
+        )
+    )
