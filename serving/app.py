@@ -57,6 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # `/v1/score/` is an unknown route (a JSON 404), not a redirect to a Location built
+        # from the client's Host header, which a client following it would send its key
+        # and body to.
+        redirect_slashes=False,
         # The service exports its own Prometheus metrics and structured logs.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )

@@ -16,6 +16,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
@@ -168,12 +169,18 @@ def _guarded(endpoint: Endpoint, settings: Settings) -> Endpoint:
     return guarded
 
 
+def content_encoding(headers: Headers) -> str | None:
+    """Every ``Content-Encoding`` line of a request as one list: codings sent on two lines
+    are the same codings as on one (RFC 9110), so a proxy and this service read one body."""
+    return ", ".join(headers.getlist("content-encoding")) or None
+
+
 async def score(request: Request) -> Response:
     """Score, route and explain one rejection of one lead from its raw rows."""
     reasons = reasons_query(request)
     budget = request_deadline(request)
     raw = await read_body(request, budget)
-    content = decoded_body(raw, request.headers.get("content-encoding"), _max_bytes(request))
+    content = decoded_body(raw, content_encoding(request.headers), _max_bytes(request))
     body = parse_score_request(content, request.headers.get("content-type"))
     context = await scoring_context(request, budget)
     coalescer: Coalescer = request.app.state.coalescer
@@ -231,7 +238,7 @@ class _BodyHeaders:
     def of(cls, request: Request) -> "_BodyHeaders":
         headers = request.headers
         return cls(
-            headers.get("content-type"), headers.get("content-encoding"), _max_bytes(request)
+            headers.get("content-type"), content_encoding(headers), _max_bytes(request)
         )
 
 

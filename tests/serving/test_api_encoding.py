@@ -127,6 +127,31 @@ def test_other_codings_are_a_415_naming_the_header(
     assert [f["field"] for f in error["fields"]] == ["header.content-encoding"]
 
 
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        (["gzip", "br"], 415),
+        (["gzip", "gzip"], 415),
+        (["identity", "gzip"], 200),
+    ],
+)
+@pytest.mark.parametrize("route", ["/v1/score", "/v1/score/batch"])
+def test_codings_on_several_header_lines_are_read_as_one_list(
+    client: TestClient, route: str, lines: list[str], status: int
+) -> None:
+    """``Content-Encoding`` sent on two lines means what it means on one (RFC 9110): a
+    proxy that reads them all and this service read the same body."""
+    body = _items(2) if route.endswith("batch") else EXAMPLE_REQUEST
+    headers = [("content-type", "application/json")]
+    headers += [("content-encoding", coding) for coding in lines]
+
+    response = client.post(route, content=gzip.compress(orjson.dumps(body)), headers=headers)
+
+    assert response.status_code == status, response.text
+    if status == 415:
+        assert response.json()["error"]["code"] == "unsupported_encoding"
+
+
 def test_the_openapi_document_lists_the_coding_errors(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for route in ("/v1/score", "/v1/score/batch"):

@@ -161,6 +161,11 @@ def test_unknown_routes_and_methods_answer_json(client: TestClient, path: str) -
     missing = client.get("/v1/nothing-here")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+    # A trailing slash is another route, never a redirect to the client's own Host
+    slashed = client.post(f"{path}/", json=EXAMPLE_REQUEST, follow_redirects=False)
+    assert slashed.status_code == 404
+    assert slashed.json()["error"]["code"] == "not_found"
+    assert "location" not in slashed.headers
 
 
 def test_the_openapi_document_has_examples_and_limits(client: TestClient) -> None:
