@@ -237,9 +237,7 @@ class _BodyHeaders:
     @classmethod
     def of(cls, request: Request) -> "_BodyHeaders":
         headers = request.headers
-        return cls(
-            headers.get("content-type"), content_encoding(headers), _max_bytes(request)
-        )
+        return cls(headers.get("content-type"), content_encoding(headers), _max_bytes(request))
 
 
 def _parse_batch(raw: bytes, headers: _BodyHeaders, batch_model: type[Body]) -> Body:
