@@ -69,10 +69,14 @@ async def require_api_key(
 def check_api_key(key: str | None, settings: Settings) -> None:
     """Refuse ``key`` (the ``X-API-Key`` header, None when absent) unless it is configured.
 
+    The header's value is read without the spaces and tabs around it, as HTTP defines a
+    field value (RFC 9110, 5.5): a key copied with a trailing space is the same key, as one
+    after a leading tab already was (the HTTP parser strips that one).
+
     Raises:
         ApiError: 401 when the header is missing or the key is unknown.
     """
-    if key is None or not key_matches(key, settings.api_keys):
+    if key is None or not key_matches(key.strip(" \t"), settings.api_keys):
         raise ApiError(
             401,
             "unauthorized",

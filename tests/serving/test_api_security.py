@@ -56,6 +56,21 @@ def test_the_right_key_opens_every_route(
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("spaced", [f"{API_KEY} ", f"\t{API_KEY}", f" {API_KEY}\t"])
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/model"])
+def test_the_key_is_read_without_the_spaces_around_it(
+    secured_client: TestClient, path: str, spaced: str
+) -> None:
+    """HTTP defines a field value without its surrounding spaces and tabs (RFC 9110)."""
+    method = "POST" if path == "/v1/score" else "GET"
+
+    response = secured_client.request(
+        method, path, headers={"X-API-Key": spaced}, json=EXAMPLE_REQUEST
+    )
+
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_health_checks_need_no_key(secured_client: TestClient, path: str) -> None:
     assert secured_client.get(path).status_code == 200
