@@ -241,15 +241,15 @@ def event_time_range(tables: Mapping[str, pd.DataFrame]) -> tuple[pd.Timestamp, 
     Raises:
         ContractError: no table holds an event time.
     """
-    times = [
-        tables[name][column].dropna()
+    bounds = [
+        (tables[name][column].min(), tables[name][column].max())  # missing times skipped
         for name, column in EVENT_TIME_COLUMN.items()
         if name in tables and column in tables[name]
     ]
-    present = [values for values in times if not values.empty]
+    present = [(first, last) for first, last in bounds if pd.notna(last)]
     if not present:
         raise ContractError([Problem("export", "no timestamps found in any table")])
-    return min(v.min() for v in present), max(v.max() for v in present)
+    return min(first for first, _ in present), max(last for _, last in present)
 
 
 def _closes_after(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) -> list[str]:
