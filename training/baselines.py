@@ -29,6 +29,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from threadpoolctl import threadpool_limits
 
 from features.engine import FeatureSpec
+from training.calibration import logistic_fit
 from training.config import LogisticConfig
 
 POINTS_BASELINES = ("points_score", "points_qualified")
@@ -99,8 +100,7 @@ def _platt(score: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     with ``a > 0``: the map keeps the score's order, so a baseline's ranking metrics are the
     rule's own. A score no better than chance on the validation window (the fit's slope at or
     below 0) keeps its order with ``MIN_SLOPE`` and the window's comeback rate."""
-    fit = LogisticRegression(C=1e6, max_iter=1000).fit(score.reshape(-1, 1), labels)
-    slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    slope, intercept = logistic_fit(score, labels)
     if slope > 0:
         return slope, intercept
     rate = float(np.mean(labels))

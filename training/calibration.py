@@ -53,9 +53,15 @@ def fit_isotonic(raw: np.ndarray, labels: np.ndarray) -> Calibration:
 def fit_platt(raw: np.ndarray, labels: np.ndarray) -> Calibration:
     """Platt scaling: a logistic regression on the booster's log-odds."""
     clipped = np.clip(raw, 1e-12, 1 - 1e-12)
-    logit = np.log(clipped / (1 - clipped)).reshape(-1, 1)
-    regression = LogisticRegression(C=1e6, max_iter=1000).fit(logit, labels)
-    return Calibration("platt", a=float(regression.coef_[0, 0]), b=float(regression.intercept_[0]))
+    a, b = logistic_fit(np.log(clipped / (1 - clipped)), labels)
+    return Calibration("platt", a=a, b=b)
+
+
+def logistic_fit(score: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of the unregularised logistic fit ``P(label) = sigmoid(a * score + b)``:
+    Platt's map, for the booster's log-odds here and for the baselines' scores."""
+    regression = LogisticRegression(C=1e6, max_iter=1000).fit(score.reshape(-1, 1), labels)
+    return float(regression.coef_[0, 0]), float(regression.intercept_[0])
 
 
 def fit_calibration(
