@@ -32,7 +32,7 @@ import pandas as pd
 
 from features.config import FeatureConfig
 from features.csv_fields import first_long_record
-from features.loading import CSV_OPTIONS
+from features.table_files import CSV_OPTIONS
 from serving.export_reading import ExportFiles, iter_batches
 
 

@@ -4,7 +4,7 @@ pandas' C parser checks every row's field count against the header, except the f
 of each block it tokenises (every 262,144th data row of a narrow file, and the first row of
 each chunk when a file is read in chunks; pandas-dev/pandas#11569): extra fields on exactly
 such a row are dropped without an error. Arrow's parser counts every row, so one pass of it
-finds the rows to look at; ``features.loading.require_field_counts`` then lets pandas,
+finds the rows to look at; ``features.table_files.require_field_counts`` then lets pandas,
 counting every row, give its own verdict on them.
 """
 

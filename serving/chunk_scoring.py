@@ -22,9 +22,10 @@ from features.contract import TABLES_BY_NAME
 from features.engine import FeatureTable, compute_features
 from features.examples import Examples, open_rejection_examples
 from features.history import DAY_US, History, history_from_export
-from features.loading import Export, arrow_to_pandas, build_export, latest_timestamp
+from features.loading import Export, build_export, latest_timestamp
 from features.predictor import ReconversionModel
 from features.problems import ContractError
+from features.table_files import arrow_to_pandas
 from features.text import arrow_without_surrounding_spaces, text_of, without_surrounding_spaces
 from serving.batch_output import (
     CHUNK_REJECTS_SCHEMA,

@@ -25,15 +25,15 @@ from features.coercion import empty_table_problem
 from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
 from features.csv_fields import csv_read_problem
-from features.loading import (
+from features.loading import not_a_directory
+from features.problems import ContractError, Problem
+from features.table_files import (
     CSV_OPTIONS,
     csv_header,
     locate_table_files,
-    not_a_directory,
     parquet_read_problem,
     require_field_counts,
 )
-from features.problems import ContractError, Problem
 from features.utf8 import require_utf8, utf8_problem
 
 BATCH_ROWS = 1 << 20
@@ -59,7 +59,7 @@ class ExportFiles:
         root: the export directory.
         files: table name to its file.
         warnings: notes on the directory as a whole, such as an absent consent table
-            (``features.loading.locate_table_files``).
+            (``features.table_files.locate_table_files``).
     """
 
     root: Path
@@ -80,7 +80,7 @@ def locate_export(directory: str | Path) -> ExportFiles:
     Raises:
         ContractError: a required table or column is missing, a required table has no
             rows, a table exists in both formats or under a name not read (see
-            ``features.loading.locate_table_files``), or a file cannot be read.
+            ``features.table_files.locate_table_files``), or a file cannot be read.
     """
     root = Path(directory)
     if not root.is_dir():

@@ -73,7 +73,7 @@ def gains_chart(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
 
 def segment_chart(tables: Mapping[str, pd.DataFrame]) -> Figure:
     """ROC-AUC and the share of comebacks found in the top 20% per segment, one panel per
-    table (``training.report.segment_table``), each against its own line of chance: 0.5
+    table (``training.report_tables.segment_table``), each against its own line of chance: 0.5
     for ROC-AUC, 0.2 for the top 20% (contacting a random 20% finds 20% of the comebacks).
     Each segment is labelled with its examples and comebacks: a small segment's figures
     are noise."""

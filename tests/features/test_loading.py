@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contract import PERSONAL_COLUMNS
-from features.loading import load_export, read_table_file
+from features.loading import load_export
 from features.problems import ContractError, Problem
+from features.table_files import read_table_file
 from features.timestamps import CLOCK_SKEW_ALLOWED, SPAN
 from tests.clock import years_ahead
 from tests.features.conftest import TINY_TABLES, write_tiny_export

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from features.coercion import check_table
 from features.contract import LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
-from features.loading import ARROW_STRING, arrow_to_pandas
 from features.numbers import number_from_text, numbers_from_text
 from features.records import LeadRecord, ScoreRequest
+from features.table_files import ARROW_STRING, arrow_to_pandas
 from features.timestamps import parse_timestamp, parse_timestamps
 
 BODY: dict[str, Any] = {

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from features.config import FeatureConfig
 from features.csv_fields import csv_read_problem, first_long_record
-from features.loading import CSV_OPTIONS, load_export, read_table_file
+from features.loading import load_export
 from features.problems import ContractError, Problem
+from features.table_files import CSV_OPTIONS, read_table_file
 from features.utf8 import utf8_problem
 from serving.export_reading import file_columns, iter_batches, locate_export
 from tests.features.conftest import write_tiny_export
