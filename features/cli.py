@@ -20,6 +20,7 @@ from features.config import (
     FeatureConfig,
     load_feature_config,
 )
+from features.contract import TABLES
 from features.dataset import ExampleSet, build_training_set
 from features.example_columns import LABEL_COLUMNS
 from features.loading import load_export
@@ -34,6 +35,7 @@ from features.output import (
 )
 from features.problems import ContractError
 from features.summary import format_summary, summarise_export
+from features.table_files import SUPPORTED_SUFFIXES
 from features.timestamps import as_utc, parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -145,24 +147,79 @@ def _report_problems(error: ContractError, as_json: bool) -> None:
         typer.echo(f"  - {problem}", err=True)
 
 
+#: The most leads ``srl generate`` takes: about 22 GB of memory (4.4 GB per million).
+MAX_GENERATED_LEADS = 5_000_000
+
+
 def generate(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the export into.")],
-    leads: Annotated[int, typer.Option("--leads", min=1, help="Number of leads.")] = 20_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 7,
-    fmt: Annotated[str, typer.Option("--format", help="File format: parquet or csv.")] = "parquet",
+    out: Annotated[
+        str,
+        typer.Option("--out", help="Directory to write the export into (created if missing)."),
+    ],
+    leads: Annotated[
+        int,
+        typer.Option(
+            "--leads",
+            min=1,
+            max=MAX_GENERATED_LEADS,
+            help="Number of leads (memory: about 4.4 GB per million).",
+        ),
+    ] = 20_000,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Random seed (same seed, same files).")
+    ] = 7,
+    fmt: Annotated[Literal["parquet", "csv"], typer.Option("--format", help="File format.")] = (
+        "parquet"
+    ),
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace the table files of an export already in --out (refused otherwise).",
+        ),
+    ] = False,
 ) -> None:
-    """Generate a realistic synthetic CRM export (deterministic per seed)."""
+    """Generate a realistic synthetic CRM export (deterministic per seed).
+
+    Exit code 0: written; 1: the files could not be written (nothing partial is left at
+    --out) or memory ran out; 2: bad command line, including an --out that cannot be
+    written or that already holds an export, without --overwrite (checked before any work).
+    """
     from features.synthetic import generate_export
 
-    if fmt not in ("parquet", "csv"):
-        raise typer.BadParameter("must be parquet or csv", param_hint="--format")
-    file_format: Literal["parquet", "csv"] = "parquet" if fmt == "parquet" else "csv"
-    checked_output(out, check_output_directory)
+    target = checked_output(_generation_directory(out, overwrite), check_output_directory)
     try:
-        files = generate_export(out, leads, seed, file_format)
+        files = generate_export(target, leads, seed, fmt)
     except OSError as error:
         raise write_failed(error) from error
-    typer.echo(f"wrote {len(files)} tables for {leads:,} leads to {out}")
+    except MemoryError as error:
+        typer.echo(f"error: not enough memory to generate {leads:,} leads", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"wrote {len(files)} tables for {leads:,} leads to {target}")
+
+
+def _generation_directory(out: str, overwrite: bool) -> Path:
+    """``--out`` as a path, refused (exit 2) when empty or when it holds an export already
+    and ``--overwrite`` was not given: generated files would replace the export's own."""
+    if not out:
+        raise typer.BadParameter("is empty; name the directory to write into", param_hint="--out")
+    target = Path(out)
+    held = sorted(entry.name for entry in _table_files(target))
+    if held and not overwrite:
+        raise typer.BadParameter(
+            f"{target}: already holds an export ({', '.join(held)}); pass --overwrite to "
+            "replace its table files with generated ones",
+            param_hint="--out",
+        )
+    return target
+
+
+def _table_files(directory: Path) -> list[Path]:
+    """The contract table files (``<table>.parquet`` or ``.csv``) in ``directory``."""
+    if not directory.is_dir():
+        return []
+    names = {f"{table.name}{suffix}" for table in TABLES for suffix in SUPPORTED_SUFFIXES}
+    return [entry for entry in directory.iterdir() if entry.name in names]
 
 
 def features(

@@ -134,11 +134,14 @@ def check_output_directory(path: str | Path) -> Path:
     """Check, before any work, that files can be written into the directory ``path``.
 
     Raises:
-        OutputPathError: ``path`` is a file, a parent is a file, or no permission.
+        OutputPathError: ``path`` is a file or a broken symbolic link, a parent is a file,
+            or no permission.
     """
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise OutputPathError(f"{target}: exists and is not a directory")
+    if target.is_symlink() and not target.exists():
+        raise OutputPathError(f"{target}: is a symbolic link to a directory that does not exist")
     _check_folder(target, target)
     return target
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -42,6 +43,7 @@ from features.contract import (
     TABLES_BY_NAME,
     Kind,
 )
+from features.output import OutputWriteError, StagedFiles
 from features.synthetic_activity import Consent, Events, generate_activities, generate_consent
 from features.synthetic_deals import LOSS_REASONS, Opportunities
 from features.synthetic_journey import N_REPS, PROGRAMS, Rejections, simulate_journey
@@ -49,6 +51,7 @@ from features.synthetic_population import (
     COUNTRIES,
     FAKE_FIRST_NAMES,
     INDUSTRIES,
+    SECONDS_PER_DAY,
     TECH_STACKS,
     Population,
     generate_population,
@@ -61,7 +64,6 @@ FORMATS: tuple[str, ...] = ("parquet", "csv")
 DEFAULT_END = datetime(2026, 6, 30, tzinfo=UTC)
 #: Customer-specific lead columns beyond the contract, as real CRM exports carry them.
 CUSTOM_LEAD_COLUMNS = ("crm_custom_tech_stack", "crm_custom_web_sessions_12m")
-SECONDS_PER_DAY = 86_400
 
 
 def generate_tables(
@@ -95,12 +97,14 @@ def generate_tables(
     journey = simulate_journey(streams[1], pop, stop)
     consent, silence = generate_consent(streams[2], pop, journey, stop)
     events = generate_activities(streams[3], pop, journey, silence, stop)
+    latest = max(pop.created.max(), events.at.max(initial=-np.inf), consent.at.max(initial=-np.inf))
+    deals = _closed_by(journey.opportunities, max(latest, journey.rejections.at.max()))
     lead_ids = make_ids("L", n_leads)
     return {
         "leads": _leads_frame(streams[4], pop, lead_ids),
         "activities": _activities_frame(events, lead_ids),
         "rejections": _rejections_frame(journey.rejections, lead_ids),
-        "opportunities": _opportunities_frame(journey.opportunities, lead_ids),
+        "opportunities": _opportunities_frame(deals, lead_ids),
         "consent": _consent_frame(consent, lead_ids),
     }
 
@@ -110,10 +114,11 @@ def write_export(
 ) -> dict[str, Path]:
     """Write tables as ``<table>.<fmt>`` files in ``out``, atomically.
 
-    Files are written into a hidden temporary sibling directory first. If ``out`` does not
-    exist the whole directory is renamed into place in one step; otherwise each file
-    replaces its predecessor in one step, and a same-named table file in the other format
-    is removed so the directory stays loadable. Partial output never appears at ``out``.
+    A new directory is written whole in a hidden sibling directory, then renamed to ``out``
+    in one step. Into an existing directory, each file is written under a hidden temporary
+    name beside its target and, once all are written, moved into place (each move one
+    step), a table file of the same name in the other format removed so the directory
+    stays loadable. A failed write leaves no partial file at ``out`` and names the file.
 
     Args:
         tables: contract table name to frame.
@@ -126,6 +131,8 @@ def write_export(
 
     Raises:
         ValueError: for an unknown format or table name.
+        features.output.OutputWriteError: a file could not be written (named by its path
+            in ``out``).
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
@@ -133,17 +140,60 @@ def write_export(
     if unknown:
         raise ValueError(f"not contract tables: {unknown}")
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    )
+    if target.is_dir():
+        _replace_table_files(tables, target, fmt)
+    else:
+        _write_new_directory(tables, target, fmt)
+    return {name: target / f"{name}.{fmt}" for name in tables}
+
+
+def _replace_table_files(tables: Mapping[str, pd.DataFrame], target: Path, fmt: Format) -> None:
+    with StagedFiles() as staged:
+        for name, frame in tables.items():
+            staged.write(target / f"{name}.{fmt}", _table_writer(name, frame, fmt))
+            for other in FORMATS:
+                if other != fmt:
+                    staged.remove(target / f"{name}.{other}")
+        staged.publish()
+
+
+def _table_writer(name: str, frame: pd.DataFrame, fmt: Format) -> Callable[[Path], None]:
+    return lambda path: _write_table(name, frame, path, fmt)
+
+
+def _write_new_directory(tables: Mapping[str, pd.DataFrame], target: Path, fmt: Format) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    except OSError as error:
+        raise OutputWriteError.of(target, error) from error
     try:
         for name, frame in tables.items():
-            _write_table(name, frame, staging / f"{name}.{fmt}", fmt)
-        _publish(staging, target, [f"{name}.{fmt}" for name in tables])
+            file = f"{name}.{fmt}"
+            try:
+                _write_table(name, frame, Path(staging) / file, fmt)
+            except OSError as error:
+                raise OutputWriteError.of(target / file, error) from error
+        try:
+            os.chmod(staging, 0o755)  # mkdtemp makes it private; an export directory is not
+            os.rename(staging, target)
+        except OSError as error:
+            raise OutputWriteError.of(target, error) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {name: target / f"{name}.{fmt}" for name in tables}
+
+
+def _closed_by(opportunities: Opportunities, latest: float) -> Opportunities:
+    """Deals closed no later than the export's latest event (``latest``, float days).
+
+    Events are moved to office hours, so the last one may fall hours before the simulated
+    end; a loader takes that last event as the snapshot and would read a close after it as
+    not yet happened (and warn). Latest opens count too, so ``latest`` is at least each
+    deal's own opening.
+    """
+    latest = max(latest, float(opportunities.created.max(initial=-np.inf)))
+    closed = np.where(opportunities.closed > latest, latest, opportunities.closed)
+    return replace(opportunities, closed=closed)
 
 
 def generate_export(
@@ -209,11 +259,10 @@ def _leads_frame(rng: np.random.Generator, pop: Population, lead_ids: np.ndarray
     first = np.array(FAKE_FIRST_NAMES)[pick(rng, [1] * len(FAKE_FIRST_NAMES), pop.size)]
     last = np.strings.add("Lead", suffix)
     email = np.strings.add(np.strings.add(np.strings.lower(first), ".lead"), suffix)
-    accounts = make_ids("C", int(pop.account.max()) + 1)
     return pd.DataFrame(
         {
             "lead_id": lead_ids,
-            "account_id": np.where(pop.account >= 0, accounts[pop.account], None),
+            "account_id": _account_ids(pop.account),
             "created_at": _timestamps(pop.created),
             "lead_source": _category(LEAD_SOURCES, pop.source),
             "industry": _labels([name for name, _ in INDUSTRIES], pop.industry),
@@ -230,6 +279,14 @@ def _leads_frame(rng: np.random.Generator, pop: Population, lead_ids: np.ndarray
             "crm_custom_web_sessions_12m": _whole(pop.web_sessions),
         }
     )
+
+
+def _account_ids(account: np.ndarray) -> np.ndarray:
+    """``C...`` ids by account number, None where the CRM holds no account (``MISSING``)."""
+    known = account >= 0
+    ids = np.full(len(account), None, dtype=object)
+    ids[known] = make_ids("C", int(account.max(initial=-1)) + 1)[account[known]]
+    return ids
 
 
 def _activities_frame(events: Events, lead_ids: np.ndarray) -> pd.DataFrame:
@@ -314,16 +371,3 @@ def _csv_column(column: pa.ChunkedArray, is_date: bool) -> pa.ChunkedArray:
     except pa.ArrowInvalid:  # sub-second values: keep them, printed as fractions
         whole = column.cast(pa.timestamp(column.type.unit))
     return pc.strftime(whole, format="%Y-%m-%dT%H:%M:%SZ")
-
-
-def _publish(staging: Path, target: Path, files: list[str]) -> None:
-    if not target.exists():
-        staging.chmod(0o755)  # mkdtemp makes it private; an export directory is not
-        staging.rename(target)
-        return
-    for file in files:
-        os.replace(staging / file, target / file)
-        stem, suffix = file.rsplit(".", 1)
-        for other in FORMATS:
-            if other != suffix:
-                (target / f"{stem}.{other}").unlink(missing_ok=True)

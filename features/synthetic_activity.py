@@ -16,7 +16,15 @@ import numpy as np
 from features.contract import ACTIVITY_TYPES, CONSENT_STATUSES, LEAD_SOURCES, REASON_CODES
 from features.synthetic_deals import WON
 from features.synthetic_journey import OPPORTUNITY, SAL, SQL, Journey
-from features.synthetic_population import COUNTRIES, OPT_IN_COUNTRIES, Columns, Population, pick
+from features.synthetic_population import (
+    COUNTRIES,
+    OPT_IN_COUNTRIES,
+    SECONDS_PER_DAY,
+    Columns,
+    Population,
+    office_hours,
+    pick,
+)
 
 SUBSCRIBED, UNSUBSCRIBED, DO_NOT_CONTACT = (
     CONSENT_STATUSES.index(s) for s in ("subscribed", "unsubscribed", "do_not_contact")
@@ -107,12 +115,17 @@ def generate_consent(
     dnc = [Consent(rej.lead[asked], rej.at[asked], np.full(int(asked.sum()), DO_NOT_CONTACT))]
     no_deal = np.bincount(journey.opportunities.lead, minlength=n) == 0
     random_dnc = np.flatnonzero(no_deal & (rng.random(n) < 0.004))
-    dnc.append(_uniform_rows(rng, pop, random_dnc, end, DO_NOT_CONTACT))
-    unsub, resub = _unsubscribes(rng, pop, first_rejection, end)
-    rows = Consent.concat([opt_in, *dnc, unsub, resub])
-    rows = rows.take(np.argsort(rows.at, kind="stable"))
+    # A lead asks not to be contacted after its last rejection, so no rep works it later.
+    last_rejection = np.full(n, -np.inf)
+    np.maximum.at(last_rejection, rej.lead, rej.at)
+    dnc.append(_late_do_not_contact(rng, np.maximum(pop.created, last_rejection), random_dnc, end))
     contact_from = _first_per_lead(n, dnc[0].lead, dnc[0].at)
     contact_from = np.minimum(contact_from, _first_per_lead(n, dnc[1].lead, dnc[1].at))
+    unsub, resub = _unsubscribes(rng, pop, first_rejection, end)
+    # Subscribing again lifts an unsubscribe, never a do-not-contact: none after one.
+    resub = resub.take(resub.at < contact_from[resub.lead])
+    rows = Consent.concat([opt_in, *dnc, unsub, resub])
+    rows = rows.take(np.argsort(rows.at, kind="stable"))
     email_from = _first_per_lead(n, unsub.lead, unsub.at)
     email_until = np.full(n, np.inf)
     email_until[resub.lead] = resub.at
@@ -134,7 +147,7 @@ def generate_activities(
             _decoys(rng, journey, end),
         ]
     )
-    shaped = np.floor(layers.at) + np.clip(rng.normal(0.58, 0.14, len(layers)), 0.0, 0.999)
+    shaped = office_hours(rng, layers.at)
     events = Events.concat([_first_touch(pop), Events(layers.lead, shaped, layers.kind)])
     events = Events(events.lead, np.maximum(events.at, pop.created[events.lead]), events.kind)
     events = events.take((events.at <= end) & ~_silenced(events, silence))
@@ -146,7 +159,7 @@ def _time_order(at: np.ndarray) -> np.ndarray:
     # so sorting the keys (several times faster than argsort on tens of millions of rows)
     # gives the same order on every machine, whatever the sort algorithm.
     n = len(at)
-    seconds = np.floor(at * 86_400.0).astype(np.int64)
+    seconds = np.floor(at * float(SECONDS_PER_DAY)).astype(np.int64)
     return np.sort(seconds * n + np.arange(n)) % max(n, 1)
 
 
@@ -163,11 +176,12 @@ def _opt_ins(rng: np.random.Generator, pop: Population) -> Consent:
     return Consent(chosen, pop.created[chosen], np.full(len(chosen), SUBSCRIBED))
 
 
-def _uniform_rows(
-    rng: np.random.Generator, pop: Population, lead: np.ndarray, end: float, status: int
+def _late_do_not_contact(
+    rng: np.random.Generator, earliest: np.ndarray, lead: np.ndarray, end: float
 ) -> Consent:
-    at = pop.created[lead] + rng.random(len(lead)) * (end - pop.created[lead])
-    return Consent(lead, at, np.full(len(lead), status))
+    """Do-not-contact rows for ``lead``, each uniform between its ``earliest`` and ``end``."""
+    at = earliest[lead] + rng.random(len(lead)) * (end - earliest[lead])
+    return Consent(lead, at, np.full(len(lead), DO_NOT_CONTACT))
 
 
 def _unsubscribes(

@@ -1,6 +1,6 @@
 """Deals in the synthetic history: sales cycles, amounts, wins and losses.
 
-Company size drives both the cycle (SMB 1-3 months, mid-market 3-6, enterprise 6-12) and
+Company size drives both the cycle (SMB 1-3 months, mid-market 3-9, enterprise 6-12) and
 the amount (lognormal around a segment median); fit and intent raise the win chance.
 """
 

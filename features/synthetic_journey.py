@@ -130,7 +130,6 @@ class Quiet(Columns):
 class Journey:
     """The sales history of all leads."""
 
-    path: np.ndarray
     rejections: Rejections
     opportunities: Opportunities
     comebacks: Comebacks
@@ -164,12 +163,12 @@ def simulate_journey(rng: np.random.Generator, pop: Population, end: float) -> J
         comebacks.append(came)
         opportunities.append(new)
         quiet.append(Quiet(rejected.lead[~back], rejected.at[~back], until))
+    deals = Opportunities.concat(opportunities)
     if not sum(len(part) for part in rejections):
-        rejections.append(_fallback_rejection(rng, pop, path, end, rep_skill, rep_load))
+        rejections.append(_fallback_rejection(rng, pop, deals, end, rep_skill, rep_load))
     return Journey(
-        path=path,
         rejections=Rejections.concat(rejections),
-        opportunities=Opportunities.concat(opportunities),
+        opportunities=deals,
         comebacks=Comebacks.concat(comebacks),
         quiet=Quiet.concat(quiet),
     )
@@ -238,14 +237,19 @@ def _describe(
 def _fallback_rejection(
     rng: np.random.Generator,
     pop: Population,
-    path: np.ndarray,
+    deals: Opportunities,
     end: float,
     rep_skill: np.ndarray,
     rep_load: np.ndarray,
 ) -> Rejections:
     # The contract needs at least one rejection; a tiny sample may not have produced one.
-    lead = int(np.argmax(path != DIRECT))  # the earliest lead without a deal, else the first
-    at = np.array([(pop.created[lead] + end) / 2])
+    # The earliest lead without a deal is rejected half-way to the end; when every lead has
+    # one, the first lead half-way to its first deal, so the rejection never follows a deal.
+    first_deal = np.full(pop.size, np.inf)
+    np.minimum.at(first_deal, deals.lead, deals.created)
+    without = np.flatnonzero(np.isinf(first_deal))
+    lead = int(without[0]) if len(without) else 0
+    at = np.array([(pop.created[lead] + min(first_deal[lead], end)) / 2])
     pending = Pending(np.array([lead]), at, np.array([MQL]), np.zeros(1, dtype=bool))
     return _describe(rng, pop, pending, rep_skill, rep_load)[0]
 

@@ -16,6 +16,7 @@ from features.contract import JOB_LEVELS
 
 SMB, MID_MARKET, ENTERPRISE = 0, 1, 2
 MISSING = -1
+SECONDS_PER_DAY = 86_400
 
 #: Industry picklist values as CRMs really hold them (variants, casing, junk) and the
 #: industry group each belongs to; the group shifts fit (see ``INDUSTRY_GROUP_FIT``).
@@ -156,6 +157,12 @@ def blank(rng: np.random.Generator, codes: np.ndarray, rate: float) -> np.ndarra
     return np.where(rng.random(len(codes)) < rate, MISSING, codes)
 
 
+def office_hours(rng: np.random.Generator, days: np.ndarray) -> np.ndarray:
+    """``days`` moved to a time of their own day drawn around 14:00 UTC (sd about 3.4 hours),
+    the shape of working-day engagement; never into the next day."""
+    return np.floor(days) + np.clip(rng.normal(0.58, 0.14, len(days)), 0.0, 0.999)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """The logistic function."""
     return 1.0 / (1.0 + np.exp(-x))
@@ -230,9 +237,8 @@ def _creation_times(rng: np.random.Generator, n: int, start: float, end: float) 
     u = rng.random(n)
     x = (np.sqrt(1.0 + growth * (2.0 + growth) * u) - 1.0) / growth
     days = start + x * (end - start)
-    day = np.floor(days)
-    created = day + np.clip(rng.normal(0.58, 0.14, n), 0.0, 0.999)  # office hours, UTC
-    return np.sort(np.minimum(created, end - 1.0 / 86_400))
+    created = office_hours(rng, days)
+    return np.sort(np.minimum(created, end - 1.0 / SECONDS_PER_DAY))
 
 
 def _accounts(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:

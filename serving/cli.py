@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -193,6 +194,10 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
         max_header_bytes=settings.max_header_bytes,
         max_connections=settings.max_connections,
     )
+    # uvicorn shuts down gracefully on SIGTERM and then raises it again, so that the server
+    # ends by the signal (a clean stop to systemd), not by the exit code `srl` gives it.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_DFL)
     uvicorn.run(
         "serving.app:create_app",
         factory=True,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
 #: Set before any import, the environment winning. OpenMP reads its variables when
 #: LightGBM's runtime loads: a passive wait keeps idle OpenMP threads from spinning on a busy
@@ -29,8 +31,23 @@ def process_defaults(stderr_is_terminal: bool) -> dict[str, str]:
     return {**PROCESS_DEFAULTS, "TYPER_USE_RICH": "false"}
 
 
+#: Signals that stop a command as Ctrl-C does: ``timeout``, schedulers, ``docker stop`` and
+#: ``kill <pid>`` send SIGTERM; a closed terminal sends SIGHUP.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    """Stop the command with exit code 128 + ``signum``, as a shell reports a process the
+    signal ended, but by an exception, so that its clean-up runs: temporary and staged
+    files are removed, an MLflow run is marked failed. The batch job and the server put
+    their own handlers in place while they run."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Set the process defaults (the environment wins), then run the ``srl`` application."""
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, stop_on_signal)
     for name, value in process_defaults(sys.stderr.isatty()).items():
         os.environ.setdefault(name, value)
     from srl.cli import main as run

@@ -121,3 +121,49 @@ def test_loading_the_commands_imports_no_model_or_server_library() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+#: ``srl generate`` run by the launcher, sent SIGTERM by the operating system once a table
+#: file is written (as `timeout` or `docker stop` would while it writes).
+STOPPED_WHILE_WRITING = """
+import os, signal, sys
+import features.synthetic as synthetic
+from srl.launcher import main
+
+real_write = synthetic._write_table
+
+def write_then_stop(name, frame, path, fmt):
+    real_write(name, frame, path, fmt)
+    if name == "activities":
+        os.kill(os.getpid(), signal.SIGTERM)
+
+synthetic._write_table = write_then_stop
+sys.argv = ["srl", "generate", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new directory", "existing export"])
+def test_sigterm_stops_a_command_with_its_clean_up_and_exit_143(
+    tmp_path: Path, existing: bool
+) -> None:
+    # Given an output directory, new or holding an export
+    out = tmp_path / "export"
+    arguments = ["--out", str(out), "--leads", "200"]
+    if existing:
+        first = subprocess.run([sys.executable, "-m", "srl", "generate", *arguments], check=False)
+        assert first.returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()} if existing else {}
+    # When SIGTERM arrives while the tables are written
+    stopped = subprocess.run(
+        [sys.executable, "-c", STOPPED_WHILE_WRITING, *arguments, "--seed", "2", "--overwrite"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    # Then the command ends with 128 + 15, and its staged files are gone
+    assert stopped.returncode == 143, stopped.stderr
+    assert [p.name for p in tmp_path.iterdir()] == (["export"] if existing else [])
+    if existing:
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -344,3 +344,86 @@ def test_features_on_a_full_disk_names_the_file_and_keeps_the_previous_one(
     assert f"error: could not write {out}: File too large" in result.stderr
     assert out.read_bytes() == b"the previous table"
     assert [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+def test_generate_refuses_an_empty_out_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unset variable (`--out "$EXPORT_DIR"`) must not mean the current directory
+    monkeypatch.chdir(tmp_path)
+
+    result = runner.invoke(app, ["generate", "--out", "", "--leads", "10"])
+
+    assert result.exit_code == 2, result.output
+    assert "isempty" in _unboxed(result.output)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_replaces_an_export_only_when_told_to(tmp_path: Path) -> None:
+    # Given an export already in the directory (a real CRM export, as far as srl knows)
+    out = tmp_path / "export"
+    first = runner.invoke(app, ["generate", "--out", str(out), "--leads", "10", "--format", "csv"])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # When it is generated into again without --overwrite, it is refused and left as it was
+    refused = runner.invoke(app, ["generate", "--out", str(out), "--leads", "10", "--seed", "8"])
+    assert refused.exit_code == 2, refused.output
+    assert "alreadyholdsanexport" in _unboxed(refused.output)
+    assert "--overwrite" in _unboxed(refused.output)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # And with --overwrite its table files are replaced (the other format's removed)
+    replaced = runner.invoke(
+        app, ["generate", "--out", str(out), "--leads", "10", "--seed", "8", "--overwrite"]
+    )
+    assert replaced.exit_code == 0, replaced.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{t}.parquet" for t in TINY_TABLES)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--seed", "-1"), ("--leads", "5000001"), ("--format", "xlsx")]
+)
+def test_generate_refuses_values_out_of_range_as_usage_errors(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    result = runner.invoke(app, ["generate", "--out", str(tmp_path / "x"), option, value])
+
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "x").exists()
+
+
+def test_generate_lists_the_formats_in_its_help() -> None:
+    result = runner.invoke(app, ["generate", "--help"])
+
+    assert "parquet|csv" in _unboxed(result.output)
+
+
+def test_generate_refuses_a_broken_symbolic_link_before_any_work(tmp_path: Path) -> None:
+    link = tmp_path / "export"
+    link.symlink_to(tmp_path / "gone")
+
+    result = runner.invoke(app, ["generate", "--out", str(link), "--leads", "10"])
+
+    assert result.exit_code == 2, result.output
+    assert "symboliclink" in _unboxed(result.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_generate_on_a_full_disk_names_the_file_and_leaves_the_export_as_it_was(
+    tmp_path: Path,
+) -> None:
+    # Given an export, regenerated larger on a disk that fills up
+    out = tmp_path / "export"
+    first = runner.invoke(app, ["generate", "--out", str(out), "--leads", "10"])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    command = srl_command("generate", "--out", str(out), "--leads", "3000", "--overwrite")
+
+    result = run_on_small_disk(command, max_file_bytes=64 * 1024)
+
+    # Then the error names the table file at its final path, and nothing else changed
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(rf"error: could not write {re.escape(str(out))}/\w+\.parquet: ", result.stderr)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]

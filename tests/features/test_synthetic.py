@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 import features.synthetic as synthetic
 from features.contract import LEADS, NO_CONTACT_CONSENT, NO_CONTACT_REASONS, TABLES_BY_NAME, Kind
 from features.loading import build_export, load_export
+from features.output import OutputWriteError
 from features.synthetic import (
     CUSTOM_LEAD_COLUMNS,
     DEFAULT_END,
@@ -201,6 +204,59 @@ def test_rewriting_in_another_format_replaces_the_old_files(tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == ["export"]
 
 
+def test_rewriting_an_existing_export_writes_nothing_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an export in a directory whose parent may be read-only (a mounted volume)
+    out = tmp_path / "export"
+    generate_export(out, 300, 1)
+    parent_seen: list[list[str]] = []
+    real_write = synthetic._write_table
+
+    def watched(name: str, frame: pd.DataFrame, path: Path, fmt: synthetic.Format) -> None:
+        parent_seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        assert path.parent == out
+        real_write(name, frame, path, fmt)
+
+    monkeypatch.setattr(synthetic, "_write_table", watched)
+    # When it is written again
+    write_export(generate_tables(300, 2), out, "csv")
+    # Then every file was staged inside it, none beside it
+    assert parent_seen == [["export"]] * len(TABLES_BY_NAME)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{t}.csv" for t in TABLES_BY_NAME)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_write_names_the_file_at_its_final_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool
+) -> None:
+    out = tmp_path / "export"
+    if existing:
+        generate_export(out, 300, 1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()} if existing else {}
+    real_write = synthetic._write_table
+
+    def full_disk_on_rejections(
+        name: str, frame: pd.DataFrame, path: Path, fmt: synthetic.Format
+    ) -> None:
+        if name == "rejections":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(name, frame, path, fmt)
+
+    monkeypatch.setattr(synthetic, "_write_table", full_disk_on_rejections)
+
+    with pytest.raises(OutputWriteError) as caught:
+        write_export(generate_tables(300, 2), out, "parquet")
+    assert caught.value.path == out / "rejections.parquet"
+    assert (
+        str(caught.value)
+        == f"could not write {out / 'rejections.parquet'}: No space left on device"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == (["export"] if existing else [])
+    if existing:
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="n_leads"):
         generate_tables(0, 1)
@@ -220,6 +276,46 @@ def test_tiny_exports_still_satisfy_the_contract(n_leads: int) -> None:
 
     assert len(export.rejections) >= 1
     assert len(export.leads) == n_leads
+
+
+@pytest.mark.parametrize("n_leads", [1, 2])
+def test_one_and_two_lead_exports_load_cleanly_for_every_seed(n_leads: int) -> None:
+    # Seeds 14 (one lead) and 73 (two) once blanked every account and crashed the generator.
+    for seed in [*range(30), 14, 73]:
+        tables = generate_tables(n_leads, seed)
+
+        export = build_export(tables)
+
+        assert (export.warnings, export.rejected_rows) == ([], []), seed
+        assert len(export.rejections) >= 1, seed
+
+
+def test_a_tiny_export_rejects_a_lead_after_its_deal_only_when_the_deal_was_lost() -> None:
+    # One lead with a deal: a rejection after it is the opportunity stage of a lost deal,
+    # never the mql rejection a tiny export is given (it once followed an open or won deal)
+    after_a_deal = 0
+    for seed in range(60):
+        tables = generate_tables(1, seed)
+        deals = tables["opportunities"]
+        for rejection in tables["rejections"].itertuples():
+            earlier = deals[deals["created_at"] < rejection.rejected_at]
+            if earlier.empty:
+                continue
+            after_a_deal += 1
+            assert rejection.stage_at_rejection == "opportunity", seed
+            assert (earlier["status"] == "lost").all(), seed
+            assert (earlier["closed_at"] <= rejection.rejected_at).all(), seed
+    assert after_a_deal > 0
+
+
+def test_no_deal_closes_after_the_last_event() -> None:
+    # Seed 2 once closed a deal after every event, so each load warned and read it as open
+    tables = generate_tables(2000, 2)
+
+    export = build_export(tables)
+
+    assert export.warnings == []
+    assert tables["opportunities"]["closed_at"].max() <= export.snapshot_at
 
 
 def test_ids_are_zero_padded_and_widen_when_needed() -> None:
@@ -372,6 +468,19 @@ def test_no_email_reaches_a_lead_that_opted_out(tables: Tables) -> None:
     assert not status.isin(NO_CONTACT_CONSENT).any()
     resubscribed = consent.groupby("lead_id")["status"].agg(lambda s: "".join(s.str[0]))
     assert resubscribed.str.contains("us").any()  # some leads opt back in
+
+
+def test_do_not_contact_is_final_in_the_history() -> None:
+    # Given a history large enough to hold leads that unsubscribe after asking for no contact
+    tables = generate_tables(20_000, 0)
+    consent, rejections = tables["consent"], tables["rejections"]
+    asked = consent[consent["status"] == "do_not_contact"].groupby("lead_id")["changed_at"].min()
+    # Then no lead subscribes again after it, and sales rejects no lead after it
+    later = consent.assign(asked=consent["lead_id"].map(asked)).query("changed_at > asked")
+    assert not (later["status"] == "subscribed").any()
+    rejected = rejections.assign(asked=rejections["lead_id"].map(asked))
+    assert not (rejected["rejected_at"] > rejected["asked"]).any()
+    assert len(asked) > 50
 
 
 def test_opportunity_stage_rejections_close_a_lost_deal(tables: Tables) -> None:
