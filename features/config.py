@@ -18,7 +18,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from features.contract import ACTIVITY_TYPES, LEADS, PRODUCT_FITS, is_personal_name
 from features.example_columns import EXAMPLE_KEY_COLUMNS, LABEL_COLUMNS
 from features.normalise import normalise_value
-from features.yaml_files import YamlSettings, parse_yaml, read_settings_text
+from features.yaml_files import (
+    YamlSettings,
+    not_utf8,
+    parse_yaml,
+    read_settings_text,
+    yaml_problem,
+)
 
 DEFAULT_BEHAVIOUR_POINTS: dict[str, float] = {
     "meeting_decision_maker": 5,
@@ -303,22 +309,14 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
         reason = error.strerror or str(error)
         raise ConfigError(f"{source}: the settings file could not be read: {reason}") from error
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{source}: the settings file is not UTF-8 text") from error
+        raise ConfigError(f"{source}: the settings file is {not_utf8(error)}") from error
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(error)}") from error
+        raise ConfigError(f"{source}: not valid YAML: {yaml_problem(error)}") from error
     if data is None:
         return {}
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else "a single value"
         raise ConfigError(f"{source}: holds {kind}, not a mapping of setting names to values")
     return data
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    """The parser's complaint and where it is (1-based line and column)."""
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark = error.problem_mark
-        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
-    return str(error)

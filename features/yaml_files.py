@@ -71,6 +71,22 @@ def parse_yaml(text: str) -> Any:
         raise yaml.YAMLError(f"a value YAML cannot read: {reason}") from error
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's complaint and where it is (1-based line and column), without PyYAML's
+    name for the text it was given (``"<unicode string>"``): the caller names the file."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(error)
+
+
+def not_utf8(error: UnicodeDecodeError) -> str:
+    """Where a settings file stops being UTF-8: ``not UTF-8 text (byte 0xe9 on line 12)``."""
+    data = bytes(error.object)
+    line = data[: error.start].count(b"\n") + 1
+    return f"not UTF-8 text (byte 0x{data[error.start]:02x} on line {line})"
+
+
 class YamlSettings(BaseModel):
     """Base of the frozen settings models read from YAML files: unknown keys are refused,
     and so are ``yes``, ``no``, ``on`` and ``off`` where a number is expected (YAML reads

@@ -194,7 +194,7 @@ def open_job(request: BatchRequest, fingerprint: str, record: JobRecord) -> JobC
     policy = read_policy(request.policy_path)
     model, identity = load_serving_model(request.model_uri, num_threads=1)
     record.model_identity = identity
-    check_policy_features(policy, model.config)
+    check_policy_features(policy, model.config, request.policy_path)
     work = WorkDirectory.beside(request.out)
     with tempfile.TemporaryDirectory(prefix="srl-model-") as folder:
         snapshot = model.save(Path(folder) / "model")

@@ -1,11 +1,12 @@
 """Thresholds, capacity and policy tuning: how many comebacks a routing choice captures.
 
 Sales can take back only so many rejected leads a month and nurture programs have limits
-too. These functions replay scored historical examples month by month (each example scored
-and routed exactly as the API would have done at its ``as_of``, through
-``serving.scoring.score_features``), count how many of the leads that did come back each
-threshold or policy would have put in front of sales or into nurture
-(``serving.policy_tuning`` tunes a policy to the capacity available). The computations behind
+too. These functions replay scored historical examples month by month, each example scored
+and routed as the API would have done at its ``as_of`` (``serving.scoring.score_features``)
+with what was known then: a consent change after ``as_of``, which the API would also heed,
+is not read. They count how many of the leads that did come back each threshold or policy
+would have put in front of sales or into nurture (``serving.policy_tuning`` tunes a policy
+to the capacity available). The computations behind
 ``notebooks/03_routing_and_capacity.ipynb``; nothing here draws.
 
 Buckets: ``sales`` (handed back to sales), ``nurture`` (an active nurture program),
@@ -22,7 +23,10 @@ import numpy as np
 import pandas as pd
 
 from features.dataset import ExampleSet
+from features.history import history_from_export
+from features.loading import Export, positions_in
 from features.predictor import ReconversionModel
+from serving.contact import ContactNow
 from serving.policy import RoutingPolicy
 from serving.routing import Routes, RoutingInputs, route
 from serving.scoring import score_features
@@ -69,11 +73,23 @@ class ScoredHistory:
 
 
 def score_history(
-    model: ReconversionModel, examples: ExampleSet, policy: RoutingPolicy
+    model: ReconversionModel, examples: ExampleSet, policy: RoutingPolicy, export: Export
 ) -> ScoredHistory:
-    """Score and route every example (the shared API and batch path), keeping its outcome."""
+    """Score and route every example (the shared API and batch path), keeping its outcome.
+
+    Args:
+        model: the model to score with.
+        examples: examples built from ``export`` with the model's feature settings.
+        policy: the routing policy.
+        export: the export, for what suppressed a lead at each ``as_of`` beyond its
+            features (a standing ``do_not_contact`` rejection of the lead, as the API reads
+            it); nothing after an ``as_of`` is read.
+    """
     as_of = as_of_microseconds(examples.keys["as_of"])
-    scored = score_features(model, examples.features, as_of, policy, contact=None)
+    history = history_from_export(export, model.config)
+    lead = positions_in(pd.Index(history.lead_id), examples.keys["lead_id"])
+    contact = ContactNow.known_at(history, lead, as_of)
+    scored = score_features(model, examples.features, as_of, policy, contact=contact)
     frame = examples.keys.copy()
     frame["month"] = _month(frame["as_of"])
     frame["probability"] = scored.probability

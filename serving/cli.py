@@ -23,7 +23,8 @@ import typer
 from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
-from serving.policy import PolicyError, RoutingPolicy, read_policy
+from features.config import FeatureConfig
+from serving.policy import PolicyError, RoutingPolicy, check_policy_features, read_policy
 from serving.settings import DEFAULT_MODEL_URI, Settings, settings_problems
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -213,11 +214,42 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
 
 def check_policy(
     path: Annotated[Path, typer.Argument(help="The routing policy YAML file to check.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Check the rebound's intent feature against this model's features (a "
+            "models:/ URI or a model directory) rather than the default feature settings.",
+        ),
+    ] = None,
 ) -> None:
     """Check a routing policy file as `srl serve` and `srl score` would, without starting
     anything: prints name@vversion, or the problem naming the file and the field (exit 1).
-    The rebound's intent feature is checked against the model when it is loaded."""
-    typer.echo(_usable_policy(path).label)
+    The rebound's intent feature must be a numeric feature of the default feature settings,
+    or of the model given with --model."""
+    policy = _usable_policy(path)
+    config, named = _features_of(model)
+    try:
+        check_policy_features(policy, config, path, named)
+    except PolicyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(policy.label)
+
+
+def _features_of(model: str | None) -> tuple[FeatureConfig, str]:
+    """The feature settings a policy is checked against, and how errors name them."""
+    if model is None:
+        return FeatureConfig(), "the default feature settings (pass --model to check a model's)"
+    from features.model_store import ModelLoadError
+    from serving.model_source import load_serving_model
+
+    try:
+        loaded, _ = load_serving_model(model, 1)
+    except ModelLoadError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    return loaded.config, model
 
 
 def register(app: typer.Typer) -> None:

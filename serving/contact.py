@@ -50,20 +50,34 @@ class ContactNow:
             refused_by_rejection=refused_by_rejection(history, lead, as_of),
         )
 
+    @staticmethod
+    def known_at(history: History, lead: np.ndarray, as_of: np.ndarray) -> ContactNow:
+        """The signals as they stood at each row's ``as_of``, rows after it unread: what a
+        replay of past scoring may use (capacity planning) without reading the future.
+        Consent at ``as_of`` is the features' own, so no later consent is given."""
+        return ContactNow(
+            latest_consent=np.full(len(lead), -1, dtype=np.int64),
+            refused_by_rejection=refused_by_rejection(history, lead, as_of, until_now=False),
+        )
 
-def refused_by_rejection(history: History, lead: np.ndarray, as_of: np.ndarray) -> np.ndarray:
+
+def refused_by_rejection(
+    history: History, lead: np.ndarray, as_of: np.ndarray, until_now: bool = True
+) -> np.ndarray:
     """Whether a ``do_not_contact`` rejection of each lead stands at ``as_of`` or now.
 
     A request stands when no ``subscribed`` consent row of the lead is dated strictly after
     it (at equal times the refusal wins). "At ``as_of``" reads the rows up to ``as_of``;
-    "now" reads every row.
+    "now" reads every row (left out when ``until_now`` is false).
     """
     lead = np.asarray(lead, dtype=np.int64)
     rejections, consent = history.rejections, history.consent
     asked = rejections.codes["reason_code"] == DO_NOT_CONTACT_REASON
     if not asked.any():  # the usual case: nobody asked, nothing more to look up
         return np.zeros(len(lead), dtype=bool)
-    moments = [np.asarray(as_of, dtype=np.int64), np.full(len(lead), END_OF_TIME)]
+    moments = [np.asarray(as_of, dtype=np.int64)]
+    if until_now:
+        moments.append(np.full(len(lead), END_OF_TIME))
     opted_in = consent.kind == SUBSCRIBED
     requests = _latest_times(rejections.lead[asked], rejections.time[asked], lead, moments)
     opt_ins = _latest_times(consent.lead[opted_in], consent.time[opted_in], lead, moments)

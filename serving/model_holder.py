@@ -26,7 +26,7 @@ from features.records import ScoreRequest
 from serving.examples import EXAMPLE_REQUEST
 from serving.metrics import Metrics
 from serving.model_source import current_version, load_serving_model
-from serving.policy import PolicyError, check_policy_features, read_policy
+from serving.policy import PolicyError, check_policy_change, check_policy_features, read_policy
 from serving.service import Deployment, score_requests
 from serving.settings import Settings
 
@@ -47,6 +47,7 @@ class ReloadOutcome:
     version: str | None
     previous_version: str | None
     message: str
+    policy: str | None = None
 
 
 class ModelHolder:
@@ -168,13 +169,17 @@ class ModelHolder:
                 "policy": deployment.policy.label,
             },
         )
-        return ReloadOutcome(True, deployment.version, before, f"now serving {deployment.version}")
+        policy = deployment.policy.label
+        message = f"now serving {deployment.version} with policy {policy}"
+        return ReloadOutcome(True, deployment.version, before, message, policy)
 
     def _load(self) -> Deployment:
         settings = self._settings
         policy = read_policy(settings.policy)
+        serving = self._current.policy if self._current else None
+        check_policy_change(serving, policy, settings.policy)
         model, identity = load_serving_model(settings.model_uri, settings.model_threads)
-        check_policy_features(policy, model.config)
+        check_policy_features(policy, model.config, settings.policy)
         deployment = Deployment(model, identity, policy)
         check_deployment(deployment)
         return deployment
@@ -190,8 +195,9 @@ class ModelHolder:
         logger.error(
             "model load failed", extra={"cause": cause, "serving": before, "error": message}
         )
-        kept = f"; still serving {before}" if before else ""
-        return ReloadOutcome(False, before, before, message + kept)
+        serving = self._current.policy.label if self._current else None
+        kept = f"; still serving {before} with policy {serving}" if before else ""
+        return ReloadOutcome(False, before, before, message + kept, serving)
 
 
 def _settle_heap() -> None:

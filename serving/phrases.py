@@ -183,7 +183,9 @@ def _days_since_activity(nouns: tuple[str, str]) -> Phrase:
 
 
 def _ago(value: float) -> str:
-    return "today" if round(value) == 0 else f"{days(value)} ago"
+    # Days since a moment, from the scoring moment: under one day is not "today", as a
+    # moment late the day before may be.
+    return "within the last day" if value < 1 else f"{days(value)} ago"
 
 
 def _trend(nouns: tuple[str, str]) -> Phrase:
@@ -199,11 +201,15 @@ def _trend(nouns: tuple[str, str]) -> Phrase:
 def _follow_up(value: Any) -> str:
     if value is None:
         return "no follow-up date set"
-    if round(value) == 0:
+    # ``value`` runs from the scoring moment to the date's midnight (UTC), so the days
+    # between the scoring day and the date, as routing counts them, are its ceiling: a
+    # date on the scoring day is today until the day ends (``serving.routing``).
+    calendar_days = math.ceil(value - 1e-9)
+    if calendar_days == 0:
         return "follow-up date is today"
-    if value > 0:
-        return f"follow-up date is in {days(value)}"
-    return f"follow-up date passed {days(value)} ago"
+    if calendar_days > 0:
+        return f"follow-up date is in {days(calendar_days)}"
+    return f"follow-up date passed {days(calendar_days)} ago"
 
 
 def _flag(yes: str, no: str, missing: str | None = None) -> Phrase:
@@ -295,15 +301,19 @@ def _category(spec: FeatureSpec) -> Phrase:
     if spec.name == "previous_reason_code":
         return _reason_phrase("previous rejection", "no previous rejection")
     if spec.name == "rep_potential":
-        return lambda v: (
-            "rep gave no view of potential"
-            if v is None
-            else (f"rep rated future potential {label(v)}")
-        )
+        return _rep_potential
     name = CATEGORY_LABELS.get(spec.name, label(spec.name))
     if spec.name == "country":
         return lambda v: f"{name} not recorded" if v is None else f"{name}: {label(v).upper()}"
     return lambda v: f"{name} not recorded" if v is None else f"{name}: {label(v)}"
+
+
+def _rep_potential(value: Any) -> str:
+    if value is None:
+        return "rep gave no view of potential"
+    if value == "none":  # a rating of its own, which "rated potential none" read as missing
+        return "rep sees no future potential"
+    return f"rep rated future potential {label(value)}"
 
 
 def _pattern(spec: FeatureSpec) -> Phrase | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,7 +20,14 @@ from pydantic import (
 from features.catalogue import feature_specs
 from features.config import FeatureConfig
 from features.contract import CONSENT_STATUSES, NO_CONTACT_CONSENT, NO_CONTACT_REASONS, REASON_CODES
-from features.yaml_files import YamlSettings, parse_yaml, read_settings_text
+from features.problems import shorten
+from features.yaml_files import (
+    YamlSettings,
+    not_utf8,
+    parse_yaml,
+    read_settings_text,
+    yaml_problem,
+)
 
 DEFAULT_POLICY = "default.yaml"
 #: The program of every suppressed lead; no route of a policy may take the name.
@@ -144,7 +151,13 @@ class RoutingPolicy(_Frozen):
             raise ValueError("the last tier must start at min_probability 0.0")
         names = [t.name for t in tiers]
         if len({name.casefold() for name in names}) != len(names):
-            raise ValueError(f"tier names must differ: {names}")
+            raise ValueError(f"tier names must differ: {_listed(names)}")
+        priorities = [t.priority for t in tiers]
+        if priorities != sorted(priorities):
+            raise ValueError(
+                "tier priorities must not rise from the highest tier down (1 is the most "
+                f"urgent): {_listed(priorities)}"
+            )
         return tiers
 
     @field_validator("reasons")
@@ -154,21 +167,53 @@ class RoutingPolicy(_Frozen):
     ) -> dict[str, ReasonRoute]:
         unknown = set(reasons) - set(REASON_CODES)
         if unknown:
-            shown = sorted(unknown)[:10]
-            more = f" and {len(unknown) - len(shown)} more" if len(unknown) > len(shown) else ""
-            raise ValueError(f"unknown reasons in the policy: {shown}{more}")
+            raise ValueError(f"unknown reasons in the policy: {_listed(sorted(unknown))}")
         suppression = info.data.get("suppression")
         if suppression is None:  # refused itself: its own error says why
             return reasons
         unrouted = set(REASON_CODES) - set(reasons) - set(suppression.reasons)
         if unrouted:
             raise ValueError(f"reasons with neither a program nor suppression: {sorted(unrouted)}")
+        both = set(reasons) & set(suppression.reasons)
+        if both:
+            raise ValueError(
+                f"reasons {sorted(both)} are suppressed (suppression.reasons), so no program may "
+                "be given to them: a suppressed lead is never routed; remove them here"
+            )
         return reasons
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> RoutingPolicy:
+        good_odds = min(self.rebound.min_probability, self.rebound.follow_up_due_min_probability)
+        if self.low_touch.max_probability > good_odds:
+            raise ValueError(
+                f"low_touch.max_probability ({self.low_touch.max_probability}) is above a "
+                f"rebound cut-off ({good_odds}): a score the policy sends back to sales cannot "
+                "also be one of the lowest; keep it at or below both rebound.min_probability "
+                "and rebound.follow_up_due_min_probability"
+            )
+        own = {"rebound.program": self.rebound.program, "low_touch.program": self.low_touch.program}
+        taken = {route.program.casefold() for route in self.reasons.values()}
+        if self.rebound.program.casefold() == self.low_touch.program.casefold():
+            raise ValueError("rebound.program and low_touch.program must differ")
+        for field_name, program in own.items():
+            if program.casefold() in taken:
+                raise ValueError(
+                    f"{field_name} {program!r} is also a reason's program: the CRM could not "
+                    "tell the two routes apart"
+                )
+        return self
 
     @property
     def label(self) -> str:
         """``name@version``, returned with every routing decision."""
         return f"{self.name}@v{self.version}"
+
+
+def _listed(values: list[Any], shown: int = 10) -> str:
+    """The first ``shown`` values, then how many more: an error stays one readable line."""
+    more = f" and {len(values) - shown} more" if len(values) > shown else ""
+    return f"{[shorten(v, 40) if isinstance(v, str) else v for v in values[:shown]]}{more}"
 
 
 def load_policy(path: str | Path | None = None) -> RoutingPolicy:
@@ -191,31 +236,70 @@ def read_policy(path: str | Path | None = None) -> RoutingPolicy:
     Raises:
         PolicyError: the file cannot be read, is not YAML, or breaks a rule of the policy.
     """
-    where = str(path) if path is not None else "the packaged default"
+    where = policy_source(path)
     try:
         return load_policy(path)
     except ValidationError as error:
+        errors = error.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in errors[:10]
         )
-        raise PolicyError(f"routing policy {where} is invalid: {problems}") from error
+        more = f"; and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise PolicyError(f"routing policy {where} is invalid: {problems}{more}") from error
     except OSError as error:  # the file is named already: its reason alone
         reason = error.strerror or str(error)
         raise PolicyError(f"routing policy {where} could not be read: {reason}") from error
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        raise PolicyError(f"routing policy {where} could not be read: {error}") from error
+    except UnicodeDecodeError as error:
+        raise PolicyError(f"routing policy {where} is {not_utf8(error)}") from error
+    except yaml.YAMLError as error:
+        reason = yaml_problem(error)
+        raise PolicyError(f"routing policy {where} could not be read: {reason}") from error
 
 
-def check_policy_features(policy: RoutingPolicy, config: FeatureConfig) -> None:
+def policy_source(path: str | Path | None) -> str:
+    """How errors name a policy file: its path, or the packaged default."""
+    return str(path) if path is not None else "the packaged default"
+
+
+def check_policy_features(
+    policy: RoutingPolicy, config: FeatureConfig, path: str | Path | None, model: str = "this model"
+) -> None:
     """Refuse a policy that reads a feature the model's configuration does not compute.
 
+    Args:
+        policy: the policy read from ``path``.
+        config: the feature configuration of the model it will route for.
+        path: the policy's file (None for the packaged default), named in the error.
+        model: how the error names the model.
+
     Raises:
-        PolicyError: naming the policy setting and the feature.
+        PolicyError: naming the file, the policy setting and the feature.
     """
     feature = policy.rebound.recent_intent_feature
     numeric = {spec.name for spec in feature_specs(config) if spec.kind == "numeric"}
     if feature not in numeric:
         raise PolicyError(
-            f"routing policy {policy.label}: rebound.recent_intent_feature {feature!r} is not "
-            "a numeric feature of this model (see docs/feature-catalogue.md)"
+            f"routing policy {policy_source(path)} ({policy.label}): "
+            f"rebound.recent_intent_feature {feature!r} is not a numeric feature of {model} "
+            "(see docs/feature-catalogue.md)"
         )
+
+
+def check_policy_change(
+    serving: RoutingPolicy | None, loaded: RoutingPolicy, path: str | Path | None
+) -> None:
+    """Refuse a policy whose rules differ from the serving one's under the same
+    ``name@version``: every routed lead names its policy, and one label would then stand
+    for two sets of rules. Going back to an earlier version, or to the same file
+    unchanged, is fine.
+
+    Raises:
+        PolicyError: naming the file and the label to raise.
+    """
+    if serving is None or serving.label != loaded.label or serving == loaded:
+        return
+    raise PolicyError(
+        f"routing policy {policy_source(path)} changed but is still {loaded.label}, the "
+        "label of the rules serving now: raise version on every change, so that each routed "
+        "lead names the rules that routed it"
+    )

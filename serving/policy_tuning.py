@@ -8,6 +8,7 @@ file marketing operations review and ``srl serve --policy`` loads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import yaml
 from features.output import atomic_write
 from serving.capacity import DEFAULT_GRID, Capacity, ScoredHistory, Statistic, monthly_buckets
 from serving.policy import RoutingPolicy, load_policy
+
+logger = logging.getLogger(__name__)
 
 
 def tune_policy(
@@ -31,8 +34,8 @@ def tune_policy(
 
     ``rebound.min_probability`` becomes the lowest grid value whose monthly sales volume
     fits ``sales_per_month`` (``follow_up_due_min_probability`` keeps its ratio to it);
-    then ``low_touch.max_probability`` becomes the lowest grid value, at most the rebound
-    threshold, whose monthly nurture volume fits ``nurture_per_month``. Everything else
+    then ``low_touch.max_probability`` becomes the lowest grid value, at most both rebound
+    thresholds, whose monthly nurture volume fits ``nurture_per_month``. Everything else
     (tiers, suppression, reason programs) is kept; the version goes up by one.
 
     Args:
@@ -47,13 +50,17 @@ def tune_policy(
 
     def rebound_at(threshold: float) -> RoutingPolicy:
         due = min(1.0, round(threshold * ratio, 4))
+        low_touch = min(policy.low_touch.max_probability, threshold, due)  # never above them
         return _updated(
-            policy, rebound={"min_probability": threshold, "follow_up_due_min_probability": due}
+            policy,
+            rebound={"min_probability": threshold, "follow_up_due_min_probability": due},
+            low_touch={"max_probability": low_touch},
         )
 
     sales = _lowest_fitting(grid, rebound_at, history, "sales", capacity.sales_per_month, statistic)
     chosen = rebound_at(sales)
-    candidates = [u for u in grid if u <= sales] or [sales]
+    good_odds = min(sales, chosen.rebound.follow_up_due_min_probability)
+    candidates = [u for u in grid if u <= good_odds] or [good_odds]
 
     def low_touch_at(threshold: float) -> RoutingPolicy:
         return _updated(chosen, low_touch={"max_probability": threshold})
@@ -73,12 +80,23 @@ def _lowest_fitting(
     limit: float,
     statistic: Statistic,
 ) -> float:
-    """The lowest grid value whose policy keeps ``bucket``'s monthly volume within ``limit``."""
+    """The lowest grid value whose policy keeps ``bucket``'s monthly volume within ``limit``;
+    the highest, with a warning naming the volume it leaves, when none does."""
+    load = float("nan")
     for value in grid:
         volumes = monthly_buckets(history, candidate(value))[bucket]
-        load = volumes.mean() if statistic == "mean" else volumes.max()
+        load = float(volumes.mean() if statistic == "mean" else volumes.max())
         if load <= limit:
             return float(value)
+    logger.warning(
+        "no threshold in the grid fits %s capacity of %s a month: the highest, %s, still "
+        "routes %.1f a month (%s month)",
+        bucket,
+        limit,
+        grid[-1],
+        load,
+        "an average" if statistic == "mean" else "the busiest",
+    )
     return float(grid[-1])
 
 

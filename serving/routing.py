@@ -18,10 +18,11 @@ from features.engine import FeatureTable
 from features.history import DAY_US
 from features.identity_cache import per_object
 from serving.contact import ContactNow
-from serving.policy import SUPPRESSED_PROGRAM, RoutingPolicy
+from serving.policy import SUPPRESSED_PROGRAM, ReasonRoute, RoutingPolicy
 
 NO_DATE = np.iinfo(np.int64).min
-SMALL = 64
+#: From how many labels ``label_codes`` looks them up with pandas rather than a dict.
+PANDAS_LOOKUP_FROM = 64
 
 
 def _with_none(vocabulary: tuple[str, ...]) -> np.ndarray:
@@ -285,6 +286,8 @@ def _rebound(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
 def _reason_programs(
     inputs: RoutingInputs, reason: np.ndarray, policy: RoutingPolicy, table: PolicyTables
 ) -> tuple[np.ndarray, np.ndarray]:
+    # A reason without a program is a suppressed one (a policy routes every other reason),
+    # so its rows keep the suppressed program; suppression marks them afterwards.
     program = np.full(len(reason), table.suppressed, dtype=np.int64)
     days = np.full(len(reason), np.nan)
     for code in np.unique(reason):
@@ -298,7 +301,7 @@ def _reason_programs(
     return program, days
 
 
-def _days_until_action(inputs: RoutingInputs, chosen: np.ndarray, rule: Any) -> np.ndarray:
+def _days_until_action(inputs: RoutingInputs, chosen: np.ndarray, rule: ReasonRoute) -> np.ndarray:
     cadence = float(rule.cadence_days)
     follow_up = inputs.follow_up_days[chosen]
     future_follow_up = np.where(_not_passed(follow_up, inputs.as_of[chosen]), follow_up, np.nan)
@@ -342,7 +345,7 @@ def _codes(features: FeatureTable, name: str) -> np.ndarray:
 def label_codes(labels: np.ndarray, vocabulary: tuple[str, ...]) -> np.ndarray:
     """Integer codes of labels in a vocabulary (-1 for None or unknown labels)."""
     labels = np.asarray(labels, dtype=object)
-    if len(labels) > SMALL:
+    if len(labels) > PANDAS_LOOKUP_FROM:
         return np.asarray(pd.Categorical(labels, categories=list(vocabulary)).codes, np.int64)
     positions = {value: i for i, value in enumerate(vocabulary)}
     return np.array([positions.get(value, -1) for value in labels], dtype=np.int64)

@@ -184,6 +184,7 @@ class ReloadOut(BaseModel):
     reloaded: bool = Field(description="a new version was swapped in")
     model_version: str | None = Field(description="the version serving now")
     previous_version: str | None
+    policy: str | None = Field(description="the routing policy serving now (name@vversion)")
     message: str
 
 

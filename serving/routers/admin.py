@@ -21,6 +21,7 @@ async def reload(holder: HolderDep) -> Response:
             "reloaded": outcome.reloaded,
             "model_version": outcome.version,
             "previous_version": outcome.previous_version,
+            "policy": outcome.policy,
             "message": outcome.message,
         }
     )

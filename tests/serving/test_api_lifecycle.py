@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -164,24 +165,33 @@ def test_a_model_that_fails_to_load_keeps_the_old_one(
 
         assert outcome["reloaded"] is False
         assert "LightGBMError" in outcome["message"]
-        assert outcome["message"].endswith(f"still serving {version}")
+        assert outcome["message"].endswith(f"still serving {version} with policy default@v2")
+        assert outcome["policy"] == "default@v2"
         answer = client.post("/v1/score", json=EXAMPLE_REQUEST)
         assert answer.status_code == 200
         assert answer.json()["model_version"] == version
+
+
+def _policy_file(folder: Path, document: dict[str, Any]) -> Path:
+    """A policy file holding ``document``."""
+    path = folder / "policy.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
 
 
 def test_a_policy_change_is_picked_up_and_a_broken_one_refused(
     model_dir: Path, tmp_path: Path
 ) -> None:
     document = load_policy().model_dump(mode="json")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(document), encoding="utf-8")
+    policy = _policy_file(tmp_path, document)
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"]["policy"] == (
             "default@v2"
         )
         policy.write_text(yaml.safe_dump({**document, "version": 3}), encoding="utf-8")
-        assert client.post("/v1/admin/reload").json()["reloaded"] is True
+        swapped = client.post("/v1/admin/reload").json()
+        assert (swapped["reloaded"], swapped["policy"]) == (True, "default@v3")
+        assert swapped["message"].endswith("with policy default@v3")
         assert client.get("/readyz").json()["policy"] == "default@v3"
 
         policy.write_text(yaml.safe_dump({**document, "version": 4, "tiers": []}), "utf-8")
@@ -206,16 +216,40 @@ def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
 ) -> None:
     document = load_policy().model_dump(mode="json")
     document["rebound"]["recent_intent_feature"] = "intent_3Od"
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(document), encoding="utf-8")
+    policy = _policy_file(tmp_path, document)
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
         ready = client.get("/readyz")
 
     assert ready.status_code == 503
     assert ready.json()["reason"] == (
-        "routing policy default@v2: rebound.recent_intent_feature 'intent_3Od' is not a "
-        "numeric feature of this model (see docs/feature-catalogue.md)"
+        f"routing policy {policy} (default@v2): rebound.recent_intent_feature 'intent_3Od' is "
+        "not a numeric feature of this model (see docs/feature-catalogue.md)"
     )
+
+
+def test_a_policy_changed_under_the_same_version_is_refused_on_reload(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a service routing with default@v2 read from a file
+    document = load_policy().model_dump(mode="json")
+    policy = _policy_file(tmp_path, document)
+    with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
+        before = client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"]
+        # When the file's rules change but its version does not
+        changed = {**document, "low_touch": {**document["low_touch"], "max_probability": 0.2}}
+        policy.write_text(yaml.safe_dump(changed), encoding="utf-8")
+        refused = client.post("/v1/admin/reload").json()
+        # Then the reload is refused, saying why, and the old rules keep routing
+        assert (refused["reloaded"], refused["policy"]) == (False, "default@v2")
+        assert refused["message"].startswith(
+            f"routing policy {policy} changed but is still default@v2"
+        )
+        assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"] == before
+        # And the same file unchanged, or an earlier version, reloads as before
+        policy.write_text(yaml.safe_dump(document), encoding="utf-8")
+        assert client.post("/v1/admin/reload").json()["reloaded"] is True
+        policy.write_text(yaml.safe_dump({**changed, "version": 1}), encoding="utf-8")
+        assert client.post("/v1/admin/reload").json()["policy"] == "default@v1"
 
 
 def test_sources_report_where_they_point(model_dir: Path, tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.dataset import ExampleSet
+from features.contract import NO_CONTACT_REASONS
+from features.dataset import ExampleSet, build_training_set
+from features.loading import Export, build_export
 from features.predictor import ReconversionModel
 from serving import capacity, policy_tuning
 from serving.capacity import Capacity, ScoredHistory
@@ -51,11 +53,52 @@ def policy() -> RoutingPolicy:
 
 @pytest.fixture(scope="module")
 def history(
-    model: ReconversionModel, training_examples: ExampleSet, policy: RoutingPolicy
+    model: ReconversionModel,
+    training_examples: ExampleSet,
+    policy: RoutingPolicy,
+    small_export: Export,
 ) -> ScoredHistory:
     """The small export's uncensored examples scored at rejection and routed."""
     at_rejection = training_examples.take((training_examples.keys["offset_days"] == 0).to_numpy())
-    return capacity.score_history(model, at_rejection, policy)
+    return capacity.score_history(model, at_rejection, policy, small_export)
+
+
+def test_the_replay_suppresses_what_the_api_would_have_at_as_of_and_reads_no_later_row(
+    model: ReconversionModel, policy: RoutingPolicy, small_export: Export
+) -> None:
+    # Given two leads without consent rows: one asked not to be contacted in a rejection 10
+    # days before its scored rejection, the other only 10 days after its was scored
+    rejections = small_export.tables["rejections"]
+    no_consent = ~rejections["lead_id"].isin(small_export.tables["consent"]["lead_id"])
+    routed = rejections[~rejections["reason_code"].isin(NO_CONTACT_REASONS) & no_consent]
+    before, after = routed.iloc[0], routed.iloc[1]
+    asked = pd.DataFrame(
+        {
+            **{c: [None, None] for c in rejections.columns},
+            "rejection_id": ["DNC-BEFORE", "DNC-AFTER"],
+            "lead_id": [before["lead_id"], after["lead_id"]],
+            "rejected_at": [
+                before["rejected_at"] - pd.Timedelta(days=10),
+                after["rejected_at"] + pd.Timedelta(days=10),
+            ],
+            "stage_at_rejection": ["mql", "mql"],
+            "reason_code": ["do_not_contact", "do_not_contact"],
+        }
+    ).astype(rejections.dtypes.to_dict())
+    export = build_export({**small_export.tables, "rejections": pd.concat([rejections, asked])})
+    examples = build_training_set(export, model.config)
+    scored = examples.take(
+        examples.keys["rejection_id"]
+        .isin([before["rejection_id"], after["rejection_id"]])
+        .to_numpy()
+        & (examples.keys["offset_days"] == 0).to_numpy()
+    )
+    # When the two rejections are replayed as scored at their rejection
+    replayed = capacity.score_history(model, scored, policy, export).frame.set_index("rejection_id")
+    # Then the standing request suppresses the first, as the API would have; the later one
+    # was not yet known, so the second is routed
+    assert bool(replayed.loc[before["rejection_id"], "suppressed"]) is True
+    assert bool(replayed.loc[after["rejection_id"], "suppressed"]) is False
 
 
 def test_capacity_buckets_take_each_months_best_leads_up_to_capacity() -> None:
@@ -178,7 +221,8 @@ def test_tuned_policy_fits_capacity_and_is_the_loosest_that_does(
     assert (tuned.version, tuned.name) == (policy.version + 1, "tuned")
     assert tuned.suppression == policy.suppression
     assert tuned.reasons == policy.reasons
-    assert tuned.low_touch.max_probability <= tuned.rebound.min_probability
+    good_odds = min(tuned.rebound.min_probability, tuned.rebound.follow_up_due_min_probability)
+    assert tuned.low_touch.max_probability <= good_odds
 
 
 def test_no_suppressed_lead_reaches_sales_or_nurture_under_a_tuned_policy(

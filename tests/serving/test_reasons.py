@@ -129,11 +129,18 @@ def test_values_are_the_rows_own_labels_and_numbers(
         ("intent_pre_rejection_30d", 2.0, "2 buying signals in the 30 days before the rejection"),
         ("reason_code", 0.0, "rejected for budget"),
         ("reason_code", 2.0, "rejected because a competitor won"),
-        ("follow_up_days", 12.3, "follow-up date is in 12 days"),
+        # follow_up_days runs from the scoring moment to the date's midnight: scored at
+        # 16:48 UTC, a date 13 days on is 12.3 days away, one on the scoring day -0.7
+        ("follow_up_days", 12.3, "follow-up date is in 13 days"),
+        ("follow_up_days", 0.375, "follow-up date is in 1 day"),
+        ("follow_up_days", -0.7, "follow-up date is today"),
+        ("follow_up_days", 0.0, "follow-up date is today"),
+        ("follow_up_days", -1.2, "follow-up date passed 1 day ago"),
         ("follow_up_days", -4.0, "follow-up date passed 4 days ago"),
         ("follow_up_days", float("nan"), "no follow-up date set"),
         ("days_since_pricing_page_visit", float("nan"), "no pricing-page visit on record"),
         ("days_since_demo_request", 9.6, "last demo request 10 days ago"),
+        ("days_since_demo_request", 0.4, "last demo request within the last day"),
         ("earlier_rejections_budget", 2.0, "2 earlier rejections for budget"),
         ("consent_status", 1.0, "consent: unsubscribed"),
         ("stage_at_rejection", 2.0, "stage at rejection: SQL"),
@@ -146,6 +153,9 @@ def test_values_are_the_rows_own_labels_and_numbers(
         ("marketing_trend", 0.2, "marketing touches rising over the last 30 days"),
         ("points_qualified", 1.0, "passes the classic qualification rule"),
         ("as_of_month", 3.0, "scored in March"),
+        ("rep_potential", 0.0, "rep rated future potential high"),
+        ("rep_potential", 3.0, "rep sees no future potential"),
+        ("rep_potential", float("nan"), "rep gave no view of potential"),
     ],
 )
 def test_phrases_read_as_plain_words(feature: str, value: float, text: str) -> None:

@@ -321,6 +321,32 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
         ("program: rebound_to_sales", "program: Suppressed", "rebound.program: Value error"),
         ("  timing: {", "  gone_fishing: {program: x}\n  timing: {", "reasons: Value error"),
         ("{name: warm,", "{name: Hot,", "tiers: Value error, tier names must differ"),
+        # rules that contradict each other: accepted and silently overruled before
+        (
+            "  timing: {",
+            "  do_not_contact: {program: rebound_to_sales}\n  timing: {",
+            "reasons ['do_not_contact'] are suppressed (suppression.reasons), so no program",
+        ),
+        (
+            "reasons: [do_not_contact, bad_data]",
+            "reasons: [do_not_contact, bad_data, timing]",
+            "reasons ['timing'] are suppressed",
+        ),
+        ("max_probability: 0.05", "max_probability: 0.9", "is above a rebound cut-off (0.25)"),
+        ("program: low_touch_nurture", "program: rebound_to_sales", "must differ"),
+        (
+            "program: budget_nurture",
+            "program: Rebound_To_Sales",
+            "rebound.program 'rebound_to_sales' is also a reason's program",
+        ),
+        (
+            "program: timing_nurture",
+            "program: low_touch_nurture",
+            "low_touch.program 'low_touch_nurture' is also a reason's program",
+        ),
+        (HOT_TIER, HOT_TIER.replace("priority: 1", "priority: 4"), "must not rise"),
+        # YAML faults point into the file, not into "<unicode string>"
+        ("name: default", "name: [default", "could not be read: expected ',' or ']'"),
     ],
 )
 def test_a_bad_policy_file_is_refused_naming_the_file_and_the_place(
@@ -335,6 +361,44 @@ def test_a_bad_policy_file_is_refused_naming_the_file_and_the_place(
 
     assert str(refused.value).startswith(f"routing policy {path} ")
     assert expected in str(refused.value)
+    assert "<unicode string>" not in str(refused.value)
+
+
+def test_a_policy_that_is_not_utf8_is_refused_with_the_line_of_the_first_bad_byte(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(DEFAULT_TEXT.replace("name: default", "name: d\xe9faut").encode("latin-1"))
+    line = DEFAULT_TEXT.split("name: default")[0].count("\n") + 1
+
+    with pytest.raises(PolicyError) as refused:
+        read_policy(path)
+
+    assert str(refused.value) == (
+        f"routing policy {path} is not UTF-8 text (byte 0xe9 on line {line})"
+    )
+
+
+def test_a_policy_error_stays_one_readable_line_however_large_the_file(tmp_path: Path) -> None:
+    # Given 4,000 tiers sharing one long name, and 4,000 tiers each with a bad priority
+    document = load_policy().model_dump(mode="json")
+    tiers = [
+        {"name": "N" * 100, "min_probability": round(1 - i / 4000, 6), "priority": 1}
+        for i in range(1, 4001)
+    ]
+    same_name = tmp_path / "same_name.yaml"
+    same_name.write_text(yaml.safe_dump({**document, "tiers": tiers}), "utf-8")
+    bad_priorities = tmp_path / "bad_priorities.yaml"
+    zero = [{**tier, "priority": 0} for tier in tiers]
+    bad_priorities.write_text(yaml.safe_dump({**document, "tiers": zero}), "utf-8")
+
+    for path, more in ((same_name, "and 3990 more"), (bad_priorities, "and 3990 more")):
+        with pytest.raises(PolicyError) as refused:
+            read_policy(path)
+
+        # Then the message names the first ten and counts the rest
+        assert len(str(refused.value)) < 2_000, path
+        assert more in str(refused.value), path
 
 
 def test_a_repeated_key_is_refused_with_its_line(tmp_path: Path) -> None:
@@ -372,3 +436,30 @@ def test_srl_check_policy_prints_the_label_or_the_problem(tmp_path: Path) -> Non
     assert f"error: routing policy {bad} could not be read" in refused.stderr
     assert "key 'version' appears twice" in refused.stderr
     assert "Traceback" not in refused.output
+
+
+def test_srl_check_policy_refuses_an_intent_feature_no_model_computes(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    # Given a policy whose rebound reads a feature the service would refuse at start
+    path = tmp_path / "policy.yaml"
+    path.write_text(DEFAULT_TEXT.replace("intent_30d", "intent_3Od"), encoding="utf-8")
+
+    # When it is checked against the default feature settings, and against a model
+    by_default = CliRunner().invoke(app, ["check-policy", str(path)])
+    by_model = CliRunner().invoke(app, ["check-policy", str(path), "--model", str(model_dir)])
+    good = tmp_path / "good.yaml"
+    good.write_text(DEFAULT_TEXT, encoding="utf-8")
+    fine = CliRunner().invoke(app, ["check-policy", str(good), "--model", str(model_dir)])
+
+    # Then both refuse it, naming the file, the setting and what it was checked against
+    for result, against in (
+        (by_default, "the default feature settings"),
+        (by_model, str(model_dir)),
+    ):
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(
+            f"error: routing policy {path} (default@v2): rebound.recent_intent_feature "
+            f"'intent_3Od' is not a numeric feature of {against}"
+        )
+    assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v2")
