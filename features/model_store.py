@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from features.error_text import error_summary, without_credentials
 from features.predictor import METADATA_FILE, ReconversionModel
 from features.tracking_store import registry_uri, sqlite_path, tracking_uri
 
@@ -24,12 +25,21 @@ MODEL_ARTIFACT = "reconversion_model"
 """Folder of the ``ReconversionModel`` files inside a logged pyfunc (under ``artifacts/``)."""
 LOCAL_VERSION = "local"
 MLMODEL_FILE = "MLmodel"
+#: The registered model's name unless a training config says otherwise, and what a
+#: service or a batch job loads unless told otherwise.
+DEFAULT_MODEL_NAME = "srl-reconversion"
+DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 _RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
 
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded: unknown alias or version, unreachable store, bad files."""
+
+
+class UnreadableModelError(ModelLoadError):
+    """The files were found but are not a usable re-conversion model (damaged, another
+    format, missing a part): loading the same version again fails the same way."""
 
 
 @dataclass(frozen=True)
@@ -74,17 +84,33 @@ def load_model(uri: str, num_threads: int = 0) -> LoadedModel:
         if not local.is_dir():
             raise ModelLoadError(f"{uri}: no such model directory")
         return _from_directory(uri, local, num_threads)
-    registry = _REGISTRY_URI.match(uri)
+    registry = registry_reference(uri)
     if registry:
-        return _from_registry(
-            uri, registry["name"], registry["alias"], registry["version"], num_threads
-        )
+        return _from_registry(uri, registry.name, registry.alias, registry.version, num_threads)
     run = _RUN_URI.match(uri)
     if run:
         location = _run_location(uri, run["run_id"], run["path"])
         model = _download_and_load(uri, f"{location}/artifacts/{MODEL_ARTIFACT}", num_threads)
         return LoadedModel(model, uri, None, LOCAL_VERSION, None, run["run_id"])
     return _from_artifact_uri(uri, num_threads)
+
+
+@dataclass(frozen=True)
+class RegistryReference:
+    """A ``models:/name@alias`` or ``models:/name/version`` URI, taken apart."""
+
+    name: str
+    alias: str | None
+    version: str | None
+
+
+def registry_reference(uri: str) -> RegistryReference | None:
+    """The registered model, and its alias or version, that ``uri`` names (None for any
+    other kind of URI)."""
+    found = _REGISTRY_URI.match(uri)
+    if found is None:
+        return None
+    return RegistryReference(found["name"], found["alias"], found["version"])
 
 
 def is_local_uri(uri: str) -> bool:
@@ -103,8 +129,9 @@ def _from_registry(
     uri: str, name: str, alias: str | None, version: str | None, num_threads: int
 ) -> LoadedModel:
     details = _model_version(uri, name, alias, version)
-    location = _model_location(uri, str(details.source))
-    model = _download_and_load(uri, f"{location}/artifacts/{MODEL_ARTIFACT}", num_threads)
+    named = uri if version is not None else f"{uri} (version {details.version})"
+    location = _model_location(named, str(details.source))
+    model = _download_and_load(named, f"{location}/artifacts/{MODEL_ARTIFACT}", num_threads)
     return LoadedModel(model, uri, name, str(details.version), alias, details.run_id)
 
 
@@ -116,8 +143,8 @@ def _model_version(uri: str, name: str, alias: str | None, version: str | None) 
             return client.get_model_version_by_alias(name, alias)
         return client.get_model_version(name, str(version))
     except Exception as error:
-        where = _safe(registry_uri())
-        raise ModelLoadError(f"{uri}: {_describe(error)} (registry {where})") from error
+        where = without_credentials(registry_uri())
+        raise ModelLoadError(f"{uri}: {error_summary(error)} (registry {where})") from error
 
 
 def _client(uri: str) -> Any:
@@ -141,7 +168,7 @@ def _model_location(uri: str, source: str) -> str:
     try:
         location = _client(uri).get_logged_model(model_id).artifact_location
     except Exception as error:
-        raise ModelLoadError(f"{uri}: logged model {model_id}: {_describe(error)}") from error
+        raise ModelLoadError(f"{uri}: logged model {model_id}: {error_summary(error)}") from error
     return str(location).rstrip("/")
 
 
@@ -160,8 +187,8 @@ def _run_location(uri: str, run_id: str, name: str) -> str:
             if logged.name == name:
                 return str(logged.artifact_location).rstrip("/")
     except Exception as error:
-        where = _safe(tracking_uri())
-        raise ModelLoadError(f"{uri}: {_describe(error)} (store {where})") from error
+        where = without_credentials(tracking_uri())
+        raise ModelLoadError(f"{uri}: {error_summary(error)} (store {where})") from error
     return f"{str(run.info.artifact_uri).rstrip('/')}/{name}"
 
 
@@ -190,7 +217,8 @@ def _download(uri: str, artifact_uri: str, destination: str) -> Path:
             registry_uri=registry_uri(),
         )
     except Exception as error:
-        raise ModelLoadError(f"{uri}: could not download the model: {_describe(error)}") from error
+        reason = error_summary(error)
+        raise ModelLoadError(f"{uri}: could not download the model: {reason}") from error
     return Path(path)
 
 
@@ -202,7 +230,7 @@ def _from_directory(uri: str, directory: Path, num_threads: int) -> LoadedModel:
         )
     mlmodel = directory / MLMODEL_FILE
     if not mlmodel.exists():
-        raise ModelLoadError(f"{uri}: neither {METADATA_FILE} nor {MLMODEL_FILE} found")
+        raise UnreadableModelError(f"{uri}: neither {METADATA_FILE} nor {MLMODEL_FILE} found")
     description = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
     model = _read_model(uri, directory / _artifact_folder(uri, description), num_threads)
     return LoadedModel(model, uri, None, LOCAL_VERSION, None, description.get("run_id"))
@@ -213,15 +241,16 @@ def _artifact_folder(uri: str, description: dict[str, Any]) -> str:
     artifacts = description.get("flavors", {}).get("python_function", {}).get("artifacts") or {}
     entry = artifacts.get(MODEL_ARTIFACT)
     if not entry:
-        raise ModelLoadError(f"{uri}: the MLflow model has no {MODEL_ARTIFACT!r} artifact")
+        raise UnreadableModelError(f"{uri}: the MLflow model has no {MODEL_ARTIFACT!r} artifact")
     return str(entry["path"])
 
 
 def _read_model(uri: str, directory: Path, num_threads: int) -> ReconversionModel:
     try:
         return ReconversionModel.load(directory, num_threads)
-    except (OSError, ValueError, KeyError) as error:
-        raise ModelLoadError(f"{uri}: not a readable re-conversion model: {error}") from error
+    except Exception as error:  # damaged files fail in LightGBM's, JSON's or pandas' own words
+        reason = f"not a readable re-conversion model: {error_summary(error, with_kind=True)}"
+        raise UnreadableModelError(f"{uri}: {reason}") from error
 
 
 def check_registry_exists(uri: str) -> None:
@@ -239,13 +268,3 @@ def check_registry_exists(uri: str) -> None:
             f"{uri}: no model registry at {database}; train a model first or set "
             "MLFLOW_TRACKING_URI"
         )
-
-
-def _describe(error: Exception) -> str:
-    message = str(getattr(error, "message", None) or error)
-    return message.splitlines()[0][:300] if message else type(error).__name__
-
-
-def _safe(uri: str) -> str:
-    """A store URI without credentials, for messages and logs."""
-    return re.sub(r"//[^/@]+@", "//***@", uri)

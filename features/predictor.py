@@ -7,6 +7,7 @@ pickle), and training, ``srl evaluate``, batch scoring and the API all predict t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -199,6 +200,7 @@ class ReconversionModel:
             raise OutputWriteError(booster, str(error)) from error
         document = {
             "format_version": MODEL_FORMAT_VERSION,
+            "booster_sha256": hashlib.sha256(booster.read_bytes()).hexdigest(),
             "config": self.config.model_dump(mode="json"),
             "vocabulary": self.vocabulary.to_dict(),
             "calibration": self.calibration.to_dict(),
@@ -210,7 +212,12 @@ class ReconversionModel:
 
     @staticmethod
     def load(directory: str | Path, num_threads: int = 0) -> ReconversionModel:
-        """Read a model written by ``save``."""
+        """Read a model written by ``save``.
+
+        Raises:
+            ValueError: the files are not a model of this format, or ``booster.txt`` is not
+                the file that was saved (damaged, cut short, replaced).
+        """
         import lightgbm as lgb
 
         source = Path(directory)
@@ -220,15 +227,40 @@ class ReconversionModel:
                 f"{source / METADATA_FILE}: model format {document.get('format_version')} "
                 f"is not supported (expected {MODEL_FORMAT_VERSION})"
             )
+        booster_text = _checked_booster(source / BOOSTER_FILE, document.get("booster_sha256"))
         return ReconversionModel(
             config=FeatureConfig.model_validate(document["config"]),
             vocabulary=CategoryVocabulary.from_dict(document["vocabulary"]),
-            booster=lgb.Booster(model_file=str(source / BOOSTER_FILE)),
+            booster=lgb.Booster(model_str=booster_text),
             calibration=Calibration.from_dict(document["calibration"]),
             feature_names=list(document["feature_names"]),
             metadata=document.get("metadata", {}),
             num_threads=num_threads,
         )
+
+
+#: How LightGBM ends a saved model's text: a file that does not is cut short.
+BOOSTER_TRAILER = "end of parameters"
+
+
+def _checked_booster(path: Path, digest: str | None) -> str:
+    """The text of a saved booster, once it is known to be the file ``save`` wrote.
+
+    LightGBM's reader may abort the whole process on a damaged file (a serving worker
+    with it) rather than raise, so the file is checked first: against the digest recorded
+    at save, or, for a model saved before digests were recorded, for LightGBM's closing
+    section.
+
+    Raises:
+        ValueError: the file does not match its digest, or is cut short.
+    """
+    data = path.read_bytes()
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError(f"{path}: not the booster that was saved (its SHA-256 differs)")
+    text = data.decode("utf-8")
+    if digest is None and BOOSTER_TRAILER not in text[-4096:]:
+        raise ValueError(f"{path}: cut short (no {BOOSTER_TRAILER!r} section)")
+    return text
 
 
 def _json_safe(value: Any) -> Any:

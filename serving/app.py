@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from features.records import ScoreRequest
+from serving.batch_signals import end_with_parent
 from serving.coalescing import Coalescer
 from serving.dependencies import auth_dependencies
 from serving.errors import install_error_handlers
@@ -134,6 +136,8 @@ def _include_routers(app: FastAPI, settings: Settings, batch_model: type[BaseMod
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     holder: ModelHolder = app.state.holder
     settings: Settings = app.state.settings
+    if settings.reload_signal is not None:  # a worker of `srl serve --workers N`: it must not
+        end_with_parent(os.getppid())  # outlive its supervisor (kill -9, the OOM killer)
     first_load = asyncio.create_task(holder.reload("start"))
     try:
         await asyncio.wait_for(asyncio.shield(first_load), settings.startup_wait_seconds)

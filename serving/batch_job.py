@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from features.model_store import DEFAULT_MODEL_URI
 from features.predictor import ReconversionModel
 from serving.batch_local import (
     ChunkReport,
@@ -24,9 +25,6 @@ from serving.chunk_scoring import ChunkSettings, LeadLocator
 from serving.model_source import ModelIdentity
 from serving.policy import RoutingPolicy
 from serving.scoring import ReasonMode
-
-DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
-
 
 DEFAULT_CHUNK_LEADS = 50_000
 

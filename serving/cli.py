@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +25,9 @@ from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from features.config import FeatureConfig
+from features.model_store import DEFAULT_MODEL_URI
 from serving.policy import PolicyError, RoutingPolicy, check_policy_features, read_policy
-from serving.settings import DEFAULT_MODEL_URI, Settings, settings_problems
+from serving.settings import Settings, settings_problems
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -136,10 +138,32 @@ def serve(
     if workers == 1:  # this process serves: its pools were loaded before the variables
         cap_loaded_thread_pools(per_worker)
     settings = _checked_settings(host)
+    _require_free_port(settings.host, settings.port)
     if workers > cores:
         typer.echo(f"warning: {workers} workers on {cores} cores will compete for CPU", err=True)
     with _worker_coordination(workers):
         _run(settings, workers, log_level)
+
+
+#: uvicorn's exit code when it cannot start (the address in use, most often).
+UVICORN_STARTUP_FAILURE = 3
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Exit 1, naming the address, when it cannot be listened on: before the model loads,
+    which may take a while, rather than after (uvicorn's own exit code, 3, is another
+    command's "some rows rejected")."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            reason = error.strerror or str(error)
+            typer.echo(f"error: cannot listen on {host}:{port}: {reason}", err=True)
+            raise typer.Exit(1) from error
 
 
 def _checked_settings(host: str) -> Settings:
@@ -199,17 +223,23 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
     # ends by the signal (a clean stop to systemd), not by the exit code `srl` gives it.
     for stop in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, signal.SIG_DFL)
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        http=protocol,  # type: ignore[arg-type]  # uvicorn calls it as it calls a class
-        log_config=log_config(log_level.upper()),
-        access_log=False,
-        server_header=False,
-    )
+    try:
+        uvicorn.run(
+            "serving.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            http=protocol,  # type: ignore[arg-type]  # uvicorn calls it as it calls a class
+            log_config=log_config(log_level.upper()),
+            access_log=False,
+            server_header=False,
+        )
+    except SystemExit as stopped:
+        if stopped.code != UVICORN_STARTUP_FAILURE:
+            raise
+        typer.echo(f"error: could not start on {settings.host}:{settings.port}", err=True)
+        raise typer.Exit(1) from stopped
 
 
 def check_policy(

@@ -8,6 +8,8 @@ every worker writes its samples there and ``/metrics`` aggregates all workers.
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import (
@@ -19,7 +21,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from serving.routing import Routes
 
@@ -47,6 +49,35 @@ MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 ModelLabels = tuple[str | None, str, str | None]
 """Name, version and alias of a model."""
+
+
+#: A live gauge's file in the multi-process folder: ``gauge_livemin_<pid>.db``.
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live(?:all|min|max|sum|mostrecent)_(\d+)\.db")
+
+
+def forget_dead_workers(folder: Path) -> None:
+    """Drop the live gauges of worker processes that have ended.
+
+    ``srl_model_ready`` (the least over live workers) and ``srl_model_info`` (the most)
+    count only live workers, but the files a worker leaves behind when it ends (a restart
+    after SIGHUP, a crash, the out-of-memory killer) still hold its last values: the
+    gauge would read 0 for ever once a worker died not ready. prometheus_client leaves
+    removing them to the server (``mark_process_dead``), which uvicorn does not call.
+    """
+    for entry in folder.iterdir():
+        found = _LIVE_GAUGE_FILE.fullmatch(entry.name)
+        if found and not _alive(int(found.group(1))):
+            mark_process_dead(int(found.group(1)), str(folder))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 class Metrics:
@@ -160,7 +191,9 @@ class Metrics:
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition and its content type (all workers when multi-process)."""
-        if os.environ.get(MULTIPROCESS_VARIABLE):
+        folder = os.environ.get(MULTIPROCESS_VARIABLE)
+        if folder:
+            forget_dead_workers(Path(folder))
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST

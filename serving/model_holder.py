@@ -21,7 +21,8 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from features.model_store import ModelLoadError
+from features.error_text import error_summary
+from features.model_store import ModelLoadError, UnreadableModelError
 from features.records import ScoreRequest
 from serving.examples import EXAMPLE_REQUEST
 from serving.metrics import Metrics
@@ -153,7 +154,8 @@ class ModelHolder:
         try:
             deployment = self._load()
         except Exception as error:
-            self._failed_source = source
+            if isinstance(error, UnreadableModelError | ExampleNotScoredError):
+                self._failed_source = source  # the version's own fault: not retried
             return self._failed(cause, before, error)
         self._current = deployment
         self._failed_source = None
@@ -187,6 +189,8 @@ class ModelHolder:
     def _failed(self, cause: str, before: str | None, error: Exception) -> ReloadOutcome:
         if isinstance(error, PolicyError):
             message = str(error)
+        elif isinstance(error, ModelLoadError):  # its message starts with the URI
+            message = f"could not load {_describe(error)}"
         else:
             message = f"could not load {self._settings.model_uri}: {_describe(error)}"
         if self._current is None:
@@ -213,17 +217,27 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
+class ExampleNotScoredError(ValueError):
+    """A model version that cannot score the example request end to end: it would fail the
+    same way on every request, and on every load."""
+
+
 def check_deployment(deployment: Deployment) -> None:
     """Score the example request end to end; raise unless it gives a probability.
 
     Raises:
-        ValueError: the probability is not a finite number in [0, 1].
+        ExampleNotScoredError: scoring failed, or the probability is not a finite number in
+            [0, 1].
     """
     request = ScoreRequest.model_validate(EXAMPLE_REQUEST)
-    scoring = score_requests(deployment, [request], top_k=3, request_id="check")
+    try:
+        scoring = score_requests(deployment, [request], top_k=3, request_id="check")
+    except Exception as error:
+        reason = error_summary(error, with_kind=True)
+        raise ExampleNotScoredError(f"the example request could not be scored: {reason}") from error
     probability = float(scoring.probability[0])
     if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
-        raise ValueError(f"the model answered {probability} for the example request")
+        raise ExampleNotScoredError(f"the model answered {probability} for the example request")
 
 
 def _source_or_none(uri: str) -> str | None:
@@ -250,7 +264,4 @@ def _signal_stamp(path: Path | None) -> int | None:
 
 
 def _describe(error: Exception) -> str:
-    text = str(error).splitlines()[0][:300] if str(error) else ""
-    if isinstance(error, ModelLoadError | NotReady):
-        return text
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return error_summary(error, with_kind=not isinstance(error, ModelLoadError | NotReady))

@@ -9,13 +9,13 @@ registry version; its version is a fingerprint of its files, so a reload after t
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from features.error_text import error_summary
 from features.model_store import (
     LOCAL_VERSION,
     LoadedModel,
@@ -24,10 +24,10 @@ from features.model_store import (
     is_local_uri,
     load_model,
     local_path,
+    registry_reference,
 )
 from features.predictor import ReconversionModel
 
-_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
 FINGERPRINT_CHARS = 12
 
 Loader = Callable[[str, int], LoadedModel]
@@ -102,9 +102,9 @@ def current_version(uri: str) -> str | None:
     Raises:
         ModelLoadError: the registry could not be asked.
     """
-    alias = _ALIAS_URI.match(uri)
-    if alias:
-        return _alias_version(uri, alias["name"], alias["alias"])
+    registry = registry_reference(uri)
+    if registry is not None and registry.alias is not None:
+        return _alias_version(uri, registry.name, registry.alias)
     fingerprint = _local_fingerprint(uri)
     return None if fingerprint is None else f"local-{fingerprint}"
 
@@ -130,7 +130,7 @@ def _alias_version(uri: str, name: str, alias: str) -> str:
         client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=registry_uri())
         details: Any = client.get_model_version_by_alias(name, alias)
     except Exception as error:
-        message = str(getattr(error, "message", None) or error).splitlines()[0][:300]
+        message = error_summary(error)
         raise ModelLoadError(f"{uri}: could not resolve the alias: {message}") from error
     return str(details.version)
 

@@ -10,7 +10,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_MODEL_URI = "models:/srl-reconversion@champion"
+from features.model_store import DEFAULT_MODEL_URI
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 #: What an API key may hold: visible ASCII characters, no spaces. Starlette reads the
 #: ``X-API-Key`` header as Latin-1 and ``serving.dependencies.key_matches`` compares UTF-8
@@ -49,8 +50,13 @@ class Settings(BaseSettings):
     """
 
     # No error may quote a value: SRL_API_KEYS holds every key, the valid ones too.
+    # No waiting time may be infinite either (SRL_STARTUP_WAIT_SECONDS=inf: never listening).
     model_config = SettingsConfigDict(
-        env_prefix="SRL_", extra="ignore", frozen=True, hide_input_in_errors=True
+        env_prefix="SRL_",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        allow_inf_nan=False,
     )
 
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import typer
 
@@ -36,10 +37,22 @@ def _register_optional() -> None:
 _register_optional()
 
 
+#: The levels ``SRL_LOG_LEVEL`` may name (as ``srl serve --log-level`` takes them).
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def configure_logging() -> None:
-    """Plain key=value log lines on stderr; level from ``SRL_LOG_LEVEL`` (default INFO)."""
+    """Plain key=value log lines on stderr; level from ``SRL_LOG_LEVEL`` (default INFO).
+
+    An unknown level is a usage error (exit 2) naming the variable, as for every ``SRL_*``
+    setting, before any command runs.
+    """
+    level = os.environ.get("SRL_LOG_LEVEL", "info").strip().lower()
+    if level not in LOG_LEVELS:
+        sys.stderr.write(f"Error: SRL_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}\n")
+        raise SystemExit(2)
     logging.basicConfig(
-        level=os.environ.get("SRL_LOG_LEVEL", "INFO").upper(),
+        level=level.upper(),
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
 

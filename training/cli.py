@@ -16,7 +16,7 @@ from features.cli import (
     write_failed,
 )
 from features.config import ConfigError, setting_problems
-from features.model_store import ModelLoadError
+from features.model_store import DEFAULT_MODEL_URI, ModelLoadError
 from features.problems import ContractError
 from features.timestamps import as_utc
 from training.config import (
@@ -26,8 +26,6 @@ from training.config import (
     load_training_config,
 )
 from training.split import SplitError
-
-DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
 
 DataOption = Annotated[
     Path, typer.Option("--data", help="Export directory: leads, activities, rejections, ...")
@@ -65,6 +63,7 @@ def train(
     snapshot_at: SnapshotOption = None,
 ) -> None:
     """Train, evaluate and register a re-conversion model; log everything to MLflow."""
+    from training.registry import RegistryError
     from training.train import train as run_training
 
     if target is not None and target not in ("reconverted", "won"):
@@ -74,7 +73,14 @@ def train(
             **{"features.target": target, "features.horizon_days": horizon_days, "seed": seed}
         )
         result = run_training(data, settings, tune_trials, register, as_utc(snapshot_at))
-    except (ConfigError, ContractError, SplitError, ValidationError, FileNotFoundError) as error:
+    except (
+        ConfigError,
+        ContractError,
+        SplitError,
+        ValidationError,
+        FileNotFoundError,
+        RegistryError,
+    ) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     overall = result.evaluation.report["overall"]

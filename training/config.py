@@ -15,11 +15,11 @@ import yaml
 from pydantic import Field, model_validator
 
 from features.config import FeatureConfig, read_yaml_mapping
+from features.model_store import DEFAULT_MODEL_NAME
 from features.yaml_files import YamlSettings
 
 CONFIG_VERSION = 1
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "training.yaml"
-DEFAULT_MODEL_NAME = "srl-reconversion"
 
 
 class _Frozen(YamlSettings):

@@ -26,6 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from features.config import FeatureConfig
 from features.dataset import ExampleSet, build_training_set
+from features.error_text import error_summary, without_credentials
 from features.loading import Export
 from features.model_store import LoadedModel, ModelLoadError, check_registry_exists
 from features.tracking_store import registry_uri, tracking_uri
@@ -89,7 +90,21 @@ def existing_registry_client(name: str) -> MlflowClient:
         check_registry_exists(name)
     except ModelLoadError as error:
         raise RegistryError(str(error)) from error
-    return registry_client()
+    try:
+        return registry_client()
+    except Exception as error:  # an unsupported store URI, a database driver not installed
+        raise _unreachable(error) from error
+
+
+#: MLflow's answers that mean "no such model, version or alias" (anything else is a failure
+#: to ask: the registry unreachable, a server error).
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+def _unreachable(error: Exception) -> RegistryError:
+    """The error for a registry that could not be asked, naming it (credentials masked)."""
+    where = without_credentials(registry_uri())
+    return RegistryError(f"cannot use the registry at {where}: {error_summary(error)}")
 
 
 def beats(metric: str, challenger: float, champion: float, margin: float) -> bool:
@@ -134,11 +149,18 @@ def _better(metric: str, value: float, other: float) -> bool:
 
 
 def champion_version(client: MlflowClient, name: str) -> str | None:
-    """The version the champion alias points at, or None."""
+    """The version the champion alias points at, or None when there is none.
+
+    Raises:
+        RegistryError: the registry could not be asked (never taken for "no champion", which
+            would let the gate promote a challenger unopposed).
+    """
     try:
         return str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code in _NOT_FOUND:
+            return None
+        raise _unreachable(error) from error
 
 
 def compare_with_champion(
@@ -281,8 +303,8 @@ def promote(name: str, version: str, reason: str = "manual promotion") -> dict[s
         RegistryError: there is no registry, or the version does not exist.
     """
     client = existing_registry_client(name)
-    _require_version(client, name, version)
-    return _move_champion(client, name, version, "manual", reason)
+    canonical = _require_version(client, name, version)
+    return _move_champion(client, name, canonical, "manual", reason)
 
 
 def rollback(name: str, reason: str = "rollback") -> dict[str, Any]:
@@ -300,7 +322,12 @@ def rollback(name: str, reason: str = "rollback") -> dict[str, Any]:
     previous = details.tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
         raise RegistryError(f"{name} version {current} replaced no earlier champion")
-    _require_version(client, name, previous)
+    previous = _require_version(client, name, previous)
+    if previous == current:
+        raise RegistryError(
+            f"{name} version {current} is recorded as the champion it replaced; promote the "
+            "version to restore by hand (srl promote VERSION)"
+        )
     client.set_registered_model_alias(name, CHAMPION, previous)
     event = _event("rolled back", reason, previous_champion=current)
     _append_history(client, name, current, {**event, "action": "rolled back from"})
@@ -351,11 +378,18 @@ def _append_history(client: MlflowClient, name: str, version: str, event: dict[s
     client.set_model_version_tag(name, version, HISTORY_TAG, text)
 
 
-def _require_version(client: MlflowClient, name: str, version: str) -> None:
+def _require_version(client: MlflowClient, name: str, version: str) -> str:
+    """The registry's own spelling of ``version`` (``02`` and `` 2`` are version ``2``).
+
+    Raises:
+        RegistryError: there is no such version, or the registry could not be asked.
+    """
     try:
-        client.get_model_version(name, str(version))
+        return str(client.get_model_version(name, str(version).strip()).version)
     except MlflowException as error:
-        raise RegistryError(f"{name} has no version {version}") from error
+        if error.error_code in _NOT_FOUND:
+            raise RegistryError(f"{name} has no version {version.strip()}") from error
+        raise _unreachable(error) from error
 
 
 def _actor() -> str:
@@ -376,7 +410,7 @@ def list_versions(name: str) -> list[dict[str, Any]]:
         aliases = client.get_registered_model(name).aliases or {}
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException as error:
-        raise RegistryError(f"cannot list {name}: {error.message}") from error
+        raise RegistryError(f"cannot list {name}: {error_summary(error)}") from error
     by_version: dict[str, list[str]] = {}
     for alias, version in aliases.items():
         by_version.setdefault(str(version), []).append(alias)

@@ -442,10 +442,19 @@ def _gate(
     verdict on the version."""
     client = registry.registry_client()
     name = config.registered_model_name
-    current = registry.champion_version(client, name)
-    decision = _baseline_refusal(evaluation, config.promotion) or _champion_decision(
-        export, split, evaluation, config, current
-    )
+    try:
+        current = registry.champion_version(client, name)
+    except registry.RegistryError as error:  # never read as "no champion": not promoted
+        decision = GateDecision(
+            False,
+            f"the champion could not be looked up: {error}",
+            config.promotion.metric,
+            config.promotion.margin,
+        )
+    else:
+        decision = _baseline_refusal(evaluation, config.promotion) or _champion_decision(
+            export, split, evaluation, config, current
+        )
     tags = {f"test.{k}": f"{evaluation.report['overall'][k]:.6f}" for k in HEADLINE_METRICS}
     tags.update(
         {

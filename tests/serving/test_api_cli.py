@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +16,7 @@ from typer.testing import CliRunner
 
 from serving.cli import available_cores, cap_loaded_thread_pools, threads_per_worker
 from srl.cli import app as srl_app
-from tests.servers import SRL, free_port, running
+from tests.servers import SRL, eventually, free_port, running
 from tests.serving.request_support import example_items
 
 
@@ -162,3 +165,85 @@ def test_pools_loaded_before_serve_set_its_variables_are_capped() -> None:
     assert any(pool["user_api"] == "openmp" for pool in threadpool_info())
     assert set(after) == set(before)
     assert set(after.values()) == {1}
+
+
+@pytest.mark.usefixtures("restored_environ")
+def test_serve_refuses_a_port_in_use_before_loading_anything(tmp_path: Path) -> None:
+    # Given a port another process listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        # When srl serve is asked for it (a model that does not exist: nothing is loaded)
+        result = CliRunner().invoke(
+            srl_app, ["serve", "--port", str(port), "--model", str(tmp_path / "absent")]
+        )
+
+    # Then it exits 1 naming the address, not uvicorn's 3 after a model load
+    assert result.exit_code == 1, result.output
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+
+
+def test_an_unknown_srl_log_level_is_a_usage_error_for_every_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "srl", "models"],
+        env={**os.environ, "SRL_LOG_LEVEL": "verbose"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    expected = "Error: SRL_LOG_LEVEL: must be one of debug, info, warning, error"
+    assert result.stderr.strip() == expected
+
+
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started and that still run (Linux's /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_the_workers_end_with_a_server_killed_by_sigkill(model_dir: Path, tmp_path: Path) -> None:
+    # Given srl serve with two workers, serving
+    port = free_port()
+    command = [SRL, "serve", "--port", str(port), "--workers", "2", "--model", str(model_dir)]
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            eventually(lambda: _ready(f"http://127.0.0.1:{port}/readyz"), seconds=120)
+            workers = _children(server.pid)
+            assert len(workers) >= 2
+
+            # When the supervising process is killed outright (kill -9, the OOM killer)
+            server.kill()
+            server.wait(timeout=30)
+
+            # Then its workers end too, freeing the port for a restart
+            eventually(lambda: not any(_running(pid) for pid in workers), seconds=60)
+        finally:
+            for pid in _children(server.pid) | {server.pid}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

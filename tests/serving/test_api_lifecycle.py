@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.model_store import LoadedModel, ModelLoadError, load_model
+from features.model_store import LoadedModel, ModelLoadError, UnreadableModelError, load_model
 from features.predictor import ReconversionModel
 from serving.examples import EXAMPLE_REQUEST
 from serving.model_source import current_version, load_serving_model
@@ -113,13 +115,19 @@ def _retrained(model: ReconversionModel) -> ReconversionModel:
     )
 
 
+def _two_models_behind_a_link(model: ReconversionModel, folder: Path) -> tuple[Path, Path]:
+    """A link to ``model`` saved in ``folder``, and a retrained model saved beside it."""
+    first = model.save(folder / "first")
+    second = _retrained(model).save(folder / "second")
+    live = folder / "live"
+    live.symlink_to(first)
+    return live, second
+
+
 def test_a_local_directory_swaps_when_its_files_change(
     model: ReconversionModel, tmp_path: Path
 ) -> None:
-    first = model.save(tmp_path / "first")
-    second = _retrained(model).save(tmp_path / "second")
-    live = tmp_path / "live"
-    live.symlink_to(first)
+    live, second = _two_models_behind_a_link(model, tmp_path)
     with TestClient(create_app(api_settings(live))) as client:
         before = client.get("/v1/model").json()["version"]
 
@@ -164,7 +172,7 @@ def test_a_model_that_fails_to_load_keeps_the_old_one(
         outcome = client.post("/v1/admin/reload").json()
 
         assert outcome["reloaded"] is False
-        assert "LightGBMError" in outcome["message"]
+        assert "not the booster that was saved" in outcome["message"]
         assert outcome["message"].endswith(f"still serving {version} with policy default@v2")
         assert outcome["policy"] == "default@v2"
         answer = client.post("/v1/score", json=EXAMPLE_REQUEST)
@@ -273,3 +281,77 @@ def test_a_loaded_model_and_the_libraries_are_out_of_the_collectors_way(
         # collection during a request no longer walks them.
         assert gc.get_freeze_count() > 10_000
     gc.unfreeze()
+
+
+def test_polling_catches_up_with_a_version_whose_first_load_failed_for_another_reason(
+    model: ReconversionModel, tmp_path: Path
+) -> None:
+    # Given a service polling a model folder, with a policy file
+    live, second = _two_models_behind_a_link(model, tmp_path)
+    document = load_policy().model_dump(mode="json")
+    policy = _policy_file(tmp_path, document)
+    settings = api_settings(live, policy=policy, reload_interval_seconds=0.1)
+    with TestClient(create_app(settings)) as client:
+        before = client.get("/v1/model").json()["version"]
+        # When the folder moves to a new model while the policy is briefly broken
+        policy.write_text("version: [\n", encoding="utf-8")
+        live.unlink()
+        live.symlink_to(second)
+        eventually(lambda: _reload_failures(client) >= 1, seconds=30)
+        assert client.get("/v1/model").json()["version"] == before
+        # Then, once the policy is mended, the next poll loads the new model (a failure that
+        # is not the version's own does not bar it)
+        policy.write_text(yaml.safe_dump({**document, "version": 3}), encoding="utf-8")
+        eventually(lambda: client.get("/v1/model").json()["version"] != before, seconds=30)
+        assert client.get("/v1/model").json()["trained_at"] == "2025-02-01T00:00:00+00:00"
+
+
+def _reload_failures(client: TestClient) -> float:
+    """``srl_model_reloads_total{outcome="failed"}`` as the service reports it."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('srl_model_reloads_total{outcome="failed"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize("digest", [True, False], ids=["saved digest", "older model"])
+def test_a_booster_cut_short_is_refused_before_lightgbm_reads_it(
+    model: ReconversionModel, tmp_path: Path, digest: bool
+) -> None:
+    # Given a model folder whose booster was cut short (a copy that died half-way), which
+    # LightGBM's reader answers by aborting the whole process
+    directory = model.save(tmp_path / "model")
+    if not digest:  # saved before digests were recorded
+        document = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+        del document["booster_sha256"]
+        (directory / "model.json").write_text(json.dumps(document), encoding="utf-8")
+    booster = directory / "booster.txt"
+    booster.write_bytes(booster.read_bytes()[: len(booster.read_bytes()) // 2])
+
+    # Then loading it is refused with the file's fault, in one line
+    with pytest.raises(UnreadableModelError) as refused:
+        load_model(str(directory), 1)
+    reason = "its SHA-256 differs" if digest else "cut short"
+    assert str(refused.value).startswith(f"{directory}: not a readable re-conversion model: ")
+    assert reason in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_registry_credentials_never_reach_an_answer_or_a_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a tracking URI with a password in it, and no server behind it
+    secret = "Sup3rS3cretPw"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://operator:{secret}@127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with caplog.at_level(logging.DEBUG), TestClient(create_app(api_settings(CHAMPION))) as client:
+        # When the service cannot reach the registry
+        ready = client.get("/readyz")
+        scored = client.post("/v1/score", json=EXAMPLE_REQUEST)
+
+    # Then the reason says so, with the password masked everywhere
+    assert ready.status_code == 503
+    assert "http://***@127.0.0.1" in ready.text
+    for text in (ready.text, scored.text, caplog.text):
+        assert secret not in text

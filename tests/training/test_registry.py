@@ -18,9 +18,16 @@ from mlflow import MlflowClient
 from features.dataset import build_training_set, uncensored
 from features.loading import load_export
 from features.model_store import load_model
+from tests.servers import free_port
 from training import report
 from training.config import TrainingConfig, load_training_config
-from training.registry import baseline_refusal, promote
+from training.registry import (
+    RegistryError,
+    baseline_refusal,
+    champion_version,
+    promote,
+    registry_client,
+)
 from training.split import fitted_through, split_by_time
 from training.train import TrainingResult, train
 from training.workflow import train_register_and_gate
@@ -213,3 +220,24 @@ def test_the_demo_workflow_serves_a_refused_first_version_by_number(
     again = train_register_and_gate(small_export_dir, config)
     assert again.model_uri == f"models:/{NAME}@champion"
     assert f"{NAME} version 2 is challenger" in again.sentence
+
+
+def test_an_unreachable_registry_is_said_so_never_taken_for_a_missing_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a tracking server that is down, reached with a password in its URI
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://operator:Secret42@127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+
+    # When a person promotes, or the gate looks the champion up
+    with pytest.raises(RegistryError) as promoting:
+        promote(NAME, "2")
+    with pytest.raises(RegistryError) as looking_up:
+        champion_version(registry_client(), NAME)
+
+    # Then each says the registry could not be used (not "no version 2", not "no champion",
+    # which would let the gate promote unopposed), with the password masked
+    for refused in (promoting.value, looking_up.value):
+        assert str(refused).startswith("cannot use the registry at http://***@127.0.0.1:")
+        assert "Secret42" not in str(refused)

@@ -193,6 +193,18 @@ def test_people_promote_and_roll_back_with_tags(trained: Trained, store: MlflowC
     assert [event["action"] for event in history][-1] == "restored by rollback"
     with pytest.raises(registry.RegistryError, match="replaced no earlier champion"):
         registry.rollback(NAME)
+
+    # A version written another way is the same version: " 02 " is 2, its history stays true
+    again = registry.promote(NAME, " 02 ", reason="again")
+    assert (again["champion"], again["replaced"]) == ("2", "1")
+    assert registry.promote(NAME, "2")["replaced"] == "2"
+    assert store.get_model_version(NAME, "2").tags[registry.PREVIOUS_CHAMPION_TAG] == "1"
+    # And a version recorded as the champion it replaced is never rolled back to itself
+    store.set_model_version_tag(NAME, "2", registry.PREVIOUS_CHAMPION_TAG, "2")
+    with pytest.raises(registry.RegistryError, match="recorded as the champion it replaced"):
+        registry.rollback(NAME)
+    store.set_model_version_tag(NAME, "2", registry.PREVIOUS_CHAMPION_TAG, "1")
+    assert registry.rollback(NAME)["champion"] == "1"
     versions = registry.list_versions(NAME)
     assert [(v["version"], v["aliases"]) for v in versions] == [
         ("2", ["challenger"]),

@@ -1,0 +1,44 @@
+"""How a failure reads in messages, logs and answers: one line, bounded, no credentials.
+
+Errors from the model store (MLflow, its HTTP client, the artifact store) quote URLs as
+they were given, ``user:password@`` included, and put the cause last (``... (Caused by
+NewConnectionError(...: Connection refused))``, or a list of failed files on the lines
+after the first). ``error_summary`` keeps every line, masks credentials, and when the text
+is too long keeps its start and its end, where the cause is.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: ``scheme://user:password@host``: everything between ``//`` and ``@`` of a URL.
+_CREDENTIALS = re.compile(r"(?<=//)[^/@\s'\"]+@")
+MASKED_CREDENTIALS = "***@"
+#: Characters kept from each end of a long message.
+HEAD_CHARS = 200
+TAIL_CHARS = 200
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it masked as ``***@``."""
+    return _CREDENTIALS.sub(MASKED_CREDENTIALS, text)
+
+
+def error_summary(error: BaseException, *, with_kind: bool = False) -> str:
+    """The error's message on one line, credentials masked, at most about 400 characters:
+    its start and its end (the cause) when longer.
+
+    Args:
+        error: the failure; MLflow's exceptions give their ``message``.
+        with_kind: prefix the exception's type name (``OSError: ...``), for errors whose
+            message alone does not say what failed.
+    """
+    text = str(getattr(error, "message", None) or error)
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    text = without_credentials(text)
+    if len(text) > HEAD_CHARS + TAIL_CHARS + 5:
+        text = f"{text[:HEAD_CHARS]} ... {text[-TAIL_CHARS:]}"
+    kind = type(error).__name__
+    if not text:
+        return kind
+    return f"{kind}: {text}" if with_kind else text
