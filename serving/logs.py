@@ -13,8 +13,11 @@ from typing import Any
 
 import orjson
 
+from features.error_text import without_credentials
+
 _STANDARD = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
+    | {"message", "asctime", "color_message"}  # uvicorn's copy of the message, in ANSI colours
 )
 
 
@@ -32,17 +35,21 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 document[key] = value
-        return orjson.dumps(document, default=str).decode()
+        # A library's message may quote a store URL with its password (MLflow, urllib3).
+        return without_credentials(orjson.dumps(document, default=str).decode())
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for uvicorn and the service (JSON lines on stderr)."""
+    """A ``logging.config.dictConfig`` for uvicorn, the service and every library (JSON lines
+    on stderr): libraries' warnings, and at ``DEBUG`` their debug lines, as JSON too."""
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    libraries = "DEBUG" if level.upper() == "DEBUG" else "WARNING"
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": libraries},
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"handlers": ["default"], "level": level, "propagate": False},

@@ -15,7 +15,7 @@ from serving.logs import log_config
 @pytest.fixture
 def restored_loggers() -> Iterator[None]:
     """Give the loggers ``log_config`` configures their settings back after the test."""
-    names = list(log_config()["loggers"])
+    names = [*log_config()["loggers"], ""]  # "": the root logger
     saved = {name: _settings(logging.getLogger(name)) for name in names}
     try:
         yield
@@ -45,3 +45,26 @@ def test_log_config_writes_json_lines_to_stderr(capfd: pytest.CaptureFixture[str
     assert request_lines[0]["level"] == "info"
     assert request_lines[0]["route"] == "/v1/score"
     assert request_lines[0]["status"] == 422
+
+
+@pytest.mark.usefixtures("restored_loggers")
+def test_libraries_log_json_lines_too_without_passwords_or_colour_codes(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    logging.config.dictConfig(log_config("INFO"))
+    # A library's warning quoting a store URL, and uvicorn's record with its coloured copy
+    logging.getLogger("urllib3.connectionpool").warning(
+        "Retrying after connection broken: http://operator:Secret42@registry:5000/api"
+    )
+    logging.getLogger("urllib3.connectionpool").info("below the libraries' level")
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 7, extra={"color_message": "\x1b[36m%d\x1b[0m"}
+    )
+
+    written = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    lines = [orjson.loads(line) for line in written]
+    assert [line["logger"] for line in lines] == ["urllib3.connectionpool", "uvicorn.error"]
+    assert lines[0]["message"].endswith("http://***@registry:5000/api")
+    assert "Secret42" not in written[0]
+    assert "color_message" not in lines[1]
+    assert "\x1b" not in written[1]
