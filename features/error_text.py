@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import re
 
-#: ``scheme://user:password@host``: everything between ``//`` and ``@`` of a URL.
-_CREDENTIALS = re.compile(r"(?<=//)[^/@\s'\"]+@")
+#: ``scheme://user:password@host``: everything from ``://`` to the last ``@`` before the
+#: next space (a password may hold ``/``, quotes, ``@`` even; a few characters too many
+#: masked is the safe side).
+_CREDENTIALS = re.compile(r"(?<=://)[^\s@]*@(?:[^\s@]*@)*")
 MASKED_CREDENTIALS = "***@"
+#: ``?password=...`` and the like in a URL's query (a database URI may carry them there).
+_QUERY_SECRET = re.compile(r"(?i)\b(password|passwd|pwd|secret|token)=[^&\s]*")
 #: Characters kept from each end of a long message.
 HEAD_CHARS = 200
 TAIL_CHARS = 200
 
 
 def without_credentials(text: str) -> str:
-    """``text`` with the ``user:password@`` of every URL in it masked as ``***@``."""
-    return _CREDENTIALS.sub(MASKED_CREDENTIALS, text)
+    """``text`` with the ``user:password@`` of every URL in it masked as ``***@``, and any
+    ``password=``-like query parameter as ``password=***``."""
+    return _QUERY_SECRET.sub(r"\1=***", _CREDENTIALS.sub(MASKED_CREDENTIALS, text))
 
 
 def error_summary(error: BaseException, *, with_kind: bool = False) -> str:

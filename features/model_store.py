@@ -248,6 +248,9 @@ def _artifact_folder(uri: str, description: dict[str, Any]) -> str:
 def _read_model(uri: str, directory: Path, num_threads: int) -> ReconversionModel:
     try:
         return ReconversionModel.load(directory, num_threads)
+    except (OSError, MemoryError) as error:  # the machine's trouble, not the files': retried
+        reason = f"could not read the model: {error_summary(error, with_kind=True)}"
+        raise ModelLoadError(f"{uri}: {reason}") from error
     except Exception as error:  # damaged files fail in LightGBM's, JSON's or pandas' own words
         reason = f"not a readable re-conversion model: {error_summary(error, with_kind=True)}"
         raise UnreadableModelError(f"{uri}: {reason}") from error

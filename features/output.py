@@ -14,8 +14,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -216,19 +219,23 @@ class StagedFiles:
     def publish(self) -> None:
         """Move every file into place, in the order written (each move is atomic).
 
+        A stop signal (Ctrl-C, SIGTERM, SIGHUP) arriving meanwhile is held until every file
+        has moved (milliseconds): the command then stops with all its files new, never some.
+
         Raises:
             OutputWriteError: a file could not be moved into place (the ones before it are).
         """
-        while self._pending:
-            target, temporary = self._pending[0]
-            try:
-                if temporary is None:
-                    target.unlink(missing_ok=True)
-                else:
-                    os.replace(temporary, target)
-            except OSError as error:
-                raise OutputWriteError.of(target, error) from error
-            self._pending.pop(0)
+        with _stop_signals_held():
+            while self._pending:
+                target, temporary = self._pending[0]
+                try:
+                    if temporary is None:
+                        target.unlink(missing_ok=True)
+                    else:
+                        os.replace(temporary, target)
+                except OSError as error:
+                    raise OutputWriteError.of(target, error) from error
+                self._pending.pop(0)
 
     def discard(self) -> None:
         """Remove the temporary files not yet published."""
@@ -236,6 +243,32 @@ class StagedFiles:
             if temporary is not None:
                 temporary.unlink(missing_ok=True)
         self._pending = []
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP during the block: one that comes is noted, and raised
+    again once the block is over, for the handler in place before it (a command's stop, the
+    batch job's, the default). A signal ignored (``nohup``) stays ignored. Python runs
+    signal handlers in the main thread only: elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    numbers = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    caught: list[int] = []
+    previous = {number: signal.getsignal(number) for number in numbers}
+    for number, before in previous.items():
+        if before is not signal.SIG_IGN:
+            signal.signal(number, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for number, before in previous.items():
+            signal.signal(number, before if before is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

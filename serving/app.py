@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import multiprocessing
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -136,8 +136,11 @@ def _include_routers(app: FastAPI, settings: Settings, batch_model: type[BaseMod
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     holder: ModelHolder = app.state.holder
     settings: Settings = app.state.settings
-    if settings.reload_signal is not None:  # a worker of `srl serve --workers N`: it must not
-        end_with_parent(os.getppid())  # outlive its supervisor (kill -9, the OOM killer)
+    supervisor = multiprocessing.parent_process()
+    if settings.reload_signal is not None and supervisor is not None and supervisor.pid:
+        # A worker of `srl serve --workers N` must not outlive its supervisor (kill -9, the
+        # out-of-memory killer), even one that died while this worker was starting.
+        end_with_parent(supervisor.pid)
     first_load = asyncio.create_task(holder.reload("start"))
     try:
         await asyncio.wait_for(asyncio.shield(first_load), settings.startup_wait_seconds)

@@ -25,7 +25,12 @@ from types import FrameType
 
 logger = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: Signals that stop a command or a job as Ctrl-C does: ``timeout``, schedulers,
+#: ``docker stop`` and ``kill <pid>`` send SIGTERM; a closed terminal sends SIGHUP (which
+#: Windows lacks).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -126,6 +131,16 @@ def stop_on_signals() -> Iterator[None]:
         _HANDLERS.remove(handler)
         for number, before in previous.items():
             signal.signal(number, before if before is not None else signal.SIG_DFL)
+
+
+def signal_received() -> JobStopped | None:
+    """The stop a signal asked for during the running job, if one came: what a failure
+    raised while the job was stopping stands for, however the library in the way (PySpark's
+    collect) reported it, chained to the ``JobStopped`` or not."""
+    handler = _HANDLERS[-1] if _HANDLERS else None
+    if handler is None or handler.signalled is None:
+        return None
+    return JobStopped(handler.signalled)
 
 
 @contextmanager

@@ -26,11 +26,12 @@ from threadpoolctl import threadpool_limits
 
 from features.config import FeatureConfig
 from features.model_store import DEFAULT_MODEL_URI
+from serving.batch_signals import STOP_SIGNALS
+from serving.logs import LOG_LEVELS
 from serving.policy import PolicyError, RoutingPolicy, check_policy_features, read_policy
 from serving.settings import Settings, settings_problems
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def available_cores() -> int:
@@ -112,7 +113,7 @@ def serve(
         ),
     ] = False,
     log_level: Annotated[
-        str, typer.Option(envvar="SRL_LOG_LEVEL", help="debug, info, warning or error.")
+        str, typer.Option(envvar="SRL_LOG_LEVEL", help="debug, info, warning, error or critical.")
     ] = "info",
 ) -> None:
     """Serve the scoring API (keys from SRL_API_KEYS; see docs/serving.md)."""
@@ -221,8 +222,9 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
     )
     # uvicorn shuts down gracefully on SIGTERM and then raises it again, so that the server
     # ends by the signal (a clean stop to systemd), not by the exit code `srl` gives it.
-    for stop in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop, signal.SIG_DFL)
+    for stop in STOP_SIGNALS:  # one ignored (nohup) stays ignored
+        if signal.getsignal(stop) is not signal.SIG_IGN:
+            signal.signal(stop, signal.SIG_DFL)
     try:
         uvicorn.run(
             "serving.app:create_app",
@@ -238,7 +240,11 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
     except SystemExit as stopped:
         if stopped.code != UVICORN_STARTUP_FAILURE:
             raise
-        typer.echo(f"error: could not start on {settings.host}:{settings.port}", err=True)
+        typer.echo(
+            f"error: the server could not start on {settings.host}:{settings.port} "
+            "(its reason is in the log above)",
+            err=True,
+        )
         raise typer.Exit(1) from stopped
 
 

@@ -15,6 +15,9 @@ import orjson
 
 from features.error_text import without_credentials
 
+#: The levels ``SRL_LOG_LEVEL`` and ``srl serve --log-level`` take.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "color_message"}  # uvicorn's copy of the message, in ANSI colours
@@ -30,13 +33,13 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": without_credentials(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                document[key] = value
+                document[key] = without_credentials(value) if isinstance(value, str) else value
         # A library's message may quote a store URL with its password (MLflow, urllib3).
-        return without_credentials(orjson.dumps(document, default=str).decode())
+        return orjson.dumps(document, default=str).decode()
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:

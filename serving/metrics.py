@@ -21,7 +21,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from serving.routing import Routes
 
@@ -62,12 +62,12 @@ def forget_dead_workers(folder: Path) -> None:
     count only live workers, but the files a worker leaves behind when it ends (a restart
     after SIGHUP, a crash, the out-of-memory killer) still hold its last values: the
     gauge would read 0 for ever once a worker died not ready. prometheus_client leaves
-    removing them to the server (``mark_process_dead``), which uvicorn does not call.
+    removing them to the server (its ``mark_process_dead``), which uvicorn does not call.
     """
     for entry in folder.iterdir():
         found = _LIVE_GAUGE_FILE.fullmatch(entry.name)
         if found and not _alive(int(found.group(1))):
-            mark_process_dead(int(found.group(1)), str(folder))
+            entry.unlink(missing_ok=True)  # another worker's scrape may remove it first
 
 
 def _alive(pid: int) -> bool:

@@ -232,6 +232,8 @@ def check_deployment(deployment: Deployment) -> None:
     request = ScoreRequest.model_validate(EXAMPLE_REQUEST)
     try:
         scoring = score_requests(deployment, [request], top_k=3, request_id="check")
+    except (OSError, MemoryError):  # the machine's trouble, not the version's: retried
+        raise
     except Exception as error:
         reason = error_summary(error, with_kind=True)
         raise ExampleNotScoredError(f"the example request could not be scored: {reason}") from error

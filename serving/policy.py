@@ -155,8 +155,8 @@ class RoutingPolicy(_Frozen):
         priorities = [t.priority for t in tiers]
         if priorities != sorted(priorities):
             raise ValueError(
-                "tier priorities must not rise from the highest tier down (1 is the most "
-                f"urgent): {_listed(priorities)}"
+                "tier priority numbers must not decrease down the list (1 is the most "
+                f"urgent, so a lower tier is never more urgent): {_listed(priorities)}"
             )
         return tiers
 
@@ -184,13 +184,15 @@ class RoutingPolicy(_Frozen):
 
     @model_validator(mode="after")
     def _sections_agree(self) -> RoutingPolicy:
-        good_odds = min(self.rebound.min_probability, self.rebound.follow_up_due_min_probability)
-        if self.low_touch.max_probability > good_odds:
+        # Back to sales is decided first, so an overlap is not unreachable; but a score at
+        # or above rebound.min_probability is one the policy calls good odds, and sending
+        # it to the low-touch track whenever the lead showed no recent intent buries the
+        # policy's best leads (the follow-up cut-off applies to due follow-ups only).
+        if self.low_touch.max_probability > self.rebound.min_probability:
             raise ValueError(
-                f"low_touch.max_probability ({self.low_touch.max_probability}) is above a "
-                f"rebound cut-off ({good_odds}): a score the policy sends back to sales cannot "
-                "also be one of the lowest; keep it at or below both rebound.min_probability "
-                "and rebound.follow_up_due_min_probability"
+                f"low_touch.max_probability ({self.low_touch.max_probability}) is above "
+                f"rebound.min_probability ({self.rebound.min_probability}): a score the policy "
+                "calls good enough for sales cannot also be one of the lowest"
             )
         own = {"rebound.program": self.rebound.program, "low_touch.program": self.low_touch.program}
         taken = {route.program.casefold() for route in self.reasons.values()}
@@ -285,18 +287,27 @@ def check_policy_features(
         )
 
 
+def _rules(policy: RoutingPolicy) -> dict[str, Any]:
+    """What routes leads: the policy with its suppression lists as sets (their order is not
+    a rule)."""
+    rules = policy.model_dump()
+    rules["suppression"] = {key: sorted(values) for key, values in rules["suppression"].items()}
+    return rules
+
+
 def check_policy_change(
     serving: RoutingPolicy | None, loaded: RoutingPolicy, path: str | Path | None
 ) -> None:
     """Refuse a policy whose rules differ from the serving one's under the same
     ``name@version``: every routed lead names its policy, and one label would then stand
     for two sets of rules. Going back to an earlier version, or to the same file
-    unchanged, is fine.
+    unchanged (or only reordered where order means nothing), is fine. Each process checks
+    against what it serves itself: a restarted service (or worker) has nothing to compare.
 
     Raises:
         PolicyError: naming the file and the label to raise.
     """
-    if serving is None or serving.label != loaded.label or serving == loaded:
+    if serving is None or serving.label != loaded.label or _rules(serving) == _rules(loaded):
         return
     raise PolicyError(
         f"routing policy {policy_source(path)} changed but is still {loaded.label}, the "

@@ -34,8 +34,8 @@ def tune_policy(
 
     ``rebound.min_probability`` becomes the lowest grid value whose monthly sales volume
     fits ``sales_per_month`` (``follow_up_due_min_probability`` keeps its ratio to it);
-    then ``low_touch.max_probability`` becomes the lowest grid value, at most both rebound
-    thresholds, whose monthly nurture volume fits ``nurture_per_month``. Everything else
+    then ``low_touch.max_probability`` becomes the lowest grid value, at most the rebound
+    threshold, whose monthly nurture volume fits ``nurture_per_month``. Everything else
     (tiers, suppression, reason programs) is kept; the version goes up by one.
 
     Args:
@@ -50,7 +50,7 @@ def tune_policy(
 
     def rebound_at(threshold: float) -> RoutingPolicy:
         due = min(1.0, round(threshold * ratio, 4))
-        low_touch = min(policy.low_touch.max_probability, threshold, due)  # never above them
+        low_touch = min(policy.low_touch.max_probability, threshold)  # never above it
         return _updated(
             policy,
             rebound={"min_probability": threshold, "follow_up_due_min_probability": due},
@@ -59,8 +59,7 @@ def tune_policy(
 
     sales = _lowest_fitting(grid, rebound_at, history, "sales", capacity.sales_per_month, statistic)
     chosen = rebound_at(sales)
-    good_odds = min(sales, chosen.rebound.follow_up_due_min_probability)
-    candidates = [u for u in grid if u <= good_odds] or [good_odds]
+    candidates = [u for u in grid if u <= sales] or [sales]
 
     def low_touch_at(threshold: float) -> RoutingPolicy:
         return _updated(chosen, low_touch={"max_probability": threshold})

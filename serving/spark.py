@@ -46,7 +46,7 @@ from serving.batch_output import (
     sort_rejects,
 )
 from serving.batch_progress import Progress
-from serving.batch_signals import JobStopped, stopped_by
+from serving.batch_signals import JobStopped, signal_received, stopped_by
 from serving.batch_summary import fail
 from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
@@ -132,7 +132,7 @@ def _run(
     except (ContractError, BatchError):
         raise
     except Exception as error:  # a failed Spark job is reported like a failed chunk
-        stop = stop_behind(error)
+        stop = stop_behind(error) or signal_received()
         if stop is not None:  # a signal, raised in PySpark's collect, that PySpark wrapped
             raise stop from None
         logger.error("batch spark_failed error=%s", type(error).__name__, exc_info=error)

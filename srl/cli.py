@@ -9,6 +9,7 @@ import sys
 import typer
 
 import features.cli
+from serving.logs import LOG_LEVELS
 
 app = typer.Typer(
     name="srl",
@@ -35,10 +36,6 @@ def _register_optional() -> None:
 
 
 _register_optional()
-
-
-#: The levels ``SRL_LOG_LEVEL`` may name (as ``srl serve --log-level`` takes them).
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def configure_logging() -> None:

@@ -31,12 +31,7 @@ def process_defaults(stderr_is_terminal: bool) -> dict[str, str]:
     return {**PROCESS_DEFAULTS, "TYPER_USE_RICH": "false"}
 
 
-#: Signals that stop a command as Ctrl-C does: ``timeout``, schedulers, ``docker stop`` and
-#: ``kill <pid>`` send SIGTERM; a closed terminal sends SIGHUP.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-def stop_on_signal(signum: int, frame: FrameType | None) -> None:
+def exit_on_stop_signal(signum: int, frame: FrameType | None) -> None:
     """Stop the command with exit code 128 + ``signum``, as a shell reports a process the
     signal ended, but by an exception, so that its clean-up runs: temporary and staged
     files are removed, an MLflow run is marked failed. The batch job and the server put
@@ -45,9 +40,16 @@ def stop_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> None:
-    """Set the process defaults (the environment wins), then run the ``srl`` application."""
+    """Set the process defaults (the environment wins), then run the ``srl`` application.
+
+    SIGTERM and SIGHUP (``serving.batch_signals.STOP_SIGNALS``) stop a command as Ctrl-C
+    does, unless the process was started with the signal ignored (``nohup``): that stays.
+    """
+    from serving.batch_signals import STOP_SIGNALS
+
     for stop in STOP_SIGNALS:
-        signal.signal(stop, stop_on_signal)
+        if signal.getsignal(stop) is not signal.SIG_IGN:
+            signal.signal(stop, exit_on_stop_signal)
     for name, value in process_defaults(sys.stderr.isatty()).items():
         os.environ.setdefault(name, value)
     from srl.cli import main as run

@@ -167,3 +167,66 @@ def test_sigterm_stops_a_command_with_its_clean_up_and_exit_143(
     assert [p.name for p in tmp_path.iterdir()] == (["export"] if existing else [])
     if existing:
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+#: As above, SIGTERM sent once the first table file has moved into place.
+STOPPED_WHILE_PUBLISHING = """
+import os, signal, sys
+from srl.launcher import main
+
+real_replace = os.replace
+
+def replace_then_stop(source, target):
+    real_replace(source, target)
+    if str(target).endswith("leads.parquet"):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+os.replace = replace_then_stop
+sys.argv = ["srl", "generate", *sys.argv[1:]]
+main()
+"""
+
+
+def test_sigterm_while_files_move_into_place_waits_until_all_have_moved(tmp_path: Path) -> None:
+    # Given an export, and the export another seed gives
+    out, expected = tmp_path / "export", tmp_path / "expected"
+    for folder, seed in ((out, "1"), (expected, "2")):
+        made = subprocess.run(
+            [sys.executable, "-m", "srl", "generate", "--out", str(folder), "--leads", "200",
+             "--seed", seed],
+            check=False,
+        )  # fmt: skip
+        assert made.returncode == 0
+    # When SIGTERM arrives after the first file of the new seed has replaced its old one
+    stopped = subprocess.run(
+        [sys.executable, "-c", STOPPED_WHILE_PUBLISHING, "--out", str(out), "--leads", "200",
+         "--seed", "2", "--overwrite"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )  # fmt: skip
+    # Then the command still stops with 143, but only once every file is the new one
+    assert stopped.returncode == 143, stopped.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        p.name: p.read_bytes() for p in expected.iterdir()
+    }
+
+
+def test_a_command_started_with_sighup_ignored_keeps_ignoring_it() -> None:
+    # Given srl started under nohup (SIGHUP ignored), whose terminal then goes away
+    script = (
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "from srl.launcher import main\n"
+        "import srl.cli\n"
+        "srl.cli.main = lambda: (os.kill(os.getpid(), signal.SIGHUP), print('survived'))\n"
+        "main()\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    # Then the command carries on as nohup asked
+    assert (result.returncode, result.stdout.strip()) == (0, "survived"), result.stderr

@@ -13,6 +13,19 @@ def test_credentials_are_masked_in_every_url_of_a_text() -> None:
     )
 
 
+def test_passwords_holding_slashes_quotes_or_at_signs_and_query_secrets_are_masked() -> None:
+    texts = {
+        "postgresql://user:pa/ss@db/x": "postgresql://***@db/x",
+        "postgresql://user:pa'ss@db/x": "postgresql://***@db/x",
+        "http://u:p@ss@host:5000/a": "http://***@host:5000/a",
+        "postgresql://db/x?user=u&password=s3cr/t&sslmode=require": (
+            "postgresql://db/x?user=u&password=***&sslmode=require"
+        ),
+    }
+
+    assert {text: without_credentials(text) for text in texts} == texts
+
+
 def test_a_long_message_keeps_its_start_and_its_cause() -> None:
     # Given MLflow's message: the request first, the cause at the very end, over lines
     error = ConnectionError(

@@ -196,7 +196,7 @@ def test_an_unknown_srl_log_level_is_a_usage_error_for_every_command() -> None:
     )
 
     assert result.returncode == 2
-    expected = "Error: SRL_LOG_LEVEL: must be one of debug, info, warning, error"
+    expected = "Error: SRL_LOG_LEVEL: must be one of debug, info, warning, error, critical"
     assert result.stderr.strip() == expected
 
 

@@ -221,8 +221,7 @@ def test_tuned_policy_fits_capacity_and_is_the_loosest_that_does(
     assert (tuned.version, tuned.name) == (policy.version + 1, "tuned")
     assert tuned.suppression == policy.suppression
     assert tuned.reasons == policy.reasons
-    good_odds = min(tuned.rebound.min_probability, tuned.rebound.follow_up_due_min_probability)
-    assert tuned.low_touch.max_probability <= good_odds
+    assert tuned.low_touch.max_probability <= tuned.rebound.min_probability
 
 
 def test_no_suppressed_lead_reaches_sales_or_nurture_under_a_tuned_policy(

@@ -332,7 +332,7 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
             "reasons: [do_not_contact, bad_data, timing]",
             "reasons ['timing'] are suppressed",
         ),
-        ("max_probability: 0.05", "max_probability: 0.9", "is above a rebound cut-off (0.25)"),
+        ("max_probability: 0.05", "max_probability: 0.9", "above rebound.min_probability (0.4)"),
         ("program: low_touch_nurture", "program: rebound_to_sales", "must differ"),
         (
             "program: budget_nurture",
@@ -344,7 +344,7 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
             "program: low_touch_nurture",
             "low_touch.program 'low_touch_nurture' is also a reason's program",
         ),
-        (HOT_TIER, HOT_TIER.replace("priority: 1", "priority: 4"), "must not rise"),
+        (HOT_TIER, HOT_TIER.replace("priority: 1", "priority: 4"), "must not decrease"),
         # YAML faults point into the file, not into "<unicode string>"
         ("name: default", "name: [default", "could not be read: expected ',' or ']'"),
     ],
@@ -463,3 +463,22 @@ def test_srl_check_policy_refuses_an_intent_feature_no_model_computes(
             f"'intent_3Od' is not a numeric feature of {against}"
         )
     assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v2")
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # every lead whose follow-up is due goes back to sales, whatever its score
+        ("follow_up_due_min_probability: 0.25", "follow_up_due_min_probability: 0.0"),
+        # the low-touch track right up to the rebound cut-off
+        ("max_probability: 0.05", "max_probability: 0.40"),
+    ],
+)
+def test_policies_that_decide_in_order_are_not_taken_for_contradictions(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    path = tmp_path / "policy.yaml"
+    assert old in DEFAULT_TEXT
+    path.write_text(DEFAULT_TEXT.replace(old, new, 1), encoding="utf-8")
+
+    assert read_policy(path).label == "default@v2"
