@@ -29,7 +29,8 @@ from features.synthetic_population import (
 
 NURTURE, DIRECT, REJECTED = 0, 1, 2
 MQL, SAL, SQL, OPPORTUNITY = (STAGES.index(s) for s in ("mql", "sal", "sql", "opportunity"))
-R = {code: i for i, code in enumerate(REASON_CODES)}
+#: A reason code's position in REASON_CODES (the rate tables' order).
+REASON = {code: i for i, code in enumerate(REASON_CODES)}
 
 #: Share of leads that sales rejects at least once (published MQL rejection: 20-45%).
 REJECTED_SHARE = 0.38
@@ -51,12 +52,16 @@ BARRIER_WEIGHTS = np.array([
     [70, 18, 2, 5, 5], [10, 78, 2, 5, 5], [35, 5, 45, 10, 5], [55, 0, 15, 22, 8],
     [85, 0, 5, 5, 5], [10, 0, 75, 5, 10], [30, 15, 15, 15, 25],
 ], dtype=float)  # fmt: skip
+#: Log-odds of coming back by barrier side (BARRIER_SIDES order).
 BARRIER_EFFECT = np.array([0.0, -0.4, 0.15, 0.6, 0.0])
+#: Log-odds of coming back by stage at rejection (STAGES order).
 STAGE_EFFECT = np.array([-0.3, -0.1, 0.1, 0.3])
+#: Chance the rep sets a follow-up date, by reason (REASON_CODES order).
 FOLLOW_UP_SHARE = np.array([0.8, 0.85, 0.2, 0.15, 0.1, 0.1, 0.2, 0.15, 0.0, 0.0, 0.15])
 PROGRAMS = ("Quarterly check-in", "Budget & ROI nurture", "Competitive displacement",
             "Executive sponsor outreach", "Use-case education", "Re-engagement sequence",
             "Newsletter only")  # fmt: skip
+#: The program the rep recommends, as a position in PROGRAMS, by reason (REASON_CODES order).
 PROGRAM_BY_REASON = np.array([1, 0, 2, 3, 4, 6, 4, 5, MISSING, MISSING, 6])
 DETAILS: tuple[tuple[str, ...], ...] = (
     ("No budget this year", "Budget frozen until next FY", "Price above their budget",
@@ -258,12 +263,13 @@ def _reason_weights(pop: Population, lead: np.ndarray, stage: np.ndarray) -> np.
     weights = STAGE_REASON_WEIGHTS[stage].copy()
     level, segment = pop.level[lead], pop.segment[lead]
     investment = pop.product_fit_true[lead] == 2  # major_investment
-    weights[:, R["not_decision_maker"]] *= np.array([0.3, 0.5, 0.8, 1.2, 2.2, 2.5, 1.8])[level]
-    weights[:, R["budget"]] *= np.array([1.4, 1.0, 0.7])[segment] * np.where(investment, 1.5, 1)
-    weights[:, R["competitor_won"]] *= np.array([0.8, 1.2, 1.8])[segment]
-    weights[:, R["bad_data"]] *= np.where(level >= 5, 3.0, 1.0)
-    weights[:, R["no_need"]] *= 1.0 + np.maximum(0.0, -pop.fit[lead])
-    weights[:, R["wrong_solution"]] *= (1.0 + np.maximum(0.0, -pop.fit[lead])) * np.where(
+    weights[:, REASON["not_decision_maker"]] *= np.array([0.3, 0.5, 0.8, 1.2, 2.2, 2.5, 1.8])[level]
+    by_segment = np.array([1.4, 1.0, 0.7])[segment]
+    weights[:, REASON["budget"]] *= by_segment * np.where(investment, 1.5, 1)
+    weights[:, REASON["competitor_won"]] *= np.array([0.8, 1.2, 1.8])[segment]
+    weights[:, REASON["bad_data"]] *= np.where(level >= 5, 3.0, 1.0)
+    weights[:, REASON["no_need"]] *= 1.0 + np.maximum(0.0, -pop.fit[lead])
+    weights[:, REASON["wrong_solution"]] *= (1.0 + np.maximum(0.0, -pop.fit[lead])) * np.where(
         investment, 2.0, 1.0
     )
     return weights
@@ -292,10 +298,10 @@ def _potential(rng: np.random.Generator, logit: np.ndarray, reachable: np.ndarra
 
 def _follow_up(rng: np.random.Generator, reason: np.ndarray, at: np.ndarray) -> np.ndarray:
     n = len(at)
-    months = np.where(reason == R["timing"], rng.uniform(1, 6, n), rng.uniform(2, 9, n))
+    months = np.where(reason == REASON["timing"], rng.uniform(1, 6, n), rng.uniform(2, 9, n))
     ahead = at + 30.4 * months
-    fiscal = (reason == R["budget"]) & (rng.random(n) < 0.5)
-    ahead = np.where(fiscal, next_year_start(at + 14), ahead)
+    at_new_year = (reason == REASON["budget"]) & (rng.random(n) < 0.5)
+    ahead = np.where(at_new_year, next_year_start(at + 14), ahead)
     has = rng.random(n) < FOLLOW_UP_SHARE[reason]
     return np.where(has, np.floor(ahead), np.nan)
 
@@ -323,17 +329,17 @@ def _details(rng: np.random.Generator, reason: np.ndarray) -> np.ndarray:
 def _comeback_time(rng: np.random.Generator, rejected: Rejections) -> np.ndarray:
     reason, at, n = rejected.reason, rejected.at, len(rejected)
     due = at + rng.gamma(2.0, 110.0, n)  # no_need, wrong_solution, other: slow and rare
-    due = np.where(reason == R["needs_nurturing"], at + rng.gamma(2.5, 65.0, n), due)
-    due = np.where(reason == R["unresponsive"], at + rng.gamma(2.0, 85.0, n), due)
-    due = np.where(reason == R["not_decision_maker"], at + rng.gamma(3.0, 45.0, n), due)
-    due = np.where(reason == R["competitor_won"], at + rng.normal(345.0, 25.0, n), due)
-    january = (reason == R["budget"]) & (rng.random(n) < 0.7)
-    fiscal = np.where(january, next_year_start(at + 14), next_quarter_start(at + 45))
-    fiscal += rng.gamma(2.0, 8.0, n)
+    due = np.where(reason == REASON["needs_nurturing"], at + rng.gamma(2.5, 65.0, n), due)
+    due = np.where(reason == REASON["unresponsive"], at + rng.gamma(2.0, 85.0, n), due)
+    due = np.where(reason == REASON["not_decision_maker"], at + rng.gamma(3.0, 45.0, n), due)
+    due = np.where(reason == REASON["competitor_won"], at + rng.normal(345.0, 25.0, n), due)
+    january = (reason == REASON["budget"]) & (rng.random(n) < 0.7)
+    budget_opens = np.where(january, next_year_start(at + 14), next_quarter_start(at + 45))
+    budget_opens += rng.gamma(2.0, 8.0, n)
     near_follow_up = rejected.follow_up + rng.normal(0.0, 14.0, n)
     use_follow_up = np.isfinite(rejected.follow_up) & (rng.random(n) < 0.6)
-    timed = np.where(use_follow_up, near_follow_up, fiscal)
-    due = np.where(np.isin(reason, (R["budget"], R["timing"])), timed, due)
+    timed = np.where(use_follow_up, near_follow_up, budget_opens)
+    due = np.where(np.isin(reason, (REASON["budget"], REASON["timing"])), timed, due)
     return np.maximum(due, at + 14.0)
 
 

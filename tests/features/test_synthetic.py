@@ -532,3 +532,36 @@ def test_leads_table_keeps_custom_columns_through_the_loader(tables: Tables) -> 
 
     assert set(CUSTOM_LEAD_COLUMNS) <= set(leads.columns)
     assert set(LEADS.column_names) <= set(leads.columns)
+
+
+def test_tables_indexed_by_a_contract_vocabulary_have_one_entry_per_value() -> None:
+    # The simulator's rate tables are indexed by the contract's vocabularies' positions: a
+    # value added to or moved in the contract must fail here, not misalign silently
+    from features import synthetic_journey as journey
+    from features import synthetic_population as population
+    from features.contract import (
+        BARRIER_SIDES,
+        JOB_LEVELS,
+        LEAD_SOURCES,
+        PRODUCT_FITS,
+        REASON_CODES,
+        STAGES,
+    )
+    from features.synthetic_deals import LOSS_REASONS
+
+    reasons = len(REASON_CODES)
+    by_reason = ("COMEBACK_TARGET", "FOLLOW_UP_SHARE", "PROGRAM_BY_REASON", "LOSS_BY_REASON")
+    assert {name: len(getattr(journey, name)) for name in by_reason} == dict.fromkeys(
+        by_reason, reasons
+    )
+    assert journey.STAGE_REASON_WEIGHTS.shape == (len(STAGES), reasons)
+    assert len(journey.STAGE_WEIGHTS) == len(journey.STAGE_EFFECT) == len(STAGES)
+    assert journey.BARRIER_WEIGHTS.shape[0] == reasons
+    assert journey.BARRIER_WEIGHTS.shape[1] == len(journey.BARRIER_EFFECT)
+    assert len(journey.BARRIER_EFFECT) == len(BARRIER_SIDES)
+    assert len(journey.DETAILS) == reasons
+    assert max(journey.PROGRAM_BY_REASON) < len(journey.PROGRAMS)
+    assert max(journey.LOSS_BY_REASON) < len(LOSS_REASONS)
+    assert len(population.SOURCE_WEIGHTS) == len(population.SOURCE_FIT) == len(LEAD_SOURCES)
+    assert len(population.LEVEL_WEIGHTS) == len(population.LEVEL_FIT) == len(JOB_LEVELS)
+    assert len(population.PRODUCT_FIT_FIT) == len(PRODUCT_FITS)
