@@ -226,11 +226,15 @@ def bucket_summary(frame: pd.DataFrame, buckets: pd.Series) -> pd.DataFrame:
     return table
 
 
-def _month_count(frame: pd.DataFrame) -> int:
+def _months(frame: pd.DataFrame) -> pd.DatetimeIndex:
+    """Every month from the frame's first to its last, empty ones included (none if empty)."""
     if frame.empty:
-        return 0
-    first, last = frame["month"].min(), frame["month"].max()
-    return (last.year - first.year) * 12 + last.month - first.month + 1
+        return pd.DatetimeIndex([])
+    return pd.period_range(frame["month"].min(), frame["month"].max(), freq="M").to_timestamp()
+
+
+def _month_count(frame: pd.DataFrame) -> int:
+    return len(_months(frame))
 
 
 def threshold_table(
@@ -251,7 +255,7 @@ def threshold_table(
         and ``fits_sales_and_nurture`` (the monthly ``statistic`` within capacity).
     """
     known = frame.loc[frame["outcome"].notna() & ~frame["suppressed"].astype(bool)]
-    months = pd.period_range(frame["month"].min(), frame["month"].max(), freq="M").to_timestamp()
+    months = _months(frame)
     total = float(known["outcome"].sum())
     rows = []
     for threshold in thresholds:
@@ -349,8 +353,7 @@ def monthly_buckets(history: ScoredHistory, policy: RoutingPolicy) -> pd.DataFra
     frame = reroute(history, policy).frame
     buckets = policy_buckets(frame, policy)
     table = pd.crosstab(frame["month"], buckets).reindex(columns=list(BUCKETS), fill_value=0)
-    months = pd.period_range(frame["month"].min(), frame["month"].max(), freq="M")
-    return table.reindex(months.to_timestamp(), fill_value=0)
+    return table.reindex(_months(frame), fill_value=0)
 
 
 def program_split(frame: pd.DataFrame) -> pd.DataFrame:
