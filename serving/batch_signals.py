@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,20 @@ STOP_SIGNALS = tuple(
 )
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def handle_stop_signals(handler: Any) -> dict[int, Any]:
+    """Put ``handler`` (a function, or ``signal.SIG_DFL``) on each of ``STOP_SIGNALS`` that
+    is not ignored: one ignored when the process started (``nohup``) stays ignored.
+
+    Returns:
+        Each signal's handler before, to put back.
+    """
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number, before in previous.items():
+        if before is not signal.SIG_IGN:
+            signal.signal(number, handler)
+    return previous
 
 
 def end_with_parent(parent_pid: int) -> None:
@@ -120,10 +135,7 @@ def stop_on_signals() -> Iterator[None]:
         yield
         return
     handler = _StopHandler()
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    for number, before in previous.items():
-        if before is not signal.SIG_IGN:
-            signal.signal(number, handler)
+    previous = handle_stop_signals(handler)
     _HANDLERS.append(handler)
     try:
         yield

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from features.config import FeatureConfig
 from features.model_store import DEFAULT_MODEL_URI
-from serving.batch_signals import STOP_SIGNALS
+from serving.batch_signals import handle_stop_signals
 from serving.logs import LOG_LEVELS
 from serving.policy import PolicyError, RoutingPolicy, check_policy_features, read_policy
 from serving.settings import Settings, settings_problems
@@ -222,9 +222,7 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
     )
     # uvicorn shuts down gracefully on SIGTERM and then raises it again, so that the server
     # ends by the signal (a clean stop to systemd), not by the exit code `srl` gives it.
-    for stop in STOP_SIGNALS:  # one ignored (nohup) stays ignored
-        if signal.getsignal(stop) is not signal.SIG_IGN:
-            signal.signal(stop, signal.SIG_DFL)
+    handle_stop_signals(signal.SIG_DFL)
     try:
         uvicorn.run(
             "serving.app:create_app",

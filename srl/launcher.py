@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from types import FrameType
 
@@ -45,11 +44,9 @@ def main() -> None:
     SIGTERM and SIGHUP (``serving.batch_signals.STOP_SIGNALS``) stop a command as Ctrl-C
     does, unless the process was started with the signal ignored (``nohup``): that stays.
     """
-    from serving.batch_signals import STOP_SIGNALS
+    from serving.batch_signals import handle_stop_signals
 
-    for stop in STOP_SIGNALS:
-        if signal.getsignal(stop) is not signal.SIG_IGN:
-            signal.signal(stop, exit_on_stop_signal)
+    handle_stop_signals(exit_on_stop_signal)
     for name, value in process_defaults(sys.stderr.isatty()).items():
         os.environ.setdefault(name, value)
     from srl.cli import main as run
