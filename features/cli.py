@@ -20,7 +20,6 @@ from features.config import (
     FeatureConfig,
     load_feature_config,
 )
-from features.contract import TABLES
 from features.dataset import ExampleSet, build_training_set
 from features.example_columns import LABEL_COLUMNS
 from features.loading import load_export
@@ -35,7 +34,7 @@ from features.output import (
 )
 from features.problems import ContractError
 from features.summary import format_summary, summarise_export
-from features.table_files import SUPPORTED_SUFFIXES
+from features.table_files import TABLE_FILE_NAMES
 from features.timestamps import as_utc, parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -218,8 +217,7 @@ def _table_files(directory: Path) -> list[Path]:
     """The contract table files (``<table>.parquet`` or ``.csv``) in ``directory``."""
     if not directory.is_dir():
         return []
-    names = {f"{table.name}{suffix}" for table in TABLES for suffix in SUPPORTED_SUFFIXES}
-    return [entry for entry in directory.iterdir() if entry.name in names]
+    return [entry for entry in directory.iterdir() if entry.name in TABLE_FILE_NAMES]
 
 
 def features(

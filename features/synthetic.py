@@ -97,8 +97,15 @@ def generate_tables(
     journey = simulate_journey(streams[1], pop, stop)
     consent, silence = generate_consent(streams[2], pop, journey, stop)
     events = generate_activities(streams[3], pop, journey, silence, stop)
-    latest = max(pop.created.max(), events.at.max(initial=-np.inf), consent.at.max(initial=-np.inf))
-    deals = _closed_by(journey.opportunities, max(latest, journey.rejections.at.max()))
+    event_times = (
+        pop.created,
+        events.at,
+        journey.rejections.at,
+        journey.opportunities.created,
+        consent.at,
+    )
+    latest = max(float(times.max(initial=-np.inf)) for times in event_times)
+    deals = _closed_by(journey.opportunities, latest)
     lead_ids = make_ids("L", n_leads)
     return {
         "leads": _leads_frame(streams[4], pop, lead_ids),
@@ -184,14 +191,13 @@ def _write_new_directory(tables: Mapping[str, pd.DataFrame], target: Path, fmt: 
 
 
 def _closed_by(opportunities: Opportunities, latest: float) -> Opportunities:
-    """Deals closed no later than the export's latest event (``latest``, float days).
+    """Deals closed no later than the export's latest event (``latest``, float days: of
+    every table's event time, deal openings included).
 
     Events are moved to office hours, so the last one may fall hours before the simulated
     end; a loader takes that last event as the snapshot and would read a close after it as
-    not yet happened (and warn). Latest opens count too, so ``latest`` is at least each
-    deal's own opening.
+    not yet happened (and warn).
     """
-    latest = max(latest, float(opportunities.created.max(initial=-np.inf)))
     closed = np.where(opportunities.closed > latest, latest, opportunities.closed)
     return replace(opportunities, closed=closed)
 

@@ -77,10 +77,19 @@ def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem], list
     return files, unread + problems, absent_table_warnings(files, entries, READ_TABLE_FILES)
 
 
+#: Every name a table file may have (``leads.parquet``, ``consent.csv``, ...).
+TABLE_FILE_NAMES = frozenset(
+    f"{table.name}{suffix}" for table in TABLES for suffix in SUPPORTED_SUFFIXES
+)
+
+
 def unread_entries(root: Path) -> list[str]:
     """Names of the entries of ``root`` that are not a table file the loader reads."""
-    read = {f"{table.name}{suffix}" for table in TABLES for suffix in SUPPORTED_SUFFIXES}
-    return [entry.name for entry in root.iterdir() if not (entry.name in read and entry.is_file())]
+    return [
+        entry.name
+        for entry in root.iterdir()
+        if not (entry.name in TABLE_FILE_NAMES and entry.is_file())
+    ]
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
