@@ -113,6 +113,23 @@ class ReconversionModel:
         default_factory=threading.local, init=False, repr=False, compare=False
     )
 
+    @property
+    def trained_age_days(self) -> float | None:
+        """The oldest rejection the booster was fitted on: the largest ``days_since_rejection``
+        among its training examples (None for a model that does not record it)."""
+        ages = self.metadata.get("rejection_age_days")
+        value = ages.get("trained") if isinstance(ages, dict) else None
+        return None if value is None else float(value)
+
+    def beyond_trained_age(self, features: FeatureTable) -> np.ndarray:
+        """Per row, whether its rejection is older than any the booster was fitted on: its
+        probability is then an extrapolation (all False when the model records no age)."""
+        age = features.columns["days_since_rejection"]
+        limit = self.trained_age_days
+        if limit is None:
+            return np.zeros(len(age), dtype=bool)
+        return np.asarray(age > limit, dtype=bool)
+
     def matrix(self, features: FeatureTable) -> np.ndarray:
         """The booster's input matrix for raw feature columns (checked against training)."""
         if features.names != self.feature_names:

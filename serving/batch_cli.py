@@ -211,7 +211,8 @@ def _scored_lines(document: dict[str, Any]) -> list[str]:
     if not scored:
         return []
     return [
-        f"scored: {scored['rows']:,} rows, {scored['suppressed']:,} suppressed",
+        f"scored: {scored['rows']:,} rows, {scored['suppressed']:,} suppressed, "
+        f"{scored['beyond_trained_age']:,} older than the model's trained ages",
         f"tiers: {json.dumps(scored['tiers'])}",
         f"programs: {json.dumps(scored['programs'])}",
         f"withheld: {document.get('withheld', 0):,} open rejection(s) whose lead failed closed",

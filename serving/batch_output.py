@@ -40,6 +40,7 @@ _LEADING_FIELDS = [
     pa.field("rejection_id", pa.string()),
     pa.field("as_of", UTC_MICROS),
     pa.field("probability", pa.float64()),
+    pa.field("beyond_trained_age", pa.bool_()),
     pa.field("tier", pa.string()),
     pa.field("program", pa.string()),
     pa.field("suppressed", pa.bool_()),
@@ -94,6 +95,7 @@ class OutputCounts:
 
     rows: int = 0
     suppressed: int = 0
+    beyond_trained_age: int = 0
     tiers: Counter[str] = field(default_factory=Counter)
     programs: Counter[str] = field(default_factory=Counter)
 
@@ -101,6 +103,8 @@ class OutputCounts:
         """Count one block of scored rows."""
         self.rows += table.num_rows
         self.suppressed += int(np.count_nonzero(table.column("suppressed").to_numpy()))
+        beyond = table.column("beyond_trained_age").to_numpy()
+        self.beyond_trained_age += int(np.count_nonzero(beyond))
         self.tiers.update(table.column("tier").to_pylist())
         self.programs.update(table.column("program").to_pylist())
 
@@ -109,6 +113,7 @@ class OutputCounts:
         return {
             "rows": self.rows,
             "suppressed": self.suppressed,
+            "beyond_trained_age": self.beyond_trained_age,
             "tiers": dict(sorted(self.tiers.items())),
             "programs": dict(sorted(self.programs.items())),
         }

@@ -37,7 +37,8 @@ MANIFEST_FILE = "manifest.json"
 # chunk (``lead_moved``); a rejects row keeps its lead_id only when it is either.
 # 5: a row whose lead_id names a lead once stripped of its surrounding spaces reaches that
 # lead's chunk and withholds it; its rejects row keeps the id as written.
-MANIFEST_FORMAT = 5
+# 6: the parts carry ``beyond_trained_age``, and the default policy (``default@v3``) routes by it.
+MANIFEST_FORMAT = 6
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"

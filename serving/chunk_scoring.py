@@ -339,6 +339,7 @@ def _route_columns(scored: Scored) -> dict[str, np.ndarray]:
     next_action = routes.next_action_at
     return {
         "probability": scored.probability,
+        "beyond_trained_age": scored.beyond_trained_age,
         "tier": routes.tier,
         "program": routes.program,
         "suppressed": routes.suppressed,

@@ -99,11 +99,17 @@ class Rebound(_Frozen):
 
 
 class LowTouch(_Frozen):
-    """The long-term, low-touch track for the lowest scores."""
+    """The long-term, low-touch track for the lowest scores.
+
+    With ``beyond_trained_age``, it also takes the leads whose rejection is older than any
+    the model was trained on (their probability is an extrapolation, and runs high) unless
+    they show recent intent or a due follow-up, the signals that do not come from the model.
+    """
 
     program: Program = "low_touch_nurture"
     max_probability: float = Field(ge=0.0, le=1.0)
     cadence_days: Days
+    beyond_trained_age: bool = False
 
 
 class ReasonRoute(_Frozen):

@@ -42,7 +42,8 @@ class RoutingInputs:
     The category columns are given as labels; their integer codes (positions in the
     contract vocabularies, -1 when missing) are derived once when not given, and routing
     works on the codes. ``latest_consent_index`` and ``refused_by_rejection`` come from the
-    lead's whole history (``serving.contact.ContactNow``); None reads as "nothing more".
+    lead's whole history (``serving.contact.ContactNow``), ``beyond_trained_age`` from the
+    model (``ReconversionModel.beyond_trained_age``); None reads as "nothing more".
     """
 
     probability: np.ndarray
@@ -59,6 +60,7 @@ class RoutingInputs:
     stage_index: np.ndarray | None = None
     latest_consent_index: np.ndarray | None = None
     refused_by_rejection: np.ndarray | None = None
+    beyond_trained_age: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Fill in the codes of the category labels that were given without them."""
@@ -77,13 +79,15 @@ class RoutingInputs:
         as_of: np.ndarray,
         policy: RoutingPolicy,
         contact: ContactNow | None = None,
+        beyond_trained_age: np.ndarray | None = None,
     ) -> RoutingInputs:
         """Decode the routing inputs from a feature table built by the engine.
 
         ``contact`` holds each lead's latest consent in the data, after ``as_of`` included,
         and whether a ``do_not_contact`` rejection of the lead still stands
         (``serving.contact``); when either forbids contact, the lead is suppressed whatever
-        its consent and reason at ``as_of``.
+        its consent and reason at ``as_of``. ``beyond_trained_age`` marks the rows whose
+        probability is an extrapolation (a policy may send them to low touch).
         """
         reason = _codes(features, "reason_code")
         consent = _codes(features, "consent_status")
@@ -103,6 +107,7 @@ class RoutingInputs:
             stage_index=stage,
             latest_consent_index=None if contact is None else contact.latest_consent,
             refused_by_rejection=None if contact is None else contact.refused_by_rejection,
+            beyond_trained_age=beyond_trained_age,
         )
 
     def take(self, keep: np.ndarray) -> RoutingInputs:
@@ -166,8 +171,11 @@ def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
     table = policy_tables(policy)
     tier_index = _tier_index(inputs.probability, table)
     suppressed, why = _suppression(reason, consent, table, inputs)
-    rebound = ~suppressed & _rebound(inputs, policy)
+    engaged, due = _rebound_signals(inputs, policy)
+    rebound = ~suppressed & (engaged | due)
+    unvouched = _beyond_trained_age(inputs, policy) & ~_recent_intent(inputs, policy) & ~due
     low_touch = ~suppressed & ~rebound & (inputs.probability < policy.low_touch.max_probability)
+    low_touch |= ~suppressed & ~rebound & unvouched
     program, days = _reason_programs(inputs, reason, policy, table)
     program = np.where(low_touch, table.low_touch, program)
     days = np.where(low_touch, float(policy.low_touch.cadence_days), days)
@@ -270,17 +278,31 @@ def _flags(vocabulary: tuple[str, ...], chosen: tuple[str, ...]) -> np.ndarray:
     return np.array([value in chosen for value in vocabulary] + [False])
 
 
-def _rebound(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
+def _rebound_signals(inputs: RoutingInputs, policy: RoutingPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """The two ways back to sales: good odds with recent intent, and a due follow-up with
+    good odds."""
     rule = policy.rebound
-    intent = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
-    engaged = (inputs.probability >= rule.min_probability) & (intent >= rule.min_recent_intent)
+    engaged = (inputs.probability >= rule.min_probability) & _recent_intent(inputs, policy)
     # Due within the window ahead, or passed but not stale; a missing date (NaN) is never due.
     follow_up = inputs.follow_up_days
     follow_up_due = (follow_up <= rule.follow_up_due_within_days) & (
         follow_up >= -rule.follow_up_overdue_max_days
     )
     due = follow_up_due & (inputs.probability >= rule.follow_up_due_min_probability)
-    return engaged | due
+    return engaged, due
+
+
+def _recent_intent(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
+    intent = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
+    return np.asarray(intent >= policy.rebound.min_recent_intent, dtype=bool)
+
+
+def _beyond_trained_age(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
+    """The rows a ``low_touch.beyond_trained_age`` policy sends to low touch when nothing
+    but their (extrapolated) probability speaks for them."""
+    if not policy.low_touch.beyond_trained_age or inputs.beyond_trained_age is None:
+        return np.zeros(len(inputs.probability), dtype=bool)
+    return np.asarray(inputs.beyond_trained_age, dtype=bool)
 
 
 def _reason_programs(

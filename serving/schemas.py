@@ -35,7 +35,7 @@ class RoutingOut(BaseModel):
         description="day of the next contact (UTC); null when suppressed"
     )
     priority: int = Field(ge=0, description="1 is most urgent; 0 for suppressed leads")
-    policy: str = Field(description="routing policy name and version, e.g. default@v2")
+    policy: str = Field(description="routing policy name and version, e.g. default@v3")
 
 
 EXAMPLE_RESULT: dict[str, Any] = {
@@ -43,13 +43,14 @@ EXAMPLE_RESULT: dict[str, Any] = {
     "lead_id": "L0000029",
     "as_of": "2025-09-01T00:00:00+00:00",
     "probability": 0.128,
+    "beyond_trained_age": False,
     "tier": "cool",
     "program": "budget_nurture",
     "routing": {
         "re_entry_stage": "sql",
         "next_action_date": "2025-10-01",
         "priority": 3,
-        "policy": "default@v2",
+        "policy": "default@v3",
     },
     "suppressed": False,
     "suppression_reason": None,
@@ -83,6 +84,11 @@ class ScoreResult(BaseModel):
     lead_id: str
     as_of: datetime = Field(description="the moment the lead was scored at (UTC)")
     probability: float = Field(ge=0.0, le=1.0, description="calibrated re-conversion probability")
+    beyond_trained_age: bool = Field(
+        description="the rejection is older (days from rejected_at to as_of) than any the "
+        "model was trained on: the probability is an extrapolation (GET /v1/model gives "
+        "trained_age_days)"
+    )
     tier: str = Field(description="probability tier from the routing policy")
     program: str = Field(description="nurture program, rebound_to_sales, or suppressed")
     routing: RoutingOut
@@ -159,6 +165,11 @@ class ModelOut(BaseModel):
     loaded_at: datetime
     metrics: dict[str, Any]
     calibration: str
+    trained_age_days: float | None = Field(
+        description="the oldest rejection (days from rejected_at to as_of) among the examples "
+        "the model was trained on; older ones are scored as extrapolations (null: not "
+        "recorded by this model)"
+    )
     policy: str
     features: list[str]
 

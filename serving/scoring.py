@@ -25,12 +25,16 @@ class Scored:
         routes: the routing decisions.
         matrix: the encoded feature matrix (kept for explanations).
         inputs: what routing read (decoded from the features).
+        beyond_trained_age: the rejection is older than any the model was trained on, so
+            its probability is an extrapolation
+            (``ReconversionModel.beyond_trained_age``).
     """
 
     probability: np.ndarray
     routes: Routes
     matrix: np.ndarray
     inputs: RoutingInputs
+    beyond_trained_age: np.ndarray
 
 
 def score_features(
@@ -57,5 +61,6 @@ def score_features(
     """
     matrix = model.matrix(features)
     probability = model.predict_matrix(matrix)
-    inputs = RoutingInputs.from_features(features, probability, as_of, policy, contact)
-    return Scored(probability, route(inputs, policy), matrix, inputs)
+    beyond = model.beyond_trained_age(features)
+    inputs = RoutingInputs.from_features(features, probability, as_of, policy, contact, beyond)
+    return Scored(probability, route(inputs, policy), matrix, inputs, beyond)

@@ -130,6 +130,7 @@ def score_requests(
             request,
             str(lead_ids[index]),
             float(scored.probability[index]),
+            bool(scored.beyond_trained_age[index]),
             int(examples.as_of[index]),
             reasons[index] if reasons is not None else [],
             deployment.version,
@@ -146,6 +147,7 @@ def _result(
     request: ScoreRequest,
     lead_id: str,
     probability: float,
+    beyond_trained_age: bool,
     as_of: int,
     reasons: list[Reason],
     version: str,
@@ -157,6 +159,7 @@ def _result(
         "lead_id": lead_id,
         "as_of": _moment(as_of).isoformat(),
         "probability": probability,
+        "beyond_trained_age": beyond_trained_age,
         "tier": str(routes.tier[index]),
         "program": str(routes.program[index]),
         "routing": {

@@ -116,7 +116,9 @@ def _document(loaded: LoadedModel, scored: Scored, out: Path) -> dict[str, Any]:
         "predictions": str(out),
         "examples": len(scored.examples),
         "fitting": _fitting(scored),
-        **_measured(measured, scored.probability[unseen], scored.fitted_through),
+        **_measured(
+            measured, scored.probability[unseen], scored.fitted_through, loaded.model.config.target
+        ),
     }
 
 
@@ -145,16 +147,18 @@ def _fitting(scored: Scored) -> dict[str, Any]:
 
 
 def _measured(
-    examples: ExampleSet, probability: np.ndarray, through: pd.Timestamp | None
+    examples: ExampleSet, probability: np.ndarray, through: pd.Timestamp | None, target: str
 ) -> dict[str, Any]:
     """The summary sentence and the metrics of the examples the model was not fitted on."""
     assert examples.labels is not None
     labels = examples.labels.target
     report = metric_report(examples.keys, labels, probability)
-    return {"summary": _summary(examples, report["overall"], through), **report}
+    return {"summary": _summary(examples, report["overall"], through, target), **report}
 
 
-def _summary(examples: ExampleSet, overall: dict[str, float], through: pd.Timestamp | None) -> str:
+def _summary(
+    examples: ExampleSet, overall: dict[str, float], through: pd.Timestamp | None, target: str
+) -> str:
     if len(examples) == 0:
         return _nothing_unseen(through)
     assert examples.labels is not None
@@ -164,7 +168,7 @@ def _summary(examples: ExampleSet, overall: dict[str, float], through: pd.Timest
     if points is not None:
         _, capture = top_share(labels, np.nan_to_num(points), 0.2)
         baselines["points_score"] = {"capture_top_20": capture}
-    return f"{summary_sentence(overall, baselines)} {_scope(len(examples), through)}"
+    return f"{summary_sentence(overall, baselines, target)} {_scope(len(examples), through)}"
 
 
 def _scope(count: int, through: pd.Timestamp | None) -> str:

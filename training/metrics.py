@@ -141,20 +141,29 @@ def improvement(model: dict[str, float], baseline: dict[str, float]) -> dict[str
     return gains
 
 
-def summary_sentence(overall: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
-    """A plain-language sentence a marketer can read about the test window.
+#: What a positive example is called in the summary, by target.
+OUTCOME_NOUNS = {"reconverted": "comebacks", "won": "wins"}
 
-    Without a single comeback there is nothing to find: the sentence says so (lift and
+
+def summary_sentence(
+    overall: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    target: str = "reconverted",
+) -> str:
+    """A plain-language sentence a marketer can read about the test window, naming the
+    positives of ``target`` (comebacks, or wins for ``won``).
+
+    Without a single positive there is nothing to find: the sentence says so (lift and
     capture stay undefined) instead of printing ``nan%``.
     """
     if not overall["positive_rate"] > 0:
-        return no_comeback_sentence(int(overall["examples"]))
+        return no_comeback_sentence(int(overall["examples"]), target)
     capture = overall["capture_top_20"]
     lift = overall["lift_top_20"]
     rate = overall["positive_rate"]
     sentence = (
-        f"Scoring the top 20% of rejected leads finds {capture:.0%} of the comebacks "
-        f"({lift:.1f}x the average rate of {rate:.1%})"
+        f"Scoring the top 20% of rejected leads finds {capture:.0%} of the "
+        f"{OUTCOME_NOUNS[target]} ({lift:.1f}x the average rate of {rate:.1%})"
     )
     points = baselines.get("points_score")
     if points is not None:
@@ -162,9 +171,15 @@ def summary_sentence(overall: dict[str, float], baselines: dict[str, dict[str, f
     return sentence + "."
 
 
-def no_comeback_sentence(examples: int) -> str:
-    """The summary when no evaluated example came back within the horizon."""
+def no_comeback_sentence(examples: int, target: str = "reconverted") -> str:
+    """The summary when no evaluated example came back (or, for ``won``, was won) within
+    the horizon."""
     noun = "example" if examples == 1 else "examples"
+    if target == "won":
+        return (
+            f"None of the {examples:,} evaluated {noun} was won within the horizon, so there "
+            "is no win for a score to find: lift and capture are not measured."
+        )
     return (
         f"None of the {examples:,} evaluated {noun} came back within the horizon, so there "
         "is no comeback for a score to find: lift and capture are not measured."

@@ -139,6 +139,7 @@ def run_overview(report: ModelReport) -> pd.Series:
     """The version at a glance: where it came from, what it predicts, how it was judged."""
     metadata = report.model.metadata
     window = metadata.get("test_window", {})
+    ages = metadata.get("rejection_age_days") or {}
     return pd.Series(
         {
             "model": report.loaded.name or report.loaded.uri,
@@ -149,6 +150,8 @@ def run_overview(report: ModelReport) -> pd.Series:
             "horizon_days": report.model.config.horizon_days,
             "test_window": f"{window.get('start')} .. {window.get('end')}",
             "calibration": metadata.get("calibration"),
+            "oldest_rejection_trained_on_days": ages.get("trained"),
+            "oldest_rejection_calibrated_on_days": ages.get("calibrated"),
             "gate": report.version_tags.get("gate.reason"),
             "summary": report.evaluation.get("summary"),
         },

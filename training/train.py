@@ -252,9 +252,8 @@ def evaluate_test(
     report = reports.pop(LIGHTGBM)
     overall = {name: r["overall"] for name, r in reports.items()}
     gains = {name: improvement(report["overall"], o) for name, o in overall.items()}
-    return Evaluation(
-        report, reports, gains, summary_sentence(report["overall"], overall), probabilities
-    )
+    summary = summary_sentence(report["overall"], overall, model.config.target)
+    return Evaluation(report, reports, gains, summary, probabilities)
 
 
 def model_metadata(
@@ -281,11 +280,28 @@ def model_metadata(
             },
             "summary": evaluation.summary,
             "test_window": {"start": split.test_start.isoformat(), "end": split.end.isoformat()},
+            "rejection_age_days": rejection_ages(split),
             "calibration": choice.calibration.method,
             "best_iteration": fit.best_iteration,
             "training_config_version": config.version,
         }
     )
+
+
+def rejection_ages(split: TimeSplit) -> dict[str, float | None]:
+    """The oldest rejection, in days from the rejection to ``as_of``, among the examples the
+    booster was trained on and those its calibration was fitted on (None for an empty set).
+
+    Rows scored later than ``trained`` days after their rejection are extrapolations
+    (``ReconversionModel.beyond_trained_age``).
+    """
+    return {"trained": _oldest(split.train), "calibrated": _oldest(split.validation)}
+
+
+def _oldest(part: ExampleSet) -> float | None:
+    if len(part) == 0:
+        return None
+    return float(np.nanmax(part.features.columns["days_since_rejection"]))
 
 
 def log_inputs(

@@ -36,6 +36,7 @@ def describe(deployment: Deployment) -> dict[str, Any]:
         "loaded_at": identity.loaded_at.isoformat(),
         "metrics": metrics if isinstance(metrics, dict) else {},
         "calibration": model.calibration.method,
+        "trained_age_days": model.trained_age_days,
         "policy": deployment.policy.label,
         "features": list(model.feature_names),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -53,14 +54,22 @@ def run_score(command: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def start_score(command: list[str]) -> subprocess.Popen[bytes]:
-    """Start ``srl score`` in its own process group (so a kill reaches its workers too)."""
+    """Start ``srl score`` in its own process group (so a kill reaches its workers too), with
+    the stop signals at their defaults, as a scheduler starts it: a test run started under
+    ``nohup`` would otherwise pass on its ignored SIGHUP, which the job rightly keeps."""
     return subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=_env(),
         start_new_session=True,
+        preexec_fn=_default_stop_signals,
     )
+
+
+def _default_stop_signals() -> None:
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 #: Options of the jobs the resume, stop and lock tests interrupt: chunks small enough that a

@@ -44,6 +44,10 @@ class TestClient(StarletteTestClient):
         super().__init__(app, base_url=base_url, **options)
 
 
+#: The oldest rejection the serving tests' model records as trained on (days).
+TRAINED_AGE_DAYS = 180.0
+
+
 def train_model(
     examples: ExampleSet, rounds: int = 40, seed: int = 7, config: FeatureConfig | None = None
 ) -> ReconversionModel:
@@ -83,7 +87,13 @@ def train_model(
         tuple(map(float, isotonic.X_thresholds_)),
         tuple(map(float, isotonic.y_thresholds_)),
     )
-    metadata = {"trained_at": "2025-01-01T00:00:00+00:00", "metrics": {"auc": 0.8}, "seed": seed}
+    metadata = {
+        "trained_at": "2025-01-01T00:00:00+00:00",
+        "metrics": {"auc": 0.8},
+        "seed": seed,
+        # as a 4-year export's training window: re-scores up to 180 days after rejection
+        "rejection_age_days": {"trained": TRAINED_AGE_DAYS, "calibrated": 90.0},
+    }
     return ReconversionModel(
         config, vocabulary, booster, calibration, examples.features.names, metadata, 1
     )

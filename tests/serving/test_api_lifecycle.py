@@ -173,8 +173,8 @@ def test_a_model_that_fails_to_load_keeps_the_old_one(
 
         assert outcome["reloaded"] is False
         assert "not the booster that was saved" in outcome["message"]
-        assert outcome["message"].endswith(f"still serving {version} with policy default@v2")
-        assert outcome["policy"] == "default@v2"
+        assert outcome["message"].endswith(f"still serving {version} with policy default@v3")
+        assert outcome["policy"] == "default@v3"
         answer = client.post("/v1/score", json=EXAMPLE_REQUEST)
         assert answer.status_code == 200
         assert answer.json()["model_version"] == version
@@ -194,7 +194,7 @@ def test_a_policy_change_is_picked_up_and_a_broken_one_refused(
     policy = _policy_file(tmp_path, document)
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"]["policy"] == (
-            "default@v2"
+            "default@v3"
         )
         policy.write_text(yaml.safe_dump({**document, "version": 3}), encoding="utf-8")
         swapped = client.post("/v1/admin/reload").json()
@@ -230,7 +230,7 @@ def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
 
     assert ready.status_code == 503
     assert ready.json()["reason"] == (
-        f"routing policy {policy} (default@v2): rebound.recent_intent_feature 'intent_3Od' is "
+        f"routing policy {policy} (default@v3): rebound.recent_intent_feature 'intent_3Od' is "
         "not a numeric feature of this model (see docs/feature-catalogue.md)"
     )
 
@@ -238,7 +238,7 @@ def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
 def test_a_policy_changed_under_the_same_version_is_refused_on_reload(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    # Given a service routing with default@v2 read from a file
+    # Given a service routing with default@v3 read from a file
     document = load_policy().model_dump(mode="json")
     policy = _policy_file(tmp_path, document)
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
@@ -248,9 +248,9 @@ def test_a_policy_changed_under_the_same_version_is_refused_on_reload(
         policy.write_text(yaml.safe_dump(changed), encoding="utf-8")
         refused = client.post("/v1/admin/reload").json()
         # Then the reload is refused, saying why, and the old rules keep routing
-        assert (refused["reloaded"], refused["policy"]) == (False, "default@v2")
+        assert (refused["reloaded"], refused["policy"]) == (False, "default@v3")
         assert refused["message"].startswith(
-            f"routing policy {policy} changed but is still default@v2"
+            f"routing policy {policy} changed but is still default@v3"
         )
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"] == before
         # And the same rules (lists whose order means nothing reordered), or an earlier

@@ -9,7 +9,7 @@ import pytest
 
 from serving.examples import EXAMPLE_REQUEST
 from serving.schemas import BatchResponse, ModelOut, ScoreResult
-from tests.serving.conftest import TestClient
+from tests.serving.conftest import TRAINED_AGE_DAYS, TestClient
 
 
 def _body(**changes: Any) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def test_one_lead_gets_a_probability_a_route_and_reasons(client: TestClient) -> 
         result.probability
     )
     assert result.routing.re_entry_stage == "sql"
-    assert result.routing.policy == "default@v2"
+    assert result.routing.policy == "default@v3"
     assert len(result.reasons) == 3
     assert result.model_version.startswith("local-")
 
@@ -92,6 +92,27 @@ def test_a_lead_scored_later_sees_its_new_engagement(client: TestClient) -> None
     assert at_rejection["probability"] != later["probability"]
 
 
+@pytest.mark.parametrize(
+    ("as_of", "beyond"),
+    [
+        ("2025-06-01T09:30:00Z", False),  # at rejection
+        ("2025-11-28T09:30:00Z", False),  # 180 days after: the oldest trained on
+        ("2025-11-28T09:30:00.000001Z", True),
+        ("2027-06-01T09:30:00Z", True),
+    ],
+)
+def test_a_rejection_older_than_any_trained_on_is_marked_an_extrapolation(
+    client: TestClient, as_of: str, beyond: bool
+) -> None:
+    # Given a model trained on rejections up to 180 days old (rejected_at 2025-06-01 09:30)
+    result = client.post("/v1/score", json=_body(as_of=as_of)).json()
+
+    # Then a score past that age says its probability is an extrapolation, and with no
+    # recent intent nor a due follow-up (the rep's date is long past) it goes to low touch
+    assert result["beyond_trained_age"] is beyond
+    assert (result["program"] == "low_touch_nurture") is (beyond or result["probability"] < 0.05)
+
+
 def test_an_opt_out_recorded_after_as_of_still_suppresses(client: TestClient) -> None:
     # Given a lead scored at as_of who asked not to be contacted a month later
     lead_id = EXAMPLE_REQUEST["lead"]["lead_id"]
@@ -115,8 +136,9 @@ def test_the_model_card_names_the_version_and_features(client: TestClient) -> No
     assert card.trained_at == "2025-01-01T00:00:00+00:00"
     assert card.metrics == {"auc": 0.8}
     assert card.calibration == "isotonic"
+    assert card.trained_age_days == TRAINED_AGE_DAYS
     assert "pricing_page_visit_30d" in card.features
-    assert card.policy == "default@v2"
+    assert card.policy == "default@v3"
 
 
 def test_health_and_readiness(client: TestClient) -> None:

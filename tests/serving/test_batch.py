@@ -46,6 +46,7 @@ from tests.serving.batch_support import (
     with_numeric_ids,
     with_set_aside_opportunities,
 )
+from tests.serving.conftest import TRAINED_AGE_DAYS
 from tests.trained_store import trained_store
 
 
@@ -82,6 +83,7 @@ def test_every_open_rejection_is_scored_and_routed_by_the_shared_path(
     assert frame["tier"].tolist() == list(routes.tier)
     assert frame["program"].tolist() == list(routes.program)
     assert frame["suppressed"].tolist() == list(routes.suppressed)
+    assert frame["beyond_trained_age"].tolist() == list(expected.beyond_trained_age)
     assert frame["priority"].tolist() == list(routes.priority)
     assert frame["re_entry_stage"].tolist() == list(routes.re_entry_stage)
     expected_days = [None if t == NO_DATE else t // 86_400_000_000 for t in routes.next_action_at]
@@ -103,8 +105,25 @@ def test_output_has_the_import_columns_and_one_stamp(
     assert set(frame["as_of"]) == {small_export.snapshot_at}
     assert set(frame["scored_at"]) == {pd.Timestamp(SCORED_AT, tz="UTC")}
     assert set(frame["model_version"]) == {summary.document["model"]["version"]}
-    assert set(frame["policy"]) == {"default@v2"}
+    assert set(frame["policy"]) == {"default@v3"}
     assert not frame["rejection_id"].duplicated().any()
+
+
+def test_rejections_older_than_any_trained_on_are_marked_extrapolations(
+    scored: tuple[Path, BatchSummary], small_export: Export
+) -> None:
+    out, _ = scored
+
+    frame = read_output(out)
+
+    # Then exactly the rejections more than the model's oldest trained age before the
+    # export's end are marked, and the export holds both kinds
+    rejected_at = small_export.rejections.set_index("rejection_id")["rejected_at"]
+    age = frame["as_of"] - frame["rejection_id"].map(rejected_at)
+    older = (age > pd.Timedelta(days=TRAINED_AGE_DAYS)).tolist()
+    assert frame["beyond_trained_age"].tolist() == older
+    assert True in older
+    assert False in older
 
 
 def test_summary_is_written_beside_the_output_and_matches_it(
@@ -120,6 +139,7 @@ def test_summary_is_written_beside_the_output_and_matches_it(
     assert written["scored"]["tiers"] == frame["tier"].value_counts().sort_index().to_dict()
     assert written["scored"]["programs"] == frame["program"].value_counts().sort_index().to_dict()
     assert written["scored"]["suppressed"] == int(frame["suppressed"].sum())
+    assert written["scored"]["beyond_trained_age"] == int(frame["beyond_trained_age"].sum())
     assert written["rejected_rows"]["total"] == 0
     assert written["failures"] == []
     assert written["model"]["version"].startswith("local-")

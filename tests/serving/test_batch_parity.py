@@ -62,6 +62,7 @@ def test_batch_api_and_evaluate_agree_for_the_same_lead_and_moment(
             batch["program"],
             batch["suppressed"],
         )
+        assert api["beyond_trained_age"] == batch["beyond_trained_age"]
         assert api["routing"]["priority"] == batch["priority"]
         assert api["routing"]["re_entry_stage"] == batch["re_entry_stage"]
         assert api["routing"]["next_action_date"] == _date(batch["next_action_date"])

@@ -42,6 +42,8 @@ def _inputs(**columns: Any) -> RoutingInputs:
                 if name in ("reason_code", "consent_status", "stage")
                 else np.int64
                 if name == "as_of"
+                else bool
+                if name == "beyond_trained_age"
                 else np.float64,
             )
             for name, v in values.items()
@@ -136,6 +138,44 @@ def test_the_lowest_scores_go_low_touch() -> None:
 
 
 @pytest.mark.parametrize(
+    ("columns", "program"),
+    [
+        # a score the model cannot vouch for, with nothing else to speak for the lead
+        ({"probability": [0.3]}, "low_touch_nurture"),
+        ({"probability": [0.6]}, "low_touch_nurture"),  # past the rebound's cut-off too
+        # recent intent is the lead's own signal: routed as any lead
+        ({"probability": [0.3], "recent_intent": [1.0]}, "education_track"),
+        ({"probability": [0.6], "recent_intent": [2.0]}, "rebound_to_sales"),
+        # and so is the rep's follow-up date, once due
+        ({"probability": [0.3], "follow_up_days": [3.0]}, "rebound_to_sales"),
+        ({"probability": [0.3], "follow_up_days": [60.0]}, "low_touch_nurture"),
+    ],
+)
+def test_a_rejection_older_than_the_model_knows_goes_low_touch_unless_the_lead_shows_up(
+    columns: dict[str, Any], program: str
+) -> None:
+    # Given a lead whose rejection is older than any the model was trained on
+    row = _one(route(_inputs(beyond_trained_age=[True], **columns), POLICY))
+
+    # Then its probability alone never sends it to sales or a campaign
+    assert row["program"] == program
+    if program == "low_touch_nurture":
+        assert row["days"] == POLICY.low_touch.cadence_days
+
+
+def test_the_trained_age_rule_is_the_policys_and_never_lifts_suppression() -> None:
+    beyond = {"probability": [0.3], "beyond_trained_age": [True]}
+    without_rule = POLICY.model_copy(
+        update={"low_touch": POLICY.low_touch.model_copy(update={"beyond_trained_age": False})}
+    )
+
+    assert _one(route(_inputs(**beyond), without_rule))["program"] == "education_track"
+    assert _one(route(_inputs(probability=[0.3]), POLICY))["program"] == "education_track"
+    refused = _one(route(_inputs(**beyond, consent_status=["unsubscribed"]), POLICY))
+    assert (refused["program"], refused["suppressed"]) == (SUPPRESSED_PROGRAM, True)
+
+
+@pytest.mark.parametrize(
     ("reason", "follow_up", "program", "days"),
     [
         ("budget", np.nan, "budget_nurture", 122.0 - 45),  # 45 days before the new fiscal year
@@ -225,7 +265,7 @@ def _policy_document() -> dict[str, Any]:
 
 
 def test_the_default_policy_is_versioned() -> None:
-    assert POLICY.label == "default@v2"
+    assert POLICY.label == "default@v3"
 
 
 @pytest.mark.parametrize(
@@ -290,11 +330,11 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
     [
         # values YAML itself cannot build
         ("name: default", "name: 2024-02-30", "could not be read: a value YAML cannot read"),
-        ("version: 2", "version: !!timestamp x", "could not be read: a value YAML cannot read"),
-        ("version: 2", "version: " + "9" * 5000, "could not be read: a value YAML cannot read"),
+        ("version: 3", "version: !!timestamp x", "could not be read: a value YAML cannot read"),
+        ("version: 3", "version: " + "9" * 5000, "could not be read: a value YAML cannot read"),
         ("name: default", "name: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
         # a key given twice, the second silently winning before
-        ("version: 2\n", "version: 2\nversion: 1\n", "key 'version' appears twice"),
+        ("version: 3\n", "version: 3\nversion: 1\n", "key 'version' appears twice"),
         (
             "  timing: {",
             "  budget: {program: other_nurture}\n  timing: {",
@@ -313,7 +353,7 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
         # YAML's yes/no/on/off where a number is expected
         (HOT_TIER, HOT_TIER.replace("0.40", "on"), "tiers.0.min_probability: Value error"),
         ("cadence_days: 90", "cadence_days: yes", "low_touch.cadence_days: Value error"),
-        ("version: 2", "version: yes", "version: Value error, should be a number"),
+        ("version: 3", "version: yes", "version: Value error, should be a number"),
         # program names a CRM would not tell from another, or from the suppressed one
         ("program: rebound_to_sales", "program: ''", "rebound.program: String should"),
         ("program: timing_nurture", "program: '   '", "reasons.timing.program: String should"),
@@ -403,8 +443,8 @@ def test_a_policy_error_stays_one_readable_line_however_large_the_file(tmp_path:
 
 def test_a_repeated_key_is_refused_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(DEFAULT_TEXT.replace("version: 2\n", "version: 2\nversion: 1\n"), "utf-8")
-    line = DEFAULT_TEXT.split("version: 2\n")[0].count("\n") + 2
+    path.write_text(DEFAULT_TEXT.replace("version: 3\n", "version: 3\nversion: 1\n"), "utf-8")
+    line = DEFAULT_TEXT.split("version: 3\n")[0].count("\n") + 2
 
     with pytest.raises(PolicyError, match=f"line {line}, column 1"):
         read_policy(path)
@@ -426,12 +466,12 @@ def test_a_file_too_large_for_a_policy_is_refused_before_it_is_parsed(tmp_path: 
 def test_srl_check_policy_prints_the_label_or_the_problem(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(DEFAULT_TEXT, encoding="utf-8")
-    bad.write_text(DEFAULT_TEXT.replace("version: 2\n", "version: 2\nversion: 3\n"), "utf-8")
+    bad.write_text(DEFAULT_TEXT.replace("version: 3\n", "version: 3\nversion: 4\n"), "utf-8")
 
     passed = CliRunner().invoke(app, ["check-policy", str(good)])
     refused = CliRunner().invoke(app, ["check-policy", str(bad)])
 
-    assert (passed.exit_code, passed.stdout.strip()) == (0, "default@v2")
+    assert (passed.exit_code, passed.stdout.strip()) == (0, "default@v3")
     assert refused.exit_code == 1
     assert f"error: routing policy {bad} could not be read" in refused.stderr
     assert "key 'version' appears twice" in refused.stderr
@@ -459,10 +499,10 @@ def test_srl_check_policy_refuses_an_intent_feature_no_model_computes(
     ):
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith(
-            f"error: routing policy {path} (default@v2): rebound.recent_intent_feature "
+            f"error: routing policy {path} (default@v3): rebound.recent_intent_feature "
             f"'intent_3Od' is not a numeric feature of {against}"
         )
-    assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v2")
+    assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v3")
 
 
 @pytest.mark.parametrize(
@@ -481,4 +521,4 @@ def test_policies_that_decide_in_order_are_not_taken_for_contradictions(
     assert old in DEFAULT_TEXT
     path.write_text(DEFAULT_TEXT.replace(old, new, 1), encoding="utf-8")
 
-    assert read_policy(path).label == "default@v2"
+    assert read_policy(path).label == "default@v3"

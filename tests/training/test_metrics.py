@@ -175,6 +175,19 @@ def test_the_summary_reads_like_a_sentence() -> None:
     )
 
 
+def test_the_summary_of_a_won_model_counts_wins() -> None:
+    overall = {"capture_top_20": 0.17, "lift_top_20": 0.85, "positive_rate": 0.016}
+
+    found = summary_sentence(overall, {}, "won")
+    nothing = summary_sentence({**overall, "positive_rate": 0.0, "examples": 3}, {}, "won")
+
+    assert found == (
+        "Scoring the top 20% of rejected leads finds 17% of the wins (0.8x the average rate "
+        "of 1.6%)."
+    )
+    assert nothing.startswith("None of the 3 evaluated examples was won within the horizon")
+
+
 def test_the_summary_says_when_there_is_no_comeback_to_find() -> None:
     # Given the metrics of examples none of which came back
     overall = score_metrics(np.zeros(12), np.linspace(0.1, 0.6, 12))

@@ -49,6 +49,9 @@ def test_report_reads_the_versions_run(champion: ModelReport, store: TrainedStor
     overview = report.run_overview(champion)
     assert overview["version"] == store.champion
     assert overview["summary"].startswith("Scoring the top 20%")
+    ages = champion.model.metadata["rejection_age_days"]
+    assert overview["oldest_rejection_trained_on_days"] == ages["trained"]
+    assert overview["oldest_rejection_calibrated_on_days"] == ages["calibrated"]
 
 
 @pytest.mark.slow

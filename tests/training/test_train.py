@@ -15,6 +15,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from features.dataset import build_training_set, uncensored
 from features.loading import load_export
 from features.model_store import load_model
 from features.predictor import ReconversionModel
@@ -25,6 +26,7 @@ from training import registry
 from training.config import TrainingConfig
 from training.evaluate import PREDICTION_COLUMNS, evaluate
 from training.metrics import score_metrics
+from training.split import split_by_time
 from training.train import TrainingResult, train
 
 pytestmark = pytest.mark.slow
@@ -92,6 +94,27 @@ def test_a_second_run_reproduces_the_model_and_metrics_exactly(trained: Trained)
     assert first.model.booster.model_to_string() == second.model.booster.model_to_string()
     assert first.model.calibration == second.model.calibration
     assert first.run_id != second.run_id
+
+
+def test_the_model_records_the_oldest_rejections_it_was_trained_and_calibrated_on(
+    trained: Trained, older_export_dir: Path, store: MlflowClient
+) -> None:
+    # Given the windows the run split its examples into
+    config = TrainingConfig()
+    examples = build_training_set(load_export(older_export_dir), config.features)
+    split = split_by_time(uncensored(examples), config.split, config.features.label_days)
+
+    # When the registered model is loaded back
+    loaded = load_model(trained.first.model_uri).model
+
+    # Then it records the oldest re-score of each fitted window, and marks exactly the
+    # examples past the training window's as extrapolations
+    oldest = {"trained": split.train, "calibrated": split.validation}
+    expected = {name: float(part.keys["offset_days"].max()) for name, part in oldest.items()}
+    assert loaded.metadata["rejection_age_days"] == expected
+    assert loaded.trained_age_days == expected["trained"]
+    flagged = loaded.beyond_trained_age(examples.features)
+    np.testing.assert_array_equal(flagged, examples.keys["offset_days"] > expected["trained"])
 
 
 def test_metrics_cover_reasons_offsets_and_a_plain_summary(trained: Trained) -> None:
