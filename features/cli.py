@@ -148,6 +148,8 @@ def _report_problems(error: ContractError, as_json: bool) -> None:
 
 #: The most leads ``srl generate`` takes: about 22 GB of memory (4.4 GB per million).
 MAX_GENERATED_LEADS = 5_000_000
+#: The longest history ``srl generate`` writes, in years.
+MAX_GENERATED_YEARS = 10.0
 
 
 def generate(
@@ -161,7 +163,7 @@ def generate(
             "--leads",
             min=1,
             max=MAX_GENERATED_LEADS,
-            help="Number of leads (memory: about 4.4 GB per million).",
+            help="Number of leads (memory: about 4.4 GB per million over four years).",
         ),
     ] = 20_000,
     seed: Annotated[
@@ -170,6 +172,16 @@ def generate(
     fmt: Annotated[Literal["parquet", "csv"], typer.Option("--format", help="File format.")] = (
         "parquet"
     ),
+    years: Annotated[
+        float,
+        typer.Option(
+            "--years",
+            min=1.0,
+            max=MAX_GENERATED_YEARS,
+            help="Years of history, ending now (a won model needs about six; see "
+            "docs/synthetic-data.md).",
+        ),
+    ] = 4.0,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -188,7 +200,7 @@ def generate(
 
     target = checked_output(_generation_directory(out, overwrite), check_output_directory)
     try:
-        files = generate_export(target, leads, seed, fmt)
+        files = generate_export(target, leads, seed, fmt, years)
     except OSError as error:
         raise write_failed(error) from error
     except MemoryError as error:

@@ -203,10 +203,11 @@ def _closed_by(opportunities: Opportunities, latest: float) -> Opportunities:
 
 
 def generate_export(
-    out: str | Path, n_leads: int, seed: int, fmt: Format = "parquet"
+    out: str | Path, n_leads: int, seed: int, fmt: Format = "parquet", years: float = 4.0
 ) -> dict[str, Path]:
-    """Generate tables with ``generate_tables`` and write them with ``write_export``."""
-    return write_export(generate_tables(n_leads, seed), out, fmt)
+    """Generate ``years`` of history with ``generate_tables`` and write it with
+    ``write_export``."""
+    return write_export(generate_tables(n_leads, seed, years=years), out, fmt)
 
 
 def make_ids(prefix: str, n: int) -> np.ndarray:

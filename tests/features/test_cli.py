@@ -380,7 +380,14 @@ def test_generate_replaces_an_export_only_when_told_to(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--seed", "-1"), ("--leads", "5000001"), ("--format", "xlsx")]
+    ("option", "value"),
+    [
+        ("--seed", "-1"),
+        ("--leads", "5000001"),
+        ("--format", "xlsx"),
+        ("--years", "0.5"),
+        ("--years", "11"),
+    ],
 )
 def test_generate_refuses_values_out_of_range_as_usage_errors(
     tmp_path: Path, option: str, value: str
@@ -390,6 +397,23 @@ def test_generate_refuses_values_out_of_range_as_usage_errors(
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
     assert not (tmp_path / "x").exists()
+
+
+def test_generate_writes_the_years_of_history_asked_for(tmp_path: Path) -> None:
+    # Given exports of the same leads over four and seven years
+    spans = {}
+    for years in (4, 7):
+        out = tmp_path / f"years-{years}"
+        result = runner.invoke(
+            app, ["generate", "--out", str(out), "--leads", "300", "--years", str(years)]
+        )
+        assert result.exit_code == 0, result.output
+        created = pd.read_parquet(out / "leads.parquet")["created_at"]
+        spans[years] = (created.max() - created.min()).days / 365.25
+
+    # Then the leads are created over the years asked for
+    assert 3.5 < spans[4] <= 4
+    assert 6.5 < spans[7] <= 7
 
 
 def test_generate_lists_the_formats_in_its_help() -> None:

@@ -21,6 +21,7 @@ from features.model_store import load_model
 from features.predictor import ReconversionModel
 from features.records import ScoreRequest
 from features.requests import request_body
+from features.synthetic import generate_export
 from tests.servers import MLFLOW, free_port, running
 from training import registry
 from training.config import TrainingConfig
@@ -115,6 +116,29 @@ def test_the_model_records_the_oldest_rejections_it_was_trained_and_calibrated_o
     assert loaded.trained_age_days == expected["trained"]
     flagged = loaded.beyond_trained_age(examples.features)
     np.testing.assert_array_equal(flagged, examples.keys["offset_days"] > expected["trained"])
+
+
+def test_a_won_model_trains_on_six_years_of_history_and_counts_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given six years of generated history: a won label looks 545 days past its as_of and
+    # the embargo as far, so srl generate's default four years leave no training window
+    export = tmp_path / "export"
+    generate_export(export, 1500, seed=3, years=6)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("SRL_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+
+    # When a won model is trained on it
+    result = train(
+        export, TrainingConfig().with_overrides(**{"features.target": "won"}), register=False
+    )
+
+    # Then it is a won model, judged on a test window (a handful of wins: too few to judge
+    # its quality here), and its summary speaks of wins
+    assert result.model.config.target == "won"
+    assert result.model.metadata["target"] == "won"
+    assert result.evaluation.report["overall"]["examples"] > 100
+    assert "of the wins" in result.evaluation.summary
 
 
 def test_metrics_cover_reasons_offsets_and_a_plain_summary(trained: Trained) -> None:
