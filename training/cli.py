@@ -165,15 +165,15 @@ def models(
         typer.echo(json.dumps(rows, indent=2))
         return
     typer.echo(
-        f"{'version':>7}  {'aliases':<22} {'created':<25} {'roc_auc':>7} {'pr_auc':>7} "
-        f"{'ece':>7}  run"
+        f"{'version':>7}  {'aliases':<22} {'created':<25} {'predicts':<28} {'roc_auc':>7} "
+        f"{'pr_auc':>7} {'ece':>7}  run"
     )
     for row in rows:
         metrics = row["metrics"]
         typer.echo(
             f"{row['version']:>7}  {','.join(row['aliases']) or '-':<22} {row['created']:<25} "
-            f"{_cell(metrics.get('roc_auc'))} {_cell(metrics.get('pr_auc'))} "
-            f"{_cell(metrics.get('ece'))}  {row['run_id']}"
+            f"{row['predicts'] or '-':<28} {_cell(metrics.get('roc_auc'))} "
+            f"{_cell(metrics.get('pr_auc'))} {_cell(metrics.get('ece'))}  {row['run_id']}"
         )
 
 

@@ -400,7 +400,9 @@ def _actor() -> str:
 
 
 def list_versions(name: str) -> list[dict[str, Any]]:
-    """Every version with its aliases, run, headline test metrics and gate verdict.
+    """Every version with its aliases, run, what it predicts (``reconverted within 365
+    days``; None for a version registered before this was recorded), headline test metrics
+    and gate verdict.
 
     Raises:
         RegistryError: there is no registry, or the name cannot be listed.
@@ -430,6 +432,7 @@ def _version_row(version: Any, aliases: list[str]) -> dict[str, Any]:
         "created": created.isoformat(timespec="seconds"),
         "run_id": version.run_id,
         "metrics": metrics,
+        "predicts": tags.get("predicts"),
         "gate": tags.get("gate.reason"),
     }
 

@@ -476,6 +476,7 @@ def _gate(
         {
             "test_window": f"{split.test_start.isoformat()}/{split.end.isoformat()}",
             "summary": evaluation.summary,
+            "predicts": config.features.question,
         }
     )
     registry.record_training(client, name, version, tags, decision)

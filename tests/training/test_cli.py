@@ -61,12 +61,13 @@ def test_train_tune_models_promote_evaluate_rollback(
     listed = runner.invoke(app, ["models", "--json"])
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.stdout)
-    assert [(r["version"], r["aliases"]) for r in rows] == [
-        ("2", ["challenger"]),
-        ("1", ["champion"]),
+    assert [(r["version"], r["aliases"], r["predicts"]) for r in rows] == [
+        ("2", ["challenger"], "reconverted within 180 days"),
+        ("1", ["champion"], "reconverted within 365 days"),
     ]
     table = runner.invoke(app, ["models"])
     assert "champion" in table.stdout
+    assert "reconverted within 180 days" in table.stdout
 
     no_such = runner.invoke(app, ["promote", "7"])
     assert no_such.exit_code == 1
