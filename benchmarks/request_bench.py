@@ -72,7 +72,11 @@ def step_times(
         "encode and predict": lambda i: model.predict_matrix(model.matrix(features[i % n])),
         "route": lambda i: route(
             RoutingInputs.from_features(
-                features[i % n], probabilities[i % n], histories[i % n][1].as_of, policy
+                features[i % n],
+                probabilities[i % n],
+                histories[i % n][1].as_of,
+                policy,
+                beyond_trained_age=model.beyond_trained_age(features[i % n]),
             ),
             policy,
         ),

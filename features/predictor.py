@@ -115,20 +115,25 @@ class ReconversionModel:
 
     @property
     def trained_age_days(self) -> float | None:
-        """The oldest rejection the booster was fitted on: the largest ``days_since_rejection``
-        among its training examples (None for a model that does not record it)."""
+        """The oldest rejection, in days from the rejection to ``as_of``, that the model was
+        both trained and calibrated on: the smaller of the two windows' oldest (None for a
+        model that does not record them)."""
         ages = self.metadata.get("rejection_age_days")
-        value = ages.get("trained") if isinstance(ages, dict) else None
-        return None if value is None else float(value)
+        if not isinstance(ages, dict):
+            return None
+        known = [float(ages[k]) for k in ("trained", "calibrated") if ages.get(k) is not None]
+        return min(known) if known else None
 
     def beyond_trained_age(self, features: FeatureTable) -> np.ndarray:
-        """Per row, whether its rejection is older than any the booster was fitted on: its
-        probability is then an extrapolation (all False when the model records no age)."""
+        """Per row, whether its rejection is older, in whole days, than ``trained_age_days``:
+        its probability is then an extrapolation. Whole days, as the re-score offsets it is
+        compared with are: a model that knows rejections 90 days old knows them until the
+        91st day starts. All False when the model records no ages."""
         age = features.columns["days_since_rejection"]
         limit = self.trained_age_days
         if limit is None:
             return np.zeros(len(age), dtype=bool)
-        return np.asarray(age > limit, dtype=bool)
+        return np.asarray(np.floor(age) > limit, dtype=bool)
 
     def matrix(self, features: FeatureTable) -> np.ndarray:
         """The booster's input matrix for raw feature columns (checked against training)."""

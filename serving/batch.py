@@ -83,7 +83,7 @@ from serving.export_reading import (
     locate_export,
 )
 from serving.model_source import directory_fingerprint, load_serving_model
-from serving.policy import check_policy_features, read_policy
+from serving.policy import check_policy_features, idle_rules, read_policy
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +195,8 @@ def open_job(request: BatchRequest, fingerprint: str, record: JobRecord) -> JobC
     model, identity = load_serving_model(request.model_uri, num_threads=1)
     record.model_identity = identity
     check_policy_features(policy, model.config, request.policy_path)
+    for warning in idle_rules(policy, model.trained_age_days):
+        logger.warning("batch policy: %s", warning)
     work = WorkDirectory.beside(request.out)
     with tempfile.TemporaryDirectory(prefix="srl-model-") as folder:
         snapshot = model.save(Path(folder) / "model")

@@ -40,7 +40,6 @@ _LEADING_FIELDS = [
     pa.field("rejection_id", pa.string()),
     pa.field("as_of", UTC_MICROS),
     pa.field("probability", pa.float64()),
-    pa.field("beyond_trained_age", pa.bool_()),
     pa.field("tier", pa.string()),
     pa.field("program", pa.string()),
     pa.field("suppressed", pa.bool_()),
@@ -51,7 +50,13 @@ _LEADING_FIELDS = [
     pa.field("policy", pa.string()),
 ]
 _REASONS_FIELD = pa.field("reasons", pa.string())
-_TRAILING_FIELDS = [pa.field("model_version", pa.string()), pa.field("scored_at", UTC_MICROS)]
+#: ``beyond_trained_age`` came last, after the columns of earlier releases, so that imports
+#: mapping columns by position keep working.
+_TRAILING_FIELDS = [
+    pa.field("model_version", pa.string()),
+    pa.field("scored_at", UTC_MICROS),
+    pa.field("beyond_trained_age", pa.bool_()),
+]
 
 REJECTS_SCHEMA = pa.schema(
     [

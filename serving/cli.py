@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -28,8 +28,17 @@ from features.config import FeatureConfig
 from features.model_store import DEFAULT_MODEL_URI
 from serving.batch_signals import handle_stop_signals
 from serving.logs import LOG_LEVELS
-from serving.policy import PolicyError, RoutingPolicy, check_policy_features, read_policy
+from serving.policy import (
+    PolicyError,
+    RoutingPolicy,
+    check_policy_features,
+    idle_rules,
+    read_policy,
+)
 from serving.settings import Settings, settings_problems
+
+if TYPE_CHECKING:
+    from features.predictor import ReconversionModel
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -260,21 +269,27 @@ def check_policy(
     """Check a routing policy file as `srl serve` and `srl score` would, without starting
     anything: prints name@vversion, or the problem naming the file and the field (exit 1).
     The rebound's intent feature must be a numeric feature of the default feature settings,
-    or of the model given with --model."""
+    or of the model given with --model, whose rules the policy can use (a rule that can
+    route nothing with that model is a warning)."""
     policy = _usable_policy(path)
-    config, named = _features_of(model)
+    loaded = _model_of(model)
+    config = FeatureConfig() if loaded is None else loaded.config
+    named = model or "the default feature settings (pass --model to check a model's)"
     try:
         check_policy_features(policy, config, path, named)
     except PolicyError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+    if loaded is not None:
+        for warning in idle_rules(policy, loaded.trained_age_days):
+            typer.echo(f"warning: {warning}", err=True)
     typer.echo(policy.label)
 
 
-def _features_of(model: str | None) -> tuple[FeatureConfig, str]:
-    """The feature settings a policy is checked against, and how errors name them."""
+def _model_of(model: str | None) -> ReconversionModel | None:
+    """The model given with ``--model`` (None when none was); exit 1 when it cannot load."""
     if model is None:
-        return FeatureConfig(), "the default feature settings (pass --model to check a model's)"
+        return None
     from features.model_store import ModelLoadError
     from serving.model_source import load_serving_model
 
@@ -283,7 +298,7 @@ def _features_of(model: str | None) -> tuple[FeatureConfig, str]:
     except ModelLoadError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
-    return loaded.config, model
+    return loaded
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,13 @@ from features.records import ScoreRequest
 from serving.examples import EXAMPLE_REQUEST
 from serving.metrics import Metrics
 from serving.model_source import current_version, load_serving_model
-from serving.policy import PolicyError, check_policy_change, check_policy_features, read_policy
+from serving.policy import (
+    PolicyError,
+    check_policy_change,
+    check_policy_features,
+    idle_rules,
+    read_policy,
+)
 from serving.service import Deployment, score_requests
 from serving.settings import Settings
 
@@ -182,6 +188,8 @@ class ModelHolder:
         check_policy_change(serving, policy, settings.policy)
         model, identity = load_serving_model(settings.model_uri, settings.model_threads)
         check_policy_features(policy, model.config, settings.policy)
+        for warning in idle_rules(policy, model.trained_age_days):
+            logger.warning("policy rule idle", extra={"version": identity.version, "why": warning})
         deployment = Deployment(model, identity, policy)
         check_deployment(deployment)
         return deployment

@@ -293,6 +293,20 @@ def check_policy_features(
         )
 
 
+def idle_rules(policy: RoutingPolicy, trained_age_days: float | None) -> list[str]:
+    """Why some of ``policy``'s rules can route nothing for a model that records
+    ``trained_age_days`` (None: a model trained before the ages were recorded); empty when
+    every rule can apply. Logged as warnings: the policy still serves."""
+    if policy.low_touch.beyond_trained_age and trained_age_days is None:
+        return [
+            f"{policy.label}: low_touch.beyond_trained_age routes nothing with this model, "
+            "which records no trained ages (it was trained before they were recorded): "
+            "retrain it, so that leads older than it knows stop being routed on their "
+            "probability alone"
+        ]
+    return []
+
+
 def _rules(policy: RoutingPolicy) -> dict[str, Any]:
     """What routes leads: the policy with its suppression lists as sets (their order is not
     a rule)."""

@@ -169,13 +169,16 @@ def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
     """Decide tier, program, suppression, re-entry stage and next action for every lead."""
     reason, consent, stage = inputs.codes()
     table = policy_tables(policy)
-    tier_index = _tier_index(inputs.probability, table)
     suppressed, why = _suppression(reason, consent, table, inputs)
-    engaged, due = _rebound_signals(inputs, policy)
-    rebound = ~suppressed & (engaged | due)
-    unvouched = _beyond_trained_age(inputs, policy) & ~_recent_intent(inputs, policy) & ~due
+    signals = _signals(inputs, policy)
+    rebound = ~suppressed & (signals.engaged | signals.due)
+    unvouched = ~suppressed & ~rebound & _unvouched(inputs, policy, signals)
     low_touch = ~suppressed & ~rebound & (inputs.probability < policy.low_touch.max_probability)
-    low_touch |= ~suppressed & ~rebound & unvouched
+    low_touch |= unvouched
+    # A lead its probability cannot vouch for takes the lowest tier and its priority: that
+    # probability is no reason to list it with the hot leads or to work it sooner.
+    lowest = len(table.tier_names) - 1
+    tier_index = np.where(unvouched, lowest, _tier_index(inputs.probability, table))
     program, days = _reason_programs(inputs, reason, policy, table)
     program = np.where(low_touch, table.low_touch, program)
     days = np.where(low_touch, float(policy.low_touch.cadence_days), days)
@@ -278,31 +281,50 @@ def _flags(vocabulary: tuple[str, ...], chosen: tuple[str, ...]) -> np.ndarray:
     return np.array([value in chosen for value in vocabulary] + [False])
 
 
-def _rebound_signals(inputs: RoutingInputs, policy: RoutingPolicy) -> tuple[np.ndarray, np.ndarray]:
-    """The two ways back to sales: good odds with recent intent, and a due follow-up with
-    good odds."""
+@dataclass(frozen=True)
+class _Signals:
+    """What speaks for each lead besides its probability, and the rebound's two ways back.
+
+    Attributes:
+        intent: recent intent at least ``rebound.min_recent_intent``.
+        follow_up_due: the rep's follow-up date is due within the rebound's window, or
+            passed but not stale (a missing date is never due).
+        engaged: good odds (``rebound.min_probability``) with recent intent.
+        due: a due follow-up with good odds (``rebound.follow_up_due_min_probability``).
+    """
+
+    intent: np.ndarray
+    follow_up_due: np.ndarray
+    engaged: np.ndarray
+    due: np.ndarray
+
+
+def _signals(inputs: RoutingInputs, policy: RoutingPolicy) -> _Signals:
+    """Each lead's signals under the policy's rebound rule."""
     rule = policy.rebound
-    engaged = (inputs.probability >= rule.min_probability) & _recent_intent(inputs, policy)
-    # Due within the window ahead, or passed but not stale; a missing date (NaN) is never due.
+    intent_count = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
+    intent = np.asarray(intent_count >= rule.min_recent_intent, dtype=bool)
     follow_up = inputs.follow_up_days
     follow_up_due = (follow_up <= rule.follow_up_due_within_days) & (
         follow_up >= -rule.follow_up_overdue_max_days
     )
-    due = follow_up_due & (inputs.probability >= rule.follow_up_due_min_probability)
-    return engaged, due
+    probability = inputs.probability
+    return _Signals(
+        intent=intent,
+        follow_up_due=follow_up_due,
+        engaged=(probability >= rule.min_probability) & intent,
+        due=follow_up_due & (probability >= rule.follow_up_due_min_probability),
+    )
 
 
-def _recent_intent(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
-    intent = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
-    return np.asarray(intent >= policy.rebound.min_recent_intent, dtype=bool)
-
-
-def _beyond_trained_age(inputs: RoutingInputs, policy: RoutingPolicy) -> np.ndarray:
-    """The rows a ``low_touch.beyond_trained_age`` policy sends to low touch when nothing
-    but their (extrapolated) probability speaks for them."""
+def _unvouched(inputs: RoutingInputs, policy: RoutingPolicy, signals: _Signals) -> np.ndarray:
+    """The leads a ``low_touch.beyond_trained_age`` policy sends to low touch: rejected
+    longer ago than any the model was trained on (their probability is an extrapolation),
+    with neither recent intent nor a due follow-up to speak for them."""
     if not policy.low_touch.beyond_trained_age or inputs.beyond_trained_age is None:
         return np.zeros(len(inputs.probability), dtype=bool)
-    return np.asarray(inputs.beyond_trained_age, dtype=bool)
+    beyond = np.asarray(inputs.beyond_trained_age, dtype=bool)
+    return beyond & ~signals.intent & ~signals.follow_up_due
 
 
 def _reason_programs(

@@ -43,7 +43,7 @@ EXAMPLE_RESULT: dict[str, Any] = {
     "lead_id": "L0000029",
     "as_of": "2025-09-01T00:00:00+00:00",
     "probability": 0.128,
-    "beyond_trained_age": False,
+    "beyond_trained_age": True,
     "tier": "cool",
     "program": "budget_nurture",
     "routing": {

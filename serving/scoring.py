@@ -25,16 +25,21 @@ class Scored:
         routes: the routing decisions.
         matrix: the encoded feature matrix (kept for explanations).
         inputs: what routing read (decoded from the features).
-        beyond_trained_age: the rejection is older than any the model was trained on, so
-            its probability is an extrapolation
-            (``ReconversionModel.beyond_trained_age``).
     """
 
     probability: np.ndarray
     routes: Routes
     matrix: np.ndarray
     inputs: RoutingInputs
-    beyond_trained_age: np.ndarray
+
+    @property
+    def beyond_trained_age(self) -> np.ndarray:
+        """Per lead, whether its rejection is older than the model was trained on, so that
+        its probability is an extrapolation (``ReconversionModel.beyond_trained_age``)."""
+        beyond = self.inputs.beyond_trained_age
+        if beyond is None:
+            return np.zeros(len(self.probability), dtype=bool)
+        return beyond
 
 
 def score_features(
@@ -63,4 +68,4 @@ def score_features(
     probability = model.predict_matrix(matrix)
     beyond = model.beyond_trained_age(features)
     inputs = RoutingInputs.from_features(features, probability, as_of, policy, contact, beyond)
-    return Scored(probability, route(inputs, policy), matrix, inputs, beyond)
+    return Scored(probability, route(inputs, policy), matrix, inputs)

@@ -27,7 +27,15 @@ from features.predictor import ReconversionModel
 from training.metrics import json_ready, metric_report, summary_sentence, top_share
 from training.split import fitted_through, moment_text, seen_in_fitting
 
-PREDICTION_COLUMNS = ("rejection_id", "lead_id", "as_of", "probability", "label", "seen_in_fitting")
+PREDICTION_COLUMNS = (
+    "rejection_id",
+    "lead_id",
+    "as_of",
+    "probability",
+    "label",
+    "seen_in_fitting",
+    "beyond_trained_age",
+)
 
 
 @dataclass(frozen=True)
@@ -41,12 +49,15 @@ class Scored:
             its metadata records no test window).
         seen: per example, whether the model may have been fitted on it (all missing when
             ``fitted_through`` is unknown).
+        beyond_trained_age: per example, whether its rejection is older than the model was
+            trained and calibrated on (``ReconversionModel.beyond_trained_age``).
     """
 
     examples: ExampleSet
     probability: np.ndarray
     fitted_through: pd.Timestamp | None
     seen: pd.Series
+    beyond_trained_age: np.ndarray
 
     def unseen(self) -> np.ndarray:
         """The examples the metrics count: all of them when the windows are unknown."""
@@ -83,7 +94,8 @@ def score_export(model: ReconversionModel, data: str | Path) -> Scored:
     examples = uncensored(build_training_set(load_export(data), model.config))
     through = fitted_through(model.metadata)
     seen = _seen(examples.keys, through)
-    return Scored(examples, model.predict_set(examples), through, seen)
+    probability = model.predict_set(examples)
+    return Scored(examples, probability, through, seen, model.beyond_trained_age(examples.features))
 
 
 def _seen(keys: pd.DataFrame, through: pd.Timestamp | None) -> pd.Series:
@@ -99,6 +111,7 @@ def prediction_table(scored: Scored) -> pd.DataFrame:
     frame["probability"] = scored.probability
     frame["label"] = labels.target.astype(np.int64)
     frame["seen_in_fitting"] = scored.seen
+    frame["beyond_trained_age"] = scored.beyond_trained_age
     return frame
 
 

@@ -44,8 +44,8 @@ class TestClient(StarletteTestClient):
         super().__init__(app, base_url=base_url, **options)
 
 
-#: The oldest rejection the serving tests' model records as trained on (days).
-TRAINED_AGE_DAYS = 180.0
+#: The oldest rejection the serving tests' model was trained and calibrated on (days).
+TRAINED_AGE_DAYS = 90.0
 
 
 def train_model(
@@ -91,8 +91,8 @@ def train_model(
         "trained_at": "2025-01-01T00:00:00+00:00",
         "metrics": {"auc": 0.8},
         "seed": seed,
-        # as a 4-year export's training window: re-scores up to 180 days after rejection
-        "rejection_age_days": {"trained": TRAINED_AGE_DAYS, "calibrated": 90.0},
+        # as on a 4-year export: re-scores up to 180 days in training, 90 in calibration
+        "rejection_age_days": {"trained": 180.0, "calibrated": TRAINED_AGE_DAYS},
     }
     return ReconversionModel(
         config, vocabulary, booster, calibration, examples.features.names, metadata, 1

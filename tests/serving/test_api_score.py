@@ -96,21 +96,37 @@ def test_a_lead_scored_later_sees_its_new_engagement(client: TestClient) -> None
     ("as_of", "beyond"),
     [
         ("2025-06-01T09:30:00Z", False),  # at rejection
-        ("2025-11-28T09:30:00Z", False),  # 180 days after: the oldest trained on
-        ("2025-11-28T09:30:00.000001Z", True),
+        ("2025-08-30T09:30:00Z", False),  # 90 days after: the oldest the model knows
+        ("2025-08-31T09:29:59Z", False),  # still in its 90th day
+        ("2025-08-31T09:30:00Z", True),
         ("2027-06-01T09:30:00Z", True),
     ],
 )
 def test_a_rejection_older_than_any_trained_on_is_marked_an_extrapolation(
     client: TestClient, as_of: str, beyond: bool
 ) -> None:
-    # Given a model trained on rejections up to 180 days old (rejected_at 2025-06-01 09:30)
+    # Given a model trained and calibrated on rejections up to 90 days old
     result = client.post("/v1/score", json=_body(as_of=as_of)).json()
 
-    # Then a score past that age says its probability is an extrapolation, and with no
-    # recent intent nor a due follow-up (the rep's date is long past) it goes to low touch
+    # Then a score past that age, in whole days, says its probability is an extrapolation
     assert result["beyond_trained_age"] is beyond
-    assert (result["program"] == "low_touch_nurture") is (beyond or result["probability"] < 0.05)
+
+
+def test_an_old_rejection_goes_low_touch_unless_the_lead_shows_intent(client: TestClient) -> None:
+    # Given the example lead 92 days after its rejection, two pricing-page visits in the
+    # last 30 days, and the same lead two years on, with nothing recent
+    recent = client.post("/v1/score", json=_body()).json()
+    stale = client.post("/v1/score", json=_body(as_of="2027-06-01T09:30:00Z")).json()
+
+    # Then both are past the model's ages, but only the one its intent speaks for is routed
+    # by its reason; the other goes to low touch, in the lowest tier, at the lowest priority
+    assert recent["beyond_trained_age"] is stale["beyond_trained_age"] is True
+    assert recent["program"] == _budget_route(recent["probability"])[0]
+    assert (stale["program"], stale["tier"], stale["routing"]["priority"]) == (
+        "low_touch_nurture",
+        "cold",
+        4,
+    )
 
 
 def test_an_opt_out_recorded_after_as_of_still_suppresses(client: TestClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,17 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from features.dataset import ExampleSet
 from features.history import DAY_US
-from serving.policy import DEFAULT_POLICY, PolicyError, RoutingPolicy, load_policy, read_policy
+from features.predictor import ReconversionModel
+from serving.policy import (
+    DEFAULT_POLICY,
+    PolicyError,
+    RoutingPolicy,
+    idle_rules,
+    load_policy,
+    read_policy,
+)
 from serving.routing import NO_DATE, SUPPRESSED_PROGRAM, Routes, RoutingInputs, route
 from srl.cli import app
 
@@ -146,9 +156,12 @@ def test_the_lowest_scores_go_low_touch() -> None:
         # recent intent is the lead's own signal: routed as any lead
         ({"probability": [0.3], "recent_intent": [1.0]}, "education_track"),
         ({"probability": [0.6], "recent_intent": [2.0]}, "rebound_to_sales"),
-        # and so is the rep's follow-up date, once due
+        # and so is the rep's follow-up date, once due, whatever the probability
         ({"probability": [0.3], "follow_up_days": [3.0]}, "rebound_to_sales"),
+        ({"probability": [0.1], "follow_up_days": [3.0]}, "education_track"),
+        ({"probability": [0.1], "follow_up_days": [-90.0]}, "education_track"),
         ({"probability": [0.3], "follow_up_days": [60.0]}, "low_touch_nurture"),
+        ({"probability": [0.3], "follow_up_days": [-91.0]}, "low_touch_nurture"),  # stale
     ],
 )
 def test_a_rejection_older_than_the_model_knows_goes_low_touch_unless_the_lead_shows_up(
@@ -157,10 +170,16 @@ def test_a_rejection_older_than_the_model_knows_goes_low_touch_unless_the_lead_s
     # Given a lead whose rejection is older than any the model was trained on
     row = _one(route(_inputs(beyond_trained_age=[True], **columns), POLICY))
 
-    # Then its probability alone never sends it to sales or a campaign
+    # Then its probability alone never sends it to sales or a campaign, nor ranks it: in
+    # low touch it takes the lowest tier and its priority
     assert row["program"] == program
     if program == "low_touch_nurture":
-        assert row["days"] == POLICY.low_touch.cadence_days
+        lowest = POLICY.tiers[-1]
+        assert (row["days"], row["tier"], row["priority"]) == (
+            POLICY.low_touch.cadence_days,
+            lowest.name,
+            lowest.priority,
+        )
 
 
 def test_the_trained_age_rule_is_the_policys_and_never_lifts_suppression() -> None:
@@ -503,6 +522,36 @@ def test_srl_check_policy_refuses_an_intent_feature_no_model_computes(
             f"'intent_3Od' is not a numeric feature of {against}"
         )
     assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v3")
+    assert fine.stderr == ""
+
+
+def test_a_model_that_records_no_trained_ages_leaves_the_age_rule_idle_and_says_so(
+    tmp_path: Path, model: ReconversionModel, training_examples: ExampleSet
+) -> None:
+    # Given a model trained before it recorded the ages of the rejections it learnt from
+    older = copy.copy(model)
+    older.metadata = {k: v for k, v in model.metadata.items() if k != "rejection_age_days"}
+    folder = older.save(tmp_path / "older")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(DEFAULT_TEXT, encoding="utf-8")
+
+    # When the default policy is checked against it
+    result = CliRunner().invoke(app, ["check-policy", str(policy), "--model", str(folder)])
+
+    # Then the policy is usable but its age rule can route nothing, which is said; with
+    # ages, or without the rule, nothing is
+    assert (result.exit_code, result.stdout.strip()) == (0, "default@v3")
+    assert result.stderr.startswith(
+        "warning: default@v3: low_touch.beyond_trained_age routes nothing with this model"
+    )
+    without_rule = POLICY.model_copy(
+        update={"low_touch": POLICY.low_touch.model_copy(update={"beyond_trained_age": False})}
+    )
+    assert idle_rules(POLICY, model.trained_age_days) == []
+    assert idle_rules(without_rule, None) == []
+    # and the older model marks no score, where the one that records its ages marks some
+    assert not older.beyond_trained_age(training_examples.features).any()
+    assert model.beyond_trained_age(training_examples.features).any()
 
 
 @pytest.mark.parametrize(

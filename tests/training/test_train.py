@@ -108,14 +108,14 @@ def test_the_model_records_the_oldest_rejections_it_was_trained_and_calibrated_o
     # When the registered model is loaded back
     loaded = load_model(trained.first.model_uri).model
 
-    # Then it records the oldest re-score of each fitted window, and marks exactly the
-    # examples past the training window's as extrapolations
+    # Then it records the oldest re-score of each fitted window, knows the younger of the
+    # two, and marks exactly the examples past it as extrapolations
     oldest = {"trained": split.train, "calibrated": split.validation}
     expected = {name: float(part.keys["offset_days"].max()) for name, part in oldest.items()}
     assert loaded.metadata["rejection_age_days"] == expected
-    assert loaded.trained_age_days == expected["trained"]
+    assert loaded.trained_age_days == min(expected.values())
     flagged = loaded.beyond_trained_age(examples.features)
-    np.testing.assert_array_equal(flagged, examples.keys["offset_days"] > expected["trained"])
+    np.testing.assert_array_equal(flagged, examples.keys["offset_days"] > min(expected.values()))
 
 
 def test_a_won_model_trains_on_six_years_of_history_and_counts_wins(
@@ -281,6 +281,11 @@ def test_evaluate_scores_a_newer_export_with_the_older_model(
     assert document["overall"]["examples"] == document["fitting"]["evaluated_examples"]
     assert document["fitting"]["evaluated_examples"] == len(unseen) > 0
     assert document["fitting"]["left_out_examples"] == table["seen_in_fitting"].sum() > 0
+    rejected_at = load_export(world_export_dir).rejections.set_index("rejection_id")["rejected_at"]
+    age = (table["as_of"] - table["rejection_id"].map(rejected_at)).dt.days
+    limit = trained.first.model.trained_age_days
+    assert table["beyond_trained_age"].tolist() == (age > limit).tolist()
+    assert table["beyond_trained_age"].any()
 
 
 def test_evaluate_leaves_the_examples_the_model_was_fitted_on_out_of_the_metrics(
