@@ -140,7 +140,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.reload_signal is not None and supervisor is not None and supervisor.pid:
         # A worker of `srl serve --workers N` must not outlive its supervisor (kill -9, the
         # out-of-memory killer), even one that died while this worker was starting.
-        end_with_parent(supervisor.pid)
+        # Its graceful stop (on the kernel's SIGTERM) may answer a call for a whole budget.
+        end_with_parent(supervisor.pid, settings.request_timeout_seconds + 5.0)
     first_load = asyncio.create_task(holder.reload("start"))
     try:
         await asyncio.wait_for(asyncio.shield(first_load), settings.startup_wait_seconds)

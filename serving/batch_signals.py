@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -35,6 +38,10 @@ STOP_SIGNALS = tuple(
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
+#: How long a batch worker whose job has ended waits for the kernel's SIGTERM to end it
+#: before it exits by itself.
+PARENT_GONE_GRACE_SECONDS = 5.0
+
 
 def handle_stop_signals(handler: Any) -> dict[int, Any]:
     """Put ``handler`` (a function, or ``signal.SIG_DFL``) on each of ``STOP_SIGNALS`` that
@@ -50,14 +57,18 @@ def handle_stop_signals(handler: Any) -> dict[int, Any]:
     return previous
 
 
-def end_with_parent(parent_pid: int) -> None:
+def end_with_parent(parent_pid: int, grace_seconds: float = PARENT_GONE_GRACE_SECONDS) -> None:
     """Have the kernel send this process SIGTERM when the process that started it ends.
 
     Called first in each worker: a job killed by SIGKILL (``kill -9 <pid>``, the
     out-of-memory killer) cannot end its workers itself, and they would wait for work for
     ever, holding the job's log pipe open. Linux only; elsewhere, and if the kernel refuses,
-    the worker carries on as before (a warning says so).
+    the worker carries on as before (a warning says so). Whatever the platform, a watch
+    thread also ends the worker ``grace_seconds`` after its parent is gone, should that
+    SIGTERM not have ended it by then (``_watch_parent``): long enough for the worker's own
+    graceful stop.
     """
+    _watch_parent(grace_seconds)
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
@@ -67,6 +78,34 @@ def end_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:  # the job ended before the request was made
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(grace_seconds: float) -> None:
+    """Start a daemon thread that ends this process once the process that spawned it is
+    gone (its sentinel, a pipe only that process writes to, reads end-of-file).
+
+    The parent-death signal covers a job killed outright, but a signal can be held or lost
+    (one that arrives just as a handler is being swapped back is dropped by Python), and a
+    worker it misses waits for work for ever: this catches it, whatever happened to the
+    signal.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing
+        return
+    watch = threading.Thread(
+        target=_exit_when_gone,
+        args=(parent.sentinel, grace_seconds),
+        name="srl-parent-watch",
+        daemon=True,
+    )
+    watch.start()
+
+
+def _exit_when_gone(sentinel: int, grace_seconds: float) -> None:
+    """Wait for ``sentinel`` to close, give SIGTERM its grace, then exit as it would."""
+    multiprocessing.connection.wait([sentinel])
+    time.sleep(grace_seconds)
+    os._exit(128 + signal.SIGTERM)
 
 
 class JobStopped(BaseException):

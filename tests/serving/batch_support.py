@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from features.contract import EVENT_TIME_COLUMN, TABLES
 from features.text import arrow_texts
 from serving.batch_job import BatchRequest
+from serving.batch_signals import end_with_parent
 
 SCORED_AT = datetime(2026, 7, 1, 6, 0, 0)
 TABLE_NAMES = tuple(t.name for t in TABLES)
@@ -65,6 +66,15 @@ def start_score(command: list[str]) -> subprocess.Popen[bytes]:
         start_new_session=True,
         preexec_fn=_default_stop_signals,
     )
+
+
+def deaf_worker(ready: str) -> None:
+    """A job's worker that SIGTERM cannot end (it ignores it): it ends with its job, says it
+    is ready in the file ``ready``, then waits far longer than any test."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    end_with_parent(os.getppid())
+    Path(ready).write_text("ready", encoding="utf-8")
+    time.sleep(600)
 
 
 def _default_stop_signals() -> None:

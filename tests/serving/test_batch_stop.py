@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from tests.serving.batch_support import (
 )
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _signal_after_parts(
@@ -90,6 +93,54 @@ def test_a_job_stopped_by_a_signal_ends_its_workers_says_so_and_resumes(
     assert json.loads(summary_path(out).read_text(encoding="utf-8"))["chunks"]["resumed"] >= 2
     assert out.read_bytes() == uninterrupted.read_bytes()
     assert not out.with_name(out.name + ".work").exists()
+
+
+#: A job that starts one worker, waits until it is ready, writes its pid down and ends
+#: outright (no clean-up of any kind, as SIGKILL would).
+_JOB_WITH_A_DEAF_WORKER = """
+import multiprocessing, os, sys, time
+from tests.serving.batch_support import deaf_worker
+ready, pid = sys.argv[1], sys.argv[2]
+worker = multiprocessing.get_context("spawn").Process(target=deaf_worker, args=(ready,))
+worker.start()
+while not os.path.exists(ready):
+    time.sleep(0.05)
+with open(pid, "w") as file:
+    file.write(str(worker.pid))
+os._exit(0)
+"""
+
+
+def test_a_worker_the_parent_death_signal_cannot_end_still_ends_with_its_job(
+    tmp_path: Path,
+) -> None:
+    # Given a job whose worker ignores SIGTERM, so that the kernel's signal when the job
+    # ends cannot end it (as a signal held or lost would not)
+    pid = tmp_path / "worker.pid"
+    subprocess.run(
+        [sys.executable, "-c", _JOB_WITH_A_DEAF_WORKER, str(tmp_path / "ready"), str(pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    worker = int(pid.read_text())
+
+    # When the job has ended outright, then the worker ends by itself soon after
+    deadline = time.monotonic() + 60
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(worker)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (neither gone nor a zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
 
 
 def test_a_job_killed_outright_leaves_no_worker_behind_and_resumes(
