@@ -63,7 +63,13 @@ from serving.batch_output import (
     write_scored,
 )
 from serving.batch_progress import Progress, progress_for
-from serving.batch_signals import JobStopped, publishing, stop_on_signals
+from serving.batch_signals import (
+    JobStopped,
+    publishing,
+    signal_received,
+    stop_behind,
+    stop_on_signals,
+)
 from serving.batch_summary import (
     done_summary,
     fail,
@@ -133,9 +139,14 @@ def _run_locked(request: BatchRequest, progress: Progress | None, spark: Any) ->
     except BatchError:
         raise
     except (Exception, KeyboardInterrupt, JobStopped) as error:
-        # every failure or stop leaves a failed summary, then propagates
-        save_failed(stopped_summary(request, record, error), request.summary_path)
-        raise
+        # every failure or stop leaves a failed summary, then propagates; an error raised
+        # while the job was stopping (a clean-up that failed on the way out) is the stop
+        stop = stop_behind(error) or signal_received()
+        if stop is None or isinstance(error, JobStopped | KeyboardInterrupt):
+            save_failed(stopped_summary(request, record, error), request.summary_path)
+            raise
+        save_failed(stopped_summary(request, record, stop), request.summary_path)
+        raise stop from error
 
 
 def check_outputs(request: BatchRequest) -> None:

@@ -184,6 +184,22 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(number, before if before is not None else signal.SIG_DFL)
 
 
+def stop_behind(error: BaseException) -> JobStopped | None:
+    """The stop (a signal's ``JobStopped``, Ctrl-C) that ``error`` was raised while handling,
+    if any: the handler raises it wherever the job stands, and a clean-up on the way out
+    may fail and raise its own error over it (PySpark's collect, with a broken pipe to the
+    JVM)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        stop = stopped_by(current)
+        if stop is not None:
+            return stop
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def signal_received() -> JobStopped | None:
     """The stop a signal asked for during the running job, if one came: what a failure
     raised while the job was stopping stands for, however the library in the way (PySpark's

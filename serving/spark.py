@@ -46,7 +46,7 @@ from serving.batch_output import (
     sort_rejects,
 )
 from serving.batch_progress import Progress
-from serving.batch_signals import JobStopped, signal_received, stopped_by
+from serving.batch_signals import signal_received, stop_behind
 from serving.batch_summary import fail
 from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
@@ -181,21 +181,6 @@ def _resolved(context: JobContext, as_of_us: int) -> None:
     manifest does; a Spark run has no checkpoints to resume from, so it stays in memory)."""
     context.manifest = replace(context.manifest, as_of_us=as_of_us)
     logger.info("batch scoring as_of=%s", iso(as_of_us))
-
-
-def stop_behind(error: BaseException) -> JobStopped | None:
-    """The stop (a signal's ``JobStopped``, Ctrl-C) that ``error`` was raised while handling,
-    if any: the handler raises it in the middle of PySpark's collect, whose clean-up then
-    fails (a broken pipe to the JVM) and raises its own error over it."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        stop = stopped_by(current)
-        if stop is not None:
-            return stop
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _export_end(tables: dict[str, SparkTable]) -> int:

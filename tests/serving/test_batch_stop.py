@@ -4,6 +4,7 @@ published, and a rerun resumes to the bytes of an uninterrupted run."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -11,12 +12,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from serving import batch_local, batch_signals
+from serving.batch import run_batch
 from serving.batch_job import summary_path
+from serving.batch_signals import JobStopped
 from tests.serving.batch_support import (
     CHECKPOINTED_OPTIONS,
+    request,
     run_score,
     score_command,
     start_score,
@@ -93,6 +99,37 @@ def test_a_job_stopped_by_a_signal_ends_its_workers_says_so_and_resumes(
     assert json.loads(summary_path(out).read_text(encoding="utf-8"))["chunks"]["resumed"] >= 2
     assert out.read_bytes() == uninterrupted.read_bytes()
     assert not out.with_name(out.name + ".work").exists()
+
+
+def test_an_error_raised_while_the_job_stops_is_the_stop(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job whose pool clean-up fails on the way out of a stop (as a file removed under
+    # it or a broken pipe would make it fail), and SIGTERM once its chunks are submitted
+    def terminate_then_fail(pool: Any) -> None:
+        real_terminate(pool)
+        raise OSError(errno.ENOTEMPTY, "Directory not empty")
+
+    def stop_then_collect(*arguments: Any) -> Any:
+        handler = signal.getsignal(signal.SIGTERM)
+        assert isinstance(handler, batch_signals._StopHandler), "the job's handler is not in place"
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_collect(*arguments)
+
+    real_terminate, real_collect = batch_local._terminate, batch_local._collect
+    monkeypatch.setattr(batch_local, "_terminate", terminate_then_fail)
+    monkeypatch.setattr(batch_local, "_collect", stop_then_collect)
+    out = tmp_path / "scores.parquet"
+
+    # When it runs, then it ends as stopped by the signal, the clean-up's error behind it
+    with pytest.raises(JobStopped) as stopped:
+        run_batch(request(small_export_dir, out, model_dir, workers=2, chunk_leads=100))
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert isinstance(stopped.value.__cause__, OSError)
+    summary = json.loads(summary_path(out).read_text(encoding="utf-8"))
+    assert (summary["status"], summary["exit_code"]) == ("failed", 128 + signal.SIGTERM)
+    assert summary["failures"][0]["error"] == "JobStopped"
+    assert not out.exists()
 
 
 #: A job that starts one worker, waits until it is ready, writes its pid down and ends

@@ -21,8 +21,7 @@ from features.loading import load_export
 from features.problems import ContractError
 from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary, summary_path
-from serving.batch_signals import JobStopped
-from serving.spark import stop_behind
+from serving.batch_signals import JobStopped, stop_behind
 from tests.clock import years_ahead
 from tests.serving.batch_support import (
     contacted_leads,
