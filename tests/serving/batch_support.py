@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -54,18 +55,21 @@ def run_score(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, env=_env(), check=False)
 
 
-def start_score(command: list[str]) -> subprocess.Popen[bytes]:
+def start_score(command: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
     """Start ``srl score`` in its own process group (so a kill reaches its workers too), with
     the stop signals at their defaults, as a scheduler starts it: a test run started under
-    ``nohup`` would otherwise pass on its ignored SIGHUP, which the job rightly keeps."""
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_env(),
-        start_new_session=True,
-        preexec_fn=_default_stop_signals,
-    )
+    ``nohup`` would otherwise pass on its ignored SIGHUP, which the job rightly keeps. Its
+    log goes to ``log`` when given (for a failing test to show), else nowhere."""
+    with contextlib.ExitStack() as files:
+        stderr = subprocess.DEVNULL if log is None else files.enter_context(log.open("wb"))
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=_env(),
+            start_new_session=True,
+            preexec_fn=_default_stop_signals,
+        )
 
 
 def deaf_worker(ready: str) -> None:

@@ -76,14 +76,15 @@ def test_a_job_stopped_by_a_signal_ends_its_workers_says_so_and_resumes(
     command = score_command(
         small_export_dir, out, model_dir, *CHECKPOINTED_OPTIONS, "--workers", "2"
     )
-    job = start_score(command)
+    log = tmp_path / "job.log"
+    job = start_score(command, log)
 
     # When its main process alone is sent the signal (as `kill <pid>` or `timeout` do)
     code = _signal_after_parts(job, out, parts=2, signum=signum)
 
     # Then it exits with 128 + the signal's number, ends its workers, publishes nothing,
     # and its summary says which signal stopped it
-    assert code == 128 + signum
+    assert code == 128 + signum, log.read_text(encoding="utf-8", errors="replace")[-4000:]
     assert _orphans(job.pid) == []
     assert not out.exists()
     summary = json.loads(summary_path(out).read_text(encoding="utf-8"))
