@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from features.records import ScoreRequest
-from serving.batch_signals import end_with_parent
+from serving.batch_signals import PARENT_GONE_GRACE_SECONDS, end_with_parent
 from serving.coalescing import Coalescer
 from serving.dependencies import auth_dependencies
 from serving.errors import install_error_handlers
@@ -141,7 +141,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A worker of `srl serve --workers N` must not outlive its supervisor (kill -9, the
         # out-of-memory killer), even one that died while this worker was starting.
         # Its graceful stop (on the kernel's SIGTERM) may answer a call for a whole budget.
-        end_with_parent(supervisor.pid, settings.request_timeout_seconds + 5.0)
+        grace = settings.request_timeout_seconds + PARENT_GONE_GRACE_SECONDS
+        end_with_parent(supervisor.pid, grace)
     first_load = asyncio.create_task(holder.reload("start"))
     try:
         await asyncio.wait_for(asyncio.shield(first_load), settings.startup_wait_seconds)

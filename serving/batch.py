@@ -141,12 +141,19 @@ def _run_locked(request: BatchRequest, progress: Progress | None, spark: Any) ->
     except (Exception, KeyboardInterrupt, JobStopped) as error:
         # every failure or stop leaves a failed summary, then propagates; an error raised
         # while the job was stopping (a clean-up that failed on the way out) is the stop
-        stop = stop_behind(error) or signal_received()
-        if stop is None or isinstance(error, JobStopped | KeyboardInterrupt):
-            save_failed(stopped_summary(request, record, error), request.summary_path)
+        ended_by = _ended_by(error)
+        save_failed(stopped_summary(request, record, ended_by), request.summary_path)
+        if ended_by is error:
             raise
-        save_failed(stopped_summary(request, record, stop), request.summary_path)
-        raise stop from error
+        raise ended_by from error
+
+
+def _ended_by(error: BaseException) -> BaseException:
+    """What ended the job: ``error``, or the stop behind it when it is a failure raised while
+    the job was stopping (a clean-up that failed on the way out)."""
+    if isinstance(error, JobStopped | KeyboardInterrupt):
+        return error
+    return stop_behind(error) or signal_received() or error
 
 
 def check_outputs(request: BatchRequest) -> None:

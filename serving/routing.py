@@ -269,11 +269,17 @@ def _suppression(
     return by_consent | by_reason | by_other, SUPPRESSION_CAUSES[cause]
 
 
+def flags_or_none(flags: np.ndarray | None, rows: int) -> np.ndarray:
+    """An optional per-lead flag of ``RoutingInputs`` as booleans: ``rows`` False values
+    when it was not given (routing was not told, so nothing is flagged)."""
+    if flags is None:
+        return np.zeros(rows, dtype=bool)
+    return np.asarray(flags, dtype=bool)
+
+
 def _refused_by_rejection(inputs: RoutingInputs) -> np.ndarray:
     """The standing ``do_not_contact`` rejections (none when routing was not told)."""
-    if inputs.refused_by_rejection is None:
-        return np.zeros(len(inputs.probability), dtype=bool)
-    return np.asarray(inputs.refused_by_rejection, dtype=bool)
+    return flags_or_none(inputs.refused_by_rejection, len(inputs.probability))
 
 
 def _flags(vocabulary: tuple[str, ...], chosen: tuple[str, ...]) -> np.ndarray:
@@ -321,9 +327,9 @@ def _unvouched(inputs: RoutingInputs, policy: RoutingPolicy, signals: _Signals) 
     """The leads a ``low_touch.beyond_trained_age`` policy sends to low touch: rejected
     longer ago than any the model was trained on (their probability is an extrapolation),
     with neither recent intent nor a due follow-up to speak for them."""
-    if not policy.low_touch.beyond_trained_age or inputs.beyond_trained_age is None:
-        return np.zeros(len(inputs.probability), dtype=bool)
-    beyond = np.asarray(inputs.beyond_trained_age, dtype=bool)
+    beyond = flags_or_none(inputs.beyond_trained_age, len(inputs.probability))
+    if not policy.low_touch.beyond_trained_age:
+        return np.zeros_like(beyond)
     return beyond & ~signals.intent & ~signals.follow_up_due
 
 

@@ -11,7 +11,7 @@ from features.engine import FeatureTable
 from features.predictor import ReconversionModel
 from serving.contact import ContactNow
 from serving.policy import RoutingPolicy
-from serving.routing import Routes, RoutingInputs, route
+from serving.routing import Routes, RoutingInputs, flags_or_none, route
 
 ReasonMode = Literal["none", "top", "all"]
 
@@ -36,10 +36,7 @@ class Scored:
     def beyond_trained_age(self) -> np.ndarray:
         """Per lead, whether its rejection is older than the model was trained on, so that
         its probability is an extrapolation (``ReconversionModel.beyond_trained_age``)."""
-        beyond = self.inputs.beyond_trained_age
-        if beyond is None:
-            return np.zeros(len(self.probability), dtype=bool)
-        return beyond
+        return flags_or_none(self.inputs.beyond_trained_age, len(self.probability))
 
 
 def score_features(

@@ -44,17 +44,28 @@ def _signal_after_parts(
     return process.wait()
 
 
+def _stat_fields(process: Path) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first, session
+    fourth), or None when the process is gone or a zombie."""
+    try:
+        fields = (process / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):  # it ended while being read
+        return None
+    return None if fields[0] == "Z" else fields
+
+
 def _session_processes(session: int) -> list[str]:
     """The command lines of the processes still alive in ``session``."""
     alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError):  # it ended while being read
+    for process in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(process)
+        if fields is None or int(fields[3]) != session:
             continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            alive.append(command.replace(b"\0", b" ").decode(errors="replace"))
+        try:
+            command = (process / "cmdline").read_bytes()
+        except OSError:  # it ended while being read
+            continue
+        alive.append(command.replace(b"\0", b" ").decode(errors="replace"))
     return alive
 
 
@@ -174,11 +185,7 @@ def test_a_worker_the_parent_death_signal_cannot_end_still_ends_with_its_job(
 
 def _running(pid: int) -> bool:
     """Whether ``pid`` is a live process (neither gone nor a zombie)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z"
+    return _stat_fields(Path(f"/proc/{pid}")) is not None
 
 
 def test_a_job_killed_outright_leaves_no_worker_behind_and_resumes(
