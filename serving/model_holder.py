@@ -55,6 +55,9 @@ class ReloadOutcome:
     previous_version: str | None
     message: str
     policy: str | None = None
+    #: A refusal that trying again cannot mend: the version's own files, a version that
+    #: cannot score the example, or a policy refused (until the alias or the file changes).
+    refused_for_good: bool = False
 
 
 class ModelHolder:
@@ -209,7 +212,8 @@ class ModelHolder:
         )
         serving = self._current.policy.label if self._current else None
         kept = f"; still serving {before} with policy {serving}" if before else ""
-        return ReloadOutcome(False, before, before, message + kept, serving)
+        for_good = isinstance(error, UnreadableModelError | ExampleNotScoredError | PolicyError)
+        return ReloadOutcome(False, before, before, message + kept, serving, for_good)
 
 
 def _settle_heap() -> None:

@@ -18,6 +18,7 @@ from features.predictor import ReconversionModel
 from serving.examples import EXAMPLE_REQUEST
 from serving.model_source import current_version, load_serving_model
 from serving.policy import load_policy
+from serving.routers.admin import RELOAD_RETRY_AFTER_SECONDS
 from tests.servers import eventually, free_port
 from tests.serving.conftest import (
     MODEL_NAME,
@@ -42,16 +43,16 @@ def test_the_registry_alias_loads_and_reloads_swap_versions(
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "1"
 
         register(model, EXAMPLE_REQUEST, alias="champion")
-        swapped = client.post("/v1/admin/reload").json()
-        assert (swapped["reloaded"], swapped["model_version"], swapped["previous_version"]) == (
-            True,
-            "2",
-            "1",
-        )
+        answer = client.post("/v1/admin/reload")
+        swapped = answer.json()
+        assert (answer.status_code, swapped["reloaded"]) == (200, True)
+        assert (swapped["model_version"], swapped["previous_version"]) == ("2", "1")
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "2"
 
         register(broken_copy(model), EXAMPLE_REQUEST, alias="champion")
-        refused = client.post("/v1/admin/reload").json()
+        answer = client.post("/v1/admin/reload")
+        refused = answer.json()
+        assert answer.status_code == 409  # the version's own fault: retrying cannot mend it
         assert (refused["reloaded"], refused["model_version"]) == (False, "2")
         assert "features differ" in refused["message"]
         assert client.get("/readyz").json()["model_version"] == "2"
@@ -169,8 +170,10 @@ def test_a_model_that_fails_to_load_keeps_the_old_one(
         version = client.get("/readyz").json()["model_version"]
         (directory / "booster.txt").write_text("not a booster", encoding="utf-8")
 
-        outcome = client.post("/v1/admin/reload").json()
+        answer = client.post("/v1/admin/reload")
+        outcome = answer.json()
 
+        assert answer.status_code == 409
         assert outcome["reloaded"] is False
         assert "not the booster that was saved" in outcome["message"]
         assert outcome["message"].endswith(f"still serving {version} with policy default@v3")
@@ -178,6 +181,29 @@ def test_a_model_that_fails_to_load_keeps_the_old_one(
         answer = client.post("/v1/score", json=EXAMPLE_REQUEST)
         assert answer.status_code == 200
         assert answer.json()["model_version"] == version
+
+
+def test_a_reload_that_may_work_later_answers_503_and_keeps_the_old_model(
+    model: ReconversionModel, tmp_path: Path
+) -> None:
+    # Given a service serving a model folder
+    directory = model.save(tmp_path / "model")
+    with TestClient(create_app(api_settings(directory))) as client:
+        version = client.get("/readyz").json()["model_version"]
+        # When the folder is out of reach (a volume unmounted, a copy being moved in)
+        directory.rename(tmp_path / "elsewhere")
+        answer = client.post("/v1/admin/reload")
+        # Then the reload answers 503 with a Retry-After, and the old model keeps serving
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == str(RELOAD_RETRY_AFTER_SECONDS)
+        outcome = answer.json()
+        assert outcome["reloaded"] is False
+        assert "no such model directory" in outcome["message"]
+        assert outcome["model_version"] == version
+        assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == version
+        # And once the folder is back, the same call succeeds
+        (tmp_path / "elsewhere").rename(directory)
+        assert client.post("/v1/admin/reload").status_code == 200
 
 
 def _policy_file(folder: Path, document: dict[str, Any]) -> Path:
@@ -203,9 +229,9 @@ def test_a_policy_change_is_picked_up_and_a_broken_one_refused(
         assert client.get("/readyz").json()["policy"] == "default@v3"
 
         policy.write_text(yaml.safe_dump({**document, "version": 4, "tiers": []}), "utf-8")
-        refused = client.post("/v1/admin/reload").json()
+        answer = client.post("/v1/admin/reload")
 
-        assert refused["reloaded"] is False
+        assert (answer.status_code, answer.json()["reloaded"]) == (409, False)
         assert client.get("/readyz").json()["policy"] == "default@v3"
 
 
@@ -246,7 +272,9 @@ def test_a_policy_changed_under_the_same_version_is_refused_on_reload(
         # When the file's rules change but its version does not
         changed = {**document, "low_touch": {**document["low_touch"], "max_probability": 0.2}}
         policy.write_text(yaml.safe_dump(changed), encoding="utf-8")
-        refused = client.post("/v1/admin/reload").json()
+        answer = client.post("/v1/admin/reload")
+        assert answer.status_code == 409
+        refused = answer.json()
         # Then the reload is refused, saying why, and the old rules keep routing
         assert (refused["reloaded"], refused["policy"]) == (False, "default@v3")
         assert refused["message"].startswith(

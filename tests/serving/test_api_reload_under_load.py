@@ -104,7 +104,8 @@ def test_no_request_fails_while_the_alias_moves_twice(
         eventually(lambda: _failed_reloads(base) >= 1)
         after_broken = load.count()
         eventually(lambda: load.count() >= after_broken + 100)
-        assert httpx.post(f"{base}/v1/admin/reload").json()["model_version"] == "2"
+        refused = httpx.post(f"{base}/v1/admin/reload")  # the broken version again
+        assert (refused.status_code, refused.json()["model_version"]) == (409, "2")
     finally:
         load.stop.set()
         for thread in threads:
