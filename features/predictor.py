@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from features.age_curve import AgeCurve
 from features.config import FeatureConfig
 from features.dataset import ExampleSet
 from features.encoding import CategoryVocabulary
@@ -35,6 +36,8 @@ if TYPE_CHECKING:  # imported where a booster is made: with scikit-learn and Sci
 MODEL_FORMAT_VERSION = 1
 BOOSTER_FILE = "booster.txt"
 METADATA_FILE = "model.json"
+#: The feature a rejection's age is read from (days from the rejection to ``as_of``).
+AGE_FEATURE = "days_since_rejection"
 
 
 @dataclass(frozen=True)
@@ -112,24 +115,24 @@ class ReconversionModel:
     _per_thread: threading.local = field(
         default_factory=threading.local, init=False, repr=False, compare=False
     )
+    #: ``metadata["age_curve"]`` as read last, and what it was read into.
+    _curve_read: tuple[object, AgeCurve | None] = field(
+        default=(None, None), init=False, repr=False, compare=False
+    )
 
     @property
     def trained_age_days(self) -> float | None:
         """The oldest rejection, in days from the rejection to ``as_of``, that the model was
         both trained and calibrated on: the smaller of the two windows' oldest (None for a
         model that does not record them)."""
-        ages = self.metadata.get("rejection_age_days")
-        if not isinstance(ages, dict):
-            return None
-        known = [float(ages[k]) for k in ("trained", "calibrated") if ages.get(k) is not None]
-        return min(known) if known else None
+        return trained_age(self.metadata.get("rejection_age_days"))
 
     def beyond_trained_age(self, features: FeatureTable) -> np.ndarray:
         """Per row, whether its rejection is older, in whole days, than ``trained_age_days``:
         its probability is then an extrapolation. Whole days, as the re-score offsets it is
         compared with are: a model that knows rejections 90 days old knows them until the
         91st day starts. All False when the model records no ages."""
-        age = features.columns["days_since_rejection"]
+        age = features.columns[AGE_FEATURE]
         limit = self.trained_age_days
         if limit is None:
             return np.zeros(len(age), dtype=bool)
@@ -162,20 +165,50 @@ class ReconversionModel:
             self._per_thread.booster = own
         return own
 
+    @property
+    def age_curve(self) -> AgeCurve | None:
+        """How comebacks fall past ``trained_age_days`` (``features.age_curve``), from the
+        metadata's ``age_curve``; None for a model that does not record one."""
+        document = self.metadata.get("age_curve")
+        read, curve = self._curve_read
+        if document is not read:
+            curve = AgeCurve.from_dict(document) if isinstance(document, dict) else None
+            self._curve_read = (document, curve)
+        return curve
+
+    def age_factors(self, matrix: np.ndarray) -> np.ndarray | None:
+        """Each row's age factor (``AgeCurve.factor``); None without an age curve."""
+        curve = self.age_curve
+        if curve is None or len(matrix) == 0:
+            return None
+        return curve.factor(matrix[:, self.feature_names.index(AGE_FEATURE)])
+
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities for an encoded feature matrix."""
+        """Calibrated probabilities for an encoded feature matrix, each past the trained age
+        times its age factor (``age_factors``)."""
         if len(matrix) == 0:
             return np.zeros(0)
         raw = self.thread_booster().predict(matrix, num_threads=self.num_threads)
-        return self.calibration.apply(np.asarray(raw, dtype=np.float64))
+        probability = self.calibration.apply(np.asarray(raw, dtype=np.float64))
+        factors = self.age_factors(matrix)
+        return probability if factors is None else probability * factors
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
-        """Per-feature SHAP contributions in log-odds (last column: the expected value)."""
+        """Per-feature SHAP contributions in log-odds (last column: the expected value).
+
+        The age factor's own shift, ``log(factor)`` (the change in log-odds it makes to a
+        small probability), is added to the age feature's contribution, so a reason names
+        the age when the curve lowered the score.
+        """
         if len(matrix) == 0:
             return np.zeros((0, len(self.feature_names) + 1))
         booster = self.thread_booster()
         values = booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
-        return np.asarray(values, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64)
+        factors = self.age_factors(matrix)
+        if factors is not None:
+            values[:, self.feature_names.index(AGE_FEATURE)] += np.log(factors)
+        return values
 
     def predict_features(self, features: FeatureTable) -> np.ndarray:
         """Calibrated probabilities for raw feature columns."""
@@ -259,6 +292,16 @@ class ReconversionModel:
             metadata=document.get("metadata", {}),
             num_threads=num_threads,
         )
+
+
+def trained_age(ages: object) -> float | None:
+    """The oldest rejection both trained and calibrated on, from ``rejection_age_days``
+    (``{"trained": days, "calibrated": days}``, either may be None): the smaller of the two;
+    None when neither is known."""
+    if not isinstance(ages, dict):
+        return None
+    known = [float(ages[k]) for k in ("trained", "calibrated") if ages.get(k) is not None]
+    return min(known) if known else None
 
 
 #: How LightGBM ends a saved model's text: a file that does not is cut short.

@@ -170,6 +170,12 @@ class ModelOut(BaseModel):
         "the model was trained on; older ones are scored as extrapolations (null: not "
         "recorded by this model)"
     )
+    age_factors: dict[str, float] | None = Field(
+        description="the factor a probability is multiplied by at each age past "
+        "trained_age_days (days as keys; linear between them, the last one beyond): older "
+        "rejections' comeback rate over the rate at trained_age_days, from the history "
+        "before the model's test window (null: no age curve)"
+    )
     policy: str
     features: list[str]
 

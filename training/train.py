@@ -17,14 +17,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from features.age_curve import estimate_age_curve
 from features.dataset import ExampleSet, build_training_set, uncensored
 from features.encoding import CategoryVocabulary
 from features.engine import FeatureSpec
+from features.history import history_from_export
 from features.loading import Export, load_export
 from features.model_store import ModelLoadError, load_model
-from features.predictor import ReconversionModel
+from features.predictor import ReconversionModel, trained_age
 from features.pyfunc import log_pyfunc
 from features.requests import request_body
+from features.timestamps import microseconds
 from training import plots, registry, tracking
 from training.baselines import Baseline, fit_baselines
 from training.booster import BoosterFit, raw_probability, train_booster
@@ -165,12 +168,14 @@ def _run(
     fit = fit_booster(prepared, settings, config.seed)
     choice = calibrate(prepared, fit, config)
     names = [s.name for s in prepared.specs]
+    curve = fit_age_curve(export, split, config)
     model = ReconversionModel(
         config.features,
         prepared.vocabulary,
         fit.booster,
         choice.calibration,
         names,
+        metadata={"age_curve": curve},
         num_threads=settings.resolved_threads(),
     )
     logger.info("step=baselines best_iteration=%d", fit.best_iteration)
@@ -178,7 +183,9 @@ def _run(
         prepared.specs, prepared.matrices["train"], prepared.matrices["validation"], config.logistic
     )
     evaluation = evaluate_test(model, baselines, prepared)
-    model.metadata = model_metadata(config, run_id, evaluation, split, fit, choice)
+    model.metadata = model_metadata(config, run_id, evaluation, split, fit, choice) | {
+        "age_curve": curve
+    }
     logger.info("step=log_results")
     log_results(prepared, model, fit, choice, evaluation, settings, config.shap_sample)
     logger.info("step=log_model")
@@ -286,6 +293,31 @@ def model_metadata(
             "training_config_version": config.version,
         }
     )
+
+
+def fit_age_curve(
+    export: Export, split: TimeSplit, config: TrainingConfig
+) -> dict[str, Any] | None:
+    """The model's age curve (``features.age_curve``), as stored in its metadata: comeback
+    rates by age from the history known when the test window starts, relative to the
+    oldest age the model is trained and calibrated on. None when turned off
+    (``calibration.age_curve``) or when the history holds too few old examples."""
+    settings = config.calibration
+    reference = trained_age(rejection_ages(split))
+    if not settings.age_curve or reference is None:
+        return None
+    curve = estimate_age_curve(
+        history_from_export(export, config.features),
+        config.features,
+        microseconds(split.test_start),
+        reference,
+        settings.age_curve_days,
+        settings.age_curve_min_examples,
+    )
+    logger.info(
+        "step=age_curve factors=%s", "none" if curve is None else curve.to_dict()["factors"]
+    )
+    return None if curve is None else curve.to_dict()
 
 
 def rejection_ages(split: TimeSplit) -> dict[str, float | None]:

@@ -37,6 +37,7 @@ def describe(deployment: Deployment) -> dict[str, Any]:
         "metrics": metrics if isinstance(metrics, dict) else {},
         "calibration": model.calibration.method,
         "trained_age_days": model.trained_age_days,
+        "age_factors": None if model.age_curve is None else model.age_curve.factors_by_age(),
         "policy": deployment.policy.label,
         "features": list(model.feature_names),
     }

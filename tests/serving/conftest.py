@@ -21,6 +21,7 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.isotonic import IsotonicRegression
 
+from features.age_curve import AgeCurve, AgeRate
 from features.config import FeatureConfig
 from features.dataset import ExampleSet, build_training_set, uncensored
 from features.encoding import CategoryVocabulary
@@ -46,6 +47,10 @@ class TestClient(StarletteTestClient):
 
 #: The oldest rejection the serving tests' model was trained and calibrated on (days).
 TRAINED_AGE_DAYS = 90.0
+#: Its age curve: comebacks fall to about a third at 180 days and a tenth at a year.
+AGE_CURVE = AgeCurve(
+    TRAINED_AGE_DAYS, AgeRate(90, 399, 39), (AgeRate(180, 299, 10), AgeRate(365, 199, 1))
+).to_dict()
 
 
 def train_model(
@@ -93,6 +98,7 @@ def train_model(
         "seed": seed,
         # as on a 4-year export: re-scores up to 180 days in training, 90 in calibration
         "rejection_age_days": {"trained": 180.0, "calibrated": TRAINED_AGE_DAYS},
+        "age_curve": AGE_CURVE,
     }
     return ReconversionModel(
         config, vocabulary, booster, calibration, examples.features.names, metadata, 1

@@ -44,11 +44,15 @@ def test_all_reasons_add_up_to_the_raw_score(model: ReconversionModel, rows: Exa
     # Given every non-zero factor of each row
     matrix = model.matrix(rows.features)
     reasons = explain(model, rows.features, matrix, top_k=None)
-    # Then they and the expected value add up to the booster's raw log-odds
+    # Then they and the expected value add up to the booster's raw log-odds, plus the log
+    # of the age factor for rejections older than the model knows
     expected = model.contributions(matrix)[:, -1]
     raw = model.booster.predict(matrix, raw_score=True)
+    factors = model.age_factors(matrix)
+    assert factors is not None
+    assert (factors < 1).any()
     totals = np.array([sum(r.contribution for r in row) for row in reasons]) + expected
-    np.testing.assert_allclose(totals, raw, atol=1e-9)
+    np.testing.assert_allclose(totals, raw + np.log(factors), atol=1e-9)
 
 
 def _expected_top(full: list[Reason], k: int) -> list[str]:

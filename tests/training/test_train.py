@@ -15,20 +15,23 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from features.age_curve import age_rates
 from features.dataset import build_training_set, uncensored
+from features.history import history_from_export
 from features.loading import load_export
 from features.model_store import load_model
 from features.predictor import ReconversionModel
 from features.records import ScoreRequest
 from features.requests import request_body
 from features.synthetic import generate_export
+from features.timestamps import microseconds
 from tests.servers import MLFLOW, free_port, running
 from training import registry
 from training.config import TrainingConfig
 from training.evaluate import PREDICTION_COLUMNS, evaluate
 from training.metrics import score_metrics
 from training.split import split_by_time
-from training.train import TrainingResult, train
+from training.train import TrainingResult, fit_age_curve, train
 
 pytestmark = pytest.mark.slow
 
@@ -116,6 +119,37 @@ def test_the_model_records_the_oldest_rejections_it_was_trained_and_calibrated_o
     assert loaded.trained_age_days == min(expected.values())
     flagged = loaded.beyond_trained_age(examples.features)
     np.testing.assert_array_equal(flagged, examples.keys["offset_days"] > min(expected.values()))
+    # And with the age curve turned off, a run would record none
+    off = config.with_overrides(**{"calibration.age_curve": False})
+    assert fit_age_curve(load_export(older_export_dir), split, off) is None
+
+
+def test_the_model_carries_comeback_rates_by_age_from_before_its_test_window(
+    trained: Trained, older_export_dir: Path, store: MlflowClient
+) -> None:
+    # Given the registered model and the history known when its test window starts
+    loaded = load_model(trained.first.model_uri).model
+    config = TrainingConfig()
+    export = load_export(older_export_dir)
+    cut = microseconds(pd.Timestamp(loaded.metadata["test_window"]["start"]))
+    reference = loaded.trained_age_days
+    assert reference is not None
+
+    # Then its curve holds the rates of the trained age and of each older configured age
+    # with enough examples, as counted from that history, and lowers the scores past it
+    curve = loaded.age_curve
+    assert curve is not None
+    history = history_from_export(export, config.features)
+    ages = [int(reference), *config.calibration.age_curve_days]
+    rates = {r.age_days: r for r in age_rates(history, config.features, cut, ages)}
+    assert curve.reference == rates[int(reference)]
+    enough = config.calibration.age_curve_min_examples
+    assert list(curve.rates) == [
+        r for age, r in rates.items() if age > reference and r.examples >= enough
+    ]
+    assert len(curve.rates) >= 2
+    assert curve.factors[0] < 1.0
+    assert curve.factor(np.array([reference]))[0] == 1.0
 
 
 def test_a_won_model_trains_on_six_years_of_history_and_counts_wins(
