@@ -11,6 +11,7 @@ from features.contract import (
     PERSONAL_NAME_PARTS,
     PERSONAL_NAME_WORDS,
     TABLES,
+    THING_NAMES,
 )
 from features.engine import FeatureSpec, compute_features
 from features.examples import Examples
@@ -141,6 +142,8 @@ def contract_markdown() -> str:
         + ", ".join(PERSONAL_NAME_PARTS)
         + "; or it has the word "
         + ", ".join(sorted(PERSONAL_NAME_WORDS))
+        + "; or it names a name (`Name`, `contact_name`, `username`) other than that of a "
+        + ", ".join(sorted(THING_NAMES))
         + "). Text holding an e-mail address (`ann@example.com`, `Ann <ann@example.com>`) in",
         "a column read as a text feature (`industry`, `country`, `recommended_program`, a",
         "categorical custom column) reads as missing, so an account owner's address in a",

@@ -268,10 +268,54 @@ PERSONAL_NAME_PARTS: tuple[str, ...] = (
     "passport",
     "linkedin",
     "twitter",
+    "whatsapp",
+    "telephone",
+    "national_id",
+    "tax_id",
+    "gender",
+    "ethnicity",
+    "religion",
 )
 #: Short marks of personal data, matched as whole words of a name only (``dob`` is not in
-#: ``adobe``).
-PERSONAL_NAME_WORDS: frozenset[str] = frozenset({"dob", "ssn", "zip", "ip"})
+#: ``adobe``, ``mail`` not in ``mailing``).
+PERSONAL_NAME_WORDS: frozenset[str] = frozenset(
+    {"dob", "ssn", "zip", "ip", "mail", "tel", "cell", "fax", "iban", "sex"}
+)
+#: What a ``name`` column may name other than a person (``company_name``, ``CampaignName``):
+#: any other ``name`` (``Name`` alone, as Salesforce's full name of a lead, ``contact_name``,
+#: ``display_name``, ``username``, ``nickname``) is taken for a person's.
+THING_NAMES: frozenset[str] = frozenset(
+    {
+        "account",
+        "app",
+        "brand",
+        "business",
+        "campaign",
+        "channel",
+        "company",
+        "competitor",
+        "domain",
+        "event",
+        "file",
+        "industry",
+        "list",
+        "org",
+        "organisation",
+        "organization",
+        "partner",
+        "plan",
+        "product",
+        "program",
+        "programme",
+        "region",
+        "segment",
+        "source",
+        "stage",
+        "team",
+        "territory",
+        "vendor",
+    }
+)
 
 
 #: An e-mail address inside any text: a character, ``@``, a domain with a dot inside it.
@@ -303,7 +347,26 @@ def is_personal_name(name: str) -> bool:
     """Whether a column named ``name`` holds personal data by its name."""
     words = _name_words(name)
     compact = "".join(words)
-    return any(part in compact for part in _COMPACT_PARTS) or bool(PERSONAL_NAME_WORDS & set(words))
+    return (
+        any(part in compact for part in _COMPACT_PARTS)
+        or bool(PERSONAL_NAME_WORDS & set(words))
+        or _names_a_person(words)
+    )
+
+
+def _names_a_person(words: list[str]) -> bool:
+    """Whether a word is ``name`` (or ends with it) and what it names is not a thing of
+    ``THING_NAMES``: the word before ``name``, or the rest of the word (``companyname``)."""
+    for index, word in enumerate(words):
+        if word == "name":
+            qualifier = words[index - 1] if index else ""
+        elif word.endswith("name"):
+            qualifier = word.removesuffix("name")
+        else:
+            continue
+        if qualifier not in THING_NAMES:
+            return True
+    return False
 
 
 def _name_words(name: str) -> list[str]:

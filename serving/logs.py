@@ -42,6 +42,20 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(document, default=str).decode()
 
 
+def silence_access_log() -> None:
+    """Turn uvicorn's access log off, however the app was started.
+
+    It prints each request's raw path and query string, before any key is checked.
+    ``srl serve`` configures it off (``log_config``); ``uvicorn serving.app:create_app
+    --factory`` configures it on before the app exists, but decides per connection, from
+    whether the logger has handlers, so the app takes them away when it is made.
+    """
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True
+
+
 def log_config(level: str = "INFO") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for uvicorn, the service and every library (JSON lines
     on stderr): libraries' warnings, and at ``DEBUG`` their debug lines, as JSON too."""

@@ -63,20 +63,34 @@ class RequestContext:
         route = _route_template(scope)
         error = state.get("error_code")
         error_code = str(error) if error is not None else (None if status < 400 else str(status))
-        self.metrics.observe_request(route, scope["method"], status, seconds, error_code)
+        method = known_method(scope["method"])
+        self.metrics.observe_request(route, method, status, seconds, error_code)
         level = _level(status)
         logger.log(
             level,
             "request",
             extra={
                 "request_id": request_id,
-                "method": scope["method"],
+                "method": method,
                 "route": route,
                 "status": status,
                 "ms": round(seconds * 1000, 3),
                 "error": error_code,
             },
         )
+
+
+#: The methods a request is logged and counted under as sent; any other token (a server
+#: that passes unknown methods to the app, as uvicorn's h11 protocol does) is ``other``,
+#: so that a caller can neither grow the metrics' series nor write text into them.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+
+
+def known_method(method: str) -> str:
+    """``method`` when it is a standard HTTP method, else ``other``."""
+    return method if method in KNOWN_METHODS else "other"
 
 
 def _route_template(scope: Scope) -> str:

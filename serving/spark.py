@@ -282,10 +282,12 @@ def _worker_model(files: dict[str, Any]) -> ReconversionModel:
     """The broadcast model, loaded once per Python worker."""
     fingerprint = str(files["fingerprint"])
     if fingerprint not in _MODELS:
-        folder = Path(tempfile.mkdtemp(prefix="srl-spark-model-"))
-        for name in (BOOSTER_FILE, METADATA_FILE):
-            (folder / name).write_bytes(files[name])
-        _MODELS[fingerprint] = ReconversionModel.load(folder, num_threads=1)
+        # The files are read once and the folder removed: nothing is left behind in /tmp.
+        with tempfile.TemporaryDirectory(prefix="srl-spark-model-") as name:
+            folder = Path(name)
+            for file_name in (BOOSTER_FILE, METADATA_FILE):
+                (folder / file_name).write_bytes(files[file_name])
+            _MODELS[fingerprint] = ReconversionModel.load(folder, num_threads=1)
     return _MODELS[fingerprint]
 
 

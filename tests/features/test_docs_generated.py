@@ -54,6 +54,19 @@ def test_no_feature_is_personal_data() -> None:
         "DOB",
         "ssn",
         "last_ip",
+        "Name",
+        "contact_name",
+        "OwnerName",
+        "display_name",
+        "nickname",
+        "username",
+        "mail",
+        "tel",
+        "WhatsApp",
+        "gender",
+        "national_id",
+        "tax_id",
+        "iban",
     ],
 )
 @pytest.mark.parametrize("kind", ["numeric", "categorical"])
@@ -63,7 +76,19 @@ def test_a_custom_column_named_as_personal_data_is_never_a_feature(column: str, 
 
 
 @pytest.mark.parametrize(
-    "column", ["crm_plan", "company_size_band", "crm_tech_stack", "adobe_user", "zipline_plan"]
+    "column",
+    [
+        "crm_plan",
+        "company_size_band",
+        "crm_tech_stack",
+        "adobe_user",
+        "zipline_plan",
+        "company_name",
+        "CampaignName",
+        "product_name",
+        "mailing_list",
+        "territory_name",
+    ],
 )
 def test_other_custom_columns_may_be_features(column: str) -> None:
     assert CustomColumns(categorical=(column,)).categorical == (column,)

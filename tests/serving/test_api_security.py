@@ -346,3 +346,40 @@ def _ready(client: httpx.Client) -> bool:
         return client.get("/readyz").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.mark.slow
+def test_uvicorn_started_by_hand_logs_no_raw_path_and_counts_no_invented_method(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # Given the app started by uvicorn itself, with its access log on by default and the
+    # h11 protocol, which hands any method token to the app
+    port = free_port()
+    command = [
+        str(VENV_BIN / "uvicorn"),
+        "serving.app:create_app",
+        "--factory",
+        "--http",
+        "h11",
+        "--port",
+        str(port),
+    ]
+    log = tmp_path / "uvicorn.log"
+    base = f"http://127.0.0.1:{port}"
+    key = {"X-API-Key": API_KEY}
+    with running(
+        command, f"{base}/readyz", log, {"SRL_MODEL_URI": str(model_dir), "SRL_API_KEYS": API_KEY}
+    ):
+        # When callers send a personal value in a query and a path, and an invented method
+        httpx.post(f"{base}/v1/score?email=zz.secret%40example.org", json=EXAMPLE_REQUEST)
+        httpx.get(f"{base}/v1/lookup/zz.secret%40example.org", headers=key)
+        invented = httpx.request("QWERTYNAME", f"{base}/v1/score", headers=key)
+        metrics = httpx.get(f"{base}/metrics", headers=key).text
+
+    # Then no log line holds them, and the method is counted as "other"
+    written = log.read_text(encoding="utf-8")
+    assert "zz.secret" not in written
+    assert "QWERTYNAME" not in written
+    assert "QWERTYNAME" not in metrics
+    assert invented.status_code == 405
+    assert 'srl_http_requests_total{method="other",route="/v1/score",status="405"} 1.0' in metrics

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.loading import load_export
+from features.predictor import ReconversionModel
 from features.problems import ContractError
 from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary, summary_path
@@ -414,3 +415,23 @@ def _python_worker_seconds(session: int) -> float:
             if "-m pyspark.daemon" in line
         )
     )
+
+
+def test_a_spark_worker_loads_the_broadcast_model_and_leaves_no_copy_behind(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the model's files as the job broadcasts them, under a fingerprint of this test
+    from serving import spark as spark_engine
+
+    files: dict[str, Any] = {
+        name: (model_dir / name).read_bytes() for name in ("booster.txt", "model.json")
+    }
+    files["fingerprint"] = f"test-{tmp_path.name}"
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+
+    # When a worker loads it
+    model = spark_engine._worker_model(files)
+
+    # Then it is the model, and no copy of its files is left in the temporary folder
+    assert model.feature_names == ReconversionModel.load(model_dir).feature_names
+    assert list(tmp_path.iterdir()) == []
