@@ -27,7 +27,7 @@ from features.contract import (
 )
 from features.problems import ContractError, Problem
 from features.table_files import locate_table_files, read_table_file
-from features.text import SURROUNDING_SPACES, text_of
+from features.text import loose_id, text_of
 from features.timestamps import as_utc, latest_believable_time
 
 logger = logging.getLogger(__name__)
@@ -287,24 +287,27 @@ def _check_references(checks: Mapping[str, TableCheck], lenient: bool) -> None:
             )
 
 
-#: The reason of a row whose ``lead_id`` names a lead only without its surrounding spaces
-#: (``features.text.SURROUNDING_SPACES``): still not that lead's row, since ids are
-#: compared as written, but the batch job withholds that lead when the row would have
-#: decided its consent or its open rejection (``serving.chunk_scoring``).
+#: The reason of a row whose ``lead_id`` names a lead only read loosely
+#: (``features.text.loose_id``: surrounding spaces, invisible characters, full-width forms
+#: and letter case set aside): still not that lead's row, since ids are compared as
+#: written, but the batch job withholds that lead when the row would have decided its
+#: consent or its open rejection (``serving.chunk_scoring``).
 SPACED_LEAD_ID = (
-    "points to a lead_id that is not in leads as written, but names one without its "
-    "surrounding spaces (ids are compared as written)"
+    "points to a lead_id that is not in leads as written, but names one once its "
+    "surrounding spaces, invisible characters, full-width forms and letter case are set "
+    "aside (ids are compared as written)"
 )
 
 
 def _spaced_leads(known: pd.Index, child_leads: pd.Series, unknown: np.ndarray) -> np.ndarray:
-    """Which of the ``unknown`` child rows name a lead of ``known`` once their id is
-    stripped of its surrounding spaces."""
+    """Which of the ``unknown`` child rows name a lead of ``known`` once both ids are read
+    loosely (``features.text.loose_id``)."""
     spaced = np.zeros(len(child_leads), dtype=bool)
     if unknown.any():
         rows = np.flatnonzero(unknown)
-        stripped = child_leads.iloc[rows].str.strip(SURROUNDING_SPACES)
-        spaced[rows] = positions_in(known, stripped) >= 0
+        loosely_known = pd.Index([loose_id(str(k)) for k in known]).unique()
+        loose = [loose_id(str(v)) for v in child_leads.iloc[rows]]
+        spaced[rows] = positions_in(loosely_known, pd.Series(loose, dtype=object)) >= 0
     return spaced
 
 

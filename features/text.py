@@ -177,3 +177,38 @@ def without_surrounding_spaces(text: str) -> str:
 def arrow_without_surrounding_spaces(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``without_surrounding_spaces`` over an Arrow string column (missing stays missing)."""
     return pc.utf8_trim(texts, characters=SURROUNDING_SPACES)
+
+
+#: Characters that do not show, removed from an id before it is compared loosely: the
+#: zero-width space, non-joiner and joiner, the word joiner, the byte-order mark, the soft
+#: hyphen, and the direction marks, embeddings and isolates (a copy from a spreadsheet or
+#: a web form carries them unseen).
+INVISIBLE_CHARACTERS = (
+    "\u00ad\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2066\u2067\u2068\u2069\ufeff"
+)
+#: The full-width forms of ASCII (U+FF01-U+FF5E, typed with an East Asian keyboard) and
+#: the ASCII capitals, with what each reads as loosely: the ASCII character, capitals as
+#: small letters (one pass, as Spark's ``translate`` makes).
+_FULL_WIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F))
+_ASCII_OF_FULL_WIDTH = "".join(chr(c) for c in range(0x21, 0x7F)).lower()
+_CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: One translation, written as two strings so that Spark's ``translate`` (a character of
+#: ``LOOSE_FROM`` past the end of ``LOOSE_TO`` is removed) does exactly what Python's
+#: ``str.translate`` does with ``_LOOSE_TABLE``.
+LOOSE_FROM = _FULL_WIDTH + _CAPITALS + INVISIBLE_CHARACTERS
+LOOSE_TO = _ASCII_OF_FULL_WIDTH + _CAPITALS.lower()
+_LOOSE_TABLE = str.maketrans(LOOSE_FROM[: len(LOOSE_TO)], LOOSE_TO, INVISIBLE_CHARACTERS)
+
+
+def loose_id(text: str) -> str:
+    """An id as a person reads it: without invisible characters, with full-width forms as
+    ASCII and ASCII capitals in lower case, then without its ``SURROUNDING_SPACES``.
+
+    Ids are compared as written; the loose form only traces a set-aside opt-out, rejection
+    or opportunity whose ``lead_id`` was typed or copied slightly off (``l0000007``,
+    ``L0000010`` with a zero-width space, a full-width ``Ｌ``) to the lead it names, so
+    that lead is withheld rather than contacted (``serving.chunk_scoring``). Spark computes
+    the same form with ``translate`` and ``btrim`` (``serving.spark_export``).
+    """
+    return text.translate(_LOOSE_TABLE).strip(SURROUNDING_SPACES)

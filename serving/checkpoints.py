@@ -38,7 +38,9 @@ MANIFEST_FILE = "manifest.json"
 # 5: a row whose lead_id names a lead once stripped of its surrounding spaces reaches that
 # lead's chunk and withholds it; its rejects row keeps the id as written.
 # 6: the parts carry ``beyond_trained_age``, and the default policy (``default@v3``) routes by it.
-MANIFEST_FORMAT = 6
+# 7: a row whose lead_id names a lead read loosely (``features.text.loose_id``: invisible
+# characters, full-width forms and letter case too) reaches that lead's chunk and withholds it.
+MANIFEST_FORMAT = 7
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"

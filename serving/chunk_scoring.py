@@ -9,6 +9,7 @@ through ``serving.scoring.score_features``. The local engine and the Spark engin
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,12 @@ from features.loading import Export, build_export, latest_timestamp
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from features.table_files import arrow_to_pandas
-from features.text import arrow_without_surrounding_spaces, text_of, without_surrounding_spaces
+from features.text import (
+    arrow_without_surrounding_spaces,
+    loose_id,
+    text_of,
+    without_surrounding_spaces,
+)
 from serving.batch_output import (
     CHUNK_REJECTS_SCHEMA,
     LEAD_KNOWN_COLUMN,
@@ -127,14 +133,43 @@ FAIL_CLOSED_TABLES = frozenset({"consent", "rejections", "opportunities"})
 
 
 def _unverified_leads(export: Export, frames: dict[str, pd.DataFrame]) -> set[str]:
-    """Leads with a set-aside row of a ``FAIL_CLOSED_TABLES`` table: the lead its
-    ``lead_id`` names, as written or without its surrounding spaces (``named_leads``)."""
+    """Leads with a set-aside row of a ``FAIL_CLOSED_TABLES`` table: the leads its
+    ``lead_id`` names, as written or read loosely (``LeadNames``)."""
+    names = LeadNames(export.leads["lead_id"].astype(str))
     leads = (
         _lead_of(frames[rejected.table], rejected.row - 1)
         for rejected in export.rejected_rows
         if rejected.table in FAIL_CLOSED_TABLES
     )
-    return {named for lead in leads if lead is not None for named in named_leads(lead)}
+    return {named for lead in leads if lead is not None for named in names.named(lead)}
+
+
+class LeadNames:
+    """A chunk's leads, as a set-aside row's ``lead_id`` names them.
+
+    Ids are compared as written, so a row of ``"L1 "`` is not a row of lead ``L1``; but an
+    opt-out typed with a stray space, a zero-width space, in lower case or in full-width
+    letters must never let ``L1`` be contacted, so a set-aside consent, rejection or
+    opportunity row withholds every lead its id names read loosely
+    (``features.text.loose_id``; two leads whose ids differ only by case both, fail closed).
+    """
+
+    def __init__(self, lead_ids: Iterable[str]) -> None:
+        self.known = frozenset(lead_ids)
+
+    @functools.cached_property
+    def _loosely(self) -> dict[str, tuple[str, ...]]:
+        """The leads by their loose id (built the first time a row needs it)."""
+        grouped: dict[str, list[str]] = {}
+        for lead in sorted(self.known):
+            grouped.setdefault(loose_id(lead), []).append(lead)
+        return {key: tuple(leads) for key, leads in grouped.items()}
+
+    def named(self, lead_id: str) -> tuple[str, ...]:
+        """The leads ``lead_id`` names: itself when it is one, else those read loosely."""
+        if lead_id in self.known:
+            return (lead_id,)
+        return self._loosely.get(loose_id(lead_id), ())
 
 
 def named_leads(lead_id: str) -> tuple[str, ...]:
@@ -390,7 +425,7 @@ def _rejects_table(export: Export, raw: _RawRows, scored: pa.Table) -> pa.Table:
             strict=True,
         )
     )
-    known = set(export.leads["lead_id"].astype(str))
+    names = LeadNames(export.leads["lead_id"].astype(str))
     records: list[tuple[object, ...]] = []
     for rejected in export.rejected_rows:
         position = rejected.row - 1
@@ -398,7 +433,7 @@ def _rejects_table(export: Export, raw: _RawRows, scored: pa.Table) -> pa.Table:
         if file_row < 0:
             continue
         lead_id = _lead_of(raw.frames[rejected.table], position)
-        lead = _known_lead(lead_id, known)
+        lead = next(iter(names.named(lead_id)), None) if lead_id is not None else None
         rejection_id = rejected.key if rejected.table == "rejections" else opened.get(lead)
         is_known = lead is not None
         moved = bool(raw.moved[rejected.table][position])

@@ -8,8 +8,10 @@ are always put in the same chunk:
 
 - rows whose ``lead_id`` is unknown (or missing) are spread over the chunks by row number;
   they fail the same reference check in whichever chunk they land, except that an id
-  naming a lead once stripped of its surrounding spaces (``features.text``) goes to that
-  lead's chunk, where a fail-closed row withholds the lead (``chunk_scoring.named_leads``);
+  naming a lead once read loosely (``features.text.loose_id``: without surrounding spaces
+  or invisible characters, full-width forms and capitals read as ASCII small letters)
+  goes to that lead's chunk, where a fail-closed row withholds the lead
+  (``chunk_scoring.LeadNames``);
 - rows sharing a primary key (a duplicate, wherever in the file) all go to the chunk of
   the key's first row, so the duplicate check sees all of them. A row of a real lead that
   this takes away from its lead's chunk is marked (``MOVED_COLUMN``): its chunk does not
@@ -40,7 +42,7 @@ import pyarrow.compute as pc
 
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
-from features.text import arrow_texts, arrow_without_surrounding_spaces
+from features.text import arrow_texts, loose_id
 from features.timestamps import (
     MISSING_TIME,
     latest_believable_time,
@@ -204,7 +206,9 @@ class _Router:
     """Chunks of the other tables' rows: the chunk of the lead they point at."""
 
     def __init__(self, lead_ids: pa.ChunkedArray, chunk_leads: int) -> None:
-        self.index = KeyIndex(lead_ids.combine_chunks())
+        self.lead_ids = lead_ids.combine_chunks()
+        self.index = KeyIndex(self.lead_ids)
+        self._loose_index: KeyIndex | None = None
         self.chunk_leads = chunk_leads
         self.n_chunks = max(1, -(-len(lead_ids) // chunk_leads))
 
@@ -212,20 +216,32 @@ class _Router:
         """Each row's chunk (rows of unknown leads are spread by row number), and whether
         its lead is in the leads file.
 
-        A row whose ``lead_id`` names no lead as written, but names one without its
-        surrounding spaces, goes to that lead's chunk: the loader sets it aside there, and
-        the lead is withheld when the row would have decided its consent or its open
-        rejection (``chunk_scoring.FAIL_CLOSED_TABLES``), in both engines.
+        A row whose ``lead_id`` names no lead as written, but names one read loosely
+        (``features.text.loose_id``), goes to that lead's chunk: the loader sets it aside
+        there, and the lead is withheld when the row would have decided its consent or its
+        open rejection (``chunk_scoring.FAIL_CLOSED_TABLES``), in both engines.
         """
         texts = arrow_texts(batch.column("lead_id"))[0]
         position = self.index.positions_of(texts)
-        unknown = np.flatnonzero(position < 0)
+        unknown = np.flatnonzero((position < 0) & np.asarray(texts.is_valid()))
         if unknown.size:
-            stripped = arrow_without_surrounding_spaces(texts.take(pa.array(unknown)))
-            position[unknown] = self.index.positions_of(stripped)
+            loose = _loose_ids(texts.take(pa.array(unknown)))
+            position[unknown] = self._loosely().positions_of(loose)
         spread = np.arange(first_row, first_row + batch.num_rows) % self.n_chunks
         found = position >= 0
         return np.where(found, position // self.chunk_leads, spread).astype(np.int32), found
+
+    def _loosely(self) -> KeyIndex:
+        """The leads' ids read loosely, indexed once they are first needed (most exports
+        never need them)."""
+        if self._loose_index is None:
+            self._loose_index = KeyIndex(_loose_ids(self.lead_ids))
+        return self._loose_index
+
+
+def _loose_ids(texts: pa.Array) -> pa.Array:
+    """``features.text.loose_id`` of each text (missing stays missing)."""
+    return pa.array([None if t is None else loose_id(t) for t in texts.to_pylist()], pa.string())
 
 
 @dataclass(frozen=True)

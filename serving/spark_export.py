@@ -4,8 +4,8 @@ Used by the Spark engine (``serving.spark``). Each table is read as Parquet; eve
 its number in its table (``_metadata.row_index`` plus the rows of the files before it, in
 path order), so rejected rows are numbered as the local engine numbers them. All tables
 are put in one frame, their columns prefixed with the table's name, and each row gets a
-bucket from a hash of its ``lead_id`` without surrounding spaces (as the local engine
-routes such an id, ``export_chunks``); rows sharing a repeated primary key are sent to
+bucket from a hash of its ``lead_id`` read loosely (``features.text.loose_id``, as the
+local engine routes such an id, ``export_chunks``); rows sharing a repeated primary key are sent to
 the bucket of the key's first row, so the loader's checks see them together.
 """
 
@@ -26,7 +26,7 @@ from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
 from features.problems import ContractError, Problem
 from features.table_names import absent_table_warnings, unread_table_problems
-from features.text import SURROUNDING_SPACES, texts_of
+from features.text import LOOSE_FROM, LOOSE_TO, SURROUNDING_SPACES, texts_of
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN, latest_timestamp_us
 from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
 from serving.spark_parquet import microsecond_timestamp, nanosecond_columns, read_parquet
@@ -267,13 +267,15 @@ def _file_offsets(files: list[tuple[str, int, int | None]], functions: Any) -> A
 
 def bucketed(frames: dict[str, Any], buckets: int) -> Any:
     """All tables in one frame, each row tagged with its bucket (a hash of its ``lead_id``
-    without surrounding spaces; duplicate keys kept together) and whether that took it
+    read loosely; duplicate keys kept together) and whether that took it
     away from its lead's bucket (``export_chunks.MOVED_COLUMN``; whether its lead exists
     is left to ``first_lead_rows``)."""
     functions = pyspark_sql().functions
-    # Hashed without its surrounding spaces, as the local engine routes an id that names a
-    # lead only without them (``export_chunks``): such a row meets that lead in its bucket.
-    lead = functions.btrim(functions.col("_lead_id"), functions.lit(SURROUNDING_SPACES))
+    # Hashed as read loosely (``features.text.loose_id``: the same translation, then the
+    # same trim), as the local engine routes an id that names a lead only read loosely
+    # (``export_chunks``): such a row meets that lead in its bucket.
+    loose = functions.translate(functions.col("_lead_id"), LOOSE_FROM, LOOSE_TO)
+    lead = functions.btrim(loose, functions.lit(SURROUNDING_SPACES))
     bucket = functions.pmod(functions.xxhash64(lead), functions.lit(buckets))
     tagged = [
         _gather_duplicates(f.withColumn(BUCKET_COLUMN, bucket), functions) for f in frames.values()

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -356,20 +357,36 @@ def with_nanosecond_timestamps(source: Path, target: Path) -> pd.Timestamp:
 
 
 def contacted_leads(data: Path, model_dir: Path, work: Path) -> tuple[list[str], int]:
-    """Three leads a clean batch run over ``data`` routes to a contact program (its first,
-    middle and last, so in different chunks), and how many leads that run withheld."""
+    """Leads a clean batch run over ``data`` routes to a contact program, one per
+    ``SPACINGS`` (spread from its first to its last, so in different chunks), and how many
+    leads that run withheld."""
     from serving.batch import run_batch
 
     out = work / "clean.parquet"
     clean = run_batch(request(data, out, model_dir))
     contacted = read_output(out).query("not suppressed")["lead_id"]
-    leads = [contacted.iloc[0], contacted.iloc[len(contacted) // 2], contacted.iloc[-1]]
+    spread = np.linspace(0, len(contacted) - 1, len(SPACINGS)).round().astype(int)
+    leads = [contacted.iloc[i] for i in spread]
     return leads, int(clean.document["withheld"])
 
 
+def _full_width(text: str) -> str:
+    """``text`` with its ASCII letters and digits in their full-width forms."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in text)
+
+
 #: How ``with_spaced_consent`` writes each lead's opt-out: a trailing space, a leading
-#: space, a trailing no-break space (Unicode white space, which Spark's ``trim`` keeps).
-SPACINGS = ("{} ", " {}", "{}\u00a0")
+#: space, a trailing no-break space (Unicode white space, which Spark's ``trim`` keeps), a
+#: zero-width space, a byte-order mark and spaces, in lower case, in full-width forms.
+SPACINGS: tuple[Callable[[str], str], ...] = (
+    "{} ".format,
+    " {}".format,
+    "{}\u00a0".format,
+    "{}\u200b".format,
+    "\ufeff {} ".format,
+    str.lower,
+    _full_width,
+)
 #: An opt-out whose id has a space and names no lead even without it.
 STRANGER = "L9999999 "
 
@@ -380,7 +397,7 @@ def with_spaced_consent(source: Path, target: Path, leads: list[str]) -> list[st
     Returns the ids as written."""
     copy_export(source, target)
     consent = pd.read_parquet(target / "consent.parquet")
-    written = [spacing.format(lead) for spacing, lead in zip(SPACINGS, leads, strict=True)]
+    written = [spacing(lead) for spacing, lead in zip(SPACINGS, leads, strict=True)]
     rows = pd.DataFrame(
         {
             "lead_id": [*written, STRANGER],

@@ -392,8 +392,8 @@ def test_a_file_given_as_the_export_is_named_a_file_as_the_loader_names_it(
 def test_a_fail_closed_row_with_a_spaced_lead_id_withholds_its_lead_however_split(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    # Given leads routed to a contact program with an opt-out whose lead_id has a stray
-    # space, and a lead whose only closing opportunity has one too
+    # Given leads routed to a contact program with an opt-out whose lead_id is written
+    # slightly off (``SPACINGS``), and a lead whose only closing opportunity has a stray space
     leads, withheld_before = contacted_leads(small_export_dir, model_dir, tmp_path)
     folder = tmp_path / "export"
     written = with_spaced_consent(small_export_dir, folder, leads)

@@ -266,7 +266,8 @@ def test_an_opt_out_with_a_spaced_lead_id_withholds_its_lead_in_both_engines(
     spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     # Given leads routed to a contact program, in different chunks, each with an opt-out
-    # whose lead_id has a stray space (and one such opt-out that names no lead at all)
+    # whose lead_id is written slightly off (spaces, invisible characters, lower case,
+    # full-width forms: ``SPACINGS``), and one opt-out that names no lead at all
     leads, withheld_before = contacted_leads(small_export_dir, model_dir, tmp_path)
     data = tmp_path / "export"
     written = with_spaced_consent(small_export_dir, data, leads)
