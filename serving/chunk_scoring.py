@@ -204,9 +204,15 @@ class FailClosed:
     ``rejection_id`` (other than a rejection's own) is its lead's open rejection as scored,
     empty when the lead is withheld.
 
+    A scored lead is also left out when its id, read loosely, is that of such a reject
+    (``features.text.loose_id``): a chunk withholds the leads of its own rows, and this
+    withholds the others an opt-out names read loosely (two leads whose ids differ only by
+    case, in different chunks), as Spark, which buckets them together, does.
+
     Attributes:
         leads: the lead ids of the rejects of ``FAIL_CLOSED_TABLES`` tables, as written
             and without their surrounding spaces (``named_leads``).
+        loose: the same ids read loosely.
         moved: the lead ids of rejects moved away from their lead's chunk (the same way).
         dropped: scored rows left out so far by ``parts``.
         opened: the scored open rejection of each ``moved`` lead, found by ``parts``.
@@ -214,6 +220,7 @@ class FailClosed:
 
     leads: pa.Array
     moved: pa.Array
+    loose: frozenset[str] = frozenset()
     dropped: int = 0
     opened: dict[str, str] = field(default_factory=dict)
 
@@ -223,7 +230,9 @@ class FailClosed:
         tables = pa.array(sorted(FAIL_CLOSED_TABLES), pa.string())
         mine = rejects.filter(pc.is_in(rejects.column("table"), value_set=tables))
         moved = rejects.filter(rejects.column(LEAD_MOVED_COLUMN))
-        return FailClosed(_named_lead_ids(mine), _named_lead_ids(moved))
+        named = _named_lead_ids(mine)
+        loose = frozenset(loose_id(lead) for lead in named.to_pylist())
+        return FailClosed(named, _named_lead_ids(moved), loose)
 
     def parts(self, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
         """The scored parts without rows of ``leads``, counting what was left out."""
@@ -237,7 +246,11 @@ class FailClosed:
                     strict=True,
                 )
             )
-            kept = part.filter(pc.invert(pc.is_in(lead_ids, value_set=self.leads)))
+            withheld = pc.is_in(lead_ids, value_set=self.leads)
+            if self.loose:
+                loosely = [loose_id(lead) in self.loose for lead in lead_ids.to_pylist()]
+                withheld = pc.or_(withheld, pa.array(loosely, pa.bool_()))
+            kept = part.filter(pc.invert(withheld))
             self.dropped += part.num_rows - kept.num_rows
             yield kept
 
