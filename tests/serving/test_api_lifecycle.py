@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -386,3 +387,24 @@ def test_registry_credentials_never_reach_an_answer_or_a_log(
     assert "http://***@127.0.0.1" in ready.text
     for text in (ready.text, scored.text, caplog.text):
         assert secret not in text
+
+
+def test_a_model_without_recorded_ages_serves_and_warns_that_the_age_rule_is_idle(
+    model: ReconversionModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a model saved before ages were recorded, served with the default policy,
+    # whose low-touch rule routes by them
+    metadata = {
+        k: v for k, v in model.metadata.items() if k not in ("rejection_age_days", "age_curve")
+    }
+    older = dataclasses.replace(model, metadata=metadata).save(tmp_path / "older")
+
+    with caplog.at_level(logging.WARNING), TestClient(create_app(api_settings(older))) as client:
+        scored = client.post("/v1/score", json=EXAMPLE_REQUEST)
+
+    # Then it scores, marks nothing, and the log says the rule is idle and why
+    assert scored.status_code == 200
+    assert scored.json()["beyond_trained_age"] is False
+    idle = [r for r in caplog.records if r.getMessage() == "policy rule idle"]
+    assert len(idle) == 1
+    assert "low_touch.beyond_trained_age" in str(idle[0].__dict__["why"])
