@@ -16,6 +16,7 @@ when their whole horizon ends by then, exactly as the training examples are.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,10 +80,15 @@ class AgeCurve:
         gets 1.
         """
         age = np.asarray(age_days, dtype=np.float64)
-        knots = [self.reference_age_days, *(float(r.age_days) for r in self.rates)]
-        values = np.concatenate([[1.0], self.factors])
-        beyond = np.floor(np.nan_to_num(age, nan=-np.inf)) > self.reference_age_days
-        return np.where(beyond, np.interp(np.nan_to_num(age), knots, values), 1.0)
+        knots, values = self._interpolation
+        # A missing age compares False (factor 1), and interpolates to NaN, never taken.
+        return np.where(np.floor(age) > self.reference_age_days, np.interp(age, knots, values), 1.0)
+
+    @functools.cached_property
+    def _interpolation(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ages and factors ``factor`` interpolates between, from the reference on."""
+        ages = [self.reference_age_days, *(float(r.age_days) for r in self.rates)]
+        return np.asarray(ages), np.concatenate([[1.0], self.factors])
 
     def factors_by_age(self) -> dict[str, float]:
         """Each older age's factor, keyed by its days as text (as JSON keys are)."""

@@ -7,6 +7,7 @@ pickle), and training, ``srl evaluate``, batch scoring and the API all predict t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -181,7 +182,12 @@ class ReconversionModel:
         curve = self.age_curve
         if curve is None or len(matrix) == 0:
             return None
-        return curve.factor(matrix[:, self.feature_names.index(AGE_FEATURE)])
+        return curve.factor(matrix[:, self._age_column])
+
+    @functools.cached_property
+    def _age_column(self) -> int:
+        """Where the age feature is in the matrix."""
+        return self.feature_names.index(AGE_FEATURE)
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for an encoded feature matrix, each past the trained age
@@ -207,7 +213,7 @@ class ReconversionModel:
         values = np.asarray(values, dtype=np.float64)
         factors = self.age_factors(matrix)
         if factors is not None:
-            values[:, self.feature_names.index(AGE_FEATURE)] += np.log(factors)
+            values[:, self._age_column] += np.log(factors)
         return values
 
     def predict_features(self, features: FeatureTable) -> np.ndarray:
