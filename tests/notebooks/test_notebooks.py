@@ -98,6 +98,8 @@ def test_model_report_runs_and_draws(registry_env: Path, store: TrainedStore) ->
     assert "examples: the run's test window (the export it was trained on)" in shown
     assert "examples scored by both" in shown
     assert "comeback scored lowest" in shown
+    assert "trained and calibrated on rejections up to 90.0 days old" in shown
+    assert "mean_p_with_curve" in shown
 
 
 @pytest.mark.slow

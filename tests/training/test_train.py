@@ -26,7 +26,7 @@ from features.requests import request_body
 from features.synthetic import generate_export
 from features.timestamps import microseconds
 from tests.servers import MLFLOW, free_port, running
-from training import registry
+from training import age_report, registry
 from training.config import TrainingConfig
 from training.evaluate import PREDICTION_COLUMNS, evaluate
 from training.metrics import score_metrics
@@ -435,3 +435,25 @@ def test_mlflow_models_serve_answers_a_request_built_from_the_contract(
     champion = load_model(f"models:/{NAME}@champion").model
     expected = champion.predict_requests([ScoreRequest.model_validate(b) for b in bodies])
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-12)
+
+
+def test_the_age_report_reads_the_curve_on_examples_the_model_was_not_fitted_on(
+    trained: Trained, world_export_dir: Path, store: MlflowClient
+) -> None:
+    # Given the registered model and a newer export of the same world
+    loaded = load_model(trained.first.model_uri).model
+    export = load_export(world_export_dir)
+
+    # When its calibration is read by age
+    curve = age_report.age_curve_table(loaded)
+    table = age_report.calibration_by_age(export, loaded).set_index("days since the rejection")
+
+    # Then the curve starts at the trained age with factor 1, and past that age the curve
+    # lowers the mean probability, never before it
+    assert curve["age_days"].iloc[0] == loaded.trained_age_days
+    assert curve["factor"].iloc[0] == 1.0
+    young, old = table.loc[["0", "30", "90"]], table.loc[["180", "270 to 365", "450 to 630"]]
+    assert (young["mean_p_with_curve"] == young["mean_p_without_curve"]).all()
+    assert (old["mean_p_with_curve"] < old["mean_p_without_curve"]).all()
+    assert table["examples"].gt(0).all()
+    assert table["came_back"].between(0, 1).all()
