@@ -212,8 +212,16 @@ class ModelHolder:
         )
         serving = self._current.policy.label if self._current else None
         kept = f"; still serving {before} with policy {serving}" if before else ""
-        for_good = isinstance(error, UnreadableModelError | ExampleNotScoredError | PolicyError)
-        return ReloadOutcome(False, before, before, message + kept, serving, for_good)
+        return ReloadOutcome(False, before, before, message + kept, serving, _for_good(error))
+
+
+def _for_good(error: Exception) -> bool:
+    """Whether trying the same load again cannot mend ``error``: the version's own files,
+    a version that cannot score the example, or a policy refused for what it says (a policy
+    file that could not be read, missing or on a failing disk, may be there next time)."""
+    if isinstance(error, PolicyError):
+        return not isinstance(error.__cause__, OSError)
+    return isinstance(error, UnreadableModelError | ExampleNotScoredError)
 
 
 def _settle_heap() -> None:

@@ -23,14 +23,15 @@ RELOAD_RETRY_AFTER_SECONDS = 5
         409: {
             "model": ReloadOut,
             "description": "refused for good: the version's files are damaged, it cannot "
-            "score the example request, or the routing policy is refused; the previous "
+            "score the example request, or the routing policy breaks a rule; the previous "
             "version keeps serving",
         },
         503: {
             "model": ReloadOut,
             "description": "could not reload now (the registry or the artifact store "
-            "unreachable, a full disk, the files changing while read); the previous version "
-            "keeps serving; try again later (`Retry-After`)",
+            "unreachable, a full disk, the files changing while read, the policy file "
+            "unreadable); the previous version keeps serving; try again later "
+            "(`Retry-After`)",
         },
     },
     summary="Reload",

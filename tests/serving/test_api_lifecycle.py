@@ -408,3 +408,24 @@ def test_a_model_without_recorded_ages_serves_and_warns_that_the_age_rule_is_idl
     idle = [r for r in caplog.records if r.getMessage() == "policy rule idle"]
     assert len(idle) == 1
     assert "low_touch.beyond_trained_age" in str(idle[0].__dict__["why"])
+
+
+def test_a_policy_file_out_of_reach_answers_503_and_one_that_breaks_a_rule_409(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a service routing with a policy read from a file
+    document = load_policy().model_dump(mode="json")
+    policy = _policy_file(tmp_path, document)
+    with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
+        # When the file is gone for a moment (a volume remounted), the reload may work later
+        policy.rename(tmp_path / "moved.yaml")
+        gone = client.post("/v1/admin/reload")
+        # and when it is back but breaks a rule, it will not until the file changes
+        (tmp_path / "moved.yaml").rename(policy)
+        policy.write_text(yaml.safe_dump({**document, "version": 4, "tiers": []}), "utf-8")
+        broken = client.post("/v1/admin/reload")
+
+    assert (gone.status_code, gone.headers["retry-after"]) == (503, "5")
+    assert "could not be read" in gone.json()["message"]
+    assert broken.status_code == 409
+    assert "is invalid" in broken.json()["message"]
