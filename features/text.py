@@ -23,6 +23,7 @@ or ``12.0`` from JSON are the same industry code, and the same lead.
 from __future__ import annotations
 
 import math
+import unicodedata
 from decimal import Decimal
 
 import numpy as np
@@ -179,13 +180,14 @@ def arrow_without_surrounding_spaces(texts: pa.Array | pa.ChunkedArray) -> pa.Ar
     return pc.utf8_trim(texts, characters=SURROUNDING_SPACES)
 
 
-#: Characters that do not show, removed from an id before it is compared loosely: the
-#: zero-width space, non-joiner and joiner, the word joiner, the byte-order mark, the soft
-#: hyphen, and the direction marks, embeddings and isolates (a copy from a spreadsheet or
-#: a web form carries them unseen).
-INVISIBLE_CHARACTERS = (
-    "\u00ad\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-    "\u2060\u2066\u2067\u2068\u2069\ufeff"
+#: Characters that do not show, removed from an id before it is compared loosely: every
+#: format character (Unicode category Cf: the zero-width space, non-joiner and joiner, the
+#: word joiner, the byte-order mark, the soft hyphen, the direction marks, embeddings and
+#: isolates, ...) of the Basic Multilingual Plane, and the Mongolian vowel separator (a
+#: copy from a spreadsheet or a web form carries them unseen). Written out once, so that
+#: Python and Spark remove the same characters.
+INVISIBLE_CHARACTERS = "".join(
+    chr(c) for c in range(0x10000) if unicodedata.category(chr(c)) == "Cf" or c == 0x180E
 )
 #: The full-width forms of ASCII (U+FF01-U+FF5E, typed with an East Asian keyboard) and
 #: the ASCII capitals, with what each reads as loosely: the ASCII character, capitals as
@@ -199,6 +201,26 @@ _CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LOOSE_FROM = _FULL_WIDTH + _CAPITALS + INVISIBLE_CHARACTERS
 LOOSE_TO = _ASCII_OF_FULL_WIDTH + _CAPITALS.lower()
 _LOOSE_TABLE = str.maketrans(LOOSE_FROM[: len(LOOSE_TO)], LOOSE_TO, INVISIBLE_CHARACTERS)
+
+
+def arrow_loose_ids(texts: pa.Array) -> pa.Array:
+    """``loose_id`` of each text of an Arrow string column (missing stays missing).
+
+    An ASCII id, the usual kind, is read loosely by Arrow's kernels (surrounding spaces
+    trimmed, capitals in lower case: nothing else of ``loose_id`` applies to ASCII); any
+    other goes through ``loose_id`` itself.
+    """
+    texts = texts.cast(pa.string())
+    ascii_only = pc.string_is_ascii(texts).fill_null(True)
+    loose = pc.ascii_lower(pc.utf8_trim(texts, characters=SURROUNDING_SPACES))
+    if pc.all(ascii_only).as_py() is not False:
+        return loose
+    others = np.flatnonzero(~np.asarray(ascii_only))
+    read = [loose_id(t) for t in texts.take(pa.array(others)).to_pylist()]
+    mask = np.zeros(len(texts), dtype=bool)
+    mask[others] = True
+    replaced = pc.replace_with_mask(loose, pa.array(mask), pa.array(read, pa.string()))
+    return replaced
 
 
 def loose_id(text: str) -> str:

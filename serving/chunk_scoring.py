@@ -28,6 +28,7 @@ from features.predictor import ReconversionModel
 from features.problems import ContractError
 from features.table_files import arrow_to_pandas
 from features.text import (
+    arrow_loose_ids,
     arrow_without_surrounding_spaces,
     loose_id,
     text_of,
@@ -246,13 +247,20 @@ class FailClosed:
                     strict=True,
                 )
             )
-            withheld = pc.is_in(lead_ids, value_set=self.leads)
-            if self.loose:
-                loosely = [loose_id(lead) in self.loose for lead in lead_ids.to_pylist()]
-                withheld = pc.or_(withheld, pa.array(loosely, pa.bool_()))
-            kept = part.filter(pc.invert(withheld))
+            kept = part.filter(pc.invert(self._withholds(lead_ids)))
             self.dropped += part.num_rows - kept.num_rows
             yield kept
+
+    def _withholds(self, lead_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Whether each lead id is one this check withholds, as written or read loosely."""
+        if isinstance(lead_ids, pa.ChunkedArray):
+            lead_ids = lead_ids.combine_chunks()
+        withheld = pc.is_in(lead_ids, value_set=self.leads).fill_null(False)
+        if not self.loose:
+            return withheld
+        loose = pa.array(sorted(self.loose), pa.string())
+        loosely = pc.is_in(arrow_loose_ids(lead_ids), value_set=loose).fill_null(False)
+        return pc.or_(withheld, loosely)
 
     def published(self, rejects: pa.Table, locate: LeadLocator) -> pa.Table:
         """The rejects file's rows (``REJECTS_SCHEMA``). Call once ``parts`` is consumed.
@@ -263,7 +271,7 @@ class FailClosed:
         """
         lead_ids = rejects.column("lead_id").combine_chunks()
         own = pc.equal(rejects.column("table"), "rejections").combine_chunks()
-        withheld = pc.and_(pc.invert(own), pc.is_in(lead_ids, value_set=self.leads))
+        withheld = pc.and_(pc.invert(own), self._withholds(lead_ids))
         shown = rejects.column(LEAD_KNOWN_COLUMN).to_numpy(zero_copy_only=False).copy()
         rejection_ids = pc.if_else(withheld, None, rejects.column("rejection_id")).to_pylist()
         moved = np.flatnonzero(rejects.column(LEAD_MOVED_COLUMN).to_numpy(zero_copy_only=False))

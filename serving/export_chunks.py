@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from features.config import FeatureConfig
 from features.contract import TABLES, TABLES_BY_NAME
-from features.text import arrow_texts, loose_id
+from features.text import arrow_loose_ids, arrow_texts
 from features.timestamps import (
     MISSING_TIME,
     latest_believable_time,
@@ -225,7 +225,7 @@ class _Router:
         position = self.index.positions_of(texts)
         unknown = np.flatnonzero((position < 0) & np.asarray(texts.is_valid()))
         if unknown.size:
-            loose = _loose_ids(texts.take(pa.array(unknown)))
+            loose = arrow_loose_ids(texts.take(pa.array(unknown)))
             position[unknown] = self._loosely().positions_of(loose)
         spread = np.arange(first_row, first_row + batch.num_rows) % self.n_chunks
         found = position >= 0
@@ -235,13 +235,8 @@ class _Router:
         """The leads' ids read loosely, indexed once they are first needed (most exports
         never need them)."""
         if self._loose_index is None:
-            self._loose_index = KeyIndex(_loose_ids(self.lead_ids))
+            self._loose_index = KeyIndex(arrow_loose_ids(self.lead_ids))
         return self._loose_index
-
-
-def _loose_ids(texts: pa.Array) -> pa.Array:
-    """``features.text.loose_id`` of each text (missing stays missing)."""
-    return pa.array([None if t is None else loose_id(t) for t in texts.to_pylist()], pa.string())
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,11 @@ def test_no_feature_is_personal_data() -> None:
         "national_id",
         "tax_id",
         "iban",
+        "sexual_orientation",
+        "race",
+        "nationality",
+        "marital_status",
+        "salary",
     ],
 )
 @pytest.mark.parametrize("kind", ["numeric", "categorical"])
@@ -88,6 +93,10 @@ def test_a_custom_column_named_as_personal_data_is_never_a_feature(column: str, 
         "product_name",
         "mailing_list",
         "territory_name",
+        "country_name",
+        "status_name",
+        "DealName",
+        "trace_id",
     ],
 )
 def test_other_custom_columns_may_be_features(column: str) -> None:
