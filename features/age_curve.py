@@ -4,11 +4,12 @@ A model is trained and calibrated on rejections up to ``trained_age_days`` old (
 a four-year export: the windows and the no-lead-on-both-sides rule bound it), yet the
 batch job scores every open rejection, and most are older. The booster cannot learn what it
 never saw: it scores a two-year-old rejection like a 180-day-old one, several times too
-high. Labels need no booster, though: the comeback rate of rejections re-scored at 365 or
-730 days is known from the history before the model's test window, where the booster's
-examples stop. ``AgeCurve`` holds those rates as factors of the rate at the reference age
-(the oldest the model was fitted on); a probability past that age is the calibrated one
-times the factor of its age (``ReconversionModel.predict_matrix``).
+high. Their outcomes are known, though: rejections re-scored at 365 or 730 days whose horizon
+ended before the model's test window. At each such age ``AgeCurve`` compares how many came
+back with how many the model expected (the sum of its probabilities), relative to the same
+comparison at the reference age (the oldest the model was fitted on), shrunk towards 1
+where comebacks are few and made non-increasing with age; a probability past the reference
+age is the calibrated one times the factor of its age (``ReconversionModel.predict_matrix``).
 
 Every rate is point in time: examples are scored at or before ``cut_us`` and labelled only
 when their whole horizon ends by then, exactly as the training examples are.
@@ -17,36 +18,53 @@ when their whole horizon ends by then, exactly as the training examples are.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from features.config import FeatureConfig
-from features.examples import training_examples
+from features.examples import Examples, training_examples
 from features.history import History
 from features.labels import label_examples
 
 #: A rate is (comebacks + PRIOR_COMEBACKS) / (examples + PRIOR_EXAMPLES): an age with no
-#: comeback among its examples gets a small rate, never zero (a probability of zero would
-#: claim a certainty no sample of a few hundred gives).
+#: comeback among its examples gets a small rate, never zero.
 PRIOR_COMEBACKS = 0.5
 PRIOR_EXAMPLES = 1.0
+#: Observed over expected is (comebacks + PRIOR_EXPECTED) / (expected + PRIOR_EXPECTED): as
+#: if every age had also seen this many comebacks where as many were expected, so an age
+#: with few comebacks stays near 1 (no change) rather than swinging on one or two of them.
+PRIOR_EXPECTED = 2.0
 
 
 @dataclass(frozen=True)
 class AgeRate:
-    """The comeback rate of rejections re-scored ``age_days`` after they were made."""
+    """What rejections re-scored ``age_days`` after they were made did.
+
+    Attributes:
+        age_days: days from the rejection to the scoring moment.
+        examples: labelled examples at that age.
+        comebacks: how many of them came back within the horizon.
+        expected: how many the model expected: the sum of its probabilities (without a
+            curve), 0 when no model was given.
+    """
 
     age_days: int
     examples: int
     comebacks: int
+    expected: float = 0.0
 
     @property
     def rate(self) -> float:
         """The smoothed share of those examples that came back within the horizon."""
         return (self.comebacks + PRIOR_COMEBACKS) / (self.examples + PRIOR_EXAMPLES)
+
+    @property
+    def observed_over_expected(self) -> float:
+        """Comebacks over the model's expected comebacks, shrunk towards 1."""
+        return (self.comebacks + PRIOR_EXPECTED) / (self.expected + PRIOR_EXPECTED)
 
 
 @dataclass(frozen=True)
@@ -56,20 +74,15 @@ class AgeCurve:
     Attributes:
         reference_age_days: the oldest age the model was trained and calibrated on; at or
             below it (in whole days) the factor is 1.
-        reference: the comeback rate at that age.
-        rates: the rates at older ages, ascending, each from enough examples.
+        reference: what rejections of that age did.
+        rates: what older ones did, ascending by age, each from enough examples.
+        factors: each older age's factor (``fitted_factors``), in (0, 1].
     """
 
     reference_age_days: float
     reference: AgeRate
     rates: tuple[AgeRate, ...]
-
-    @property
-    def factors(self) -> np.ndarray:
-        """Each older age's rate over the reference rate, at most 1: the curve only lowers
-        the model's probability, never raises it past what the model knows."""
-        ratios = [r.rate / self.reference.rate for r in self.rates]
-        return np.minimum(np.asarray(ratios, dtype=np.float64), 1.0)
+    factors: tuple[float, ...]
 
     def factor(self, age_days: np.ndarray) -> np.ndarray:
         """The factor of each age (days from the rejection to ``as_of``).
@@ -88,7 +101,7 @@ class AgeCurve:
     def _interpolation(self) -> tuple[np.ndarray, np.ndarray]:
         """The ages and factors ``factor`` interpolates between, from the reference on."""
         ages = [self.reference_age_days, *(float(r.age_days) for r in self.rates)]
-        return np.asarray(ages), np.concatenate([[1.0], self.factors])
+        return np.asarray(ages), np.asarray([1.0, *self.factors])
 
     def factors_by_age(self) -> dict[str, float]:
         """Each older age's factor, keyed by its days as text (as JSON keys are)."""
@@ -100,17 +113,34 @@ class AgeCurve:
         return {
             "reference_age_days": self.reference_age_days,
             "ages": [_rate_dict(r) for r in (self.reference, *self.rates)],
-            "factors": [round(float(f), 6) for f in self.factors],
+            "factors": [float(f) for f in self.factors],
         }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> AgeCurve:
-        """The inverse of ``to_dict`` (``factors`` is derived, so it is not read back)."""
+        """The inverse of ``to_dict``."""
         reference, *older = (
-            AgeRate(int(a["age_days"]), int(a["examples"]), int(a["comebacks"]))
+            AgeRate(
+                int(a["age_days"]), int(a["examples"]), int(a["comebacks"]), float(a["expected"])
+            )
             for a in data["ages"]
         )
-        return AgeCurve(float(data["reference_age_days"]), reference, tuple(older))
+        factors = tuple(float(f) for f in data["factors"])
+        return AgeCurve(float(data["reference_age_days"]), reference, tuple(older), factors)
+
+
+def fitted_factors(reference: AgeRate, older: Sequence[AgeRate]) -> tuple[float, ...]:
+    """Each older age's observed-over-expected relative to the reference age's, made
+    non-increasing with age (isotonic regression, each age weighted by its expected
+    comebacks and the prior) and at most 1: the curve only lowers the model's probability,
+    and a noisy age cannot make an older rejection score higher than a younger one."""
+    from sklearn.isotonic import IsotonicRegression
+
+    ages = np.asarray([r.age_days for r in older], dtype=np.float64)
+    relative = [r.observed_over_expected / reference.observed_over_expected for r in older]
+    weights = [r.expected + PRIOR_EXPECTED for r in older]
+    fit = IsotonicRegression(increasing=False).fit(ages, relative, sample_weight=weights)
+    return tuple(float(f) for f in np.minimum(fit.predict(ages), 1.0))
 
 
 def _rate_dict(rate: AgeRate) -> dict[str, Any]:
@@ -118,30 +148,42 @@ def _rate_dict(rate: AgeRate) -> dict[str, Any]:
         "age_days": rate.age_days,
         "examples": rate.examples,
         "comebacks": rate.comebacks,
+        "expected": rate.expected,
         "rate": round(rate.rate, 6),
     }
 
 
+#: A model's calibrated probabilities for examples of a history (``predict_examples``).
+Predict = Callable[[History, Examples], np.ndarray]
+
+
 def age_rates(
-    history: History, config: FeatureConfig, cut_us: int, ages_days: Sequence[int]
+    history: History,
+    config: FeatureConfig,
+    cut_us: int,
+    ages_days: Sequence[int],
+    predict: Predict | None = None,
 ) -> list[AgeRate]:
-    """The comeback rate of rejections re-scored at each age, as known at ``cut_us``.
+    """What rejections re-scored at each age did, as known at ``cut_us``.
 
     Each rejection still open at ``rejected_at + age`` (and scored by ``cut_us``) is one
     example; it counts once its label is observed by ``cut_us`` (its horizon, or for the
     ``won`` target its won deadline, ends by then), with the model's own target and horizon.
-    Rows after ``cut_us`` never reach a rate.
+    Rows after ``cut_us`` never reach a rate: the features ``predict`` reads are those at
+    each example's ``as_of``. With ``predict``, each age also sums the model's probabilities.
     """
     ages = sorted({int(a) for a in ages_days})
     at_ages = config.model_copy(update={"rescore_offsets_days": ages})
     examples = training_examples(history, at_ages, cut_us)
     labels = label_examples(history, examples, config, cut_us)
     observed = ~labels.censored
+    examples, target = examples.take(observed), labels.target[observed]
+    probability = predict(history, examples) if predict is not None else np.zeros(len(examples))
     rates = []
     for age in ages:
-        chosen = observed & (examples.offset_days == age)
-        comebacks = int(np.nansum(labels.target[chosen]))
-        rates.append(AgeRate(age, int(chosen.sum()), comebacks))
+        chosen = examples.offset_days == age
+        comebacks = int(np.sum(target[chosen]))
+        rates.append(AgeRate(age, int(chosen.sum()), comebacks, float(np.sum(probability[chosen]))))
     return rates
 
 
@@ -152,18 +194,20 @@ def estimate_age_curve(
     reference_age_days: float,
     ages_days: Sequence[int],
     min_examples: int,
+    predict: Predict,
 ) -> AgeCurve | None:
-    """The model's age curve from the history known at ``cut_us`` (see ``age_rates``).
+    """The model's age curve from the history known at ``cut_us`` (see ``age_rates`` and
+    ``fitted_factors``); ``predict`` is the model's probability without a curve.
 
     Ages at or below the reference are ignored, and so is every age with fewer than
-    ``min_examples`` observed examples. None when the reference age itself has too few, or
+    ``min_examples`` labelled examples. None when the reference age itself has too few, or
     no older age has enough (the model then scores old rejections as it always did).
     """
     reference_age = int(reference_age_days)
     older = [a for a in ages_days if a > reference_age]
-    rates = age_rates(history, config, cut_us, [reference_age, *older])
+    rates = age_rates(history, config, cut_us, [reference_age, *older], predict)
     reference, *rest = rates
     kept = tuple(r for r in rest if r.examples >= min_examples)
     if reference.examples < min_examples or not kept:
         return None
-    return AgeCurve(float(reference_age_days), reference, kept)
+    return AgeCurve(float(reference_age_days), reference, kept, fitted_factors(reference, kept))

@@ -168,16 +168,16 @@ def _run(
     fit = fit_booster(prepared, settings, config.seed)
     choice = calibrate(prepared, fit, config)
     names = [s.name for s in prepared.specs]
-    curve = fit_age_curve(export, split, config)
     model = ReconversionModel(
         config.features,
         prepared.vocabulary,
         fit.booster,
         choice.calibration,
         names,
-        metadata={"age_curve": curve},
         num_threads=settings.resolved_threads(),
     )
+    curve = fit_age_curve(export, split, config, model)
+    model.metadata = {"age_curve": curve}
     logger.info("step=baselines best_iteration=%d", fit.best_iteration)
     baselines = fit_baselines(
         prepared.specs, prepared.matrices["train"], prepared.matrices["validation"], config.logistic
@@ -296,12 +296,13 @@ def model_metadata(
 
 
 def fit_age_curve(
-    export: Export, split: TimeSplit, config: TrainingConfig
+    export: Export, split: TimeSplit, config: TrainingConfig, model: ReconversionModel
 ) -> dict[str, Any] | None:
-    """The model's age curve (``features.age_curve``), as stored in its metadata: comeback
-    rates by age from the history known when the test window starts, relative to the
-    oldest age the model is trained and calibrated on. None when turned off
-    (``calibration.age_curve``) or when the history holds too few old examples."""
+    """The age curve (``features.age_curve``) of ``model`` (trained and calibrated, without
+    a curve), as stored in its metadata: at each age, comebacks over the comebacks the model
+    expected, from the history known when the test window starts, relative to the oldest
+    age it is trained and calibrated on. None when turned off (``calibration.age_curve``) or
+    when the history holds too few old examples."""
     settings = config.calibration
     reference = trained_age(rejection_ages(split))
     if not settings.age_curve or reference is None:
@@ -313,10 +314,10 @@ def fit_age_curve(
         reference,
         settings.age_curve_days,
         settings.age_curve_min_examples,
+        model.predict_examples,
     )
-    logger.info(
-        "step=age_curve factors=%s", "none" if curve is None else curve.to_dict()["factors"]
-    )
+    factors = "none" if curve is None else curve.factors_by_age()
+    logger.info("step=age_curve factors=%s", factors)
     return None if curve is None else curve.to_dict()
 
 

@@ -4,13 +4,21 @@ model's trained age by the one predictor every path scores with."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features.age_curve import AgeCurve, AgeRate, age_rates, estimate_age_curve
+from features.age_curve import (
+    PRIOR_EXPECTED,
+    AgeCurve,
+    AgeRate,
+    age_rates,
+    estimate_age_curve,
+    fitted_factors,
+)
 from features.config import FeatureConfig
 from features.dataset import ExampleSet, build_training_set, uncensored
 from features.history import history_from_export
@@ -26,28 +34,24 @@ AGES = (90, 180, 365, 545)
 
 
 def _curve() -> AgeCurve:
-    """Reference rate 0.1 at 90 days; 0.04 at 180, 0.015 at 365; 0.2 at 545 (noise above
-    the reference, capped at 1)."""
+    """A curve with its factors as stored: 0.4 at 180 days, 0.15 at 365 and 545."""
     return AgeCurve(
         90.0,
-        AgeRate(90, 399, 39),  # (39 + 0.5) / 400 = 0.09875
-        (AgeRate(180, 199, 7), AgeRate(365, 199, 2), AgeRate(545, 99, 20)),
+        AgeRate(90, 399, 39, 40.0),
+        (AgeRate(180, 199, 7, 18.0), AgeRate(365, 199, 2, 15.0), AgeRate(545, 99, 1, 6.0)),
+        (0.4, 0.15, 0.15),
     )
 
 
-def test_the_factor_is_one_up_to_the_trained_age_and_follows_the_rates_after_it() -> None:
+def test_the_factor_is_one_up_to_the_trained_age_and_follows_the_curve_after_it() -> None:
     curve = _curve()
-    reference = 39.5 / 400
-    at_180, at_365 = 7.5 / 200 / reference, 2.5 / 200 / reference
 
-    ages = np.array([0.0, 90.0, 90.99, 135.0, 180.0, 272.5, 365.0, 545.0, 2000.0, np.nan])
+    ages = np.array([0.0, 90.0, 90.99, 135.0, 180.0, 272.5, 365.0, 2000.0, np.nan])
     factors = curve.factor(ages)
 
-    expected = [1.0, 1.0, 1.0, (1 + at_180) / 2, at_180, (at_180 + at_365) / 2, at_365, 1.0]
-    np.testing.assert_allclose(factors[:8], expected, rtol=1e-12)
-    assert factors[8] == 1.0  # past the last age its factor holds: 545's, capped at 1
-    assert factors[9] == 1.0  # an unknown age is left alone
-    assert curve.factors_by_age() == {"180": round(at_180, 6), "365": round(at_365, 6), "545": 1.0}
+    expected = [1.0, 1.0, 1.0, 0.7, 0.4, 0.275, 0.15, 0.15, 1.0]  # the last holds; NaN: 1
+    np.testing.assert_allclose(factors, expected, rtol=1e-12)
+    assert curve.factors_by_age() == {"180": 0.4, "365": 0.15, "545": 0.15}
 
 
 def test_a_curve_survives_its_json_form() -> None:
@@ -58,12 +62,44 @@ def test_a_curve_survives_its_json_form() -> None:
         "age_days": 90,
         "examples": 399,
         "comebacks": 39,
+        "expected": 40.0,
         "rate": round(39.5 / 400, 6),
     }
 
 
 def test_an_age_without_comebacks_gets_a_small_rate_not_zero() -> None:
     assert AgeRate(730, 149, 0).rate == pytest.approx(0.5 / 150)
+
+
+def test_factors_compare_comebacks_with_what_the_model_expected_relative_to_the_reference() -> None:
+    # Given a model right at its reference age, and 5 comebacks where it expected 20 at 180
+    reference = AgeRate(90, 400, 38, 38.0)
+    older = [AgeRate(180, 300, 5, 20.0)]
+
+    # Then the factor is observed over expected, shrunk towards 1 by the prior
+    (factor,) = fitted_factors(reference, older)
+    assert factor == pytest.approx((5 + PRIOR_EXPECTED) / (20 + PRIOR_EXPECTED))
+
+
+def test_factors_never_rise_with_age_nor_pass_one() -> None:
+    # Given a reference the model got right, and older ages whose observed-over-expected
+    # ratios are 12/22, 5/17, 8/14 and 14/8 (a noisy rise after 270 days)
+    reference = AgeRate(90, 400, 40, 40.0)
+    older = [
+        AgeRate(180, 300, 10, 20.0),
+        AgeRate(270, 250, 3, 15.0),
+        AgeRate(365, 200, 6, 12.0),
+        AgeRate(545, 100, 12, 6.0),
+    ]
+
+    factors = fitted_factors(reference, older)
+
+    # Then the rise is pooled with the ages before it, each weighted by its expected
+    # comebacks and the prior (22, 17, 14, 8): isotonic regression pools all four here
+    assert factors == pytest.approx((39 / 61,) * 4, rel=1e-9)
+    # And a ratio above the reference's is cut to 1: the curve never raises a score
+    assert fitted_factors(reference, [AgeRate(180, 300, 30, 20.0)]) == (1.0,)
+    assert all(a >= b for a, b in itertools.pairwise(fitted_factors(reference, older[:2])))
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +114,21 @@ def export_cut(
     return microseconds(cut), small_export, load_export(folder)
 
 
-def test_rates_use_nothing_after_the_cut(export_cut: tuple[int, Export, Export]) -> None:
+def test_rates_use_nothing_after_the_cut(
+    export_cut: tuple[int, Export, Export], plain: ReconversionModel
+) -> None:
     cut_us, whole, as_it_stood = export_cut
-    from_whole = age_rates(history_from_export(whole, CONFIG), CONFIG, cut_us, AGES)
-    from_cut = age_rates(history_from_export(as_it_stood, CONFIG), CONFIG, cut_us, AGES)
+    predict = plain.predict_examples
+    from_whole = age_rates(history_from_export(whole, CONFIG), CONFIG, cut_us, AGES, predict)
+    from_cut = age_rates(history_from_export(as_it_stood, CONFIG), CONFIG, cut_us, AGES, predict)
 
-    assert from_whole == from_cut
-    assert all(rate.examples > 0 for rate in from_whole)
+    assert [(r.age_days, r.examples, r.comebacks) for r in from_whole] == [
+        (r.age_days, r.examples, r.comebacks) for r in from_cut
+    ]
+    np.testing.assert_allclose(
+        [r.expected for r in from_whole], [r.expected for r in from_cut], rtol=1e-9
+    )
+    assert all(rate.examples > 0 and rate.expected > 0 for rate in from_whole)
 
 
 def test_rates_count_open_rejections_whose_whole_horizon_is_seen(
@@ -123,19 +167,21 @@ def _rate_by_hand(export: Export, cut_us: int, age: int) -> tuple[int, int, int]
 
 
 def test_a_curve_needs_enough_examples_at_the_reference_and_at_an_older_age(
-    export_cut: tuple[int, Export, Export],
+    export_cut: tuple[int, Export, Export], plain: ReconversionModel
 ) -> None:
     cut_us, whole, _ = export_cut
     history = history_from_export(whole, CONFIG)
-    rates = age_rates(history, CONFIG, cut_us, AGES)
+    predict = plain.predict_examples
+    rates = age_rates(history, CONFIG, cut_us, AGES, predict)
     enough = min(r.examples for r in rates[:2])
 
-    curve = estimate_age_curve(history, CONFIG, cut_us, 90.0, AGES[1:], enough)
+    curve = estimate_age_curve(history, CONFIG, cut_us, 90.0, AGES[1:], enough, predict)
     assert curve is not None
     assert curve.reference == rates[0]
     assert curve.rates[0] == rates[1]
     assert all(r.examples >= enough for r in curve.rates)
-    assert estimate_age_curve(history, CONFIG, cut_us, 90.0, AGES[1:], 10**6) is None
+    assert curve.factors == fitted_factors(rates[0], curve.rates)
+    assert estimate_age_curve(history, CONFIG, cut_us, 90.0, AGES[1:], 10**6, predict) is None
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +197,12 @@ def _plain_and_curved(examples: ExampleSet) -> tuple[ReconversionModel, Reconver
     metadata = {k: v for k, v in model.metadata.items() if k != "age_curve"}
     plain = dataclasses.replace(model, metadata=metadata)
     return plain, dataclasses.replace(model, metadata={**metadata, "age_curve": _curve().to_dict()})
+
+
+@pytest.fixture(scope="module")
+def plain(examples: ExampleSet) -> ReconversionModel:
+    """A model trained on re-scores up to 90 days, without an age curve."""
+    return _plain_and_curved(examples)[0]
 
 
 def test_the_model_multiplies_old_rejections_probabilities_by_their_factor(

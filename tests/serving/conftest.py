@@ -47,9 +47,13 @@ class TestClient(StarletteTestClient):
 
 #: The oldest rejection the serving tests' model was trained and calibrated on (days).
 TRAINED_AGE_DAYS = 90.0
-#: Its age curve: comebacks fall to about a third at 180 days and a tenth at a year.
+#: Its age curve: comebacks fall to about a third at 180 days and a tenth at a year of
+#: what the model expects.
 AGE_CURVE = AgeCurve(
-    TRAINED_AGE_DAYS, AgeRate(90, 399, 39), (AgeRate(180, 299, 10), AgeRate(365, 199, 1))
+    TRAINED_AGE_DAYS,
+    AgeRate(90, 399, 39, 40.0),
+    (AgeRate(180, 299, 10, 28.0), AgeRate(365, 199, 2, 19.0)),
+    (0.35, 0.1),
 ).to_dict()
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.age_curve import age_rates
+from features.age_curve import age_rates, fitted_factors
 from features.dataset import build_training_set, uncensored
 from features.history import history_from_export
 from features.loading import load_export
@@ -121,7 +121,7 @@ def test_the_model_records_the_oldest_rejections_it_was_trained_and_calibrated_o
     np.testing.assert_array_equal(flagged, examples.keys["offset_days"] > min(expected.values()))
     # And with the age curve turned off, a run would record none
     off = config.with_overrides(**{"calibration.age_curve": False})
-    assert fit_age_curve(load_export(older_export_dir), split, off) is None
+    assert fit_age_curve(load_export(older_export_dir), split, off, loaded) is None
 
 
 def test_the_model_carries_comeback_rates_by_age_from_before_its_test_window(
@@ -135,18 +135,24 @@ def test_the_model_carries_comeback_rates_by_age_from_before_its_test_window(
     reference = loaded.trained_age_days
     assert reference is not None
 
-    # Then its curve holds the rates of the trained age and of each older configured age
-    # with enough examples, as counted from that history, and lowers the scores past it
+    # Then its curve holds what rejections of the trained age and of each older configured
+    # age with enough examples did, and what the model (without the curve) expected of
+    # them, as counted from that history; its factors follow, and lower scores past it
     curve = loaded.age_curve
     assert curve is not None
     history = history_from_export(export, config.features)
     ages = [int(reference), *config.calibration.age_curve_days]
-    rates = {r.age_days: r for r in age_rates(history, config.features, cut, ages)}
-    assert curve.reference == rates[int(reference)]
+    predict = age_report.without_curve(loaded).predict_examples
+    counted = age_rates(history, config.features, cut, ages, predict)
+    rates = {r.age_days: r for r in counted}
+    assert curve.reference.examples == rates[int(reference)].examples
+    assert curve.reference.expected == pytest.approx(rates[int(reference)].expected, rel=1e-9)
     enough = config.calibration.age_curve_min_examples
-    assert list(curve.rates) == [
-        r for age, r in rates.items() if age > reference and r.examples >= enough
+    kept = [r for age, r in rates.items() if age > reference and r.examples >= enough]
+    assert [(r.age_days, r.examples, r.comebacks) for r in curve.rates] == [
+        (r.age_days, r.examples, r.comebacks) for r in kept
     ]
+    assert curve.factors == pytest.approx(fitted_factors(rates[int(reference)], kept), rel=1e-9)
     assert len(curve.rates) >= 2
     assert curve.factors[0] < 1.0
     assert curve.factor(np.array([reference]))[0] == 1.0
