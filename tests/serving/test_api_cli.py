@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from serving.cli import available_cores, cap_loaded_thread_pools, threads_per_worker
 from srl.cli import app as srl_app
+from srl.cli import configure_logging
 from tests.servers import SRL, eventually, free_port, running
 from tests.serving.request_support import example_items
 
@@ -198,6 +200,26 @@ def test_an_unknown_srl_log_level_is_a_usage_error_for_every_command() -> None:
     assert result.returncode == 2
     expected = "Error: SRL_LOG_LEVEL: must be one of debug, info, warning, error, critical"
     assert result.stderr.strip() == expected
+
+
+def test_log_level_on_the_command_line_overrides_an_unknown_srl_log_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an unknown level in the environment
+    monkeypatch.setenv("SRL_LOG_LEVEL", "verbose")
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+
+    # When `srl serve --log-level debug` starts, its logging is set up from the option
+    configure_logging(["serve", "--log-level", "debug"])
+    assert root.level == logging.DEBUG
+    configure_logging(["serve", "--log-level=WARNING"])
+
+    # And without the option the variable is still a usage error
+    with pytest.raises(SystemExit) as stopped:
+        configure_logging(["serve"])
+    assert stopped.value.code == 2
 
 
 def _children(pid: int) -> set[int]:
