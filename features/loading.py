@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.coercion import TableCheck, check_table
 from features.contract import (
@@ -27,7 +28,7 @@ from features.contract import (
 )
 from features.problems import ContractError, Problem
 from features.table_files import locate_table_files, read_table_file
-from features.text import loose_id, text_of
+from features.text import arrow_loose_ids, text_of
 from features.timestamps import as_utc, latest_believable_time
 
 logger = logging.getLogger(__name__)
@@ -305,10 +306,15 @@ def _spaced_leads(known: pd.Index, child_leads: pd.Series, unknown: np.ndarray) 
     spaced = np.zeros(len(child_leads), dtype=bool)
     if unknown.any():
         rows = np.flatnonzero(unknown)
-        loosely_known = pd.Index([loose_id(str(k)) for k in known]).unique()
-        loose = [loose_id(str(v)) for v in child_leads.iloc[rows]]
-        spaced[rows] = positions_in(loosely_known, pd.Series(loose, dtype=object)) >= 0
+        loosely_known = pd.Index(_loose_texts(known)).unique()
+        loose = pd.Series(_loose_texts(child_leads.iloc[rows]), dtype=object)
+        spaced[rows] = positions_in(loosely_known, loose) >= 0
     return spaced
+
+
+def _loose_texts(ids: pd.Index | pd.Series) -> list[str | None]:
+    """``features.text.arrow_loose_ids`` of pandas ids, as Python strings."""
+    return arrow_loose_ids(pa.array(ids.astype(str), pa.string())).to_pylist()
 
 
 def _rejected_rows(check: TableCheck) -> list[RejectedRow]:

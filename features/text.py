@@ -219,8 +219,7 @@ def arrow_loose_ids(texts: pa.Array) -> pa.Array:
     read = [loose_id(t) for t in texts.take(pa.array(others)).to_pylist()]
     mask = np.zeros(len(texts), dtype=bool)
     mask[others] = True
-    replaced = pc.replace_with_mask(loose, pa.array(mask), pa.array(read, pa.string()))
-    return replaced
+    return pc.replace_with_mask(loose, pa.array(mask), pa.array(read, pa.string()))
 
 
 def loose_id(text: str) -> str:

@@ -161,9 +161,11 @@ class LeadNames:
     @functools.cached_property
     def _loosely(self) -> dict[str, tuple[str, ...]]:
         """The leads by their loose id (built the first time a row needs it)."""
+        leads = sorted(self.known)
+        keys = arrow_loose_ids(pa.array(leads, pa.string())).to_pylist()
         grouped: dict[str, list[str]] = {}
-        for lead in sorted(self.known):
-            grouped.setdefault(loose_id(lead), []).append(lead)
+        for key, lead in zip(keys, leads, strict=True):
+            grouped.setdefault(key, []).append(lead)
         return {key: tuple(leads) for key, leads in grouped.items()}
 
     def named(self, lead_id: str) -> tuple[str, ...]:
@@ -213,7 +215,7 @@ class FailClosed:
     Attributes:
         leads: the lead ids of the rejects of ``FAIL_CLOSED_TABLES`` tables, as written
             and without their surrounding spaces (``named_leads``).
-        loose: the same ids read loosely.
+        loose: the same ids read loosely (distinct).
         moved: the lead ids of rejects moved away from their lead's chunk (the same way).
         dropped: scored rows left out so far by ``parts``.
         opened: the scored open rejection of each ``moved`` lead, found by ``parts``.
@@ -221,7 +223,7 @@ class FailClosed:
 
     leads: pa.Array
     moved: pa.Array
-    loose: frozenset[str] = frozenset()
+    loose: pa.Array
     dropped: int = 0
     opened: dict[str, str] = field(default_factory=dict)
 
@@ -232,8 +234,7 @@ class FailClosed:
         mine = rejects.filter(pc.is_in(rejects.column("table"), value_set=tables))
         moved = rejects.filter(rejects.column(LEAD_MOVED_COLUMN))
         named = _named_lead_ids(mine)
-        loose = frozenset(loose_id(lead) for lead in named.to_pylist())
-        return FailClosed(named, _named_lead_ids(moved), loose)
+        return FailClosed(named, _named_lead_ids(moved), pc.unique(arrow_loose_ids(named)))
 
     def parts(self, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
         """The scored parts without rows of ``leads``, counting what was left out."""
@@ -256,10 +257,9 @@ class FailClosed:
         if isinstance(lead_ids, pa.ChunkedArray):
             lead_ids = lead_ids.combine_chunks()
         withheld = pc.is_in(lead_ids, value_set=self.leads).fill_null(False)
-        if not self.loose:
+        if len(self.loose) == 0:
             return withheld
-        loose = pa.array(sorted(self.loose), pa.string())
-        loosely = pc.is_in(arrow_loose_ids(lead_ids), value_set=loose).fill_null(False)
+        loosely = pc.is_in(arrow_loose_ids(lead_ids), value_set=self.loose).fill_null(False)
         return pc.or_(withheld, loosely)
 
     def published(self, rejects: pa.Table, locate: LeadLocator) -> pa.Table:

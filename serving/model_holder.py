@@ -56,7 +56,8 @@ class ReloadOutcome:
     message: str
     policy: str | None = None
     #: A refusal that trying again cannot mend: the version's own files, a version that
-    #: cannot score the example, or a policy refused (until the alias or the file changes).
+    #: cannot score the example, or a policy that breaks a rule (until the alias or the
+    #: file changes; ``_for_good``).
     refused_for_good: bool = False
 
 

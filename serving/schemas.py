@@ -172,9 +172,10 @@ class ModelOut(BaseModel):
     )
     age_factors: dict[str, float] | None = Field(
         description="the factor a probability is multiplied by at each age past "
-        "trained_age_days (days as keys; linear between them, the last one beyond): older "
-        "rejections' comeback rate over the rate at trained_age_days, from the history "
-        "before the model's test window (null: no age curve)"
+        "trained_age_days (days as keys; linear between them, the last one beyond): at each "
+        "age, comebacks over the comebacks the model expected, relative to the same at "
+        "trained_age_days, from the history before the model's test window, non-increasing "
+        "and at most 1 (null: no age curve)"
     )
     policy: str
     features: list[str]

@@ -120,12 +120,13 @@ class CalibrationConfig(_Frozen):
     #: Lower the probabilities of rejections older than the model was fitted on by how
     #: comebacks fall with age before the test window (``features.age_curve``).
     age_curve: bool = True
-    #: The ages, in days from the rejection, whose comeback rates make the curve (those
-    #: at or below the model's trained age are left out; the trained age itself is added).
+    #: The ages, in days from the rejection, whose comebacks (against what the model
+    #: expected) make the curve (those at or below the model's trained age are left out;
+    #: the trained age itself is added).
     age_curve_days: tuple[Annotated[int, Field(ge=1)], ...] = Field(
         default=(180, 270, 365, 455, 545, 730, 910, 1095), min_length=1
     )
-    #: An age's rate counts only with at least this many labelled examples.
+    #: An age counts only with at least this many labelled examples.
     age_curve_min_examples: int = Field(default=100, ge=10)
 
 

@@ -28,6 +28,7 @@ from features.synthetic import write_export
 from features.timestamps import microseconds
 from tests.serving.conftest import train_model
 from tests.training.conftest import cut_tables
+from training.age_report import without_curve
 
 CONFIG = FeatureConfig()
 AGES = (90, 180, 365, 545)
@@ -193,10 +194,9 @@ def examples(small_export: Export) -> ExampleSet:
 
 def _plain_and_curved(examples: ExampleSet) -> tuple[ReconversionModel, ReconversionModel]:
     """A model trained on re-scores up to 90 days without an age curve, and with one."""
-    model = train_model(examples.take(examples.keys["offset_days"].to_numpy() <= 90))
-    metadata = {k: v for k, v in model.metadata.items() if k != "age_curve"}
-    plain = dataclasses.replace(model, metadata=metadata)
-    return plain, dataclasses.replace(model, metadata={**metadata, "age_curve": _curve().to_dict()})
+    plain = without_curve(train_model(examples.take(examples.keys["offset_days"].to_numpy() <= 90)))
+    curve = _curve().to_dict()
+    return plain, dataclasses.replace(plain, metadata={**plain.metadata, "age_curve": curve})
 
 
 @pytest.fixture(scope="module")
