@@ -66,6 +66,16 @@ def label_examples(
     return Labels(reconverted, won, censored, days, target)
 
 
+def reconverted_by(history: History, examples: Examples, end_us: np.ndarray | int) -> np.ndarray:
+    """Whether an opportunity of each example's lead was created in ``(as_of, end_us]``: a
+    comeback seen by ``end_us``, for an example whose horizon ends after it."""
+    created = history.opportunities_created
+    lead = history.rejections.lead[examples.rejection_row]
+    end = np.broadcast_to(np.asarray(end_us, dtype=np.int64), examples.as_of.shape)
+    first, last = event_positions(created, lead, [examples.as_of, end])
+    return np.asarray(last > first)
+
+
 def _days_to_first(
     created: Events, as_of: np.ndarray, first: np.ndarray, last: np.ndarray
 ) -> np.ndarray:

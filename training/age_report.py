@@ -21,18 +21,29 @@ AGE_BANDS = ((0, 0), (30, 30), (90, 90), (180, 180), (270, 365), (450, 630), (73
 
 
 def age_curve_table(model: ReconversionModel) -> pd.DataFrame:
-    """The model's age curve, one row per age (the reference first, factor 1): labelled
-    ``examples``, ``comebacks``, the comebacks the model ``expected`` (its probabilities
-    summed, without the curve), the smoothed ``rate`` and the ``factor`` a probability at
-    that age is multiplied by. Empty for a model without a curve."""
+    """The model's age curve, one row per age (the reference first, factor 1): the
+    ``examples`` whose horizon was seen, how many of them only ``partly_observed``, all of
+    them as whole horizons (``exposure``), ``comebacks``, the comebacks the model
+    ``expected`` (its probabilities summed, without the curve, each times the share of the
+    horizon seen), the smoothed ``rate`` and the ``factor`` a probability at that age is
+    multiplied by. Empty for a model without a curve."""
     curve = model.age_curve
-    columns = ["age_days", "examples", "comebacks", "expected", "rate", "factor"]
+    columns = [
+        "age_days",
+        "examples",
+        "partly_observed",
+        "exposure",
+        "comebacks",
+        "expected",
+        "rate",
+        "factor",
+    ]
     if curve is None:
         return pd.DataFrame(columns=columns)
     rates = (curve.reference, *curve.rates)
     factors = [1.0, *curve.factors]
     rows = [
-        (r.age_days, r.examples, r.comebacks, r.expected, r.rate, f)
+        (r.age_days, r.examples, r.partly_observed, r.exposure, r.comebacks, r.expected, r.rate, f)
         for r, f in zip(rates, factors, strict=True)
     ]
     return pd.DataFrame(rows, columns=columns)

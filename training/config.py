@@ -126,8 +126,11 @@ class CalibrationConfig(_Frozen):
     age_curve_days: tuple[Annotated[int, Field(ge=1)], ...] = Field(
         default=(180, 270, 365, 455, 545, 730, 910, 1095), min_length=1
     )
-    #: An age counts only with at least this many labelled examples.
+    #: An age counts only with at least this many examples whose horizon is seen.
     age_curve_min_examples: int = Field(default=100, ge=10)
+    #: An example whose horizon is only partly seen before the test window counts when at
+    #: least this many days of it are, for what they show; None: whole horizons only.
+    age_curve_min_window_days: Annotated[int, Field(ge=1)] | None = 90
 
 
 class LogisticConfig(_Frozen):

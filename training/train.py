@@ -315,6 +315,7 @@ def fit_age_curve(
         settings.age_curve_days,
         settings.age_curve_min_examples,
         model.predict_examples,
+        settings.age_curve_min_window_days,
     )
     factors = "none" if curve is None else curve.factors_by_age()
     logger.info("step=age_curve factors=%s", factors)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +13,20 @@ import pandas as pd
 import pytest
 
 from features.age_curve import (
+    MIN_TIMING_COMEBACKS,
     PRIOR_EXPECTED,
     AgeCurve,
     AgeRate,
+    ComebackTiming,
     age_rates,
     estimate_age_curve,
     fitted_factors,
+    observed_by,
 )
 from features.config import FeatureConfig
 from features.dataset import ExampleSet, build_training_set, uncensored
-from features.history import history_from_export
+from features.examples import Examples, training_examples
+from features.history import DAY_US, History, history_from_export
 from features.loading import Export, load_export
 from features.predictor import AGE_FEATURE, ReconversionModel
 from features.synthetic import write_export
@@ -32,6 +37,8 @@ from training.age_report import without_curve
 
 CONFIG = FeatureConfig()
 AGES = (90, 180, 365, 545)
+#: Partly seen horizons count from this many days seen (the training default).
+WINDOW = 90
 
 
 def _curve() -> AgeCurve:
@@ -64,8 +71,36 @@ def test_a_curve_survives_its_json_form() -> None:
         "examples": 399,
         "comebacks": 39,
         "expected": 40.0,
+        "partly_observed": 0,
+        "partial_exposure": 0.0,
         "rate": round(39.5 / 400, 6),
     }
+
+
+def test_a_curve_stored_before_partly_seen_horizons_counted_still_loads() -> None:
+    stored = _curve().to_dict()
+    for age in stored["ages"]:
+        del age["partly_observed"], age["partial_exposure"]
+
+    assert AgeCurve.from_dict(stored) == _curve()
+
+
+def test_a_partly_seen_example_counts_for_its_share_of_a_horizon() -> None:
+    # Given 100 examples of which 40 were seen for part of their horizon, worth 10 horizons
+    rate = AgeRate(365, 100, 3, 5.0, partly_observed=40, partial_exposure=10.0)
+
+    # Then the rate divides by 60 + 10 horizons
+    assert rate.exposure == 70.0
+    assert rate.rate == pytest.approx(3.5 / 71)
+    assert AgeRate.__dataclass_fields__["partly_observed"].default == 0
+
+
+def test_comeback_timing_gives_the_share_of_comebacks_within_a_window() -> None:
+    timing = ComebackTiming(np.array([10.0, 20.0, 30.0, 40.0]))
+
+    shares = timing.share(np.array([5.0, 10.0, 25.0, 40.0, 365.0]))
+
+    np.testing.assert_array_equal(shares, [0.0, 0.25, 0.5, 1.0, 1.0])
 
 
 def test_an_age_without_comebacks_gets_a_small_rate_not_zero() -> None:
@@ -115,56 +150,136 @@ def export_cut(
     return microseconds(cut), small_export, load_export(folder)
 
 
+@pytest.mark.parametrize("window", [None, WINDOW], ids=["whole-horizons", "partly-seen-too"])
 def test_rates_use_nothing_after_the_cut(
-    export_cut: tuple[int, Export, Export], plain: ReconversionModel
+    export_cut: tuple[int, Export, Export], plain: ReconversionModel, window: int | None
 ) -> None:
     cut_us, whole, as_it_stood = export_cut
     predict = plain.predict_examples
-    from_whole = age_rates(history_from_export(whole, CONFIG), CONFIG, cut_us, AGES, predict)
-    from_cut = age_rates(history_from_export(as_it_stood, CONFIG), CONFIG, cut_us, AGES, predict)
+    history, history_as_it_stood = (history_from_export(e, CONFIG) for e in (whole, as_it_stood))
+    from_whole = age_rates(history, CONFIG, cut_us, AGES, predict, window)
+    from_cut = age_rates(history_as_it_stood, CONFIG, cut_us, AGES, predict, window)
 
-    assert [(r.age_days, r.examples, r.comebacks) for r in from_whole] == [
-        (r.age_days, r.examples, r.comebacks) for r in from_cut
+    assert [(r.age_days, r.examples, r.comebacks, r.partly_observed) for r in from_whole] == [
+        (r.age_days, r.examples, r.comebacks, r.partly_observed) for r in from_cut
     ]
-    np.testing.assert_allclose(
-        [r.expected for r in from_whole], [r.expected for r in from_cut], rtol=1e-9
-    )
+    for field in ("expected", "partial_exposure"):
+        np.testing.assert_allclose(
+            [getattr(r, field) for r in from_whole],
+            [getattr(r, field) for r in from_cut],
+            rtol=1e-9,
+        )
     assert all(rate.examples > 0 and rate.expected > 0 for rate in from_whole)
+    assert all(rate.partly_observed > 0 for rate in from_whole) == (window is not None)
 
 
-def test_rates_count_open_rejections_whose_whole_horizon_is_seen(
-    export_cut: tuple[int, Export, Export],
+@pytest.mark.parametrize("window", [None, WINDOW], ids=["whole-horizons", "partly-seen-too"])
+def test_rates_count_open_rejections_whose_horizon_is_seen(
+    export_cut: tuple[int, Export, Export], window: int | None
 ) -> None:
     cut_us, whole, _ = export_cut
-    rates = age_rates(history_from_export(whole, CONFIG), CONFIG, cut_us, AGES)
+    a_tenth = _constant_probability(0.1)
+    rates = age_rates(history_from_export(whole, CONFIG), CONFIG, cut_us, AGES, a_tenth, window)
 
-    expected = [_rate_by_hand(whole, cut_us, age) for age in AGES]
-    assert [(r.age_days, r.examples, r.comebacks) for r in rates] == expected
+    by_hand = _rates_by_hand(whole, cut_us, window)
+    assert [(r.age_days, r.examples, r.comebacks, r.partly_observed) for r in rates] == [
+        (age, n, c, partly) for age, (n, c, partly, _) in by_hand.items()
+    ]
+    # The model is expected its probability times the share of the horizon seen
+    exposures = [r.examples - r.partly_observed + r.partial_exposure for r in rates]
+    np.testing.assert_allclose(
+        [r.partial_exposure for r in rates], [e for *_, e in by_hand.values()], rtol=1e-9
+    )
+    np.testing.assert_allclose([r.expected for r in rates], np.multiply(exposures, 0.1))
 
 
-def _rate_by_hand(export: Export, cut_us: int, age: int) -> tuple[int, int, int]:
-    """The same count from the tables with pandas: each rejection still open ``age`` days
-    after it (no opportunity of the lead since, no later rejection of the lead), scored and
-    labelled by the cut, and whether the lead had an opportunity within the horizon."""
+def _constant_probability(p: float) -> Callable[[History, Examples], np.ndarray]:
+    return lambda _history, examples: np.full(len(examples), p)
+
+
+def _rates_by_hand(
+    export: Export, cut_us: int, window: int | None
+) -> dict[int, tuple[int, int, int, float]]:
+    """The same counts from the tables with pandas, per age: examples, comebacks, partly seen
+    examples and their summed shares. An example is a rejection still open ``age`` days after
+    it (no opportunity of the lead since, no later rejection of the lead) and scored by the
+    cut; it counts when its horizon ends by the cut or, with ``window``, when that many days
+    of it are seen, and it came back when the lead had an opportunity within the horizon (by
+    the cut). A partly seen example's share is that of the whole horizons' comebacks (every
+    age pooled) that came within the days it saw."""
     rejections = export.tables["rejections"]
     opportunities = export.tables["opportunities"]
     cut = pd.Timestamp(cut_us, unit="us", tz="UTC")
     horizon = pd.Timedelta(days=CONFIG.horizon_days)
-    examples = comebacks = 0
     created = opportunities.groupby("lead_id")["created_at"].apply(list).to_dict()
     rejected = rejections.groupby("lead_id")["rejected_at"].apply(list).to_dict()
+    whole_days: list[float] = []
+    seen: dict[int, list[tuple[bool, bool, float]]] = {age: [] for age in AGES}
     for lead, rejected_at in zip(rejections["lead_id"], rejections["rejected_at"], strict=True):
-        as_of = rejected_at + pd.Timedelta(days=age)
-        if as_of + horizon > cut:
-            continue
         opened = created.get(lead, [])
-        if any(rejected_at < t <= as_of for t in opened):
-            continue
-        if any(rejected_at < t <= as_of for t in rejected[lead]):
-            continue
-        examples += 1
-        comebacks += any(as_of < t <= as_of + horizon for t in opened)
-    return age, examples, comebacks
+        for age in AGES:
+            as_of = rejected_at + pd.Timedelta(days=age)
+            if as_of > cut or any(rejected_at < t <= as_of for t in [*opened, *rejected[lead]]):
+                continue
+            end = min(as_of + horizon, cut)
+            days = [(t - as_of) / pd.Timedelta(days=1) for t in opened if as_of < t <= end]
+            partly = as_of + horizon > cut
+            window_days = (cut - as_of) / pd.Timedelta(days=1)
+            if partly and (window is None or window_days < window):
+                continue
+            if not partly and days:
+                whole_days.append(min(days))
+            seen[age].append((partly, bool(days), window_days))
+    assert len(whole_days) >= MIN_TIMING_COMEBACKS
+    counts = {}
+    for age, rows in seen.items():
+        shares = [np.mean(np.asarray(whole_days) <= w) for partly, _, w in rows if partly]
+        counts[age] = (len(rows), sum(c for _, c, _ in rows), len(shares), float(sum(shares)))
+    return counts
+
+
+def test_partly_seen_horizons_count_only_for_the_reconverted_target(
+    export_cut: tuple[int, Export, Export],
+) -> None:
+    cut_us, whole, _ = export_cut
+    history = history_from_export(whole, CONFIG)
+    at_ages = CONFIG.model_copy(update={"rescore_offsets_days": AGES})
+    examples = training_examples(history, at_ages, cut_us)
+
+    reconverted = observed_by(history, examples, CONFIG, cut_us, WINDOW)
+    won = observed_by(
+        history, examples, CONFIG.model_copy(update={"target": "won"}), cut_us, WINDOW
+    )
+    whole_only = observed_by(history, examples, CONFIG, cut_us, None)
+
+    assert reconverted.partly.any()
+    assert not won.partly.any()
+    assert not whole_only.partly.any()
+    np.testing.assert_array_equal(reconverted.counted & ~reconverted.partly, whole_only.counted)
+    assert np.all(reconverted.share[whole_only.counted] == 1.0)
+    assert np.all(
+        (reconverted.share[reconverted.partly] > 0) & (reconverted.share[reconverted.partly] <= 1)
+    )
+
+
+def test_partly_seen_horizons_need_enough_whole_horizon_comebacks_for_their_timing(
+    export_cut: tuple[int, Export, Export],
+) -> None:
+    # Given a cut so early that fewer than MIN_TIMING_COMEBACKS whole horizons came back,
+    # while many examples have seen 90 days or more of theirs
+    _, whole, _ = export_cut
+    history = history_from_export(whole, CONFIG)
+    first_rejection = int(history.rejections.time.min())
+    early = first_rejection + (CONFIG.horizon_days + WINDOW + 200) * DAY_US
+    at_ages = CONFIG.model_copy(update={"rescore_offsets_days": AGES})
+    examples = training_examples(history, at_ages, early)
+    whole_only = observed_by(history, examples, CONFIG, early, None)
+    assert 0 < int(np.sum(whole_only.came_back)) < MIN_TIMING_COMEBACKS
+    seen_days = (early - examples.as_of[~whole_only.counted]) / DAY_US
+    assert np.sum(seen_days >= WINDOW) > 100
+
+    # Then only whole horizons count: there is no timing to expect the others by
+    assert not observed_by(history, examples, CONFIG, early, WINDOW).partly.any()
 
 
 def test_a_curve_needs_enough_examples_at_the_reference_and_at_an_older_age(
@@ -173,10 +288,10 @@ def test_a_curve_needs_enough_examples_at_the_reference_and_at_an_older_age(
     cut_us, whole, _ = export_cut
     history = history_from_export(whole, CONFIG)
     predict = plain.predict_examples
-    rates = age_rates(history, CONFIG, cut_us, AGES, predict)
+    rates = age_rates(history, CONFIG, cut_us, AGES, predict, WINDOW)
     enough = min(r.examples for r in rates[:2])
 
-    curve = estimate_age_curve(history, CONFIG, cut_us, 90.0, AGES[1:], enough, predict)
+    curve = estimate_age_curve(history, CONFIG, cut_us, 90.0, AGES[1:], enough, predict, WINDOW)
     assert curve is not None
     assert curve.reference == rates[0]
     assert curve.rates[0] == rates[1]

@@ -143,15 +143,21 @@ def test_the_model_carries_comeback_rates_by_age_from_before_its_test_window(
     history = history_from_export(export, config.features)
     ages = [int(reference), *config.calibration.age_curve_days]
     predict = age_report.without_curve(loaded).predict_examples
-    counted = age_rates(history, config.features, cut, ages, predict)
+    window = config.calibration.age_curve_min_window_days
+    counted = age_rates(history, config.features, cut, ages, predict, window)
     rates = {r.age_days: r for r in counted}
     assert curve.reference.examples == rates[int(reference)].examples
     assert curve.reference.expected == pytest.approx(rates[int(reference)].expected, rel=1e-9)
     enough = config.calibration.age_curve_min_examples
     kept = [r for age, r in rates.items() if age > reference and r.examples >= enough]
-    assert [(r.age_days, r.examples, r.comebacks) for r in curve.rates] == [
-        (r.age_days, r.examples, r.comebacks) for r in kept
+    assert [(r.age_days, r.examples, r.comebacks, r.partly_observed) for r in curve.rates] == [
+        (r.age_days, r.examples, r.comebacks, r.partly_observed) for r in kept
     ]
+    # And horizons partly seen before the test window count: without them, fewer ages would
+    whole_only = age_rates(history, config.features, cut, ages, predict)
+    ages_counted = sum(r.examples >= enough for r in counted)
+    assert sum(r.examples >= enough for r in whole_only) < ages_counted
+    assert all(r.partly_observed > 0 for r in curve.rates)
     assert curve.factors == pytest.approx(fitted_factors(rates[int(reference)], kept), rel=1e-9)
     assert len(curve.rates) >= 2
     assert curve.factors[0] < 1.0
