@@ -22,7 +22,7 @@ AGE_BANDS = ((0, 0), (30, 30), (90, 90), (180, 180), (270, 365), (450, 630), (73
 
 def age_curve_table(model: ReconversionModel) -> pd.DataFrame:
     """The model's age curve, one row per age (the reference first, factor 1): the
-    ``examples`` whose horizon was seen, how many of them only ``partly_observed``, all of
+    ``examples`` whose horizon was seen, how many of them only ``partly_seen``, all of
     them as whole horizons (``exposure``), ``comebacks``, the comebacks the model
     ``expected`` (its probabilities summed, without the curve, each times the share of the
     horizon seen), the smoothed ``rate`` and the ``factor`` a probability at that age is
@@ -31,7 +31,7 @@ def age_curve_table(model: ReconversionModel) -> pd.DataFrame:
     columns = [
         "age_days",
         "examples",
-        "partly_observed",
+        "partly_seen",
         "exposure",
         "comebacks",
         "expected",
@@ -43,10 +43,30 @@ def age_curve_table(model: ReconversionModel) -> pd.DataFrame:
     rates = (curve.reference, *curve.rates)
     factors = [1.0, *curve.factors]
     rows = [
-        (r.age_days, r.examples, r.partly_observed, r.exposure, r.comebacks, r.expected, r.rate, f)
+        (r.age_days, r.examples, r.partly_seen, r.exposure, r.comebacks, r.expected, r.rate, f)
         for r, f in zip(rates, factors, strict=True)
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def partly_seen_note(model: ReconversionModel) -> str:
+    """In plain words, whether the model's age curve counted horizons partly seen before its
+    test window, and the timing check they were expected by (``features.age_curve``)."""
+    curve = model.age_curve
+    if curve is None:
+        return "no age curve"
+    partly = curve.partly_seen
+    if partly is None:
+        return "whole horizons only (the curve was fitted before partly seen horizons counted)"
+    if not partly["counted"]:
+        return f"whole horizons only: {partly['reason']}"
+    check = partly["check"]
+    return (
+        f"horizons seen for {partly['min_window_days']} days or more count; a year before the "
+        f"test window {check['seen']} of {check['comebacks']} comebacks fell within the days "
+        f"seen where the pooled timing expected {check['pooled_expected']:.1f}: hazard ratio "
+        f"{check['hazard_ratio']:.2f}"
+    )
 
 
 def without_curve(model: ReconversionModel) -> ReconversionModel:

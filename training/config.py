@@ -126,11 +126,14 @@ class CalibrationConfig(_Frozen):
     age_curve_days: tuple[Annotated[int, Field(ge=1)], ...] = Field(
         default=(180, 270, 365, 455, 545, 730, 910, 1095), min_length=1
     )
-    #: An age counts only with at least this many examples whose horizon is seen.
+    #: An age counts only with examples worth at least this many whole horizons.
     age_curve_min_examples: int = Field(default=100, ge=10)
     #: An example whose horizon is only partly seen before the test window counts when at
-    #: least this many days of it are, for what they show; None: whole horizons only.
-    age_curve_min_window_days: Annotated[int, Field(ge=1)] | None = 90
+    #: least this many days of it are, for the share of comebacks those days hold (the
+    #: ``reconverted`` target only, with 20 wholly seen comebacks to time them and 10 a year
+    #: earlier to fit the timing to the time of year; less than ``features.horizon_days``);
+    #: None: whole horizons only.
+    age_curve_min_window_days: Annotated[int, Field(ge=30)] | None = 90
 
 
 class LogisticConfig(_Frozen):
@@ -181,6 +184,17 @@ class TrainingConfig(_Frozen):
     registered_model_name: str = Field(default=DEFAULT_MODEL_NAME, min_length=1)
     experiment_name: str = Field(default=DEFAULT_MODEL_NAME, min_length=1)
     shap_sample: int = Field(default=2000, ge=10)
+
+    @model_validator(mode="after")
+    def _age_curve_window_shorter_than_the_horizon(self) -> TrainingConfig:
+        window = self.calibration.age_curve_min_window_days
+        if window is not None and window >= self.features.horizon_days:
+            raise ValueError(
+                f"calibration.age_curve_min_window_days ({window}) must be shorter than "
+                f"features.horizon_days ({self.features.horizon_days}): a horizon seen that "
+                "long is seen whole; use null to count whole horizons only"
+            )
+        return self
 
     def with_overrides(self, **changes: Any) -> TrainingConfig:
         """A copy with some settings replaced (dotted names reach into sections).

@@ -315,10 +315,11 @@ def fit_age_curve(
         settings.age_curve_days,
         settings.age_curve_min_examples,
         model.predict_examples,
-        settings.age_curve_min_window_days,
+        min_window_days=settings.age_curve_min_window_days,
     )
     factors = "none" if curve is None else curve.factors_by_age()
-    logger.info("step=age_curve factors=%s", factors)
+    partly_seen = None if curve is None else curve.partly_seen
+    logger.info("step=age_curve factors=%s partly_seen=%s", factors, partly_seen)
     return None if curve is None else curve.to_dict()
 
 

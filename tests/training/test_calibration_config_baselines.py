@@ -90,6 +90,19 @@ def test_unknown_or_out_of_range_settings_are_refused(tmp_path: Path) -> None:
         TrainingConfig().with_overrides(**{"features.target": "sold"})
 
 
+def test_a_partly_seen_horizon_window_must_be_shorter_than_the_horizon() -> None:
+    # A window as long as the horizon would count nothing partly seen, silently
+    as_long = {"calibration.age_curve_min_window_days": 365}
+    with pytest.raises(ValidationError, match=r"age_curve_min_window_days \(365\).*\(365\)"):
+        TrainingConfig().with_overrides(**as_long)
+    with pytest.raises(ValidationError, match="age_curve_min_window_days"):
+        TrainingConfig().with_overrides(**{"calibration.age_curve_min_window_days": 7})
+    shorter_horizon = {"features.horizon_days": 180, "calibration.age_curve_min_window_days": 90}
+    assert TrainingConfig().with_overrides(**shorter_horizon).features.horizon_days == 180
+    whole_only = TrainingConfig(calibration=CalibrationConfig(age_curve_min_window_days=None))
+    assert whole_only.calibration.age_curve_min_window_days is None
+
+
 def test_overrides_reach_into_sections_and_skip_none() -> None:
     config = TrainingConfig().with_overrides(
         **{"features.horizon_days": 180, "seed": None, "lightgbm.num_threads": 1}

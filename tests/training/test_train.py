@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.age_curve import age_rates, fitted_factors
+from features.age_curve import age_rates, fitted_factors, partly_seen_timing
 from features.dataset import build_training_set, uncensored
 from features.history import history_from_export
 from features.loading import load_export
@@ -144,20 +144,24 @@ def test_the_model_carries_comeback_rates_by_age_from_before_its_test_window(
     ages = [int(reference), *config.calibration.age_curve_days]
     predict = age_report.without_curve(loaded).predict_examples
     window = config.calibration.age_curve_min_window_days
-    counted = age_rates(history, config.features, cut, ages, predict, window)
+    partly = partly_seen_timing(history, config.features, cut, ages, window)
+    counted = age_rates(history, config.features, cut, ages, predict=predict, partly=partly)
     rates = {r.age_days: r for r in counted}
     assert curve.reference.examples == rates[int(reference)].examples
     assert curve.reference.expected == pytest.approx(rates[int(reference)].expected, rel=1e-9)
     enough = config.calibration.age_curve_min_examples
-    kept = [r for age, r in rates.items() if age > reference and r.examples >= enough]
-    assert [(r.age_days, r.examples, r.comebacks, r.partly_observed) for r in curve.rates] == [
-        (r.age_days, r.examples, r.comebacks, r.partly_observed) for r in kept
+    kept = [r for age, r in rates.items() if age > reference and r.exposure >= enough]
+    assert [(r.age_days, r.examples, r.comebacks, r.partly_seen) for r in curve.rates] == [
+        (r.age_days, r.examples, r.comebacks, r.partly_seen) for r in kept
     ]
-    # And horizons partly seen before the test window count: without them, fewer ages would
-    whole_only = age_rates(history, config.features, cut, ages, predict)
-    ages_counted = sum(r.examples >= enough for r in counted)
-    assert sum(r.examples >= enough for r in whole_only) < ages_counted
-    assert all(r.partly_observed > 0 for r in curve.rates)
+    # And horizons partly seen before the test window count, their timing checked a horizon
+    # earlier: without them, fewer ages would
+    assert curve.partly_seen == partly.to_dict()
+    assert partly.timing is not None
+    whole_only = age_rates(history, config.features, cut, ages, predict=predict)
+    ages_counted = sum(r.exposure >= enough for r in counted)
+    assert sum(r.exposure >= enough for r in whole_only) < ages_counted
+    assert all(r.partly_seen > 0 for r in curve.rates)
     assert curve.factors == pytest.approx(fitted_factors(rates[int(reference)], kept), rel=1e-9)
     assert len(curve.rates) >= 2
     assert curve.factors[0] < 1.0
@@ -458,12 +462,16 @@ def test_the_age_report_reads_the_curve_on_examples_the_model_was_not_fitted_on(
 
     # When its calibration is read by age
     curve = age_report.age_curve_table(loaded)
+    note = age_report.partly_seen_note(loaded)
     table = age_report.calibration_by_age(export, loaded).set_index("days since the rejection")
 
     # Then the curve starts at the trained age with factor 1, and past that age the curve
     # lowers the mean probability, never before it
     assert curve["age_days"].iloc[0] == loaded.trained_age_days
     assert curve["factor"].iloc[0] == 1.0
+    assert (curve["exposure"] <= curve["examples"]).all()
+    assert note.startswith(("horizons seen for 90 days or more count", "whole horizons only: "))
+    assert age_report.partly_seen_note(age_report.without_curve(loaded)) == "no age curve"
     young, old = table.loc[["0", "30", "90"]], table.loc[["180", "270 to 365", "450 to 630"]]
     assert (young["mean_p_with_curve"] == young["mean_p_without_curve"]).all()
     assert (old["mean_p_with_curve"] < old["mean_p_without_curve"]).all()
