@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 
@@ -159,6 +159,26 @@ def _check_folder(target: Path, folder: Path) -> None:
         raise OutputPathError(f"{target}: cannot be written, {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputPathError(f"{target}: cannot be written, no permission to write in {existing}")
+
+
+def remove_stale_partials(path: str | Path) -> list[Path]:
+    """Remove the temporary files ``StagedFiles.write`` left beside ``path`` when a process
+    was killed (``kill -9``) before it could publish or discard them; return them.
+
+    Only names of exactly that form (``.<name>.<8 random characters>.partial``) are taken,
+    so another output's temporaries (``.<name>.x.<8>.partial``) stay. Call it only while no
+    other process may be writing ``path`` (for the batch job, while it holds the output's
+    lock).
+    """
+    target = Path(path)
+    stale = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}\.partial")
+    removed = []
+    with suppress(FileNotFoundError):
+        for entry in target.parent.iterdir():
+            if stale.fullmatch(entry.name) and entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
 
 
 class StagedFiles:

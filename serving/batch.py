@@ -33,7 +33,9 @@ from features.output import (
     OutputWriteError,
     StagedFiles,
     check_output_file,
+    remove_stale_partials,
 )
+from serving.batch_guard import input_problems
 from serving.batch_job import (
     EXIT_USAGE,
     BatchError,
@@ -74,6 +76,7 @@ from serving.batch_summary import (
     done_summary,
     fail,
     refusal_may_be_written,
+    refused_inputs,
     request_failure,
     stopped_summary,
     summary_writable,
@@ -133,6 +136,9 @@ def run_batch(
 def _run_locked(request: BatchRequest, progress: Progress | None, spark: Any) -> BatchSummary:
     """The job, once it holds its output's lock (it alone writes the summary then)."""
     _refused(request, WorkDirectory.beside(request.out).check_usable, locked=True)
+    for path in (request.out, request.rejects_path, request.summary_path):
+        for stale in remove_stale_partials(path):
+            logger.warning("batch removed %s (left by a job killed while writing)", stale.name)
     record = JobRecord()
     try:
         return _run(request, progress if progress is not None else progress_for(), spark, record)
@@ -352,11 +358,20 @@ def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
     ``BatchError`` is raised; the work directory is kept so that a rerun resumes. Once the
     files are moved into place, a SIGTERM no longer stops the job (``publishing``).
 
+    Before any of it, inputs that would route the wrong people (``serving.batch_guard``)
+    fail the job, its work kept.
+
     Raises:
-        BatchError: the output, the rejects or the summary could not be written.
+        BatchError: the inputs were refused, or the output, the rejects or the summary
+            could not be written.
     """
     began = time.monotonic()
     request = context.request
+    refusals = input_problems(
+        job.input_rows, job.rejects, request.allow_missing, request.max_rejected_share
+    )
+    if refusals:
+        raise BatchError(refused_inputs(context, job, refusals))
     fail_closed = FailClosed.of(job.rejects)
     try:
         with StagedFiles() as staged:

@@ -18,6 +18,7 @@ from features.model_store import ModelLoadError
 from features.output import OutputPathError, describe_os_error
 from features.problems import ContractError
 from serving.batch import run_batch
+from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE, GUARDED_TABLES
 from serving.batch_job import (
     DEFAULT_CHUNK_LEADS,
     DEFAULT_MODEL_URI,
@@ -118,13 +119,35 @@ def score(
             "a resumed job keeps its first stamp).",
         ),
     ] = None,
+    allow_missing: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-missing",
+            callback=_guarded_tables,
+            metavar="[consent|opportunities]",
+            help="An optional table (consent, opportunities) the job may run without, "
+            "absent or empty; repeat for both. Without it such an export fails the job.",
+        ),
+    ] = None,
+    max_rejected_share: Annotated[
+        float,
+        typer.Option(
+            "--max-rejected-share",
+            min=0.0,
+            max=1.0,
+            help="The largest share of any table's rows that may be set aside; more fails "
+            "the job (1 never does).",
+        ),
+    ] = DEFAULT_MAX_REJECTED_SHARE,
 ) -> None:
     """Score and route every open rejected lead of an export into one file.
 
     Exit code 0: all rows scored; 3: scored, but some input rows were rejected (see
     <out>.rejects.csv); 1: failed, nothing written at --out, the summary says why (rerun to
-    resume); 2: bad command line, including an --out whose files cannot be written
-    (checked before any work; the summary then says failed too, when it can be written);
+    resume), including an export without consent or opportunities (see --allow-missing) or
+    with more than --max-rejected-share of a table's rows set aside; 2: bad command line,
+    including an --out whose files cannot be written (checked before any work; the
+    summary then says failed too, when it can be written);
     75: another job is writing --out now, try again later (its summary is left alone);
     143 (129, 130): stopped by SIGTERM (SIGHUP, Ctrl-C), nothing written at --out, the
     summary says failed (rerun to resume).
@@ -140,6 +163,8 @@ def score(
         chunk_leads=chunk_leads,
         workers=workers,
         scored_at=scored_at,
+        allow_missing=frozenset(allow_missing or ()),
+        max_rejected_share=max_rejected_share,
     )
     try:
         summary = run_batch(request)
@@ -174,6 +199,15 @@ def score(
     raise typer.Exit(summary.exit_code)
 
 
+def _guarded_tables(tables: list[str] | None) -> list[str] | None:
+    """``--allow-missing``'s values, each one of ``GUARDED_TABLES``."""
+    for table in tables or ():
+        if table not in GUARDED_TABLES:
+            choices = ", ".join(GUARDED_TABLES)
+            raise typer.BadParameter(f"{table!r} is not one of {choices}")
+    return tables
+
+
 def _failed(request: BatchRequest, exit_code: int = EXIT_FAILED) -> typer.Exit:
     """Say where the failed summary is; the exit for a job that failed before its chunks
     or was stopped by a signal."""
@@ -196,6 +230,7 @@ def _echo_summary(summary: BatchSummary) -> None:
         lines.append(
             f"rejected input rows: {rejected['total']:,} {json.dumps(rejected['by_table'])}"
         )
+    lines.extend(f"warning: {warning}" for warning in document.get("warnings", []))
     for failure in document.get("failures", []):
         chunk = failure["chunk"]
         where = "failed" if chunk is None or chunk < 0 else f"failed chunk {chunk}"

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from features.model_store import DEFAULT_MODEL_URI
 from features.predictor import ReconversionModel
+from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE
 from serving.batch_local import (
     ChunkReport,
 )
@@ -57,6 +58,9 @@ class BatchRequest:
         chunk_leads: leads per chunk (checkpoint unit; bounds memory).
         workers: local worker processes (0: one per CPU).
         scored_at: the time stamp to write (None: when the job first starts).
+        allow_missing: optional tables the job may run without (``serving.batch_guard``).
+        max_rejected_share: the largest share of any table's rows that may be set aside
+            before the job refuses to publish (``serving.batch_guard``).
     """
 
     data: str
@@ -69,6 +73,8 @@ class BatchRequest:
     chunk_leads: int = DEFAULT_CHUNK_LEADS
     workers: int = 0
     scored_at: datetime | None = None
+    allow_missing: frozenset[str] = frozenset()
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
 
     @property
     def summary_path(self) -> Path:

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from features.output import OutputPathError, check_output_file, check_table_path
 from serving.batch_job import (
     EXIT_FAILED,
@@ -152,9 +154,6 @@ def done_summary(
 ) -> BatchSummary:
     """The summary of a run whose files were written: counts, rejects, warnings."""
     rejects = job.rejects
-    by_table: dict[str, int] = {}
-    for table in rejects.column("table").to_pylist():
-        by_table[table] = by_table.get(table, 0) + 1
     exit_code = EXIT_REJECTED if rejects.num_rows else EXIT_OK
     document = _base_summary(context) | {
         "status": "rejected_rows" if rejects.num_rows else "ok",
@@ -162,13 +161,34 @@ def done_summary(
         "as_of": iso(job.as_of_us),
         "input_rows": job.input_rows,
         "scored": counts.to_dict(),
-        "rejected_rows": {"total": rejects.num_rows, "by_table": by_table},
+        "rejected_rows": _rejected_rows(rejects),
         "withheld": withheld,
         "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
         "warnings": sorted({w for r in job.reports for w in r.warnings}),
         "failures": [],
     }
     return BatchSummary(document)
+
+
+def refused_inputs(context: JobContext, job: ScoredJob, problems: list[str]) -> BatchSummary:
+    """Write the summary of a run refused for its inputs (``serving.batch_guard``): each
+    problem, and the rows read and set aside per table. Nothing is published; the work
+    directory stays, so a rerun that accepts the inputs only publishes."""
+    failures = [{"chunk": None, "error": "InputRefused", "message": p} for p in problems]
+    document = _failed_document(context, failures, job.as_of_us) | {
+        "input_rows": job.input_rows,
+        "rejected_rows": _rejected_rows(job.rejects),
+    }
+    save_failed(document, context.request.summary_path)
+    return BatchSummary(document)
+
+
+def _rejected_rows(rejects: pa.Table) -> dict[str, Any]:
+    """How many rows were set aside, in all and per table."""
+    by_table: dict[str, int] = {}
+    for table in rejects.column("table").to_pylist():
+        by_table[table] = by_table.get(table, 0) + 1
+    return {"total": rejects.num_rows, "by_table": by_table}
 
 
 def _base_summary(context: JobContext) -> dict[str, Any]:

@@ -170,6 +170,7 @@ def test_rejects_that_cannot_be_written_publish_nothing(
     activities["activity_type"] = ""
     activities.to_csv(data / "activities.csv", index=False)
     options = ["--model", str(model_dir), "--workers", "1", "--chunk-leads", "700"]
+    options += ["--max-rejected-share", "1"]
     free = tmp_path / "free" / "scores.parquet"
     free_run = srl_command("score", "--data", str(data), "--out", str(free), *options)
     assert run_on_small_disk(free_run, max_file_bytes=2**40).returncode == 3

@@ -285,16 +285,28 @@ def test_a_compressed_copy_beside_the_consent_file_is_a_second_copy(
     assert problem.message == "a second file for table consent beside consent.csv; keep one"
 
 
-def test_an_absent_consent_table_is_a_warning_of_the_summary(
+def test_an_absent_consent_table_fails_the_job_unless_it_is_allowed(
     small_export_dir: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     # Given the consent table under a name no reader takes
     folder = copy_as_csv(small_export_dir, tmp_path / "export")
     (folder / "consent.csv").rename(folder / "consent (1).csv")
+    out = tmp_path / "scores.parquet"
 
-    summary = run_batch(request(folder, tmp_path / "scores.parquet", model_dir))
+    # Then the job fails (consent is optional, but without it no lead has opted out),
+    # saying how to accept it, and publishes nothing
+    with pytest.raises(BatchError) as refused:
+        run_batch(request(folder, out, model_dir))
+    (failure,) = refused.value.summary.document["failures"]
+    assert failure["error"] == "InputRefused"
+    assert failure["message"].startswith("the consent table is absent or empty")
+    assert "--allow-missing consent" in failure["message"]
+    assert refused.value.summary.exit_code == EXIT_FAILED
+    assert not out.exists()
 
-    # Then the job runs (consent is optional) but says so, naming the file not read
+    # And allowed, the rerun publishes and says so, naming the file not read
+    summary = run_batch(request(folder, out, model_dir, allow_missing=frozenset({"consent"})))
+    assert out.exists()
     (warning,) = [w for w in summary.document["warnings"] if w.startswith("no consent table")]
     assert "every lead counts as subscribed" in warning
     assert "not read: consent (1).csv" in warning

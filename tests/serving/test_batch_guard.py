@@ -1,0 +1,178 @@
+"""Inputs the batch job refuses to publish from: absent consent or opportunities, and tables
+mostly set aside (``serving.batch_guard``), through ``input_problems`` and a real job."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from features.output import remove_stale_partials
+from serving.batch import run_batch
+from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE, input_problems
+from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError
+from tests.disk_full import srl_command
+from tests.serving.batch_support import copy_as_csv
+from tests.serving.test_batch_input_checks import request
+
+ROWS = {"leads": 100, "activities": 1000, "rejections": 40, "opportunities": 20, "consent": 30}
+
+
+def _rejects(rows: list[tuple[str, str]]) -> pa.Table:
+    tables, reasons = zip(*rows, strict=True) if rows else ((), ())
+    return pa.table({"table": list(tables), "reason": list(reasons)})
+
+
+def test_clean_inputs_raise_nothing() -> None:
+    assert input_problems(ROWS, _rejects([]), frozenset(), DEFAULT_MAX_REJECTED_SHARE) == []
+
+
+@pytest.mark.parametrize("table", ["consent", "opportunities"])
+def test_an_absent_or_empty_guarded_table_is_refused_unless_allowed(table: str) -> None:
+    absent = {t: n for t, n in ROWS.items() if t != table}
+    empty = {**ROWS, table: 0}
+
+    for rows in (absent, empty):
+        (problem,) = input_problems(rows, _rejects([]), frozenset(), 0.05)
+        assert problem.startswith(f"the {table} table is absent or empty: ")
+        assert problem.endswith(f"pass --allow-missing {table}")
+        assert input_problems(rows, _rejects([]), frozenset({table}), 0.05) == []
+
+
+def test_a_table_mostly_set_aside_is_refused_naming_its_most_common_reasons() -> None:
+    # Given 2 of 30 consent rows set aside (6.7%) and 50 of 1,000 activities (5%)
+    rejects = _rejects(
+        [("consent", "lead_id: points to a lead_id that is not in leads")] * 2
+        + [("activities", "occurred_at: required value is missing")] * 30
+        + [("activities", "activity_type: not one of the contract's values")] * 20
+    )
+
+    problems = input_problems(ROWS, rejects, frozenset(), 0.05)
+
+    # Then only the share above 5% is refused, with its reasons and counts
+    assert problems == [
+        "2 of the 30 rows of consent (6.7%) were set aside, more than --max-rejected-share "
+        "0.05 allows; most often: lead_id: points to a lead_id that is not in leads (2)"
+    ]
+    stricter = input_problems(ROWS, rejects, frozenset(), 0.04)
+    (activities,) = [p for p in stricter if p.startswith("50 of the 1,000 rows of activities")]
+    assert activities.endswith(
+        "most often: occurred_at: required value is missing (30); "
+        "activity_type: not one of the contract's values (20)"
+    )
+    assert input_problems(ROWS, rejects, frozenset(), 1.0) == []
+
+
+def test_a_job_whose_consent_rows_name_no_lead_publishes_nothing(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given consent rows whose lead ids lost their form upstream (none names a lead)
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    consent = pd.read_csv(folder / "consent.csv", dtype=str, keep_default_na=False)
+    consent["lead_id"] = "crm-" + consent["lead_id"]
+    consent.to_csv(folder / "consent.csv", index=False)
+    out = tmp_path / "scores.parquet"
+
+    # Then the job fails and publishes nothing: every opted-out lead would be contactable
+    with pytest.raises(BatchError) as refused:
+        run_batch(request(folder, out, model_dir))
+    summary = refused.value.summary.document
+    assert (summary["status"], summary["exit_code"]) == ("failed", EXIT_FAILED)
+    (failure,) = summary["failures"]
+    assert failure["message"].startswith(
+        f"{len(consent):,} of the {len(consent):,} rows of consent"
+    )
+    assert summary["rejected_rows"]["by_table"] == {"consent": len(consent)}
+    assert summary["input_rows"]["consent"] == len(consent)
+    assert not out.exists()
+    assert not out.with_name(out.name + ".rejects.csv").exists()
+
+    # And a rerun that accepts it publishes from the kept work, with the rows set aside
+    accepted = run_batch(request(folder, out, model_dir, max_rejected_share=1.0))
+    assert accepted.exit_code == EXIT_REJECTED
+    assert out.exists()
+
+
+def test_a_job_without_opportunities_fails_unless_they_may_be_missing(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    (folder / "opportunities.csv").unlink()
+    out = tmp_path / "scores.parquet"
+
+    with pytest.raises(BatchError) as refused:
+        run_batch(request(folder, out, model_dir))
+    (failure,) = refused.value.summary.document["failures"]
+    assert "--allow-missing opportunities" in failure["message"]
+    assert not out.exists()
+
+    allowed = frozenset({"opportunities"})
+    assert run_batch(request(folder, out, model_dir, allow_missing=allowed)).exit_code == 0
+
+
+def test_temporaries_a_killed_job_left_are_removed_and_no_other_file(tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    left = [
+        tmp_path / ".scores.parquet.ab_c1234.partial",
+        tmp_path / ".scores.parquet.rejects.csv.zz9yx8w7.partial",
+    ]
+    kept = [
+        tmp_path / ".scores.parquet.x.ab_c1234.partial",  # another output's temporary
+        tmp_path / ".scores.parquet.abc.partial",
+        tmp_path / "scores.parquet.ab_c1234.partial",
+        out,
+    ]
+    for path in (*left, *kept):
+        path.write_bytes(b"PAR1")
+
+    removed = [
+        *remove_stale_partials(out),
+        *remove_stale_partials(out.with_name(out.name + ".rejects.csv")),
+    ]
+
+    assert sorted(removed) == sorted(left)
+    assert not any(path.exists() for path in left)
+    assert all(path.exists() for path in kept)
+    assert remove_stale_partials(tmp_path / "missing" / "scores.parquet") == []
+
+
+def test_a_job_removes_the_temporaries_a_killed_run_left_beside_its_output(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "scores.parquet"
+    out.parent.mkdir()
+    orphan = out.parent / ".scores.parquet.summary.json.k1ll3d00.partial"
+    orphan.write_text("{")
+
+    run_batch(request(small_export_dir, out, model_dir))
+
+    assert not orphan.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "scores.parquet",
+        "scores.parquet.summary.json",
+    ]
+
+
+def test_srl_score_takes_the_tables_it_may_miss_and_prints_its_warnings(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    (folder / "consent.csv").unlink()
+    options = ["--data", str(folder), "--model", str(model_dir), "--workers", "1"]
+
+    def score(out: str, *more: str) -> subprocess.CompletedProcess[str]:
+        command = srl_command("score", *options, "--out", str(tmp_path / out), *more)
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    refused = score("refused.parquet")
+    assert refused.returncode == EXIT_FAILED
+    assert "failed: InputRefused: the consent table is absent or empty" in refused.stdout
+    allowed = score("allowed.parquet", "--allow-missing", "consent", "--max-rejected-share", "0")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "warning: no consent table: every lead counts as subscribed" in allowed.stdout
+    unknown = score("unknown.parquet", "--allow-missing", "leads")
+    assert unknown.returncode == 2
+    assert "'leads' is not one of consent, opportunities" in unknown.stderr
