@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 
 from features.cell_descriptions import describe_cell
-from features.contract import ACTIVITIES, EVENT_TIME_COLUMN, OTHER_ACTIVITY, Column, Kind, Table
+from features.contract import (
+    ACTIVITIES,
+    EVENT_TIME_COLUMN,
+    NOT_IN_IDS,
+    OTHER_ACTIVITY,
+    Column,
+    Kind,
+    Table,
+)
 from features.numbers import numbers_from_text
 from features.problems import Problem
 from features.text import TEXT, texts_of
@@ -219,12 +227,15 @@ def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced
 
 
 def _length_problems(typed: pd.Series, column: Column) -> tuple[np.ndarray, str]:
-    """Values longer than the column allows, and empty identifiers (as the API refuses)."""
+    """Values longer than the column allows, and identifiers empty or holding ``@`` (an
+    e-mail address is never an id), as the API refuses them."""
     limit = column.max_length
     assert limit is not None
     lengths = typed.str.len().to_numpy(dtype=np.float64, na_value=np.nan)
     if column.is_identifier:
-        return (lengths > limit) | (lengths == 0), f"empty or longer than {limit} characters"
+        at = typed.str.contains(NOT_IN_IDS, regex=False).to_numpy(dtype=bool, na_value=False)
+        message = f"empty, longer than {limit} characters, or holding '{NOT_IN_IDS}'"
+        return (lengths > limit) | (lengths == 0) | at, message
     return lengths > limit, f"longer than {limit:,} characters"
 
 

@@ -26,6 +26,9 @@ class Kind(StrEnum):
 #: files and requests alike.
 MAX_ID_LENGTH = 200
 MAX_TEXT_LENGTH = 2000
+#: A character no identifier holds: an id that is an e-mail address (some tools key
+#: contacts by it) is personal data, and ids are written to every output.
+NOT_IN_IDS = "@"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from features.contract import (
     LEAD_SOURCES,
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
+    NOT_IN_IDS,
     OPPORTUNITY_STATUSES,
     OTHER_ACTIVITY,
     PRODUCT_FITS,
@@ -107,12 +108,15 @@ class _ContractText:
     A string is checked by pydantic's core first, with no Python call (a request carries
     dozens of ids); only a number or a boolean goes through ``written``. Every refusal (a
     string too short or too long, another JSON type, a number that is not finite) is one
-    ``text`` error naming the limits.
+    ``text`` error naming the limits. Characters ``forbidden`` are refused by the request's
+    own check (``features.records.ScoreRequest``: a pattern here would cost a regular
+    expression per id); the JSON schema states them as a pattern.
     """
 
-    def __init__(self, min_length: int, max_length: int) -> None:
+    def __init__(self, min_length: int, max_length: int, forbidden: str = "") -> None:
         self.min_length = min_length
         self.max_length = max_length
+        self.pattern = f"^[^{forbidden}]*$" if forbidden else None
         shortest = f"{min_length} to " if min_length else "at most "
         self.message = (
             f"must be text of {shortest}{max_length:,} characters, "
@@ -159,6 +163,8 @@ class _ContractText:
         text: JsonSchemaValue = {"type": "string", "maxLength": self.max_length}
         if self.min_length:
             text["minLength"] = self.min_length
+        if self.pattern:
+            text["pattern"] = self.pattern
         return {"anyOf": [text, {"type": "number"}, {"type": "boolean"}]}
 
 
@@ -166,7 +172,9 @@ if TYPE_CHECKING:  # plain strings to a type checker
     Identifier: TypeAlias = str
     Text: TypeAlias = str
 else:
-    Identifier = Annotated[str, _ContractText(min_length=1, max_length=MAX_ID_LENGTH)]
+    Identifier = Annotated[
+        str, _ContractText(min_length=1, max_length=MAX_ID_LENGTH, forbidden=NOT_IN_IDS)
+    ]
     Text = Annotated[str, _ContractText(min_length=0, max_length=MAX_TEXT_LENGTH)]
 
 

@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.records import RECORD_MODELS, ScoreRequest
+from features.records import RECORD_MODELS, ScoreRequest, ids_context
 from serving.errors import ApiError
 from serving.middleware import send_error
 from serving.service import Deadline
@@ -158,14 +158,15 @@ def parse_json_body(body: bytes, content_type: str | None, model: type[Body]) ->
         )
     if b"NaN" in body or b"Infinity" in body:
         _check_strict_json(body)
+    context = ids_context(body)
     try:
-        parsed = model.model_validate_json(body)
+        parsed = model.model_validate_json(body, context=context)
     except ValidationError as error:
         if not _has_too_long_number(error):
             raise _request_error(error) from None
         body = _long_numbers_as_floats(body)
         try:
-            parsed = model.model_validate_json(body)
+            parsed = model.model_validate_json(body, context=context)
         except ValidationError as error:
             raise _request_error(error) from None
     _refuse_repeated_keys(body, parsed)

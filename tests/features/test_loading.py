@@ -148,7 +148,7 @@ def test_values_the_api_would_refuse_for_length_are_named(tmp_path: Path) -> Non
     assert problems == {
         ("reason_detail", 2): ("longer than 2,000 characters", "text of letters (2001 characters)"),
         ("activity_id", 2): (
-            "empty or longer than 200 characters",
+            "empty, longer than 200 characters, or holding '@'",
             "text of letters (201 characters)",
         ),
     }
@@ -163,7 +163,30 @@ def test_an_empty_identifier_in_parquet_is_named(tmp_path: Path) -> None:
 
     messages = {(Path(p.file).name, p.column, p.row): p.message for p in problems_of(directory)}
 
-    assert messages[("leads.parquet", "lead_id", 2)] == "empty or longer than 200 characters"
+    assert (
+        messages[("leads.parquet", "lead_id", 2)]
+        == "empty, longer than 200 characters, or holding '@'"
+    )
+
+
+def test_an_identifier_holding_an_email_address_is_set_aside_without_its_value(
+    tmp_path: Path,
+) -> None:
+    # Given a CRM that keys a lead, and the account, by an e-mail address
+    directory = write_tiny_export(tmp_path / "export")
+    leads = pd.read_csv(directory / "leads.csv", dtype=str)
+    leads.loc[1, "lead_id"] = "ann.lee@example.com"
+    leads.loc[0, "account_id"] = "billing@acme.example"
+    leads.to_csv(directory / "leads.csv", index=False)
+
+    problems = problems_of(directory)
+
+    # Then both rows are named, column and rule, and the address is nowhere
+    refused = {(Path(p.file).name, p.column, p.row): p.message for p in problems}
+    rule = "empty, longer than 200 characters, or holding '@'"
+    assert refused[("leads.csv", "lead_id", 2)] == rule
+    assert refused[("leads.csv", "account_id", 1)] == rule
+    assert not any("@example" in f"{p.message} {p.found}" for p in problems)
 
 
 def test_parquet_timestamps_outside_the_span_are_named(tmp_path: Path) -> None:

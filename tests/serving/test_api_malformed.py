@@ -108,6 +108,8 @@ def test_valid_json_nested_too_deeply_is_told_so(
         ("lead.industry", ["Software"], "lead.industry"),
         ("rejection.rejection_id", {"id": 6}, "rejection.rejection_id"),
         ("rejection.rejection_id", 10**300, "rejection.rejection_id"),
+        ("lead.lead_id", "ann.lee@example.com", "lead.lead_id"),
+        ("activities.0.activity_id", "web@42", "activities.0.activity_id"),
         ("lead.lead_source", "carrier_pigeon", "lead.lead_source"),
         ("rejection.reason_code", "vibes", "rejection.reason_code"),
         ("rejection.stage_at_rejection", None, "rejection.stage_at_rejection"),
@@ -127,6 +129,34 @@ def test_broken_fields_are_named(client: TestClient, path: str, value: Any, fiel
     error = _problem(response)
     assert response.status_code == 422
     assert field in [f["field"] for f in error["fields"]], error
+
+
+def test_an_identifier_holding_an_email_address_is_refused_without_echoing_it(
+    client: TestClient,
+) -> None:
+    response = client.post("/v1/score", json=_body("lead.lead_id", "ann.lee@example.com"))
+
+    assert response.status_code == 422
+    (problem,) = [f for f in _problem(response)["fields"] if f["field"] == "lead.lead_id"]
+    assert problem["problem"].startswith("holds '@'")
+    assert "ann.lee" not in response.text
+
+
+def test_an_escaped_at_sign_in_an_identifier_is_refused_and_free_text_may_hold_one(
+    client: TestClient,
+) -> None:
+    headers = {"content-type": "application/json"}
+    raw = orjson.dumps(EXAMPLE_REQUEST)
+    escaped = raw.replace(b'"activity_id":"', b'"activity_id":"web\\u0040', 1)
+    in_text = orjson.dumps(_body("lead.job_title", "VP @ Acme"))
+
+    refused = client.post("/v1/score", content=escaped, headers=headers)
+    scored = client.post("/v1/score", content=in_text, headers=headers)
+
+    assert refused.status_code == 422
+    fields = [f["field"] for f in _problem(refused)["fields"]]
+    assert fields == ["activities.0.activity_id"]
+    assert scored.status_code == 200, scored.text
 
 
 LEAD = EXAMPLE_REQUEST["lead"]["lead_id"]
