@@ -18,6 +18,7 @@ from features.contract import (
     Kind,
     Table,
 )
+from features.csv_fields import other_separator_problem
 from features.numbers import numbers_from_text
 from features.problems import Problem
 from features.text import TEXT, texts_of
@@ -105,9 +106,7 @@ def check_table(table: Table, raw: pd.DataFrame | None, file: str) -> TableCheck
             return _structural(table, raw, file, f"required table {table.name!r} is missing")
     raw = raw.reset_index(drop=True)
     check = TableCheck(table=table, file=file, frame=raw)
-    missing = [c for c in table.required_columns if c not in raw.columns]
-    for name in missing:
-        check.structural.append(Problem(file, "required column is missing", column=name))
+    check.structural += missing_column_problems(table, [str(c) for c in raw.columns], file)
     empty = empty_table_problem(table, len(raw), file)
     if empty is not None:
         check.structural.append(empty)
@@ -214,6 +213,17 @@ def _missing_series(column: Column, length: int) -> pd.Series:
         codes = np.full(length, -1)
         return pd.Series(pd.Categorical.from_codes(codes, categories=list(column.vocabulary)))
     return pd.Series(np.full(length, None, dtype=object)).astype(TEXT)
+
+
+def missing_column_problems(table: Table, columns: list[str], file: str) -> list[Problem]:
+    """A problem for each required column of ``table`` that ``columns`` lacks; or, when the
+    header reads as one column holding another separator (a semicolon-separated CSV), that
+    one problem for the file, which is what the operator has to fix."""
+    missing = [c for c in table.required_columns if c not in columns]
+    separated = other_separator_problem(file, columns) if missing else None
+    if separated is not None:
+        return [separated]
+    return [Problem(file, "required column is missing", column=c) for c in missing]
 
 
 Coerced = tuple[pd.Series, np.ndarray, str]

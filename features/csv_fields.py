@@ -72,6 +72,26 @@ _FIRST_ROW_LONG = "Length of header or names does not match length of data"
 _WHY_LONG = "(a comma inside an unquoted value, or a row shifted by a missing quote)"
 
 
+#: Separators a CSV export is written with by mistake (a spreadsheet's locale), by name.
+OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def other_separator_problem(file: str, header: list[str]) -> Problem | None:
+    """The problem of a CSV whose header reads as one column holding another separator
+    (every contract table has several columns): the file is, say, semicolon-separated.
+    None for any other header."""
+    if len(header) != 1:
+        return None
+    for separator, name in OTHER_SEPARATORS.items():
+        if separator in header[0]:
+            message = (
+                f"the header reads as one column holding a {name}: the file looks "
+                f"{name}-separated, and the contract's CSV is comma-separated"
+            )
+            return Problem(file, message)
+    return None
+
+
 def csv_read_problem(path: Path, error: Exception) -> Problem:
     """pandas' error reading the CSV file ``path``, in the contract's words and rows.
 

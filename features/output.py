@@ -157,8 +157,21 @@ def _check_folder(target: Path, folder: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise OutputPathError(f"{target}: cannot be written, {existing} is not a directory")
+    if _on_read_only_file_system(existing):
+        raise OutputPathError(
+            f"{target}: cannot be written, {existing} is on a read-only file system"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputPathError(f"{target}: cannot be written, no permission to write in {existing}")
+
+
+def _on_read_only_file_system(folder: Path) -> bool:
+    """Whether ``folder``'s file system is mounted read-only (which ``os.access`` reports as
+    a missing permission, sending the reader after the wrong cause)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def remove_stale_partials(path: str | Path) -> list[Path]:

@@ -19,7 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import TABLES
-from features.csv_fields import EMPTY_CSV, csv_read_problem, csv_records, first_long_record
+from features.csv_fields import (
+    EMPTY_CSV,
+    csv_read_problem,
+    csv_records,
+    first_long_record,
+    other_separator_problem,
+)
 from features.problems import ContractError, Problem, shorten
 from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import TEXT
@@ -197,8 +203,12 @@ def csv_header(path: Path) -> list[str]:
 
 
 def _check_csv_header(path: Path) -> None:
-    """Refuse a CSV whose header names a column twice (pandas would rename one silently)."""
+    """Refuse a CSV whose header names a column twice (pandas would rename one silently),
+    or is one column holding another separator (``other_separator_problem``)."""
     header = csv_header(path)
+    separated = other_separator_problem(str(path), header)
+    if separated is not None:
+        raise ContractError([separated])
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise ContractError(

@@ -164,10 +164,37 @@ def done_summary(
         "rejected_rows": _rejected_rows(rejects),
         "withheld": withheld,
         "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
-        "warnings": sorted({w for r in job.reports for w in r.warnings}),
+        "warnings": sorted({w for r in job.reports for w in r.warnings})
+        + moment_warnings(job, counts),
         "failures": [],
     }
     return BatchSummary(document)
+
+
+#: An ``as_of`` this many days or more past the export's end is worth a warning.
+STALE_AS_OF_DAYS = 30
+
+
+def moment_warnings(job: ScoredJob, counts: OutputCounts) -> list[str]:
+    """Warnings about the scoring moment: nothing scored (an ``as_of`` before the export's
+    rejections, say: an import that replaces the CRM's list would empty it), or an ``as_of``
+    well past the export's end (its latest valid timestamp: the leads look idle since)."""
+    warnings = []
+    if counts.rows == 0:
+        warnings.append(
+            f"nothing was scored: no rejection is open at as_of {iso(job.as_of_us)}; an "
+            "import that replaces the CRM's list with this file would empty it"
+        )
+    ends = [r.latest_us for r in job.reports if r.latest_us is not None]
+    if ends:
+        days = (job.as_of_us - max(ends)) / 86_400_000_000
+        if days >= STALE_AS_OF_DAYS:
+            warnings.append(
+                f"as_of is {days:,.0f} days after the export's end ({iso(max(ends))}): "
+                "nothing that happened since is in the export, so every lead is scored as "
+                "if it did nothing since"
+            )
+    return warnings
 
 
 def refused_inputs(context: JobContext, job: ScoredJob, problems: list[str]) -> BatchSummary:

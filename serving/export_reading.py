@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.coercion import empty_table_problem
+from features.coercion import empty_table_problem, missing_column_problems
 from features.config import FeatureConfig
 from features.contract import EVENT_TIME_COLUMN, TABLES_BY_NAME
 from features.csv_fields import csv_read_problem
@@ -97,12 +97,8 @@ def locate_export(directory: str | Path) -> ExportFiles:
 def _check_required_columns(export: ExportFiles) -> None:
     problems: list[Problem] = []
     for name, path in export.files.items():
-        have = set(file_columns(path))
-        problems += [
-            Problem(str(path), "required column is missing", column=column)
-            for column in TABLES_BY_NAME[name].required_columns
-            if column not in have
-        ]
+        columns = list(file_columns(path))
+        problems += missing_column_problems(TABLES_BY_NAME[name], columns, str(path))
     if problems:
         raise ContractError(problems)
 

@@ -846,3 +846,25 @@ def test_a_parquet_timestamp_past_any_date_is_refused_not_wrapped_around(
 
     assert (problem.column, problem.row) == ("occurred_at", 2)
     assert problem.message == f"not an ISO 8601 timestamp {SPAN}"
+
+
+@pytest.mark.parametrize(("separator", "name"), [(";", "semicolon"), ("\t", "tab"), ("|", "pipe")])
+def test_a_csv_written_with_another_separator_is_named_as_such(
+    tmp_path: Path, separator: str, name: str
+) -> None:
+    # Given the leads file saved by a spreadsheet with another separator (a value with a
+    # comma inside it too, which splits that row into more fields than the header has)
+    directory = write_tiny_export(tmp_path / "export")
+    leads = pd.read_csv(directory / "leads.csv", dtype=str, keep_default_na=False)
+    leads.loc[0, "industry"] = "Software, SaaS"
+    leads.to_csv(directory / "leads.csv", index=False, sep=separator)
+
+    problems = problems_of(directory)
+
+    # Then one problem names the file and the separator, not its columns one by one
+    message = (
+        f"the header reads as one column holding a {name}: the file looks {name}-separated, "
+        "and the contract's CSV is comma-separated"
+    )
+    of_leads = [p for p in problems if Path(p.file).name == "leads.csv"]
+    assert [(p.message, p.column, p.row) for p in of_leads] == [(message, None, None)]

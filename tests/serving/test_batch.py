@@ -444,7 +444,12 @@ def test_rows_moved_by_a_repeated_key_are_reported_as_in_one_chunk(
     assert shown[lead["unscored"]] == ""
     assert lead["orphan"] not in shown
     assert lead["stranger"] not in small_rejects
-    assert moved["lead_id"].tolist().count("") == 2  # the stranger's and the orphan's rows
+    assert moved["lead_id"].tolist().count("") == 1  # the orphan's row
+    # (the stranger's row is set aside first for its e-mail address, shown nowhere)
+    at_sign = rejects[
+        rejects["reason"] == "lead_id: empty, longer than 200 characters, or holding '@'"
+    ]
+    assert at_sign[["table", "lead_id", "rejection_id"]].values.tolist() == [["activities", "", ""]]
     withheld = rejects[rejects["lead_id"] == lead["withheld"]]
     assert sorted(withheld["table"]) == ["activities", "opportunities"]
     assert set(withheld["rejection_id"]) == {""}

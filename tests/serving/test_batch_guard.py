@@ -1,16 +1,20 @@
-"""Inputs the batch job refuses to publish from: absent consent or opportunities, and tables
-mostly set aside (``serving.batch_guard``), through ``input_problems`` and a real job."""
+"""What the batch job refuses or warns of around publishing: absent consent or
+opportunities and tables mostly set aside (``serving.batch_guard``, through
+``input_problems`` and real jobs), temporaries a killed job left, an output on a read-only
+file system, and a scoring moment that scores nothing or comes long after the export."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.output import remove_stale_partials
+from features.output import OutputPathError, check_output_file, remove_stale_partials
 from serving.batch import run_batch
 from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE, input_problems
 from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError
@@ -176,3 +180,51 @@ def test_srl_score_takes_the_tables_it_may_miss_and_prints_its_warnings(
     unknown = score("unknown.parquet", "--allow-missing", "leads")
     assert unknown.returncode == 2
     assert "'leads' is not one of consent, opportunities" in unknown.stderr
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a file system mounted read-only (a small tmpfs; needs root)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a read-only file system needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_an_output_on_a_read_only_file_system_is_named_so(read_only_folder: Path) -> None:
+    out = read_only_folder / "scores.parquet"
+
+    with pytest.raises(OutputPathError) as refused:
+        check_output_file(out)
+
+    assert str(refused.value) == (
+        f"{out}: cannot be written, {read_only_folder} is on a read-only file system"
+    )
+
+
+def test_a_moment_that_scores_nothing_or_long_after_the_export_is_warned_of(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    before = datetime(1990, 1, 1, tzinfo=UTC)
+    after = datetime(2030, 1, 1, tzinfo=UTC)
+
+    empty = run_batch(
+        request(small_export_dir, tmp_path / "empty.parquet", model_dir, as_of=before)
+    )
+    late = run_batch(request(small_export_dir, tmp_path / "late.parquet", model_dir, as_of=after))
+
+    (nothing,) = empty.document["warnings"]
+    assert empty.document["scored"]["rows"] == 0
+    assert nothing.startswith("nothing was scored: no rejection is open at as_of 1990-01-01")
+    (stale,) = [w for w in late.document["warnings"] if w.startswith("as_of is ")]
+    assert late.document["scored"]["rows"] > 0
+    assert "days after the export's end" in stale

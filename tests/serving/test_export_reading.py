@@ -229,3 +229,17 @@ def test_a_file_not_utf8_is_named_by_its_byte_before_a_long_first_row(tmp_path: 
 
     # Then the batch reader names the byte, as the loader does (it checks UTF-8 first)
     assert "is the byte 0xE9, which is not UTF-8" in problem.message
+
+
+def test_the_batch_job_names_a_semicolon_separated_csv_as_such(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    write_tiny_export(folder)
+    rejections = pd.read_csv(folder / "rejections.csv", dtype=str, keep_default_na=False)
+    rejections.to_csv(folder / "rejections.csv", index=False, sep=";")
+
+    with pytest.raises(ContractError) as refused:
+        locate_export(folder)
+
+    (problem,) = refused.value.problems
+    assert Path(problem.file).name == "rejections.csv"
+    assert problem.message.startswith("the header reads as one column holding a semicolon")
