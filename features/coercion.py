@@ -14,6 +14,7 @@ from features.contract import (
     EVENT_TIME_COLUMN,
     NOT_IN_IDS,
     OTHER_ACTIVITY,
+    PERSONAL_ID_RULE,
     Column,
     Kind,
     Table,
@@ -233,19 +234,19 @@ def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced
     """Text as it is; numbers and booleans (Parquet's) written by ``features.text``."""
     typed, not_text = texts_of(raw)
     check.flag(not_text, column.name, "not text (an infinite number, or bytes that are not UTF-8)")
+    if column.is_identifier:
+        at = typed.str.contains(NOT_IN_IDS, regex=False).to_numpy(dtype=bool, na_value=False)
+        check.flag(at, column.name, PERSONAL_ID_RULE)
     return (typed, *_length_problems(typed, column))
 
 
 def _length_problems(typed: pd.Series, column: Column) -> tuple[np.ndarray, str]:
-    """Values longer than the column allows, and identifiers empty or holding ``@`` (an
-    e-mail address is never an id), as the API refuses them."""
+    """Values longer than the column allows, and empty identifiers (as the API refuses)."""
     limit = column.max_length
     assert limit is not None
     lengths = typed.str.len().to_numpy(dtype=np.float64, na_value=np.nan)
     if column.is_identifier:
-        at = typed.str.contains(NOT_IN_IDS, regex=False).to_numpy(dtype=bool, na_value=False)
-        message = f"empty, longer than {limit} characters, or holding '{NOT_IN_IDS}'"
-        return (lengths > limit) | (lengths == 0) | at, message
+        return (lengths > limit) | (lengths == 0), f"empty or longer than {limit} characters"
     return lengths > limit, f"longer than {limit:,} characters"
 
 

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from features.contract import MAX_TEXT_LENGTH, NOT_IN_IDS
+from features.contract import MAX_TEXT_LENGTH, NOT_IN_IDS, PERSONAL_ID_RULE
 from features.record_fields import (
     BLANK_IS_MISSING,
     ActivityType,
@@ -142,10 +142,6 @@ def repeats(keys: Iterable[Hashable]) -> Iterator[tuple[int, int]]:
 #: A validation context key: True when the JSON bytes validated hold no ``@`` in any form
 #: (``ids_context``), so no identifier can, and ``ScoreRequest`` need not look at each.
 NO_AT_SIGN = "no_at_sign"
-#: Why an identifier holding ``NOT_IN_IDS`` is refused (the loader's rule, in its words).
-PERSONAL_ID_MESSAGE = (
-    f"holds '{NOT_IN_IDS}': an identifier is never an e-mail address (personal data)"
-)
 
 
 def ids_context(body: bytes) -> dict[str, bool]:
@@ -250,7 +246,7 @@ class ScoreRequest(BaseModel):
             return
         for location, value in ids:
             if value is not None and NOT_IN_IDS in value:
-                yield conflict(location, PERSONAL_ID_MESSAGE)
+                yield conflict(location, PERSONAL_ID_RULE)
 
     def _repeated_ids(self) -> Iterator[InitErrorDetails]:
         """A row whose id an earlier row of the same table already has."""

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from features.output import OutputPathError, check_output_file, check_table_path
+from serving.batch_guard import allowed_absence_warnings
 from serving.batch_job import (
     EXIT_FAILED,
     EXIT_OK,
@@ -164,8 +165,11 @@ def done_summary(
         "rejected_rows": _rejected_rows(rejects),
         "withheld": withheld,
         "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
-        "warnings": sorted({w for r in job.reports for w in r.warnings})
-        + moment_warnings(job, counts),
+        "warnings": [
+            *sorted({w for r in job.reports for w in r.warnings}),
+            *allowed_absence_warnings(job.input_rows, context.request.allow_missing),
+            *moment_warnings(job, counts, withheld),
+        ],
         "failures": [],
     }
     return BatchSummary(document)
@@ -175,15 +179,22 @@ def done_summary(
 STALE_AS_OF_DAYS = 30
 
 
-def moment_warnings(job: ScoredJob, counts: OutputCounts) -> list[str]:
+def moment_warnings(job: ScoredJob, counts: OutputCounts, withheld: int) -> list[str]:
     """Warnings about the scoring moment: nothing scored (an ``as_of`` before the export's
-    rejections, say: an import that replaces the CRM's list would empty it), or an ``as_of``
-    well past the export's end (its latest valid timestamp: the leads look idle since)."""
+    rejections, say, or every open rejection withheld: an import that replaces the CRM's
+    list would empty it), or an ``as_of`` well past the export's end (its latest valid
+    timestamp: the leads look idle since)."""
     warnings = []
     if counts.rows == 0:
+        why = (
+            f"the {withheld:,} open rejection(s) at as_of {iso(job.as_of_us)} were all "
+            "withheld (their lead failed closed)"
+            if withheld
+            else f"no rejection is open at as_of {iso(job.as_of_us)}"
+        )
         warnings.append(
-            f"nothing was scored: no rejection is open at as_of {iso(job.as_of_us)}; an "
-            "import that replaces the CRM's list with this file would empty it"
+            f"nothing was scored: {why}; an import that replaces the CRM's list with this "
+            "file would empty it"
         )
     ends = [r.latest_us for r in job.reports if r.latest_us is not None]
     if ends:

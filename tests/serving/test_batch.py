@@ -17,6 +17,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from features.contract import PERSONAL_ID_RULE
 from features.dataset import ExampleSet, build_scoring_set
 from features.loading import Export, load_export
 from features.output import OutputPathError
@@ -446,9 +447,7 @@ def test_rows_moved_by_a_repeated_key_are_reported_as_in_one_chunk(
     assert lead["stranger"] not in small_rejects
     assert moved["lead_id"].tolist().count("") == 1  # the orphan's row
     # (the stranger's row is set aside first for its e-mail address, shown nowhere)
-    at_sign = rejects[
-        rejects["reason"] == "lead_id: empty, longer than 200 characters, or holding '@'"
-    ]
+    at_sign = rejects[rejects["reason"] == f"lead_id: {PERSONAL_ID_RULE}"]
     assert at_sign[["table", "lead_id", "rejection_id"]].values.tolist() == [["activities", "", ""]]
     withheld = rejects[rejects["lead_id"] == lead["withheld"]]
     assert sorted(withheld["table"]) == ["activities", "opportunities"]

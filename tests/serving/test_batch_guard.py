@@ -114,7 +114,12 @@ def test_a_job_without_opportunities_fails_unless_they_may_be_missing(
     assert not out.exists()
 
     allowed = frozenset({"opportunities"})
-    assert run_batch(request(folder, out, model_dir, allow_missing=allowed)).exit_code == 0
+    summary = run_batch(request(folder, out, model_dir, allow_missing=allowed))
+    assert summary.exit_code == 0
+    (warning,) = summary.document["warnings"]
+    assert warning.startswith(
+        "the opportunities table is absent or empty, as --allow-missing opportunities accepts"
+    )
 
 
 def test_temporaries_a_killed_job_left_are_removed_and_no_other_file(tmp_path: Path) -> None:

@@ -301,6 +301,7 @@ def test_an_absent_consent_table_fails_the_job_unless_it_is_allowed(
     assert failure["error"] == "InputRefused"
     assert failure["message"].startswith("the consent table is absent or empty")
     assert "--allow-missing consent" in failure["message"]
+    assert "not read: consent (1).csv" in failure["message"]  # the likelier cause, first
     assert refused.value.summary.exit_code == EXIT_FAILED
     assert not out.exists()
 
