@@ -11,8 +11,8 @@ import pandas as pd
 from features.cell_descriptions import describe_cell
 from features.contract import (
     ACTIVITIES,
+    AT_SIGNS,
     EVENT_TIME_COLUMN,
-    NOT_IN_IDS,
     OTHER_ACTIVITY,
     PERSONAL_ID_RULE,
     Column,
@@ -235,7 +235,8 @@ def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced
     typed, not_text = texts_of(raw)
     check.flag(not_text, column.name, "not text (an infinite number, or bytes that are not UTF-8)")
     if column.is_identifier:
-        at = typed.str.contains(NOT_IN_IDS, regex=False).to_numpy(dtype=bool, na_value=False)
+        signs = f"[{''.join(AT_SIGNS)}]"
+        at = typed.str.contains(signs, regex=True).to_numpy(dtype=bool, na_value=False)
         check.flag(at, column.name, PERSONAL_ID_RULE)
     return (typed, *_length_problems(typed, column))
 

@@ -29,8 +29,14 @@ MAX_TEXT_LENGTH = 2000
 #: A character no identifier holds: an id that is an e-mail address (some tools key
 #: contacts by it) is personal data, and ids are written to every output.
 NOT_IN_IDS = "@"
-#: Why an identifier holding ``NOT_IN_IDS`` is refused, in files and requests alike.
-PERSONAL_ID_RULE = f"holds '{NOT_IN_IDS}': an identifier is never an e-mail address (personal data)"
+#: ``NOT_IN_IDS`` and its look-alikes (full-width and small forms, which loose id matching
+#: reads as ``@``): an identifier holds none of them.
+AT_SIGNS = ("@", "\uff20", "\ufe6b")
+#: Why an identifier holding one of ``AT_SIGNS`` is refused, in files and requests alike.
+PERSONAL_ID_RULE = (
+    f"holds '{NOT_IN_IDS}' (or a look-alike): an identifier is never an e-mail address "
+    "(personal data)"
+)
 
 
 @dataclass(frozen=True)

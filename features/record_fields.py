@@ -9,6 +9,7 @@ from an export and from a request. ``features.records`` builds the contract's ro
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
@@ -19,13 +20,13 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from features.contract import (
     ACTIVITY_TYPES,
+    AT_SIGNS,
     BARRIER_SIDES,
     CONSENT_STATUSES,
     JOB_LEVELS,
     LEAD_SOURCES,
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
-    NOT_IN_IDS,
     OPPORTUNITY_STATUSES,
     OTHER_ACTIVITY,
     PRODUCT_FITS,
@@ -116,7 +117,7 @@ class _ContractText:
     def __init__(self, min_length: int, max_length: int, forbidden: str = "") -> None:
         self.min_length = min_length
         self.max_length = max_length
-        self.pattern = f"^[^{forbidden}]*$" if forbidden else None
+        self.pattern = f"^[^{re.escape(forbidden)}]*$" if forbidden else None
         shortest = f"{min_length} to " if min_length else "at most "
         self.message = (
             f"must be text of {shortest}{max_length:,} characters, "
@@ -173,7 +174,7 @@ if TYPE_CHECKING:  # plain strings to a type checker
     Text: TypeAlias = str
 else:
     Identifier = Annotated[
-        str, _ContractText(min_length=1, max_length=MAX_ID_LENGTH, forbidden=NOT_IN_IDS)
+        str, _ContractText(min_length=1, max_length=MAX_ID_LENGTH, forbidden="".join(AT_SIGNS))
     ]
     Text = Annotated[str, _ContractText(min_length=0, max_length=MAX_TEXT_LENGTH)]
 

@@ -8,6 +8,7 @@ export and from a request.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Hashable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from features.contract import MAX_TEXT_LENGTH, NOT_IN_IDS, PERSONAL_ID_RULE
+from features.contract import AT_SIGNS, MAX_TEXT_LENGTH, PERSONAL_ID_RULE
 from features.record_fields import (
     BLANK_IS_MISSING,
     ActivityType,
@@ -145,12 +146,25 @@ NO_AT_SIGN = "no_at_sign"
 
 
 def ids_context(body: bytes) -> dict[str, bool]:
-    """The validation context for the JSON ``body`` (``NO_AT_SIGN``): an ``@`` reaches a
-    string only as itself or as the escape ``\\u0040``, so bytes without either hold none.
-    Searching them costs under a microsecond for a body of 50 activities (most bodies hold
-    no backslash, and a byte is found by ``memchr``); reading every id costs about 15."""
-    escaped = b"\\" in body and b"\\u0040" in body
-    return {NO_AT_SIGN: b"@" not in body and not escaped}
+    """The validation context for the JSON ``body`` (``NO_AT_SIGN``): an at sign
+    (``AT_SIGNS``) reaches a string only as its UTF-8 bytes or as a ``\\u`` escape, so bytes
+    without either hold none. Searching them costs about a microsecond for a body of 50
+    activities (most bodies hold no backslash); reading every id costs about 15."""
+    if any(sign.encode() in body for sign in AT_SIGNS):
+        return {NO_AT_SIGN: False}
+    escaped = b"\\" in body and _ESCAPED_AT_SIGN.search(body) is not None
+    return {NO_AT_SIGN: not escaped}
+
+
+#: A JSON escape of one of ``AT_SIGNS`` (hex digits in either case).
+_ESCAPED_AT_SIGN = re.compile(
+    rb"\\u(?:" + b"|".join(f"{ord(s):04x}".encode() for s in AT_SIGNS) + rb")", re.IGNORECASE
+)
+
+
+def _holds_at_sign(text: str) -> bool:
+    """Whether ``text`` holds one of ``AT_SIGNS``."""
+    return any(sign in text for sign in AT_SIGNS)
 
 
 def conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
@@ -220,7 +234,7 @@ class ScoreRequest(BaseModel):
             yield conflict(("rejection", "rejected_at"), message)
 
     def _personal_ids(self) -> Iterator[InitErrorDetails]:
-        """Identifiers holding ``@`` (``features.contract.NOT_IN_IDS``), as the loader sets
+        """Identifiers holding an at sign (``features.contract.AT_SIGNS``), as the loader sets
         them aside: an e-mail address is personal data, never an id. One join finds whether
         any does; only then are they named."""
         ids = [
@@ -242,10 +256,10 @@ class ScoreRequest(BaseModel):
                 for field_name in ("rejection_id", "rep_id")
             ),
         ]
-        if NOT_IN_IDS not in " ".join(value or "" for _, value in ids):
+        if not _holds_at_sign(" ".join(value or "" for _, value in ids)):
             return
         for location, value in ids:
-            if value is not None and NOT_IN_IDS in value:
+            if value is not None and _holds_at_sign(value):
                 yield conflict(location, PERSONAL_ID_RULE)
 
     def _repeated_ids(self) -> Iterator[InitErrorDetails]:

@@ -173,7 +173,7 @@ def test_an_identifier_holding_an_email_address_is_set_aside_without_its_value(
     directory = write_tiny_export(tmp_path / "export")
     leads = pd.read_csv(directory / "leads.csv", dtype=str)
     leads.loc[1, "lead_id"] = "ann.lee@example.com"
-    leads.loc[0, "account_id"] = "billing@acme.example"
+    leads.loc[0, "account_id"] = "billing\ufe6bacme.example"  # a look-alike at sign
     leads.to_csv(directory / "leads.csv", index=False)
 
     problems = problems_of(directory)
@@ -183,7 +183,7 @@ def test_an_identifier_holding_an_email_address_is_set_aside_without_its_value(
     rule = PERSONAL_ID_RULE
     assert refused[("leads.csv", "lead_id", 2)] == rule
     assert refused[("leads.csv", "account_id", 1)] == rule
-    assert not any("@example" in f"{p.message} {p.found}" for p in problems)
+    assert not any("example" in f"{p.message} {p.found}" for p in problems)
 
 
 def test_parquet_timestamps_outside_the_span_are_named(tmp_path: Path) -> None:

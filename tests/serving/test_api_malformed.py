@@ -109,6 +109,7 @@ def test_valid_json_nested_too_deeply_is_told_so(
         ("rejection.rejection_id", {"id": 6}, "rejection.rejection_id"),
         ("rejection.rejection_id", 10**300, "rejection.rejection_id"),
         ("lead.lead_id", "ann.lee@example.com", "lead.lead_id"),
+        ("lead.account_id", "billing\uff20acme.example", "lead.account_id"),
         ("activities.0.activity_id", "web@42", "activities.0.activity_id"),
         ("lead.lead_source", "carrier_pigeon", "lead.lead_source"),
         ("rejection.reason_code", "vibes", "rejection.reason_code"),
@@ -142,12 +143,13 @@ def test_an_identifier_holding_an_email_address_is_refused_without_echoing_it(
     assert "ann.lee" not in response.text
 
 
+@pytest.mark.parametrize("escape", [b"\\u0040", b"\\uFF20", b"\\ufe6b"])
 def test_an_escaped_at_sign_in_an_identifier_is_refused_and_free_text_may_hold_one(
-    client: TestClient,
+    client: TestClient, escape: bytes
 ) -> None:
     headers = {"content-type": "application/json"}
     raw = orjson.dumps(EXAMPLE_REQUEST)
-    escaped = raw.replace(b'"activity_id":"', b'"activity_id":"web\\u0040', 1)
+    escaped = raw.replace(b'"activity_id":"', b'"activity_id":"web' + escape, 1)
     in_text = orjson.dumps(_body("lead.job_title", "VP @ Acme"))
 
     refused = client.post("/v1/score", content=escaped, headers=headers)
