@@ -56,7 +56,7 @@ from serving.batch_local import (
     score_pending,
     scored_parts,
 )
-from serving.batch_lock import lock_path, output_lock
+from serving.batch_lock import held_by_another_job, lock_path, output_lock
 from serving.batch_output import (
     save_failed,
     sort_rejects,
@@ -136,9 +136,7 @@ def run_batch(
 def _run_locked(request: BatchRequest, progress: Progress | None, spark: Any) -> BatchSummary:
     """The job, once it holds its output's lock (it alone writes the summary then)."""
     _refused(request, WorkDirectory.beside(request.out).check_usable, locked=True)
-    for path in (request.out, request.rejects_path, request.summary_path):
-        for stale in remove_stale_partials(path):
-            logger.warning("batch removed %s (left by a job killed while writing)", stale.name)
+    _remove_stale_partials(request)
     record = JobRecord()
     try:
         return _run(request, progress if progress is not None else progress_for(), spark, record)
@@ -152,6 +150,17 @@ def _run_locked(request: BatchRequest, progress: Progress | None, spark: Any) ->
         if ended_by is error:
             raise
         raise ended_by from error
+
+
+def _remove_stale_partials(request: BatchRequest) -> None:
+    """Remove the temporaries a job killed while publishing left beside this job's three
+    files (``features.output.remove_stale_partials``), except beside a rejects or summary
+    path that another running job writes as its own output (same names, its temporaries)."""
+    for path in (request.out, request.rejects_path, request.summary_path):
+        if path != request.out and held_by_another_job(path):
+            continue
+        for stale in remove_stale_partials(path):
+            logger.warning("batch removed %s (left by a job killed while writing)", stale.name)
 
 
 def _ended_by(error: BaseException) -> BaseException:

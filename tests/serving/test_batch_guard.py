@@ -18,6 +18,7 @@ from features.output import OutputPathError, check_output_file, remove_stale_par
 from serving.batch import run_batch
 from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE, input_problems
 from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError
+from serving.batch_lock import output_lock
 from tests.disk_full import srl_command
 from tests.serving.batch_support import copy_as_csv
 from tests.serving.test_batch_input_checks import request
@@ -233,3 +234,19 @@ def test_a_moment_that_scores_nothing_or_long_after_the_export_is_warned_of(
     (stale,) = [w for w in late.document["warnings"] if w.startswith("as_of is ")]
     assert late.document["scored"]["rows"] > 0
     assert "days after the export's end" in stale
+
+
+def test_a_job_leaves_the_temporary_of_a_job_writing_its_rejects_path_as_output(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given another job running now whose --out is this job's rejects path, mid-write
+    out = tmp_path / "scores.csv"
+    other = out.with_name(out.name + ".rejects.csv")
+    in_flight = tmp_path / f".{other.name}.ab12cd34.partial"
+    in_flight.write_text("table,row\n")
+
+    with output_lock(other):
+        run_batch(request(small_export_dir, out, model_dir))
+
+    # Then its temporary is left alone (a killed job's would have gone)
+    assert in_flight.exists()
