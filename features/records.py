@@ -131,6 +131,14 @@ _FIELDS_SET = operator.attrgetter("__pydantic_fields_set__")
 RECORD_MODELS = (LeadRecord, ActivityRecord, RejectionRecord, OpportunityRecord, ConsentRecord)
 
 
+#: Each row model's own identifiers: its fields named ``*_id`` (the contract's rule,
+#: ``features.contract.Column.is_identifier``) other than ``lead_id``.
+_OWN_IDS: dict[type[_Record], tuple[str, ...]] = {
+    model: tuple(n for n in model.model_fields if n.endswith("_id") and n != "lead_id")
+    for model in RECORD_MODELS
+}
+
+
 def repeats(keys: Iterable[Hashable]) -> Iterator[tuple[int, int]]:
     """``(index, first)`` for each key that an earlier one, at ``first``, already is."""
     first_at: dict[Hashable, int] = {}
@@ -237,30 +245,27 @@ class ScoreRequest(BaseModel):
         """Identifiers holding an at sign (``features.contract.AT_SIGNS``), as the loader sets
         them aside: an e-mail address is personal data, never an id. One join finds whether
         any does; only then are they named."""
-        ids = [
-            (("lead", "lead_id"), self.lead.lead_id),
-            (("lead", "account_id"), self.lead.account_id),
-            (("rejection", "rejection_id"), self.rejection.rejection_id),
-            (("rejection", "rep_id"), self.rejection.rep_id),
-            *(
-                (("activities", i, "activity_id"), a.activity_id)
-                for i, a in enumerate(self.activities)
-            ),
-            *(
-                (("opportunities", i, "opportunity_id"), o.opportunity_id)
-                for i, o in enumerate(self.opportunities)
-            ),
-            *(
-                (("earlier_rejections", i, field_name), getattr(r, field_name))
-                for i, r in enumerate(self.earlier_rejections)
-                for field_name in ("rejection_id", "rep_id")
-            ),
-        ]
+        ids = list(self._identifiers())
         if not _holds_at_sign(" ".join(value or "" for _, value in ids)):
             return
         for location, value in ids:
             if value is not None and _holds_at_sign(value):
                 yield conflict(location, PERSONAL_ID_RULE)
+
+    def _identifiers(self) -> Iterator[tuple[tuple[str | int, ...], str | None]]:
+        """``lead.lead_id`` and every row's own identifiers (``_OWN_IDS``), each with its
+        location; a row's ``lead_id`` is ``lead.lead_id`` or refused by ``_foreign_rows``."""
+        yield ("lead", "lead_id"), self.lead.lead_id
+        sections: list[tuple[tuple[str | int, ...], _Record]] = [
+            (("lead",), self.lead),
+            (("rejection",), self.rejection),
+        ]
+        for field_name in ("activities", "opportunities", "consent", "earlier_rejections"):
+            rows: list[_Record] = getattr(self, field_name)
+            sections += [((field_name, index), row) for index, row in enumerate(rows)]
+        for prefix, row in sections:
+            for name in _OWN_IDS[type(row)]:
+                yield (*prefix, name), getattr(row, name)
 
     def _repeated_ids(self) -> Iterator[InitErrorDetails]:
         """A row whose id an earlier row of the same table already has."""

@@ -376,9 +376,8 @@ def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
     """
     began = time.monotonic()
     request = context.request
-    notes = {w for r in job.reports for w in r.warnings}
     refusals = input_problems(
-        job.input_rows, job.rejects, request.allow_missing, request.max_rejected_share, notes
+        job.input_rows, job.rejects, request.allow_missing, request.max_rejected_share, job.notes
     )
     if refusals:
         raise BatchError(refused_inputs(context, job, refusals))

@@ -162,6 +162,11 @@ class ScoredJob:
     input_rows: dict[str, int]
     locate_leads: LeadLocator
 
+    @property
+    def notes(self) -> list[str]:
+        """The loader's warnings of every chunk, each once, sorted."""
+        return sorted({w for r in self.reports for w in r.warnings})
+
 
 def micros(moment: datetime) -> int:
     """A datetime (naive means UTC) as integer microseconds since the epoch."""

@@ -166,7 +166,7 @@ def done_summary(
         "withheld": withheld,
         "rejects_file": str(context.request.rejects_path) if rejects.num_rows else None,
         "warnings": [
-            *sorted({w for r in job.reports for w in r.warnings}),
+            *job.notes,
             *allowed_absence_warnings(job.input_rows, context.request.allow_missing),
             *moment_warnings(job, counts, withheld),
         ],
