@@ -43,13 +43,17 @@ SHIFT_HINT = (
 )
 
 
-def describe_cell(value: object, column: Column, table: Table) -> str | None:
+def describe_cell(
+    value: object, column: Column, table: Table, *, shiftable: bool = True
+) -> str | None:
     """The offending value of ``column`` in words, or None when it is missing.
 
     Args:
         value: the cell as read (text from a CSV, any type from Parquet).
         column: the contract column it was read as.
         table: the contract table, whose other vocabularies a shifted value may match.
+        shiftable: whether a row's values can shift into the wrong columns, as in a CSV
+            (a Parquet file stores each column apart: no hint of a shift then).
 
     Returns:
         e.g. ``an e-mail address (39 characters): the row's values may be shifted (...)``
@@ -58,15 +62,15 @@ def describe_cell(value: object, column: Column, table: Table) -> str | None:
     if pd.api.types.is_scalar(value) and pd.isna(value):
         return None
     if isinstance(value, str):
-        return _describe_text(value, column, table)
+        return _describe_text(value, column, table, shiftable)
     return _describe_native(value)
 
 
-def _describe_text(value: str, column: Column, table: Table) -> str:
+def _describe_text(value: str, column: Column, table: Table, shiftable: bool) -> str:
     size = f"{len(value)} character{'s' if len(value) != 1 else ''}"
     kind, elsewhere = _kind_of_text(value.strip(), column, table)
     described = f"{kind} ({size})"
-    return f"{described}: {SHIFT_HINT}" if elsewhere else described
+    return f"{described}: {SHIFT_HINT}" if elsewhere and shiftable else described
 
 
 def _kind_of_text(text: str, column: Column, table: Table) -> tuple[str, bool]:

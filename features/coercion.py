@@ -74,7 +74,13 @@ class TableCheck:
         if self.frame is None or column is None or column not in self.frame:
             return None
         contract_column = self.table.column(column)
-        return describe_cell(self.frame[column].iloc[position], contract_column, self.table)
+        value = self.frame[column].iloc[position]
+        return describe_cell(value, contract_column, self.table, shiftable=self.is_csv)
+
+    @property
+    def is_csv(self) -> bool:
+        """Whether the table was read from a CSV file, whose rows' values can shift."""
+        return not self.file.lower().endswith(".parquet")
 
     def clean_frame(self) -> pd.DataFrame:
         """The typed table, without the rows set aside, personal columns flagged in attrs."""

@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pyarrow as pa
 
 from features.model_store import DEFAULT_MODEL_URI
 from features.predictor import ReconversionModel
-from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE
+from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE, GUARDED_TABLES
 from serving.batch_local import (
     ChunkReport,
 )
@@ -76,6 +76,16 @@ class BatchRequest:
     allow_missing: frozenset[str] = frozenset()
     max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
 
+    def __post_init__(self) -> None:
+        """Refuse arguments the CLI's options would refuse, for callers of the Python API.
+
+        Raises:
+            ValueError: naming the argument and why.
+        """
+        problems = _request_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
     @property
     def summary_path(self) -> Path:
         """``<out>.summary.json``."""
@@ -85,6 +95,27 @@ class BatchRequest:
     def rejects_path(self) -> Path:
         """``<out>.rejects.csv``."""
         return self.out.with_name(self.out.name + ".rejects.csv")
+
+
+def _request_problems(request: BatchRequest) -> list[str]:
+    """What is wrong with a request's arguments, one sentence each."""
+    problems = []
+    if request.engine not in get_args(Engine):
+        problems.append(f"engine {request.engine!r} is not one of {', '.join(get_args(Engine))}")
+    if request.reasons not in get_args(ReasonMode):
+        choices = ", ".join(get_args(ReasonMode))
+        problems.append(f"reasons {request.reasons!r} is not one of {choices}")
+    unknown = sorted(set(request.allow_missing) - set(GUARDED_TABLES))
+    if unknown:
+        choices = ", ".join(GUARDED_TABLES)
+        problems.append(f"allow_missing {', '.join(map(repr, unknown))}: not one of {choices}")
+    if not 0.0 <= request.max_rejected_share <= 1.0:
+        problems.append(f"max_rejected_share {request.max_rejected_share!r} is not in [0, 1]")
+    if request.chunk_leads < 1:
+        problems.append(f"chunk_leads {request.chunk_leads!r} is less than 1")
+    if request.workers < 0:
+        problems.append(f"workers {request.workers!r} is negative")
+    return problems
 
 
 @dataclass(frozen=True)

@@ -340,11 +340,15 @@ def rollback(name: str, reason: str = "rollback") -> dict[str, Any]:
 def _move_champion(
     client: MlflowClient, name: str, version: str, how: str, reason: str
 ) -> dict[str, Any]:
+    """Move the champion alias to ``version``, recording the version it replaced first: a
+    failure between the two calls leaves the alias where it was rather than a champion
+    that cannot be rolled back (MLflow moves an alias in one call, but has no transaction
+    across calls)."""
     previous = champion_version(client, name)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    event = _event(f"promoted ({how})", reason, previous_champion=previous)
     if previous is not None and previous != version:
         client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, previous)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    event = _event(f"promoted ({how})", reason, previous_champion=previous)
     _stamp(client, name, version, "promoted", event)
     _append_history(client, name, version, event)
     return {"name": name, "champion": version, "replaced": previous, **event}

@@ -618,6 +618,21 @@ def test_a_shifted_row_is_described_and_none_of_its_cells_is_shown(tmp_path: Pat
     assert not [text for text in shown if "bob@example.com" in text or "Engineer" in text]
 
 
+def test_a_parquet_cell_holding_another_columns_value_is_described_without_a_shift(
+    tmp_path: Path,
+) -> None:
+    # Given the shifted leads written as Parquet, whose columns are stored apart
+    directory = with_table(tmp_path, "leads", SHIFTED_LEADS)
+    leads = pd.read_csv(directory / "leads.csv", dtype=str, keep_default_na=False)
+    (directory / "leads.csv").unlink()
+    leads.to_parquet(directory / "leads.parquet")
+
+    found = {p.column: p.found for p in problems_of(directory)}
+
+    # Then the cell is described, and no row is said to be shifted
+    assert found["product_fit"] == "an e-mail address (15 characters)"
+
+
 def test_a_vocabulary_value_in_the_wrong_column_is_named_by_its_column(tmp_path: Path) -> None:
     leads = TINY_TABLES["leads"].replace("VP Sales,,ideal", "VP Sales,ideal,")
 

@@ -17,7 +17,7 @@ import pytest
 from features.output import OutputPathError, check_output_file, remove_stale_partials
 from serving.batch import run_batch
 from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE, input_problems
-from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError
+from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError, BatchRequest
 from serving.batch_lock import output_lock
 from tests.disk_full import srl_command
 from tests.serving.batch_support import copy_as_csv
@@ -45,6 +45,26 @@ def test_an_absent_or_empty_guarded_table_is_refused_unless_allowed(table: str) 
         assert problem.startswith(f"the {table} table is absent or empty: ")
         assert problem.endswith(f"pass --allow-missing {table}")
         assert input_problems(rows, _rejects([]), frozenset({table}), 0.05) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"allow_missing": frozenset({"consent", "leads"})}, "allow_missing 'leads'"),
+        ({"max_rejected_share": 1.5}, "max_rejected_share 1.5"),
+        ({"max_rejected_share": float("nan")}, "max_rejected_share nan"),
+        ({"engine": "dask"}, "engine 'dask'"),
+        ({"reasons": "some"}, "reasons 'some'"),
+        ({"chunk_leads": 0}, "chunk_leads 0"),
+        ({"workers": -1}, "workers -1"),
+    ],
+)
+def test_a_request_the_cli_would_refuse_is_refused_by_the_python_api(
+    tmp_path: Path, arguments: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{named}"):
+        BatchRequest(data=str(tmp_path), out=tmp_path / "scores.parquet", **arguments)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_table_mostly_set_aside_is_refused_naming_its_most_common_reasons() -> None:

@@ -22,11 +22,15 @@ from tests.servers import free_port
 from training import report
 from training.config import TrainingConfig, load_training_config
 from training.registry import (
+    PREVIOUS_CHAMPION_TAG,
+    GateDecision,
     RegistryError,
     baseline_refusal,
     champion_version,
     promote,
+    record_training,
     registry_client,
+    rollback,
 )
 from training.split import fitted_through, split_by_time
 from training.train import TrainingResult, train
@@ -241,3 +245,38 @@ def test_an_unreachable_registry_is_said_so_never_taken_for_a_missing_version(
     for refused in (promoting.value, looking_up.value):
         assert str(refused).startswith("cannot use the registry at http://***@127.0.0.1:")
         assert "Secret42" not in str(refused)
+
+
+class _AliasMoveFails(MlflowClient):
+    """A real sqlite registry client whose champion move fails, as a registry outage would."""
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        if alias == "champion":
+            raise ConnectionError("registry unreachable")
+        super().set_registered_model_alias(name, alias, version)
+
+
+def test_a_champion_move_that_fails_leaves_the_champion_and_records_what_it_would_replace(
+    tmp_path: Path,
+) -> None:
+    # Given a real registry with version 1 champion and a version 2
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(store, registry_uri=store)
+    client.create_registered_model(NAME)
+    for _ in range(2):
+        client.create_model_version(NAME, source=str(tmp_path / "model"))
+    client.set_registered_model_alias(NAME, "champion", "1")
+    promoted = GateDecision(True, "challenger beats champion 1", "pr_auc", 0.002)
+    # When the gate promotes version 2 and the registry fails as the alias moves
+    with pytest.raises(ConnectionError):
+        record_training(_AliasMoveFails(store, registry_uri=store), NAME, "2", {}, promoted)
+    # Then version 1 still serves, and version 2 already names the champion it replaces
+    assert champion_version(client, NAME) == "1"
+    assert client.get_model_version(NAME, "2").tags[PREVIOUS_CHAMPION_TAG] == "1"
+    # And the retried move makes 2 champion, with 1 to roll back to
+    record_training(client, NAME, "2", {}, promoted)
+    assert champion_version(client, NAME) == "2"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        assert rollback(NAME, reason="retried move checked")["champion"] == "1"
+    assert champion_version(client, NAME) == "1"
