@@ -34,7 +34,7 @@ from features.output import (
 )
 from features.problems import ContractError
 from features.summary import format_summary, summarise_export
-from features.table_files import TABLE_FILE_NAMES
+from features.table_files import TABLE_FILE_NAMES, check_not_an_export_table
 from features.timestamps import as_utc, parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -107,15 +107,21 @@ def validate(
 
 
 def checked_output(
-    path: Path, check: Callable[[Path], Path] = check_output_file, option: str = "--out"
+    path: Path,
+    check: Callable[[Path], Path] = check_output_file,
+    option: str = "--out",
+    *,
+    data: Path | None = None,
 ) -> Path:
     """``check(path)`` before any work; an unusable output path is a usage error (exit 2).
 
     Every command that writes files checks its output paths with ``features.output``'s
-    checks through this, so they are refused alike, naming the path and why.
+    checks through this, so they are refused alike, naming the path and why. With ``data``,
+    a path that is one of that export's table files is refused too.
     """
     try:
-        return check(path)
+        target = check(path)
+        return target if data is None else check_not_an_export_table(target, data)
     except OutputPathError as error:
         raise typer.BadParameter(str(error), param_hint=option) from error
 
@@ -244,7 +250,7 @@ def features(
     written (a previous file at --out is left as it was); 2: bad command line, including an
     --out that cannot be written (checked before any work).
     """
-    target = checked_output(out)
+    target = checked_output(out, data=data)
     feature_config = settings_from(config)
     try:
         export = load_export(data, snapshot_at=as_utc(snapshot_at))

@@ -104,6 +104,10 @@ SNAPSHOT_AHEAD = (
     "is in the future: outcomes that nobody can have seen yet would count as negatives; "
     "the export's end is at the latest now"
 )
+#: How long after an export's latest event a chosen snapshot may be: an export taken on a
+#: quiet weekend ends a few days before it was taken, but an export that ends weeks before
+#: the snapshot cannot show the comebacks of those weeks.
+SNAPSHOT_AFTER_DATA_ALLOWED = pd.Timedelta(days=7)
 
 
 def load_export(
@@ -122,7 +126,9 @@ def load_export(
             unreadable file) still fail.
         snapshot_at: the export's end; defaults to the latest event time in the data. A
             moment ahead of this machine's clock is refused, as is a row dated there
-            (``features.timestamps.CLOCK_SKEW_ALLOWED``).
+            (``features.timestamps.CLOCK_SKEW_ALLOWED``), and so is a moment more than
+            ``SNAPSHOT_AFTER_DATA_ALLOWED`` after the latest event (outcomes the export
+            cannot show would count as negatives).
 
     Returns:
         The typed export.
@@ -142,10 +148,34 @@ def load_export(
     if problems:
         raise ContractError(problems)
     export = build_export(raw, files=files, lenient=lenient, snapshot_at=snapshot_at)
+    if snapshot_at is not None:
+        _check_snapshot_within_data(snapshot_at, latest_timestamp(export.tables))
     for warning in absent:
         logger.warning(warning)
         export.warnings.append(warning)
     return export
+
+
+def _check_snapshot_within_data(snapshot_at: pd.Timestamp, latest_event: pd.Timestamp) -> None:
+    """Refuse a snapshot long after the export's latest event.
+
+    The rows after the export's end are not in it, so a rejection that came back between
+    that end and the snapshot would look as if it never did: its outcome would count as a
+    negative, and its lead as open for more re-scoring.
+
+    Raises:
+        ContractError: naming the snapshot, the latest event and the gap.
+    """
+    if snapshot_at <= latest_event + SNAPSHOT_AFTER_DATA_ALLOWED:
+        return
+    gap = (snapshot_at - latest_event) / pd.Timedelta(days=1)
+    message = (
+        f"{snapshot_at.isoformat()} is {gap:.1f} days after the export's latest event "
+        f"({latest_event.isoformat()}): comebacks after that moment are not in the export, "
+        "so rejections that came back would count as negatives; choose a snapshot at most "
+        f"{SNAPSHOT_AFTER_DATA_ALLOWED.days} days after it, or leave it out to use it"
+    )
+    raise ContractError([Problem("snapshot_at", message)])
 
 
 def not_a_directory(path: Path) -> str:

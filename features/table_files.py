@@ -26,6 +26,7 @@ from features.csv_fields import (
     first_long_record,
     other_separator_problem,
 )
+from features.output import OutputPathError
 from features.problems import ContractError, Problem, shorten
 from features.table_names import absent_table_warnings, unread_table_problems
 from features.text import TEXT
@@ -87,6 +88,31 @@ def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem], list
 TABLE_FILE_NAMES = frozenset(
     f"{table.name}{suffix}" for table in TABLES for suffix in SUPPORTED_SUFFIXES
 )
+
+
+def check_not_an_export_table(out: Path, data: str | Path) -> Path:
+    """Refuse an output path that is one of the export's table files, there or not.
+
+    Written there, the output would replace a table of the very export it was computed
+    from (``--out export/rejections.parquet``), or be read as a table next time (an output
+    named ``consent.csv`` in an export without consent).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        features.output.OutputPathError: naming the path and the table.
+    """
+    root = Path(data)
+    if out.name not in TABLE_FILE_NAMES or not root.is_dir():
+        return out
+    if out.resolve().parent == root.resolve():
+        table = out.name.rsplit(".", 1)[0]
+        raise OutputPathError(
+            f"{out}: is the {table} table of the export --data {data} reads; write the "
+            "output elsewhere"
+        )
+    return out
 
 
 def unread_entries(root: Path) -> list[str]:

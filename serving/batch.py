@@ -35,6 +35,7 @@ from features.output import (
     check_output_file,
     remove_stale_partials,
 )
+from features.table_files import check_not_an_export_table
 from serving.batch_guard import input_problems
 from serving.batch_job import (
     EXIT_USAGE,
@@ -184,7 +185,7 @@ def check_outputs(request: BatchRequest) -> None:
     """
 
     def check() -> None:
-        check_output_file(request.out)
+        check_not_an_export_table(check_output_file(request.out), request.data)
         check_output_file(request.summary_path, suffixes=None)
         check_output_file(request.rejects_path, suffixes=None)
         check_output_file(lock_path(request.out), suffixes=None)

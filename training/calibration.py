@@ -3,7 +3,9 @@
 The booster never trains on the validation window, so it is the held-out slice. In ``auto``
 mode both maps are fitted on the window's earlier part (by ``as_of``) and scored on its
 later part; the one with the lower log loss (Brier breaking ties) is refitted on the whole
-window. The result is a ``features.predictor.Calibration`` of plain numbers.
+window. When the earlier part holds one outcome only (a small window), or a part is empty,
+Platt is fitted on the whole window and the choice says why. The result is a
+``features.predictor.Calibration`` of plain numbers.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ class CalibrationChoice:
         calibration: the map, refitted on the whole validation window.
         scores: candidate name to ``{"log_loss": ..., "brier": ...}`` on the later part of
             the validation window (``none`` is the uncalibrated booster).
+        note: why ``auto`` could not choose by validation, when it could not.
     """
 
     calibration: Calibration
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    note: str | None = None
 
 
 def fit_isotonic(raw: np.ndarray, labels: np.ndarray) -> Calibration:
@@ -80,12 +84,33 @@ def fit_calibration(
     if config.method != "auto":
         return CalibrationChoice(_fit(config.method, raw, labels))
     fit_rows, check_rows = _selection_slices(as_of, config.selection_fraction)
+    unusable = _unusable_selection(labels[fit_rows], labels[check_rows])
+    if unusable is not None:
+        note = f"platt on the whole validation window: {unusable}, so no method was chosen"
+        return CalibrationChoice(fit_platt(raw, labels), note=note)
     scores = {"none": _score(raw[check_rows], labels[check_rows])}
     for method in FITTERS:
         candidate = _fit(method, raw[fit_rows], labels[fit_rows])
         scores[method] = _score(candidate.apply(raw[check_rows]), labels[check_rows])
     best = min(FITTERS, key=lambda m: (scores[m]["log_loss"], scores[m]["brier"], m != "platt"))
     return CalibrationChoice(_fit(best, raw, labels), scores)
+
+
+def _unusable_selection(fit_labels: np.ndarray, check_labels: np.ndarray) -> str | None:
+    """Why the two parts of the window cannot choose a method (None when they can).
+
+    Both maps need both outcomes to fit; a small window's earlier part may hold comebacks
+    only in its later part, and a ``selection_fraction`` near 0 or 1 may leave a part empty.
+    Platt's two numbers on the whole window (which the split checks for both outcomes) are
+    then the safer map.
+    """
+    if len(check_labels) == 0:
+        return "the window's later part is empty (calibration.selection_fraction)"
+    outcomes = len(np.unique(fit_labels))
+    if outcomes < 2:
+        held = "no example" if outcomes == 0 else f"{len(fit_labels):,} examples of one outcome"
+        return f"the window's earlier part holds {held}"
+    return None
 
 
 def _fit(method: str, raw: np.ndarray, labels: np.ndarray) -> Calibration:

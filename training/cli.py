@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,16 +23,34 @@ from features.timestamps import as_utc
 from training.config import (
     DEFAULT_CONFIG_FILE,
     DEFAULT_MODEL_NAME,
+    MAX_SEED,
+    MODEL_NAME_PATTERN,
     TrainingConfig,
     load_training_config,
+    with_horizon_days,
 )
 from training.split import SplitError
 
 DataOption = Annotated[
     Path, typer.Option("--data", help="Export directory: leads, activities, rejections, ...")
 ]
+
+
+def _model_name(name: str) -> str:
+    """``--name``, refused (exit 2) unless it has the form of ``MODEL_NAME_PATTERN``."""
+    if re.fullmatch(MODEL_NAME_PATTERN, name) is None:
+        raise typer.BadParameter(
+            "a registered model's name holds letters, digits, '_', '-', '.' and spaces, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
 NameOption = Annotated[
-    str, typer.Option("--name", help="Registered model name in the MLflow registry.")
+    str,
+    typer.Option(
+        "--name", callback=_model_name, help="Registered model name in the MLflow registry."
+    ),
 ]
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why, in a few words (recorded on the version).")
@@ -55,7 +74,10 @@ def train(
             "--tune", min=0, help="Optuna trials on the validation window first (0: none)."
         ),
     ] = 0,
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, max=MAX_SEED, help=f"Override the seed, 0 to {MAX_SEED}."),
+    ] = None,
     register: Annotated[
         bool,
         typer.Option("--register/--no-register", help="Register the model and apply the gate."),
@@ -69,8 +91,9 @@ def train(
     if target is not None and target not in ("reconverted", "won"):
         raise typer.BadParameter("must be reconverted or won", param_hint="--target")
     try:
-        settings = _settings(config).with_overrides(
-            **{"features.target": target, "features.horizon_days": horizon_days, "seed": seed}
+        settings = with_horizon_days(
+            _settings(config).with_overrides(**{"features.target": target, "seed": seed}),
+            horizon_days,
         )
         result = run_training(data, settings, tune_trials, register, as_utc(snapshot_at))
     except (
@@ -138,7 +161,7 @@ def evaluate(
     """
     from training.evaluate import evaluate as run_evaluation
 
-    target = checked_output(out)
+    target = checked_output(out, data=data)
     try:
         document = run_evaluation(data, model, target)
     except (ContractError, ModelLoadError, ValueError) as error:

@@ -20,6 +20,14 @@ from features.yaml_files import YamlSettings
 
 CONFIG_VERSION = 1
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "training.yaml"
+#: The shortest part of a horizon that counts as partly seen for the age curve.
+MIN_PARTLY_SEEN_WINDOW_DAYS = 30
+#: Seeds run from 0 to 2**32 - 1, the range numpy's and Optuna's samplers take.
+MAX_SEED = 2**32 - 1
+#: A registered model's name: MLflow refuses '/' and ':', a model URI reads '@' as an
+#: alias, and the registry's search filters quote the name, so letters, digits, '_', '-',
+#: '.' and spaces only, starting with a letter or digit.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,199}$"
 
 
 class _Frozen(YamlSettings):
@@ -133,7 +141,7 @@ class CalibrationConfig(_Frozen):
     #: ``reconverted`` target only, with 20 wholly seen comebacks to time them and 10 a year
     #: earlier to fit the timing to the time of year; less than ``features.horizon_days``);
     #: None: whole horizons only.
-    age_curve_min_window_days: Annotated[int, Field(ge=30)] | None = 90
+    age_curve_min_window_days: Annotated[int, Field(ge=MIN_PARTLY_SEEN_WINDOW_DAYS)] | None = 90
 
 
 class LogisticConfig(_Frozen):
@@ -180,8 +188,8 @@ class TrainingConfig(_Frozen):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     logistic: LogisticConfig = Field(default_factory=LogisticConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
-    seed: int = 42
-    registered_model_name: str = Field(default=DEFAULT_MODEL_NAME, min_length=1)
+    seed: int = Field(default=42, ge=0, le=MAX_SEED)
+    registered_model_name: str = Field(default=DEFAULT_MODEL_NAME, pattern=MODEL_NAME_PATTERN)
     experiment_name: str = Field(default=DEFAULT_MODEL_NAME, min_length=1)
     shap_sample: int = Field(default=2000, ge=10)
 
@@ -216,6 +224,26 @@ class TrainingConfig(_Frozen):
     def to_yaml(self) -> str:
         """The resolved config as YAML (what is logged with the run)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def with_horizon_days(config: TrainingConfig, days: int | None) -> TrainingConfig:
+    """``config`` predicting comebacks within ``days`` (unchanged when None).
+
+    A horizon no longer than ``calibration.age_curve_min_window_days`` would leave no
+    partly seen horizon to count, so the window follows it: half the horizon, or whole
+    horizons only (None) when half is under 30 days. ``srl train --horizon-days`` reads
+    this; the resolved config logged with the run shows the window used.
+    """
+    if days is None:
+        return config
+    window = config.calibration.age_curve_min_window_days
+    if window is not None and window >= days:
+        halved = days // 2
+        window = halved if halved >= MIN_PARTLY_SEEN_WINDOW_DAYS else None
+    data = config.model_dump(mode="json")
+    data["features"]["horizon_days"] = days
+    data["calibration"]["age_curve_min_window_days"] = window
+    return TrainingConfig.model_validate(data)
 
 
 def load_training_config(path: str | Path | None = None) -> TrainingConfig:

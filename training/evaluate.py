@@ -24,6 +24,7 @@ from features.loading import load_export
 from features.model_store import LoadedModel, load_model
 from features.output import check_output_file, write_table
 from features.predictor import ReconversionModel
+from features.table_files import check_not_an_export_table
 from training.metrics import json_ready, metric_report, summary_sentence, top_share
 from training.split import fitted_through, moment_text, seen_in_fitting
 
@@ -79,10 +80,11 @@ def evaluate(data: str | Path, model_uri: str, out: str | Path) -> dict[str, Any
         the examples the model was not fitted on.
 
     Raises:
-        features.output.OutputPathError: ``out`` cannot be written (checked first).
+        features.output.OutputPathError: ``out`` cannot be written, or is one of the
+            export's table files (checked first).
         features.output.OutputWriteError: writing ``out`` failed (the previous file is kept).
     """
-    target = check_output_file(out)
+    target = check_not_an_export_table(check_output_file(out), data)
     loaded = load_model(model_uri, num_threads=os.cpu_count() or 1)
     scored = score_export(loaded.model, data)
     write_table(prediction_table(scored), target)

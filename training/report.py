@@ -327,6 +327,12 @@ def reference_comparison(
     if other is None or examples.labels is None:
         return _nothing_compared("no earlier champion to compare with")
     reference = load_model(f"models:/{report.loaded.name}/{other}", report.model.num_threads)
+    theirs_asks, ours_asks = reference.model.config.question, report.model.config.question
+    if theirs_asks != ours_asks:
+        return _nothing_compared(
+            f"v{other} predicts {theirs_asks}, this version {ours_asks}: the same labels "
+            "cannot grade both"
+        )
     through = fitted_through(reference.model.metadata)
     if through is None:
         return _nothing_compared(

@@ -7,8 +7,10 @@ The store is ``MLFLOW_TRACKING_URI`` or the embedded sqlite database ``.srl/mlfl
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -20,6 +22,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.exceptions import MlflowException
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from features.contract import EVENT_TIME_COLUMN
@@ -32,6 +35,8 @@ from features.tracking_store import (
     sqlite_path,
     tracking_uri,
 )
+
+logger = logging.getLogger(__name__)
 
 PACKAGE = "srl-rebound"
 ENVIRONMENT_PACKAGES = (
@@ -60,6 +65,7 @@ def using_store() -> Iterator[str]:
     database = sqlite_path(uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_store(database, uri)
     saved = os.environ.get(TRACKING_VARIABLE)
     try:
         with _use_tracking_uri(uri):
@@ -69,6 +75,27 @@ def using_store() -> Iterator[str]:
             os.environ.pop(TRACKING_VARIABLE, None)
         else:
             os.environ[TRACKING_VARIABLE] = saved
+
+
+def _create_sqlite_store(database: Path, uri: str) -> None:
+    """Open the sqlite store, creating its tables, while no other process of this machine
+    opens it through here.
+
+    MLflow creates a fresh database's tables when its tracking or registry store is first
+    made, outside any lock: two runs started at once against a new store (two scheduled
+    trainings) then both migrate it, and one fails (``table ... already exists``, ``Online
+    migration expected to match one row``). Made under an exclusive lock beside the
+    database, the first creates the tables and the others find them. MLflow keeps the
+    stores it made for the process, so later calls open nothing again.
+    """
+    lock = database.with_name(database.name + ".create-lock")
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            # one schema: the tracking store's migrations create the registry's tables too
+            mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def experiment_id(name: str) -> str:
@@ -81,9 +108,16 @@ def experiment_id(name: str) -> str:
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
-    if is_local_store(mlflow.get_tracking_uri()):
-        return str(mlflow.create_experiment(name, artifact_location=_artifact_location(name)))
-    return str(mlflow.create_experiment(name))
+    try:
+        if is_local_store(mlflow.get_tracking_uri()):
+            return str(mlflow.create_experiment(name, artifact_location=_artifact_location(name)))
+        return str(mlflow.create_experiment(name))
+    except MlflowException as error:  # another run created it since
+        created = mlflow.get_experiment_by_name(name)
+        if created is None:
+            raise
+        logger.info("experiment %s was created by another run: %s", name, error.error_code)
+        return str(created.experiment_id)
 
 
 def _artifact_location(experiment: str) -> str:

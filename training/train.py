@@ -167,6 +167,8 @@ def _run(
     logger.info("step=train_booster threads=%d", settings.resolved_threads())
     fit = fit_booster(prepared, settings, config.seed)
     choice = calibrate(prepared, fit, config)
+    if choice.note is not None:
+        logger.warning("calibration: %s", choice.note)
     names = [s.name for s in prepared.specs]
     model = ReconversionModel(
         config.features,
@@ -390,6 +392,8 @@ def log_results(
     mlflow.log_metrics(tracking.finite_metrics(metrics))
     mlflow.set_tag("srl.summary", evaluation.summary)
     mlflow.set_tag("srl.calibration", choice.calibration.method)
+    if choice.note is not None:
+        mlflow.set_tag("srl.calibration_note", choice.note)
     mlflow.log_dict(evaluation.document(), "metrics.json")
     mlflow.log_text(evaluation.summary + "\n", "summary.txt")
     mlflow.log_dict({"features": _feature_list(prepared.specs)}, "features.json")

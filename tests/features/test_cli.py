@@ -269,6 +269,33 @@ def test_features_refuses_an_output_it_cannot_write_before_any_work(
 
 
 @pytest.mark.parametrize(
+    ("command", "table_file"),
+    [
+        ("features", "rejections.csv"),
+        ("evaluate", "leads.csv"),
+        ("score", "consent.parquet"),  # absent from the export: it would be read next time
+    ],
+)
+def test_commands_refuse_an_output_that_is_a_table_of_their_export(
+    tiny_export_dir: Path, command: str, table_file: str
+) -> None:
+    # Given an output path naming a table file of the export read, through another path
+    before = {f.name: f.read_bytes() for f in tiny_export_dir.iterdir()}
+    out = tiny_export_dir / ".." / tiny_export_dir.name / table_file
+
+    result = runner.invoke(app, [command, "--data", str(tiny_export_dir), "--out", str(out)])
+
+    # Then the command line is refused before any work, and the export is as it was (the
+    # batch job leaves its failed summary beside --out, as for any path it refuses)
+    assert result.exit_code == 2, result.output
+    assert f"isthe{table_file.split('.')[0]}tableoftheexport" in _unboxed(result.output)
+    after = {f.name: f.read_bytes() for f in tiny_export_dir.iterdir()}
+    summary = after.pop(f"{table_file}.summary.json", None)
+    assert after == before
+    assert (summary is None) == (command != "score")
+
+
+@pytest.mark.parametrize(
     ("command", "case"), [("generate", "a file"), ("catalogue", "a parent that is a file")]
 )
 def test_commands_writing_folders_refuse_a_file_in_the_way(

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contract import PERSONAL_COLUMNS, PERSONAL_ID_RULE
-from features.loading import SPACED_LEAD_ID, load_export
+from features.loading import SNAPSHOT_AFTER_DATA_ALLOWED, SPACED_LEAD_ID, load_export
 from features.problems import ContractError, Problem
 from features.table_files import read_table_file
 from features.timestamps import CLOCK_SKEW_ALLOWED, SPAN
@@ -305,6 +305,23 @@ def test_a_snapshot_in_the_future_is_refused_before_any_file_is_read(tmp_path: P
     (problem,) = caught.value.problems
     assert problem.file == "snapshot_at"
     assert "is in the future" in problem.message
+
+
+def test_a_snapshot_weeks_after_the_exports_last_event_is_refused(tiny_export_dir: Path) -> None:
+    # Given the tiny export, whose latest event is 2025-05-01
+    latest = load_export(tiny_export_dir).snapshot_at
+    # Then a snapshot up to a week after it is the export's end, as for an export taken on
+    # a quiet weekend, and one later is refused, naming both moments
+    allowed = latest + SNAPSHOT_AFTER_DATA_ALLOWED
+    assert load_export(tiny_export_dir, snapshot_at=allowed).snapshot_at == allowed
+    with pytest.raises(ContractError) as caught:
+        load_export(tiny_export_dir, snapshot_at=allowed + pd.Timedelta(microseconds=1))
+    (problem,) = caught.value.problems
+    assert problem.file == "snapshot_at"
+    assert problem.message.startswith(
+        "2025-05-08T00:00:00.000001+00:00 is 7.0 days after the export's latest event "
+        "(2025-05-01T00:00:00+00:00): comebacks after that moment are not in the export"
+    )
 
 
 def test_generated_export_validates_in_both_formats(tmp_path: Path, small_export_dir: Path) -> None:
@@ -792,9 +809,9 @@ def test_a_lead_id_with_spaces_around_it_is_noted_even_when_the_load_fails(
 
 
 def test_a_naive_snapshot_is_utc(tiny_export_dir: Path) -> None:
-    export = load_export(tiny_export_dir, snapshot_at=pd.Timestamp("2025-06-01"))
+    export = load_export(tiny_export_dir, snapshot_at=pd.Timestamp("2025-05-03"))
 
-    assert export.snapshot_at == pd.Timestamp("2025-06-01", tz="UTC")
+    assert export.snapshot_at == pd.Timestamp("2025-05-03", tz="UTC")
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from training.config import (
     LogisticConfig,
     TrainingConfig,
     load_training_config,
+    with_horizon_days,
 )
 from training.metrics import score_metrics
 from training.registry import beats
@@ -70,6 +71,33 @@ def test_platt_is_a_plain_logistic_map(miscalibrated: tuple) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("selection_fraction", "late_comebacks_only", "why"),
+    [
+        (0.5, True, "the window's earlier part holds 2,000 examples of one outcome"),
+        (0.0001, False, "the window's earlier part holds no example"),
+        (0.9999, False, "the window's later part is empty"),
+    ],
+)
+def test_a_window_whose_parts_cannot_choose_is_calibrated_by_platt_saying_why(
+    miscalibrated: tuple, selection_fraction: float, late_comebacks_only: bool, why: str
+) -> None:
+    # Given a validation window whose earlier part has no comeback, or a part left empty
+    raw, labels, as_of = miscalibrated
+    if late_comebacks_only:
+        labels = np.where(as_of < raw.size // 2, 0.0, labels)
+    config = CalibrationConfig(method="auto", selection_fraction=selection_fraction)
+
+    choice = fit_calibration(raw, labels, as_of, config)
+
+    # Then Platt's map is fitted on the whole window, and the choice says why
+    expected = fit_platt(raw, labels)
+    assert (choice.calibration.a, choice.calibration.b) == (expected.a, expected.b)
+    assert choice.scores == {}
+    assert choice.note is not None
+    assert why in choice.note
+
+
 def test_the_shipped_yaml_is_the_default_config() -> None:
     assert DEFAULT_CONFIG_FILE.exists()
     assert load_training_config() == TrainingConfig()
@@ -101,6 +129,35 @@ def test_a_partly_seen_horizon_window_must_be_shorter_than_the_horizon() -> None
     assert TrainingConfig().with_overrides(**shorter_horizon).features.horizon_days == 180
     whole_only = TrainingConfig(calibration=CalibrationConfig(age_curve_min_window_days=None))
     assert whole_only.calibration.age_curve_min_window_days is None
+
+
+@pytest.mark.parametrize(
+    ("days", "window"), [(365, 90), (91, 90), (90, 45), (60, 30), (59, None), (1, None)]
+)
+def test_a_shorter_horizon_takes_a_partly_seen_window_that_fits_it(
+    days: int, window: int | None
+) -> None:
+    config = with_horizon_days(TrainingConfig(), days)
+
+    assert config.features.horizon_days == days
+    assert config.calibration.age_curve_min_window_days == window
+    assert with_horizon_days(config, None) == config
+    whole_only = TrainingConfig(calibration=CalibrationConfig(age_curve_min_window_days=None))
+    assert with_horizon_days(whole_only, days).calibration.age_curve_min_window_days is None
+
+
+def test_seeds_outside_what_the_samplers_take_are_refused() -> None:
+    assert TrainingConfig(seed=2**32 - 1).seed == 2**32 - 1
+    for seed in (-1, 2**32):
+        with pytest.raises(ValidationError, match="seed"):
+            TrainingConfig(seed=seed)
+
+
+@pytest.mark.parametrize("name", ["a/b", "models:x", "o'brien", 'say "hi"', "x@champion", ".x", ""])
+def test_a_model_name_the_registry_or_its_uris_cannot_take_is_refused(name: str) -> None:
+    assert TrainingConfig(registered_model_name="Lead model 2.1_b-c").registered_model_name
+    with pytest.raises(ValidationError, match="registered_model_name"):
+        TrainingConfig(registered_model_name=name)
 
 
 def test_overrides_reach_into_sections_and_skip_none() -> None:

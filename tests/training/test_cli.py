@@ -230,3 +230,26 @@ def test_train_refuses_an_out_of_range_horizon_as_a_usage_error(
     assert_horizon_refused(result, bound)
     help_text = runner.invoke(app, ["train", "--help"]).output
     assert "1 to 3650 days" in re.sub(r"[\s│]+", " ", help_text)
+
+
+@pytest.mark.parametrize(
+    ("seed", "bound"),
+    [("-1", "greater than or equal to 0"), ("4294967296", "less than or equal to 4294967295")],
+)
+def test_train_refuses_a_seed_the_samplers_refuse_as_a_usage_error(
+    tmp_path: Path, seed: str, bound: str
+) -> None:
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--seed", seed, "--tune", "1"])
+
+    assert result.exit_code == 2
+    assert "Invalid value for '--seed'" in result.output
+    assert bound in result.output
+    assert not (tmp_path / ".srl").exists()
+
+
+@pytest.mark.parametrize("command", [["models"], ["promote", "2"], ["rollback"]])
+def test_registry_commands_refuse_a_name_no_model_can_have(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--name", "o'brien"])
+
+    assert result.exit_code == 2
+    assert "Invalid value for '--name'" in result.output

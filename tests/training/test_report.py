@@ -6,6 +6,7 @@ Checked on a real sqlite MLflow store with two versions trained by ``training.tr
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,26 @@ def test_champion_is_compared_with_the_version_it_replaced(
     assert list(comparison.table.index) == [f"v{store.champion}", f"v{store.previous}"]
     assert comparison.table["examples"].tolist() == [len(test), len(test)]
     assert comparison.note == f"{len(test):,} examples scored by both"
+
+
+@pytest.mark.slow
+def test_a_version_predicting_another_outcome_is_not_graded_on_these_labels(
+    champion: ModelReport, small_export: Export, store: TrainedStore
+) -> None:
+    # Given the champion as if it predicted comebacks within 180 days, not 365 as v1 does
+    asks_180 = champion.model.config.model_copy(update={"horizon_days": 180})
+    shorter = replace(champion.model, config=asks_180)
+    review = replace(champion, loaded=replace(champion.loaded, model=shorter))
+    test = report.test_window(champion, small_export).examples
+
+    comparison = report.reference_comparison(review, small_export, test, np.zeros(len(test)))
+
+    # Then nothing is compared, as the promotion gate would compare nothing
+    assert comparison.table.empty
+    assert comparison.note == (
+        f"nothing compared: v{store.previous} predicts reconverted within 365 days, this "
+        "version reconverted within 180 days: the same labels cannot grade both"
+    )
 
 
 @pytest.mark.slow
