@@ -24,7 +24,7 @@ from serving.batch_signals import PARENT_GONE_GRACE_SECONDS, end_with_parent
 from serving.coalescing import Coalescer
 from serving.dependencies import auth_dependencies
 from serving.errors import install_error_handlers
-from serving.logs import silence_access_log
+from serving.logs import hide_websocket_queries, silence_access_log
 from serving.metrics import Metrics
 from serving.middleware import LoopbackOnly, RequestContext
 from serving.model_holder import ModelHolder
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     silence_access_log()
+    hide_websocket_queries()
     app = FastAPI(
         title="SRL Rebound scoring API",
         version="1",

@@ -240,6 +240,7 @@ def _run(settings: Settings, workers: int, log_level: str) -> None:
             port=settings.port,
             workers=workers,
             http=protocol,  # type: ignore[arg-type]  # uvicorn calls it as it calls a class
+            ws="none",  # no WebSocket route: an upgrade is answered as the HTTP request it is
             log_config=log_config(log_level.upper()),
             access_log=False,
             server_header=False,

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from features.config import FeatureConfig
 from features.history import CODES, History
 from features.positions import positions
+from features.records import ScoreRequest
+from features.request_history import history_from_requests
 from features.timestamps import MISSING_TIME
 
 DO_NOT_CONTACT_REASON = CODES["reason_code"]["do_not_contact"]
@@ -59,6 +62,50 @@ class ContactNow:
             latest_consent=np.full(len(lead), -1, dtype=np.int64),
             refused_by_rejection=refused_by_rejection(history, lead, as_of, until_now=False),
         )
+
+
+def contact_in_one_call(
+    requests: Sequence[ScoreRequest], history: History, as_of: np.ndarray, config: FeatureConfig
+) -> ContactNow:
+    """Each request's contact signals, from every row the call holds about its lead.
+
+    Request ``i`` is lead ``i`` of ``history`` (``features.request_history``), so a lead
+    sent as several items of one batch call, one per rejection, would be judged by each
+    item's rows alone: an item carrying the person's ``do_not_contact`` (a consent row, or
+    its own rejection's reason) would not hold back the others. Contact is not a feature,
+    so the items of a lead are read here as one lead holding the consent rows and the
+    rejections of all of them (linear in the rows: one merged lead per lead id), while each
+    item's features stay its own (its probability does not depend on the other items).
+    """
+    lead_ids = [request.lead.lead_id for request in requests]
+    if len(set(lead_ids)) == len(lead_ids):  # the usual call: nothing to share
+        return ContactNow.read(history, np.arange(len(requests)), as_of)
+    groups: dict[str, list[ScoreRequest]] = {}
+    for request, lead_id in zip(requests, lead_ids, strict=True):
+        groups.setdefault(lead_id, []).append(request)
+    merged = [_one_lead(items) for items in groups.values()]
+    position = {lead_id: index for index, lead_id in enumerate(groups)}
+    group_of = np.fromiter((position[i] for i in lead_ids), np.int64, len(lead_ids))
+    shared, _ = history_from_requests(merged, config)
+    return ContactNow.read(shared, group_of, as_of)
+
+
+def _one_lead(items: list[ScoreRequest]) -> ScoreRequest:
+    """The first item with the consent rows and rejections of every item of its lead."""
+    first = items[0]
+    if len(items) == 1:
+        return first
+    scored = first.rejection.rejection_id
+    rejections = {
+        rejection.rejection_id: rejection
+        for item in items
+        for rejection in (item.rejection, *item.earlier_rejections)
+        if rejection.rejection_id != scored
+    }
+    consent = [row for item in items for row in item.consent]
+    return first.model_copy(
+        update={"consent": consent, "earlier_rejections": list(rejections.values())}
+    )
 
 
 def refused_by_rejection(

@@ -22,6 +22,11 @@ request once its headers are complete.
   request nor completed its headers. Either past the limit refuses, so a single header that
   never ends is refused at most one read (about 256 KB) past the limit.
 
+- **Bodies after the answer.** A route that answers without reading its body (a 401, a
+  health check) leaves the rest of the body to arrive after the answer; it, and then the
+  next request, must arrive within ``header_timeout`` or the connection is closed, since
+  each byte would reset uvicorn's keep-alive timer for ever.
+
 - **Connections.** A worker serves at most ``max_connections`` open connections. One opened
   beyond them (while that many are open) answers its first request ``503``
   (``server_busy``, ``Retry-After: 1``) and is closed; the connections already open are
@@ -129,6 +134,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._watched = False
         self._headers_pending = False
         self._began_in_this_read = False
+        #: The answer went out while the request's body was still arriving.
+        self._draining = False
         self._refusal: tuple[int, str, str] | None = None
         watch = _WATCHES.get(self.server_state)
         if watch is None:
@@ -197,6 +204,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._headers_pending = False
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        """The request's body has all arrived; one still arriving after its answer ends its
+        drain here, and the next request is due as on a new connection."""
+        super().on_message_complete()
+        if self._draining:
+            self._draining = False
+            self._stop_waiting()
+            self._wait_for_headers()
+
+    def on_response_complete(self) -> None:
+        """The answer is out; a request body still arriving must end within the header
+        timeout.
+
+        A route that answers without reading the body it was sent (any 401, ``/healthz``, a
+        404) leaves the rest of it to arrive after the answer, and every byte of it resets
+        uvicorn's keep-alive timer: a client trickling a body it declared large would hold
+        its connection for ever, and enough of them every connection of the worker. The
+        rest of the body, and then the next request's headers, are due within
+        ``header_timeout``, or the connection is closed (``headers_too_slow``).
+        """
+        cycle = self.cycle
+        super().on_response_complete()
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            self._draining = True
+            self._stop_waiting()
+            self._wait_for_headers()
+
     def send_400_response(self, msg: str) -> None:
         """The answer to a parser error (uvicorn's ``msg`` is logged by uvicorn itself): a
         JSON 400 ``invalid_http``, or this protocol's refusal when the error is that."""
@@ -212,6 +246,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self.cycle is not None and not self.cycle.response_complete:
             self._wait_for_headers()  # a pipelined request waits for the one before it
+            return
+        if self._draining:
+            logger.warning("connection closed", extra={"error": "body_after_answer_timeout"})
+            self.transport.close()  # the body of an answered request never ended
             return
         if not self._headers_pending:
             self.transport.close()  # connected, never asked anything: close as idle

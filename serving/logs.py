@@ -56,6 +56,32 @@ def silence_access_log() -> None:
     access.disabled = True
 
 
+class WebSocketQueryFilter(logging.Filter):
+    """Drop the query string from uvicorn's WebSocket handshake lines.
+
+    uvicorn logs each WebSocket handshake on ``uvicorn.error`` as ``'%s - "WebSocket %s"
+    403'`` with the raw path and query string, which may hold a caller's data
+    (``?email=...``). The service has no WebSocket route, so ``srl serve`` turns uvicorn's
+    WebSocket support off (``ws="none"``); under ``uvicorn serving.app:create_app`` the
+    line is still written, with only the path.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record, its path argument cut at ``?``."""
+        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg:
+            args = record.args if isinstance(record.args, tuple) else ()
+            if len(args) >= 2 and isinstance(args[1], str):
+                record.args = (args[0], args[1].split("?", 1)[0], *args[2:])
+        return True
+
+
+def hide_websocket_queries() -> None:
+    """Add ``WebSocketQueryFilter`` to ``uvicorn.error``, once, however the app was started."""
+    error_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, WebSocketQueryFilter) for f in error_log.filters):
+        error_log.addFilter(WebSocketQueryFilter())
+
+
 def log_config(level: str = "INFO") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for uvicorn, the service and every library (JSON lines
     on stderr): libraries' warnings, and at ``DEBUG`` their debug lines, as JSON too."""

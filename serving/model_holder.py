@@ -68,7 +68,8 @@ class ModelHolder:
         self._settings = settings
         self._metrics = metrics
         self._current: Deployment | None = None
-        self._problem = "starting: the model is loading"
+        self._problem = STARTING
+        self._readiness = STARTING
         self._lock = asyncio.Lock()
         self._failed_source: str | None = None
         self._signal_seen = _signal_stamp(settings.reload_signal)
@@ -83,6 +84,12 @@ class ModelHolder:
     def problem(self) -> str | None:
         """Why the service is not ready, or None when it is."""
         return None if self._current is not None else self._problem
+
+    @property
+    def readiness_problem(self) -> str | None:
+        """Why the service is not ready in a few words that name no host, path or library
+        message (``GET /readyz`` answers without a key), or None when it is ready."""
+        return None if self._current is not None else self._readiness
 
     def require(self) -> Deployment:
         """The deployment serving now.
@@ -207,6 +214,7 @@ class ModelHolder:
             message = f"could not load {self._settings.model_uri}: {_describe(error)}"
         if self._current is None:
             self._problem = message
+            self._readiness = _readiness_problem(error)
             self._metrics.ready.set(0)
         logger.error(
             "model load failed", extra={"cause": cause, "serving": before, "error": message}
@@ -214,6 +222,23 @@ class ModelHolder:
         serving = self._current.policy.label if self._current else None
         kept = f"; still serving {before} with policy {serving}" if before else ""
         return ReloadOutcome(False, before, before, message + kept, serving, _for_good(error))
+
+
+#: Why a service that has loaded nothing yet is not ready.
+STARTING = "starting: the model is loading"
+#: Where the full reason a service is not ready can be read (``GET /readyz`` gives its kind).
+FULL_REASON = "the log and the 503 answer of any route behind the key say why"
+
+
+def _readiness_problem(error: Exception) -> str:
+    """The kind of load failure, for ``GET /readyz``."""
+    if isinstance(error, PolicyError):
+        kind = "the routing policy was refused"
+    elif isinstance(error, UnreadableModelError | ExampleNotScoredError):
+        kind = "the model version cannot be served"
+    else:
+        kind = "the model could not be loaded from its source"
+    return f"{kind}; {FULL_REASON}"
 
 
 def _for_good(error: Exception) -> bool:

@@ -35,7 +35,6 @@ from typing import TypeVar
 import orjson
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -76,11 +75,13 @@ GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
 _GZIP_WINDOW = 16 + zlib.MAX_WBITS
 
 
-class BodyTooLarge(HTTPException):
-    """The body passed the configured limit while it was being read."""
+class BodyTooLargeError(ApiError):
+    """The body passed the configured limit while it was being read: a 413 that closes the
+    connection, so the rest of the body is not read (as when ``Content-Length`` says so)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes")
+        message = f"the request body is larger than {limit} bytes"
+        super().__init__(413, "body_too_large", message, headers={"Connection": "close"})
 
 
 class BodyLimit:
@@ -105,7 +106,7 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
+                raise BodyTooLargeError(self.max_bytes)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -20,7 +20,7 @@ from features.engine import compute_features
 from features.predictor import ReconversionModel
 from features.records import ScoreRequest
 from features.request_history import requests_history
-from serving.contact import ContactNow
+from serving.contact import ContactNow, contact_in_one_call
 from serving.model_source import ModelIdentity
 from serving.policy import RoutingPolicy
 from serving.reasons import Reason, explain
@@ -92,6 +92,7 @@ def score_requests(
     request_id: str | Sequence[str],
     now: datetime | None = None,
     deadline: Deadline | None = None,
+    one_call: bool = False,
 ) -> Scoring:
     """Score, route and explain each request (in order).
 
@@ -102,6 +103,10 @@ def score_requests(
         request_id: echoed in every result, or one id per request.
         now: the moment for requests without ``as_of`` (default: the current time).
         deadline: the call's time budget, checked between steps.
+        one_call: the requests are the items of one call (``/v1/score/batch``), so what one
+            says about contacting a lead holds for the others of the same lead
+            (``serving.contact.contact_in_one_call``); False for separate calls scored
+            together (a coalesced pass).
 
     Raises:
         DeadlineExceeded: the budget ran out.
@@ -112,13 +117,11 @@ def score_requests(
     features = compute_features(history, examples, model.config)
     budget.check("features")
     lead = history.rejections.lead[examples.rejection_row]
-    scored = score_features(
-        model,
-        features,
-        examples.as_of,
-        deployment.policy,
-        contact=ContactNow.read(history, lead, examples.as_of),
-    )
+    if one_call:
+        contact = contact_in_one_call(requests, history, examples.as_of, model.config)
+    else:
+        contact = ContactNow.read(history, lead, examples.as_of)
+    scored = score_features(model, features, examples.as_of, deployment.policy, contact=contact)
     reasons = explain(model, features, scored.matrix, top_k) if top_k > 0 else None
     budget.check("reasons")
     lead_ids = history.lead_id[lead]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from serving.dependencies import HolderDep
@@ -36,7 +36,7 @@ RELOAD_RETRY_AFTER_SECONDS = 5
     },
     summary="Reload",
 )
-async def reload(holder: HolderDep) -> Response:
+async def reload(request: Request, holder: HolderDep) -> Response:
     """Reload the model and routing policy; on failure the serving version stays.
 
     200 when a version was swapped in; 409 when the new version or policy is refused for
@@ -55,7 +55,13 @@ async def reload(holder: HolderDep) -> Response:
     )
     if response.status_code == 503:
         response.headers["Retry-After"] = str(RELOAD_RETRY_AFTER_SECONDS)
+    if response.status_code in RELOAD_ERROR_CODES:  # counted and logged by name
+        request.state.error_code = RELOAD_ERROR_CODES[response.status_code]
     return response
+
+
+#: The error codes of a failed reload's answers (its body is the reload's outcome).
+RELOAD_ERROR_CODES = {409: "reload_refused", 503: "reload_unavailable"}
 
 
 def reload_status(outcome: ReloadOutcome) -> int:

@@ -29,10 +29,12 @@ async def healthz() -> Response:
     responses={503: {"model": ReadyOut, "description": "not ready; `reason` says why"}},
 )
 async def readyz(holder: HolderDep) -> Response:
-    """Ready when a model and a valid routing policy are loaded (no authentication)."""
+    """Ready when a model and a valid routing policy are loaded (no authentication: the
+    reason names the kind of failure, never a host, path or library message)."""
     current = holder.current
     if current is None:
-        body = {"ready": False, "model_version": None, "policy": None, "reason": holder.problem}
+        reason = holder.readiness_problem
+        body = {"ready": False, "model_version": None, "policy": None, "reason": reason}
         return json_response(body, status=503)
     body = {
         "ready": True,

@@ -291,4 +291,5 @@ def _score_batch(
         top_k=context.top_k(reasons),
         request_id=context.request_id,
         deadline=budget,
+        one_call=True,
     )

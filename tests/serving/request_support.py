@@ -1,8 +1,9 @@
-"""Helpers for the API tests' request bodies."""
+"""Helpers for the API tests' request bodies, and a raw WebSocket handshake."""
 
 from __future__ import annotations
 
 import copy
+import socket
 from typing import Any
 
 from serving.examples import EXAMPLE_REQUEST
@@ -17,3 +18,24 @@ def example_items(count: int) -> list[dict[str, Any]]:
         item["rejection"]["rejection_id"] = f"{item['rejection']['rejection_id']}-{index}"
         items.append(item)
     return items
+
+
+def websocket_handshake(port: int, target: str) -> bytes:
+    """Open a WebSocket on ``127.0.0.1:port`` at ``target`` (a raw handshake, as a browser
+    sends it); the server's answer, as far as it sends before closing or within 5 s."""
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(request.encode())
+        received = b""
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+                if b"\r\n\r\n" in received:
+                    break
+        except TimeoutError:
+            pass
+    return received

@@ -11,13 +11,14 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 import pytest
 
 from tests.servers import SRL, free_port, running
-from tests.serving.request_support import example_items
+from tests.serving.request_support import example_items, websocket_handshake
 
 HEADER_TIMEOUT = 1.0
 MAX_HEADER_BYTES = 4096
@@ -177,6 +178,53 @@ def test_ordinary_requests_are_untouched(server: int) -> None:
     assert len(orjson.loads(answer.partition(b"\r\n\r\n")[2])["results"]) == 20
 
 
+def _trickled_until_closed(connection: socket.socket, seconds: float) -> float:
+    """Send a byte every tenth of a second until the server closes the connection (or
+    ``seconds`` pass); how long it stayed open."""
+    started = time.monotonic()
+    connection.settimeout(0.1)
+    while time.monotonic() - started < seconds:
+        try:
+            connection.sendall(b" ")
+            if connection.recv(65536) == b"":
+                break
+        except TimeoutError:
+            continue
+        except OSError:  # reset: the server closed it while bytes were still coming
+            break
+    connection.close()
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", [b"GET /healthz", b"POST /no-such-route"])
+def test_a_body_trickled_after_its_answer_cannot_hold_the_connection(
+    server: int, target: bytes
+) -> None:
+    # Given a request declaring a large body to a route that answers without reading it
+    connection = _connect(server)
+    connection.sendall(target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+    assert _one_answer(connection).split(b" ")[1] in (b"200", b"404")
+    # When the client goes on sending the body a byte at a time (each byte would reset
+    # uvicorn's keep-alive timer)
+    open_for = _trickled_until_closed(connection, seconds=20 * HEADER_TIMEOUT)
+    # Then the connection is closed once the header timeout (and one sweep) has passed
+    assert open_for < 3 * HEADER_TIMEOUT
+
+
+@pytest.mark.slow
+def test_a_body_that_ends_after_its_answer_keeps_the_connection_for_the_next_request(
+    server: int,
+) -> None:
+    connection = _connect(server)
+    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n\r\nab")
+    assert _one_answer(connection).startswith(b"HTTP/1.1 200 ")
+    time.sleep(HEADER_TIMEOUT / 3)
+    connection.sendall(b"cdef")  # the body's end, within the header timeout
+    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert _until_closed(connection).startswith(b"HTTP/1.1 200 ")
+
+
 MAX_CONNECTIONS = 3
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -231,3 +279,18 @@ def test_a_connection_beyond_the_limit_gets_a_503_and_the_others_stay_served(
     assert first.startswith(b"HTTP/1.1 200 ")
     for connection in [*served, retry]:
         connection.close()
+
+
+@pytest.mark.slow
+def test_a_websocket_handshake_is_an_http_request_and_its_query_is_not_logged(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # Given srl serve, which has no WebSocket route
+    with contextmanager(_serving)(model_dir, tmp_path, {}) as port:
+        # When a client asks to open one, a personal value in its query
+        answer = websocket_handshake(port, "/v1/score?email=zz.secret%40example.org")
+    # Then it is answered as the HTTP request it is, in the API's JSON, and logged without it
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 ")
+    assert orjson.loads(body)["error"]["code"] == "method_not_allowed"
+    assert "zz.secret" not in (tmp_path / "serve.log").read_text(encoding="utf-8")

@@ -60,6 +60,8 @@ def test_the_registry_alias_loads_and_reloads_swap_versions(
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == "2"
         metrics = client.get("/metrics").text
         assert 'srl_model_reloads_total{outcome="failed"} 1.0' in metrics
+        refused_count = 'srl_http_errors_total{code="reload_refused",route="/v1/admin/reload"} 1.0'
+        assert refused_count in metrics
         assert 'srl_model_info{alias="champion",name="srl-reconversion",version="2"} 1.0' in metrics
         assert 'srl_model_info{alias="champion",name="srl-reconversion",version="1"} 0.0' in metrics
 
@@ -86,10 +88,17 @@ def test_an_unreachable_registry_leaves_the_service_up_and_not_ready(
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert "could not load models:/srl-reconversion@champion" in ready.json()["reason"]
+        # the unauthenticated probe names the kind of failure, never the registry's address
+        assert ready.json()["reason"] == (
+            "the model could not be loaded from its source; the log and the 503 answer of "
+            "any route behind the key say why"
+        )
         scored = client.post("/v1/score", json=EXAMPLE_REQUEST)
         assert scored.status_code == 503
         assert scored.json()["error"]["code"] == "not_ready"
+        message = scored.json()["error"]["message"]
+        assert "could not load models:/srl-reconversion@champion" in message
+        assert "127.0.0.1" in message
         assert client.get("/healthz").status_code == 200
         probed = client.head("/readyz")  # load balancers that probe with HEAD
         assert (probed.status_code, probed.content) == (503, b"")
@@ -202,6 +211,8 @@ def test_a_reload_that_may_work_later_answers_503_and_keeps_the_old_model(
         assert "no such model directory" in outcome["message"]
         assert outcome["model_version"] == version
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["model_version"] == version
+        later = 'srl_http_errors_total{code="reload_unavailable",route="/v1/admin/reload"} 1.0'
+        assert later in client.get("/metrics").text
         # And once the folder is back, the same call succeeds
         (tmp_path / "elsewhere").rename(directory)
         assert client.post("/v1/admin/reload").status_code == 200
@@ -241,9 +252,12 @@ def test_an_invalid_policy_at_start_is_not_ready(model_dir: Path, tmp_path: Path
     policy.write_text("version: 1\nname: x\n", encoding="utf-8")
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
         ready = client.get("/readyz")
+        scored = client.post("/v1/score", json=EXAMPLE_REQUEST)
 
     assert ready.status_code == 503
-    assert ready.json()["reason"].startswith(f"routing policy {policy} is invalid: tiers: Field")
+    assert ready.json()["reason"].startswith("the routing policy was refused; ")
+    message = scored.json()["error"]["message"]
+    assert message.startswith(f"no model is loaded: routing policy {policy} is invalid: tiers: ")
 
 
 def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
@@ -254,11 +268,14 @@ def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
     policy = _policy_file(tmp_path, document)
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
         ready = client.get("/readyz")
+        scored = client.post("/v1/score", json=EXAMPLE_REQUEST)
 
     assert ready.status_code == 503
-    assert ready.json()["reason"] == (
-        f"routing policy {policy} (default@v3): rebound.recent_intent_feature 'intent_3Od' is "
-        "not a numeric feature of this model (see docs/feature-catalogue.md)"
+    assert ready.json()["reason"].startswith("the routing policy was refused; ")
+    assert scored.json()["error"]["message"] == (
+        f"no model is loaded: routing policy {policy} (default@v3): "
+        "rebound.recent_intent_feature 'intent_3Od' is not a numeric feature of this model "
+        "(see docs/feature-catalogue.md)"
     )
 
 
@@ -384,7 +401,8 @@ def test_registry_credentials_never_reach_an_answer_or_a_log(
 
     # Then the reason says so, with the password masked everywhere
     assert ready.status_code == 503
-    assert "http://***@127.0.0.1" in ready.text
+    assert "127.0.0.1" not in ready.text  # the open probe names no address at all
+    assert "http://***@127.0.0.1" in scored.text
     for text in (ready.text, scored.text, caplog.text):
         assert secret not in text
 

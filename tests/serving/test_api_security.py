@@ -21,6 +21,7 @@ from serving.settings import Settings, is_loopback
 from srl.cli import app as srl_app
 from tests.servers import VENV_BIN, eventually, free_port, running
 from tests.serving.conftest import API_KEY, TestClient, api_settings
+from tests.serving.request_support import websocket_handshake
 
 PROTECTED = [
     ("POST", "/v1/score"),
@@ -374,6 +375,7 @@ def test_uvicorn_started_by_hand_logs_no_raw_path_and_counts_no_invented_method(
         httpx.post(f"{base}/v1/score?email=zz.secret%40example.org", json=EXAMPLE_REQUEST)
         httpx.get(f"{base}/v1/lookup/zz.secret%40example.org", headers=key)
         invented = httpx.request("QWERTYNAME", f"{base}/v1/score", headers=key)
+        handshake = websocket_handshake(port, "/v1/score?email=zz.secret%40example.org")
         metrics = httpx.get(f"{base}/metrics", headers=key).text
 
     # Then no log line holds them, and the method is counted as "other"
@@ -383,3 +385,6 @@ def test_uvicorn_started_by_hand_logs_no_raw_path_and_counts_no_invented_method(
     assert "QWERTYNAME" not in metrics
     assert invented.status_code == 405
     assert 'srl_http_requests_total{method="other",route="/v1/score",status="405"} 1.0' in metrics
+    # uvicorn still refuses the WebSocket handshake itself, its line without the query
+    assert handshake.startswith(b"HTTP/1.1 403 ")
+    assert '"WebSocket /v1/score" 403' in written

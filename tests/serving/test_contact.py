@@ -217,3 +217,61 @@ def test_the_api_and_the_batch_job_agree(
             batch["program"],
         )
         assert api["routing"]["priority"] == batch["priority"]
+
+
+def _second_rejection(item: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """Another rejection of the item's lead, sent as an item of its own (no shared rows)."""
+    other = copy.deepcopy(item)
+    other["rejection"] = {**other["rejection"], "rejection_id": "R-other", **changes}
+    other["consent"] = []
+    return other
+
+
+@pytest.mark.parametrize(
+    ("said", "cause"),
+    [
+        pytest.param({"consent": "do_not_contact"}, "consent:do_not_contact", id="consent row"),
+        pytest.param({"reason_code": "do_not_contact"}, OTHER_REJECTION_CAUSE, id="its reason"),
+    ],
+)
+def test_a_do_not_contact_in_one_batch_item_holds_back_the_leads_other_items(
+    client: TestClient, said: dict[str, str], cause: str
+) -> None:
+    # Given two rejections of one lead sent as two items of one batch call, the person's
+    # do_not_contact carried by the second item only
+    first = copy.deepcopy(EXAMPLE_REQUEST)
+    second = _second_rejection(first, rejected_at="2025-07-01T09:30:00Z")
+    if "consent" in said:
+        second["consent"] = [
+            {"lead_id": LEAD, "changed_at": "2025-07-02T00:00:00Z", "status": said["consent"]}
+        ]
+    else:
+        second["rejection"]["reason_code"] = said["reason_code"]
+    alone = client.post("/v1/score", json=first).json()
+    assert alone["suppressed"] is False
+
+    results = client.post("/v1/score/batch", json={"items": [first, second]}).json()["results"]
+
+    # Then neither item is routed to a contact program; the first says whose word holds it
+    assert [r["program"] for r in results] == [SUPPRESSED_PROGRAM, SUPPRESSED_PROGRAM]
+    assert results[0]["suppression_reason"] == cause
+    # and its probability is its own, as scored alone (contact is no feature)
+    assert results[0]["probability"] == alone["probability"]
+
+
+def test_items_of_different_leads_in_one_batch_share_nothing(client: TestClient) -> None:
+    first = copy.deepcopy(EXAMPLE_REQUEST)
+    other_lead = _second_rejection(first)
+    other_lead["lead"] = {**other_lead["lead"], "lead_id": "L-other"}
+    for rows in ("activities", "opportunities", "earlier_rejections"):
+        other_lead[rows] = [{**row, "lead_id": "L-other"} for row in other_lead.get(rows, [])]
+    other_lead["rejection"] = {
+        **other_lead["rejection"],
+        "lead_id": "L-other",
+        "reason_code": "do_not_contact",
+    }
+
+    results = client.post("/v1/score/batch", json={"items": [first, other_lead]}).json()["results"]
+
+    assert results[0]["suppressed"] is False
+    assert results[1]["suppression_reason"] == "reason:do_not_contact"

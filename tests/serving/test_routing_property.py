@@ -183,10 +183,17 @@ def _check(result: dict[str, Any], cause: str | None) -> None:
         assert result["program"] in CONTACT_PROGRAMS
 
 
-def _own_rejection(body: dict[str, Any], index: int) -> dict[str, Any]:
-    """``body`` for a rejection of its own (a batch scores each rejection once)."""
+def _own_lead(body: dict[str, Any], index: int) -> dict[str, Any]:
+    """``body`` for a lead and a rejection of its own: a batch scores each rejection once,
+    and items of one lead share what they say about contact (``test_contact.py``), while
+    each body's expected cause here is its own."""
     body = copy.deepcopy(body)
-    body["rejection"]["rejection_id"] = f"R-{index}"
+    lead_id = f"L-{index}"
+    body["lead"]["lead_id"] = lead_id
+    body["rejection"].update(rejection_id=f"R-{index}", lead_id=lead_id)
+    for rows in ("activities", "opportunities", "consent", "earlier_rejections"):
+        for row in body.get(rows, []):
+            row["lead_id"] = lead_id
     return body
 
 
@@ -200,7 +207,7 @@ def test_no_contact_leads_are_suppressed_through_the_api(
     assert single.status_code == 200, single.text
     _check(single.json(), leads[0][1])
 
-    items = [_own_rejection(body, index) for index, (body, _) in enumerate(leads)]
+    items = [_own_lead(body, index) for index, (body, _) in enumerate(leads)]
     batch = module_client.post("/v1/score/batch", json={"items": items})
     assert batch.status_code == 200, batch.text
     for result, (_, cause) in zip(batch.json()["results"], leads, strict=True):
