@@ -28,7 +28,7 @@ from features.csv_fields import (
 )
 from features.output import OutputPathError
 from features.problems import ContractError, Problem, shorten
-from features.table_names import absent_table_warnings, unread_table_problems
+from features.table_names import absent_table_warnings, table_named, unread_table_problems
 from features.text import TEXT
 from features.utf8 import require_utf8
 
@@ -91,7 +91,8 @@ TABLE_FILE_NAMES = frozenset(
 
 
 def check_not_an_export_table(out: Path, data: str | Path) -> Path:
-    """Refuse an output path that is one of the export's table files, there or not.
+    """Refuse an output path that is one of the export's table files, there or not, in
+    any case (``Rejections.parquet``).
 
     Written there, the output would replace a table of the very export it was computed
     from (``--out export/rejections.parquet``), or be read as a table next time (an output
@@ -104,10 +105,10 @@ def check_not_an_export_table(out: Path, data: str | Path) -> Path:
         features.output.OutputPathError: naming the path and the table.
     """
     root = Path(data)
-    if out.name not in TABLE_FILE_NAMES or not root.is_dir():
+    table = table_named(out.name)  # any case: the loader refuses a second copy of a table
+    if table is None or not root.is_dir():
         return out
     if out.resolve().parent == root.resolve():
-        table = out.name.rsplit(".", 1)[0]
         raise OutputPathError(
             f"{out}: is the {table} table of the export --data {data} reads; write the "
             "output elsewhere"

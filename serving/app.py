@@ -24,7 +24,7 @@ from serving.batch_signals import PARENT_GONE_GRACE_SECONDS, end_with_parent
 from serving.coalescing import Coalescer
 from serving.dependencies import auth_dependencies
 from serving.errors import install_error_handlers
-from serving.logs import hide_websocket_queries, silence_access_log
+from serving.logs import hide_websocket_paths, silence_access_log
 from serving.metrics import Metrics
 from serving.middleware import LoopbackOnly, RequestContext
 from serving.model_holder import ModelHolder
@@ -53,7 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     silence_access_log()
-    hide_websocket_queries()
     app = FastAPI(
         title="SRL Rebound scoring API",
         version="1",
@@ -78,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     batch_model = batch_request_model(settings.max_batch_items)
     _include_routers(app, settings, batch_model)
+    hide_websocket_paths([getattr(route, "path", "") for route in app.routes])
     _document_bodies(app, [ScoreRequest, batch_model])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if not (settings.auth_enabled or settings.allow_public_bind):

@@ -91,21 +91,21 @@ def contact_in_one_call(
 
 
 def _one_lead(items: list[ScoreRequest]) -> ScoreRequest:
-    """The first item with the consent rows and rejections of every item of its lead."""
+    """The first item with the consent rows and rejections of every item of its lead.
+
+    Every copy of a rejection is kept, even two copies of one ``rejection_id`` that differ
+    (items built from exports of different moments): a ``do_not_contact`` in any of them
+    holds, whatever the order of the items. Repeated rows change no contact signal.
+    """
     first = items[0]
     if len(items) == 1:
         return first
-    scored = first.rejection.rejection_id
-    rejections = {
-        rejection.rejection_id: rejection
-        for item in items
-        for rejection in (item.rejection, *item.earlier_rejections)
-        if rejection.rejection_id != scored
-    }
+    rejections = [
+        *first.earlier_rejections,
+        *(row for item in items[1:] for row in (item.rejection, *item.earlier_rejections)),
+    ]
     consent = [row for item in items for row in item.consent]
-    return first.model_copy(
-        update={"consent": consent, "earlier_rejections": list(rejections.values())}
-    )
+    return first.model_copy(update={"consent": consent, "earlier_rejections": rejections})
 
 
 def refused_by_rejection(

@@ -224,9 +224,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         rest of the body, and then the next request's headers, are due within
         ``header_timeout``, or the connection is closed (``headers_too_slow``).
         """
+        # With a pipelined request queued, ``cycle`` is that request, not the one answered
+        # (whose body then ended, since the next request began after it): nothing drains.
         cycle = self.cycle
+        answered_still_arriving = (
+            not self.pipeline and cycle is not None and cycle.response_complete and cycle.more_body
+        )
         super().on_response_complete()
-        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+        if answered_still_arriving and not self.transport.is_closing():
             self._draining = True
             self._stop_waiting()
             self._wait_for_headers()

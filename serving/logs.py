@@ -8,6 +8,7 @@ logged, and uvicorn's access log (which prints raw paths) is replaced by the ser
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,30 +57,45 @@ def silence_access_log() -> None:
     access.disabled = True
 
 
-class WebSocketQueryFilter(logging.Filter):
-    """Drop the query string from uvicorn's WebSocket handshake lines.
+class WebSocketLineFilter(logging.Filter):
+    """Keep callers' data out of uvicorn's lines about WebSocket handshakes.
 
-    uvicorn logs each WebSocket handshake on ``uvicorn.error`` as ``'%s - "WebSocket %s"
-    403'`` with the raw path and query string, which may hold a caller's data
-    (``?email=...``). The service has no WebSocket route, so ``srl serve`` turns uvicorn's
-    WebSocket support off (``ws="none"``); under ``uvicorn serving.app:create_app`` the
-    line is still written, with only the path.
+    uvicorn logs each handshake on ``uvicorn.error`` as ``'%s - "WebSocket %s" 403'`` with
+    the raw path and query string, which may hold a caller's data (``?email=...``,
+    ``/v1/lookup/ann@...``): the path becomes the route it names, or ``<unmatched>``, and
+    the query goes. ``srl serve`` turns uvicorn's WebSocket support off (``ws="none"``, the
+    service has no WebSocket route); uvicorn then says, for every handshake, that no
+    WebSocket library is installed, which is not so: that line is dropped (its "Unsupported
+    upgrade request." stays).
     """
 
+    def __init__(self, routes: Collection[str]) -> None:
+        super().__init__()
+        self.routes = frozenset(routes)
+
     def filter(self, record: logging.LogRecord) -> bool:
-        """Keep the record, its path argument cut at ``?``."""
-        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg:
+        """Keep the record (the path argument made a route), unless it is the false
+        "no WebSocket library" line."""
+        if not isinstance(record.msg, str):
+            return True
+        if record.msg.startswith("No supported WebSocket library detected"):
+            return False
+        if '"WebSocket %s"' in record.msg:
             args = record.args if isinstance(record.args, tuple) else ()
             if len(args) >= 2 and isinstance(args[1], str):
-                record.args = (args[0], args[1].split("?", 1)[0], *args[2:])
+                path = args[1].split("?", 1)[0]
+                shown = path if path in self.routes else "<unmatched>"
+                record.args = (args[0], shown, *args[2:])
         return True
 
 
-def hide_websocket_queries() -> None:
-    """Add ``WebSocketQueryFilter`` to ``uvicorn.error``, once, however the app was started."""
+def hide_websocket_paths(routes: Collection[str]) -> None:
+    """Put a ``WebSocketLineFilter`` knowing ``routes`` on ``uvicorn.error`` (one, the
+    latest app's), however the app was started."""
     error_log = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, WebSocketQueryFilter) for f in error_log.filters):
-        error_log.addFilter(WebSocketQueryFilter())
+    for old in [f for f in error_log.filters if isinstance(f, WebSocketLineFilter)]:
+        error_log.removeFilter(old)
+    error_log.addFilter(WebSocketLineFilter(routes))
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:

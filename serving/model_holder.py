@@ -227,7 +227,7 @@ class ModelHolder:
 #: Why a service that has loaded nothing yet is not ready.
 STARTING = "starting: the model is loading"
 #: Where the full reason a service is not ready can be read (``GET /readyz`` gives its kind).
-FULL_REASON = "the log and the 503 answer of any route behind the key say why"
+FULL_REASON = "the log, and the 503 answer of a scoring route, say why"
 
 
 def _readiness_problem(error: Exception) -> str:

@@ -25,6 +25,7 @@ from training.config import (
     DEFAULT_MODEL_NAME,
     MAX_SEED,
     MODEL_NAME_PATTERN,
+    MODEL_NAME_RULE,
     TrainingConfig,
     load_training_config,
     with_horizon_days,
@@ -39,10 +40,7 @@ DataOption = Annotated[
 def _model_name(name: str) -> str:
     """``--name``, refused (exit 2) unless it has the form of ``MODEL_NAME_PATTERN``."""
     if re.fullmatch(MODEL_NAME_PATTERN, name) is None:
-        raise typer.BadParameter(
-            "a registered model's name holds letters, digits, '_', '-', '.' and spaces, "
-            "starting with a letter or digit"
-        )
+        raise typer.BadParameter(f"a registered model's name has {MODEL_NAME_RULE}")
     return name
 
 

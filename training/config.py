@@ -24,10 +24,14 @@ DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "train
 MIN_PARTLY_SEEN_WINDOW_DAYS = 30
 #: Seeds run from 0 to 2**32 - 1, the range numpy's and Optuna's samplers take.
 MAX_SEED = 2**32 - 1
-#: A registered model's name: MLflow refuses '/' and ':', a model URI reads '@' as an
-#: alias, and the registry's search filters quote the name, so letters, digits, '_', '-',
-#: '.' and spaces only, starting with a letter or digit.
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,199}$"
+#: A registered model's name: MLflow refuses '/' and ':', a model URI reads '@' as its
+#: alias, the registry's search filters quote the name, and white space at either end is
+#: lost in shells and YAML; anything else MLflow takes (``Lead model (EU)``, ``modèle``).
+MODEL_NAME_PATTERN = (
+    r"^[^\s/:@'\"\x00-\x1f\x7f]([^/:@'\"\x00-\x1f\x7f]{0,254}[^\s/:@'\"\x00-\x1f\x7f])?$"
+)
+#: What ``MODEL_NAME_PATTERN`` asks, in words.
+MODEL_NAME_RULE = "no '/', ':', '@', quote or control character, and no white space at either end"
 
 
 class _Frozen(YamlSettings):

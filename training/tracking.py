@@ -89,13 +89,17 @@ def _create_sqlite_store(database: Path, uri: str) -> None:
     stores it made for the process, so later calls open nothing again.
     """
     lock = database.with_name(database.name + ".create-lock")
-    with lock.open("a") as handle:
+    try:  # read-only: flock needs no write access, so a shared store's users may all take it
+        handle = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError as error:  # a folder this user cannot write: MLflow says what it can
+        logger.debug("no store creation lock at %s: %s", lock, error)
+        return
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            # one schema: the tracking store's migrations create the registry's tables too
-            mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        # one schema: the tracking store's migrations create the registry's tables too
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def experiment_id(name: str) -> str:

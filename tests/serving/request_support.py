@@ -22,7 +22,8 @@ def example_items(count: int) -> list[dict[str, Any]]:
 
 def websocket_handshake(port: int, target: str) -> bytes:
     """Open a WebSocket on ``127.0.0.1:port`` at ``target`` (a raw handshake, as a browser
-    sends it); the server's answer, as far as it sends before closing or within 5 s."""
+    sends it); the server's answer: its head and its ``Content-Length`` body (all it sent
+    before closing when it gives no length), waiting at most 5 s for any part."""
     request = (
         f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -34,8 +35,19 @@ def websocket_handshake(port: int, target: str) -> bytes:
         try:
             while chunk := connection.recv(65536):
                 received += chunk
-                if b"\r\n\r\n" in received:
+                if _whole_answer(received):
                     break
         except TimeoutError:
             pass
     return received
+
+
+def _whole_answer(received: bytes) -> bool:
+    """Whether ``received`` holds a whole answer: its head and as much body as it declares."""
+    head, found, body = received.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.lower().split(b"\r\n")[1:]:
+        if line.startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":", 1)[1])
+    return False  # no length: the answer ends when the server closes the connection

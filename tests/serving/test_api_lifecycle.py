@@ -90,8 +90,8 @@ def test_an_unreachable_registry_leaves_the_service_up_and_not_ready(
         assert ready.status_code == 503
         # the unauthenticated probe names the kind of failure, never the registry's address
         assert ready.json()["reason"] == (
-            "the model could not be loaded from its source; the log and the 503 answer of "
-            "any route behind the key say why"
+            "the model could not be loaded from its source; the log, and the 503 answer of "
+            "a scoring route, say why"
         )
         scored = client.post("/v1/score", json=EXAMPLE_REQUEST)
         assert scored.status_code == 503

@@ -376,6 +376,7 @@ def test_uvicorn_started_by_hand_logs_no_raw_path_and_counts_no_invented_method(
         httpx.get(f"{base}/v1/lookup/zz.secret%40example.org", headers=key)
         invented = httpx.request("QWERTYNAME", f"{base}/v1/score", headers=key)
         handshake = websocket_handshake(port, "/v1/score?email=zz.secret%40example.org")
+        websocket_handshake(port, "/v1/lookup/zz.secret%40example.org")
         metrics = httpx.get(f"{base}/metrics", headers=key).text
 
     # Then no log line holds them, and the method is counted as "other"
@@ -388,3 +389,4 @@ def test_uvicorn_started_by_hand_logs_no_raw_path_and_counts_no_invented_method(
     # uvicorn still refuses the WebSocket handshake itself, its line without the query
     assert handshake.startswith(b"HTTP/1.1 403 ")
     assert '"WebSocket /v1/score" 403' in written
+    assert '"WebSocket <unmatched>" 403' in written

@@ -275,3 +275,21 @@ def test_items_of_different_leads_in_one_batch_share_nothing(client: TestClient)
 
     assert results[0]["suppressed"] is False
     assert results[1]["suppression_reason"] == "reason:do_not_contact"
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)], ids=["refusing item first", "second"])
+def test_a_do_not_contact_copy_holds_whichever_copy_of_the_rejection_comes_later(
+    client: TestClient, order: tuple[int, int]
+) -> None:
+    # Given two items of one lead holding two copies of rejection R0000001: one says the
+    # person asked not to be contacted, the other (an older export) says budget
+    refusing = _body()
+    stale = _second_rejection(EXAMPLE_REQUEST, rejected_at="2025-07-01T09:30:00Z")
+    stale["earlier_rejections"] = [{**REQUEST, "reason_code": "budget"}]
+    assert client.post("/v1/score", json=refusing).json()["suppressed"] is True
+    items = [(refusing, stale)[i] for i in order]
+
+    results = client.post("/v1/score/batch", json={"items": items}).json()["results"]
+
+    # Then both items are held back, in either order
+    assert [r["suppression_reason"] for r in results] == [OTHER_REJECTION_CAUSE] * 2

@@ -153,9 +153,12 @@ def test_seeds_outside_what_the_samplers_take_are_refused() -> None:
             TrainingConfig(seed=seed)
 
 
-@pytest.mark.parametrize("name", ["a/b", "models:x", "o'brien", 'say "hi"', "x@champion", ".x", ""])
+@pytest.mark.parametrize(
+    "name", ["a/b", "models:x", "o'brien", 'say "hi"', "x@champion", " x", "x ", "a\tb", ""]
+)
 def test_a_model_name_the_registry_or_its_uris_cannot_take_is_refused(name: str) -> None:
-    assert TrainingConfig(registered_model_name="Lead model 2.1_b-c").registered_model_name
+    for taken in ("Lead model (EU) 2.1_b-c", "modèle", "srl#2", "a+b,c", ".x"):
+        assert TrainingConfig(registered_model_name=taken).registered_model_name == taken
     with pytest.raises(ValidationError, match="registered_model_name"):
         TrainingConfig(registered_model_name=name)
 
