@@ -13,6 +13,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pandas as pd
 import pyarrow as pa
@@ -104,7 +106,7 @@ def check_not_an_export_table(out: Path, data: str | Path) -> Path:
     Raises:
         features.output.OutputPathError: naming the path and the table.
     """
-    root = Path(data)
+    root = _local_path(data)
     table = table_named(out.name)  # any case: the loader refuses a second copy of a table
     if table is None or not root.is_dir():
         return out
@@ -114,6 +116,15 @@ def check_not_an_export_table(out: Path, data: str | Path) -> Path:
             "output elsewhere"
         )
     return out
+
+
+def _local_path(data: str | Path) -> Path:
+    """``data`` as a local path: a ``file:`` URI (as Spark takes) is its path; any other
+    URI (``s3a://``) names no local folder."""
+    text = str(data)
+    if text.startswith("file:"):
+        return Path(url2pathname(urlsplit(text).path))
+    return Path(text)
 
 
 def unread_entries(root: Path) -> list[str]:

@@ -11,6 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from features.example_columns import EXAMPLE_KEY_COLUMNS, LABEL_COLUMNS
+from features.output import OutputPathError
+from features.table_files import check_not_an_export_table
 from srl.cli import app
 from tests.clock import years_ahead
 from tests.disk_full import run_on_small_disk, srl_command
@@ -294,6 +296,15 @@ def test_commands_refuse_an_output_that_is_a_table_of_their_export(
     summary = after.pop(f"{table_file}.summary.json", None)
     assert after == before
     assert (summary is None) == (command != "score")
+
+
+def test_an_export_named_by_a_file_uri_is_protected_as_its_folder(tiny_export_dir: Path) -> None:
+    # Spark's --data takes URIs: a file: URI names the same folder, an s3a: one no local one
+    out = tiny_export_dir / "leads.csv"
+    for data in (tiny_export_dir.as_uri(), f"file:{tiny_export_dir}"):
+        with pytest.raises(OutputPathError, match="is the leads table of the export"):
+            check_not_an_export_table(out, data)
+    assert check_not_an_export_table(out, "s3a://bucket/exports/2026-06-30") == out
 
 
 @pytest.mark.parametrize(
