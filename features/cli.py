@@ -184,7 +184,7 @@ def generate(
             "--years",
             min=1.0,
             max=MAX_GENERATED_YEARS,
-            help="Years of history, ending now (a won model needs about six; see "
+            help="Years of history, ending 2026-06-30 (a won model needs about six; see "
             "docs/synthetic-data.md).",
         ),
     ] = 4.0,
