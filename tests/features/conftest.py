@@ -49,10 +49,15 @@ def tiny_export_dir(tmp_path: Path) -> Path:
     return write_tiny_export(tmp_path / "tiny")
 
 
-def assert_horizon_refused(result: Result, bound: str) -> None:
-    """The command line was refused (exit 2) naming --horizon-days and the bound, no dump."""
+def assert_option_refused(result: Result, option: str, bound: str) -> None:
+    """The command line was refused (exit 2) naming ``option`` and the bound, no dump."""
     message = re.sub(r"[\s│╭╮╰╯─]+", " ", result.output)
     assert result.exit_code == 2, result.output
-    assert "Invalid value for '--horizon-days'" in message
+    assert f"Invalid value for '{option}'" in message
     assert bound in message
     assert "pydantic.dev" not in message
+
+
+def assert_horizon_refused(result: Result, bound: str) -> None:
+    """The command line was refused (exit 2) naming --horizon-days and the bound, no dump."""
+    assert_option_refused(result, "--horizon-days", bound)
