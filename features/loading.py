@@ -26,6 +26,7 @@ from features.contract import (
     TABLES_BY_NAME,
     Table,
 )
+from features.export_end import flag_stray_latest_events, stale_outcome_tables
 from features.problems import ContractError, Problem
 from features.table_files import locate_table_files, read_table_file
 from features.text import arrow_loose_ids, text_of
@@ -198,7 +199,10 @@ def build_export(
         raw: table name to DataFrame as read; optional tables may be missing.
         files: where each table came from, for messages.
         lenient: set bad rows aside instead of failing (see ``load_export``).
-        snapshot_at: the export's end; defaults to the latest event time in the data.
+        snapshot_at: the export's end; defaults to the latest event time in the data,
+            once rows dated after a long quiet spell of the whole export are refused and
+            with a warning for an outcome table that stops long before the others
+            (``features.export_end``).
 
     Raises:
         ContractError: listing every problem found.
@@ -208,6 +212,8 @@ def build_export(
         table.name: check_table(table, raw.get(table.name), file_names.get(table.name, table.name))
         for table in TABLES
     }
+    if snapshot_at is None:  # the end is read from the data: no mistyped date may set it
+        flag_stray_latest_events(checks)
     _check_references(checks, lenient)
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
@@ -221,7 +227,8 @@ def build_export(
     snapshot = snapshot_at
     if snapshot is None:  # a snapshot the caller chose needs no note on later closes
         snapshot = latest_timestamp(tables)
-        warnings += _closes_after(tables, snapshot)
+        warnings += stale_outcome_tables(tables, snapshot) + _closes_after(tables, snapshot)
+        warnings += _settled_without_close(tables)
     for warning in warnings:
         logger.warning(warning)
     return Export(
@@ -273,6 +280,21 @@ def _closes_after(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) ->
         f"opportunities: {int(later.sum())} rows close after the snapshot "
         f"({snapshot.isoformat()}), latest {opportunities['closed_at'].max().isoformat()}; "
         "the snapshot is the latest event, and a close after it counts as not yet happened"
+    ]
+
+
+def _settled_without_close(tables: Mapping[str, pd.DataFrame]) -> list[str]:
+    """A note when won or lost opportunities have no ``closed_at``: nothing settles them."""
+    opportunities = tables.get("opportunities")
+    if opportunities is None or opportunities.empty or "closed_at" not in opportunities:
+        return []
+    settled = opportunities["status"].isin(["won", "lost"]) & opportunities["closed_at"].isna()
+    if not settled.any():
+        return []
+    return [
+        f"opportunities: {int(settled.sum())} won or lost rows have no closed_at; with no "
+        "close date a deal never settles: a won one never counts as won (target: won) and "
+        "each counts as open in the features; fill closed_at with the close date"
     ]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from features.config import FeatureConfig
 from features.contract import TABLES
 from features.examples import Examples
+from features.export_end import table_ends
 from features.history import history_from_export
 from features.labels import label_examples
 from features.loading import Export, event_time_range
@@ -35,6 +36,9 @@ def summarise_export(export: Export, horizon_days: int = 365) -> dict[str, Any]:
         "time_span": {
             "first": event_time_range(export.tables)[0].isoformat(),
             "snapshot": export.snapshot_at.isoformat(),
+            "latest_by_table": {
+                name: end.isoformat() for name, end in table_ends(export.tables).items()
+            },
         },
         "rejections_by_reason": _counts(rejections["reason_code"]),
         "rejections_by_stage": _counts(rejections["stage_at_rejection"]),
@@ -60,6 +64,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"rows: {rows}",
         f"time span: {summary['time_span']['first']} .. {summary['time_span']['snapshot']}",
+        "latest event by table: " + _pairs(summary["time_span"]["latest_by_table"]),
         "rejections by reason: " + _pairs(summary["rejections_by_reason"]),
         "rejections by stage: " + _pairs(summary["rejections_by_stage"]),
         f"{summary['horizon_days']}-day outcome: {summary['observed_rejections']:,} observed, "
@@ -70,5 +75,5 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pairs(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v:,}" for k, v in counts.items())
+def _pairs(values: dict[str, int] | dict[str, str]) -> str:
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in values.items())

@@ -115,6 +115,13 @@ def train(
     for name, report in result.evaluation.baselines.items():
         typer.echo(_metric_line(name, report["overall"]))
     typer.echo(result.evaluation.summary)
+    overlap = result.split["validation_labels_past_test_start_days"]
+    if overlap > 0:
+        typer.echo(
+            f"note: validation labels look up to {overlap:g} days past the test window's "
+            "start, so early stopping and calibration saw outcomes of its period "
+            "(split.validation_embargo_days closes this)"
+        )
     if result.decision is not None:
         verdict = "champion" if result.decision.promoted else "not promoted"
         typer.echo(f"gate: {verdict}: {result.decision.reason}")

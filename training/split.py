@@ -50,6 +50,7 @@ class TimeSplit:
         dropped_crossover: examples dropped because their lead belongs to an earlier window.
         dropped_embargo: training examples dropped by the embargo.
         dropped_validation_embargo: validation examples dropped by the validation embargo.
+        label_days: how far a label looks past its ``as_of``.
     """
 
     train: ExampleSet
@@ -61,6 +62,7 @@ class TimeSplit:
     dropped_crossover: int
     dropped_embargo: int
     dropped_validation_embargo: int = 0
+    label_days: int = 0
 
     def parts(self) -> dict[str, ExampleSet]:
         """The three example sets by window name."""
@@ -76,8 +78,21 @@ class TimeSplit:
             "dropped_crossover": self.dropped_crossover,
             "dropped_embargo": self.dropped_embargo,
             "dropped_validation_embargo": self.dropped_validation_embargo,
+            "validation_labels_past_test_start_days": self.validation_labels_past_test_start(),
             **sizes,
         }
+
+    def validation_labels_past_test_start(self) -> float:
+        """How many days past ``test_start`` the validation labels look (0 when none do).
+
+        Early stopping and calibration are fitted on validation, so over these days they
+        learnt outcomes of the test window's period: its base rate, under drift. Set
+        ``split.validation_embargo_days`` to the horizon to make it 0.
+        """
+        if len(self.validation) == 0:
+            return 0.0
+        reach = self.validation.keys["as_of"].max() + pd.Timedelta(days=self.label_days)
+        return round(max(0.0, (reach - self.test_start) / pd.Timedelta(days=1)), 1)
 
 
 def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int = 0) -> TimeSplit:
@@ -119,6 +134,7 @@ def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int =
         dropped_crossover=int((~keep).sum()),
         dropped_embargo=int(embargoed.sum()),
         dropped_validation_embargo=int(validation_embargoed.sum()),
+        label_days=horizon_days,
     )
     _check(split)
     return split

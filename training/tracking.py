@@ -163,7 +163,8 @@ def export_digest(files: dict[str, str]) -> str:
 
 
 def data_fingerprint(export: Export, examples: ExampleSet) -> dict[str, Any]:
-    """What data a run saw: file hashes, row counts, time span, example and censored counts."""
+    """What data a run saw: file hashes, row counts, time span, example and censored counts,
+    and the loader's warnings (a stale table, unknown activity types)."""
     files = file_digests(export)
     combined = export_digest(files)
     labels = examples.labels
@@ -179,6 +180,7 @@ def data_fingerprint(export: Export, examples: ExampleSet) -> dict[str, Any]:
         "examples": len(examples),
         "censored": censored,
         "uncensored": len(examples) - censored,
+        "export_warnings": list(export.warnings),
     }
 
 

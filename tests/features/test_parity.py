@@ -310,3 +310,94 @@ def test_codes_in_text_columns_read_alike_from_parquet_csv_and_json(
         assert from_csv.columns[column][0] == "12", column
     assert_row_equal(from_csv, 0, from_parquet)
     assert_row_equal(from_csv, 0, from_json)
+
+
+#: Moments where the rules meet: rows exactly at ``as_of``, two rejections at one moment
+#: (one written with an offset), contradictory consent rows at one moment, a close dated
+#: before its creation, a won deal without a close date, a deal created exactly at the
+#: rejection, and rows after ``as_of`` (which the request carries too).
+EDGE_TABLES = {
+    "leads": "lead_id,created_at,lead_source,industry,job_title,product_fit\n"
+    "L1,2024-01-01T00:00:00+02:00,webinar,Software,VP Sales,ideal\n"
+    "L2,2024-01-01,web_form,,,\n",
+    "rejections": "rejection_id,lead_id,rejected_at,stage_at_rejection,reason_code,"
+    "follow_up_date,lead_score_at_rejection,recommended_program\n"
+    "R9,L1,2024-03-01T12:00:00+02:00,sql,budget,2024-06-01,40,Nurture A\n"
+    "R10,L1,2024-03-01T10:00:00Z,sal,timing,,,\n"
+    "R2,L1,2024-05-01T00:00:00Z,mql,no_need,,,\n"
+    "R3,L2,2024-02-01T00:00:00Z,mql,budget,,,\n",
+    "activities": "activity_id,lead_id,occurred_at,activity_type\n"
+    "A1,L1,2024-03-01T10:00:00Z,pricing_page_visit\n"
+    "A2,L1,2024-03-31T10:00:00Z,demo_request\n"
+    "A3,L1,2024-03-31T12:00:00+02:00,email_open\n"
+    "A4,L1,2024-04-01T00:00:00Z,web_visit\n"
+    "A5,L1,2025-01-01T00:00:00Z,web_visit\n"
+    "A6,L2,2024-02-01T00:00:00Z,onsite_demo\n",
+    "opportunities": "opportunity_id,lead_id,created_at,closed_at,status,amount\n"
+    "O1,L1,2024-02-01T00:00:00Z,2024-01-15T00:00:00Z,lost,100\n"
+    "O2,L1,2024-02-10T00:00:00Z,,won,200\n"
+    "O3,L1,2024-02-20T00:00:00Z,2024-03-01T10:00:00Z,lost,300\n"
+    "O4,L1,2024-03-01T10:00:00Z,,open,50\n"
+    "O5,L2,2024-09-01T00:00:00Z,2024-10-01T00:00:00Z,won,900\n",
+    "consent": "lead_id,changed_at,status\n"
+    "L1,2024-03-01T10:00:00Z,unsubscribed\n"
+    "L1,2024-03-01T10:00:00Z,subscribed\n"
+    "L1,2024-03-31T10:00:00Z,do_not_contact\n"
+    "L1,2024-03-31T10:00:00Z,subscribed\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("rejection_id", "as_of"),
+    [
+        ("R9", "2024-03-01T10:00:00Z"),
+        ("R10", "2024-03-01T10:00:00Z"),
+        ("R9", "2024-03-31T10:00:00Z"),
+        ("R2", "2024-05-01T00:00:00Z"),
+        ("R2", "2024-12-31T00:00:00Z"),
+        ("R3", "2024-02-01T00:00:00Z"),
+    ],
+)
+def test_an_export_and_a_request_agree_where_the_rules_meet(
+    tmp_path: Path, rejection_id: str, as_of: str
+) -> None:
+    for name, text in EDGE_TABLES.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+    export = load_export(tmp_path)
+    config = FeatureConfig()
+    history = history_from_export(export, config)
+    moment = pd.Timestamp(as_of)
+    row = np.flatnonzero(history.rejections.rejection_id == rejection_id)
+    from_export = compute_features(
+        history, Examples.at(history, row, np.array([moment.value // 1000])), config
+    )
+
+    body = request_body(export, rejection_id, moment)
+    request = ScoreRequest.model_validate(json.loads(json.dumps(body)))
+    from_request = compute_features(*requests_history([request], config, datetime.now(UTC)), config)
+
+    assert_row_equal(from_export, 0, from_request)
+
+
+def test_the_edge_export_reads_as_the_rules_say(tmp_path: Path) -> None:
+    for name, text in EDGE_TABLES.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+    export = load_export(tmp_path)
+    config = FeatureConfig()
+    history = history_from_export(export, config)
+    row = np.flatnonzero(history.rejections.rejection_id == "R9")
+    at_rejection = pd.Timestamp("2024-03-01T10:00:00Z").value // 1000
+
+    columns = compute_features(
+        history, Examples.at(history, row, np.array([at_rejection])), config
+    ).columns
+
+    # R10, at the same moment, is not an earlier rejection; the unsubscription at the
+    # rejection's moment wins over the subscription beside it; the four deals created up
+    # to the rejection count, the won one without a close date and the one created at the
+    # rejection among the open ones; a close at the rejection's moment is a close seen
+    assert columns["earlier_rejections"][0] == 0
+    assert columns["consent_status"][0] == 1  # unsubscribed
+    assert (columns["opportunities_before"][0], columns["opportunities_open"][0]) == (4, 2)
+    assert (columns["opportunities_lost"][0], columns["opportunities_won"][0]) == (2, 0)
+    assert columns["days_since_last_close"][0] == 0

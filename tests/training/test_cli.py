@@ -27,6 +27,7 @@ def test_train_tune_models_promote_evaluate_rollback(
     assert "registered srl-reconversion version 1" in trained.stdout
     assert "gate: champion: no champion yet" in trained.stdout
     assert "Scoring the top 20% of rejected leads finds" in trained.stdout
+    assert "note: validation labels look up to 36" in trained.stdout  # 364.x days by default
     client = MlflowClient(tracking_uri)
     runs = client.search_runs(
         [client.get_experiment_by_name("srl-reconversion").experiment_id]  # type: ignore[union-attr]
@@ -141,6 +142,7 @@ def test_an_explicit_snapshot_sets_the_censoring_of_the_run(
     fingerprint = client.download_artifacts(run.info.run_id, "data_fingerprint.json")
     document = json.loads(Path(fingerprint).read_text())
     assert document["snapshot_at"] == "2026-03-31T00:00:00+00:00"
+    assert document["export_warnings"] == []  # a chosen snapshot needs no note on later closes
 
 
 @pytest.mark.parametrize("case", ["wrong extension", "a directory", "a parent that is a file"])

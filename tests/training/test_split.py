@@ -88,6 +88,24 @@ def test_the_validation_embargo_keeps_validation_labels_out_of_the_test_window(
     assert strict.summary()["dropped_validation_embargo"] == strict.dropped_validation_embargo > 0
 
 
+def test_the_summary_says_how_far_validation_labels_look_past_the_test_start(
+    examples: ExampleSet,
+) -> None:
+    usable = uncensored(examples)
+    settings = {"validation_days": 240}
+    plain = split_by_time(usable, SplitConfig(**settings), horizon_days=60)
+    strict = split_by_time(
+        usable, SplitConfig(**settings, validation_embargo_days=60), horizon_days=60
+    )
+
+    reach = plain.validation.keys["as_of"].max() + pd.Timedelta(days=60) - plain.test_start
+    assert plain.summary()["validation_labels_past_test_start_days"] == round(
+        reach / pd.Timedelta(days=1), 1
+    )
+    assert 59 < plain.summary()["validation_labels_past_test_start_days"] <= 60
+    assert strict.summary()["validation_labels_past_test_start_days"] == 0
+
+
 def test_a_validation_embargo_as_long_as_the_window_is_refused_naming_both() -> None:
     with pytest.raises(ValidationError, match=r"validation_embargo_days.*validation_days"):
         SplitConfig(validation_embargo_days=180)
@@ -114,8 +132,9 @@ def test_the_default_embargo_covers_as_far_as_won_labels_look(examples: ExampleS
 
     assert (won.label_days, reconverted.label_days) == (270, 180)
     by_label_days = split_by_time(uncensored(examples), SplitConfig(), won.label_days)
-    by_explicit = split_by_time(uncensored(examples), SplitConfig(embargo_days=270))
+    by_explicit = split_by_time(uncensored(examples), SplitConfig(embargo_days=270), 270)
     assert by_label_days.summary() == by_explicit.summary()
+    assert by_label_days.dropped_embargo > 0
 
 
 def test_two_won_models_with_other_deadlines_answer_other_questions() -> None:
