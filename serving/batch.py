@@ -87,6 +87,7 @@ from serving.checkpoints import JobIdentity, Manifest, WorkDirectory
 from serving.chunk_scoring import FailClosed
 from serving.export_chunks import ChunkLayout, first_lead_rows, partition_export
 from serving.export_reading import (
+    NO_EVENT_TIME,
     ExportFiles,
     available_cpus,
     input_fingerprint,
@@ -285,7 +286,8 @@ def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:
         requested = context.request.as_of
         moment = micros(requested) if requested is not None else layout.latest_us
         if moment is None:
-            raise BatchError(fail(context, [ChunkFailure(-1, "NoTimestamps", "no timestamps")]))
+            failure = ChunkFailure(-1, "NoTimestamps", NO_EVENT_TIME)
+            raise BatchError(fail(context, [failure]))
         manifest = Manifest(manifest.identity, manifest.scored_at_us, moment)
         context.work.save(manifest)
         context.manifest = manifest

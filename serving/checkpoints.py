@@ -40,7 +40,10 @@ MANIFEST_FILE = "manifest.json"
 # 6: the parts carry ``beyond_trained_age``, and the default policy (``default@v3``) routes by it.
 # 7: a row whose lead_id names a lead read loosely (``features.text.loose_id``: invisible
 # characters, full-width forms and letter case too) reaches that lead's chunk and withholds it.
-MANIFEST_FORMAT = 7
+# 8: routing counts only intent after the rejection, keeps a dated contact of a lead beyond
+# the trained age in its reason's program, and times a follow-up rebound to its date
+# (``default@v4``).
+MANIFEST_FORMAT = 8
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"

@@ -34,6 +34,7 @@ from features.table_files import (
     parquet_read_problem,
     require_field_counts,
 )
+from features.timestamps import CLOCK_SKEW_TEXT
 from features.utf8 import require_utf8, utf8_problem
 
 BATCH_ROWS = 1 << 20
@@ -226,6 +227,16 @@ def _csv_dtypes(path: Path, columns: list[str]) -> defaultdict[str, Any]:
     """Text for the wanted columns (and an unnamed extra field), ``SKIPPED_CSV_DTYPE`` else."""
     skipped = {name: SKIPPED_CSV_DTYPE for name in file_columns(path) if name not in columns}
     return defaultdict(lambda: CSV_OPTIONS["dtype"], skipped)
+
+
+#: Why a job without ``--as-of`` cannot score an export whose event times all fail to parse.
+NO_EVENT_TIME = (
+    "no event time of the export parses as a contract timestamp dated before this "
+    f"machine's clock (plus {CLOCK_SKEW_TEXT}): none of "
+    + ", ".join(f"{table}.{column}" for table, column in EVENT_TIME_COLUMN.items())
+    + "; so there is no export end to score at. `srl validate --data DIR` names each "
+    "column's problem (most often a timestamp format changed upstream); or pass --as-of"
+)
 
 
 def timestamp_columns(table: str, columns: list[str]) -> list[str]:

@@ -226,7 +226,10 @@ def _numeric(template: str, missing: str, shown: Callable[[float], str] = _numbe
 
 
 def _points(template: str, none: str) -> Phrase:
-    return lambda v: none if not v else template.format(_number(v))
+    """``template`` holds ``{}`` for the number and ``{points}`` for "point" or "points"."""
+    return lambda v: (
+        none if not v else template.format(_number(v), points="point" if v == 1 else "points")
+    )
 
 
 def _times(value: Any, template: str, none: str) -> str:
@@ -253,7 +256,9 @@ NAMED_PHRASES: dict[str, Phrase] = {
         "previous rejection {} before this one", "no previous rejection", days
     ),
     "lead_score_at_rejection": _numeric("marketing score {} at rejection", "no marketing score"),
-    "employee_count": _numeric("{} employees", "employee count not recorded"),
+    "employee_count": lambda v: (
+        "employee count not recorded" if v is None else count(v, ("employee", "employees"))
+    ),
     "annual_revenue": _numeric("annual revenue {}", "annual revenue not recorded", money),
     "job_level_from_title": _flag(
         "job level inferred from the job title", "job level given in the CRM"
@@ -279,10 +284,10 @@ NAMED_PHRASES: dict[str, Phrase] = {
         "target vertical with domain expertise", "no domain expertise in its vertical"
     ),
     "fit_points": _points(
-        "{} fit points in the classic score", "no fit points in the classic score"
+        "{} fit {points} in the classic score", "no fit points in the classic score"
     ),
     "behaviour_points": _points(
-        "{} behaviour points in the classic score", "no behaviour points in the classic score"
+        "{} behaviour {points} in the classic score", "no behaviour points in the classic score"
     ),
     "points_score": _points("classic points score of {}", "classic points score of 0"),
     "points_qualified": _flag(

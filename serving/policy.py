@@ -32,6 +32,8 @@ from features.yaml_files import (
 DEFAULT_POLICY = "default.yaml"
 #: The program of every suppressed lead; no route of a policy may take the name.
 SUPPRESSED_PROGRAM = "suppressed"
+#: The consent of a lead with no consent row: never one a policy may suppress.
+SUBSCRIBED = "subscribed"
 #: The longest wait a policy may set (ten years): a next-action date stays a real date.
 MAX_DAYS = 3650
 
@@ -83,6 +85,11 @@ class Suppression(_Frozen):
         )
         if unknown:
             raise ValueError(f"unknown consent statuses or reasons: {sorted(unknown)}")
+        if SUBSCRIBED in self.consent:
+            raise ValueError(
+                f"consent {SUBSCRIBED!r} cannot be suppressed: it is the consent of every "
+                "lead that never opted out, so no lead could be contacted"
+            )
         return self
 
 
@@ -92,7 +99,7 @@ class Rebound(_Frozen):
     program: Program = "rebound_to_sales"
     min_probability: float = Field(ge=0.0, le=1.0)
     recent_intent_feature: str = "intent_30d"
-    min_recent_intent: float = Field(default=1, ge=0)
+    min_recent_intent: float = Field(default=1, gt=0)
     follow_up_due_min_probability: float = Field(ge=0.0, le=1.0)
     follow_up_due_within_days: float = Field(default=14, ge=0, le=MAX_DAYS)
     follow_up_overdue_max_days: float = Field(default=90, ge=0, le=MAX_DAYS)
@@ -112,6 +119,14 @@ class LowTouch(_Frozen):
     beyond_trained_age: bool = False
 
 
+#: The next actions that read each timing setting of a reason (``cadence_days`` is read by
+#: all: it is the fallback when a dated contact has none).
+USED_BY: dict[str, tuple[str, ...]] = {
+    "lead_days": ("fiscal_year", "renewal"),
+    "renewal_days": ("renewal",),
+}
+
+
 class ReasonRoute(_Frozen):
     """The nurture program for one rejection reason and how its next contact is timed."""
 
@@ -120,6 +135,23 @@ class ReasonRoute(_Frozen):
     cadence_days: Days = 30
     lead_days: int = Field(default=30, ge=0, le=MAX_DAYS)
     renewal_days: Days = 365
+
+    @model_validator(mode="after")
+    def _no_setting_its_timing_ignores(self) -> ReasonRoute:
+        # Only a value other than the default is a setting (a whole dump holds them all)
+        ignored = sorted(
+            name
+            for name, used_by in USED_BY.items()
+            if self.next_action not in used_by
+            and getattr(self, name) != type(self).model_fields[name].default
+        )
+        if ignored:
+            uses = "; ".join(f"{n} is used by {_listed(list(USED_BY[n]))}" for n in ignored)
+            raise ValueError(
+                f"next_action {self.next_action!r} does not use {_listed(ignored)} ({uses}): "
+                "remove it, or choose the next_action it was meant for"
+            )
+        return self
 
     @field_validator("renewal_days")
     @classmethod
@@ -152,7 +184,10 @@ class RoutingPolicy(_Frozen):
             or cut_offs != sorted(cut_offs, reverse=True)
             or len(set(cut_offs)) != len(cut_offs)
         ):
-            raise ValueError("tiers must be listed from highest to lowest distinct min_probability")
+            raise ValueError(
+                "tiers must be listed from highest to lowest distinct min_probability: "
+                + _listed([f"{t.name} {t.min_probability:g}" for t in tiers])
+            )
         if cut_offs[-1] != 0.0:
             raise ValueError("the last tier must start at min_probability 0.0")
         names = [t.name for t in tiers]

@@ -34,8 +34,10 @@ def tune_policy(
 
     ``rebound.min_probability`` becomes the lowest grid value whose monthly sales volume
     fits ``sales_per_month`` (``follow_up_due_min_probability`` keeps its ratio to it);
-    then ``low_touch.max_probability`` becomes the lowest grid value, at most the rebound
-    threshold, whose monthly nurture volume fits ``nurture_per_month``. Everything else
+    then ``low_touch.max_probability`` becomes the lowest grid value whose monthly nurture
+    volume fits ``nurture_per_month``, the rebound threshold rising with it where it
+    passes it (a score good enough for sales is never sent to low touch; sales then takes
+    fewer, still within its capacity). Everything else
     (tiers, suppression, reason programs) is kept; the version goes up by one.
 
     Args:
@@ -58,12 +60,14 @@ def tune_policy(
         )
 
     sales = _lowest_fitting(grid, rebound_at, history, "sales", capacity.sales_per_month, statistic)
-    chosen = rebound_at(sales)
-    candidates = [u for u in grid if u <= sales] or [sales]
 
     def low_touch_at(threshold: float) -> RoutingPolicy:
+        # A score the policy sends to sales is never one it sends to low touch: past the
+        # sales threshold, sales takes only the scores above the low-touch one (fewer).
+        chosen = rebound_at(max(sales, threshold))
         return _updated(chosen, low_touch={"max_probability": threshold})
 
+    candidates = [u for u in grid if u >= min(grid)]
     nurture = _lowest_fitting(
         candidates, low_touch_at, history, "nurture", capacity.nurture_per_month, statistic
     )

@@ -41,8 +41,10 @@ class RoutingInputs:
 
     The category columns are given as labels; their integer codes (positions in the
     contract vocabularies, -1 when missing) are derived once when not given, and routing
-    works on the codes. ``latest_consent_index`` and ``refused_by_rejection`` come from the
-    lead's whole history (``serving.contact.ContactNow``), ``beyond_trained_age`` from the
+    works on the codes. ``recent_intent`` is the policy's recent-intent feature; only its
+    part after the rejection counts as re-engagement, which ``intent_since_rejection``
+    bounds. ``latest_consent_index`` and ``refused_by_rejection`` come from the lead's
+    whole history (``serving.contact.ContactNow``), ``beyond_trained_age`` from the
     model (``ReconversionModel.beyond_trained_age``); None reads as "nothing more".
     """
 
@@ -55,6 +57,7 @@ class RoutingInputs:
     days_to_next_year: np.ndarray
     recent_intent: np.ndarray
     as_of: np.ndarray
+    intent_since_rejection: np.ndarray | None = None
     reason_index: np.ndarray | None = None
     consent_index: np.ndarray | None = None
     stage_index: np.ndarray | None = None
@@ -102,6 +105,7 @@ class RoutingInputs:
             days_to_next_year=features.columns["days_to_next_year"],
             recent_intent=features.columns[policy.rebound.recent_intent_feature],
             as_of=np.asarray(as_of, dtype=np.int64),
+            intent_since_rejection=features.columns["intent_since_rejection"],
             reason_index=reason,
             consent_index=consent,
             stage_index=stage,
@@ -173,17 +177,20 @@ def route(inputs: RoutingInputs, policy: RoutingPolicy) -> Routes:
     signals = _signals(inputs, policy)
     rebound = ~suppressed & (signals.engaged | signals.due)
     unvouched = ~suppressed & ~rebound & _unvouched(inputs, policy, signals)
+    program, days, dated = _reason_programs(inputs, reason, policy, table)
+    # A lead its probability cannot vouch for keeps a dated contact of its reason (the
+    # rep's follow-up, the rival's renewal, the next fiscal year: moments that do not come
+    # from the model) and goes to low touch otherwise.
     low_touch = ~suppressed & ~rebound & (inputs.probability < policy.low_touch.max_probability)
-    low_touch |= unvouched
-    # A lead its probability cannot vouch for takes the lowest tier and its priority: that
-    # probability is no reason to list it with the hot leads or to work it sooner.
+    low_touch |= unvouched & ~dated
+    # It also takes the lowest tier and its priority: that probability is no reason to
+    # list it with the hot leads or to work it sooner.
     lowest = len(table.tier_names) - 1
     tier_index = np.where(unvouched, lowest, _tier_index(inputs.probability, table))
-    program, days = _reason_programs(inputs, reason, policy, table)
     program = np.where(low_touch, table.low_touch, program)
     days = np.where(low_touch, float(policy.low_touch.cadence_days), days)
     program = np.where(rebound, table.rebound, program)
-    days = np.where(rebound, 0.0, days)
+    days = np.where(rebound, _rebound_days(inputs, signals), days)
     program = np.where(suppressed, table.suppressed, program)
     return Routes(
         tier=table.tier_names[tier_index],
@@ -308,8 +315,7 @@ class _Signals:
 def _signals(inputs: RoutingInputs, policy: RoutingPolicy) -> _Signals:
     """Each lead's signals under the policy's rebound rule."""
     rule = policy.rebound
-    intent_count = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
-    intent = np.asarray(intent_count >= rule.min_recent_intent, dtype=bool)
+    intent = np.asarray(_re_engagement(inputs) >= rule.min_recent_intent, dtype=bool)
     follow_up = inputs.follow_up_days
     follow_up_due = (follow_up <= rule.follow_up_due_within_days) & (
         follow_up >= -rule.follow_up_overdue_max_days
@@ -321,6 +327,28 @@ def _signals(inputs: RoutingInputs, policy: RoutingPolicy) -> _Signals:
         engaged=(probability >= rule.min_probability) & intent,
         due=follow_up_due & (probability >= rule.follow_up_due_min_probability),
     )
+
+
+def _re_engagement(inputs: RoutingInputs) -> np.ndarray:
+    """The recent intent that came after the rejection (missing counts as none).
+
+    The recent-intent feature counts a window ending at ``as_of`` (``intent_30d``: the last
+    30 days), as does ``intent_since_rejection``; one window holds the other, so the
+    smaller count is the intent in both. Scored at its rejection, a lead has none: the
+    visits that came before are what sales has just turned down, not a return.
+    """
+    recent = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
+    if inputs.intent_since_rejection is None:
+        return recent
+    since = np.where(np.isnan(inputs.intent_since_rejection), 0.0, inputs.intent_since_rejection)
+    return np.minimum(recent, since)
+
+
+def _rebound_days(inputs: RoutingInputs, signals: _Signals) -> np.ndarray:
+    """Days until sales acts on a rebound: now for a lead that came back, the follow-up
+    date for one sent back by a follow-up still ahead (now once it is due or passed)."""
+    ahead = np.where(np.isnan(inputs.follow_up_days), 0.0, np.maximum(inputs.follow_up_days, 0.0))
+    return np.where(signals.engaged, 0.0, ahead)
 
 
 def _unvouched(inputs: RoutingInputs, policy: RoutingPolicy, signals: _Signals) -> np.ndarray:
@@ -335,11 +363,14 @@ def _unvouched(inputs: RoutingInputs, policy: RoutingPolicy, signals: _Signals) 
 
 def _reason_programs(
     inputs: RoutingInputs, reason: np.ndarray, policy: RoutingPolicy, table: PolicyTables
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each lead's reason program, days until its next contact, and whether that contact
+    is dated (a follow-up, fiscal-year or renewal moment rather than the cadence)."""
     # A reason without a program is a suppressed one (a policy routes every other reason),
     # so its rows keep the suppressed program; suppression marks them afterwards.
     program = np.full(len(reason), table.suppressed, dtype=np.int64)
     days = np.full(len(reason), np.nan)
+    cadence = np.full(len(reason), np.nan)
     for code in np.unique(reason):
         name = REASON_CODES[code] if code >= 0 else ""
         rule = policy.reasons.get(name)
@@ -347,28 +378,29 @@ def _reason_programs(
             continue
         chosen = reason == code
         program[chosen] = table.by_reason[name]
-        days[chosen] = _days_until_action(inputs, chosen, rule)
-    return program, days
+        days[chosen] = _dated_days(inputs, chosen, rule)
+        cadence[chosen] = float(rule.cadence_days)
+    dated = ~np.isnan(days)
+    return program, np.where(dated, days, cadence), dated
 
 
-def _days_until_action(inputs: RoutingInputs, chosen: np.ndarray, rule: ReasonRoute) -> np.ndarray:
-    cadence = float(rule.cadence_days)
+def _dated_days(inputs: RoutingInputs, chosen: np.ndarray, rule: ReasonRoute) -> np.ndarray:
+    """Days until the dated contact of ``rule`` (NaN where it has none: its cadence then)."""
     follow_up = inputs.follow_up_days[chosen]
     future_follow_up = np.where(_not_passed(follow_up, inputs.as_of[chosen]), follow_up, np.nan)
     if rule.next_action == "follow_up":
-        days = future_follow_up
-    elif rule.next_action == "fiscal_year":
+        return future_follow_up
+    if rule.next_action == "fiscal_year":
         before_year = inputs.days_to_next_year[chosen] - rule.lead_days
-        days = np.fmin(np.where(before_year > 0, before_year, np.nan), future_follow_up)
-    elif rule.next_action == "renewal":
+        return np.fmin(np.where(before_year > 0, before_year, np.nan), future_follow_up)
+    if rule.next_action == "renewal":
         # The rival's contract renews every renewal_days after the rejection: contact
-        # lead_days before the next renewal still ahead, or now when that is sooner.
+        # lead_days before the next renewal still ahead, or now when that is sooner; the
+        # rep's follow-up date, when earlier, wins (the rep may know the renewal).
         until = rule.renewal_days - inputs.days_since_rejection[chosen]
         next_renewal = np.where(until > 0, until, np.mod(until, rule.renewal_days))
-        days = np.maximum(next_renewal - rule.lead_days, 0.0)
-    else:
-        days = np.full(int(chosen.sum()), np.nan)
-    return np.where(np.isnan(days), cadence, days)
+        return np.fmin(np.maximum(next_renewal - rule.lead_days, 0.0), future_follow_up)
+    return np.full(int(chosen.sum()), np.nan)
 
 
 def _not_passed(follow_up_days: np.ndarray, as_of: np.ndarray) -> np.ndarray:

@@ -50,6 +50,7 @@ from serving.batch_signals import signal_received, stop_behind
 from serving.batch_summary import fail
 from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
+from serving.export_reading import NO_EVENT_TIME
 from serving.policy import RoutingPolicy
 from serving.spark_export import (
     BUCKET_COLUMN,
@@ -187,7 +188,7 @@ def _export_end(tables: dict[str, SparkTable]) -> int:
     """The latest timestamp that parses anywhere (the provisional export end), in µs."""
     latest = [s.latest_us for s in tables.values() if s.latest_us is not None]
     if not latest:
-        raise ContractError([Problem("export", "no timestamps found in any table")])
+        raise ContractError([Problem("export", NO_EVENT_TIME)])
     return max(latest)
 
 

@@ -439,3 +439,27 @@ def test_a_fail_closed_row_with_a_spaced_lead_id_withholds_its_lead_however_spli
     pd.testing.assert_frame_equal(read_output(one), read_output(out))
     assert runs[100_000].document["withheld"] == runs[700].document["withheld"]
     assert one.with_name(one.name + ".rejects.csv").read_text() == rejects_path.read_text()
+
+
+def test_an_export_whose_event_times_all_fail_to_parse_names_the_columns_and_the_way_out(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a CSV export written by a tool that puts a space where ISO 8601 puts a "T"
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    for path in folder.glob("*.csv"):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        for column in ("created_at", "occurred_at", "rejected_at", "changed_at", "closed_at"):
+            if column in frame:
+                frame[column] = frame[column].str.replace("T", " ", regex=False)
+        frame.to_csv(path, index=False)
+
+    # When it is scored without an --as-of
+    with pytest.raises(BatchError) as raised:
+        run_batch(request(folder, tmp_path / "scores.parquet", model_dir))
+
+    # Then the failure names every event-time column and how to find each one's problem
+    (failure,) = raised.value.summary.document["failures"]
+    assert failure["error"] == "NoTimestamps"
+    assert "activities.occurred_at, rejections.rejected_at" in failure["message"]
+    assert "srl validate --data DIR" in failure["message"]
+    assert not (tmp_path / "scores.parquet").exists()

@@ -208,20 +208,58 @@ def test_tuned_policy_fits_capacity_and_is_the_loosest_that_does(
     volumes = capacity.monthly_buckets(history, tuned).mean()
     assert volumes["sales"] <= room.sales_per_month
     assert volumes["nurture"] <= room.nurture_per_month
-    ratio = policy.rebound.follow_up_due_min_probability / policy.rebound.min_probability
+    # Each threshold is the loosest that fits: one grid step lower overflows its bucket
+    # (the rebound threshold, when the low-touch one holds it up, cannot go lower at all)
+    low_touch = tuned.low_touch.max_probability
+    looser_low_touch = round(low_touch - 0.01, 2)
+    if looser_low_touch >= capacity.DEFAULT_GRID[0]:
+        relaxed = _with_thresholds(tuned, low_touch=looser_low_touch)
+        assert capacity.monthly_buckets(history, relaxed).mean()["nurture"] > room.nurture_per_month
     looser = round(tuned.rebound.min_probability - 0.01, 2)
-    if looser >= capacity.DEFAULT_GRID[0]:
-        document = tuned.model_dump()
-        document["rebound"] |= {
-            "min_probability": looser,
-            "follow_up_due_min_probability": round(looser * ratio, 4),
-        }
-        relaxed = RoutingPolicy.model_validate(document)
+    if looser >= max(capacity.DEFAULT_GRID[0], low_touch):
+        relaxed = _with_thresholds(tuned, rebound=looser, ratio=_due_ratio(policy))
         assert capacity.monthly_buckets(history, relaxed).mean()["sales"] > room.sales_per_month
     assert (tuned.version, tuned.name) == (policy.version + 1, "tuned")
     assert tuned.suppression == policy.suppression
     assert tuned.reasons == policy.reasons
     assert tuned.low_touch.max_probability <= tuned.rebound.min_probability
+
+
+def _due_ratio(policy: RoutingPolicy) -> float:
+    return policy.rebound.follow_up_due_min_probability / policy.rebound.min_probability
+
+
+def _with_thresholds(
+    policy: RoutingPolicy,
+    *,
+    low_touch: float | None = None,
+    rebound: float | None = None,
+    ratio: float = 1.0,
+) -> RoutingPolicy:
+    """``policy`` with its low-touch or rebound threshold moved (the due one kept in ratio)."""
+    document = policy.model_dump()
+    if low_touch is not None:
+        document["low_touch"] |= {"max_probability": low_touch}
+    if rebound is not None:
+        document["rebound"] |= {
+            "min_probability": rebound,
+            "follow_up_due_min_probability": round(rebound * ratio, 4),
+        }
+    return RoutingPolicy.model_validate(document)
+
+
+def test_a_nurture_capacity_below_the_sales_threshold_raises_it_with_the_low_touch_one(
+    history: ScoredHistory, policy: RoutingPolicy
+) -> None:
+    # Given room for every sales lead but few nurture ones
+    roomy_sales = policy_tuning.tune_policy(policy, history, capacity.Capacity(1000, 1000))
+    tight = policy_tuning.tune_policy(policy, history, capacity.Capacity(1000, 4))
+
+    # Then the low-touch threshold rises past where sales alone would have put the rebound
+    # one, and takes it along: no score good enough for sales is sent to low touch
+    assert tight.low_touch.max_probability > roomy_sales.rebound.min_probability
+    assert tight.rebound.min_probability == tight.low_touch.max_probability
+    assert capacity.monthly_buckets(history, tight).mean()["nurture"] <= 4
 
 
 def test_no_suppressed_lead_reaches_sales_or_nurture_under_a_tuned_policy(

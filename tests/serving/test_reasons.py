@@ -160,6 +160,11 @@ def test_values_are_the_rows_own_labels_and_numbers(
         ("rep_potential", 0.0, "rep rated future potential high"),
         ("rep_potential", 3.0, "rep sees no future potential"),
         ("rep_potential", float("nan"), "rep gave no view of potential"),
+        ("employee_count", 1.0, "1 employee"),
+        ("employee_count", 250.0, "250 employees"),
+        ("fit_points", 1.0, "1 fit point in the classic score"),
+        ("behaviour_points", 1.0, "1 behaviour point in the classic score"),
+        ("behaviour_points", 6.0, "6 behaviour points in the classic score"),
     ],
 )
 def test_phrases_read_as_plain_words(feature: str, value: float, text: str) -> None:

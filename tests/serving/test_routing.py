@@ -182,6 +182,78 @@ def test_a_rejection_older_than_the_model_knows_goes_low_touch_unless_the_lead_s
         )
 
 
+@pytest.mark.parametrize(
+    ("recent", "since_rejection", "program"),
+    [
+        (3.0, 0.0, "education_track"),  # scored at its rejection: the visits came before it
+        (3.0, 1.0, "rebound_to_sales"),  # one of them after the rejection
+        (1.0, 5.0, "rebound_to_sales"),  # rejected long ago: the last 30 days all count
+        (0.0, 5.0, "education_track"),  # came back, but not lately
+    ],
+)
+def test_only_intent_after_the_rejection_sends_a_lead_back_to_sales(
+    recent: float, since_rejection: float, program: str
+) -> None:
+    inputs = _inputs(
+        probability=[0.6], recent_intent=[recent], intent_since_rejection=[since_rejection]
+    )
+
+    assert _one(route(inputs, POLICY))["program"] == program
+
+
+@pytest.mark.parametrize(
+    ("reason", "follow_up", "program", "days"),
+    [
+        ("competitor_won", np.nan, "competitive_nurture", 365.0 * 2 - 60 - 400),
+        ("budget", np.nan, "budget_nurture", 122.0 - 45),
+        ("timing", 60.0, "timing_nurture", 60.0),
+        ("timing", -120.0, "low_touch_nurture", 90.0),  # its date is stale: nothing dated left
+        ("no_need", np.nan, "low_touch_nurture", 90.0),  # a cadence is no date
+    ],
+)
+def test_a_lead_the_model_cannot_vouch_for_keeps_the_dated_contact_of_its_reason(
+    reason: str, follow_up: float, program: str, days: float
+) -> None:
+    # Given a rejection 400 days old, older than any the model was trained on, no intent
+    inputs = _inputs(
+        probability=[0.6],
+        reason_code=[reason],
+        follow_up_days=[follow_up],
+        days_since_rejection=[400.0],
+        beyond_trained_age=[True],
+    )
+
+    row = _one(route(inputs, POLICY))
+
+    # Then a rival's renewal, a fiscal year or the rep's date still times its contact, in
+    # its reason's program; only its rank comes down
+    assert (row["program"], row["days"]) == (program, days)
+    assert (row["tier"], row["priority"]) == (POLICY.tiers[-1].name, POLICY.tiers[-1].priority)
+
+
+@pytest.mark.parametrize(("follow_up", "days"), [(100.0, 100.0), (400.0, 365.0 - 60 - 10)])
+def test_the_reps_follow_up_times_competitive_nurture_when_it_comes_first(
+    follow_up: float, days: float
+) -> None:
+    inputs = _inputs(reason_code=["competitor_won"], follow_up_days=[follow_up])
+
+    assert _one(route(inputs, POLICY))["days"] == days
+
+
+def test_a_lead_sent_back_for_its_follow_up_is_due_on_that_date_and_one_that_came_back_now() -> (
+    None
+):
+    ahead = _one(route(_inputs(probability=[0.3], follow_up_days=[9.0]), POLICY))
+    passed = _one(route(_inputs(probability=[0.3], follow_up_days=[-9.0]), POLICY))
+    came_back = _one(
+        route(_inputs(probability=[0.6], follow_up_days=[9.0], recent_intent=[2.0]), POLICY)
+    )
+
+    assert (ahead["program"], ahead["days"]) == ("rebound_to_sales", 9.0)
+    assert (passed["program"], passed["days"]) == ("rebound_to_sales", 0.0)
+    assert (came_back["program"], came_back["days"]) == ("rebound_to_sales", 0.0)
+
+
 def test_the_trained_age_rule_is_the_policys_and_never_lifts_suppression() -> None:
     beyond = {"probability": [0.3], "beyond_trained_age": [True]}
     without_rule = POLICY.model_copy(
@@ -284,7 +356,7 @@ def _policy_document() -> dict[str, Any]:
 
 
 def test_the_default_policy_is_versioned() -> None:
-    assert POLICY.label == "default@v3"
+    assert POLICY.label == "default@v4"
 
 
 @pytest.mark.parametrize(
@@ -306,7 +378,38 @@ def test_the_default_policy_is_versioned() -> None:
                     {"name": "b", "min_probability": 0.5, "priority": 2},
                 ]
             },
-            "highest to lowest",
+            r"highest to lowest distinct min_probability: \['a 0.1', 'b 0.5'\]",
+        ),
+        (
+            {
+                "suppression": {
+                    "consent": ["unsubscribed", "do_not_contact", "subscribed"],
+                    "reasons": ["do_not_contact", "bad_data"],
+                }
+            },
+            "consent 'subscribed' cannot be suppressed",
+        ),
+        (
+            {"rebound": {**POLICY.rebound.model_dump(), "min_recent_intent": 0}},
+            "min_recent_intent",
+        ),
+        (
+            {
+                "reasons": {
+                    **POLICY.model_dump(mode="json")["reasons"],
+                    "no_need": {"program": "solution_nurture", "lead_days": 10},
+                }
+            },
+            r"next_action 'cadence' does not use \['lead_days'\]",
+        ),
+        (
+            {
+                "reasons": {
+                    **POLICY.model_dump(mode="json")["reasons"],
+                    "timing": {"program": "t", "next_action": "follow_up", "renewal_days": 200},
+                }
+            },
+            r"next_action 'follow_up' does not use \['renewal_days'\]",
         ),
         ({"tiers": [{"name": "a", "min_probability": 0.1, "priority": 1}]}, "must start at"),
         ({"version": 0}, "version"),
@@ -349,11 +452,11 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
     [
         # values YAML itself cannot build
         ("name: default", "name: 2024-02-30", "could not be read: a value YAML cannot read"),
-        ("version: 3", "version: !!timestamp x", "could not be read: a value YAML cannot read"),
-        ("version: 3", "version: " + "9" * 5000, "could not be read: a value YAML cannot read"),
+        ("version: 4", "version: !!timestamp x", "could not be read: a value YAML cannot read"),
+        ("version: 4", "version: " + "9" * 5000, "could not be read: a value YAML cannot read"),
         ("name: default", "name: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
         # a key given twice, the second silently winning before
-        ("version: 3\n", "version: 3\nversion: 1\n", "key 'version' appears twice"),
+        ("version: 4\n", "version: 4\nversion: 1\n", "key 'version' appears twice"),
         (
             "  timing: {",
             "  budget: {program: other_nurture}\n  timing: {",
@@ -372,7 +475,7 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
         # YAML's yes/no/on/off where a number is expected
         (HOT_TIER, HOT_TIER.replace("0.40", "on"), "tiers.0.min_probability: Value error"),
         ("cadence_days: 90", "cadence_days: yes", "low_touch.cadence_days: Value error"),
-        ("version: 3", "version: yes", "version: Value error, should be a number"),
+        ("version: 4", "version: yes", "version: Value error, should be a number"),
         # program names a CRM would not tell from another, or from the suppressed one
         ("program: rebound_to_sales", "program: ''", "rebound.program: String should"),
         ("program: timing_nurture", "program: '   '", "reasons.timing.program: String should"),
@@ -462,8 +565,8 @@ def test_a_policy_error_stays_one_readable_line_however_large_the_file(tmp_path:
 
 def test_a_repeated_key_is_refused_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(DEFAULT_TEXT.replace("version: 3\n", "version: 3\nversion: 1\n"), "utf-8")
-    line = DEFAULT_TEXT.split("version: 3\n")[0].count("\n") + 2
+    path.write_text(DEFAULT_TEXT.replace("version: 4\n", "version: 4\nversion: 1\n"), "utf-8")
+    line = DEFAULT_TEXT.split("version: 4\n")[0].count("\n") + 2
 
     with pytest.raises(PolicyError, match=f"line {line}, column 1"):
         read_policy(path)
@@ -485,12 +588,12 @@ def test_a_file_too_large_for_a_policy_is_refused_before_it_is_parsed(tmp_path: 
 def test_srl_check_policy_prints_the_label_or_the_problem(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(DEFAULT_TEXT, encoding="utf-8")
-    bad.write_text(DEFAULT_TEXT.replace("version: 3\n", "version: 3\nversion: 4\n"), "utf-8")
+    bad.write_text(DEFAULT_TEXT.replace("version: 4\n", "version: 4\nversion: 5\n"), "utf-8")
 
     passed = CliRunner().invoke(app, ["check-policy", str(good)])
     refused = CliRunner().invoke(app, ["check-policy", str(bad)])
 
-    assert (passed.exit_code, passed.stdout.strip()) == (0, "default@v3")
+    assert (passed.exit_code, passed.stdout.strip()) == (0, "default@v4")
     assert refused.exit_code == 1
     assert f"error: routing policy {bad} could not be read" in refused.stderr
     assert "key 'version' appears twice" in refused.stderr
@@ -518,10 +621,10 @@ def test_srl_check_policy_refuses_an_intent_feature_no_model_computes(
     ):
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith(
-            f"error: routing policy {path} (default@v3): rebound.recent_intent_feature "
+            f"error: routing policy {path} (default@v4): rebound.recent_intent_feature "
             f"'intent_3Od' is not a numeric feature of {against}"
         )
-    assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v3")
+    assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v4")
     assert fine.stderr == ""
 
 
@@ -540,9 +643,9 @@ def test_a_model_that_records_no_trained_ages_leaves_the_age_rule_idle_and_says_
 
     # Then the policy is usable but its age rule can route nothing, which is said; with
     # ages, or without the rule, nothing is
-    assert (result.exit_code, result.stdout.strip()) == (0, "default@v3")
+    assert (result.exit_code, result.stdout.strip()) == (0, "default@v4")
     assert result.stderr.startswith(
-        "warning: default@v3: low_touch.beyond_trained_age routes nothing with this model"
+        "warning: default@v4: low_touch.beyond_trained_age routes nothing with this model"
     )
     without_rule = POLICY.model_copy(
         update={"low_touch": POLICY.low_touch.model_copy(update={"beyond_trained_age": False})}
@@ -570,4 +673,4 @@ def test_policies_that_decide_in_order_are_not_taken_for_contradictions(
     assert old in DEFAULT_TEXT
     path.write_text(DEFAULT_TEXT.replace(old, new, 1), encoding="utf-8")
 
-    assert read_policy(path).label == "default@v3"
+    assert read_policy(path).label == "default@v4"
