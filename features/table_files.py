@@ -30,7 +30,12 @@ from features.csv_fields import (
 )
 from features.output import OutputPathError
 from features.problems import ContractError, Problem, shorten
-from features.table_names import absent_table_warnings, table_named, unread_table_problems
+from features.table_names import (
+    absent_table_warnings,
+    both_formats_problem,
+    table_named,
+    unread_table_problems,
+)
 from features.text import TEXT
 from features.utf8 import require_utf8
 
@@ -68,9 +73,7 @@ def locate_table_files(root: Path) -> tuple[dict[str, Path], list[Problem], list
         found = [root / f"{table.name}{suffix}" for suffix in SUPPORTED_SUFFIXES]
         present = [path for path in found if path.is_file()]
         if len(present) > 1:
-            problems.append(
-                Problem(str(root), f"both {present[0].name} and {present[1].name} exist; keep one")
-            )
+            problems.append(both_formats_problem(str(root), present[0].name, present[1].name))
         elif present:
             files[table.name] = present[0]
         elif not table.optional:

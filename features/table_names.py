@@ -66,6 +66,12 @@ def unread_table_problems(
     return problems
 
 
+def both_formats_problem(root: str, first: str, second: str) -> Problem:
+    """The problem of a table held under two names a reader takes (``consent.parquet`` and
+    ``consent.csv``): which copy is meant cannot be told, so neither is read."""
+    return Problem(root.rstrip("/"), f"both {first} and {second} exist; keep one")
+
+
 #: What an absent optional table means, for the warning that it is absent.
 ABSENT_MEANS = {"consent": "every lead counts as subscribed and may be contacted"}
 

@@ -95,6 +95,7 @@ from serving.export_reading import (
 )
 from serving.model_source import directory_fingerprint, load_serving_model
 from serving.policy import check_policy_features, idle_rules, read_policy
+from serving.spark_parquet import GlobPathError, require_literal_path
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ def run_batch(
         The summary (also written beside the output).
 
     Raises:
+        serving.spark_parquet.GlobPathError: the Spark engine was given an export path that
+            its reader would take as a glob pattern (before any work).
         features.output.OutputPathError: an output path cannot be used (before any work).
         serving.batch_lock.OutputBusyError: another job is writing the same output (this
             one touched nothing, its summary included).
@@ -130,6 +133,7 @@ def run_batch(
     says ``failed`` and why before the error is raised.
     """
     with stop_on_signals():
+        check_data(request)
         check_outputs(request)
         with output_lock(request.out):
             return _run_locked(request, progress, spark)
@@ -173,6 +177,20 @@ def _ended_by(error: BaseException) -> BaseException:
     return stop_behind(error) or signal_received() or error
 
 
+def check_data(request: BatchRequest) -> None:
+    """Refuse, before any work, an export path the engine would not read as written.
+
+    The Spark engine's reader expands glob characters (``exp[1]`` reads ``exp1``), while
+    the checks that find the tables take the path as written; the local engine reads every
+    path as written. A refusal leaves a failed summary, as a bad output path does.
+
+    Raises:
+        GlobPathError: naming the path and the character.
+    """
+    if request.engine == "spark":
+        _refused(request, lambda: require_literal_path(request.data), locked=False)
+
+
 def check_outputs(request: BatchRequest) -> None:
     """Check every file the job writes, before any work.
 
@@ -194,13 +212,13 @@ def check_outputs(request: BatchRequest) -> None:
     _refused(request, check, locked=False)
 
 
-def _refused(request: BatchRequest, check: Callable[[], None], *, locked: bool) -> None:
+def _refused(request: BatchRequest, check: Callable[[], object], *, locked: bool) -> None:
     """Run a path check; a refusal leaves a failed summary (exit code 2) when it can: a job
     holding the output's lock (``locked``) always may, one that does not only when no
     running job holds it."""
     try:
         check()
-    except OutputPathError as error:
+    except (OutputPathError, GlobPathError) as error:
         if summary_writable(request.out) if locked else refusal_may_be_written(request.out):
             save_failed(request_failure(request, error, EXIT_USAGE), request.summary_path)
         raise

@@ -34,6 +34,7 @@ from serving.batch_signals import JobStopped, stopped_by
 from serving.batch_summary import save_usage_failure
 from serving.policy import PolicyError
 from serving.scoring import ReasonMode
+from serving.spark_parquet import GlobPathError
 
 
 class ScoreCommand(TyperCommand):
@@ -78,7 +79,11 @@ def _usage_failure(error: UsageError) -> dict[str, Any]:
 
 def score(
     data: Annotated[
-        str, typer.Option("--data", help="Export directory (Spark engine: any path Spark reads).")
+        str,
+        typer.Option(
+            "--data",
+            help="Export directory (Spark engine: any path Spark reads, no glob characters).",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output file, .parquet or .csv.")],
     as_of: Annotated[
@@ -146,7 +151,8 @@ def score(
     <out>.rejects.csv); 1: failed, nothing written at --out, the summary says why (rerun to
     resume), including an export without consent or opportunities (see --allow-missing) or
     with more than --max-rejected-share of a table's rows set aside; 2: bad command line,
-    including an --out whose files cannot be written (checked before any work; the
+    including an --out whose files cannot be written, or for the Spark engine a --data
+    holding a glob character * ? [ ] { } \\ (checked before any work; the
     summary then says failed too, when it can be written);
     75: another job is writing --out now, try again later (its summary is left alone);
     143 (129, 130): stopped by SIGTERM (SIGHUP, Ctrl-C), nothing written at --out, the
@@ -173,6 +179,8 @@ def score(
         raise typer.Exit(EXIT_BUSY) from error
     except OutputPathError as error:
         raise typer.BadParameter(str(error), param_hint="--out") from error
+    except GlobPathError as error:
+        raise typer.BadParameter(str(error), param_hint="--data") from error
     except BatchError as error:
         _echo_summary(error.summary)
         raise typer.Exit(EXIT_FAILED) from error

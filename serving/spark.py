@@ -62,7 +62,7 @@ from serving.spark_export import (
     listing_fingerprint,
     locate_tables,
     pyspark_sql,
-    read_table,
+    read_tables,
     table_columns,
 )
 from serving.spark_parquet import read_settings
@@ -127,7 +127,7 @@ def _run(
     context = open_job(request, listing_fingerprint(session, located), record)
     progress.start(1, 0)
     try:
-        tables = {t: read_table(session, t, p, context.model.config) for t, p in located.items()}
+        tables = read_tables(session, located, context.model.config)
         input_rows = {t: s.rows for t, s in tables.items()}
         outcome = _score(session, context, tables, notes)
     except (ContractError, BatchError):

@@ -23,9 +23,13 @@ import pyarrow as pa
 
 from features.coercion import empty_table_problem
 from features.config import FeatureConfig
-from features.contract import TABLES, TABLES_BY_NAME
+from features.contract import TABLES, TABLES_BY_NAME, Table
 from features.problems import ContractError, Problem
-from features.table_names import absent_table_warnings, unread_table_problems
+from features.table_names import (
+    absent_table_warnings,
+    both_formats_problem,
+    unread_table_problems,
+)
 from features.text import LOOSE_FROM, LOOSE_TO, SURROUNDING_SPACES, texts_of
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN, latest_timestamp_us
 from serving.export_reading import UNUSED_COLUMNS, timestamp_columns
@@ -44,52 +48,63 @@ def locate_tables(session: Any, data: str) -> tuple[dict[str, str], list[str]]:
     warnings for absent tables whose absence changes who is contacted, as the loader gives
     them (``features.table_names.absent_table_warnings``; one listing of ``data``).
 
+    A table is read from the first of ``<table>.parquet`` and ``<table>/`` that exists; a
+    second copy (the other one, ``<table>.csv`` beside it, or any entry that plainly holds
+    the table) is refused with the local engine's message, never skipped.
+
     Raises:
-        ContractError: a required table is missing, a table is CSV, or an entry plainly
-            holds a table under a name not read (``features.table_names``).
+        ContractError: a required table is missing, a table is CSV or has a second copy,
+            or an entry plainly holds a table under a name not read (``features.table_names``).
     """
     base = data.rstrip("/")
     problems: list[Problem] = []
     located: dict[str, str] = {}
     for table in TABLES:
-        found = next(
-            (
-                p
-                for p in (f"{base}/{table.name}.parquet", f"{base}/{table.name}")
-                if _exists(session, p)
-            ),
-            None,
-        )
+        found, table_problems = _locate(session, base, table)
+        problems += table_problems
         if found is not None:
             located[table.name] = found
-        elif _exists(session, f"{base}/{table.name}.csv"):
-            problems.append(
-                Problem(
-                    f"{base}/{table.name}.csv",
-                    "the Spark engine reads Parquet; use --engine local for CSV",
-                )
-            )
-        elif not table.optional:
-            problems.append(
-                Problem(f"{base}/{table.name}.parquet", f"required table {table.name!r} is missing")
-            )
-    present = {table: path.rsplit("/", 1)[-1] for table, path in located.items()}
-    unread = _unread_entries(session, base)
+    present = {table: _name(path) for table, path in located.items()}
+    unread = _unread_entries(session, base, set(present.values()))
     problems = unread_table_problems(base, unread, READ_TABLE_PATHS, present) + problems
     if problems:
         raise ContractError(problems)
     return located, absent_table_warnings(located, unread, READ_TABLE_PATHS)
 
 
-def _unread_entries(session: Any, base: str) -> list[str]:
-    """Names of the entries of ``base`` that are not a table path the engine reads (a
-    ``<table>.csv`` has its own message)."""
-    read = {f"{t.name}{suffix}" for t in TABLES for suffix in ("", ".parquet", ".csv")}
+def _locate(session: Any, base: str, table: Table) -> tuple[str | None, list[Problem]]:
+    """The path ``table`` is read from (the first of ``<table>.parquet`` and ``<table>/``
+    that exists), and the problems of its ``<table>.csv`` or of its absence."""
+    candidates = (f"{base}/{table.name}.parquet", f"{base}/{table.name}")
+    found = next((p for p in candidates if _exists(session, p)), None)
+    csv = f"{base}/{table.name}.csv"
+    if not _exists(session, csv):
+        if found is None and not table.optional:
+            return None, [_missing(base, table.name)]
+        return found, []
+    if found is not None:  # the local engine's rule and words for a table in both formats
+        return found, [both_formats_problem(base, _name(found), _name(csv))]
+    return None, [Problem(csv, "the Spark engine reads Parquet; use --engine local for CSV")]
+
+
+def _missing(base: str, table: str) -> Problem:
+    return Problem(f"{base}/{table}.parquet", f"required table {table!r} is missing")
+
+
+def _name(path: str) -> str:
+    """The last part of a path (``consent.parquet`` of ``s3a://bucket/export/consent.parquet``)."""
+    return path.rsplit("/", 1)[-1]
+
+
+def _unread_entries(session: Any, base: str, taken: set[str]) -> list[str]:
+    """Names of the entries of ``base`` that no table is read from (``taken``), a second
+    ``<table>.parquet`` or ``<table>/`` included; a ``<table>.csv`` has its own messages."""
     if not _exists(session, base):
         return []
+    csv = {f"{t.name}.csv" for t in TABLES}
     filesystem, hadoop_path = _filesystem(session, base)
     names = [status.getPath().getName() for status in filesystem.listStatus(hadoop_path)]
-    return [name for name in names if name not in read]
+    return [name for name in names if name not in taken and name not in csv]
 
 
 def _filesystem(session: Any, path: str) -> tuple[Any, Any]:
@@ -145,6 +160,28 @@ class SparkTable:
     frame: Any
     rows: int
     latest_us: int | None
+
+
+def read_tables(
+    session: Any, located: dict[str, str], config: FeatureConfig
+) -> dict[str, SparkTable]:
+    """Every located table (``read_table``), the problems of all of them raised at once (as
+    the local engine names each table without rows, not only the first).
+
+    Raises:
+        ContractError: every table's problems (a required column missing, a Parquet type
+            Spark cannot read, a required table without rows).
+    """
+    tables: dict[str, SparkTable] = {}
+    problems: list[Problem] = []
+    for table, path in located.items():
+        try:
+            tables[table] = read_table(session, table, path, config)
+        except ContractError as error:
+            problems += error.problems
+    if problems:
+        raise ContractError(problems)
+    return tables
 
 
 def read_table(session: Any, table: str, path: str, config: FeatureConfig) -> SparkTable:

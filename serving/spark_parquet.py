@@ -29,6 +29,11 @@ CASE_SENSITIVE = "spark.sql.caseSensitive"
 #: names as written (``LEAD_ID`` beside ``lead_id`` is an extra column, as the local engine
 #: reads it, not a clash).
 READ_SETTINGS = {NANOS_AS_LONG: "true", CASE_SENSITIVE: "true"}
+#: The characters Hadoop's path globbing gives a meaning to. Spark's reader expands them (a
+#: folder ``exp[1]`` is read as ``exp1``; ``exp?`` lists the folder above), while the file
+#: system calls that find the tables take a path as written: the two would see different
+#: folders, so such a path is refused (``require_literal_path``).
+GLOB_CHARACTERS = "*?[]{}\\"
 _TIME_KINDS = frozenset({Kind.TIMESTAMP, Kind.DATE})
 _NANOS = "TIMESTAMP(NANOS,"
 
@@ -50,13 +55,40 @@ def read_settings(session: Any) -> Iterator[None]:
                 session.conf.set(name, value)
 
 
+class GlobPathError(ValueError):
+    """A path that Spark's reader would take as a glob pattern; the message names the path,
+    the character and what to do instead. Nothing has been read."""
+
+
+def require_literal_path(path: str) -> str:
+    """Refuse a path holding a character of ``GLOB_CHARACTERS``.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        GlobPathError: naming the path and its first such character.
+    """
+    character = next((c for c in path if c in GLOB_CHARACTERS), None)
+    if character is None:
+        return path
+    listed = " ".join(GLOB_CHARACTERS)
+    raise GlobPathError(
+        f"{path}: holds {character!r}, which Spark's reader takes as a glob pattern (it "
+        f"would read the folders the pattern matches, not this one); rename the folder "
+        f"(none of {listed} ) or use --engine local"
+    )
+
+
 def read_parquet(session: Any, path: str) -> Any:
     """A table's Parquet file or dataset as a Spark frame.
 
     Raises:
+        GlobPathError: the path holds a glob character (``require_literal_path``).
         ContractError: Spark cannot read the file's schema (naming the column whose type it
             refuses, when the footer shows it).
     """
+    require_literal_path(path)
     try:
         return session.read.parquet(path)
     except Exception as error:  # pyspark's AnalysisException, without importing pyspark

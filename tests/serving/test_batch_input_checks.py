@@ -1,8 +1,9 @@
 """``srl score`` refuses the exports ``srl validate`` refuses for their shape, and shows no cell.
 
-A required table without rows, or a table under a name the job does not read, stops the
-job before any work with the loader's own message; a shifted CSV row reaches neither the
-rejects file nor the summary with its values.
+A required table without rows, a table under a name the job does not read, or a second
+copy of a table, stops the job before any work with the loader's own message, whatever
+the engine; a shifted CSV row reaches neither the rejects file nor the summary with its
+values. The Spark engine refuses an export path its reader would take as a glob pattern.
 """
 
 from __future__ import annotations
@@ -10,18 +11,22 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner, Result
 
 from features.loading import SPACED_LEAD_ID, load_export
 from features.problems import ContractError, Problem
-from serving.batch import run_batch
-from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError
+from serving.batch import check_data, run_batch
+from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, EXIT_USAGE, BatchError, summary_path
 from serving.checkpoints import WorkDirectory
+from serving.spark_parquet import GlobPathError, read_parquet
+from srl.cli import app as srl_app
 from tests.serving.batch_support import (
     STRANGER,
     DirectoryAppearsAtOutput,
@@ -37,6 +42,22 @@ from tests.serving.batch_support import (
 )
 
 EMAIL = "jane.doe@example.com"
+
+
+@pytest.fixture(
+    params=["local", pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.slow])]
+)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine, the Spark one run for real on the module's ``local[2]`` session."""
+    if request.param == "spark":
+        request.getfixturevalue("spark")
+    return str(request.param)
+
+
+def _score_in_process(folder: Path, out: Path, model_dir: Path, engine: str) -> Result:
+    """``srl score`` run in this process (the Spark engine takes the active session)."""
+    options = ["--data", str(folder), "--out", str(out), "--model", str(model_dir)]
+    return CliRunner().invoke(srl_app, ["score", *options, "--engine", engine, "--workers", "1"])
 
 
 def _without_rows(source: Path, target: Path, table: str, suffix: str) -> Path:
@@ -463,3 +484,95 @@ def test_an_export_whose_event_times_all_fail_to_parse_names_the_columns_and_the
     assert "activities.occurred_at, rejections.rejected_at" in failure["message"]
     assert "srl validate --data DIR" in failure["message"]
     assert not (tmp_path / "scores.parquet").exists()
+
+
+def _with_second_consent(source: Path, target: Path, second: str) -> Path:
+    """A copy of the export with a second copy of consent beside ``consent.parquet``: a
+    ``consent.csv`` file or a ``consent/`` dataset directory."""
+    folder = copy_export(source, target)
+    consent = folder / "consent.parquet"
+    if second == "consent.csv":
+        pd.read_parquet(consent).to_csv(folder / second, index=False)
+    else:
+        (folder / second).mkdir()
+        (folder / second / "part-0.parquet").write_bytes(consent.read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("second", "where", "message"),
+    [
+        ("consent.csv", "", "both consent.parquet and consent.csv exist; keep one"),
+        ("consent", "/consent", "a second file for table consent beside consent.parquet; keep one"),
+    ],
+    ids=["parquet-and-csv", "parquet-and-directory"],
+)
+def test_a_second_copy_of_a_table_stops_either_engine_with_the_same_message(
+    small_export_dir: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    engine: str,
+    second: str,
+    where: str,
+    message: str,
+) -> None:
+    # Given consent.parquet and a second copy of consent beside it
+    folder = _with_second_consent(small_export_dir, tmp_path / "export", second)
+    out = tmp_path / "scores.parquet"
+
+    result = _score_in_process(folder, out, model_dir, engine)
+
+    # Then the job picks neither: it fails naming the copies, and publishes nothing
+    assert result.exit_code == EXIT_FAILED, result.output
+    assert f"  - {folder}{where}: {message}\n" in result.output
+    assert json.loads(summary_path(out).read_text(encoding="utf-8"))["exit_code"] == EXIT_FAILED
+    assert not out.exists()
+
+
+def test_every_required_table_without_rows_is_named_by_either_engine(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, engine: str
+) -> None:
+    # Given an export whose every table has its columns but no row
+    folder = copy_export(small_export_dir, tmp_path / "export")
+    for path in folder.glob("*.parquet"):
+        pq.write_table(pq.read_table(path).slice(0, 0), path)
+    out = tmp_path / "scores.parquet"
+
+    result = _score_in_process(folder, out, model_dir, engine)
+
+    # Then each required table is named, not only the first
+    assert result.exit_code == EXIT_FAILED, result.output
+    for table in ("leads", "activities", "rejections"):
+        expected = f"  - {folder}/{table}.parquet: required table {table!r} has no rows\n"
+        assert expected in result.output
+    assert not out.exists()
+
+
+def test_the_spark_engine_refuses_an_export_path_its_reader_would_take_as_a_pattern(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export in a folder exp[1], beside exp1: Spark's reader would score exp1
+    copy_export(small_export_dir, tmp_path / "exp1")
+    folder = copy_export(small_export_dir, tmp_path / "exp[1]")
+    out = tmp_path / "scores.parquet"
+
+    result = run_score(score_command(folder, out, model_dir, "--engine", "spark"))
+
+    # Then the command line is refused before any work, naming --data and the character
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert f"Invalid value for --data: {folder}: holds '['" in result.stderr
+    assert "rename the folder" in result.stderr
+    assert "or use --engine local" in result.stderr
+    summary = json.loads(summary_path(out).read_text(encoding="utf-8"))
+    assert (summary["status"], summary["exit_code"]) == ("failed", EXIT_USAGE)
+    assert not out.exists()
+    # while the local engine reads the path as written
+    check_data(request(folder, out, model_dir))
+
+
+@pytest.mark.parametrize("character", list("*?[]{}\\"))
+def test_spark_s_reader_is_never_handed_a_path_with_a_glob_character(character: str) -> None:
+    path = f"s3a://exports/exp{character}1/leads.parquet"
+
+    with pytest.raises(GlobPathError, match=re.escape(f"holds {character!r}")):
+        read_parquet(None, path)
