@@ -7,7 +7,8 @@ with what was known then: a consent change after ``as_of``, which the API would 
 is not read. They count how many of the leads that did come back each threshold or policy
 would have put in front of sales or into nurture (``serving.policy_tuning`` tunes a policy
 to the capacity available). The computations behind
-``notebooks/03_routing_and_capacity.ipynb``; nothing here draws.
+``notebooks/03_routing_and_capacity.ipynb``; nothing here draws (``serving.capacity_charts``
+does).
 
 Buckets: ``sales`` (handed back to sales), ``nurture`` (an active nurture program),
 ``low_touch`` (the long-term low-touch track) and ``suppressed`` (no contact allowed).
@@ -22,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.dataset import ExampleSet
+from features.dataset import ExampleSet, build_training_set
 from features.history import history_from_export
 from features.loading import Export, positions_in
 from features.predictor import ReconversionModel
@@ -35,6 +36,8 @@ BUCKETS = ("sales", "nurture", "low_touch", "suppressed")
 DEFAULT_GRID = tuple(float(v) for v in np.round(np.arange(0.01, 1.0, 0.01), 2))
 EPOCH = pd.Timestamp(0, tz="UTC")
 Statistic = Literal["mean", "max"]
+#: What each statistic fits to the capacity, in words.
+STATISTIC_WORDS: dict[Statistic, str] = {"mean": "the average month", "max": "the busiest month"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,41 @@ def score_history(
     frame["outcome"] = np.broadcast_to(target, len(frame)).astype(np.float64)
     frame["points_score"] = examples.features.columns["points_score"]
     return ScoredHistory(frame, scored.inputs)
+
+
+def replay(
+    model: ReconversionModel,
+    export: Export,
+    policy: RoutingPolicy,
+    offsets: Sequence[int] = (0,),
+) -> ScoredHistory:
+    """Every rejection of the export scored and routed as the API would have done it.
+
+    The examples are built with the model's own feature settings (``build_training_set``,
+    labelled where the export has seen their outcome, NaN where not) and only those scored
+    ``offsets`` days after their rejection are kept, then scored by ``score_history``.
+
+    Args:
+        model: the model to score with.
+        export: the export whose rejections are replayed.
+        policy: the routing policy.
+        offsets: scoring points replayed, in days after the rejection (0: the day of the
+            rejection); each must be one of the model's ``rescore_offsets_days``.
+
+    Raises:
+        ValueError: an offset the model builds no examples at.
+    """
+    built = model.config.rescore_offsets_days
+    unknown = sorted(set(offsets) - set(built))
+    if not offsets or unknown:
+        raise ValueError(
+            f"offsets {list(offsets)}: the model builds examples at {list(built)} days after "
+            f"a rejection only (not at {unknown})"
+        )
+    examples = build_training_set(export, model.config)
+    return score_history(
+        model, examples.take(examples.keys["offset_days"].isin(offsets).to_numpy()), policy, export
+    )
 
 
 def as_of_microseconds(as_of: pd.Series) -> np.ndarray:
@@ -237,6 +275,33 @@ def _month_count(frame: pd.DataFrame) -> int:
     return len(_months(frame))
 
 
+def parse_statistic(value: str) -> Statistic:
+    """The monthly statistic a capacity is checked against, from text (a notebook parameter).
+
+    Raises:
+        ValueError: neither ``mean`` (the average month) nor ``max`` (the busiest month).
+    """
+    text = value.strip().lower()
+    for statistic in STATISTIC_WORDS:
+        if text == statistic:
+            return statistic
+    raise ValueError(
+        f"capacity statistic {value!r}: expected mean (the average month) or max (the "
+        "busiest month)"
+    )
+
+
+def monthly_load(volumes: pd.Series, statistic: Statistic) -> float:
+    """The monthly volume compared with a capacity: the mean or the busiest month.
+
+    Raises:
+        ValueError: an unknown statistic.
+    """
+    if statistic not in STATISTIC_WORDS:
+        raise ValueError(f"capacity statistic {statistic!r}: expected mean or max")
+    return float(volumes.mean() if statistic == "mean" else volumes.max())
+
+
 def threshold_table(
     frame: pd.DataFrame,
     thresholds: Sequence[float],
@@ -263,7 +328,7 @@ def threshold_table(
         monthly = pd.Series(chosen).groupby(known["month"].to_numpy()).sum()
         monthly = monthly.reindex(months, fill_value=0)
         caught = float(known["outcome"].to_numpy()[chosen].sum())
-        load = float(monthly.mean() if statistic == "mean" else monthly.max())
+        load = monthly_load(monthly, statistic)
         rows.append(
             {
                 "threshold": float(threshold),

@@ -13,13 +13,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from features.output import atomic_write
-from serving.capacity import DEFAULT_GRID, Capacity, ScoredHistory, Statistic, monthly_buckets
+from serving.capacity import (
+    DEFAULT_GRID,
+    STATISTIC_WORDS,
+    Capacity,
+    ScoredHistory,
+    Statistic,
+    monthly_buckets,
+    monthly_load,
+)
 from serving.policy import RoutingPolicy, load_policy
 
 logger = logging.getLogger(__name__)
+
+#: The thresholds ``tune_policy`` sets; every other field of the policy is kept.
+TUNED_THRESHOLDS = (
+    "rebound.min_probability",
+    "rebound.follow_up_due_min_probability",
+    "low_touch.max_probability",
+)
 
 
 def tune_policy(
@@ -40,6 +56,11 @@ def tune_policy(
     fewer, still within its capacity). Everything else
     (tiers, suppression, reason programs) is kept; the version goes up by one.
 
+    "Fits" is judged on one ``statistic`` of the monthly volumes: with ``mean`` (the
+    default) the average month fits, so single months may go over the capacity; with
+    ``max`` the busiest month of ``history`` fits too, at the cost of fewer leads in the
+    quieter months.
+
     Args:
         policy: the policy to start from.
         history: scored examples whose monthly flow stands for the coming months.
@@ -47,7 +68,12 @@ def tune_policy(
         grid: candidate thresholds, ascending.
         statistic: ``mean`` fits the average month, ``max`` the busiest month.
         name: a new policy name (default: keep the name).
+
+    Raises:
+        ValueError: an unknown statistic.
     """
+    if statistic not in STATISTIC_WORDS:
+        raise ValueError(f"capacity statistic {statistic!r}: expected mean or max")
     ratio = policy.rebound.follow_up_due_min_probability / max(policy.rebound.min_probability, 1e-9)
 
     def rebound_at(threshold: float) -> RoutingPolicy:
@@ -88,19 +114,48 @@ def _lowest_fitting(
     load = float("nan")
     for value in grid:
         volumes = monthly_buckets(history, candidate(value))[bucket]
-        load = float(volumes.mean() if statistic == "mean" else volumes.max())
+        load = monthly_load(volumes, statistic)
         if load <= limit:
             return float(value)
     logger.warning(
         "no threshold in the grid fits %s capacity of %s a month: the highest, %s, still "
-        "routes %.1f a month (%s month)",
+        "routes %.1f a month (%s)",
         bucket,
         limit,
         grid[-1],
         load,
-        "an average" if statistic == "mean" else "the busiest",
+        STATISTIC_WORDS[statistic],
     )
     return float(grid[-1])
+
+
+def threshold_changes(before: RoutingPolicy, after: RoutingPolicy) -> pd.DataFrame:
+    """The thresholds ``tune_policy`` sets, side by side in two policies.
+
+    Returns:
+        One row per threshold (``TUNED_THRESHOLDS``), one column per policy, named by its
+        label (``name@vVERSION``).
+    """
+    rows = {
+        field: (_threshold(before, field), _threshold(after, field)) for field in TUNED_THRESHOLDS
+    }
+    return pd.DataFrame(rows, index=[before.label, after.label]).T
+
+
+def _threshold(policy: RoutingPolicy, field: str) -> float:
+    section, key = field.split(".")
+    return float(policy.model_dump()[section][key])
+
+
+def capacity_note(capacity: Capacity, statistic: Statistic) -> str:
+    """The capacity a policy is tuned to, in words (for the notebook and the YAML comment).
+
+    Example: ``10 sales and 25 nurture leads a month, in the average month``.
+    """
+    return (
+        f"{capacity.sales_per_month:g} sales and {capacity.nurture_per_month:g} nurture leads "
+        f"a month, in {STATISTIC_WORDS[statistic]}"
+    )
 
 
 def _updated(policy: RoutingPolicy, **changes: Any) -> RoutingPolicy:

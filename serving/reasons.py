@@ -9,11 +9,13 @@ probability too. Selection is vectorised over all rows; only the chosen factors 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from features.dataset import ExampleSet
 from features.encoding import CategoryVocabulary
 from features.engine import FeatureSpec, FeatureTable
 from features.predictor import ReconversionModel
@@ -79,6 +81,21 @@ def explain(
         _row_reasons(features, model.vocabulary, contributions[row], row, columns)
         for row, columns in enumerate(chosen)
     ]
+
+
+def explain_rows(
+    model: ReconversionModel, examples: ExampleSet, rows: Sequence[int], top_k: int | None = 3
+) -> list[list[Reason]]:
+    """The reasons ``explain`` gives for some rows of an example set, in the order given.
+
+    Args:
+        model: the model that scored the examples.
+        examples: the examples (their raw features are encoded with ``model.matrix``).
+        rows: positions of the rows to explain.
+        top_k: factors per row, as for ``explain``.
+    """
+    features = examples.take(np.asarray(rows, dtype=np.int64)).features
+    return explain(model, features, model.matrix(features), top_k)
 
 
 def rank_factors(contributions: np.ndarray, top_k: int | None) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Tables a model is read by, from labels and test-window probabilities: calibration,
 cumulative gains and lift, metrics per segment and per version, SHAP summaries and a few
-examples worth explaining (``notebooks/02_model_report.ipynb``).
+examples worth explaining, in words (``notebooks/02_model_report.ipynb``).
 
 Each takes plain arrays (or a key frame), so it reads the same for any model or baseline;
 ``training.report`` finds the version, its run and the examples these are computed on.
@@ -10,6 +10,7 @@ Nothing here draws; ``training.plots`` and the notebook do.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,20 @@ from training.metrics import HEADLINE_METRICS, expected_found, metric_report, sc
 REPORT_METRICS = (*HEADLINE_METRICS, "lift_top_20", "examples", "positive_rate")
 SEGMENT_METRICS = ("examples", "positive_rate", "roc_auc", "pr_auc", "ece", "capture_top_20")
 GAIN_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+class Factor(Protocol):
+    """One factor of a score, as ``serving.reasons.Reason`` gives it."""
+
+    @property
+    def direction(self) -> str:
+        """``up`` when it raised the score, ``down`` when it lowered it."""
+        ...
+
+    @property
+    def text(self) -> str:
+        """The factor in plain words."""
+        ...
 
 
 def compare_versions(labels: np.ndarray, probabilities: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -123,3 +138,37 @@ def example_rows(labels: np.ndarray, probability: np.ndarray) -> dict[str, int]:
     if comebacks.size:
         rows["comeback scored lowest"] = int(comebacks[np.argmin(probability[comebacks])])
     return rows
+
+
+def outcome_text(label: float) -> str:
+    """An example's label in words: ``came back`` (1) or ``did not come back``."""
+    return "came back" if label == 1 else "did not come back"
+
+
+def explained_examples(
+    chosen: Mapping[str, int],
+    keys: pd.DataFrame,
+    labels: np.ndarray,
+    probability: np.ndarray,
+    factors: Sequence[Sequence[Factor]],
+) -> str:
+    """A few examples and the factors behind their scores, as a marketer reads them.
+
+    Args:
+        chosen: description to row position (``example_rows``).
+        keys: the examples' keys (``reason_code`` is shown).
+        labels: every example's label.
+        probability: every example's probability.
+        factors: the factors of each chosen row, in the order of ``chosen``
+            (``serving.reasons.explain_rows``).
+
+    Returns:
+        One line per example (its reason, probability and outcome), then one per factor
+        (``+`` raised the score, ``-`` lowered it).
+    """
+    lines = []
+    for (title, row), reasons in zip(chosen.items(), factors, strict=True):
+        reason = keys["reason_code"].iloc[row]
+        lines.append(f"{title}: {reason}, {probability[row]:.1%}, {outcome_text(labels[row])}")
+        lines += [f"    {'+' if f.direction == 'up' else '-'} {f.text}" for f in reasons]
+    return "\n".join(lines)

@@ -32,6 +32,7 @@ PARAMETERS = {
         "MODEL_URI",
         "SALES_CAPACITY_PER_MONTH",
         "NURTURE_CAPACITY_PER_MONTH",
+        "CAPACITY_STATISTIC",
     ),
 }
 
@@ -103,11 +104,17 @@ def test_model_report_runs_and_draws(registry_env: Path, store: TrainedStore) ->
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("statistic", "month"), [("mean", "the average month"), ("max", "the busiest month")]
+)
 def test_routing_notebook_runs_draws_and_exports_a_valid_policy(
-    registry_env: Path, monkeypatch: pytest.MonkeyPatch
+    registry_env: Path, monkeypatch: pytest.MonkeyPatch, statistic: str, month: str
 ) -> None:
     policy_file = registry_env / "policies" / "tuned.yaml"
     monkeypatch.setenv("SRL_POLICY_OUT", str(policy_file))
+    monkeypatch.setenv("SRL_CAPACITY_STATISTIC", statistic)
+    for default in ("SRL_SALES_CAPACITY", "SRL_NURTURE_CAPACITY"):
+        monkeypatch.delenv(default, raising=False)  # the defaults: 10 and 25 a month
 
     notebook = execute("03_routing_and_capacity.ipynb", registry_env)
 
@@ -115,4 +122,10 @@ def test_routing_notebook_runs_draws_and_exports_a_valid_policy(
     assert images(notebook) >= 5
     tuned = load_policy(policy_file)
     assert (tuned.name, tuned.version) == ("capacity-tuned", load_policy().version + 1)
-    assert f"wrote {policy_file}" in text(notebook)
+    shown = text(notebook)
+    assert f"wrote {policy_file}" in shown
+    assert f"tuned to 10 sales and 25 nurture leads a month, in {month} of last quarter" in shown
+    assert (
+        f"# Tuned by notebooks/03_routing_and_capacity.ipynb for 10 sales and 25 nurture "
+        f"leads a month, in {month}," in policy_file.read_text(encoding="utf-8")
+    )

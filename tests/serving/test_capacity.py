@@ -327,3 +327,107 @@ def test_compare_policies_without_rankings(history: ScoredHistory, policy: Routi
     assert table.loc["default", "captured"] + table.loc["default", "low_touch_comebacks"] + (
         table.loc["default", "suppressed_comebacks"]
     ) == pytest.approx(history.frame["outcome"].sum())
+
+
+def test_replay_scores_every_rejection_at_the_offsets_asked_for(
+    model: ReconversionModel, small_export: Export, policy: RoutingPolicy, history: ScoredHistory
+) -> None:
+    # Given the small export and a model built with the default offsets
+    # When its rejections are replayed at rejection and 30 days on
+    replayed = capacity.replay(model, small_export, policy, offsets=(0, 30))
+    # Then those two offsets are kept, censored examples too (their outcome unknown), and the
+    # examples of known outcome at rejection are scored as score_history scores them
+    frame = replayed.frame
+    assert sorted(frame["offset_days"].unique()) == [0, 30]
+    assert frame["outcome"].isna().any()
+    known = frame[(frame["offset_days"] == 0) & frame["outcome"].notna()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(known, history.frame)
+    assert len(replayed.inputs.probability) == len(frame)
+
+
+@pytest.mark.parametrize("offsets", [(45,), (0, 45), ()])
+def test_replay_refuses_offsets_the_model_builds_no_examples_at(
+    model: ReconversionModel, small_export: Export, policy: RoutingPolicy, offsets: tuple[int, ...]
+) -> None:
+    with pytest.raises(ValueError, match=r"builds examples at \[0, 30, 90, 180, 365\] days"):
+        capacity.replay(model, small_export, policy, offsets=offsets)
+
+
+def test_parse_statistic_reads_mean_and_max_and_names_a_wrong_value() -> None:
+    assert capacity.parse_statistic("mean") == "mean"
+    assert capacity.parse_statistic(" MAX ") == "max"
+    with pytest.raises(ValueError, match=r"'median': expected mean \(the average month\) or max"):
+        capacity.parse_statistic("median")
+    with pytest.raises(ValueError, match="'median'"):
+        capacity.monthly_load(pd.Series([1.0, 3.0]), "median")  # type: ignore[arg-type]
+
+
+def test_monthly_load_is_the_average_or_the_busiest_month() -> None:
+    volumes = pd.Series([8, 8, 13])
+
+    assert capacity.monthly_load(volumes, "mean") == pytest.approx(29 / 3)
+    assert capacity.monthly_load(volumes, "max") == 13
+
+
+def test_threshold_table_fits_the_chosen_statistic() -> None:
+    # Given a threshold handing 2, 0 and 2 leads to sales in January, February and March
+    room = Capacity(1.5, 0)
+    # When the table judges the average month and the busiest month
+    by_mean = capacity.threshold_table(HAND, [0.55], room, statistic="mean")
+    by_max = capacity.threshold_table(HAND, [0.55], room, statistic="max")
+    # Then 4/3 a month fits on average, but the busiest month's 2 do not
+    assert bool(by_mean.loc[0.55, "fits_sales"]) is True
+    assert bool(by_max.loc[0.55, "fits_sales"]) is False
+    assert by_max.loc[0.55, "peak_month"] == 2
+
+
+def test_tuned_for_the_busiest_month_fits_every_month(
+    history: ScoredHistory, policy: RoutingPolicy
+) -> None:
+    # Given a capacity the busiest month can fit (leads showing recent intent or a due
+    # follow-up go to sales at any threshold)
+    room = Capacity(sales_per_month=6, nurture_per_month=12)
+    # When the policy is tuned to the busiest month and to the average month
+    busiest = policy_tuning.tune_policy(policy, history, room, statistic="max")
+    average = policy_tuning.tune_policy(policy, history, room, statistic="mean")
+
+    # Then every month fits under the first; some month goes over under the second
+    peaks = capacity.monthly_buckets(history, busiest).max()
+    assert peaks["sales"] <= room.sales_per_month
+    assert peaks["nurture"] <= room.nurture_per_month
+    assert capacity.monthly_buckets(history, average).max()["sales"] > room.sales_per_month
+    assert busiest.rebound.min_probability > average.rebound.min_probability
+
+
+def test_tune_policy_refuses_an_unknown_statistic(
+    history: ScoredHistory, policy: RoutingPolicy
+) -> None:
+    with pytest.raises(ValueError, match="'median': expected mean or max"):
+        policy_tuning.tune_policy(policy, history, Capacity(3, 6), statistic="median")  # type: ignore[arg-type]
+
+
+def test_threshold_changes_show_the_tuned_thresholds_before_and_after(
+    history: ScoredHistory, policy: RoutingPolicy
+) -> None:
+    tuned = policy_tuning.tune_policy(policy, history, Capacity(3, 6), name="tuned")
+
+    table = policy_tuning.threshold_changes(policy, tuned)
+
+    assert list(table.index) == list(policy_tuning.TUNED_THRESHOLDS)
+    assert list(table.columns) == [policy.label, tuned.label]
+    assert table[policy.label].tolist() == [
+        policy.rebound.min_probability,
+        policy.rebound.follow_up_due_min_probability,
+        policy.low_touch.max_probability,
+    ]
+    assert table.loc["rebound.min_probability", tuned.label] == tuned.rebound.min_probability
+    assert table.loc["low_touch.max_probability", tuned.label] == tuned.low_touch.max_probability
+
+
+def test_capacity_note_says_which_month_fits() -> None:
+    assert policy_tuning.capacity_note(Capacity(10, 25), "mean") == (
+        "10 sales and 25 nurture leads a month, in the average month"
+    )
+    assert policy_tuning.capacity_note(Capacity(7.5, 20), "max") == (
+        "7.5 sales and 20 nurture leads a month, in the busiest month"
+    )

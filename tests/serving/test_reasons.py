@@ -21,7 +21,7 @@ from features.loading import Export
 from features.predictor import ReconversionModel
 from serving.examples import EXAMPLE_REQUEST
 from serving.phrases import OTHER_VALUE, display_value, phrase_for
-from serving.reasons import Reason, explain, rank_factors
+from serving.reasons import Reason, explain, explain_rows, rank_factors
 from tests.serving.batch_support import copy_as_csv, read_output, run_score, score_command
 from tests.serving.conftest import TestClient, api_settings, create_app, train_model
 
@@ -97,6 +97,19 @@ def test_batch_and_single_rows_explain_alike(model: ReconversionModel, rows: Exa
         np.testing.assert_allclose(
             [r.contribution for r in single], [r.contribution for r in batch[index]], atol=1e-12
         )
+
+
+def test_explain_rows_explains_the_rows_asked_for_in_their_order(
+    model: ReconversionModel, rows: ExampleSet
+) -> None:
+    batch = explain(model, rows.features, model.matrix(rows.features), top_k=4)
+
+    picked = explain_rows(model, rows, [150, 3, 77], top_k=4)
+
+    assert [[(r.feature, r.text) for r in reasons] for reasons in picked] == [
+        [(r.feature, r.text) for r in batch[row]] for row in (150, 3, 77)
+    ]
+    assert explain_rows(model, rows, []) == []
 
 
 def test_no_rows_and_no_factors(model: ReconversionModel, rows: ExampleSet) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,3 +91,40 @@ def test_example_rows_pick_top_typical_and_missed() -> None:
 
     assert rows == {"highest score": 2, "median score": 3, "comeback scored lowest": 5}
     assert "comeback scored lowest" not in report_tables.example_rows(np.zeros(3), SCORES[:3])
+
+
+@dataclass(frozen=True)
+class _Factor:
+    direction: str
+    text: str
+
+
+def test_outcome_text_reads_the_label() -> None:
+    assert report_tables.outcome_text(1.0) == "came back"
+    assert report_tables.outcome_text(0.0) == "did not come back"
+
+
+def test_explained_examples_list_each_example_then_its_factors() -> None:
+    # Given the examples worth explaining and the factors behind two of their scores
+    keys = pd.DataFrame({"reason_code": ["budget", "timing", "no_need", "other"] * 2 + ["x"] * 2})
+    chosen = {"highest score": 2, "median score": 3}
+    factors = [
+        [_Factor("up", "rejected because a competitor won"), _Factor("down", "no reply")],
+        [],
+    ]
+    # When they are put in words
+    text = report_tables.explained_examples(chosen, keys, LABELS, SCORES, factors)
+    # Then each example names its reason, probability and outcome, each factor its direction
+    assert text.splitlines() == [
+        "highest score: no_need, 90.0%, came back",
+        "    + rejected because a competitor won",
+        "    - no reply",
+        "median score: other, 30.0%, did not come back",
+    ]
+
+
+def test_explained_examples_need_the_factors_of_every_example() -> None:
+    keys = pd.DataFrame({"reason_code": ["budget"] * 10})
+
+    with pytest.raises(ValueError, match="zip"):
+        report_tables.explained_examples({"a": 0, "b": 1}, keys, LABELS, SCORES, [[]])
