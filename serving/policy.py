@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -319,13 +320,33 @@ def check_policy_features(
         PolicyError: naming the file, the policy setting and the feature.
     """
     feature = policy.rebound.recent_intent_feature
-    numeric = {spec.name for spec in feature_specs(config) if spec.kind == "numeric"}
-    if feature not in numeric:
+    if feature not in recent_activity_counts(config):
         raise PolicyError(
             f"routing policy {policy_source(path)} ({policy.label}): "
-            f"rebound.recent_intent_feature {feature!r} is not a numeric feature of {model} "
-            "(see docs/feature-catalogue.md)"
+            f"rebound.recent_intent_feature {feature!r} is not a count of activities over "
+            f"a window ending at as_of of {model} (such as intent_30d, demo_request_90d, "
+            "intent_since_rejection or intent_total; routing counts only its part after "
+            "the rejection) (see docs/feature-catalogue.md)"
         )
+
+
+def recent_activity_counts(config: FeatureConfig) -> set[str]:
+    """The features that count activities over a window ending at ``as_of``: the ones a
+    rebound can read recent intent from, as the lesser of one and ``intent_since_rejection``
+    is then its count after the rejection (one window holds the other)."""
+    return {
+        spec.name
+        for spec in feature_specs(config)
+        if spec.kind == "numeric"
+        and spec.source == "activities"
+        and (DAYS_BEFORE_AS_OF.fullmatch(spec.window) or spec.window in ENDING_AT_AS_OF)
+    }
+
+
+#: A window of the last N days (not a trend, which compares two windows).
+DAYS_BEFORE_AS_OF = re.compile(r"[0-9]+ days before as_of")
+#: Windows that end at ``as_of`` besides the ``N days before as_of`` ones.
+ENDING_AT_AS_OF = frozenset({"since the rejection", "all history to as_of"})
 
 
 def idle_rules(policy: RoutingPolicy, trained_age_days: float | None) -> list[str]:

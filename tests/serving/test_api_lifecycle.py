@@ -274,8 +274,10 @@ def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
     assert ready.json()["reason"].startswith("the routing policy was refused; ")
     assert scored.json()["error"]["message"] == (
         f"no model is loaded: routing policy {policy} (default@v4): "
-        "rebound.recent_intent_feature 'intent_3Od' is not a numeric feature of this model "
-        "(see docs/feature-catalogue.md)"
+        "rebound.recent_intent_feature 'intent_3Od' is not a count of activities over a "
+        "window ending at as_of of this model (such as intent_30d, demo_request_90d, "
+        "intent_since_rejection or intent_total; routing counts only its part after the "
+        "rejection) (see docs/feature-catalogue.md)"
     )
 
 

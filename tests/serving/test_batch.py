@@ -650,7 +650,7 @@ def test_cli_rejects_an_unknown_engine(small_export_dir: Path, tmp_path: Path) -
     [
         ("version: [1\n", "could not be read"),
         ("version: 1\nname: broken\ntiers: []\n", "is invalid: tiers"),
-        ("intent_3Od", "rebound.recent_intent_feature 'intent_3Od' is not a numeric feature"),
+        ("intent_3Od", "rebound.recent_intent_feature 'intent_3Od' is not a count of activities"),
     ],
 )
 def test_cli_names_a_policy_that_cannot_serve_and_writes_nothing(

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from features.config import FeatureConfig
 from features.dataset import ExampleSet
 from features.history import DAY_US
 from features.predictor import ReconversionModel
@@ -20,6 +21,7 @@ from serving.policy import (
     DEFAULT_POLICY,
     PolicyError,
     RoutingPolicy,
+    check_policy_features,
     idle_rules,
     load_policy,
     read_policy,
@@ -622,7 +624,7 @@ def test_srl_check_policy_refuses_an_intent_feature_no_model_computes(
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith(
             f"error: routing policy {path} (default@v4): rebound.recent_intent_feature "
-            f"'intent_3Od' is not a numeric feature of {against}"
+            f"'intent_3Od' is not a count of activities over a window ending at as_of of {against}"
         )
     assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v4")
     assert fine.stderr == ""
@@ -674,3 +676,30 @@ def test_policies_that_decide_in_order_are_not_taken_for_contradictions(
     path.write_text(DEFAULT_TEXT.replace(old, new, 1), encoding="utf-8")
 
     assert read_policy(path).label == "default@v4"
+
+
+@pytest.mark.parametrize(
+    ("feature", "accepted"),
+    [
+        ("intent_7d", True),
+        ("demo_request_90d", True),
+        ("intent_total", True),
+        ("intent_since_rejection", True),
+        ("intent_trend", False),  # two windows compared: no count to bound
+        ("days_since_demo_request", False),
+        ("intent_pre_rejection_30d", False),  # ends at the rejection, not at as_of
+        ("employee_count", False),
+    ],
+)
+def test_recent_intent_is_read_from_a_count_of_activities_up_to_as_of(
+    feature: str, accepted: bool
+) -> None:
+    document = _policy_document()
+    document["rebound"]["recent_intent_feature"] = feature
+    policy = RoutingPolicy.model_validate(document)
+
+    if accepted:
+        check_policy_features(policy, FeatureConfig(), None)
+    else:
+        with pytest.raises(PolicyError, match="is not a count of activities"):
+            check_policy_features(policy, FeatureConfig(), None)
