@@ -111,7 +111,8 @@ def _valid_events(check: TableCheck) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _last_regular_event(every: np.ndarray) -> int | None:
-    """The last event before a quiet spell near the export's end, or None if none.
+    """The last event before the earliest quiet spell near the export's end, or None if none
+    (every event after that spell is then flagged, however many spells follow).
 
     Only the latest ``STRAY_SHARE`` of events (at least one) are looked at, so that an
     export whose business paused and then resumed for longer is taken as it is; and a gap
@@ -124,13 +125,13 @@ def _last_regular_event(every: np.ndarray) -> int | None:
         return None
     latest = np.sort(np.partition(every, len(every) - tail - 1)[-(tail + 1) :])
     gaps = np.diff(latest)
-    long = np.flatnonzero(gaps > QUIET_SPELL // MICROSECOND)
-    if long.size == 0:
-        return None
-    cut = int(latest[long[-1]])
-    pace = int((every > cut - PACE_PERIOD // MICROSECOND).sum() - (every > cut).sum())
-    expected = pace / (PACE_PERIOD / DAY) * (int(gaps[long[-1]]) / (DAY // MICROSECOND))
-    return cut if expected > QUIET_EXPECTED_EVENTS else None
+    for position in np.flatnonzero(gaps > QUIET_SPELL // MICROSECOND):  # earliest first
+        cut = int(latest[position])
+        before = int((every > cut - PACE_PERIOD // MICROSECOND).sum() - (every > cut).sum())
+        expected = before / (PACE_PERIOD / DAY) * (int(gaps[position]) / (DAY // MICROSECOND))
+        if expected > QUIET_EXPECTED_EVENTS:
+            return cut
+    return None
 
 
 def table_ends(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.Timestamp]:

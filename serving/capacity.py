@@ -17,20 +17,20 @@ Buckets: ``sales`` (handed back to sales), ``nurture`` (an active nurture progra
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from features.dataset import ExampleSet, build_training_set
-from features.history import history_from_export
+from features.history import History, history_from_export
 from features.loading import Export, positions_in
 from features.predictor import ReconversionModel
 from serving.contact import ContactNow
 from serving.policy import RoutingPolicy
 from serving.routing import Routes, RoutingInputs, route
-from serving.scoring import score_features
+from serving.scoring import Scored, score_features
 
 BUCKETS = ("sales", "nurture", "low_touch", "suppressed")
 DEFAULT_GRID = tuple(float(v) for v in np.round(np.arange(0.01, 1.0, 0.01), 2))
@@ -53,6 +53,32 @@ class Capacity:
     nurture_per_month: float
 
 
+#: The re-scorings after a rejection at which a replay looks for a return to sales: a lead
+#: goes back to sales for intent after its rejection, which a score at the rejection has
+#: none of (``serving.routing``), so a replay of rejections alone would send none.
+REBOUND_CHECKS_DAYS = (30, 90)
+
+
+@dataclass(frozen=True)
+class Rescores:
+    """Later scoring moments of a history's examples, consulted for returns to sales.
+
+    Attributes:
+        inputs: what routing read at each later moment.
+        owner: for each later moment, the position in the history's frame of the example
+            (the same rejection, scored earlier) it belongs to.
+    """
+
+    inputs: RoutingInputs
+    owner: np.ndarray
+
+    def take(self, keep: np.ndarray) -> Rescores:
+        """The later moments of the examples ``keep`` selects, their owners renumbered."""
+        renumbered = np.cumsum(keep) - 1
+        kept = keep[self.owner]
+        return Rescores(self.inputs.take(kept), renumbered[self.owner[kept]])
+
+
 @dataclass(frozen=True)
 class ScoredHistory:
     """Historical examples scored and routed as the API would have done at each ``as_of``.
@@ -61,22 +87,31 @@ class ScoredHistory:
         frame: one row per example: the example keys, ``month`` (of ``as_of``),
             ``probability``, ``tier``, ``priority``, ``program``, ``suppressed``,
             ``outcome`` (1 came back within the horizon, 0 not, NaN unknown) and
-            ``points_score`` (the classic points score, for comparison).
+            ``points_score`` (the classic points score, for comparison). With
+            ``rescores``, an example that is not suppressed and goes back to sales at a
+            later moment counts in sales (program and priority), in its own month.
         inputs: what routing read, to replay the same examples under other policies.
+        rescores: later scoring moments of the examples (None: none are consulted).
     """
 
     frame: pd.DataFrame
     inputs: RoutingInputs
+    rescores: Rescores | None = None
 
     def take(self, mask: np.ndarray | pd.Series) -> ScoredHistory:
-        """The examples selected by a boolean mask."""
+        """The examples selected by a boolean mask (with their later moments)."""
         keep = np.asarray(mask, dtype=bool)
         frame = self.frame.loc[keep].reset_index(drop=True)
-        return ScoredHistory(frame, self.inputs.take(keep))
+        rescores = None if self.rescores is None else self.rescores.take(keep)
+        return ScoredHistory(frame, self.inputs.take(keep), rescores)
 
 
 def score_history(
-    model: ReconversionModel, examples: ExampleSet, policy: RoutingPolicy, export: Export
+    model: ReconversionModel,
+    examples: ExampleSet,
+    policy: RoutingPolicy,
+    export: Export,
+    later: ExampleSet | None = None,
 ) -> ScoredHistory:
     """Score and route every example (the shared API and batch path), keeping its outcome.
 
@@ -87,20 +122,63 @@ def score_history(
         export: the export, for what suppressed a lead at each ``as_of`` beyond its
             features (a standing ``do_not_contact`` rejection of the lead, as the API reads
             it); nothing after an ``as_of`` is read.
+        later: later scorings of the same rejections, consulted for returns to sales
+            (``ScoredHistory.rescores``); a rejection not among ``examples`` is ignored.
     """
-    as_of = as_of_microseconds(examples.keys["as_of"])
     history = history_from_export(export, model.config)
-    lead = positions_in(pd.Index(history.lead_id), examples.keys["lead_id"])
-    contact = ContactNow.known_at(history, lead, as_of)
-    scored = score_features(model, examples.features, as_of, policy, contact=contact)
+    scored = _scored(model, examples, policy, history)
+    rescores = None if later is None else _rescores(model, examples, later, policy, history)
     frame = examples.keys.copy()
     frame["month"] = _month(frame["as_of"])
     frame["probability"] = scored.probability
-    frame = _with_routes(frame, scored.routes)
+    frame = _with_routes(frame, _with_returns(scored.routes, rescores, policy))
     target = examples.labels.target if examples.labels is not None else np.nan
     frame["outcome"] = np.broadcast_to(target, len(frame)).astype(np.float64)
     frame["points_score"] = examples.features.columns["points_score"]
-    return ScoredHistory(frame, scored.inputs)
+    return ScoredHistory(frame, scored.inputs, rescores)
+
+
+def _scored(
+    model: ReconversionModel, examples: ExampleSet, policy: RoutingPolicy, history: History
+) -> Scored:
+    """``examples`` scored and routed as the API would at their ``as_of``."""
+    as_of = as_of_microseconds(examples.keys["as_of"])
+    lead = positions_in(pd.Index(history.lead_id), examples.keys["lead_id"])
+    contact = ContactNow.known_at(history, lead, as_of)
+    return score_features(model, examples.features, as_of, policy, contact=contact)
+
+
+def _rescores(
+    model: ReconversionModel,
+    examples: ExampleSet,
+    later: ExampleSet,
+    policy: RoutingPolicy,
+    history: History,
+) -> Rescores:
+    """The later scorings of ``examples``' rejections, each tied to its example (the last
+    one of its rejection, when ``examples`` scores a rejection more than once)."""
+    ids = examples.keys["rejection_id"].to_numpy()
+    last = pd.Series(np.arange(len(ids)), index=ids).groupby(level=0).max()
+    owner = last.reindex(later.keys["rejection_id"].to_numpy()).to_numpy()
+    known = ~np.isnan(owner)
+    owner = np.where(known, owner, -1).astype(np.int64)
+    scored = _scored(model, later.take(known), policy, history)
+    return Rescores(scored.inputs, owner[known])
+
+
+def _with_returns(routes: Routes, rescores: Rescores | None, policy: RoutingPolicy) -> Routes:
+    """``routes`` with each example that goes back to sales at a later moment in sales."""
+    if rescores is None or len(rescores.owner) == 0:
+        return routes
+    later = route(rescores.inputs, policy)
+    returned = np.zeros(len(routes.program), dtype=bool)
+    returned[rescores.owner[later.program == policy.rebound.program]] = True
+    returned &= ~routes.suppressed
+    return replace(
+        routes,
+        program=np.where(returned, policy.rebound.program, routes.program),
+        priority=np.where(returned, 1, routes.priority),
+    )
 
 
 def replay(
@@ -114,6 +192,12 @@ def replay(
     The examples are built with the model's own feature settings (``build_training_set``,
     labelled where the export has seen their outcome, NaN where not) and only those scored
     ``offsets`` days after their rejection are kept, then scored by ``score_history``.
+    With one offset, each rejection is one row, and its re-scorings of
+    ``REBOUND_CHECKS_DAYS`` after that offset (those the model builds) are consulted for
+    returns to sales: a rejection that goes back to sales at one of them counts in sales,
+    in the month of its row. A lead goes back to sales for intent after its rejection only,
+    so a replay of rejections alone would send none there. With several offsets, each row
+    is its own scoring moment and counts for that moment alone.
 
     Args:
         model: the model to score with.
@@ -133,9 +217,12 @@ def replay(
             f"a rejection only (not at {unknown})"
         )
     examples = build_training_set(export, model.config)
-    return score_history(
-        model, examples.take(examples.keys["offset_days"].isin(offsets).to_numpy()), policy, export
-    )
+    offset = examples.keys["offset_days"]
+    checks = [days for days in REBOUND_CHECKS_DAYS if days in built and days > offsets[0]]
+    once = len(offsets) == 1
+    later = examples.take(offset.isin(checks).to_numpy()) if once and checks else None
+    replayed = examples.take(offset.isin(offsets).to_numpy())
+    return score_history(model, replayed, policy, export, later)
 
 
 def as_of_microseconds(as_of: pd.Series) -> np.ndarray:
@@ -161,8 +248,8 @@ def _with_routes(frame: pd.DataFrame, routes: Routes) -> pd.DataFrame:
 
 def reroute(history: ScoredHistory, policy: RoutingPolicy) -> ScoredHistory:
     """The same examples routed by another policy (probabilities and outcomes unchanged)."""
-    frame = _with_routes(history.frame, route(history.inputs, policy))
-    return ScoredHistory(frame, history.inputs)
+    routes = _with_returns(route(history.inputs, policy), history.rescores, policy)
+    return ScoredHistory(_with_routes(history.frame, routes), history.inputs, history.rescores)
 
 
 def in_period(

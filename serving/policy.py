@@ -320,7 +320,8 @@ def check_policy_features(
         PolicyError: naming the file, the policy setting and the feature.
     """
     feature = policy.rebound.recent_intent_feature
-    if feature not in recent_activity_counts(config):
+    counts = recent_activity_counts(config)
+    if feature not in counts or since_rejection_count(feature) not in counts:
         raise PolicyError(
             f"routing policy {policy_source(path)} ({policy.label}): "
             f"rebound.recent_intent_feature {feature!r} is not a count of activities over "
@@ -330,10 +331,21 @@ def check_policy_features(
         )
 
 
+def since_rejection_count(feature: str) -> str:
+    """The count of the same activities since the rejection (``demo_request_90d`` to
+    ``demo_request_since_rejection``, ``intent_total`` to ``intent_since_rejection``)."""
+    return WINDOW_SUFFIX.sub("_since_rejection", feature)
+
+
+#: The window part of an activity count's name.
+WINDOW_SUFFIX = re.compile(r"_(?:[0-9]+d|total|since_rejection)$")
+
+
 def recent_activity_counts(config: FeatureConfig) -> set[str]:
     """The features that count activities over a window ending at ``as_of``: the ones a
-    rebound can read recent intent from, as the lesser of one and ``intent_since_rejection``
-    is then its count after the rejection (one window holds the other)."""
+    rebound can read recent intent from, as the lesser of one and the count of the same
+    activities since the rejection is then its count after the rejection (one window holds
+    the other)."""
     return {
         spec.name
         for spec in feature_specs(config)

@@ -93,9 +93,8 @@ def tune_policy(
         chosen = rebound_at(max(sales, threshold))
         return _updated(chosen, low_touch={"max_probability": threshold})
 
-    candidates = [u for u in grid if u >= min(grid)]
     nurture = _lowest_fitting(
-        candidates, low_touch_at, history, "nurture", capacity.nurture_per_month, statistic
+        grid, low_touch_at, history, "nurture", capacity.nurture_per_month, statistic
     )
     tuned = _updated(low_touch_at(nurture), version=policy.version + 1, name=name or policy.name)
     return RoutingPolicy.model_validate(tuned.model_dump())

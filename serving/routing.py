@@ -18,7 +18,12 @@ from features.engine import FeatureTable
 from features.history import DAY_US
 from features.identity_cache import per_object
 from serving.contact import ContactNow
-from serving.policy import SUPPRESSED_PROGRAM, ReasonRoute, RoutingPolicy
+from serving.policy import (
+    SUPPRESSED_PROGRAM,
+    ReasonRoute,
+    RoutingPolicy,
+    since_rejection_count,
+)
 
 NO_DATE = np.iinfo(np.int64).min
 #: From how many labels ``label_codes`` looks them up with pandas rather than a dict.
@@ -42,10 +47,11 @@ class RoutingInputs:
     The category columns are given as labels; their integer codes (positions in the
     contract vocabularies, -1 when missing) are derived once when not given, and routing
     works on the codes. ``recent_intent`` is the policy's recent-intent feature; only its
-    part after the rejection counts as re-engagement, which ``intent_since_rejection``
-    bounds. ``latest_consent_index`` and ``refused_by_rejection`` come from the lead's
-    whole history (``serving.contact.ContactNow``), ``beyond_trained_age`` from the
-    model (``ReconversionModel.beyond_trained_age``); None reads as "nothing more".
+    part after the rejection counts as re-engagement, which ``intent_since_rejection`` (the
+    same activities counted since the rejection) bounds. ``latest_consent_index`` and
+    ``refused_by_rejection`` come from the lead's whole history
+    (``serving.contact.ContactNow``), ``beyond_trained_age`` from the model
+    (``ReconversionModel.beyond_trained_age``); None reads as "nothing more".
     """
 
     probability: np.ndarray
@@ -105,7 +111,9 @@ class RoutingInputs:
             days_to_next_year=features.columns["days_to_next_year"],
             recent_intent=features.columns[policy.rebound.recent_intent_feature],
             as_of=np.asarray(as_of, dtype=np.int64),
-            intent_since_rejection=features.columns["intent_since_rejection"],
+            intent_since_rejection=features.columns[
+                since_rejection_count(policy.rebound.recent_intent_feature)
+            ],
             reason_index=reason,
             consent_index=consent,
             stage_index=stage,
@@ -332,10 +340,12 @@ def _signals(inputs: RoutingInputs, policy: RoutingPolicy) -> _Signals:
 def _re_engagement(inputs: RoutingInputs) -> np.ndarray:
     """The recent intent that came after the rejection (missing counts as none).
 
-    The recent-intent feature counts a window ending at ``as_of`` (``intent_30d``: the last
-    30 days), as does ``intent_since_rejection``; one window holds the other, so the
-    smaller count is the intent in both. Scored at its rejection, a lead has none: the
-    visits that came before are what sales has just turned down, not a return.
+    The recent-intent feature counts activities over a window ending at ``as_of``
+    (``intent_30d``: the last 30 days), as ``intent_since_rejection`` counts the same
+    activities since the rejection (``serving.policy.since_rejection_count``); one window
+    holds the other, so the smaller count is the activities in both. Scored at its
+    rejection, a lead has none: the visits that came before are what sales has just turned
+    down, not a return.
     """
     recent = np.where(np.isnan(inputs.recent_intent), 0.0, inputs.recent_intent)
     if inputs.intent_since_rejection is None:

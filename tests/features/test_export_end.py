@@ -174,3 +174,24 @@ def test_the_summary_names_each_tables_latest_event(tables: dict[str, pd.DataFra
     assert list(latest) == ["leads", "activities", "rejections", "opportunities", "consent"]
     assert max(latest.values()) == summary["time_span"]["snapshot"]
     assert f"latest event by table: leads {latest['leads']}" in format_summary(summary)
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [("2026-06-20T10:00:00Z", "2026-08-19T10:00:00Z"), ("2026-08-30T00:00Z", "2026-10-30T00:00Z")],
+)
+def test_every_row_after_the_first_quiet_spell_is_refused_however_far_apart(
+    tables: dict[str, pd.DataFrame], dates: tuple[str, str]
+) -> None:
+    # Given two mistyped rows more than a month apart, both long after the export's end
+    first = _with_rows_dated(tables, "activities", dates[0])
+    both = _with_rows_dated(first, "opportunities", dates[1])
+
+    with pytest.raises(ContractError) as caught:
+        build_export(both)
+
+    # Then both are named, each in its table, and a lenient load ends before both
+    by_file = {problem.file: problem for problem in caught.value.problems}
+    assert set(by_file) == {"activities", "opportunities"}
+    assert "(2 rows of the export dated after that gap)" in by_file["activities"].message
+    assert build_export(both, lenient=True).snapshot_at == build_export(tables).snapshot_at

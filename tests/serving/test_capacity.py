@@ -58,9 +58,41 @@ def history(
     policy: RoutingPolicy,
     small_export: Export,
 ) -> ScoredHistory:
-    """The small export's uncensored examples scored at rejection and routed."""
+    """The small export's uncensored examples scored at rejection and routed, their
+    re-scorings 30 and 90 days on consulted for returns to sales (as ``replay`` does)."""
     at_rejection = training_examples.take((training_examples.keys["offset_days"] == 0).to_numpy())
-    return capacity.score_history(model, at_rejection, policy, small_export)
+    every = build_training_set(
+        small_export, model.config
+    )  # a later moment's outcome may be unknown
+    later = every.take(every.keys["offset_days"].isin(capacity.REBOUND_CHECKS_DAYS).to_numpy())
+    return capacity.score_history(model, at_rejection, policy, small_export, later)
+
+
+def test_a_rejection_counts_in_sales_when_a_re_scoring_sends_it_back(
+    history: ScoredHistory, policy: RoutingPolicy
+) -> None:
+    # Scored at its rejection, no lead has intent after it: only a due follow-up goes back
+    assert history.rescores is not None
+    alone = ScoredHistory(history.frame, history.inputs)
+    at_rejection = capacity.reroute(alone, policy).frame["program"] == "rebound_to_sales"
+    later = route(history.rescores.inputs, policy).program == "rebound_to_sales"
+    returned = np.zeros(len(history.frame), dtype=bool)
+    returned[history.rescores.owner[later]] = True
+    returned &= ~history.frame["suppressed"].to_numpy(dtype=bool)
+
+    in_sales = history.frame["program"] == "rebound_to_sales"
+
+    assert returned.any()
+    assert (in_sales.to_numpy() == (at_rejection.to_numpy() | returned)).all()
+    assert (history.frame.loc[in_sales, "priority"] == 1).all()
+    # Each rejection counts once, in the month it was rejected
+    assert history.frame["rejection_id"].is_unique
+    assert (history.frame["offset_days"] == 0).all()
+    # And a subset keeps its own rejections' later moments only
+    half = history.take(np.arange(len(history.frame)) % 2 == 0)
+    assert half.rescores is not None
+    kept = set(half.frame["rejection_id"])
+    assert set(half.frame["rejection_id"].to_numpy()[half.rescores.owner]) <= kept
 
 
 def test_the_replay_suppresses_what_the_api_would_have_at_as_of_and_reads_no_later_row(
@@ -169,7 +201,9 @@ def test_history_is_scored_and_routed_by_the_shared_path(
     routes = route(history.inputs, policy)
 
     np.testing.assert_array_equal(history.frame["probability"], model.predict_set(at_rejection))
-    np.testing.assert_array_equal(history.frame["program"], routes.program)
+    # (a re-scoring may send a rejection back to sales since: tested below)
+    stayed = (history.frame["program"] != "rebound_to_sales").to_numpy()
+    np.testing.assert_array_equal(history.frame["program"][stayed], routes.program[stayed])
     assert at_rejection.labels is not None
     np.testing.assert_array_equal(history.frame["outcome"], at_rejection.labels.target)
     assert (history.frame["month"] == history.frame["as_of"].dt.strftime("%Y-%m-01")).all()
@@ -333,16 +367,19 @@ def test_replay_scores_every_rejection_at_the_offsets_asked_for(
     model: ReconversionModel, small_export: Export, policy: RoutingPolicy, history: ScoredHistory
 ) -> None:
     # Given the small export and a model built with the default offsets
-    # When its rejections are replayed at rejection and 30 days on
-    replayed = capacity.replay(model, small_export, policy, offsets=(0, 30))
-    # Then those two offsets are kept, censored examples too (their outcome unknown), and the
-    # examples of known outcome at rejection are scored as score_history scores them
-    frame = replayed.frame
-    assert sorted(frame["offset_days"].unique()) == [0, 30]
+    # When its rejections are replayed at rejection, and at rejection and 30 days on
+    once = capacity.replay(model, small_export, policy)
+    twice = capacity.replay(model, small_export, policy, offsets=(0, 30))
+    # Then the examples of known outcome at rejection are scored as score_history scores
+    # them, re-scorings consulted; censored examples are kept too (their outcome unknown)
+    frame = once.frame
     assert frame["outcome"].isna().any()
-    known = frame[(frame["offset_days"] == 0) & frame["outcome"].notna()].reset_index(drop=True)
+    known = frame[frame["outcome"].notna()].reset_index(drop=True)
     pd.testing.assert_frame_equal(known, history.frame)
-    assert len(replayed.inputs.probability) == len(frame)
+    # And with two offsets both are kept, each row counting for its own moment alone
+    assert sorted(twice.frame["offset_days"].unique()) == [0, 30]
+    assert len(twice.inputs.probability) == len(twice.frame)
+    assert twice.rescores is None
 
 
 @pytest.mark.parametrize("offsets", [(45,), (0, 45), ()])

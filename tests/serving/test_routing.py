@@ -25,6 +25,8 @@ from serving.policy import (
     idle_rules,
     load_policy,
     read_policy,
+    recent_activity_counts,
+    since_rejection_count,
 )
 from serving.routing import NO_DATE, SUPPRESSED_PROGRAM, Routes, RoutingInputs, route
 from srl.cli import app
@@ -703,3 +705,23 @@ def test_recent_intent_is_read_from_a_count_of_activities_up_to_as_of(
     else:
         with pytest.raises(PolicyError, match="is not a count of activities"):
             check_policy_features(policy, FeatureConfig(), None)
+
+
+@pytest.mark.parametrize(
+    ("feature", "since"),
+    [
+        ("intent_30d", "intent_since_rejection"),
+        ("marketing_30d", "marketing_since_rejection"),
+        ("demo_request_90d", "demo_request_since_rejection"),
+        ("intent_total", "intent_since_rejection"),
+        ("intent_since_rejection", "intent_since_rejection"),
+    ],
+)
+def test_recent_intent_is_bounded_by_the_same_activities_since_the_rejection(
+    feature: str, since: str
+) -> None:
+    # A demo request before the rejection and a pricing-page visit after it are not one
+    # demo request after it: each count is bounded by its own activities' count
+    assert since_rejection_count(feature) == since
+    counts = recent_activity_counts(FeatureConfig())
+    assert {feature, since} <= counts
