@@ -234,17 +234,17 @@ def test_a_policy_change_is_picked_up_and_a_broken_one_refused(
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"]["policy"] == (
             "default@v4"
         )
-        policy.write_text(yaml.safe_dump({**document, "version": 3}), encoding="utf-8")
+        policy.write_text(yaml.safe_dump({**document, "version": 5}), encoding="utf-8")
         swapped = client.post("/v1/admin/reload").json()
-        assert (swapped["reloaded"], swapped["policy"]) == (True, "default@v4")
-        assert swapped["message"].endswith("with policy default@v4")
-        assert client.get("/readyz").json()["policy"] == "default@v4"
+        assert (swapped["reloaded"], swapped["policy"]) == (True, "default@v5")
+        assert swapped["message"].endswith("with policy default@v5")
+        assert client.get("/readyz").json()["policy"] == "default@v5"
 
-        policy.write_text(yaml.safe_dump({**document, "version": 4, "tiers": []}), "utf-8")
+        policy.write_text(yaml.safe_dump({**document, "version": 6, "tiers": []}), "utf-8")
         answer = client.post("/v1/admin/reload")
 
         assert (answer.status_code, answer.json()["reloaded"]) == (409, False)
-        assert client.get("/readyz").json()["policy"] == "default@v4"
+        assert client.get("/readyz").json()["policy"] == "default@v5"
 
 
 def test_an_invalid_policy_at_start_is_not_ready(model_dir: Path, tmp_path: Path) -> None:
