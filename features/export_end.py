@@ -67,10 +67,10 @@ def stray_message(days_after: float, count: int, last_regular: pd.Timestamp) -> 
 def flag_stray_latest_events(checks: Mapping[str, TableCheck]) -> None:
     """Flag the events that follow a ``QUIET_SPELL`` of the whole export at its end.
 
-    The events after the last gap longer than ``QUIET_SPELL`` among the export's latest
-    ``STRAY_SHARE`` of events (every table's event time together) are flagged in their own
-    tables, so they are refused by a strict load and set aside by a lenient one. Rows
-    already flagged for another problem are left out.
+    The events after the earliest gap longer than ``QUIET_SPELL`` among the export's latest
+    ``STRAY_SHARE`` of events (every table's event time together; ``_last_regular_event``)
+    are flagged in their own tables, so they are refused by a strict load and set aside by
+    a lenient one. Rows already flagged for another problem are left out.
     """
     events: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, check in checks.items():
@@ -134,17 +134,23 @@ def _last_regular_event(every: np.ndarray) -> int | None:
     return None
 
 
-def table_ends(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.Timestamp]:
-    """Each table's latest event time (``EVENT_TIME_COLUMN``), for the tables that hold one."""
-    ends: dict[str, pd.Timestamp] = {}
+def table_spans(tables: Mapping[str, pd.DataFrame]) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """Each table's earliest and latest event time (``EVENT_TIME_COLUMN``; missing times
+    skipped), for the tables that hold one, in contract order."""
+    spans: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
     for name, column in EVENT_TIME_COLUMN.items():
         frame = tables.get(name)
         if frame is None or column not in frame:
             continue
-        latest = frame[column].max()
-        if pd.notna(latest):
-            ends[name] = latest
-    return ends
+        first, last = frame[column].min(), frame[column].max()
+        if pd.notna(last):
+            spans[name] = (first, last)
+    return spans
+
+
+def table_ends(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.Timestamp]:
+    """Each table's latest event time (``table_spans``), for the tables that hold one."""
+    return {name: last for name, (_, last) in table_spans(tables).items()}
 
 
 def stale_outcome_tables(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timestamp) -> list[str]:
@@ -154,16 +160,14 @@ def stale_outcome_tables(tables: Mapping[str, pd.DataFrame], snapshot: pd.Timest
     row and the snapshot should have held more than ``STALE_EXPECTED_ROWS`` rows. A small
     export's sparse opportunities are not: at a few a month, weeks without one are normal.
     """
+    ends = table_ends(tables)
     warnings = []
     for name in OUTCOME_TABLES:
-        frame = tables.get(name)
-        column = EVENT_TIME_COLUMN[name]
-        if frame is None or column not in frame or frame[column].isna().all():
+        if name not in ends:
             continue
-        end = frame[column].max()
-        gap = snapshot - end
-        pace = int((frame[column] > end - PACE_PERIOD).sum()) / (PACE_PERIOD / DAY)
-        expected = pace * (gap / DAY)
+        end, column = ends[name], EVENT_TIME_COLUMN[name]
+        pace = int((tables[name][column] > end - PACE_PERIOD).sum()) / (PACE_PERIOD / DAY)
+        expected = pace * ((snapshot - end) / DAY)
         if expected > STALE_EXPECTED_ROWS:
             warnings.append(_stale_warning(name, column, end, snapshot, expected))
     return warnings

@@ -20,13 +20,12 @@ import pyarrow as pa
 
 from features.coercion import TableCheck, check_table
 from features.contract import (
-    EVENT_TIME_COLUMN,
     LEAD_CHILD_TABLES,
     TABLES,
     TABLES_BY_NAME,
     Table,
 )
-from features.export_end import flag_stray_latest_events, stale_outcome_tables
+from features.export_end import flag_stray_latest_events, stale_outcome_tables, table_spans
 from features.problems import ContractError, Problem
 from features.table_files import locate_table_files, read_table_file
 from features.text import arrow_loose_ids, text_of
@@ -257,12 +256,7 @@ def event_time_range(tables: Mapping[str, pd.DataFrame]) -> tuple[pd.Timestamp, 
     Raises:
         ContractError: no table holds an event time.
     """
-    bounds = [
-        (tables[name][column].min(), tables[name][column].max())  # missing times skipped
-        for name, column in EVENT_TIME_COLUMN.items()
-        if name in tables and column in tables[name]
-    ]
-    present = [(first, last) for first, last in bounds if pd.notna(last)]
+    present = list(table_spans(tables).values())
     if not present:
         raise ContractError([Problem("export", "no timestamps found in any table")])
     return min(first for first, _ in present), max(last for _, last in present)

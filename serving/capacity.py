@@ -378,14 +378,23 @@ def parse_statistic(value: str) -> Statistic:
     )
 
 
+def require_statistic(statistic: str) -> None:
+    """Refuse a statistic other than ``mean`` and ``max`` (a caller passing free text).
+
+    Raises:
+        ValueError: naming the statistic.
+    """
+    if statistic not in STATISTIC_WORDS:
+        raise ValueError(f"capacity statistic {statistic!r}: expected mean or max")
+
+
 def monthly_load(volumes: pd.Series, statistic: Statistic) -> float:
     """The monthly volume compared with a capacity: the mean or the busiest month.
 
     Raises:
         ValueError: an unknown statistic.
     """
-    if statistic not in STATISTIC_WORDS:
-        raise ValueError(f"capacity statistic {statistic!r}: expected mean or max")
+    require_statistic(statistic)
     return float(volumes.mean() if statistic == "mean" else volumes.max())
 
 

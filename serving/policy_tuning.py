@@ -25,6 +25,7 @@ from serving.capacity import (
     Statistic,
     monthly_buckets,
     monthly_load,
+    require_statistic,
 )
 from serving.policy import RoutingPolicy, load_policy
 
@@ -72,8 +73,7 @@ def tune_policy(
     Raises:
         ValueError: an unknown statistic.
     """
-    if statistic not in STATISTIC_WORDS:
-        raise ValueError(f"capacity statistic {statistic!r}: expected mean or max")
+    require_statistic(statistic)
     ratio = policy.rebound.follow_up_due_min_probability / max(policy.rebound.min_probability, 1e-9)
 
     def rebound_at(threshold: float) -> RoutingPolicy:
@@ -143,7 +143,7 @@ def threshold_changes(before: RoutingPolicy, after: RoutingPolicy) -> pd.DataFra
 
 def _threshold(policy: RoutingPolicy, field: str) -> float:
     section, key = field.split(".")
-    return float(policy.model_dump()[section][key])
+    return float(getattr(getattr(policy, section), key))
 
 
 def capacity_note(capacity: Capacity, statistic: Statistic) -> str:

@@ -27,6 +27,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from features.contract import EVENT_TIME_COLUMN
 from features.dataset import ExampleSet
+from features.export_end import table_spans
 from features.loading import Export
 from features.tracking_store import (
     TRACKING_VARIABLE,
@@ -185,14 +186,14 @@ def data_fingerprint(export: Export, examples: ExampleSet) -> dict[str, Any]:
 
 
 def _time_span(export: Export) -> dict[str, list[str | None]]:
-    span: dict[str, list[str | None]] = {}
-    for table, column in EVENT_TIME_COLUMN.items():
-        values = export.tables[table][column] if table in export.tables else None
-        if values is None or values.dropna().empty:
-            span[table] = [None, None]
-        else:
-            span[table] = [values.min().isoformat(), values.max().isoformat()]
-    return span
+    """Each contract table's first and last event time (None, None for a table without)."""
+    spans = table_spans(export.tables)
+    return {
+        table: [spans[table][0].isoformat(), spans[table][1].isoformat()]
+        if table in spans
+        else [None, None]
+        for table in EVENT_TIME_COLUMN
+    }
 
 
 def code_version() -> dict[str, Any]:
