@@ -56,11 +56,19 @@ def _until_closed(connection: socket.socket) -> bytes:
     return received
 
 
+def _received(connection: socket.socket) -> bytes:
+    """The next bytes on an open connection; a closed one fails the test (rather than
+    reading nothing for ever)."""
+    data = connection.recv(65536)
+    assert data, "the server closed the connection before the answer ended"
+    return data
+
+
 def _one_answer(connection: socket.socket) -> bytes:
     """One whole answer (head and ``Content-Length`` body) on a connection kept open."""
     received = b""
     while b"\r\n\r\n" not in received:
-        received += connection.recv(65536)
+        received += _received(connection)
     head, _, body = received.partition(b"\r\n\r\n")
     length = next(
         int(line.split(b":")[1])
@@ -68,7 +76,7 @@ def _one_answer(connection: socket.socket) -> bytes:
         if line.startswith(b"content-length:")
     )
     while len(body) < length:
-        body += connection.recv(65536)
+        body += _received(connection)
     assert len(body) == length  # nothing of a next answer
     return head + b"\r\n\r\n" + body
 
@@ -88,7 +96,7 @@ def _answers(connection: socket.socket, count: int) -> list[bytes]:
             answers.append(head + b"\r\n\r\n" + rest[: lengths[0]])
             received = rest[lengths[0] :]
             continue
-        received += connection.recv(65536)
+        received += _received(connection)
     assert received == b""  # nothing of a further answer
     return answers
 
@@ -197,6 +205,49 @@ def test_ordinary_requests_are_untouched(server: int) -> None:
     answer = _until_closed(batch)
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert len(orjson.loads(answer.partition(b"\r\n\r\n")[2])["results"]) == 20
+
+
+def _head_only(connection: socket.socket) -> bytes:
+    """The head of an answer that has no body (an answer to ``HEAD``)."""
+    received = b""
+    while not received.endswith(b"\r\n\r\n"):
+        received += _received(connection)
+    return received
+
+
+@pytest.mark.slow
+def test_every_answer_is_whole_and_in_order_when_heads_are_written_with_bodies(
+    server: int,
+) -> None:
+    # Given one keep-alive connection (heads are held to go out with their bodies)
+    connection = _connect(server)
+    # When it asks HEAD, an answer with no body, then GET
+    connection.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head = _head_only(connection)
+    # Then the head comes alone, and the next answer follows it, nothing between
+    assert head.startswith(b"HTTP/1.1 ")
+    assert b"content-length:" in head.lower()
+    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert _one_answer(connection).startswith(b"HTTP/1.1 200 ")
+    # When a scoring call waits for "100 Continue" before it sends its body
+    body = orjson.dumps(EXAMPLE_REQUEST)
+    connection.sendall(
+        b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    # Then the interim answer comes first, alone, and the score after the body
+    assert _head_only(connection) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    connection.sendall(body)
+    answer = _one_answer(connection)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert 0 <= orjson.loads(answer.partition(b"\r\n\r\n")[2])["probability"] <= 1
+    # When the last request, a HEAD, closes the connection
+    connection.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    # Then its head is written before the connection closes
+    last = _until_closed(connection)
+    assert last.startswith(b"HTTP/1.1 ")
+    assert last.endswith(b"\r\n\r\n")
+    assert last.count(b"HTTP/1.1") == 1
 
 
 def _trickled_until_closed(connection: socket.socket, seconds: float) -> float:
