@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from features.coercion import TableCheck, check_table
 from features.contract import (
+    EVENT_TIME_COLUMN,
     LEAD_CHILD_TABLES,
     TABLES,
     TABLES_BY_NAME,
@@ -250,6 +251,14 @@ def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     return event_time_range(tables)[1]
 
 
+#: Why an export with no event time has no end to take as its snapshot.
+NO_EVENT_TIME = (
+    "no row of the export holds an event time ("
+    + ", ".join(f"{table}.{column}" for table, column in EVENT_TIME_COLUMN.items())
+    + "), so there is no export end to take as the snapshot; pass --snapshot-at"
+)
+
+
 def event_time_range(tables: Mapping[str, pd.DataFrame]) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The earliest and the latest event time (``EVENT_TIME_COLUMN``) of any table.
 
@@ -258,7 +267,7 @@ def event_time_range(tables: Mapping[str, pd.DataFrame]) -> tuple[pd.Timestamp, 
     """
     present = list(table_spans(tables).values())
     if not present:
-        raise ContractError([Problem("export", "no timestamps found in any table")])
+        raise ContractError([Problem("export", NO_EVENT_TIME)])
     return min(first for first, _ in present), max(last for _, last in present)
 
 

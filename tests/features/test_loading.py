@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -897,3 +898,25 @@ def test_a_csv_written_with_another_separator_is_named_as_such(
     )
     of_leads = [p for p in problems if Path(p.file).name == "leads.csv"]
     assert [(p.message, p.column, p.row) for p in of_leads] == [(message, None, None)]
+
+
+def test_a_lenient_load_with_no_event_time_left_names_the_columns_and_the_way_out(
+    tmp_path: Path,
+) -> None:
+    # Given an export whose every event time is garbled (a format changed upstream)
+    garbled = {
+        name: re.sub(r"\d{4}-\d\d-\d\dT[\d:]+(Z|\+\d\d:\d\d)", "garbled", text)
+        for name, text in TINY_TABLES.items()
+    }
+    directory = write_tiny_export(tmp_path / "export", garbled)
+
+    # When it is loaded leniently, every row set aside
+    with pytest.raises(ContractError) as refused:
+        load_export(directory, lenient=True)
+
+    # Then the refusal names the event-time columns and the option that gives a snapshot
+    (problem,) = refused.value.problems
+    assert problem.file == "export"
+    assert "leads.created_at" in problem.message
+    assert "activities.occurred_at" in problem.message
+    assert "--snapshot-at" in problem.message
