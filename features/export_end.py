@@ -19,7 +19,8 @@ Both look only at a snapshot derived from the data: a snapshot the caller chose 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -50,50 +51,139 @@ QUIET_EXPECTED_EVENTS = 100.0
 PACE_PERIOD = pd.Timedelta(days=365)
 DAY = pd.Timedelta(days=1)
 MICROSECOND = pd.Timedelta(microseconds=1)
+DAY_US = DAY // MICROSECOND
 
 
-def stray_message(days_after: float, count: int, last_regular: pd.Timestamp) -> str:
-    """Why a row after a long quiet spell is refused."""
-    rows = "1 row" if count == 1 else f"{count:,} rows"
-    return (
-        f"dated {days_after:.0f} days after the export's last event before it "
-        f"({last_regular:%Y-%m-%d}), with no event of any table in between ({rows} of "
-        "the export dated after that gap): most likely a mistyped date; the export's end "
-        "is its latest event, so such a row would count every outcome after the real end "
-        "as a negative. Fix the date, or pass --snapshot-at with the export's real end"
-    )
+@dataclass(frozen=True)
+class EventDays:
+    """Event times summed up by UTC day: their count, first and last time per day.
+
+    Enough to find a quiet spell exactly (every gap longer than a day lies between one
+    day's last event and the next day's first), in memory that grows with the export's
+    span in days rather than with its rows: a batch job's chunks each sum up their own
+    events and the job merges them (``merged``) to apply the rule to the whole export.
+
+    Attributes:
+        days: the days holding an event (int64 days since the epoch, ascending).
+        counts: how many events each day holds.
+        firsts: each day's first event time (int64 microseconds).
+        lasts: each day's last event time (int64 microseconds).
+    """
+
+    days: np.ndarray
+    counts: np.ndarray
+    firsts: np.ndarray
+    lasts: np.ndarray
+
+    @classmethod
+    def of(cls, times: np.ndarray) -> EventDays:
+        """The summary of ``times`` (int64 microseconds, in any order)."""
+        ordered = np.sort(np.asarray(times, dtype=np.int64))
+        days, starts, counts = np.unique(ordered // DAY_US, return_index=True, return_counts=True)
+        return cls(days, counts, ordered[starts], ordered[starts + counts - 1])
+
+    @classmethod
+    def merged(cls, parts: Iterable[EventDays]) -> EventDays:
+        """One summary of the events of every part."""
+        parts = list(parts)
+        if not parts:
+            return cls.of(np.empty(0, dtype=np.int64))
+        days = np.concatenate([part.days for part in parts])
+        unique, inverse = np.unique(days, return_inverse=True)
+        counts = np.zeros(len(unique), dtype=np.int64)
+        np.add.at(counts, inverse, np.concatenate([part.counts for part in parts]))
+        firsts = np.full(len(unique), np.iinfo(np.int64).max)
+        np.minimum.at(firsts, inverse, np.concatenate([part.firsts for part in parts]))
+        lasts = np.full(len(unique), np.iinfo(np.int64).min)
+        np.maximum.at(lasts, inverse, np.concatenate([part.lasts for part in parts]))
+        return cls(unique, counts, firsts, lasts)
+
+    def to_lists(self) -> dict[str, list[int]]:
+        """The summary as plain lists (JSON, Arrow)."""
+        return {name: [int(v) for v in getattr(self, name)] for name in _EVENT_DAYS_FIELDS}
+
+    @classmethod
+    def from_lists(cls, lists: Mapping[str, Sequence[int]]) -> EventDays:
+        """The summary ``to_lists`` wrote."""
+        arrays = (np.asarray(lists[name], dtype=np.int64) for name in _EVENT_DAYS_FIELDS)
+        return cls(*arrays)
 
 
-def flag_stray_latest_events(checks: Mapping[str, TableCheck]) -> None:
+_EVENT_DAYS_FIELDS = ("days", "counts", "firsts", "lasts")
+
+
+@dataclass(frozen=True)
+class StrayCut:
+    """Where an export's regular events end and its mistyped dates begin.
+
+    Attributes:
+        last_regular_us: the last event before the quiet spell (int64 microseconds); every
+            event after it is a stray.
+        next_us: the first event after the spell.
+        count: how many events of the export follow the spell.
+    """
+
+    last_regular_us: int
+    next_us: int
+    count: int
+
+    def message(self) -> str:
+        """Why a row after the quiet spell is refused."""
+        days_after = (self.next_us - self.last_regular_us) / DAY_US
+        last_regular = pd.Timestamp(self.last_regular_us, unit="us", tz="UTC")
+        rows = "1 row" if self.count == 1 else f"{self.count:,} rows"
+        return (
+            f"dated after a gap of {days_after:.0f} days with no event of any table, after "
+            f"the export's last regular event ({last_regular:%Y-%m-%d}) ({rows} of the "
+            "export dated after that gap): most likely a mistyped date; the export's end is "
+            "its latest event, so such a row would count every outcome after the real end "
+            "as a negative. Fix the date, or pass --snapshot-at with the export's real end"
+        )
+
+
+def flag_stray_latest_events(
+    checks: Mapping[str, TableCheck], cut: StrayCut | None = None
+) -> StrayCut | None:
     """Flag the events that follow a ``QUIET_SPELL`` of the whole export at its end.
 
     The events after the earliest gap longer than ``QUIET_SPELL`` among the export's latest
-    ``STRAY_SHARE`` of events (every table's event time together; ``_last_regular_event``)
-    are flagged in their own tables, so they are refused by a strict load and set aside by
-    a lenient one. Rows already flagged for another problem are left out.
+    ``STRAY_SHARE`` of events (every table's event time together; ``stray_cut``) are
+    flagged in their own tables, so they are refused by a strict load and set aside by a
+    lenient one. Rows already flagged for another problem are left out. A ``cut`` given
+    (the whole export's, for a part of it) is applied instead of one found here.
+
+    Returns:
+        The cut applied, or None when no event is a stray.
     """
     events: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, check in checks.items():
         found = _valid_events(check)
         if found is not None:
             events[name] = found
-    if not events:
-        return
-    cut = _last_regular_event(np.concatenate([times for _, times in events.values()]))
+    if cut is None and events:
+        cut = stray_cut(EventDays.of(np.concatenate([times for _, times in events.values()])))
     if cut is None:
-        return
-    count = sum(int((times > cut).sum()) for _, times in events.values())
-    last_regular = pd.Timestamp(cut, unit="us", tz="UTC")
+        return None
     for name, (positions, times) in events.items():
-        stray = times > cut
+        stray = times > cut.last_regular_us
         if not stray.any():
             continue
         check = checks[name]
         assert check.frame is not None
-        days_after = (int(times[stray].min()) - cut) / (DAY // MICROSECOND)
         flag = np.zeros(len(check.frame), dtype=bool)
         flag[positions[stray]] = True
-        check.flag(flag, EVENT_TIME_COLUMN[name], stray_message(days_after, count, last_regular))
+        check.flag(flag, EVENT_TIME_COLUMN[name], cut.message())
+    return cut
+
+
+def valid_event_days(tables: Mapping[str, pd.DataFrame]) -> EventDays:
+    """The summary of the event times (``EVENT_TIME_COLUMN``) of ``tables``' rows."""
+    times = [
+        to_microseconds(frame[column].dropna())
+        for name, column in EVENT_TIME_COLUMN.items()
+        if (frame := tables.get(name)) is not None and column in frame
+    ]
+    return EventDays.of(np.concatenate(times) if times else np.empty(0, dtype=np.int64))
 
 
 def _valid_events(check: TableCheck) -> tuple[np.ndarray, np.ndarray] | None:
@@ -110,27 +200,34 @@ def _valid_events(check: TableCheck) -> tuple[np.ndarray, np.ndarray] | None:
     return positions, to_microseconds(times)[positions]
 
 
-def _last_regular_event(every: np.ndarray) -> int | None:
-    """The last event before the earliest quiet spell near the export's end, or None if none
-    (every event after that spell is then flagged, however many spells follow).
+def stray_cut(events: EventDays) -> StrayCut | None:
+    """The events after the earliest quiet spell near the export's end, or None if none
+    (every event after that spell is a stray, however many spells follow).
 
     Only the latest ``STRAY_SHARE`` of events (at least one) are looked at, so that an
     export whose business paused and then resumed for longer is taken as it is; and a gap
     counts only when it is longer than ``QUIET_SPELL`` and the export's pace over the
-    ``PACE_PERIOD`` before it promised more than ``QUIET_EXPECTED_EVENTS`` events in it, so
-    that a small export's sparse events are taken as they are.
+    ``PACE_PERIOD`` up to the day of the gap's start promised more than
+    ``QUIET_EXPECTED_EVENTS`` events in it, so that a small export's sparse events are taken
+    as they are.
     """
-    tail = max(1, int(len(every) * STRAY_SHARE))
-    if len(every) <= tail:
+    total = int(events.counts.sum())
+    tail = max(1, int(total * STRAY_SHARE))
+    if total <= tail:
         return None
-    latest = np.sort(np.partition(every, len(every) - tail - 1)[-(tail + 1) :])
-    gaps = np.diff(latest)
-    for position in np.flatnonzero(gaps > QUIET_SPELL // MICROSECOND):  # earliest first
-        cut = int(latest[position])
-        before = int((every > cut - PACE_PERIOD // MICROSECOND).sum() - (every > cut).sum())
-        expected = before / (PACE_PERIOD / DAY) * (int(gaps[position]) / (DAY // MICROSECOND))
+    # The day holding the first of the latest ``tail + 1`` events; gaps within a day are
+    # shorter than a quiet spell, so only the gaps between days from it on count.
+    first_day = int(np.searchsorted(np.cumsum(events.counts), total - tail))
+    gaps = events.firsts[first_day + 1 :] - events.lasts[first_day:-1]
+    for offset in np.flatnonzero(gaps > QUIET_SPELL // MICROSECOND):  # earliest first
+        day = first_day + int(offset)
+        pace_days = PACE_PERIOD // DAY
+        in_pace = events.days[: day + 1] > events.days[day] - pace_days
+        before = int(events.counts[: day + 1][in_pace].sum())
+        expected = before / pace_days * (int(gaps[offset]) / DAY_US)
         if expected > QUIET_EXPECTED_EVENTS:
-            return cut
+            after = int(events.counts[day + 1 :].sum())
+            return StrayCut(int(events.lasts[day]), int(events.firsts[day + 1]), after)
     return None
 
 

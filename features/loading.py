@@ -26,7 +26,12 @@ from features.contract import (
     TABLES_BY_NAME,
     Table,
 )
-from features.export_end import flag_stray_latest_events, stale_outcome_tables, table_spans
+from features.export_end import (
+    StrayCut,
+    flag_stray_latest_events,
+    stale_outcome_tables,
+    table_spans,
+)
 from features.problems import ContractError, Problem
 from features.table_files import locate_table_files, read_table_file
 from features.text import arrow_loose_ids, text_of
@@ -192,6 +197,7 @@ def build_export(
     files: Mapping[str, Path] | None = None,
     lenient: bool = False,
     snapshot_at: pd.Timestamp | None = None,
+    stray_cut: StrayCut | None = None,
 ) -> Export:
     """Validate and type raw tables (strings or native types) into an ``Export``.
 
@@ -203,6 +209,9 @@ def build_export(
             once rows dated after a long quiet spell of the whole export are refused and
             with a warning for an outcome table that stops long before the others
             (``features.export_end``).
+        stray_cut: the stray events of the export these tables are part of (a batch job's
+            chunk): rows dated after its regular end are flagged as mistyped dates, as a
+            load of the whole export flags them.
 
     Raises:
         ContractError: listing every problem found.
@@ -212,8 +221,8 @@ def build_export(
         table.name: check_table(table, raw.get(table.name), file_names.get(table.name, table.name))
         for table in TABLES
     }
-    if snapshot_at is None:  # the end is read from the data: no mistyped date may set it
-        flag_stray_latest_events(checks)
+    if snapshot_at is None or stray_cut is not None:  # no mistyped date may set the end
+        flag_stray_latest_events(checks, stray_cut)
     _check_references(checks, lenient)
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,17 @@ import pytest
 
 from features.config import FeatureConfig
 from features.dataset import build_training_set
+from features.export_end import (
+    DAY,
+    DAY_US,
+    MICROSECOND,
+    PACE_PERIOD,
+    QUIET_EXPECTED_EVENTS,
+    QUIET_SPELL,
+    STRAY_SHARE,
+    EventDays,
+    stray_cut,
+)
 from features.loading import build_export, load_export
 from features.problems import ContractError
 from features.summary import format_summary, summarise_export
@@ -54,7 +66,9 @@ def test_a_row_dated_a_year_after_the_rest_is_refused_naming_it(
     (problem,) = caught.value.problems
     assert problem.file.endswith("activities.csv")
     assert (problem.column, problem.row) == ("occurred_at", len(typo["activities"]))
-    assert "days after the export's last event before it (2025-06-29)" in problem.message
+    assert "with no event of any table, after the export's last regular event (2025-06-29)" in (
+        problem.message
+    )
     assert "--snapshot-at" in problem.message
 
 
@@ -87,9 +101,7 @@ def test_late_rows_of_two_tables_are_each_named_with_their_count(
     by_file = {problem.file: problem for problem in caught.value.problems}
     assert set(by_file) == {"activities", "opportunities"}
     assert by_file["activities"].count == 4
-    assert "46 days after the export's last event before it (2025-06-29)" in (
-        by_file["activities"].message
-    )
+    assert "a gap of 46 days with no event of any table" in (by_file["activities"].message)
     assert "(5 rows of the export dated after that gap)" in by_file["opportunities"].message
 
 
@@ -195,3 +207,58 @@ def test_every_row_after_the_first_quiet_spell_is_refused_however_far_apart(
     assert set(by_file) == {"activities", "opportunities"}
     assert "(2 rows of the export dated after that gap)" in by_file["activities"].message
     assert build_export(both, lenient=True).snapshot_at == build_export(tables).snapshot_at
+
+
+def _reference_stray_cut(times: np.ndarray) -> tuple[int, int, int] | None:
+    """The quiet-spell rule computed from every event time, sorted: the reference the
+    day summary must match."""
+    every = np.sort(times)
+    tail = max(1, int(len(every) * STRAY_SHARE))
+    if len(every) <= tail:
+        return None
+    latest = every[-(tail + 1) :]
+    gaps = np.diff(latest)
+    for position in np.flatnonzero(gaps > QUIET_SPELL // MICROSECOND):
+        cut = int(latest[position])
+        in_pace = (every // DAY_US > cut // DAY_US - PACE_PERIOD // DAY) & (every <= cut)
+        expected = int(in_pace.sum()) / (PACE_PERIOD // DAY) * int(gaps[position]) / DAY_US
+        if expected > QUIET_EXPECTED_EVENTS:
+            return cut, int(latest[position + 1]), int((every > cut).sum())
+    return None
+
+
+def _events(seed: int) -> np.ndarray:
+    """Two years of events at a random pace, and a few strays after a random gap."""
+    random = np.random.default_rng(seed)
+    start = int(pd.Timestamp("2023-07-01", tz="UTC").value // 1000)
+    regular = start + random.integers(0, 730 * DAY_US, size=int(random.integers(50, 20_000)))
+    gap_days = int(random.choice([5, 29, 30, 31, 45, 300]))
+    strays = regular.max() + gap_days * DAY_US + random.integers(0, 90 * DAY_US, size=5)
+    kept = strays[: int(random.integers(0, 6))]
+    return np.concatenate([regular, kept])
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_day_summary_finds_the_strays_every_event_finds_merged_from_any_parts(
+    seed: int,
+) -> None:
+    # Given events, some after a quiet spell, cut into random parts (a batch job's chunks)
+    times = _events(seed)
+    parts = np.array_split(np.random.default_rng(seed).permutation(times), 1 + seed % 7)
+
+    # When the rule reads the merged summaries of the parts
+    found = stray_cut(EventDays.merged(EventDays.of(part) for part in parts))
+
+    # Then it finds what the rule over every sorted event finds, and so does one summary
+    expected = _reference_stray_cut(times)
+    assert (None if found is None else astuple(found)) == expected
+    assert stray_cut(EventDays.of(times)) == found
+
+
+def test_a_day_summary_survives_its_plain_lists() -> None:
+    summary = EventDays.of(_events(3))
+
+    restored = EventDays.from_lists(summary.to_lists())
+
+    for name in ("days", "counts", "firsts", "lasts"):
+        np.testing.assert_array_equal(getattr(restored, name), getattr(summary, name))
