@@ -24,10 +24,12 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from features.export_end import StrayCut
 from features.output import (
     OutputPathError,
     OutputWriteError,
@@ -83,8 +85,8 @@ from serving.batch_summary import (
     summary_writable,
     write_failed,
 )
-from serving.checkpoints import JobIdentity, Manifest, WorkDirectory
-from serving.chunk_scoring import FailClosed
+from serving.checkpoints import JobIdentity, WorkDirectory
+from serving.chunk_scoring import FailClosed, job_export_end
 from serving.export_chunks import ChunkLayout, first_lead_rows, partition_export
 from serving.export_reading import (
     NO_EVENT_TIME,
@@ -306,7 +308,7 @@ def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:
         if moment is None:
             failure = ChunkFailure(-1, "NoTimestamps", NO_EVENT_TIME)
             raise BatchError(fail(context, [failure]))
-        manifest = Manifest(manifest.identity, manifest.scored_at_us, moment)
+        manifest = replace(manifest, as_of_us=moment)
         context.work.save(manifest)
         context.manifest = manifest
     assert manifest.as_of_us is not None
@@ -316,23 +318,29 @@ def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:
 def _score(
     context: JobContext, layout: ChunkLayout, as_of_us: int, progress: Progress
 ) -> tuple[list[ChunkReport], list[ChunkFailure]]:
-    """Score every chunk; at the export's end, re-score once if bad rows moved the end."""
+    """Score every chunk; at the export's end, score again once if its valid rows end
+    elsewhere (its latest rows were set aside, or follow a quiet spell: mistyped dates)."""
     began = time.monotonic()
     reports, failures = _score_at(context, layout, as_of_us, progress)
-    latest = max((r.latest_us for r in reports if r.latest_us is not None), default=None)
-    if not failures and context.request.as_of is None and latest is not None and latest != as_of_us:
-        logger.warning(
-            "batch export_end_moved from=%s to=%s (its latest rows were rejected)",
-            iso(as_of_us),
-            iso(latest),
-        )
-        context.manifest = Manifest(
-            context.manifest.identity, context.manifest.scored_at_us, latest
-        )
-        context.work.save(context.manifest)
-        reports, failures = _score_at(context, layout, latest, progress)
+    if not failures and context.request.as_of is None:
+        applied = context.manifest.stray_cut
+        end, stray = job_export_end((r.event_days for r in reports), applied)
+        if end is not None and end != as_of_us:
+            log_moved_end(as_of_us, end, stray)
+            context.manifest = replace(context.manifest, as_of_us=end, stray_cut=stray or applied)
+            context.work.save(context.manifest)
+            reports, failures = _score_at(context, layout, end, progress)
     context.timings["scoring"] = time.monotonic() - began
     return reports, failures
+
+
+def log_moved_end(as_of_us: int, end_us: int, stray: StrayCut | None) -> None:
+    """Log that the export's end moved from the latest timestamp read to ``end_us``."""
+    if stray is None:
+        why = "its latest rows were rejected"
+    else:
+        why = f"{stray.count:,} rows dated after a quiet spell are set aside as mistyped dates"
+    logger.warning("batch export_end_moved from=%s to=%s (%s)", iso(as_of_us), iso(end_us), why)
 
 
 def _score_at(

@@ -156,7 +156,11 @@ class JobContext:
     def settings(self, as_of_us: int) -> ChunkSettings:
         """The chunk settings at ``as_of_us``."""
         return ChunkSettings(
-            as_of_us, self.manifest.scored_at_us, self.model_identity.version, self.request.reasons
+            as_of_us,
+            self.manifest.scored_at_us,
+            self.model_identity.version,
+            self.request.reasons,
+            stray_cut=self.manifest.stray_cut,
         )
 
 

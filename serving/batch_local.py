@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from features.export_end import EventDays
 from features.predictor import ReconversionModel
 from serving.batch_progress import Progress
 from serving.batch_signals import end_with_parent
@@ -48,6 +49,8 @@ class ChunkReport:
         latest_us: the latest valid timestamp in the chunk (None when none).
         warnings: the loader's notes.
         withheld: open rejections left unscored (fail closed, ``ChunkOutcome.withheld``).
+        event_days: the day summary of its valid rows' event times
+            (``ChunkOutcome.event_days``).
     """
 
     chunk: int
@@ -56,6 +59,7 @@ class ChunkReport:
     latest_us: int | None
     warnings: tuple[str, ...]
     withheld: int = 0
+    event_days: EventDays | None = None
 
     def to_meta(self) -> dict[str, Any]:
         """The part metadata form."""
@@ -66,6 +70,7 @@ class ChunkReport:
             "latest_us": self.latest_us,
             "warnings": list(self.warnings),
             "withheld": self.withheld,
+            "event_days": None if self.event_days is None else self.event_days.to_lists(),
         }
 
     @staticmethod
@@ -78,6 +83,7 @@ class ChunkReport:
             meta["latest_us"],
             tuple(meta["warnings"]),
             int(meta.get("withheld", 0)),
+            None if meta.get("event_days") is None else EventDays.from_lists(meta["event_days"]),
         )
 
 
@@ -217,6 +223,7 @@ def run_chunk(work: ChunkWork, chunk: int) -> ChunkReport:
         outcome.latest_us,
         outcome.warnings,
         outcome.withheld,
+        outcome.event_days,
     )
     write_part(work.parts, chunk, outcome.scored, outcome.rejects, report.to_meta())
     return report

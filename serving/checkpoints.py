@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from features.export_end import StrayCut
 from features.output import OutputPathError, atomic_write, write_text
 from serving.export_chunks import LAYOUT_FILE, ChunkLayout
 
@@ -43,7 +44,10 @@ MANIFEST_FILE = "manifest.json"
 # 8: routing counts only intent after the rejection, keeps a dated contact of a lead beyond
 # the trained age in its reason's program, and times a follow-up rebound to its date
 # (``default@v4``).
-MANIFEST_FORMAT = 8
+# 9: a job without ``--as-of`` sets aside the rows dated after a quiet spell of the whole
+# export (``features.export_end``), recorded as the manifest's ``stray_cut``; the parts
+# carry their day summary of event times.
+MANIFEST_FORMAT = 9
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"
@@ -88,12 +92,15 @@ class Manifest:
         scored_at_us: the job's time stamp (µs, UTC), fixed at the first start.
         as_of_us: the resolved scoring moment, once known.
         format: the checkpoint format of the code that wrote it (``MANIFEST_FORMAT``).
+        stray_cut: the export's rows dated after a quiet spell, set aside once found (the
+            job then scores at the end before them).
     """
 
     identity: JobIdentity
     scored_at_us: int
     as_of_us: int | None = None
     format: int = MANIFEST_FORMAT
+    stray_cut: StrayCut | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -103,7 +110,14 @@ class Manifest:
     def from_dict(data: dict[str, Any]) -> Manifest:
         """Rebuild from ``to_dict`` output."""
         identity = JobIdentity(**data["identity"])
-        return Manifest(identity, int(data["scored_at_us"]), data.get("as_of_us"), data["format"])
+        stray = data.get("stray_cut")
+        return Manifest(
+            identity,
+            int(data["scored_at_us"]),
+            data.get("as_of_us"),
+            data["format"],
+            None if stray is None else StrayCut(**stray),
+        )
 
 
 class WorkDirectory:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from features.contract import TABLES_BY_NAME
 from features.engine import FeatureTable, compute_features
 from features.examples import Examples, open_rejection_examples
+from features.export_end import EventDays, StrayCut, stray_cut, valid_event_days
 from features.history import DAY_US, History, history_from_export
 from features.loading import Export, build_export, latest_timestamp
 from features.predictor import ReconversionModel
@@ -63,6 +64,9 @@ class ChunkSettings:
         reasons: ``none``, ``top`` (the strongest few) or ``all``.
         notes: warnings on the export as a whole (such as an absent consent table, found
             when its files were located), reported with every chunk's own.
+        stray_cut: the export's rows dated after a quiet spell (mistyped dates,
+            ``features.export_end``), set aside in every chunk; None when there are none
+            or ``as_of`` was given.
     """
 
     as_of_us: int
@@ -70,6 +74,7 @@ class ChunkSettings:
     model_version: str
     reasons: ReasonMode = "none"
     notes: tuple[str, ...] = ()
+    stray_cut: StrayCut | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class ChunkOutcome:
         warnings: the loader's notes (such as unknown activity types kept as ``other``).
         withheld: open rejections left unscored because their lead has a set-aside row of a
             ``FAIL_CLOSED_TABLES`` table (fail closed).
+        event_days: the day summary of the event times of the chunk's valid rows, from
+            which the job finds the export's end (``job_export_end``).
     """
 
     scored: pa.Table
@@ -91,6 +98,7 @@ class ChunkOutcome:
     latest_us: int | None
     warnings: tuple[str, ...]
     withheld: int = 0
+    event_days: EventDays | None = None
 
 
 def score_chunk(
@@ -113,7 +121,7 @@ def score_chunk(
     """
     frames, rows, moved = _raw_frames(raw)
     stamp = pd.Timestamp(settings.as_of_us, unit="us", tz="UTC")
-    export = build_export(frames, lenient=True, snapshot_at=stamp)
+    export = build_export(frames, lenient=True, snapshot_at=stamp, stray_cut=settings.stray_cut)
     lead_rows = _kept_rows(rows["leads"], export, "leads")
     history = _known_leads(history_from_export(export, model.config))
     open_examples = open_rejection_examples(history, settings.as_of_us)
@@ -122,7 +130,32 @@ def score_chunk(
     rejects = _rejects_table(export, _RawRows(frames, rows, moved), scored)
     withheld = len(open_examples) - len(examples)
     warnings = (*settings.notes, *export.warnings)
-    return ChunkOutcome(scored, rejects, _latest_valid(export), warnings, withheld)
+    event_days = valid_event_days(export.tables)
+    latest = _latest_valid(export)
+    return ChunkOutcome(scored, rejects, latest, warnings, withheld, event_days)
+
+
+def job_export_end(
+    chunk_days: Iterable[EventDays | None], applied: StrayCut | None
+) -> tuple[int | None, StrayCut | None]:
+    """The export's end found from its chunks' valid rows, and the strays that moved it.
+
+    As ``features.loading.build_export`` finds it for a whole export: the latest event
+    time of a valid row, once rows dated after a quiet spell of the whole export
+    (``features.export_end.stray_cut``) are set aside. The rule is applied once: with
+    ``applied`` (the chunks were scored with those strays set aside), only the latest
+    event is looked for.
+
+    Returns:
+        The end (int64 µs; None when no valid row has an event time), and the strays to
+        set aside (None when none, or already ``applied``).
+    """
+    merged = EventDays.merged(days for days in chunk_days if days is not None)
+    if not len(merged.days):
+        return None, None
+    stray = None if applied is not None else stray_cut(merged)
+    end = stray.last_regular_us if stray is not None else int(merged.lasts.max())
+    return end, stray
 
 
 #: A set-aside row of these tables leaves its lead unscored: its consent, or which of its

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from features.predictor import BOOSTER_FILE, METADATA_FILE, ReconversionModel
 from features.problems import ContractError, Problem
-from serving.batch import finish, open_job
+from serving.batch import finish, log_moved_end, open_job
 from serving.batch_job import (
     BatchError,
     BatchRequest,
@@ -48,7 +48,7 @@ from serving.batch_output import (
 from serving.batch_progress import Progress
 from serving.batch_signals import signal_received, stop_behind
 from serving.batch_summary import fail
-from serving.chunk_scoring import ChunkSettings, score_chunk
+from serving.chunk_scoring import ChunkSettings, job_export_end, score_chunk
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
 from serving.export_reading import NO_EVENT_TIME
 from serving.policy import RoutingPolicy
@@ -67,6 +67,7 @@ from serving.spark_export import (
 )
 from serving.spark_parquet import read_settings
 from serving.spark_transport import (
+    EVENT_DAYS_COLUMN,
     KIND_COLUMN,
     LATEST_COLUMN,
     WARNINGS_COLUMN,
@@ -170,10 +171,12 @@ def _score(
     requested = context.request.as_of
     as_of_us = micros(requested) if requested is not None else _export_end(tables)
     outcome = _score_at(session, context, rows, as_of_us, notes)
-    latest = max((r.latest_us for r in outcome.reports if r.latest_us is not None), default=None)
-    if requested is None and latest is not None and latest != as_of_us:
-        logger.warning("batch export_end_moved (its latest rows were rejected); scoring again")
-        outcome = _score_at(session, context, rows, latest, notes)
+    if requested is None:
+        end, stray = job_export_end((r.event_days for r in outcome.reports), None)
+        if end is not None and end != as_of_us:
+            log_moved_end(as_of_us, end, stray)
+            context.manifest = replace(context.manifest, stray_cut=stray)
+            outcome = _score_at(session, context, rows, end, notes)
     return outcome
 
 
@@ -214,7 +217,7 @@ def _score_at(
             *(f"reject_{n}" for n in CHUNK_REJECTS_SCHEMA.names)
         )
         latest = result.where(kind == "latest").select(
-            "rows", "rejected", "withheld", LATEST_COLUMN, WARNINGS_COLUMN
+            "rows", "rejected", "withheld", LATEST_COLUMN, WARNINGS_COLUMN, EVENT_DAYS_COLUMN
         )
         return _SparkOutcome(
             as_of_us,

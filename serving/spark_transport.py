@@ -13,12 +13,14 @@ import json
 
 import pyarrow as pa
 
+from features.export_end import EventDays
 from serving.batch_local import ChunkReport
 from serving.batch_output import CHUNK_REJECTS_SCHEMA, part_schema
 from serving.chunk_scoring import ChunkOutcome
 
 KIND_COLUMN = "_kind"
 LATEST_COLUMN = "_latest_us"
+EVENT_DAYS_COLUMN = "_event_days"
 WARNINGS_COLUMN = "_warnings"
 
 
@@ -32,6 +34,7 @@ def transport_schema(with_reasons: bool) -> pa.Schema:
         pa.field("withheld", pa.int64()),
         pa.field(LATEST_COLUMN, pa.int64()),
         pa.field(WARNINGS_COLUMN, pa.string()),
+        pa.field(EVENT_DAYS_COLUMN, pa.string()),
     ]
     return pa.schema([pa.field(KIND_COLUMN, pa.string()), *scored, *rejects, *report])
 
@@ -54,6 +57,9 @@ def encode_outcome(outcome: ChunkOutcome, with_reasons: bool) -> pa.Table:
             "withheld": [outcome.withheld],
             LATEST_COLUMN: pa.array([outcome.latest_us], pa.int64()),
             WARNINGS_COLUMN: [json.dumps(list(outcome.warnings))],
+            EVENT_DAYS_COLUMN: [
+                None if outcome.event_days is None else json.dumps(outcome.event_days.to_lists())
+            ],
         }
     )
     return pa.concat_tables([_pad(t, schema) for t in (scored, rejects, report)])
@@ -113,6 +119,9 @@ def reports(table: pa.Table) -> list[ChunkReport]:
             r[LATEST_COLUMN],
             tuple(json.loads(r[WARNINGS_COLUMN])),
             r["withheld"],
+            None
+            if r[EVENT_DAYS_COLUMN] is None
+            else EventDays.from_lists(json.loads(r[EVENT_DAYS_COLUMN])),
         )
         for r in rows
     ]

@@ -258,6 +258,8 @@ def corrupted(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         "bad_number": edit_csv(folder, "leads", 12, "employee_count", "twelve"),
         "orphan": edit_csv(folder, "activities", 3, "lead_id", "L-NOT-A-LEAD"),
         "future": edit_csv(folder, "activities", 9, "occurred_at", years_ahead()),
+        # a mistyped date in the past: months after the export's end (2026-06-30)
+        "stray": edit_csv(folder, "activities", 15, "occurred_at", "2026-10-15T09:00:00Z"),
         "bad_consent": _lead_of_row(folder, "consent", 7),
     }
     edit_csv(folder, "consent", 7, "status", "opted_out")
@@ -293,6 +295,9 @@ def test_bad_rows_land_in_the_rejects_file_with_their_reason(
         "lead_id: points to a lead_id that is not in leads"
     )
     assert by_key["activities", corrupted["future"]].startswith("occurred_at: dated in the future")
+    assert by_key["activities", corrupted["stray"]].startswith(
+        "occurred_at: dated after a gap of 107 days with no event of any table"
+    )
     rejection_ids = rejects[rejects["table"] == "rejections"].set_index("key")["rejection_id"]
     assert rejection_ids[corrupted["bad_date"]] == corrupted["bad_date"]
     assert list(rejects.columns) == ["table", "row", "key", "lead_id", "rejection_id", "reason"]

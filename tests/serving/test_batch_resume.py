@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from serving.batch import run_batch
-from serving.batch_job import summary_path
+from serving.batch_job import EXIT_REJECTED, summary_path
 from serving.checkpoints import MANIFEST_FILE, MANIFEST_FORMAT
 from tests.serving.batch_support import (
     CHECKPOINTED_OPTIONS,
@@ -149,3 +151,54 @@ def test_a_work_directory_of_another_format_starts_over(
 
     # Then only a work directory of this code's format is resumed
     assert summary.document["chunks"]["resumed"] == resumed
+
+
+def _kill_once_strays_are_set_aside(process: subprocess.Popen[bytes], out: Path) -> None:
+    """SIGKILL the job once it has found mistyped dates and checkpointed two chunks scored
+    with them set aside."""
+    work = out.with_name(out.name + ".work")
+    deadline = time.monotonic() + 300
+    while True:
+        assert process.poll() is None, "the job ended before it reached that point"
+        assert time.monotonic() < deadline, "the job never set mistyped dates aside"
+        try:
+            manifest = json.loads((work / MANIFEST_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not written yet, or being replaced
+            manifest = {}
+        if manifest.get("stray_cut") is not None:
+            parts = work / f"parts-{manifest['as_of_us']}"
+            if len(list(parts.glob("part-*.arrow"))) >= 2:
+                break
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_a_job_killed_after_it_set_mistyped_dates_aside_resumes_to_identical_bytes(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export with one activity dated months after its end (a mistyped date)
+    export = tmp_path / "export"
+    shutil.copytree(small_export_dir, export)
+    activities = pd.read_parquet(export / "activities.parquet")
+    activities.loc[15, "occurred_at"] = pd.Timestamp("2026-10-15T09:00:00Z")
+    activities.to_parquet(export / "activities.parquet", index=False)
+    clean = tmp_path / "clean" / "scores.parquet"
+    clean.parent.mkdir()
+    whole = run_score([*score_command(export, clean, model_dir, *CHECKPOINTED_OPTIONS)])
+    assert whole.returncode == EXIT_REJECTED, whole.stderr
+
+    # When a job over it is killed while it scores again with that row set aside
+    out = tmp_path / "scores.parquet"
+    command = score_command(export, out, model_dir, *CHECKPOINTED_OPTIONS, "--workers", "1")
+    _kill_once_strays_are_set_aside(start_score(command), out)
+    resumed = run_score(command)
+
+    # Then the resumed job sets the same row aside and writes the same bytes
+    assert resumed.returncode == EXIT_REJECTED, resumed.stderr
+    assert "batch resuming" in resumed.stderr
+    assert out.read_bytes() == clean.read_bytes()
+    rejects = out.with_name(out.name + ".rejects.csv").read_text(encoding="utf-8")
+    assert rejects == clean.with_name(clean.name + ".rejects.csv").read_text(encoding="utf-8")
+    assert "occurred_at: dated after a gap of 107 days" in rejects
+    assert _summary(out)["as_of"] == _summary(clean)["as_of"]

@@ -108,7 +108,8 @@ def test_fractional_lead_ids_meet_their_lead_in_spark_as_locally(
 @pytest.fixture(scope="module")
 def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Parquet export with text timestamps, an unknown reason, a duplicate key, an orphan
-    and two rows dated in the future (one as text, one as a typed timestamp)."""
+    two rows dated in the future (one as text, one as a typed timestamp) and one months
+    after the export's end (a mistyped date in the past)."""
     folder = tmp_path_factory.mktemp("corrupt-parquet") / "export"
     folder.mkdir()
     tables = {p.stem: pd.read_parquet(p) for p in small_export_dir.glob("*.parquet")}
@@ -122,6 +123,7 @@ def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathF
     activities.loc[2, "activity_id"] = activities["activity_id"].iloc[-5]
     activities.loc[11, "lead_id"] = "L-UNKNOWN"
     activities.loc[12, "occurred_at"] = pd.Timestamp(years_ahead())
+    activities.loc[13, "occurred_at"] = pd.Timestamp("2026-10-15T09:00:00Z")  # mistyped
     tables["activities"] = activities
     for name, frame in tables.items():
         frame.to_parquet(folder / f"{name}.parquet", index=False)
@@ -143,7 +145,8 @@ def test_spark_sets_aside_exactly_the_rows_the_local_engine_does(
     assert "activity_id: duplicate primary key" in spark_rejects
     assert "gone_fishing" not in spark_rejects
     assert spark_rejects.count("dated in the future") == 2
-    assert len(spark_rejects.splitlines()) == 1 + 7
+    assert spark_rejects.count("dated after a gap of") == 1
+    assert len(spark_rejects.splitlines()) == 1 + 8
     snapshot = load_export(corrupted_parquet, lenient=True).snapshot_at
     assert spark_run.document["as_of"] == snapshot.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert local_run.document["as_of"] == spark_run.document["as_of"]
