@@ -83,7 +83,10 @@ def train(
     snapshot_at: SnapshotOption = None,
 ) -> None:
     """Train, evaluate and register a re-conversion model; log everything to MLflow."""
+    from mlflow.exceptions import MlflowException
+
     from training.registry import RegistryError
+    from training.tracking import store_failure
     from training.train import train as run_training
 
     if target is not None and target not in ("reconverted", "won"):
@@ -103,6 +106,9 @@ def train(
         RegistryError,
     ) as error:
         typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    except MlflowException as error:  # the store unreachable or failing: no traceback
+        typer.echo(f"error: {store_failure(error)}", err=True)
         raise typer.Exit(1) from error
     overall = result.evaluation.report["overall"]
     typer.echo(f"run {result.run_id}: {result.model_uri}")

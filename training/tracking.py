@@ -27,6 +27,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from features.contract import EVENT_TIME_COLUMN
 from features.dataset import ExampleSet
+from features.error_text import error_summary, without_credentials
 from features.export_end import table_spans
 from features.loading import Export
 from features.tracking_store import (
@@ -52,6 +53,9 @@ ENVIRONMENT_PACKAGES = (
     "pyarrow",
 )
 MAX_PARAM_LENGTH = 500
+#: MLflow prints a link to every run it ends on a tracking server, to stdout, with the
+#: server's address as given: ``user:password@`` included.
+SUPPRESS_RUN_LINKS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 
 @contextmanager
@@ -60,22 +64,32 @@ def using_store() -> Iterator[str]:
 
     The embedded sqlite store gets its folder on first use. MLflow's process-wide tracking
     URI (and ``MLFLOW_TRACKING_URI``) are restored afterwards, so a training run never
-    redirects other MLflow users of the process.
+    redirects other MLflow users of the process. A URI with credentials keeps MLflow from
+    printing its run links, which would show them.
     """
     uri = tracking_uri()
     database = sqlite_path(uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
         _create_sqlite_store(database, uri)
-    saved = os.environ.get(TRACKING_VARIABLE)
+    saved = {name: os.environ.get(name) for name in (TRACKING_VARIABLE, SUPPRESS_RUN_LINKS)}
+    if without_credentials(uri) != uri:  # MLflow's run links would print the password
+        os.environ[SUPPRESS_RUN_LINKS] = "true"
     try:
         with _use_tracking_uri(uri):
             yield uri
     finally:
-        if saved is None:
-            os.environ.pop(TRACKING_VARIABLE, None)
-        else:
-            os.environ[TRACKING_VARIABLE] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def store_failure(error: BaseException) -> str:
+    """A failure of the tracking store or registry on one line, naming the store without
+    the credentials its URI may carry (as ``srl models`` and ``srl evaluate`` do)."""
+    return f"{error_summary(error)} (tracking store {without_credentials(tracking_uri())})"
 
 
 def _create_sqlite_store(database: Path, uri: str) -> None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from srl.cli import app
 from tests.features.conftest import assert_horizon_refused, assert_option_refused
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -194,6 +195,22 @@ def test_train_names_a_config_file_it_cannot_use(
     assert isinstance(result.exception, SystemExit)
     assert f"{config}: " in result.output
     assert reason in result.output
+
+
+def test_train_names_an_unreachable_tracking_server_without_its_password(
+    small_export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a tracking server URI with credentials where nothing listens
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:s3cret@127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # When train reaches the store
+    result = runner.invoke(app, ["train", "--data", str(small_export_dir)])
+    # Then it is an error naming the store, credentials masked, not a traceback
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Connection refused" in result.output
+    assert "(tracking store http://***@127.0.0.1:" in result.output
+    assert "s3cret" not in result.output
 
 
 @pytest.mark.parametrize(

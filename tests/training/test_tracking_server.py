@@ -16,7 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_training_logs_and_registers_through_a_tracking_server(
-    small_export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_export_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     port = free_port()
     arguments = [
@@ -35,7 +38,8 @@ def test_training_logs_and_registers_through_a_tracking_server(
     with running(
         [MLFLOW, *arguments], f"http://127.0.0.1:{port}/health", tmp_path / "server.log", {}
     ):
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+        # credentials in the URI, as a server behind basic auth takes them (this one ignores them)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:s3cret@127.0.0.1:{port}")
         monkeypatch.delenv("SRL_ARTIFACT_ROOT", raising=False)
 
         result = train(small_export_dir, TrainingConfig())
@@ -48,3 +52,5 @@ def test_training_logs_and_registers_through_a_tracking_server(
     stored = {p.name for p in (tmp_path / "server-artifacts").rglob("*") if p.is_file()}
     assert {"booster.txt", "model.json", "metrics.json", "shap_summary.png"} <= stored
     assert not (tmp_path / ".srl").exists()
+    printed = capsys.readouterr()
+    assert "s3cret" not in printed.out + printed.err  # MLflow's run links would show it
