@@ -17,6 +17,7 @@ from features.cli import (
     write_failed,
 )
 from features.config import ConfigError, setting_problems
+from features.error_text import error_summary
 from features.model_store import DEFAULT_MODEL_URI, ModelLoadError
 from features.problems import ContractError
 from features.timestamps import as_utc
@@ -84,6 +85,7 @@ def train(
 ) -> None:
     """Train, evaluate and register a re-conversion model; log everything to MLflow."""
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
     from training.registry import RegistryError
     from training.tracking import store_failure
@@ -107,8 +109,11 @@ def train(
     ) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
-    except MlflowException as error:  # the store unreachable or failing: no traceback
+    except (MlflowException, SQLAlchemyError) as error:  # the store unreachable or failing
         typer.echo(f"error: {store_failure(error)}", err=True)
+        raise typer.Exit(1) from error
+    except OSError as error:  # a full disk, an artifact folder that cannot be made
+        typer.echo(f"error: {error_summary(error, with_kind=True)}", err=True)
         raise typer.Exit(1) from error
     overall = result.evaluation.report["overall"]
     typer.echo(f"run {result.run_id}: {result.model_uri}")

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from srl.cli import app
+from tests.disk_full import run_on_small_disk, srl_command
 from tests.features.conftest import assert_horizon_refused, assert_option_refused
 from tests.servers import free_port
 
@@ -211,6 +212,35 @@ def test_train_names_an_unreachable_tracking_server_without_its_password(
     assert "Connection refused" in result.output
     assert "(tracking store http://***@127.0.0.1:" in result.output
     assert "s3cret" not in result.output
+
+
+def test_train_names_an_artifact_folder_it_cannot_make(
+    small_export_dir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an artifact root under a file
+    root = small_export_dir / "leads.parquet" / "artifacts"
+    monkeypatch.setenv("SRL_ARTIFACT_ROOT", str(root))
+    # When train creates its experiment there
+    result = runner.invoke(app, ["train", "--data", str(small_export_dir)])
+    # Then it is an error naming the folder, not a traceback
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "error: NotADirectoryError: " in result.output
+    assert f"Not a directory: '{root}'" in result.output
+
+
+def test_train_on_a_full_disk_is_an_error_naming_the_store(
+    small_export_dir: Path, tracking_uri: str
+) -> None:
+    # Given a disk where no file can grow past 200 kB (the store's tables need more)
+    command = srl_command("train", "--data", str(small_export_dir))
+    # When train creates its store there
+    result = run_on_small_disk(command, max_file_bytes=200_000)
+    # Then it says so on one line naming the store
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: (sqlite3.OperationalError) disk I/O error" in result.stderr
+    assert f"(tracking store {tracking_uri})" in result.stderr
 
 
 @pytest.mark.parametrize(
