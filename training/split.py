@@ -106,10 +106,16 @@ def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int =
 
     Raises:
         ValueError: the examples hold censored ones.
-        SplitError: a window is empty or has a single class.
+        SplitError: no example is fully observed, or a window is empty or has a single
+            class.
     """
     if examples.labels is None or np.isnan(examples.labels.target).any():
         raise ValueError("split_by_time takes labelled, uncensored examples only")
+    if len(examples) == 0:  # else "the train window (empty)", as if the windows were too long
+        raise SplitError(
+            f"no example is fully observed: every label, which looks {horizon_days} days past "
+            "its as_of, reaches past the export's end; use a longer export or a shorter horizon"
+        )
     as_of = examples.keys["as_of"]
     end = as_of.max()
     test_start = end - pd.Timedelta(days=config.test_days)

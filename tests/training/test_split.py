@@ -116,6 +116,16 @@ def test_windows_too_long_for_the_export_are_a_clear_error(examples: ExampleSet)
         split_by_time(uncensored(examples), SplitConfig(validation_days=2000))
 
 
+def test_an_export_without_a_fully_observed_example_says_so(examples: ExampleSet) -> None:
+    # Given an export whose every label reaches past its end (a horizon longer than it)
+    none_observed = examples.take(np.zeros(len(examples), dtype=bool))
+    # When it is split, then the error names the labels' reach, not an empty train window
+    with pytest.raises(
+        SplitError, match="no example is fully observed: every label, which looks 3650 days"
+    ):
+        split_by_time(none_observed, SplitConfig(), 3650)
+
+
 def test_the_summary_reports_sizes_and_rates(examples: ExampleSet) -> None:
     summary = split_by_time(uncensored(examples), SplitConfig()).summary()
 
