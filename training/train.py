@@ -194,7 +194,7 @@ def _run(
     registered_name = config.registered_model_name if register else None
     info = log_pyfunc(model, _input_example(export, split.test), MODEL_NAME_IN_RUN, registered_name)
     version = info.registered_model_version
-    decision = _gate(export, split, evaluation, config, str(version)) if version else None
+    decision = _gate(export, split, model, evaluation, config, str(version)) if version else None
     logger.info("trained run_id=%s version=%s summary=%s", run_id, version, evaluation.summary)
     return TrainingResult(
         run_id,
@@ -461,6 +461,28 @@ def _baseline_refusal(evaluation: Evaluation, promotion: PromotionConfig) -> Gat
     return GateDecision(False, reason, promotion.metric, promotion.margin, value)
 
 
+def _no_split_refusal(
+    model: ReconversionModel, split: TimeSplit, config: TrainingConfig
+) -> GateDecision | None:
+    """The gate's refusal of a booster without a single split, or None.
+
+    Such a booster gives every lead the same score (its training window too small for
+    ``lightgbm.min_data_in_leaf``, or nothing to learn); ``beat_baselines: false`` must not
+    make it champion by itself. Asked only of a challenger the gate would promote, so any
+    other refusal keeps its own reason.
+    """
+    splits = np.asarray(model.booster.feature_importance(importance_type="split"))
+    if splits.sum() > 0:
+        return None
+    reason = (
+        "the booster found no split, so it gives every lead the same score (its training "
+        f"window holds {len(split.train):,} examples, lightgbm.min_data_in_leaf is "
+        f"{config.lightgbm.min_data_in_leaf}); {registry.PERSON_DECIDES}"
+    )
+    logger.warning("gate %s", reason)
+    return GateDecision(False, reason, config.promotion.metric, config.promotion.margin)
+
+
 def _champion_decision(
     export: Export,
     split: TimeSplit,
@@ -489,12 +511,13 @@ def _champion_decision(
 def _gate(
     export: Export,
     split: TimeSplit,
+    model: ReconversionModel,
     evaluation: Evaluation,
     config: TrainingConfig,
     version: str,
 ) -> GateDecision:
-    """Apply the gate (every baseline of the run, then the current champion) and record the
-    verdict on the version."""
+    """Apply the gate (every baseline of the run, then the current champion; a booster
+    that found no split is never promoted) and record the verdict on the version."""
     client = registry.registry_client()
     name = config.registered_model_name
     try:
@@ -510,6 +533,8 @@ def _gate(
         decision = _baseline_refusal(evaluation, config.promotion) or _champion_decision(
             export, split, evaluation, config, current
         )
+        if decision.promoted:
+            decision = _no_split_refusal(model, split, config) or decision
     tags = {f"test.{k}": f"{evaluation.report['overall'][k]:.6f}" for k in HEADLINE_METRICS}
     tags.update(
         {

@@ -150,6 +150,27 @@ def test_a_first_model_no_better_than_a_baseline_is_not_made_champion(
     }
 
 
+def test_a_booster_without_a_split_is_not_made_champion_even_without_the_baselines(
+    small_export_dir: Path, tracking_uri: str
+) -> None:
+    # Given a booster that cannot split, and a pilot's gate that skips the baselines
+    settings = {"lightgbm.min_data_in_leaf": 10**9, "promotion.beat_baselines": False}
+    config = load_training_config().with_overrides(**FAST, **settings)
+    # When it is trained into a registry that has no champion yet
+    result = train(small_export_dir, config)
+    # Then the gate refuses it, saying why, and no champion is made
+    decision = result.decision
+    assert decision is not None
+    assert not decision.promoted
+    assert decision.reason.startswith("the booster found no split, so it gives every lead")
+    assert "lightgbm.min_data_in_leaf is 1000000000" in decision.reason
+    assert decision.reason.endswith("a person must decide (srl promote)")
+    aliases = MlflowClient(tracking_uri).get_registered_model(NAME).aliases
+    assert {alias: str(version) for alias, version in aliases.items()} == {
+        "challenger": result.version
+    }
+
+
 @pytest.mark.parametrize(
     ("metric", "value", "verdict"),
     [
