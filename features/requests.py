@@ -81,44 +81,72 @@ PLACEHOLDER_PREFIXES = {
 }
 
 
+#: The day an artifact example is scored on: every time and date of the example moves by
+#: the same whole number of days to put its ``as_of`` on this day.
+EXAMPLE_DAY = pd.Timestamp("2020-01-01", tz="UTC")
+#: The rows an artifact example keeps of each list of rows (the last ones).
+EXAMPLE_ROWS = 3
+#: The column kinds an artifact example keeps (no text, no numbers).
+EXAMPLE_KINDS = frozenset({Kind.CATEGORY, Kind.TIMESTAMP, Kind.DATE})
+
+
 def artifact_example(body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` fit to be stored with a model: the request's shape, no text of the export.
+    """``body`` fit to be stored with a model: the request's shape, nothing of the export's lead.
 
     Keys become placeholders (``L1``, ``R1``, ``R2``, ``A1``, ...), the same original key
-    always the same placeholder, so the example still validates and scores. Every other text
-    field is left out (all are optional): free text (``reason_detail``, ``job_title``,
-    ``loss_reason``, ``industry``, ...), references to people or companies (``account_id``,
-    ``rep_id``), personal data and customers' own columns. Categories, numbers, times and
-    dates are kept, and so is ``as_of``.
+    always the same placeholder, so the example still validates and scores. Every text and
+    number field is left out (all are optional): free text (``reason_detail``,
+    ``job_title``, ``loss_reason``, ``industry``, ...), references to people or companies
+    (``account_id``, ``rep_id``), personal data, customers' own columns, and numbers such as
+    ``annual_revenue`` that could single the lead out. Categories, times and dates are kept,
+    every one moved by the same whole number of days so that ``as_of`` (or the rejection,
+    without one) falls on ``EXAMPLE_DAY``: no time matches the export's. Each list keeps its
+    last ``EXAMPLE_ROWS`` rows.
 
     Args:
         body: a request body (``request_body``).
     """
+    moment = pd.Timestamp(body.get("as_of") or body["rejection"]["rejected_at"])
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    shift = EXAMPLE_DAY - moment.floor("D")
     placeholders: dict[tuple[str, Any], str] = {}
     example: dict[str, Any] = {}
     for field, value in body.items():
         table = BODY_TABLES.get(field)
         if field == "as_of":
-            example[field] = value
+            example[field] = _shifted(value, shift)
         elif table is not None and isinstance(value, list):
-            example[field] = [_neutral_row(row, table, placeholders) for row in value]
+            rows = value[-EXAMPLE_ROWS:]
+            example[field] = [_neutral_row(row, table, placeholders, shift) for row in rows]
         elif table is not None:
-            example[field] = _neutral_row(value, table, placeholders)
+            example[field] = _neutral_row(value, table, placeholders, shift)
     return example
 
 
 def _neutral_row(
-    row: dict[str, Any], table: str, placeholders: dict[tuple[str, Any], str]
+    row: dict[str, Any], table: str, placeholders: dict[tuple[str, Any], str], shift: pd.Timedelta
 ) -> dict[str, Any]:
-    """One row with its keys as placeholders and without text fields."""
+    """One row with its keys as placeholders, its times moved by ``shift``, and without
+    text or number fields."""
     contract = TABLES_BY_NAME[table]
     neutral: dict[str, Any] = {}
     for name, value in row.items():
         if name in PLACEHOLDER_PREFIXES:
             neutral[name] = _placeholder(name, value, placeholders)
-        elif name in contract.column_names and contract.column(name).kind is not Kind.STRING:
-            neutral[name] = value
+        elif name in contract.column_names:
+            kind = contract.column(name).kind
+            if kind is Kind.CATEGORY:
+                neutral[name] = value
+            elif kind in EXAMPLE_KINDS:
+                neutral[name] = _shifted(value, shift)
     return neutral
+
+
+def _shifted(value: Any, shift: pd.Timedelta) -> Any:
+    """A time or date (ISO text) moved by ``shift``; a missing one stays missing."""
+    if value is None:
+        return None
+    return (pd.Timestamp(value) + shift).isoformat()
 
 
 def _placeholder(name: str, value: Any, placeholders: dict[tuple[str, Any], str]) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 
+from features.contract import EVENT_TIME_COLUMN
+from features.loading import load_export
 from features.records import ScoreRequest
 from tests.trained_store import FAST
 from training.config import load_training_config
@@ -104,3 +107,27 @@ def test_the_input_example_keeps_the_request_shape_with_placeholder_keys(run: Ru
     assert request.lead.account_id is None
     assert request.rejection.reason_code is not None
     assert all(a.activity_id == f"A{i + 1}" for i, a in enumerate(request.activities))
+
+
+def test_the_input_example_holds_no_time_or_number_of_the_exports_lead(run: Run) -> None:
+    (stored,) = (run.root / "artifacts").rglob("input_example.json")
+    example = json.loads(stored.read_text(encoding="utf-8"))
+    request = ScoreRequest.model_validate(example[0] if isinstance(example, list) else example)
+    export = load_export(run.export_dir)
+
+    # Its times are moved to put as_of on one fixed day: none is a time of the export
+    assert request.as_of is not None
+    assert request.as_of.date() == date(2020, 1, 1)
+    times = {request.lead.created_at, request.rejection.rejected_at}
+    times |= {activity.occurred_at for activity in request.activities}
+    exported = {
+        moment.to_pydatetime()
+        for name, column in EVENT_TIME_COLUMN.items()
+        for moment in export.tables[name][column].dropna()
+    }
+    assert not times & exported
+    # And no number that could single the lead out, and a few rows of each list
+    assert request.lead.annual_revenue is None
+    assert request.lead.employee_count is None
+    assert request.rejection.lead_score_at_rejection is None
+    assert 1 <= len(request.activities) <= 3
