@@ -300,11 +300,38 @@ def promote(name: str, version: str, reason: str = "manual promotion") -> dict[s
     """Make ``version`` champion by hand (recorded on the version).
 
     Raises:
-        RegistryError: there is no registry, or the version does not exist.
+        RegistryError: there is no registry, the version does not exist, or its training
+            run did not finish (``unfinished_run``).
     """
     client = existing_registry_client(name)
     canonical = _require_version(client, name, version)
+    unfinished = unfinished_run(client, name, canonical)
+    if unfinished is not None:
+        raise RegistryError(unfinished)
     return _move_champion(client, name, canonical, "manual", reason)
+
+
+def unfinished_run(client: MlflowClient, name: str, version: str) -> str | None:
+    """Why ``version`` must not be promoted when the run that logged it did not finish
+    (failed, killed, or still running: its test results and gate verdict may never have
+    been recorded), or None. A version registered without a run, or whose run was
+    deleted, is the registrant's to vouch for."""
+    run_id = client.get_model_version(name, version).run_id
+    if not run_id:
+        return None
+    try:
+        status = client.get_run(run_id).info.status
+    except MlflowException as error:
+        if error.error_code in _NOT_FOUND:  # the run was deleted for good
+            return None
+        raise _unreachable(error) from error
+    if status == "FINISHED":
+        return None
+    return (
+        f"{name} version {version} comes from run {run_id}, which did not finish "
+        f"({status}): its evaluation and gate verdict may never have been recorded; train "
+        "again, or wait for the run to end"
+    )
 
 
 def rollback(name: str, reason: str = "rollback") -> dict[str, Any]:

@@ -194,7 +194,13 @@ def _run(
     registered_name = config.registered_model_name if register else None
     info = log_pyfunc(model, _input_example(export, split.test), MODEL_NAME_IN_RUN, registered_name)
     version = info.registered_model_version
-    decision = _gate(export, split, model, evaluation, config, str(version)) if version else None
+    decision = None
+    if version:
+        try:
+            decision = _gate(export, split, model, evaluation, config, str(version))
+        except BaseException:
+            _unregister(config.registered_model_name, str(version))
+            raise
     logger.info("trained run_id=%s version=%s summary=%s", run_id, version, evaluation.summary)
     return TrainingResult(
         run_id,
@@ -506,6 +512,23 @@ def _champion_decision(
     return registry.compare_with_champion(
         champion, export, split.test, probability, config.features, config.promotion
     )
+
+
+def _unregister(name: str, version: str) -> None:
+    """Delete a version whose gate failed to run or to be recorded: without its test
+    results and verdict it would be listed, and could be promoted, as any other."""
+    try:
+        registry.registry_client().delete_model_version(name, version)
+    except Exception as error:  # the registry that failed may fail again: say so, go on
+        logger.error(
+            "version %s of %s has no gate verdict and could not be deleted (%s): delete it "
+            "by hand; srl promote refuses it while its run is not finished",
+            version,
+            name,
+            type(error).__name__,
+        )
+    else:
+        logger.warning("version %s of %s deleted: its gate did not complete", version, name)
 
 
 def _gate(

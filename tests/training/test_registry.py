@@ -301,3 +301,44 @@ def test_a_champion_move_that_fails_leaves_the_champion_and_records_what_it_woul
         patch.setenv("MLFLOW_TRACKING_URI", store)
         assert rollback(NAME, reason="retried move checked")["champion"] == "1"
     assert champion_version(client, NAME) == "1"
+
+
+@pytest.mark.parametrize("status", ["FAILED", "KILLED", "RUNNING"])
+def test_a_version_whose_run_did_not_finish_is_not_promoted_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    # Given a real registry holding a version logged by a run that did not finish
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    client = MlflowClient(store, registry_uri=store)
+    run = client.create_run(client.create_experiment("half-done"))
+    if status != "RUNNING":
+        client.set_terminated(run.info.run_id, status)
+    client.create_registered_model(NAME)
+    client.create_model_version(NAME, source=str(tmp_path / "model"), run_id=run.info.run_id)
+    # When a person promotes it
+    with pytest.raises(RegistryError) as refused:
+        promote(NAME, "1")
+    # Then it is refused, naming the run and its status, and no champion is made
+    assert f"comes from run {run.info.run_id}, which did not finish ({status})" in str(
+        refused.value
+    )
+    assert champion_version(client, NAME) is None
+
+
+def test_a_gate_that_fails_to_be_recorded_leaves_no_version_behind(
+    small_export_dir: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a registry that fails as the gate's verdict is written on the new version
+    config = load_training_config().with_overrides(**FAST)
+
+    def registry_fails(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("the registry went away")
+
+    monkeypatch.setattr("training.registry.record_training", registry_fails)
+    # When a model is trained and registered
+    with pytest.raises(ConnectionError):
+        train(small_export_dir, config)
+    # Then the version it registered is deleted: nothing half-recorded can be promoted
+    client = MlflowClient(tracking_uri)
+    assert client.search_model_versions(f"name = '{NAME}'") == []
