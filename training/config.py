@@ -160,12 +160,15 @@ class PromotionConfig(_Frozen):
 
     The challenger is promoted when its ``metric`` on the run's test window is better than
     every baseline's (``beat_baselines``) and beats the current champion's on the same
-    examples by at least ``margin`` (or there is no champion).
+    examples by at least ``margin`` (or there is no champion), and the test window holds at
+    least ``min_test_positives`` comebacks: with fewer, its metrics cannot tell one model
+    from another, and a person decides.
     """
 
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "pr_auc"
     margin: float = Field(default=0.002, ge=0)
     beat_baselines: bool = True
+    min_test_positives: int = Field(default=20, ge=0)
 
 
 class TrainingConfig(_Frozen):

@@ -489,6 +489,25 @@ def _no_split_refusal(
     return GateDecision(False, reason, config.promotion.metric, config.promotion.margin)
 
 
+def _few_comebacks_refusal(split: TimeSplit, config: TrainingConfig) -> GateDecision | None:
+    """The gate's refusal when the test window holds fewer comebacks than
+    ``promotion.min_test_positives``, or None: its metrics then rest on a handful of leads
+    and cannot tell one model from another. Asked only of a challenger the gate would
+    promote."""
+    labels = split.test.labels
+    assert labels is not None
+    comebacks = int(labels.target.sum())
+    if comebacks >= config.promotion.min_test_positives:
+        return None
+    reason = (
+        f"the test window holds {comebacks} comeback(s) among {len(split.test):,} examples, "
+        f"fewer than promotion.min_test_positives ({config.promotion.min_test_positives}): "
+        f"its metrics cannot tell models apart; {registry.PERSON_DECIDES}"
+    )
+    logger.warning("gate %s", reason)
+    return GateDecision(False, reason, config.promotion.metric, config.promotion.margin)
+
+
 def _champion_decision(
     export: Export,
     split: TimeSplit,
@@ -557,7 +576,11 @@ def _gate(
             export, split, evaluation, config, current
         )
         if decision.promoted:
-            decision = _no_split_refusal(model, split, config) or decision
+            decision = (
+                _no_split_refusal(model, split, config)
+                or _few_comebacks_refusal(split, config)
+                or decision
+            )
     tags = {f"test.{k}": f"{evaluation.report['overall'][k]:.6f}" for k in HEADLINE_METRICS}
     tags.update(
         {

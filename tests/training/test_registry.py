@@ -7,6 +7,7 @@ partly, inside the champion's training and validation windows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -342,3 +343,23 @@ def test_a_gate_that_fails_to_be_recorded_leaves_no_version_behind(
     # Then the version it registered is deleted: nothing half-recorded can be promoted
     client = MlflowClient(tracking_uri)
     assert client.search_model_versions(f"name = '{NAME}'") == []
+
+
+def test_a_test_window_with_too_few_comebacks_makes_no_champion(
+    small_export_dir: Path, tracking_uri: str
+) -> None:
+    # Given a gate asking for more comebacks in the test window than it holds
+    config = load_training_config().with_overrides(
+        **FAST, **{"promotion.min_test_positives": 10**6}
+    )
+    # When a first model is trained into an empty registry
+    result = train(small_export_dir, config)
+    # Then the gate refuses it, naming the count and the setting, and no champion is made
+    decision = result.decision
+    assert decision is not None
+    assert not decision.promoted
+    assert re.search(
+        r"the test window holds \d+ comeback\(s\) among [\d,]+ examples", decision.reason
+    )
+    assert "fewer than promotion.min_test_positives (1000000)" in decision.reason
+    assert champion_version(MlflowClient(tracking_uri), NAME) is None
