@@ -288,16 +288,27 @@ def _routed(context: JobContext, export: ExportFiles) -> ChunkLayout:
     began = time.monotonic()
     staged = context.work.staging("spill")
     try:
-        partition_export(export, context.model.config, context.request.chunk_leads, staged)
-    except OSError as error:  # Arrow's write errors name no file: name the folder
-        if error.filename is not None or isinstance(error, OutputWriteError):
-            raise
-        raise OutputWriteError.of(staged, error) from error
+        _partition(context, export, staged)
+    except BaseException:
+        # A routing cut short is never resumed (the next start routes again): its files go
+        # now, so that on a full disk the failed summary can still be written beside them
+        context.work.discard(staged)
+        raise
     context.work.publish(staged, context.work.spill)
     context.timings["partition"] = time.monotonic() - began
     layout = context.work.layout()
     assert layout is not None
     return layout
+
+
+def _partition(context: JobContext, export: ExportFiles, staged: Path) -> None:
+    """Route the export into ``staged``, a write error naming the file or the folder."""
+    try:
+        partition_export(export, context.model.config, context.request.chunk_leads, staged)
+    except OSError as error:  # Arrow's write errors name no file: name the folder
+        if error.filename is not None or isinstance(error, OutputWriteError):
+            raise
+        raise OutputWriteError.of(staged, error) from error
 
 
 def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:

@@ -237,6 +237,10 @@ class WorkDirectory:
         staged.mkdir()
         return staged
 
+    def discard(self, staged: Path) -> None:
+        """Remove a temporary directory of ``staging`` that will not be published."""
+        shutil.rmtree(staged, ignore_errors=True)
+
     def parts(self, as_of_us: int) -> Path:
         """The directory of parts scored at ``as_of_us``."""
         path = self.path / f"parts-{as_of_us}"

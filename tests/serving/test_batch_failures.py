@@ -4,6 +4,7 @@ command line is exit 2."""
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from datetime import datetime
@@ -14,6 +15,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
+from features.output import OutputWriteError
+from serving import batch
 from serving.batch import run_batch
 from serving.batch_job import BatchError
 from srl.cli import app
@@ -156,6 +159,31 @@ def test_a_full_disk_stops_the_job_cleanly_and_keeps_the_last_run(
     summary = _read_summary(out)
     assert (summary["status"], summary["exit_code"]) == ("failed", 1)
     assert "File too large" in summary["failures"][0]["message"]
+    _assert_previous_run_kept(out)
+
+
+def test_a_disk_that_fills_while_the_export_is_routed_keeps_no_half_routed_files(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a disk that fills up while the export is routed, after some routed rows are
+    # written (a whole file system: what the job leaves there takes the summary's room)
+    def fill_the_disk(*arguments: Any) -> None:
+        (arguments[-1] / "staged-activities-00000.arrow").write_bytes(b"routed rows")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch, "partition_export", fill_the_disk)
+    out = tmp_path / "out" / "scores.parquet"
+    _previous_run(out)
+
+    with pytest.raises(OutputWriteError):
+        run_batch(request(small_export_dir, out, model_dir))
+
+    # Then the half-routed export is gone (a rerun routes it again) and the summary says why
+    work = out.with_name(out.name + ".work")
+    assert sorted(p.name for p in work.iterdir()) == ["manifest.json", "model"]
+    summary = _read_summary(out)
+    assert (summary["status"], summary["exit_code"]) == ("failed", 1)
+    assert "No space left on device" in summary["failures"][0]["message"]
     _assert_previous_run_kept(out)
 
 
