@@ -3,12 +3,14 @@
 A registry URI names a version through an alias (``models:/srl-reconversion@champion``):
 polling asks the registry which version the alias points at now. A local directory has no
 registry version; its version is a fingerprint of its files, so a reload after the files
-(or a symlink to them) changed names a new version, and an unchanged directory does not.
+(or a symlink to them) changed names a new version, and an unchanged directory does not. A
+run's model (``runs:/<id>/model``) is named by its run (``run-<id>``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +42,8 @@ class ModelIdentity:
     Attributes:
         uri: the URI it was loaded from.
         name: registered model name (None for a local directory).
-        version: registry version, or ``local-<fingerprint>`` for a directory.
+        version: registry version, ``local-<fingerprint>`` for a directory (or an artifact
+            URI outside any run), ``run-<run id>`` for a run's model.
         alias: the alias in the URI, if any.
         run_id: the MLflow run that logged it, when known.
         loaded_at: when this process loaded it.
@@ -80,12 +83,21 @@ def load_serving_model(
         if _local_fingerprint(uri) != before:
             raise ModelLoadError(f"{uri}: the files changed while the model was loading")
         version = f"local-{before}"
-    elif version == LOCAL_VERSION:
-        version = f"local-{directory_fingerprint(_local_path(uri))}"
+    elif version == LOCAL_VERSION:  # a run's or an artifact's model: no registry version
+        version = _unregistered_version(loaded)
     identity = ModelIdentity(
         uri, loaded.name, version, loaded.alias, loaded.run_id, datetime.now(UTC)
     )
     return loaded.model, identity
+
+
+def _unregistered_version(loaded: LoadedModel) -> str:
+    """The version of a model loaded from a run or an artifact URI, which is no folder to
+    fingerprint: its run (``run-<id>``), else the fingerprint of its files as saved."""
+    if loaded.run_id:
+        return f"run-{loaded.run_id}"
+    with tempfile.TemporaryDirectory(prefix="srl-model-") as folder:
+        return f"local-{directory_fingerprint(loaded.model.save(Path(folder) / 'model'))}"
 
 
 def _local_fingerprint(uri: str) -> str | None:

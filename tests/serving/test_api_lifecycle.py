@@ -14,10 +14,16 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.model_store import LoadedModel, ModelLoadError, UnreadableModelError, load_model
+from features.model_store import (
+    LOCAL_VERSION,
+    LoadedModel,
+    ModelLoadError,
+    UnreadableModelError,
+    load_model,
+)
 from features.predictor import ReconversionModel
 from serving.examples import EXAMPLE_REQUEST
-from serving.model_source import current_version, load_serving_model
+from serving.model_source import current_version, directory_fingerprint, load_serving_model
 from serving.policy import load_policy
 from serving.routers.admin import RELOAD_RETRY_AFTER_SECONDS
 from tests.servers import eventually, free_port
@@ -170,6 +176,32 @@ def test_a_directory_that_changes_while_loading_is_not_served_under_the_new_fing
     settled, identity = load_serving_model(str(directory), 1)
     assert settled.metadata["trained_at"] == "2025-02-01T00:00:00+00:00"
     assert identity.version == current_version(str(directory))
+
+
+def test_a_model_from_a_run_is_named_by_its_run(model: ReconversionModel) -> None:
+    # Given a model read from a run of the store (``runs:/<id>/model``: no registry version)
+    def from_run(uri: str, threads: int) -> LoadedModel:
+        return LoadedModel(model, uri, None, LOCAL_VERSION, None, "0123abcd")
+
+    # When it is loaded
+    _, identity = load_serving_model("runs:/0123abcd/model", 1, load=from_run)
+
+    # Then its version names the run, not the fingerprint of a folder that is not there
+    assert identity.version == "run-0123abcd"
+
+
+def test_a_model_from_an_artifact_uri_outside_any_run_is_named_by_its_files(
+    model: ReconversionModel, tmp_path: Path
+) -> None:
+    # Given a model read from an artifact URI that names no run
+    def from_artifacts(uri: str, threads: int) -> LoadedModel:
+        return LoadedModel(model, uri, None, LOCAL_VERSION, None, None)
+
+    # When it is loaded
+    _, identity = load_serving_model("s3://bucket/models/m-1", 1, load=from_artifacts)
+
+    # Then its version is the fingerprint of its files, as a folder holding them would be
+    assert identity.version == f"local-{directory_fingerprint(model.save(tmp_path / 'm'))}"
 
 
 def test_a_model_that_fails_to_load_keeps_the_old_one(
