@@ -348,9 +348,12 @@ def _check_references(checks: Mapping[str, TableCheck], lenient: bool) -> None:
             child.flag(
                 present & (positions_in(dropped, child_leads) >= 0),
                 "lead_id",
-                "its lead's row was set aside",
+                LEAD_SET_ASIDE,
             )
 
+
+#: The reason of a row whose lead is in the leads file, its row set aside (a lenient load).
+LEAD_SET_ASIDE = "its lead's row was set aside"
 
 #: The reason of a row whose ``lead_id`` names a lead only read loosely
 #: (``features.text.loose_id``: surrounding spaces, invisible characters, full-width forms

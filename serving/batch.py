@@ -417,7 +417,12 @@ def finish(context: JobContext, job: ScoredJob) -> BatchSummary:
     began = time.monotonic()
     request = context.request
     refusals = input_problems(
-        job.input_rows, job.rejects, request.allow_missing, request.max_rejected_share, job.notes
+        job.input_rows,
+        job.rejects,
+        request.allow_missing,
+        request.max_rejected_share,
+        job.notes,
+        request.allow_unmatched,
     )
     if refusals:
         raise BatchError(refused_inputs(context, job, refusals))

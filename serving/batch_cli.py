@@ -134,6 +134,17 @@ def score(
             "absent or empty; repeat for both. Without it such an export fails the job.",
         ),
     ] = None,
+    allow_unmatched: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-unmatched",
+            callback=_guarded_tables,
+            metavar="[consent|opportunities]",
+            help="A table (consent, opportunities) whose rows may name no lead of the export "
+            "(set aside); repeat for both. Without it any such row fails the job: an opt-out "
+            "that names no lead protects nobody.",
+        ),
+    ] = None,
     max_rejected_share: Annotated[
         float,
         typer.Option(
@@ -150,7 +161,8 @@ def score(
     Exit code 0: all rows scored; 3: scored, but some input rows were rejected (see
     <out>.rejects.csv); 1: failed, nothing written at --out, the summary says why (rerun to
     resume), including an export without consent or opportunities (see --allow-missing) or
-    with more than --max-rejected-share of a table's rows set aside; 2: bad command line,
+    with more than --max-rejected-share of a table's rows set aside, or with consent or
+    opportunity rows naming no lead (see --allow-unmatched); 2: bad command line,
     including an --out whose files cannot be written, or for the Spark engine a --data
     holding a glob character * ? [ ] { } \\ (checked before any work; the
     summary then says failed too, when it can be written);
@@ -171,6 +183,7 @@ def score(
         scored_at=scored_at,
         allow_missing=frozenset(allow_missing or ()),
         max_rejected_share=max_rejected_share,
+        allow_unmatched=frozenset(allow_unmatched or ()),
     )
     try:
         summary = run_batch(request)
@@ -208,7 +221,7 @@ def score(
 
 
 def _guarded_tables(tables: list[str] | None) -> list[str] | None:
-    """``--allow-missing``'s values, each one of ``GUARDED_TABLES``."""
+    """``--allow-missing``'s or ``--allow-unmatched``'s values, each one of ``GUARDED_TABLES``."""
     for table in tables or ():
         if table not in GUARDED_TABLES:
             choices = ", ".join(GUARDED_TABLES)

@@ -61,6 +61,8 @@ class BatchRequest:
         allow_missing: optional tables the job may run without (``serving.batch_guard``).
         max_rejected_share: the largest share of any table's rows that may be set aside
             before the job refuses to publish (``serving.batch_guard``).
+        allow_unmatched: optional tables whose set-aside rows may name no lead of the
+            export (``serving.batch_guard.unmatched_problems``).
     """
 
     data: str
@@ -75,6 +77,7 @@ class BatchRequest:
     scored_at: datetime | None = None
     allow_missing: frozenset[str] = frozenset()
     max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
+    allow_unmatched: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         """Refuse arguments the CLI's options would refuse, for callers of the Python API.
@@ -109,6 +112,10 @@ def _request_problems(request: BatchRequest) -> list[str]:
     if unknown:
         choices = ", ".join(GUARDED_TABLES)
         problems.append(f"allow_missing {', '.join(map(repr, unknown))}: not one of {choices}")
+    unknown = sorted(set(request.allow_unmatched) - set(GUARDED_TABLES))
+    if unknown:
+        choices = ", ".join(GUARDED_TABLES)
+        problems.append(f"allow_unmatched {', '.join(map(repr, unknown))}: not one of {choices}")
     if not 0.0 <= request.max_rejected_share <= 1.0:
         problems.append(f"max_rejected_share {request.max_rejected_share!r} is not in [0, 1]")
     if request.chunk_leads < 1:

@@ -19,6 +19,7 @@ from serving.batch import run_batch
 from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE, input_problems
 from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, BatchError, BatchRequest
 from serving.batch_lock import output_lock
+from serving.batch_output import LEAD_KNOWN_COLUMN, LEAD_MOVED_COLUMN
 from tests.disk_full import srl_command
 from tests.serving.batch_support import copy_as_csv
 from tests.serving.test_batch_input_checks import request
@@ -26,9 +27,18 @@ from tests.serving.test_batch_input_checks import request
 ROWS = {"leads": 100, "activities": 1000, "rejections": 40, "opportunities": 20, "consent": 30}
 
 
-def _rejects(rows: list[tuple[str, str]]) -> pa.Table:
+def _rejects(rows: list[tuple[str, str]], names_a_lead: bool = True) -> pa.Table:
+    """Set-aside rows (table, reason), each naming a lead of the export or none."""
     tables, reasons = zip(*rows, strict=True) if rows else ((), ())
-    return pa.table({"table": list(tables), "reason": list(reasons)})
+    known = [names_a_lead] * len(tables)
+    return pa.table(
+        {
+            "table": list(tables),
+            "reason": list(reasons),
+            LEAD_KNOWN_COLUMN: pa.array(known, pa.bool_()),
+            LEAD_MOVED_COLUMN: pa.array([False] * len(tables), pa.bool_()),
+        }
+    )
 
 
 def test_clean_inputs_raise_nothing() -> None:
@@ -51,6 +61,7 @@ def test_an_absent_or_empty_guarded_table_is_refused_unless_allowed(table: str) 
     ("arguments", "named"),
     [
         ({"allow_missing": frozenset({"consent", "leads"})}, "allow_missing 'leads'"),
+        ({"allow_unmatched": frozenset({"activities"})}, "allow_unmatched 'activities'"),
         ({"max_rejected_share": 1.5}, "max_rejected_share 1.5"),
         ({"max_rejected_share": float("nan")}, "max_rejected_share nan"),
         ({"engine": "dask"}, "engine 'dask'"),
@@ -70,7 +81,7 @@ def test_a_request_the_cli_would_refuse_is_refused_by_the_python_api(
 def test_a_table_mostly_set_aside_is_refused_naming_its_most_common_reasons() -> None:
     # Given 2 of 30 consent rows set aside (6.7%) and 50 of 1,000 activities (5%)
     rejects = _rejects(
-        [("consent", "lead_id: points to a lead_id that is not in leads")] * 2
+        [("consent", "changed_at: required value is missing")] * 2
         + [("activities", "occurred_at: required value is missing")] * 30
         + [("activities", "activity_type: not one of the contract's values")] * 20
     )
@@ -80,7 +91,7 @@ def test_a_table_mostly_set_aside_is_refused_naming_its_most_common_reasons() ->
     # Then only the share above 5% is refused, with its reasons and counts
     assert problems == [
         "2 of the 30 rows of consent (6.7%) were set aside, more than --max-rejected-share "
-        "0.05 allows; most often: lead_id: points to a lead_id that is not in leads (2)"
+        "0.05 allows; most often: changed_at: required value is missing (2)"
     ]
     stricter = input_problems(ROWS, rejects, frozenset(), 0.04)
     (activities,) = [p for p in stricter if p.startswith("50 of the 1,000 rows of activities")]
@@ -89,6 +100,50 @@ def test_a_table_mostly_set_aside_is_refused_naming_its_most_common_reasons() ->
         "activity_type: not one of the contract's values (20)"
     )
     assert input_problems(ROWS, rejects, frozenset(), 1.0) == []
+
+
+@pytest.mark.parametrize("table", ["consent", "opportunities"])
+def test_one_guarded_row_that_names_no_lead_is_refused_unless_allowed(table: str) -> None:
+    # Given one row of a guarded table set aside for naming no lead, and a known lead's row
+    reason = "lead_id: points to a lead_id that is not in leads"
+    unmatched = _rejects([(table, reason)], names_a_lead=False)
+    rejects = pa.concat_tables([unmatched, _rejects([(table, "status: not one of ...")])])
+
+    # Then that one row refuses the job, far below any share, unless accepted
+    (problem,) = input_problems(ROWS, rejects, frozenset(), 1.0)
+    assert problem.startswith(f"1 row of {table} set aside name no lead of the export")
+    assert f"(most often: {reason} (1))" in problem
+    assert problem.endswith(f"pass --allow-unmatched {table}")
+    assert input_problems(ROWS, rejects, frozenset(), 1.0, allow_unmatched={table}) == []
+    # And an activity naming no lead is only counted in its table's share
+    activity = _rejects([("activities", reason)], names_a_lead=False)
+    assert input_problems(ROWS, activity, frozenset(), 0.05) == []
+
+
+def test_opt_outs_whose_ids_lost_their_form_fail_the_job_below_the_share(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export where 3% of the consent rows, opt-outs, lost their ids' prefix upstream
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    consent = pd.read_csv(folder / "consent.csv", dtype=str, keep_default_na=False)
+    opt_outs = consent.index[consent["status"] != "subscribed"][: len(consent) * 3 // 100]
+    consent.loc[opt_outs, "lead_id"] = consent.loc[opt_outs, "lead_id"].str.lstrip("L0")
+    consent.to_csv(folder / "consent.csv", index=False)
+    out = tmp_path / "scores.parquet"
+
+    # Then the job publishes nothing, though the share set aside is under 5%
+    with pytest.raises(BatchError) as refused:
+        run_batch(request(folder, out, model_dir))
+    (failure,) = refused.value.summary.document["failures"]
+    assert failure["message"].startswith(
+        f"{len(opt_outs):,} rows of consent set aside name no lead of the export"
+    )
+    assert not out.exists()
+
+    # And a rerun that accepts them publishes, the rows set aside
+    accepted = run_batch(request(folder, out, model_dir, allow_unmatched=frozenset({"consent"})))
+    assert accepted.exit_code == EXIT_REJECTED
+    assert accepted.document["rejected_rows"]["by_table"] == {"consent": len(opt_outs)}
 
 
 def test_a_job_whose_consent_rows_name_no_lead_publishes_nothing(
@@ -106,17 +161,24 @@ def test_a_job_whose_consent_rows_name_no_lead_publishes_nothing(
         run_batch(request(folder, out, model_dir))
     summary = refused.value.summary.document
     assert (summary["status"], summary["exit_code"]) == ("failed", EXIT_FAILED)
-    (failure,) = summary["failures"]
-    assert failure["message"].startswith(
-        f"{len(consent):,} of the {len(consent):,} rows of consent"
-    )
+    unmatched, share = summary["failures"]
+    assert share["message"].startswith(f"{len(consent):,} of the {len(consent):,} rows of consent")
+    assert unmatched["message"].startswith(f"{len(consent):,} rows of consent set aside name no")
     assert summary["rejected_rows"]["by_table"] == {"consent": len(consent)}
     assert summary["input_rows"]["consent"] == len(consent)
     assert not out.exists()
     assert not out.with_name(out.name + ".rejects.csv").exists()
 
     # And a rerun that accepts it publishes from the kept work, with the rows set aside
-    accepted = run_batch(request(folder, out, model_dir, max_rejected_share=1.0))
+    accepted = run_batch(
+        request(
+            folder,
+            out,
+            model_dir,
+            max_rejected_share=1.0,
+            allow_unmatched=frozenset({"consent"}),
+        )
+    )
     assert accepted.exit_code == EXIT_REJECTED
     assert out.exists()
 

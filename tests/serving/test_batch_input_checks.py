@@ -375,7 +375,8 @@ def test_a_lead_id_that_names_no_lead_is_not_copied_into_the_rejects_file(
     folder = _with_email_lead_ids(small_export_dir, tmp_path / "export")
     out = tmp_path / "scores.parquet"
 
-    summary = run_batch(request(folder, out, model_dir))
+    # (a consent row naming no lead refuses the job unless accepted: serving.batch_guard)
+    summary = run_batch(request(folder, out, model_dir, allow_unmatched=frozenset({"consent"})))
 
     # Then both rows are rejected for the unknown lead, without the value (the activity
     # with its key; consent rows have none)
@@ -438,9 +439,19 @@ def test_a_fail_closed_row_with_a_spaced_lead_id_withholds_its_lead_however_spli
     opportunities.to_parquet(folder / "opportunities.parquet", index=False)
     withheld = [*leads, str(closing["lead_id"])]
 
-    # When it is scored in chunks of 700 leads and in one chunk
+    # When it is scored in chunks of 700 leads and in one chunk (the stranger's opt-out,
+    # naming no lead, accepted: serving.batch_guard)
+    accepted = frozenset({"consent"})
     runs = {
-        size: run_batch(request(folder, tmp_path / f"{size}.parquet", model_dir, chunk_leads=size))
+        size: run_batch(
+            request(
+                folder,
+                tmp_path / f"{size}.parquet",
+                model_dir,
+                chunk_leads=size,
+                allow_unmatched=accepted,
+            )
+        )
         for size in (700, 100_000)
     }
 

@@ -21,7 +21,7 @@ from features.loading import load_export
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from serving.batch import run_batch
-from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchSummary, summary_path
+from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchError, BatchSummary, summary_path
 from serving.batch_signals import JobStopped, stop_behind
 from tests.clock import years_ahead
 from tests.serving.batch_support import (
@@ -42,11 +42,13 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 def _both_engines(
-    spark: Any, data: Path, model_dir: Path, folder: Path, chunk_leads: int
+    spark: Any, data: Path, model_dir: Path, folder: Path, chunk_leads: int, **changes: Any
 ) -> tuple[tuple[Path, BatchSummary], tuple[Path, BatchSummary]]:
     local, distributed = folder / "local.parquet", folder / "spark.parquet"
-    local_run = run_batch(request(data, local, model_dir, chunk_leads=chunk_leads))
-    spark_request = request(data, distributed, model_dir, chunk_leads=chunk_leads, engine="spark")
+    local_run = run_batch(request(data, local, model_dir, chunk_leads=chunk_leads, **changes))
+    spark_request = request(
+        data, distributed, model_dir, chunk_leads=chunk_leads, engine="spark", **changes
+    )
     spark_run = run_batch(spark_request, spark=spark)
     return (local, local_run), (distributed, spark_run)
 
@@ -274,9 +276,15 @@ def test_an_opt_out_with_a_spaced_lead_id_withholds_its_lead_in_both_engines(
     leads, withheld_before = contacted_leads(small_export_dir, model_dir, tmp_path)
     data = tmp_path / "export"
     written = with_spaced_consent(small_export_dir, data, leads)
+    # (the opt-out naming no lead refuses a Spark job as a local one, unless accepted)
+    refused_out = tmp_path / "refused.parquet"
+    with pytest.raises(BatchError) as refused:
+        run_batch(request(data, refused_out, model_dir, engine="spark"), spark=spark)
+    (failure,) = refused.value.summary.document["failures"]
+    assert failure["message"].startswith("1 row of consent set aside name no lead")
 
     (local, local_run), (distributed, spark_run) = _both_engines(
-        spark, data, model_dir, tmp_path, chunk_leads=700
+        spark, data, model_dir, tmp_path, chunk_leads=700, allow_unmatched=frozenset({"consent"})
     )
 
     # Then neither engine scores those leads; the rejects name each row as written
