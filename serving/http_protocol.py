@@ -41,9 +41,6 @@ request once its headers are complete.
 
 Every answer carries the API's JSON error body and closes the connection. ``srl serve``
 runs uvicorn with this protocol (``serving.cli``).
-
-One more change is for speed: uvicorn writes an answer's head and its body in two writes,
-two system calls and two TCP segments; here both go out in one (``_HeadWithBody``).
 """
 
 from __future__ import annotations
@@ -53,7 +50,7 @@ import logging
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serving.errors import error_body
 
@@ -109,66 +106,6 @@ class _HeaderWatch:
             protocol.headers_too_slow()
         if self.waiting and self._timer is None:
             self._timer = self.loop.call_later(self.interval, self._sweep)
-
-
-class _HeadWithBody:
-    """A request's view of its connection that writes the answer's head with its body.
-
-    uvicorn writes a response's status line and headers as soon as the app starts the
-    response, and its body in a second write: two system calls and two TCP segments for an
-    answer that fits in one. Here the head is held until the body's first part, which the
-    app sends in the same event-loop turn, and both go out in one write. A response whose
-    body does not follow in that turn (a streamed body, the empty body of a ``HEAD``) has
-    its head written at the next turn, and a close writes it first.
-    """
-
-    __slots__ = ("_cycle", "_head", "_head_seen", "_loop", "_transport")
-
-    def __init__(
-        self,
-        transport: asyncio.Transport,
-        cycle: RequestResponseCycle,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self._transport = transport
-        self._cycle = cycle
-        self._loop = loop
-        self._head = b""
-        self._head_seen = False
-
-    def write(self, data: bytes) -> None:
-        """Hold the response's head; write anything else, after a held head.
-
-        The head is the first write once the response started; a ``100 Continue`` is
-        written before it starts, and goes out at once.
-        """
-        if not self._head_seen and self._cycle.response_started:
-            self._head_seen = True
-            self._head = data
-            self._loop.call_soon(self._write_head)
-            return
-        if self._head:
-            data = self._head + data
-            self._head = b""
-        self._transport.write(data)
-
-    def close(self) -> None:
-        """Write a held head, then close the connection."""
-        self._write_head()
-        self._transport.close()
-
-    def is_closing(self) -> bool:
-        """Whether the connection is closing."""
-        return self._transport.is_closing()
-
-    def _write_head(self) -> None:
-        if self._head:
-            head, self._head = self._head, b""
-            if not self._transport.is_closing():
-                self._transport.write(head)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 #: One watch per uvicorn server (its connections share the server's state object).
@@ -262,14 +199,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        """The headers arrived in time and in size: the request goes on as uvicorn's, its
-        answer's head written with the first part of its body (``_HeadWithBody``)."""
+        """The headers arrived in time and in size: the request goes on as uvicorn's."""
         self._stop_waiting()
         self._headers_pending = False
         super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not None:
-            cycle.transport = _HeadWithBody(self.transport, cycle, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         """The request's body has all arrived; one still arriving after its answer ends its

@@ -216,10 +216,10 @@ def _head_only(connection: socket.socket) -> bytes:
 
 
 @pytest.mark.slow
-def test_every_answer_is_whole_and_in_order_when_heads_are_written_with_bodies(
+def test_answers_without_a_body_and_interim_answers_keep_the_connection_in_step(
     server: int,
 ) -> None:
-    # Given one keep-alive connection (heads are held to go out with their bodies)
+    # Given one keep-alive connection
     connection = _connect(server)
     # When it asks HEAD, an answer with no body, then GET
     connection.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
