@@ -155,7 +155,8 @@ class WorkDirectory:
             self._check_ours()
             logger.info("batch starting over work_dir=%s (inputs or format changed)", self.path)
             self.remove()
-        self.path.mkdir(parents=True)
+        # Owner only: the routed export it will hold keeps ids and every column read
+        self.path.mkdir(mode=0o700, parents=True)
         manifest = Manifest(identity, scored_at_us)
         self.save(manifest)
         return manifest

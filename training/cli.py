@@ -33,6 +33,10 @@ from training.config import (
 )
 from training.split import SplitError
 
+#: The most Optuna trials ``--tune`` asks for: each trains a booster, so a mistyped count
+#: (``--tune 1000000``) would run for days.
+MAX_TUNE_TRIALS = 1000
+
 DataOption = Annotated[
     Path, typer.Option("--data", help="Export directory: leads, activities, rejections, ...")
 ]
@@ -70,7 +74,11 @@ def train(
     tune_trials: Annotated[
         int,
         typer.Option(
-            "--tune", min=0, help="Optuna trials on the validation window first (0: none)."
+            "--tune",
+            min=0,
+            max=MAX_TUNE_TRIALS,
+            help=f"Optuna trials on the validation window first (0: none; at most "
+            f"{MAX_TUNE_TRIALS:,}).",
         ),
     ] = 0,
     seed: Annotated[

@@ -179,10 +179,24 @@ def _check(split: TimeSplit) -> None:
         assert part.labels is not None
         classes = np.unique(part.labels.target)
         if len(classes) < 2:
-            raise SplitError(
-                f"the {name} window ({_span(part)}) has {len(part)} examples and "
-                f"{len(classes)} class(es); use a longer export or shorter windows"
-            )
+            raise SplitError(_one_class_message(name, part, classes))
+
+
+def _one_class_message(name: str, part: ExampleSet, classes: np.ndarray) -> str:
+    """Why a window with examples of one class only cannot be used, in the data's words."""
+    where = f"the {name} window ({_span(part)}) has {len(part):,} examples"
+    if len(classes) == 1 and classes[0] == 0:
+        return (
+            f"{where}, none of which came back within the horizon: the export may lack "
+            "the outcomes (an opportunities table empty or not exported) or the window be "
+            "too short; use a longer export or shorter windows"
+        )
+    if len(classes) == 1:
+        return (
+            f"{where}, all of which came back within the horizon: nothing to tell apart; "
+            "use a longer export or shorter windows"
+        )
+    return f"{where}; use a longer export or shorter windows"
 
 
 def _span(part: ExampleSet) -> str:

@@ -404,7 +404,9 @@ def test_a_lead_id_that_names_no_lead_is_not_kept_in_the_checkpoints(
         run_batch(request(folder, out, model_dir), progress=DirectoryAppearsAtOutput(out))
 
     # Then the checkpoints (each chunk's scored and rejected rows) hold no such value
-    parts = sorted(WorkDirectory.beside(out).path.glob("parts-*/*.arrow"))
+    work = WorkDirectory.beside(out).path
+    assert work.stat().st_mode & 0o777 == 0o700  # and only their owner can read them
+    parts = sorted(work.glob("parts-*/*.arrow"))
     assert any(p.name.startswith("rejects-") for p in parts)
     assert not [p.name for p in parts if EMAIL.encode() in p.read_bytes()]
 

@@ -294,6 +294,13 @@ def test_train_refuses_a_seed_the_samplers_refuse_as_a_usage_error(
     assert not (tmp_path / ".srl").exists()
 
 
+def test_train_refuses_more_tuning_trials_than_it_allows_as_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--tune", "1001"])
+
+    assert_option_refused(result, "--tune", "less than or equal to 1000")
+    assert not (tmp_path / ".srl").exists()
+
+
 @pytest.mark.parametrize("command", [["models"], ["promote", "2"], ["rollback"]])
 def test_registry_commands_refuse_a_name_no_model_can_have(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--name", "o'brien"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,6 +126,17 @@ def test_an_export_without_a_fully_observed_example_says_so(examples: ExampleSet
         SplitError, match="no example is fully observed: every label, which looks 3650 days"
     ):
         split_by_time(none_observed, SplitConfig(), 3650)
+
+
+def test_a_window_where_nothing_came_back_says_so(examples: ExampleSet) -> None:
+    # Given fully observed examples none of which came back (outcomes not exported)
+    observed = uncensored(examples)
+    assert observed.labels is not None
+    target = np.zeros_like(observed.labels.target)
+    no_comeback = replace(observed, labels=replace(observed.labels, target=target))
+    # When they are split, then the error says that none came back, and what it may mean
+    with pytest.raises(SplitError, match="none of which came back within the horizon"):
+        split_by_time(no_comeback, SplitConfig())
 
 
 def test_the_summary_reports_sizes_and_rates(examples: ExampleSet) -> None:
