@@ -98,7 +98,9 @@ class TableCheck:
         return frame
 
 
-def check_table(table: Table, raw: pd.DataFrame | None, file: str) -> TableCheck:
+def check_table(
+    table: Table, raw: pd.DataFrame | None, file: str, clock: pd.Timestamp | None = None
+) -> TableCheck:
     """Type ``raw`` by the contract of ``table``, collecting every problem.
 
     Args:
@@ -106,6 +108,8 @@ def check_table(table: Table, raw: pd.DataFrame | None, file: str) -> TableCheck
         raw: the table as read (strings from CSV, native types from Parquet), or None
             when the file is absent.
         file: the file name used in messages.
+        clock: the moment no event may be dated after (``CLOCK_SKEW_ALLOWED`` aside);
+            default: this machine's clock now.
     """
     if raw is None:
         raw = pd.DataFrame({c: pd.Series([], dtype=object) for c in table.required_columns})
@@ -120,7 +124,7 @@ def check_table(table: Table, raw: pd.DataFrame | None, file: str) -> TableCheck
     for column in table.columns:
         check.typed[column.name] = _coerce_column(check, column)
     _check_primary_key(check)
-    _check_event_times_have_happened(check)
+    _check_event_times_have_happened(check, latest_believable_time(clock))
     _note_spaced_lead_ids(check)
     return check
 
@@ -154,7 +158,7 @@ FUTURE_EVENT = (
 )
 
 
-def _check_event_times_have_happened(check: TableCheck) -> None:
+def _check_event_times_have_happened(check: TableCheck, believable: pd.Timestamp) -> None:
     """Flag rows whose event time lies in the future (``CLOCK_SKEW_ALLOWED`` aside).
 
     Such a row has not happened yet; most often its year is mistyped. The export's end (the
@@ -166,7 +170,7 @@ def _check_event_times_have_happened(check: TableCheck) -> None:
     times = check.typed.get(column)
     if times is None or times.empty:
         return
-    check.flag((times > latest_believable_time()).to_numpy(), column, FUTURE_EVENT)
+    check.flag((times > believable).to_numpy(), column, FUTURE_EVENT)
 
 
 def empty_table_problem(table: Table, rows: int, file: str) -> Problem | None:

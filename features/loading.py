@@ -198,6 +198,7 @@ def build_export(
     lenient: bool = False,
     snapshot_at: pd.Timestamp | None = None,
     stray_cut: StrayCut | None = None,
+    clock: pd.Timestamp | None = None,
 ) -> Export:
     """Validate and type raw tables (strings or native types) into an ``Export``.
 
@@ -212,13 +213,18 @@ def build_export(
         stray_cut: the stray events of the export these tables are part of (a batch job's
             chunk): rows dated after its regular end are flagged as mistyped dates, as a
             load of the whole export flags them.
+        clock: the moment no event may be dated after (``CLOCK_SKEW_ALLOWED`` aside);
+            default: this machine's clock now. A batch job fixes it at its first start,
+            so a resumed job sets aside the same rows.
 
     Raises:
         ContractError: listing every problem found.
     """
     file_names = {name: str(path) for name, path in (files or {}).items()}
     checks = {
-        table.name: check_table(table, raw.get(table.name), file_names.get(table.name, table.name))
+        table.name: check_table(
+            table, raw.get(table.name), file_names.get(table.name, table.name), clock
+        )
         for table in TABLES
     }
     if snapshot_at is None or stray_cut is not None:  # no mistyped date may set the end

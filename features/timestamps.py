@@ -52,9 +52,10 @@ CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
 CLOCK_SKEW_TEXT = f"{CLOCK_SKEW_ALLOWED // timedelta(minutes=1)} minutes"
 
 
-def latest_believable_time() -> pd.Timestamp:
-    """The latest moment an event may be dated now: this machine's clock plus the skew."""
-    return pd.Timestamp.now(tz=UTC) + CLOCK_SKEW_ALLOWED
+def latest_believable_time(clock: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The latest moment an event may be dated: ``clock`` (default: this machine's clock
+    now) plus the skew."""
+    return (pd.Timestamp.now(tz=UTC) if clock is None else clock) + CLOCK_SKEW_ALLOWED
 
 
 def is_iso_timestamp(text: str) -> bool:

@@ -267,7 +267,8 @@ def open_job(request: BatchRequest, fingerprint: str, record: JobRecord) -> JobC
             reasons=request.reasons,
             engine=request.engine,
         )
-        manifest = work.open(job, micros(request.scored_at or datetime.now(UTC)))
+        now = datetime.now(UTC)
+        manifest = work.open(job, micros(request.scored_at or now), micros(now))
         work.install_model(snapshot)
     logger.info(
         "batch job model=%s version=%s policy=%s scored_at=%s",

@@ -168,6 +168,7 @@ class JobContext:
             self.model_identity.version,
             self.request.reasons,
             stray_cut=self.manifest.stray_cut,
+            clock_us=self.manifest.clock_us,
         )
 
 

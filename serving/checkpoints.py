@@ -46,7 +46,8 @@ MANIFEST_FILE = "manifest.json"
 # (``default@v4``).
 # 9: a job without ``--as-of`` sets aside the rows dated after a quiet spell of the whole
 # export (``features.export_end``), recorded as the manifest's ``stray_cut``; the parts
-# carry their day summary of event times.
+# carry their day summary of event times; the manifest keeps the first start's clock, which
+# decides what is dated in the future in every chunk.
 MANIFEST_FORMAT = 9
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
@@ -94,6 +95,8 @@ class Manifest:
         format: the checkpoint format of the code that wrote it (``MANIFEST_FORMAT``).
         stray_cut: the export's rows dated after a quiet spell, set aside once found (the
             job then scores at the end before them).
+        clock_us: this machine's clock at the job's first start, which decides what is
+            dated in the future in every chunk, resumed or not.
     """
 
     identity: JobIdentity
@@ -101,6 +104,7 @@ class Manifest:
     as_of_us: int | None = None
     format: int = MANIFEST_FORMAT
     stray_cut: StrayCut | None = None
+    clock_us: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -117,6 +121,7 @@ class Manifest:
             data.get("as_of_us"),
             data["format"],
             None if stray is None else StrayCut(**stray),
+            data.get("clock_us"),
         )
 
 
@@ -131,12 +136,13 @@ class WorkDirectory:
         """The work directory of the output file ``out`` (``<out>.work``)."""
         return WorkDirectory(out.with_name(out.name + ".work"))
 
-    def open(self, identity: JobIdentity, scored_at_us: int) -> Manifest:
+    def open(self, identity: JobIdentity, scored_at_us: int, clock_us: int) -> Manifest:
         """Resume a matching job, or start over when anything differs.
 
         Args:
             identity: this run's identity.
             scored_at_us: the time stamp to use if the job starts now.
+            clock_us: this machine's clock now, kept if the job starts now.
 
         Returns:
             The manifest in force (its ``scored_at_us`` is the first start's on a resume).
@@ -157,7 +163,7 @@ class WorkDirectory:
             self.remove()
         # Owner only: the routed export it will hold keeps ids and every column read
         self.path.mkdir(mode=0o700, parents=True)
-        manifest = Manifest(identity, scored_at_us)
+        manifest = Manifest(identity, scored_at_us, clock_us=clock_us)
         self.save(manifest)
         return manifest
 

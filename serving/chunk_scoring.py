@@ -67,6 +67,10 @@ class ChunkSettings:
         stray_cut: the export's rows dated after a quiet spell (mistyped dates,
             ``features.export_end``), set aside in every chunk; None when there are none
             or ``as_of`` was given.
+        clock_us: the job's clock, fixed at its first start: rows dated after it
+            (``CLOCK_SKEW_ALLOWED`` aside) are set aside as dated in the future, the same
+            rows in every chunk however long a resume comes after; None reads this
+            machine's clock.
     """
 
     as_of_us: int
@@ -75,6 +79,7 @@ class ChunkSettings:
     reasons: ReasonMode = "none"
     notes: tuple[str, ...] = ()
     stray_cut: StrayCut | None = None
+    clock_us: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,12 @@ def score_chunk(
     """
     frames, rows, moved = _raw_frames(raw)
     stamp = pd.Timestamp(settings.as_of_us, unit="us", tz="UTC")
-    export = build_export(frames, lenient=True, snapshot_at=stamp, stray_cut=settings.stray_cut)
+    clock = (
+        None if settings.clock_us is None else pd.Timestamp(settings.clock_us, unit="us", tz="UTC")
+    )
+    export = build_export(
+        frames, lenient=True, snapshot_at=stamp, stray_cut=settings.stray_cut, clock=clock
+    )
     lead_rows = _kept_rows(rows["leads"], export, "leads")
     history = _known_leads(history_from_export(export, model.config))
     open_examples = open_rejection_examples(history, settings.as_of_us)

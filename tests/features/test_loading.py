@@ -15,7 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contract import PERSONAL_COLUMNS, PERSONAL_ID_RULE
-from features.loading import SNAPSHOT_AFTER_DATA_ALLOWED, SPACED_LEAD_ID, load_export
+from features.loading import (
+    SNAPSHOT_AFTER_DATA_ALLOWED,
+    SPACED_LEAD_ID,
+    build_export,
+    load_export,
+)
 from features.problems import ContractError, Problem
 from features.table_files import read_table_file
 from features.timestamps import CLOCK_SKEW_ALLOWED, SPAN
@@ -288,6 +293,23 @@ def test_a_lenient_load_sets_future_rows_aside_and_keeps_the_snapshot_and_censor
     assert rejected.reason.startswith("occurred_at: dated in the future")
     assert len(export.consent) == 2
     assert export.snapshot_at == within_skew.floor("us")
+
+
+def test_a_clock_given_decides_what_is_dated_in_the_future(tmp_path: Path) -> None:
+    # Given the tiny export, read as if the clock were where a batch job first started:
+    # 2025-05-01, the day of its latest rejection
+    directory = write_tiny_export(tmp_path / "export")
+    raw = {path.stem: read_table_file(path) for path in directory.glob("*.csv")}
+    clock = pd.Timestamp("2025-04-30T23:50:00Z")
+
+    # When it is checked against that clock (plus the 5 minutes of skew)
+    export = build_export(raw, lenient=True, clock=clock)
+
+    # Then the rejection dated after it is set aside as dated in the future, nothing else
+    (rejected,) = export.rejected_rows
+    assert (rejected.table, rejected.key) == ("rejections", "R3")
+    assert rejected.reason.startswith("rejected_at: dated in the future")
+    assert not build_export(raw, lenient=True, clock=clock + pd.Timedelta(minutes=10)).rejected_rows
 
 
 def test_a_strict_load_refuses_a_row_dated_in_the_future(tmp_path: Path) -> None:

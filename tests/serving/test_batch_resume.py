@@ -202,3 +202,21 @@ def test_a_job_killed_after_it_set_mistyped_dates_aside_resumes_to_identical_byt
     assert rejects == clean.with_name(clean.name + ".rejects.csv").read_text(encoding="utf-8")
     assert "occurred_at: dated after a gap of 107 days" in rejects
     assert _summary(out)["as_of"] == _summary(clean)["as_of"]
+
+
+def test_a_resumed_job_keeps_the_clock_of_its_first_start(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a job killed mid-run, then resumed and killed again
+    out = tmp_path / "scores.parquet"
+    command = score_command(small_export_dir, out, model_dir, *CHECKPOINTED_OPTIONS)
+    manifest_path = out.with_name(out.name + ".work") / MANIFEST_FILE
+    started = time.time()
+    first = _kill_after_parts(start_score([*command, "--workers", "1"]), out, parts=2)
+    first_clock = json.loads(manifest_path.read_text(encoding="utf-8"))["clock_us"]
+    _kill_after_parts(start_score([*command, "--workers", "1"]), out, parts=first + 2)
+
+    # Then the manifest still holds the first start's clock, which decides what every
+    # chunk takes as dated in the future (``ChunkSettings.clock_us``)
+    assert json.loads(manifest_path.read_text(encoding="utf-8"))["clock_us"] == first_clock
+    assert started <= first_clock / 1e6 <= started + 60
