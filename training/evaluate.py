@@ -26,7 +26,7 @@ from features.output import check_output_file, write_table
 from features.predictor import ReconversionModel
 from features.table_files import check_not_an_export_table
 from training.metrics import json_ready, metric_report, summary_sentence, top_share
-from training.split import fitted_through, moment_text, seen_in_fitting
+from training.split import fitted_through, moment_text, none_observed, seen_in_fitting
 
 PREDICTION_COLUMNS = (
     "rejection_id",
@@ -134,7 +134,15 @@ def _document(loaded: LoadedModel, scored: Scored, out: Path) -> dict[str, Any]:
         **_measured(
             measured, scored.probability[unseen], scored.fitted_through, loaded.model.config.target
         ),
-    }
+    } | _when_nothing_observed(scored, loaded.model.config.label_days)
+
+
+def _when_nothing_observed(scored: Scored, horizon_days: int) -> dict[str, Any]:
+    """The summary of an export without one labelled example (too short for the horizon),
+    which is not a model that saw everything (``_nothing_unseen``)."""
+    if len(scored.examples):
+        return {}
+    return {"summary": f"{none_observed(horizon_days)}: evaluate the model on a longer export."}
 
 
 def _fitting(scored: Scored) -> dict[str, Any]:

@@ -112,10 +112,7 @@ def split_by_time(examples: ExampleSet, config: SplitConfig, horizon_days: int =
     if examples.labels is None or np.isnan(examples.labels.target).any():
         raise ValueError("split_by_time takes labelled, uncensored examples only")
     if len(examples) == 0:  # else "the train window (empty)", as if the windows were too long
-        raise SplitError(
-            f"no example is fully observed: every label, which looks {horizon_days} days past "
-            "its as_of, reaches past the export's end; use a longer export or a shorter horizon"
-        )
+        raise SplitError(f"{none_observed(horizon_days)}; use a longer export or a shorter horizon")
     as_of = examples.keys["as_of"]
     end = as_of.max()
     test_start = end - pd.Timedelta(days=config.test_days)
@@ -162,6 +159,14 @@ def fitted_through(metadata: Mapping[str, Any]) -> pd.Timestamp | None:
     """
     start = (metadata.get("test_window") or {}).get("start")
     return as_utc(pd.Timestamp(start)) if start else None
+
+
+def none_observed(horizon_days: int) -> str:
+    """Why an export yields no labelled example at all."""
+    return (
+        f"no example is fully observed: every label, which looks {horizon_days} days past "
+        "its as_of, reaches past the export's end"
+    )
 
 
 def moment_text(moment: pd.Timestamp) -> str:

@@ -393,6 +393,22 @@ def test_evaluate_with_a_model_that_records_no_windows_counts_every_example_and_
     assert "some may be examples it was fitted on" in document["summary"]
 
 
+def test_evaluate_on_an_export_too_short_for_the_horizon_says_nothing_is_observed(
+    trained: Trained, tmp_path: Path
+) -> None:
+    # Given a one-year export: every label, looking a year ahead, reaches past its end
+    export_dir = tmp_path / "one-year"
+    generate_export(export_dir, 300, 5, "parquet", years=1.0)
+    # When the model is evaluated on it
+    document = evaluate(
+        export_dir, str(trained.first.model.save(tmp_path / "model")), tmp_path / "p.csv"
+    )
+    # Then nothing is measured, and the summary says why (not that the model saw it all)
+    assert document["examples"] == 0
+    assert document["summary"].startswith("no example is fully observed: every label, which")
+    assert document["summary"].endswith("evaluate the model on a longer export.")
+
+
 def _artifact_files(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
     files: set[str] = set()
     for item in client.list_artifacts(run_id, path or None):
