@@ -111,10 +111,30 @@ def _create_sqlite_store(database: Path, uri: str) -> None:
         return
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        if not database.exists():
+            _build_database(database)
         # one schema: the tracking store's migrations create the registry's tables too
         mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     finally:
         os.close(handle)  # releases the lock
+
+
+def _build_database(database: Path) -> None:
+    """Create a new store's tables in a file beside ``database``, then move it into place.
+
+    MLflow's migrations take a second or two; a run stopped among them (Ctrl-C, a killed
+    job) left a database whose tables were half made, which every later run then failed to
+    migrate (``table logged_models already exists``). Built aside, the database appears
+    whole or not at all; what a stopped build left aside is removed by the next one.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    building = database.with_name(database.name + ".building")
+    building.unlink(missing_ok=True)
+    # A store of its own (not MLflow's per-URI cache), closed before the file moves
+    store = SqlAlchemyStore(f"sqlite:///{building}", artifact_root())
+    store.engine.dispose()
+    os.replace(building, database)
 
 
 def experiment_id(name: str) -> str:

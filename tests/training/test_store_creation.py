@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,48 @@ def test_runs_starting_together_on_a_new_store_all_get_it_and_one_experiment(
         assert failed == []
         assert len({out.strip().splitlines()[-1] for out, _ in outcomes}) == 1
         assert (folder / ".srl" / "mlflow.db").is_file()
+
+
+#: How long after the store's file appears a run opening a new store is stopped: while
+#: MLflow creates its tables (a second or two).
+STOP_AFTER_SECONDS = (0.0, 0.3, 0.6)
+
+
+def _stop_once_the_store_is_begun(
+    run: subprocess.Popen[bytes], store: Path, seconds: float
+) -> None:
+    """Kill ``run`` ``seconds`` after the database file appears in ``store`` (where it is
+    built, or beside it)."""
+    files = (store / "mlflow.db", store / "mlflow.db.building")
+    deadline = time.monotonic() + 120
+    while not any(file.exists() for file in files):
+        assert run.poll() is None, "the run ended before it made the store"
+        assert time.monotonic() < deadline, "no store appeared"
+        time.sleep(0.002)
+    time.sleep(seconds)
+    run.kill()
+    run.wait()
+
+
+@pytest.mark.slow
+def test_a_run_stopped_while_it_creates_the_store_leaves_none_or_a_whole_one(
+    tmp_path: Path,
+) -> None:
+    left_out = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
+    environment = {k: v for k, v in os.environ.items() if k not in left_out}
+    environment["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    command = [sys.executable, "-c", OPEN_STORE]
+    for round_number, seconds in enumerate(STOP_AFTER_SECONDS):
+        # Given a run on a new store killed while MLflow creates the store's tables
+        folder = tmp_path / f"stopped-{round_number}"
+        folder.mkdir()
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        stopped = subprocess.Popen(command, cwd=folder, env=environment, **quiet)
+        _stop_once_the_store_is_begun(stopped, folder / ".srl", seconds)
+        # When the next run opens it, then it gets a whole store, and nothing is left aside
+        after = subprocess.run(
+            command, cwd=folder, env=environment, capture_output=True, text=True, timeout=240
+        )
+        assert after.returncode == 0, after.stderr[-2000:]
+        assert (folder / ".srl" / "mlflow.db").is_file()
+        assert not (folder / ".srl" / "mlflow.db.building").exists()
