@@ -25,7 +25,7 @@ from features.model_store import LoadedModel, load_model
 from features.output import check_output_file, write_table
 from features.predictor import ReconversionModel
 from features.table_files import check_not_an_export_table
-from training.metrics import json_ready, metric_report, summary_sentence, top_share
+from training.metrics import contactable, json_ready, metric_report, summary_sentence, top_share
 from training.split import fitted_through, moment_text, none_observed, seen_in_fitting
 
 PREDICTION_COLUMNS = (
@@ -175,7 +175,7 @@ def _measured(
     """The summary sentence and the metrics of the examples the model was not fitted on."""
     assert examples.labels is not None
     labels = examples.labels.target
-    report = metric_report(examples.keys, labels, probability)
+    report = metric_report(examples.keys, labels, probability, contactable(examples))
     return {"summary": _summary(examples, report["overall"], through, target), **report}
 
 

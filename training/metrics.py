@@ -14,6 +14,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from features.contract import NO_CONTACT_CONSENT, NO_CONTACT_REASONS
+from features.dataset import ExampleSet
+from features.history import CODES
+
 TOP_SHARES = (0.1, 0.2)
 ECE_BINS = 10
 HEADLINE_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "capture_top_20")
@@ -107,14 +111,34 @@ def score_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[str, floa
 
 
 def metric_report(
-    keys: pd.DataFrame, labels: np.ndarray, probability: np.ndarray
+    keys: pd.DataFrame,
+    labels: np.ndarray,
+    probability: np.ndarray,
+    reachable: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Metrics overall, per ``reason_code`` and per ``offset_days``."""
-    return {
+    """Metrics overall, per ``reason_code`` and per ``offset_days``; with ``reachable``
+    (``contactable``), also on the examples a contact program may reach."""
+    report = {
         "overall": score_metrics(labels, probability),
         "by_reason": _by_group(keys["reason_code"].astype(str).to_numpy(), labels, probability),
         "by_offset": _by_group(keys["offset_days"].astype(str).to_numpy(), labels, probability),
     }
+    if reachable is not None:
+        report["contactable"] = score_metrics(labels[reachable], probability[reachable])
+    return report
+
+
+def contactable(examples: ExampleSet) -> np.ndarray:
+    """Which examples a contact program may reach at their ``as_of``: consent not
+    ``NO_CONTACT_CONSENT`` then, and a rejection reason not ``NO_CONTACT_REASONS`` (the
+    suppressions every routing policy keeps). The others are scored, but no score of theirs
+    leads to a contact, so the metrics that matter to marketing are those of these."""
+    reasons = examples.keys["reason_code"].astype(str).isin(NO_CONTACT_REASONS).to_numpy()
+    consent = examples.features.columns.get("consent_status")
+    if consent is None:
+        return ~reasons
+    codes = [CODES["consent_status"][status] for status in sorted(NO_CONTACT_CONSENT)]
+    return ~(reasons | np.isin(consent, codes))
 
 
 def _by_group(
@@ -200,12 +224,14 @@ def json_ready(value: Any) -> Any:
 
 
 def flatten(report: dict[str, Any], prefix: str) -> dict[str, float]:
-    """MLflow metric names for a report: ``test.roc_auc``, ``test.reason.budget.ece``, ..."""
+    """MLflow metric names for a report: ``test.roc_auc``, ``test.reason.budget.ece``,
+    ``test.contactable.pr_auc``, ..."""
+    stems = [(prefix, report["overall"])]
+    if "contactable" in report:
+        stems.append((f"{prefix}.contactable", report["contactable"]))
+    for section, label in (("by_reason", "reason"), ("by_offset", "offset")):
+        stems += [(f"{prefix}.{label}.{group}", m) for group, m in report[section].items()]
     flat: dict[str, float] = {}
-    sections = {"overall": None, "by_reason": "reason", "by_offset": "offset"}
-    for section, label in sections.items():
-        groups = {"": report[section]} if label is None else report[section]
-        for group, metrics in groups.items():
-            stem = f"{prefix}.{label}.{group}" if label else prefix
-            flat.update({f"{stem}.{k}": v for k, v in metrics.items() if math.isfinite(v)})
+    for stem, metrics in stems:
+        flat.update({f"{stem}.{k}": v for k, v in metrics.items() if math.isfinite(v)})
     return flat

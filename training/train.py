@@ -35,6 +35,7 @@ from training.calibration import CalibrationChoice, fit_calibration
 from training.config import LightGBMConfig, PromotionConfig, TrainingConfig
 from training.metrics import (
     HEADLINE_METRICS,
+    contactable,
     flatten,
     improvement,
     json_ready,
@@ -263,7 +264,8 @@ def evaluate_test(
     keys = prepared.split.test.keys
     probabilities = {LIGHTGBM: model.predict_matrix(matrix)}
     probabilities.update({name: b.predict(matrix) for name, b in baselines.items()})
-    reports = {name: metric_report(keys, labels, p) for name, p in probabilities.items()}
+    reachable = contactable(prepared.split.test)
+    reports = {name: metric_report(keys, labels, p, reachable) for name, p in probabilities.items()}
     report = reports.pop(LIGHTGBM)
     overall = {name: r["overall"] for name, r in reports.items()}
     gains = {name: improvement(report["overall"], o) for name, o in overall.items()}

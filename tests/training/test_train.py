@@ -16,6 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from features.age_curve import age_rates, fitted_factors, partly_seen_timing
+from features.contract import CONSENT_STATUSES
 from features.dataset import build_training_set, uncensored
 from features.history import history_from_export
 from features.loading import load_export
@@ -191,6 +192,26 @@ def test_a_won_model_trains_on_six_years_of_history_and_counts_wins(
     assert "of the wins" in result.evaluation.summary
 
 
+def test_metrics_are_also_given_for_the_leads_a_contact_program_may_reach(
+    trained: Trained, older_export_dir: Path
+) -> None:
+    # Given the run's test window, some of whose leads had opted out or were rejected as
+    # do-not-contact or bad data by their as_of
+    report = trained.first.evaluation.report
+    config = TrainingConfig()
+    examples = uncensored(build_training_set(load_export(older_export_dir), config.features))
+    test = split_by_time(examples, config.split, config.features.label_days).test
+    consent = test.features.columns["consent_status"]
+    blocked = test.keys["reason_code"].isin(["do_not_contact", "bad_data"]).to_numpy() | np.isin(
+        consent, [CONSENT_STATUSES.index("unsubscribed"), CONSENT_STATUSES.index("do_not_contact")]
+    )
+    # Then the report's contactable metrics count the others only
+    assert blocked.any()
+    assert report["contactable"]["examples"] == int((~blocked).sum()) < len(test)
+    assert report["overall"]["examples"] == len(test)
+    assert np.isfinite(report["contactable"]["pr_auc"])
+
+
 def test_metrics_cover_reasons_offsets_and_a_plain_summary(trained: Trained) -> None:
     report = trained.first.evaluation.report
 
@@ -242,6 +263,7 @@ def test_the_run_records_config_data_code_environment_and_plots(
     assert run.data.metrics["gain_over.logistic.pr_auc"] > 0
     assert "test.reason.budget.roc_auc" in run.data.metrics
     assert "test.offset.0.ece" in run.data.metrics
+    assert "test.contactable.pr_auc" in run.data.metrics
 
 
 def test_no_personal_field_reaches_an_artifact(trained: Trained, store: MlflowClient) -> None:
