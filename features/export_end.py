@@ -155,13 +155,9 @@ def flag_stray_latest_events(
     Returns:
         The cut applied, or None when no event is a stray.
     """
-    events: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, check in checks.items():
-        found = _valid_events(check)
-        if found is not None:
-            events[name] = found
+    events = _events_by_table(checks)
     if cut is None and events:
-        cut = stray_cut(EventDays.of(np.concatenate([times for _, times in events.values()])))
+        cut = stray_cut(checked_event_days(checks))
     if cut is None:
         return None
     for name, (positions, times) in events.items():
@@ -176,14 +172,21 @@ def flag_stray_latest_events(
     return cut
 
 
-def valid_event_days(tables: Mapping[str, pd.DataFrame]) -> EventDays:
-    """The summary of the event times (``EVENT_TIME_COLUMN``) of ``tables``' rows."""
-    times = [
-        to_microseconds(frame[column].dropna())
-        for name, column in EVENT_TIME_COLUMN.items()
-        if (frame := tables.get(name)) is not None and column in frame
-    ]
+def checked_event_days(checks: Mapping[str, TableCheck]) -> EventDays:
+    """The summary of the event times the quiet-spell rule reads: those of the rows with no
+    problem so far (before rows are checked against their lead), every table together."""
+    times = [times for _, times in _events_by_table(checks).values()]
     return EventDays.of(np.concatenate(times) if times else np.empty(0, dtype=np.int64))
+
+
+def _events_by_table(checks: Mapping[str, TableCheck]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each table's rows with an event time and no problem so far, and those times."""
+    events = {}
+    for name, check in checks.items():
+        found = _valid_events(check)
+        if found is not None:
+            events[name] = found
+    return events
 
 
 def _valid_events(check: TableCheck) -> tuple[np.ndarray, np.ndarray] | None:

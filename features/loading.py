@@ -27,7 +27,9 @@ from features.contract import (
     Table,
 )
 from features.export_end import (
+    EventDays,
     StrayCut,
+    checked_event_days,
     flag_stray_latest_events,
     stale_outcome_tables,
     table_spans,
@@ -71,6 +73,9 @@ class Export:
         files: table name to the file it was read from (absent tables are missing).
         warnings: non-fatal notes, such as unknown activity types mapped to ``other``.
         rejected_rows: rows set aside by a lenient load.
+        event_days: the day summary of the event times the quiet-spell rule read (rows
+            with no problem of their own; ``features.export_end``), for a batch job to merge
+            over its chunks.
     """
 
     tables: dict[str, pd.DataFrame]
@@ -78,6 +83,7 @@ class Export:
     files: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     rejected_rows: list[RejectedRow] = field(default_factory=list)
+    event_days: EventDays | None = None
 
     @property
     def leads(self) -> pd.DataFrame:
@@ -229,6 +235,7 @@ def build_export(
     }
     if snapshot_at is None or stray_cut is not None:  # no mistyped date may set the end
         flag_stray_latest_events(checks, stray_cut)
+    event_days = checked_event_days(checks)
     _check_references(checks, lenient)
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
@@ -252,6 +259,7 @@ def build_export(
         files=dict(files or {}),
         warnings=warnings,
         rejected_rows=rejected,
+        event_days=event_days,
     )
 
 

@@ -86,7 +86,7 @@ from serving.batch_summary import (
     write_failed,
 )
 from serving.checkpoints import JobIdentity, WorkDirectory
-from serving.chunk_scoring import FailClosed, job_export_end
+from serving.chunk_scoring import FailClosed, job_stray_cut
 from serving.export_chunks import ChunkLayout, first_lead_rows, partition_export
 from serving.export_reading import (
     NO_EVENT_TIME,
@@ -330,18 +330,26 @@ def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:
 def _score(
     context: JobContext, layout: ChunkLayout, as_of_us: int, progress: Progress
 ) -> tuple[list[ChunkReport], list[ChunkFailure]]:
-    """Score every chunk; at the export's end, score again once if its valid rows end
-    elsewhere (its latest rows were set aside, or follow a quiet spell: mistyped dates)."""
+    """Score every chunk; without ``--as-of``, score again at the export's end as the loader
+    finds it: once any rows dated after a quiet spell are set aside, the latest event of a
+    valid row (rows set aside may have held the latest timestamp)."""
     began = time.monotonic()
     reports, failures = _score_at(context, layout, as_of_us, progress)
-    if not failures and context.request.as_of is None:
-        applied = context.manifest.stray_cut
-        end, stray = job_export_end((r.event_days for r in reports), applied)
-        if end is not None and end != as_of_us:
-            log_moved_end(as_of_us, end, stray)
-            context.manifest = replace(context.manifest, as_of_us=end, stray_cut=stray or applied)
+    if context.request.as_of is None and context.manifest.stray_cut is None and not failures:
+        stray = job_stray_cut(r.event_days for r in reports)
+        if stray is not None:
+            log_moved_end(as_of_us, stray.last_regular_us, stray)
+            as_of_us = stray.last_regular_us
+            context.manifest = replace(context.manifest, as_of_us=as_of_us, stray_cut=stray)
             context.work.save(context.manifest)
-            reports, failures = _score_at(context, layout, end, progress)
+            reports, failures = _score_at(context, layout, as_of_us, progress)
+    latest = max((r.latest_us for r in reports if r.latest_us is not None), default=None)
+    if context.request.as_of is None and not failures and latest not in (None, as_of_us):
+        assert latest is not None
+        log_moved_end(as_of_us, latest, None)
+        context.manifest = replace(context.manifest, as_of_us=latest)
+        context.work.save(context.manifest)
+        reports, failures = _score_at(context, layout, latest, progress)
     context.timings["scoring"] = time.monotonic() - began
     return reports, failures
 

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from features.contract import TABLES_BY_NAME
 from features.engine import FeatureTable, compute_features
 from features.examples import Examples, open_rejection_examples
-from features.export_end import EventDays, StrayCut, stray_cut, valid_event_days
+from features.export_end import EventDays, StrayCut, stray_cut
 from features.history import DAY_US, History, history_from_export
 from features.loading import Export, build_export, latest_timestamp
 from features.predictor import ReconversionModel
@@ -94,8 +94,9 @@ class ChunkOutcome:
         warnings: the loader's notes (such as unknown activity types kept as ``other``).
         withheld: open rejections left unscored because their lead has a set-aside row of a
             ``FAIL_CLOSED_TABLES`` table (fail closed).
-        event_days: the day summary of the event times of the chunk's valid rows, from
-            which the job finds the export's end (``job_export_end``).
+        event_days: the day summary of the event times the quiet-spell rule reads in the
+            chunk (``features.loading.Export.event_days``), from which the job finds the
+            export's mistyped dates (``job_stray_cut``).
     """
 
     scored: pa.Table
@@ -140,32 +141,15 @@ def score_chunk(
     rejects = _rejects_table(export, _RawRows(frames, rows, moved), scored)
     withheld = len(open_examples) - len(examples)
     warnings = (*settings.notes, *export.warnings)
-    event_days = valid_event_days(export.tables)
     latest = _latest_valid(export)
-    return ChunkOutcome(scored, rejects, latest, warnings, withheld, event_days)
+    return ChunkOutcome(scored, rejects, latest, warnings, withheld, export.event_days)
 
 
-def job_export_end(
-    chunk_days: Iterable[EventDays | None], applied: StrayCut | None
-) -> tuple[int | None, StrayCut | None]:
-    """The export's end found from its chunks' valid rows, and the strays that moved it.
-
-    As ``features.loading.build_export`` finds it for a whole export: the latest event
-    time of a valid row, once rows dated after a quiet spell of the whole export
-    (``features.export_end.stray_cut``) are set aside. The rule is applied once: with
-    ``applied`` (the chunks were scored with those strays set aside), only the latest
-    event is looked for.
-
-    Returns:
-        The end (int64 µs; None when no valid row has an event time), and the strays to
-        set aside (None when none, or already ``applied``).
-    """
-    merged = EventDays.merged(days for days in chunk_days if days is not None)
-    if not len(merged.days):
-        return None, None
-    stray = None if applied is not None else stray_cut(merged)
-    end = stray.last_regular_us if stray is not None else int(merged.lasts.max())
-    return end, stray
+def job_stray_cut(chunk_days: Iterable[EventDays | None]) -> StrayCut | None:
+    """The rows of the whole export dated after a quiet spell (mistyped dates), found from
+    its chunks' day summaries as ``features.loading.build_export`` finds them in a whole
+    export (``features.export_end.stray_cut``); None when there are none."""
+    return stray_cut(EventDays.merged(days for days in chunk_days if days is not None))
 
 
 #: A set-aside row of these tables leaves its lead unscored: its consent, or which of its

@@ -327,6 +327,34 @@ def test_rejects_are_exactly_the_rows_the_loader_sets_aside(
     assert written == expected
 
 
+def test_an_export_end_before_mistyped_dates_is_the_loaders_when_its_last_row_is_set_aside(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given a CSV export whose last regular event is an activity of no lead (set aside when
+    # rows are checked against their lead), and an activity dated months later (a typo)
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    edit_csv(folder, "activities", 20, "lead_id", "L-NOBODY")
+    edit_csv(folder, "activities", 20, "occurred_at", "2026-06-30T23:59:00Z")
+    edit_csv(folder, "activities", 21, "occurred_at", "2026-10-15T09:00:00Z")
+    out = tmp_path / "scores.parquet"
+
+    # When the job scores it without --as-of
+    summary = run_batch(request(folder, out, model_dir))
+
+    # Then it sets aside what the lenient loader sets aside and scores at its snapshot
+    loaded = load_export(folder, lenient=True)
+    rejects = pd.read_csv(
+        out.with_name(out.name + ".rejects.csv"), dtype=str, keep_default_na=False
+    )
+    written = sorted(
+        zip(rejects["table"], rejects["row"].astype(int), rejects["reason"], strict=True)
+    )
+    assert written == sorted((r.table, r.row, r.reason) for r in loaded.rejected_rows)
+    assert len(written) == 2
+    assert summary.document["as_of"] == loaded.snapshot_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert loaded.snapshot_at < pd.Timestamp("2026-06-30T23:59:00Z")
+
+
 def test_the_rest_is_scored_at_the_end_of_the_valid_rows(
     corrupted: dict[str, str],
     corrupted_run: tuple[Path, BatchSummary],
