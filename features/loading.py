@@ -29,11 +29,13 @@ from features.contract import (
 from features.export_end import (
     EventDays,
     StrayCut,
-    checked_event_days,
+    event_days_of,
     flag_stray_latest_events,
     stale_outcome_tables,
     table_spans,
+    valid_events,
 )
+from features.export_end import stray_cut as find_stray_cut
 from features.problems import ContractError, Problem
 from features.table_files import locate_table_files, read_table_file
 from features.text import arrow_loose_ids, text_of
@@ -233,9 +235,12 @@ def build_export(
         )
         for table in TABLES
     }
+    events = valid_events(checks)
+    event_days = event_days_of(events)
     if snapshot_at is None or stray_cut is not None:  # no mistyped date may set the end
-        flag_stray_latest_events(checks, stray_cut)
-    event_days = checked_event_days(checks)
+        cut = stray_cut if stray_cut is not None else find_stray_cut(event_days)
+        if cut is not None:
+            flag_stray_latest_events(checks, events, cut)
     _check_references(checks, lenient)
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
