@@ -330,32 +330,55 @@ def _resolve_as_of(context: JobContext, layout: ChunkLayout) -> int:
 def _score(
     context: JobContext, layout: ChunkLayout, as_of_us: int, progress: Progress
 ) -> tuple[list[ChunkReport], list[ChunkFailure]]:
-    """Score every chunk; without ``--as-of``, score again at the export's end as the loader
-    finds it: once any rows dated after a quiet spell are set aside, the latest event of a
-    valid row (rows set aside may have held the latest timestamp)."""
+    """Score every chunk; without ``--as-of``, score again where the export really ends
+    (``moved_export_end``), each move kept in the manifest for a resumed job."""
     began = time.monotonic()
     reports, failures = _score_at(context, layout, as_of_us, progress)
-    if context.request.as_of is None and context.manifest.stray_cut is None and not failures:
-        stray = job_stray_cut(r.event_days for r in reports)
-        if stray is not None:
-            log_moved_end(as_of_us, stray.last_regular_us, stray)
-            as_of_us = stray.last_regular_us
-            context.manifest = replace(context.manifest, as_of_us=as_of_us, stray_cut=stray)
-            context.work.save(context.manifest)
-            reports, failures = _score_at(context, layout, as_of_us, progress)
-    latest = max((r.latest_us for r in reports if r.latest_us is not None), default=None)
-    if context.request.as_of is None and not failures and latest not in (None, as_of_us):
-        assert latest is not None
-        log_moved_end(as_of_us, latest, None)
-        context.manifest = replace(context.manifest, as_of_us=latest)
+    for _ in range(END_MOVES):
+        if context.request.as_of is not None or failures:
+            break
+        moved = moved_export_end(as_of_us, reports, context.manifest.stray_cut is not None)
+        if moved is None:
+            break
+        as_of_us, stray = moved
+        stray = stray or context.manifest.stray_cut
+        context.manifest = replace(context.manifest, as_of_us=as_of_us, stray_cut=stray)
         context.work.save(context.manifest)
-        reports, failures = _score_at(context, layout, latest, progress)
+        reports, failures = _score_at(context, layout, as_of_us, progress)
     context.timings["scoring"] = time.monotonic() - began
     return reports, failures
 
 
-def log_moved_end(as_of_us: int, end_us: int, stray: StrayCut | None) -> None:
-    """Log that the export's end moved from the latest timestamp read to ``end_us``."""
+#: How many times a job moves its default ``as_of`` (``moved_export_end``): before the
+#: strays, then to the latest valid event. Set-aside rows do not depend on ``as_of``, so
+#: that end does not move again.
+END_MOVES = 2
+
+
+def moved_export_end(
+    as_of_us: int, reports: list[ChunkReport], strays_set_aside: bool
+) -> tuple[int, StrayCut | None] | None:
+    """Where to score again so that a default ``as_of`` is the export's end as the loader
+    finds it, and the strays to set aside then; None when ``as_of_us`` is that end.
+
+    First, once, rows dated after a quiet spell of the whole export (``job_stray_cut`` of
+    the chunks' day summaries) are set aside and the end moves before them; then the end
+    is the latest event of a valid row (set-aside rows may have held the latest timestamp).
+    Both engines score again until this says None, at most ``END_MOVES`` times.
+    """
+    if not strays_set_aside:
+        stray = job_stray_cut(r.event_days for r in reports)
+        if stray is not None:
+            _log_moved_end(as_of_us, stray.last_regular_us, stray)
+            return stray.last_regular_us, stray
+    latest = max((r.latest_us for r in reports if r.latest_us is not None), default=None)
+    if latest is None or latest == as_of_us:
+        return None
+    _log_moved_end(as_of_us, latest, None)
+    return latest, None
+
+
+def _log_moved_end(as_of_us: int, end_us: int, stray: StrayCut | None) -> None:
     if stray is None:
         why = "its latest rows were rejected"
     else:

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from features.predictor import BOOSTER_FILE, METADATA_FILE, ReconversionModel
 from features.problems import ContractError, Problem
-from serving.batch import finish, log_moved_end, open_job
+from serving.batch import END_MOVES, finish, moved_export_end, open_job
 from serving.batch_job import (
     BatchError,
     BatchRequest,
@@ -48,7 +48,7 @@ from serving.batch_output import (
 from serving.batch_progress import Progress
 from serving.batch_signals import signal_received, stop_behind
 from serving.batch_summary import fail
-from serving.chunk_scoring import ChunkSettings, job_stray_cut, score_chunk
+from serving.chunk_scoring import ChunkSettings, score_chunk
 from serving.export_chunks import MOVED_COLUMN, ROW_COLUMN
 from serving.export_reading import NO_EVENT_TIME
 from serving.policy import RoutingPolicy
@@ -171,18 +171,17 @@ def _score(
     requested = context.request.as_of
     as_of_us = micros(requested) if requested is not None else _export_end(tables)
     outcome = _score_at(session, context, rows, as_of_us, notes)
-    if requested is None:  # the export's end as the loader finds it (see serving.batch)
-        stray = job_stray_cut(r.event_days for r in outcome.reports)
+    if requested is not None:
+        return outcome
+    for _ in range(END_MOVES):  # the export's end as the loader finds it
+        strays_set_aside = context.manifest.stray_cut is not None
+        moved = moved_export_end(as_of_us, outcome.reports, strays_set_aside)
+        if moved is None:
+            break
+        as_of_us, stray = moved
         if stray is not None:
-            log_moved_end(as_of_us, stray.last_regular_us, stray)
-            as_of_us = stray.last_regular_us
             context.manifest = replace(context.manifest, stray_cut=stray)
-            outcome = _score_at(session, context, rows, as_of_us, notes)
-        reports = outcome.reports
-        latest = max((r.latest_us for r in reports if r.latest_us is not None), default=None)
-        if latest is not None and latest != as_of_us:
-            log_moved_end(as_of_us, latest, None)
-            outcome = _score_at(session, context, rows, latest, notes)
+        outcome = _score_at(session, context, rows, as_of_us, notes)
     return outcome
 
 
