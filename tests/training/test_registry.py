@@ -129,6 +129,12 @@ def test_the_gate_compares_only_test_examples_after_the_champions_fitting_window
     assert decision.challenger_value is not None
 
 
+def _aliases(tracking_uri: str) -> dict[str, str]:
+    """The registered model's aliases and the versions they name."""
+    aliases = MlflowClient(tracking_uri).get_registered_model(NAME).aliases
+    return {alias: str(version) for alias, version in aliases.items()}
+
+
 def test_a_first_model_no_better_than_a_baseline_is_not_made_champion(
     small_export_dir: Path, tracking_uri: str
 ) -> None:
@@ -145,10 +151,7 @@ def test_a_first_model_no_better_than_a_baseline_is_not_made_champion(
     assert decision.reason.startswith("challenger does not beat the ")
     assert decision.reason.endswith("a person must decide (srl promote)")
     assert result.evaluation.report["overall"]["roc_auc"] == pytest.approx(0.5)
-    aliases = MlflowClient(tracking_uri).get_registered_model(NAME).aliases
-    assert {alias: str(version) for alias, version in aliases.items()} == {
-        "challenger": result.version
-    }
+    assert _aliases(tracking_uri) == {"challenger": result.version}
 
 
 def test_a_booster_without_a_split_is_not_made_champion_even_without_the_baselines(
@@ -166,10 +169,7 @@ def test_a_booster_without_a_split_is_not_made_champion_even_without_the_baselin
     assert decision.reason.startswith("the booster found no split, so it gives every lead")
     assert "lightgbm.min_data_in_leaf is 1000000000" in decision.reason
     assert decision.reason.endswith("a person must decide (srl promote)")
-    aliases = MlflowClient(tracking_uri).get_registered_model(NAME).aliases
-    assert {alias: str(version) for alias, version in aliases.items()} == {
-        "challenger": result.version
-    }
+    assert _aliases(tracking_uri) == {"challenger": result.version}
 
 
 @pytest.mark.parametrize(

@@ -28,13 +28,20 @@ OPEN_STORE = (
 )
 
 
+def _environment() -> dict[str, str]:
+    """This environment for a run of ``OPEN_STORE``: the embedded store of its working
+    directory, and no telemetry thread left to wait for at exit."""
+    left_out = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
+    environment = {k: v for k, v in os.environ.items() if k not in left_out}
+    environment["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return environment
+
+
 @pytest.mark.slow
 def test_runs_starting_together_on_a_new_store_all_get_it_and_one_experiment(
     tmp_path: Path,
 ) -> None:
-    left_out = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
-    environment = {k: v for k, v in os.environ.items() if k not in left_out}
-    environment["MLFLOW_DISABLE_TELEMETRY"] = "true"  # no thread left to wait for at exit
+    environment = _environment()
     for round_number in range(ROUNDS):
         folder = tmp_path / f"round-{round_number}"
         folder.mkdir()
@@ -83,9 +90,7 @@ def _stop_once_the_store_is_begun(
 def test_a_run_stopped_while_it_creates_the_store_leaves_none_or_a_whole_one(
     tmp_path: Path,
 ) -> None:
-    left_out = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
-    environment = {k: v for k, v in os.environ.items() if k not in left_out}
-    environment["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    environment = _environment()
     command = [sys.executable, "-c", OPEN_STORE]
     for round_number, seconds in enumerate(STOP_AFTER_SECONDS):
         # Given a run on a new store killed while MLflow creates the store's tables
