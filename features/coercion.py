@@ -22,6 +22,7 @@ from features.contract import (
 from features.csv_fields import other_separator_problem
 from features.numbers import numbers_from_text
 from features.problems import Problem
+from features.row_notes import NoteKind, RowNote, value_digests
 from features.text import TEXT, texts_of
 from features.timestamps import (
     CLOCK_SKEW_TEXT,
@@ -44,7 +45,7 @@ class TableCheck:
     typed: dict[str, pd.Series] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     structural: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    notes: list[RowNote] = field(default_factory=list)
     bad_reasons: dict[int, str] = field(default_factory=dict)
     #: Each bad row's offending columns (all of them; ``bad_reasons`` keeps the first).
     bad_columns: dict[int, set[str]] = field(default_factory=dict)
@@ -142,12 +143,8 @@ def _note_spaced_lead_ids(check: TableCheck) -> None:
     spaced = (ids.notna() & (ids.str.strip() != ids)).to_numpy(dtype=bool)
     count = int(spaced.sum())
     if count:
-        values = "1 lead_id value has" if count == 1 else f"{count} lead_id values have"
-        check.warnings.append(
-            f"{check.file}: {values} a space at the start or end (first at row "
-            f"{int(np.flatnonzero(spaced)[0]) + 1}); ids are compared as written, so rows of "
-            "other tables that leave the spaces out point to no lead"
-        )
+        first = int(np.flatnonzero(spaced)[0]) + 1
+        check.notes.append(RowNote(NoteKind.SPACED_LEAD_ID, check.file, count, first))
 
 
 #: Why an event dated ahead of this machine's clock is refused.
@@ -337,11 +334,15 @@ def _coerce_category(raw: pd.Series, column: Column, check: TableCheck) -> Coerc
     is_activity_type = column.name == "activity_type" and check.table is ACTIVITIES
     if is_activity_type and unknown_uniques.any():
         unique_codes = np.where(unknown_uniques, vocabulary.get_loc(OTHER_ACTIVITY), unique_codes)
-        unknown_rows = int(np.isin(codes, np.flatnonzero(unknown_uniques)).sum())
-        distinct = int(unknown_uniques.sum())
-        check.warnings.append(  # the types are not quoted: a shifted row may hold anything
-            f"{check.file}: {unknown_rows} activities with an unknown activity_type "
-            f"were kept as 'other' ({distinct} distinct value{'s' if distinct > 1 else ''})"
+        unknown = np.isin(codes, np.flatnonzero(unknown_uniques))
+        check.notes.append(  # the types are not quoted: a shifted row may hold anything
+            RowNote(
+                NoteKind.UNKNOWN_ACTIVITY_TYPE,
+                check.file,
+                int(unknown.sum()),
+                int(np.flatnonzero(unknown)[0]) + 1,
+                value_digests(normalised[unknown_uniques].tolist()),
+            )
         )
     mapped = np.where(codes >= 0, unique_codes[np.maximum(codes, 0)] if len(uniques) else -1, -1)
     bad = (codes >= 0) & (mapped < 0)

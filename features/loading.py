@@ -37,6 +37,7 @@ from features.export_end import (
 )
 from features.export_end import stray_cut as find_stray_cut
 from features.problems import ContractError, Problem
+from features.row_notes import RowNote
 from features.table_files import locate_table_files, read_table_file
 from features.text import arrow_loose_ids, text_of
 from features.timestamps import as_utc, latest_believable_time
@@ -78,6 +79,8 @@ class Export:
         event_days: the day summary of the event times the quiet-spell rule read (rows
             with no problem of their own; ``features.export_end``), for a batch job to merge
             over its chunks.
+        row_notes: the warnings about some rows of a table (their texts are in
+            ``warnings`` too), as counts a batch job adds up over its chunks.
     """
 
     tables: dict[str, pd.DataFrame]
@@ -86,6 +89,7 @@ class Export:
     warnings: list[str] = field(default_factory=list)
     rejected_rows: list[RejectedRow] = field(default_factory=list)
     event_days: EventDays | None = None
+    row_notes: list[RowNote] = field(default_factory=list)
 
     @property
     def leads(self) -> pd.DataFrame:
@@ -244,7 +248,8 @@ def build_export(
     _check_references(checks, lenient)
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
-    warnings = [w for check in checks.values() for w in check.warnings]
+    row_notes = [note for check in checks.values() for note in check.notes]
+    warnings = [note.text() for note in row_notes]
     if structural or (problems and not lenient):
         for warning in warnings:  # a note may explain a problem (a lead_id with spaces)
             logger.warning(warning)
@@ -265,6 +270,7 @@ def build_export(
         warnings=warnings,
         rejected_rows=rejected,
         event_days=event_days,
+        row_notes=row_notes,
     )
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from features.model_store import DEFAULT_MODEL_URI
 from features.predictor import ReconversionModel
+from features.row_notes import merged_notes
 from serving.batch_guard import DEFAULT_MAX_REJECTED_SHARE, GUARDED_TABLES
 from serving.batch_local import (
     ChunkReport,
@@ -207,8 +208,11 @@ class ScoredJob:
 
     @property
     def notes(self) -> list[str]:
-        """The loader's warnings of every chunk, each once, sorted."""
-        return sorted({w for r in self.reports for w in r.warnings})
+        """The loader's warnings: those on the export as a whole, each once, sorted, then
+        those on some rows of a table, added up over the chunks (one per file and kind)."""
+        whole = sorted({w for r in self.reports for w in r.warnings})
+        rows = merged_notes(note for r in self.reports for note in r.row_notes)
+        return whole + [note.text() for note in rows]
 
 
 def micros(moment: datetime) -> int:

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from features.export_end import EventDays
 from features.predictor import ReconversionModel
+from features.row_notes import RowNote
 from serving.batch_progress import Progress
 from serving.batch_signals import end_with_parent
 from serving.checkpoints import read_part, write_part
@@ -51,6 +52,7 @@ class ChunkReport:
         withheld: open rejections left unscored (fail closed, ``ChunkOutcome.withheld``).
         event_days: the day summary of its valid rows' event times
             (``ChunkOutcome.event_days``).
+        row_notes: the loader's notes on some rows (``ChunkOutcome.row_notes``).
     """
 
     chunk: int
@@ -60,6 +62,7 @@ class ChunkReport:
     warnings: tuple[str, ...]
     withheld: int = 0
     event_days: EventDays | None = None
+    row_notes: tuple[RowNote, ...] = ()
 
     def to_meta(self) -> dict[str, Any]:
         """The part metadata form."""
@@ -71,6 +74,7 @@ class ChunkReport:
             "warnings": list(self.warnings),
             "withheld": self.withheld,
             "event_days": None if self.event_days is None else self.event_days.to_lists(),
+            "row_notes": [note.to_dict() for note in self.row_notes],
         }
 
     @staticmethod
@@ -82,8 +86,9 @@ class ChunkReport:
             int(meta["rejected"]),
             meta["latest_us"],
             tuple(meta["warnings"]),
-            int(meta.get("withheld", 0)),
-            None if meta.get("event_days") is None else EventDays.from_lists(meta["event_days"]),
+            int(meta["withheld"]),
+            None if meta["event_days"] is None else EventDays.from_lists(meta["event_days"]),
+            tuple(RowNote.from_dict(note) for note in meta["row_notes"]),
         )
 
 
@@ -224,6 +229,7 @@ def run_chunk(work: ChunkWork, chunk: int) -> ChunkReport:
         outcome.warnings,
         outcome.withheld,
         outcome.event_days,
+        outcome.row_notes,
     )
     write_part(work.parts, chunk, outcome.scored, outcome.rejects, report.to_meta())
     return report

@@ -48,7 +48,9 @@ MANIFEST_FILE = "manifest.json"
 # export (``features.export_end``), recorded as the manifest's ``stray_cut``; the parts
 # carry their day summary of event times; the manifest keeps the first start's clock, which
 # decides what is dated in the future in every chunk.
-MANIFEST_FORMAT = 9
+# 10: the parts carry the loader's row notes as counts (``features.row_notes``), which the
+# job adds up over its chunks.
+MANIFEST_FORMAT = 10
 SPILL_DIRECTORY = "spill"
 MODEL_DIRECTORY = "model"
 _PART = "part-{:06d}.arrow"

@@ -27,6 +27,7 @@ from features.history import DAY_US, History, history_from_export
 from features.loading import Export, build_export, latest_timestamp
 from features.predictor import ReconversionModel
 from features.problems import ContractError
+from features.row_notes import RowNote
 from features.table_files import arrow_to_pandas
 from features.text import (
     arrow_loose_ids,
@@ -91,7 +92,10 @@ class ChunkOutcome:
         rejects: rows set aside (``batch_output.CHUNK_REJECTS_SCHEMA``), numbered in their
             file.
         latest_us: the latest timestamp among the chunk's valid rows (None when none).
-        warnings: the loader's notes (such as unknown activity types kept as ``other``).
+        warnings: notes on the export as a whole (``ChunkSettings.notes``).
+        row_notes: the loader's notes on some rows of a table (such as unknown activity
+            types kept as ``other``), their first rows numbered in their file, for the job
+            to add up over its chunks (``features.row_notes.merged_notes``).
         withheld: open rejections left unscored because their lead has a set-aside row of a
             ``FAIL_CLOSED_TABLES`` table (fail closed).
         event_days: the day summary of the event times the quiet-spell rule reads in the
@@ -105,6 +109,7 @@ class ChunkOutcome:
     warnings: tuple[str, ...]
     withheld: int = 0
     event_days: EventDays | None = None
+    row_notes: tuple[RowNote, ...] = ()
 
 
 def score_chunk(
@@ -140,9 +145,10 @@ def score_chunk(
     scored = _scored_table(history, examples, lead_rows, model, policy, settings)
     rejects = _rejects_table(export, _RawRows(frames, rows, moved), scored)
     withheld = len(open_examples) - len(examples)
-    warnings = (*settings.notes, *export.warnings)
     latest = _latest_valid(export)
-    return ChunkOutcome(scored, rejects, latest, warnings, withheld, export.event_days)
+    # the chunk's tables are checked without files, so each note names its table
+    notes = tuple(note.renumbered(rows[note.file]) for note in export.row_notes)
+    return ChunkOutcome(scored, rejects, latest, settings.notes, withheld, export.event_days, notes)
 
 
 def job_stray_cut(chunk_days: Iterable[EventDays | None]) -> StrayCut | None:

@@ -70,6 +70,7 @@ from serving.spark_transport import (
     EVENT_DAYS_COLUMN,
     KIND_COLUMN,
     LATEST_COLUMN,
+    ROW_NOTES_COLUMN,
     WARNINGS_COLUMN,
     encode_outcome,
     from_transport,
@@ -222,7 +223,13 @@ def _score_at(
             *(f"reject_{n}" for n in CHUNK_REJECTS_SCHEMA.names)
         )
         latest = result.where(kind == "latest").select(
-            "rows", "rejected", "withheld", LATEST_COLUMN, WARNINGS_COLUMN, EVENT_DAYS_COLUMN
+            "rows",
+            "rejected",
+            "withheld",
+            LATEST_COLUMN,
+            WARNINGS_COLUMN,
+            EVENT_DAYS_COLUMN,
+            ROW_NOTES_COLUMN,
         )
         return _SparkOutcome(
             as_of_us,

@@ -14,6 +14,7 @@ import json
 import pyarrow as pa
 
 from features.export_end import EventDays
+from features.row_notes import RowNote
 from serving.batch_local import ChunkReport
 from serving.batch_output import CHUNK_REJECTS_SCHEMA, part_schema
 from serving.chunk_scoring import ChunkOutcome
@@ -22,6 +23,7 @@ KIND_COLUMN = "_kind"
 LATEST_COLUMN = "_latest_us"
 EVENT_DAYS_COLUMN = "_event_days"
 WARNINGS_COLUMN = "_warnings"
+ROW_NOTES_COLUMN = "_row_notes"
 
 
 def transport_schema(with_reasons: bool) -> pa.Schema:
@@ -35,6 +37,7 @@ def transport_schema(with_reasons: bool) -> pa.Schema:
         pa.field(LATEST_COLUMN, pa.int64()),
         pa.field(WARNINGS_COLUMN, pa.string()),
         pa.field(EVENT_DAYS_COLUMN, pa.string()),
+        pa.field(ROW_NOTES_COLUMN, pa.string()),
     ]
     return pa.schema([pa.field(KIND_COLUMN, pa.string()), *scored, *rejects, *report])
 
@@ -60,6 +63,7 @@ def encode_outcome(outcome: ChunkOutcome, with_reasons: bool) -> pa.Table:
             EVENT_DAYS_COLUMN: [
                 None if outcome.event_days is None else json.dumps(outcome.event_days.to_lists())
             ],
+            ROW_NOTES_COLUMN: [json.dumps([note.to_dict() for note in outcome.row_notes])],
         }
     )
     return pa.concat_tables([_pad(t, schema) for t in (scored, rejects, report)])
@@ -122,6 +126,7 @@ def reports(table: pa.Table) -> list[ChunkReport]:
             None
             if r[EVENT_DAYS_COLUMN] is None
             else EventDays.from_lists(json.loads(r[EVENT_DAYS_COLUMN])),
+            tuple(RowNote.from_dict(note) for note in json.loads(r[ROW_NOTES_COLUMN])),
         )
         for r in rows
     ]

@@ -44,7 +44,8 @@ def test_validate_json_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert problem["found"] == "a word (4 characters)"
     (warning,) = document["warnings"]  # the loader's notes come along, as they may explain
     assert warning.endswith(
-        "1 activities with an unknown activity_type were kept as 'other' (1 distinct value)"
+        "1 activities with an unknown activity_type were kept as 'other' (1 distinct value; "
+        "first at row 4)"
     )
 
 

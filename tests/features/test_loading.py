@@ -692,7 +692,8 @@ def test_unknown_activity_types_are_counted_never_named(tmp_path: Path) -> None:
 
     (warning,) = [w for w in export.warnings if "activity_type" in w]
     assert warning.endswith(
-        "1 activities with an unknown activity_type were kept as 'other' (1 distinct value)"
+        "1 activities with an unknown activity_type were kept as 'other' (1 distinct value; "
+        "first at row 4)"
     )
     assert "bob@example.com" not in warning
 

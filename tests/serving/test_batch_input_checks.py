@@ -12,9 +12,11 @@ import csv
 import gzip
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -22,6 +24,7 @@ from typer.testing import CliRunner, Result
 
 from features.loading import SPACED_LEAD_ID, load_export
 from features.problems import ContractError, Problem
+from features.row_notes import merged_notes
 from serving.batch import check_data, run_batch
 from serving.batch_job import EXIT_FAILED, EXIT_REJECTED, EXIT_USAGE, BatchError, summary_path
 from serving.checkpoints import WorkDirectory
@@ -589,3 +592,43 @@ def test_spark_s_reader_is_never_handed_a_path_with_a_glob_character(character: 
 
     with pytest.raises(GlobPathError, match=re.escape(f"holds {character!r}")):
         read_parquet(None, path)
+
+
+def _spread_row_warnings(folder: Path) -> None:
+    """Unknown activity types and lead ids with a space around them, in rows far apart."""
+    leads = pd.read_csv(folder / "leads.csv", dtype=str, keep_default_na=False)
+    for row in (4, len(leads) - 10):
+        leads.loc[row, "lead_id"] = f" {leads.loc[row, 'lead_id']}"
+    leads.to_csv(folder / "leads.csv", index=False)
+    activities = pd.read_csv(folder / "activities.csv", dtype=str, keep_default_na=False)
+    spread = np.linspace(20, len(activities) - 1, 5).astype(int)
+    for row, kind in zip(spread, ["Fax_Blast", "fax_blast", "carrier_pigeon"] * 2, strict=False):
+        activities.loc[row, "activity_type"] = kind
+    activities.to_csv(folder / "activities.csv", index=False)
+
+
+def test_row_warnings_add_up_over_the_chunks_as_the_loader_counts_them(
+    small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export whose unknown activity types and spaced lead ids fall in many chunks
+    folder = copy_as_csv(small_export_dir, tmp_path / "export")
+    _spread_row_warnings(folder)
+
+    summary = run_batch(request(folder, tmp_path / "scores.parquet", model_dir, chunk_leads=300))
+
+    # Then the summary says what the loader says of the whole export: one warning per file
+    # and kind, rows added up, distinct values counted once, the first row in file numbering
+    export = load_export(folder, lenient=True)
+    named_by_table = [replace(note, file=Path(note.file).stem) for note in export.row_notes]
+    expected = [note.text() for note in merged_notes(named_by_table)]
+    assert [w for w in summary.document["warnings"] if w.startswith(("leads:", "activities:"))] == (
+        expected
+    )
+    assert expected == [
+        "activities: 5 activities with an unknown activity_type were kept as 'other' "
+        "(2 distinct values; first at row 21)",
+        "leads: 2 lead_id values have a space at the start or end (first at row 5); ids are "
+        "compared as written, so rows of other tables that leave the spaces out point to no "
+        "lead",
+    ]
+    assert summary.document["chunks"]["total"] >= 12

@@ -110,8 +110,8 @@ def test_fractional_lead_ids_meet_their_lead_in_spark_as_locally(
 @pytest.fixture(scope="module")
 def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Parquet export with text timestamps, an unknown reason, a duplicate key, an orphan
-    two rows dated in the future (one as text, one as a typed timestamp) and one months
-    after the export's end (a mistyped date in the past)."""
+    two rows dated in the future (one as text, one as a typed timestamp), one months
+    after the export's end (a mistyped date in the past) and unknown activity types."""
     folder = tmp_path_factory.mktemp("corrupt-parquet") / "export"
     folder.mkdir()
     tables = {p.stem: pd.read_parquet(p) for p in small_export_dir.glob("*.parquet")}
@@ -121,7 +121,9 @@ def corrupted_parquet(small_export_dir: Path, tmp_path_factory: pytest.TempPathF
     rejections.loc[30, "reason_code"] = "gone_fishing"
     rejections.loc[31, "rejected_at"] = years_ahead(70)
     tables["rejections"] = rejections
-    activities = tables["activities"].astype({"lead_id": str})
+    activities = tables["activities"].astype({"lead_id": str, "activity_type": str})
+    for row in (40, len(activities) // 2, len(activities) - 40):  # in different chunks
+        activities.loc[row, "activity_type"] = "carrier_pigeon"
     activities.loc[2, "activity_id"] = activities["activity_id"].iloc[-5]
     activities.loc[11, "lead_id"] = "L-UNKNOWN"
     activities.loc[12, "occurred_at"] = pd.Timestamp(years_ahead())
@@ -153,6 +155,11 @@ def test_spark_sets_aside_exactly_the_rows_the_local_engine_does(
     assert spark_run.document["as_of"] == snapshot.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert local_run.document["as_of"] == spark_run.document["as_of"]
     assert distributed.read_bytes() == local.read_bytes()
+    assert spark_run.document["warnings"] == local_run.document["warnings"]
+    assert (
+        "activities: 3 activities with an unknown activity_type were kept as 'other' "
+        "(1 distinct value; first at row 41)"
+    ) in spark_run.document["warnings"]
 
 
 def test_spark_leaves_leads_with_a_set_aside_opportunity_unscored_as_locally(
