@@ -23,7 +23,7 @@ from features.csv_fields import other_separator_problem
 from features.numbers import numbers_from_text
 from features.problems import Problem
 from features.row_notes import NoteKind, RowNote, value_digests
-from features.text import TEXT, texts_of
+from features.text import TEXT, blank_texts, is_blank, texts_of
 from features.timestamps import (
     CLOCK_SKEW_TEXT,
     SPAN,
@@ -245,16 +245,22 @@ def _coerce_string(raw: pd.Series, column: Column, check: TableCheck) -> Coerced
         signs = f"[{''.join(AT_SIGNS)}]"
         at = typed.str.contains(signs, regex=True).to_numpy(dtype=bool, na_value=False)
         check.flag(at, column.name, PERSONAL_ID_RULE)
+        check.flag(blank_texts(typed), column.name, BLANK_ID)
     return (typed, *_length_problems(typed, column))
 
 
+#: Why a blank identifier (empty, or only spaces or invisible characters) is refused, as
+#: the API refuses it: it names no row any other row can point to.
+BLANK_ID = "blank (empty, or only spaces or invisible characters): an id must name something"
+
+
 def _length_problems(typed: pd.Series, column: Column) -> tuple[np.ndarray, str]:
-    """Values longer than the column allows, and empty identifiers (as the API refuses)."""
+    """Values longer than the column allows."""
     limit = column.max_length
     assert limit is not None
     lengths = typed.str.len().to_numpy(dtype=np.float64, na_value=np.nan)
     if column.is_identifier:
-        return (lengths > limit) | (lengths == 0), f"empty or longer than {limit} characters"
+        return lengths > limit, f"longer than {limit} characters"
     return lengths > limit, f"longer than {limit:,} characters"
 
 
@@ -315,12 +321,13 @@ def _decoded(value: object) -> object:
 
 
 def _blank(raw: pd.Series) -> np.ndarray:
-    """Text values that are empty once trimmed (missing values and non-text are not blank)."""
+    """Blank text values (``features.text.is_blank``; missing values and non-text are not
+    blank)."""
     if isinstance(raw.dtype, pd.StringDtype):
-        return raw.str.strip().eq("").to_numpy(dtype=bool, na_value=False)
+        return blank_texts(raw)
     if pd.api.types.is_object_dtype(raw):  # Parquet objects: text, bytes, booleans, ...
         return np.fromiter(
-            (isinstance(v, str) and not v.strip() for v in raw), dtype=bool, count=len(raw)
+            (isinstance(v, str) and is_blank(v) for v in raw), dtype=bool, count=len(raw)
         )
     return np.zeros(len(raw), dtype=bool)
 

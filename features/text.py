@@ -189,6 +189,31 @@ def arrow_without_surrounding_spaces(texts: pa.Array | pa.ChunkedArray) -> pa.Ar
 INVISIBLE_CHARACTERS = "".join(
     chr(c) for c in range(0x10000) if unicodedata.category(chr(c)) == "Cf" or c == 0x180E
 )
+#: What a blank value is made of: white space (``SURROUNDING_SPACES``) and characters that
+#: do not show (``INVISIBLE_CHARACTERS``). A blank value is a missing one (an unset property
+#: that a platform sends as ``" "`` or a lone zero-width space); a blank identifier names
+#: nothing, in a file as in a request.
+BLANK_CHARACTERS = SURROUNDING_SPACES + INVISIBLE_CHARACTERS
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` holds nothing but ``BLANK_CHARACTERS`` (or nothing at all)."""
+    return not text.strip(BLANK_CHARACTERS)
+
+
+def blank_texts(texts: pd.Series) -> np.ndarray:
+    """``is_blank`` of each text of a column of strings (False where missing)."""
+    trimmed = texts.astype(TEXT).str.strip(BLANK_CHARACTERS)
+    return trimmed.eq("").to_numpy(dtype=bool, na_value=False)
+
+
+def blank_class(syntax: str) -> str:
+    """``BLANK_CHARACTERS`` escaped for a regular expression's character class (without
+    its brackets). ``syntax`` is ``rust`` (pydantic's core) or ``ecma`` (JSON Schema)."""
+    escape = "\\x{{{:X}}}" if syntax == "rust" else "\\u{:04X}"
+    return "".join(escape.format(ord(c)) for c in BLANK_CHARACTERS)
+
+
 #: The full-width forms of ASCII (U+FF01-U+FF5E, typed with an East Asian keyboard) and
 #: the ASCII capitals, with what each reads as loosely: the ASCII character, capitals as
 #: small letters (one pass, as Spark's ``translate`` makes).

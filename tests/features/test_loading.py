@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from features.coercion import BLANK_ID
 from features.contract import PERSONAL_COLUMNS, PERSONAL_ID_RULE
 from features.loading import (
     SNAPSHOT_AFTER_DATA_ALLOWED,
@@ -153,23 +154,35 @@ def test_values_the_api_would_refuse_for_length_are_named(tmp_path: Path) -> Non
 
     assert problems == {
         ("reason_detail", 2): ("longer than 2,000 characters", "text of letters (2001 characters)"),
-        ("activity_id", 2): (
-            "empty or longer than 200 characters",
-            "text of letters (201 characters)",
-        ),
+        ("activity_id", 2): ("longer than 200 characters", "text of letters (201 characters)"),
     }
 
 
-def test_an_empty_identifier_in_parquet_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("blank", ["", " ", "\t", "\u200b", " \u3000\ufeff "], ids=repr)
+def test_a_blank_identifier_in_parquet_is_named(tmp_path: Path, blank: str) -> None:
     directory = write_tiny_export(tmp_path / "export")
     leads = pd.read_csv(directory / "leads.csv", dtype=str)
-    leads.loc[1, "lead_id"] = ""
+    leads.loc[1, "lead_id"] = blank
     (directory / "leads.csv").unlink()
     leads.to_parquet(directory / "leads.parquet")
 
     messages = {(Path(p.file).name, p.column, p.row): p.message for p in problems_of(directory)}
 
-    assert messages[("leads.parquet", "lead_id", 2)] == "empty or longer than 200 characters"
+    assert messages[("leads.parquet", "lead_id", 2)] == BLANK_ID
+
+
+def test_a_blank_optional_identifier_is_missing_as_an_empty_one(tmp_path: Path) -> None:
+    # Given a lead whose account_id holds only a zero-width space, another's only spaces
+    directory = write_tiny_export(tmp_path / "export")
+    leads = pd.read_csv(directory / "leads.csv", dtype=str)
+    leads.loc[0, "account_id"] = "\u200b"
+    leads.loc[1, "account_id"] = "   "
+    (directory / "leads.csv").unlink()
+    leads.to_parquet(directory / "leads.parquet")
+
+    export = load_export(directory)
+
+    assert export.leads["account_id"].isna().all()
 
 
 def test_an_identifier_holding_an_email_address_is_set_aside_without_its_value(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime
 from typing import Any
 
@@ -92,6 +93,35 @@ def test_ambiguous_or_invalid_bodies_are_refused_at_the_field(
     [error] = refused.value.errors()
     assert error["loc"] == path
     assert message in error["msg"]
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", "\u200b", "\u3000\ufeff"], ids=repr)
+@pytest.mark.parametrize(
+    "path",
+    [("lead", "lead_id"), ("rejection", "rejection_id"), ("activities", 0, "activity_id")],
+    ids=str,
+)
+def test_a_blank_identifier_is_refused_at_the_field_as_the_loader_sets_it_aside(
+    path: tuple[str | int, ...], blank: str
+) -> None:
+    body = body_with(path, blank)
+    for validate in (ScoreRequest.model_validate, _validate_json):
+        with pytest.raises(ValidationError) as refused:
+            validate(body)
+
+        [error] = refused.value.errors()
+        assert error["loc"] == path
+        assert "not blank" in error["msg"]
+
+
+def test_a_blank_optional_identifier_is_missing() -> None:
+    request = ScoreRequest.model_validate(body_with(("lead", "account_id"), "\u200b "))
+
+    assert request.lead.account_id is None
+
+
+def _validate_json(body: dict[str, Any]) -> ScoreRequest:
+    return ScoreRequest.model_validate_json(json.dumps(body))
 
 
 def _opportunity_created(created_at: str) -> dict[str, Any]:
