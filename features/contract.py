@@ -436,3 +436,12 @@ EVENT_TIME_COLUMN: dict[str, str] = {
     "opportunities": "created_at",
     "consent": "changed_at",
 }
+
+
+#: Why a rejection dated before its lead's creation is a problem of its row: a lead is
+#: rejected only once it exists, and scoring it would put the lead's creation after
+#: ``as_of`` (a negative age, known only later). The API refuses it alike.
+REJECTED_BEFORE_CREATED = (
+    "before its lead's created_at: a lead is rejected only once it exists (for a lead "
+    "merged or imported again, export its first creation time)"
+)

@@ -22,6 +22,7 @@ from features.coercion import TableCheck, check_table
 from features.contract import (
     EVENT_TIME_COLUMN,
     LEAD_CHILD_TABLES,
+    REJECTED_BEFORE_CREATED,
     TABLES,
     TABLES_BY_NAME,
     Table,
@@ -40,7 +41,7 @@ from features.problems import ContractError, Problem
 from features.row_notes import RowNote
 from features.table_files import locate_table_files, read_table_file
 from features.text import arrow_loose_ids, text_of
-from features.timestamps import as_utc, latest_believable_time
+from features.timestamps import MISSING_TIME, as_utc, latest_believable_time, to_microseconds
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +247,7 @@ def build_export(
         if cut is not None:
             flag_stray_latest_events(checks, events, cut)
     _check_references(checks, lenient)
+    _check_rejected_after_creation(checks)
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
     row_notes = [note for check in checks.values() for note in check.notes]
@@ -375,6 +377,24 @@ def _check_references(checks: Mapping[str, TableCheck], lenient: bool) -> None:
                 "lead_id",
                 LEAD_SET_ASIDE,
             )
+
+
+def _check_rejected_after_creation(checks: Mapping[str, TableCheck]) -> None:
+    """Flag rejections dated before their lead's ``created_at`` (``REJECTED_BEFORE_CREATED``;
+    a lead known by its id, its creation time valid, the first row of a repeated id)."""
+    leads, rejections = checks["leads"], checks["rejections"]
+    if leads.frame is None or rejections.frame is None or rejections.frame.empty:
+        return
+    lead_ids = leads.typed["lead_id"]
+    first = (lead_ids.notna() & ~lead_ids.duplicated()).to_numpy()
+    created = to_microseconds(leads.typed["created_at"])[first]
+    position = positions_in(pd.Index(lead_ids[first]), rejections.typed["lead_id"])
+    known = position >= 0
+    lead_created = np.where(known, created[np.maximum(position, 0)], MISSING_TIME)
+    rejected = to_microseconds(rejections.typed["rejected_at"])
+    before = known & (lead_created != MISSING_TIME) & (rejected != MISSING_TIME)
+    before &= rejected < lead_created
+    rejections.flag(before, "rejected_at", REJECTED_BEFORE_CREATED)
 
 
 #: The reason of a row whose lead is in the leads file, its row set aside (a lenient load).

@@ -23,7 +23,12 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from features.contract import AT_SIGNS, MAX_TEXT_LENGTH, PERSONAL_ID_RULE
+from features.contract import (
+    AT_SIGNS,
+    MAX_TEXT_LENGTH,
+    PERSONAL_ID_RULE,
+    REJECTED_BEFORE_CREATED,
+)
 from features.record_fields import (
     BLANK_IS_MISSING,
     ActivityType,
@@ -175,6 +180,13 @@ def _holds_at_sign(text: str) -> bool:
     return any(sign in text for sign in AT_SIGNS)
 
 
+#: A rejection dated before ``lead.created_at``, in the loader's words
+#: (``features.loading.REJECTED_BEFORE_CREATED``).
+REJECTED_BEFORE_CREATED_HERE = "is " + REJECTED_BEFORE_CREATED.replace(
+    "its lead's created_at", "lead.created_at", 1
+)
+
+
 def conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
     """An error at ``location`` (within the request) for a value that contradicts another.
 
@@ -282,8 +294,13 @@ class ScoreRequest(BaseModel):
                 yield conflict((field_name, index, key_name), message)
 
     def _misplaced_rejections(self) -> Iterator[InitErrorDetails]:
-        """Earlier rejections that are the scored one, or that come after it."""
+        """Earlier rejections that are the scored one, or that come after it, and any
+        rejection dated before the lead's creation (``REJECTED_BEFORE_CREATED``, as the
+        loader sets it aside)."""
         scored = self.rejection
+        created = self.lead.created_at
+        if scored.rejected_at < created:
+            yield conflict(("rejection", "rejected_at"), REJECTED_BEFORE_CREATED_HERE)
         for index, earlier in enumerate(self.earlier_rejections):
             if earlier.rejection_id == scored.rejection_id:
                 message = "is rejection.rejection_id, the rejection being scored"
@@ -291,6 +308,9 @@ class ScoreRequest(BaseModel):
             if earlier.rejected_at > scored.rejected_at:
                 message = "is after rejection.rejected_at"
                 yield conflict(("earlier_rejections", index, "rejected_at"), message)
+            if earlier.rejected_at < created:
+                location = ("earlier_rejections", index, "rejected_at")
+                yield conflict(location, REJECTED_BEFORE_CREATED_HERE)
 
     def _closing_opportunities(self) -> Iterator[InitErrorDetails]:
         """Opportunities created after the rejection and by ``as_of``: the lead came back,

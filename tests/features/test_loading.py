@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.coercion import BLANK_ID
-from features.contract import PERSONAL_COLUMNS, PERSONAL_ID_RULE
+from features.contract import PERSONAL_COLUMNS, PERSONAL_ID_RULE, REJECTED_BEFORE_CREATED
 from features.loading import (
     SNAPSHOT_AFTER_DATA_ALLOWED,
     SPACED_LEAD_ID,
@@ -169,6 +169,29 @@ def test_a_blank_identifier_in_parquet_is_named(tmp_path: Path, blank: str) -> N
     messages = {(Path(p.file).name, p.column, p.row): p.message for p in problems_of(directory)}
 
     assert messages[("leads.parquet", "lead_id", 2)] == BLANK_ID
+
+
+def test_a_rejection_dated_before_its_lead_was_created_is_a_problem_of_its_row(
+    tmp_path: Path,
+) -> None:
+    # Given L2 created on 2024-01-31 22:00 UTC, rejected by R2 a second before, and L1
+    # rejected by R1 at the very moment it was created
+    rejections = (
+        TINY_TABLES["rejections"]
+        .replace("R2,L2,2024-04-01T00:00:00Z", "R2,L2,2024-01-31T21:59:59Z")
+        .replace("R1,L1,2024-04-01T00:00:00Z", "R1,L1,2024-01-01T00:00:00Z")
+    )
+    directory = with_table(tmp_path, "rejections", rejections)
+
+    problems = problems_of(directory)
+    lenient = load_export(directory, lenient=True)
+
+    # Then R2 alone is named, and set aside in a lenient load
+    assert [(p.column, p.row, p.message) for p in problems] == [
+        ("rejected_at", 2, REJECTED_BEFORE_CREATED)
+    ]
+    assert sorted(lenient.rejections["rejection_id"]) == ["R1", "R3"]
+    assert [(r.table, r.row) for r in lenient.rejected_rows] == [("rejections", 2)]
 
 
 def test_a_blank_optional_identifier_is_missing_as_an_empty_one(tmp_path: Path) -> None:

@@ -66,6 +66,9 @@ def scramble_future(
             changed[name] = frame.loc[~future].reset_index(drop=True)
             continue
         frame.loc[future, column] = _later_times(as_of, int(future.sum()), rng)
+        if name == "rejections":  # a lead is rejected only once it exists
+            created = frame["lead_id"].map(tables["leads"].set_index("lead_id")["created_at"])
+            frame[column] = frame[column].where(frame[column] >= created, created)
         _alter_category(frame, future, name, rng)
         changed[name] = frame
     changed["opportunities"] = _scramble_closures(changed["opportunities"], as_of, rng, delete)

@@ -82,6 +82,7 @@ def test_a_valid_body_is_normalised_like_the_loader() -> None:
         (("earlier_rejections", 0, "rejected_at"), "2025-07-01", "is after rejection.rejected_at"),
         (("earlier_rejections", 0, "rejection_id"), "R2", "the rejection being scored"),
         (("as_of",), "2025-01-01T00:00:00Z", "is before rejection.rejected_at"),
+        (("earlier_rejections", 0, "rejected_at"), "2025-03-01", "is before lead.created_at"),
     ],
 )
 def test_ambiguous_or_invalid_bodies_are_refused_at_the_field(
@@ -112,6 +113,24 @@ def test_a_blank_identifier_is_refused_at_the_field_as_the_loader_sets_it_aside(
         [error] = refused.value.errors()
         assert error["loc"] == path
         assert "not blank" in error["msg"]
+
+
+def test_rejections_before_the_lead_was_created_are_refused_each_by_its_field() -> None:
+    with pytest.raises(ValidationError) as refused:
+        ScoreRequest.model_validate(body_with(("lead", "created_at"), "2025-06-01T07:30:01Z"))
+
+    errors = refused.value.errors()
+    assert [e["loc"] for e in errors] == [
+        ("rejection", "rejected_at"),
+        ("earlier_rejections", 0, "rejected_at"),
+    ]
+    assert all(e["msg"].startswith("is before lead.created_at") for e in errors)
+
+
+def test_a_rejection_at_the_moment_its_lead_was_created_is_scored() -> None:
+    request = ScoreRequest.model_validate(body_with(("lead", "created_at"), "2025-04-01"))
+
+    assert request.lead.created_at == request.earlier_rejections[0].rejected_at
 
 
 def test_a_blank_optional_identifier_is_missing() -> None:

@@ -202,7 +202,7 @@ CONFLICTS = [
     ),
     (
         "earlier_rejections",
-        [_earlier("R1", "2025-01-01", OTHER_LEAD)],
+        [_earlier("R1", "2025-04-01", OTHER_LEAD)],
         "earlier_rejections.0.lead_id",
         "does not match lead.lead_id",
     ),
@@ -228,21 +228,35 @@ CONFLICTS = [
     ),
     (
         "earlier_rejections",
-        [_earlier("R1", "2025-01-01"), _earlier("R1", "2025-02-01")],
+        [_earlier("R1", "2025-04-01"), _earlier("R1", "2025-05-01")],
         "earlier_rejections.1.rejection_id",
         "repeats earlier_rejections.0.rejection_id",
     ),
     (
         "earlier_rejections",
-        [_earlier(EXAMPLE_REQUEST["rejection"]["rejection_id"], "2025-01-01")],
+        [_earlier(EXAMPLE_REQUEST["rejection"]["rejection_id"], "2025-04-01")],
         "earlier_rejections.0.rejection_id",
         "is rejection.rejection_id, the rejection being scored",
     ),
     (
         "earlier_rejections",
-        [_earlier("R1", "2025-01-01"), _earlier("R9", "2025-07-01")],
+        [_earlier("R1", "2025-04-01"), _earlier("R9", "2025-07-01")],
         "earlier_rejections.1.rejected_at",
         "is after rejection.rejected_at",
+    ),
+    (
+        "earlier_rejections",
+        [_earlier("R1", "2025-03-02T09:59:59Z")],
+        "earlier_rejections.0.rejected_at",
+        "is before lead.created_at: a lead is rejected only once it exists (for a lead "
+        "merged or imported again, export its first creation time)",
+    ),
+    (
+        "lead.created_at",
+        "2025-06-01T09:30:01Z",
+        "rejection.rejected_at",
+        "is before lead.created_at: a lead is rejected only once it exists (for a lead "
+        "merged or imported again, export its first creation time)",
     ),
 ]
 

@@ -107,6 +107,7 @@ def lead_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
     as_of or the latest consent it holds (an opt-out after as_of counts), by the rejection
     reason, or by an earlier ``do_not_contact`` rejection no opt-in up to as_of lifted."""
     body = copy.deepcopy(EXAMPLE_REQUEST)
+    body["lead"]["created_at"] = _stamp(401)  # before every rejection drawn
     reason = draw(st.sampled_from(REASON_CODES))
     rejected_days = draw(st.integers(0, 80))
     body["rejection"]["reason_code"] = reason
