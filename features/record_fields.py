@@ -322,8 +322,25 @@ class _Vocabulary:
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        """A string from the vocabulary."""
-        return {"type": "string", "enum": list(self.values)}
+        """A string from the vocabulary, matched case-insensitively after trimming; with a
+        fallback, any other string that is not blank (kept as the fallback), the
+        vocabulary then in the description and the examples."""
+        values = ", ".join(self.values)
+        if self.fallback is None:
+            return {
+                "type": "string",
+                "enum": list(self.values),
+                "description": "matched case-insensitively after trimming",
+            }
+        return {
+            "type": "string",
+            "pattern": f"[^{blank_class('ecma')}]",
+            "description": (
+                f"one of: {values} (matched case-insensitively after trimming); any other "
+                f"value is kept as `{self.fallback}`"
+            ),
+            "examples": list(self.values[:3]),
+        }
 
 
 def _vocabulary(

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import PositiveDataAcceptanceConfig
 from schemathesis.schemas import BaseSchema
 
 from serving.app import create_app
+from serving.examples import EXAMPLE_REQUEST
 from tests.serving.conftest import API_KEY, api_settings
 
 MAX_EXAMPLES = 60
@@ -48,3 +51,34 @@ def test_the_api_follows_its_own_openapi(api_schema: BaseSchema, mode: Generatio
         case.call_and_validate()
 
     check()
+
+
+@pytest.mark.parametrize("written", ["page_view", "Webinar_Attended ", "Ｗebinar"])
+def test_the_openapi_document_takes_any_activity_type_the_api_scores(
+    client: TestClient, written: str
+) -> None:
+    # Given the activity row's schema in the app's OpenAPI document
+    document = client.get("/openapi.json").json()
+    schema = document["components"]["schemas"]["ActivityRecord"]
+    row = {**EXAMPLE_REQUEST["activities"][0], "activity_type": written}
+
+    # When a client checks a row of a type the contract keeps as `other` (or matches) first
+    jsonschema.validate(row, schema)
+    answer = client.post("/v1/score", json={**EXAMPLE_REQUEST, "activities": [row]})
+
+    # Then the schema and the API agree: the row is scored
+    assert answer.status_code == 200, answer.text
+    assert "kept as `other`" in schema["properties"]["activity_type"]["description"]
+
+
+@pytest.mark.parametrize("blank", [" ", "\u200b"], ids=repr)
+def test_the_openapi_document_refuses_a_blank_activity_type_as_the_api_does(
+    client: TestClient, blank: str
+) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ActivityRecord"]
+    row = {**EXAMPLE_REQUEST["activities"][0], "activity_type": blank}
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(row, schema)
+    answer = client.post("/v1/score", json={**EXAMPLE_REQUEST, "activities": [row]})
+    assert answer.status_code == 422
