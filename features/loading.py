@@ -38,7 +38,7 @@ from features.export_end import (
 )
 from features.export_end import stray_cut as find_stray_cut
 from features.problems import ContractError, Problem
-from features.row_notes import RowNote
+from features.row_notes import NoteKind, RowNote
 from features.table_files import locate_table_files, read_table_file
 from features.text import arrow_loose_ids, text_of
 from features.timestamps import MISSING_TIME, as_utc, latest_believable_time, to_microseconds
@@ -248,6 +248,7 @@ def build_export(
             flag_stray_latest_events(checks, events, cut)
     _check_references(checks, lenient)
     _check_rejected_after_creation(checks)
+    _note_same_moment_rejections(checks["rejections"])
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
     row_notes = [note for check in checks.values() for note in check.notes]
@@ -395,6 +396,25 @@ def _check_rejected_after_creation(checks: Mapping[str, TableCheck]) -> None:
     before = known & (lead_created != MISSING_TIME) & (rejected != MISSING_TIME)
     before &= rejected < lead_created
     rejections.flag(before, "rejected_at", REJECTED_BEFORE_CREATED)
+
+
+def _note_same_moment_rejections(rejections: TableCheck) -> None:
+    """Note the valid rejections that share their lead and their moment with another: the
+    contract calls a rejection open when no later one exists, which leaves such a tie
+    undecided; the history orders it by ``rejection_id`` (``RowNote.text`` says how)."""
+    if rejections.frame is None or rejections.frame.empty:
+        return
+    keys = pd.DataFrame(
+        {"lead": rejections.typed["lead_id"], "at": rejections.typed["rejected_at"]}
+    )
+    valid = keys.notna().all(axis=1).to_numpy()
+    valid[list(rejections.bad_reasons)] = False
+    tied = np.zeros(len(keys), dtype=bool)
+    tied[valid] = keys[valid].duplicated(keep=False).to_numpy()
+    if tied.any():
+        first = int(np.flatnonzero(tied)[0]) + 1
+        note = RowNote(NoteKind.SAME_MOMENT_REJECTIONS, rejections.file, int(tied.sum()), first)
+        rejections.notes.append(note)
 
 
 #: The reason of a row whose lead is in the leads file, its row set aside (a lenient load).

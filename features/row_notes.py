@@ -28,6 +28,7 @@ class NoteKind(StrEnum):
 
     UNKNOWN_ACTIVITY_TYPE = "unknown_activity_type"
     SPACED_LEAD_ID = "spaced_lead_id"
+    SAME_MOMENT_REJECTIONS = "same_moment_rejections"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ class RowNote:
                 f"{self.file}: {self.rows} activities with an unknown activity_type were kept "
                 f"as 'other' ({distinct} distinct value{'s' if distinct > 1 else ''}; first at "
                 f"row {self.first_row})"
+            )
+        if self.kind is NoteKind.SAME_MOMENT_REJECTIONS:
+            return (
+                f"{self.file}: {self.rows} rejections share their lead and their rejected_at "
+                f"with another (first at row {self.first_row}); of such rejections the one "
+                "with the greatest rejection_id (in code-point order) counts as the later: it "
+                "alone can be open and scored, the others count as its earlier rejections"
             )
         values = "1 lead_id value has" if self.rows == 1 else f"{self.rows} lead_id values have"
         return (

@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.coercion import BLANK_ID
+from features.config import FeatureConfig
 from features.contract import PERSONAL_COLUMNS, PERSONAL_ID_RULE, REJECTED_BEFORE_CREATED
+from features.dataset import build_scoring_set
 from features.loading import (
     SNAPSHOT_AFTER_DATA_ALLOWED,
     SPACED_LEAD_ID,
@@ -192,6 +194,33 @@ def test_a_rejection_dated_before_its_lead_was_created_is_a_problem_of_its_row(
     ]
     assert sorted(lenient.rejections["rejection_id"]) == ["R1", "R3"]
     assert [(r.table, r.row) for r in lenient.rejected_rows] == [("rejections", 2)]
+
+
+def test_rejections_of_one_lead_at_one_moment_are_noted_and_the_greatest_id_is_open(
+    tmp_path: Path,
+) -> None:
+    # Given L1 rejected twice at the same moment (R3 and R1), and an invalid third at it
+    rejections = (
+        TINY_TABLES["rejections"].replace(
+            "R3,L1,2025-05-01T00:00:00Z", "R3,L1,2024-04-01T00:00:00Z"
+        )
+        + "R4,L1,2024-04-01T00:00:00Z,sql,gone_fishing,,,\n"
+    )
+    directory = with_table(tmp_path, "rejections", rejections)
+
+    export = load_export(directory, lenient=True)
+    scored = build_scoring_set(export, FeatureConfig(), pd.Timestamp("2024-05-01", tz="UTC"))
+
+    # Then the two valid ones are noted, and R3, the greater id, is the open one
+    (note,) = [w for w in export.warnings if "share their lead" in w]
+    assert note.endswith(
+        "rejections.csv: 2 rejections share their lead and their rejected_at with another "
+        "(first at row 1); of such rejections the one with the greatest rejection_id (in "
+        "code-point order) counts as the later: it alone can be open and scored, the others "
+        "count as its earlier rejections"
+    )
+    assert "R3" in set(scored.keys["rejection_id"])
+    assert "R1" not in set(scored.keys["rejection_id"])
 
 
 def test_a_blank_optional_identifier_is_missing_as_an_empty_one(tmp_path: Path) -> None:
