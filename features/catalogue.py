@@ -170,7 +170,10 @@ def contract_markdown() -> str:
         lines += [f"## {table.name}{optional}", "", f"{key}.", ""]
         lines += ["| column | type | required | allowed values / notes |", "|---|---|---|---|"]
         for column in table.columns:
-            notes = ", ".join(column.vocabulary) if column.vocabulary else column.description
+            notes = column.description
+            if column.vocabulary:
+                values = ", ".join(column.vocabulary)
+                notes = f"{values} ({notes})" if notes else values
             if column.personal:
                 notes = "personal data: never a feature, never logged, never in an artifact"
             required = "yes" if column.required else "no"
