@@ -131,7 +131,7 @@ def _calendar_features(ctx: ExampleContext, table: FeatureTable) -> None:
         "days_to_next_year",
         (next_year - ctx.as_of) / DAY_US,
         source="as_of",
-        meaning="days from as_of to the next calendar (fiscal) year",
+        meaning="days from as_of to the next calendar year (1 January)",
     )
 
 

@@ -248,7 +248,9 @@ NAMED_PHRASES: dict[str, Phrase] = {
     "as_of_month": lambda v: (
         "scored in an unknown month" if v is None else f"scored in {MONTHS[int(v) - 1]}"
     ),
-    "days_to_next_year": _numeric("{} to the next fiscal year", "next fiscal year unknown", days),
+    "days_to_next_year": _numeric(
+        "{} to the next calendar year", "next calendar year unknown", days
+    ),
     "earlier_rejections": lambda v: _times(
         v, "rejected {} {} before", "first rejection of the lead"
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -170,11 +171,35 @@ class RoutingPolicy(_Frozen):
 
     version: int = Field(ge=1)
     name: Name
+    fiscal_year_start: str = "01-01"
     tiers: tuple[Tier, ...]
     suppression: Suppression = Field(default_factory=Suppression)
     rebound: Rebound
     low_touch: LowTouch
     reasons: dict[str, ReasonRoute]
+
+    @field_validator("fiscal_year_start", mode="before")
+    @classmethod
+    def _a_day_of_every_year(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not _MONTH_DAY.fullmatch(value):
+            raise ValueError(
+                'must be a month and a day, MM-DD in quotes ("04-01" for a fiscal year that '
+                "starts on 1 April): a fiscal year starts on the same day every year"
+            )
+        month, day = (int(part) for part in value.split("-"))
+        try:
+            date(2001, month, day)  # a year without 29 February
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a day of every year (MM-DD; 02-29 comes once in four years)"
+            ) from None
+        return value
+
+    @property
+    def fiscal_month_day(self) -> tuple[int, int]:
+        """The month and the day each fiscal year starts on (``fiscal_year_start``)."""
+        month, day = self.fiscal_year_start.split("-")
+        return int(month), int(day)
 
     @field_validator("tiers")
     @classmethod
@@ -252,6 +277,10 @@ class RoutingPolicy(_Frozen):
     def label(self) -> str:
         """``name@version``, returned with every routing decision."""
         return f"{self.name}@v{self.version}"
+
+
+#: ``fiscal_year_start``'s form: two digits of month, two of day.
+_MONTH_DAY = re.compile(r"[0-9]{2}-[0-9]{2}")
 
 
 def _listed(values: list[Any], shown: int = 10) -> str:

@@ -60,7 +60,6 @@ class RoutingInputs:
     stage: np.ndarray
     follow_up_days: np.ndarray
     days_since_rejection: np.ndarray
-    days_to_next_year: np.ndarray
     recent_intent: np.ndarray
     as_of: np.ndarray
     intent_since_rejection: np.ndarray | None = None
@@ -108,7 +107,6 @@ class RoutingInputs:
             stage=STAGE_LABELS[stage],
             follow_up_days=features.columns["follow_up_days"],
             days_since_rejection=features.columns["days_since_rejection"],
-            days_to_next_year=features.columns["days_to_next_year"],
             recent_intent=features.columns[policy.rebound.recent_intent_feature],
             as_of=np.asarray(as_of, dtype=np.int64),
             intent_since_rejection=features.columns[
@@ -388,20 +386,22 @@ def _reason_programs(
             continue
         chosen = reason == code
         program[chosen] = table.by_reason[name]
-        days[chosen] = _dated_days(inputs, chosen, rule)
+        days[chosen] = _dated_days(inputs, chosen, rule, policy.fiscal_month_day)
         cadence[chosen] = float(rule.cadence_days)
     dated = ~np.isnan(days)
     return program, np.where(dated, days, cadence), dated
 
 
-def _dated_days(inputs: RoutingInputs, chosen: np.ndarray, rule: ReasonRoute) -> np.ndarray:
+def _dated_days(
+    inputs: RoutingInputs, chosen: np.ndarray, rule: ReasonRoute, fiscal_start: tuple[int, int]
+) -> np.ndarray:
     """Days until the dated contact of ``rule`` (NaN where it has none: its cadence then)."""
     follow_up = inputs.follow_up_days[chosen]
     future_follow_up = np.where(_not_passed(follow_up, inputs.as_of[chosen]), follow_up, np.nan)
     if rule.next_action == "follow_up":
         return future_follow_up
     if rule.next_action == "fiscal_year":
-        before_year = inputs.days_to_next_year[chosen] - rule.lead_days
+        before_year = days_to_fiscal_year(inputs.as_of[chosen], *fiscal_start) - rule.lead_days
         return np.fmin(np.where(before_year > 0, before_year, np.nan), future_follow_up)
     if rule.next_action == "renewal":
         # The rival's contract renews every renewal_days after the rejection: contact
@@ -411,6 +411,23 @@ def _dated_days(inputs: RoutingInputs, chosen: np.ndarray, rule: ReasonRoute) ->
         next_renewal = np.where(until > 0, until, np.mod(until, rule.renewal_days))
         return np.fmin(np.maximum(next_renewal - rule.lead_days, 0.0), future_follow_up)
     return np.full(int(chosen.sum()), np.nan)
+
+
+def days_to_fiscal_year(as_of: np.ndarray, month: int, day: int) -> np.ndarray:
+    """Days from each ``as_of`` (int64 microseconds, UTC) to the next start of a fiscal
+    year, at midnight UTC of ``month``-``day``, strictly after ``as_of``. With 1 January,
+    the model's ``days_to_next_year`` exactly."""
+    moments = as_of.astype("datetime64[us]")
+    years = moments.astype("datetime64[Y]")
+    this_year = _month_day_of(years, month, day)
+    start = np.where(this_year > moments, this_year, _month_day_of(years + 1, month, day))
+    return (start.astype(np.int64) - as_of) / DAY_US
+
+
+def _month_day_of(years: np.ndarray, month: int, day: int) -> np.ndarray:
+    """Midnight UTC of ``month``-``day`` in each year, as ``datetime64[us]``."""
+    first_of_month = years.astype("datetime64[M]") + (month - 1)
+    return (first_of_month.astype("datetime64[D]") + (day - 1)).astype("datetime64[us]")
 
 
 def _not_passed(follow_up_days: np.ndarray, as_of: np.ndarray) -> np.ndarray:

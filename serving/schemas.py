@@ -35,7 +35,7 @@ class RoutingOut(BaseModel):
         description="day of the next contact (UTC); null when suppressed"
     )
     priority: int = Field(ge=0, description="1 is most urgent; 0 for suppressed leads")
-    policy: str = Field(description="routing policy name and version, e.g. default@v4")
+    policy: str = Field(description="routing policy name and version, e.g. default@v5")
 
 
 EXAMPLE_RESULT: dict[str, Any] = {
@@ -50,7 +50,7 @@ EXAMPLE_RESULT: dict[str, Any] = {
         "re_entry_stage": "sql",
         "next_action_date": "2025-10-01",
         "priority": 3,
-        "policy": "default@v4",
+        "policy": "default@v5",
     },
     "suppressed": False,
     "suppression_reason": None,

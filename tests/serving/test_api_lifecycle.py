@@ -218,8 +218,8 @@ def test_a_model_that_fails_to_load_keeps_the_old_one(
         assert answer.status_code == 409
         assert outcome["reloaded"] is False
         assert "not the booster that was saved" in outcome["message"]
-        assert outcome["message"].endswith(f"still serving {version} with policy default@v4")
-        assert outcome["policy"] == "default@v4"
+        assert outcome["message"].endswith(f"still serving {version} with policy default@v5")
+        assert outcome["policy"] == "default@v5"
         answer = client.post("/v1/score", json=EXAMPLE_REQUEST)
         assert answer.status_code == 200
         assert answer.json()["model_version"] == version
@@ -264,7 +264,7 @@ def test_a_policy_change_is_picked_up_and_a_broken_one_refused(
     policy = _policy_file(tmp_path, document)
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"]["policy"] == (
-            "default@v4"
+            "default@v5"
         )
         policy.write_text(yaml.safe_dump({**document, "version": 5}), encoding="utf-8")
         swapped = client.post("/v1/admin/reload").json()
@@ -305,7 +305,7 @@ def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
     assert ready.status_code == 503
     assert ready.json()["reason"].startswith("the routing policy was refused; ")
     assert scored.json()["error"]["message"] == (
-        f"no model is loaded: routing policy {policy} (default@v4): "
+        f"no model is loaded: routing policy {policy} (default@v5): "
         "rebound.recent_intent_feature 'intent_3Od' is not a count of activities over a "
         "window ending at as_of of this model (such as intent_30d, demo_request_90d, "
         "intent_since_rejection or intent_total; routing counts only its part after the "
@@ -316,7 +316,7 @@ def test_a_policy_reading_a_feature_the_model_lacks_is_not_ready(
 def test_a_policy_changed_under_the_same_version_is_refused_on_reload(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    # Given a service routing with default@v4 read from a file
+    # Given a service routing with default@v5 read from a file
     document = load_policy().model_dump(mode="json")
     policy = _policy_file(tmp_path, document)
     with TestClient(create_app(api_settings(model_dir, policy=policy))) as client:
@@ -328,9 +328,9 @@ def test_a_policy_changed_under_the_same_version_is_refused_on_reload(
         assert answer.status_code == 409
         refused = answer.json()
         # Then the reload is refused, saying why, and the old rules keep routing
-        assert (refused["reloaded"], refused["policy"]) == (False, "default@v4")
+        assert (refused["reloaded"], refused["policy"]) == (False, "default@v5")
         assert refused["message"].startswith(
-            f"routing policy {policy} changed but is still default@v4"
+            f"routing policy {policy} changed but is still default@v5"
         )
         assert client.post("/v1/score", json=EXAMPLE_REQUEST).json()["routing"] == before
         # And the same rules (lists whose order means nothing reordered), or an earlier

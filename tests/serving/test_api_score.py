@@ -39,7 +39,7 @@ def test_one_lead_gets_a_probability_a_route_and_reasons(client: TestClient) -> 
         result.probability
     )
     assert result.routing.re_entry_stage == "sql"
-    assert result.routing.policy == "default@v4"
+    assert result.routing.policy == "default@v5"
     assert len(result.reasons) == 3
     assert result.model_version.startswith("local-")
 
@@ -158,7 +158,7 @@ def test_the_model_card_names_the_version_and_features(client: TestClient) -> No
     assert card.calibration == "isotonic"
     assert card.trained_age_days == TRAINED_AGE_DAYS
     assert "pricing_page_visit_30d" in card.features
-    assert card.policy == "default@v4"
+    assert card.policy == "default@v5"
 
 
 def test_health_and_readiness(client: TestClient) -> None:

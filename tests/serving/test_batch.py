@@ -124,7 +124,7 @@ def test_output_has_the_import_columns_and_one_stamp(
     assert set(frame["as_of"]) == {small_export.snapshot_at}
     assert set(frame["scored_at"]) == {pd.Timestamp(SCORED_AT, tz="UTC")}
     assert set(frame["model_version"]) == {summary.document["model"]["version"]}
-    assert set(frame["policy"]) == {"default@v4"}
+    assert set(frame["policy"]) == {"default@v5"}
     assert not frame["rejection_id"].duplicated().any()
 
 

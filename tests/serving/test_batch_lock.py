@@ -86,8 +86,8 @@ def test_a_second_job_on_the_same_output_is_refused_and_leaves_the_first_alone(
     assert untouched
     assert summary_left == EARLIER_SUMMARY
     assert finished == EXIT_OK
-    assert json.loads(summary.read_text(encoding="utf-8"))["policy"] == "default@v4"
-    assert set(read_output(out)["policy"]) == {"default@v4"}
+    assert json.loads(summary.read_text(encoding="utf-8"))["policy"] == "default@v5"
+    assert set(read_output(out)["policy"]) == {"default@v5"}
     assert not out.with_name(out.name + ".lock").exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -28,7 +31,14 @@ from serving.policy import (
     recent_activity_counts,
     since_rejection_count,
 )
-from serving.routing import NO_DATE, SUPPRESSED_PROGRAM, Routes, RoutingInputs, route
+from serving.routing import (
+    NO_DATE,
+    SUPPRESSED_PROGRAM,
+    Routes,
+    RoutingInputs,
+    days_to_fiscal_year,
+    route,
+)
 from srl.cli import app
 
 AS_OF = 1_756_684_800_000_000  # 2025-09-01T00:00:00Z
@@ -43,7 +53,6 @@ def _inputs(**columns: Any) -> RoutingInputs:
         "stage": ["sql"],
         "follow_up_days": [np.nan],
         "days_since_rejection": [10.0],
-        "days_to_next_year": [122.0],
         "recent_intent": [0.0],
         "as_of": [AS_OF],
     }
@@ -294,6 +303,61 @@ def test_each_reason_has_its_program_and_timing(
     assert (row["program"], row["days"]) == (program, days)
 
 
+@pytest.mark.parametrize(
+    ("start", "days"),
+    [
+        ("01-01", 122.0 - 45),  # 2026-01-01, the default: the calendar year
+        ("04-01", 212.0 - 45),  # 2026-04-01
+        ("10-01", 30.0),  # 2025-10-01 is 30 days off, within lead_days: the cadence
+        ("09-01", 365.0 - 45),  # as_of is the very start of a fiscal year: the next one
+    ],
+)
+def test_the_budget_nurture_is_timed_to_the_policys_fiscal_year(start: str, days: float) -> None:
+    policy = POLICY.model_copy(update={"fiscal_year_start": start})
+
+    row = _one(route(_inputs(reason_code=["budget"]), policy))
+
+    assert (row["program"], row["days"]) == ("budget_nurture", days)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(datetime(1980, 1, 1), datetime(2100, 1, 1)),
+    month_day=st.dates(date(2001, 1, 1), date(2001, 12, 31)),
+)
+def test_days_to_the_fiscal_year_count_to_its_next_start(moment: datetime, month_day: date) -> None:
+    as_of = np.array([int(moment.replace(tzinfo=UTC).timestamp()) * 1_000_000], dtype=np.int64)
+    as_of += moment.microsecond
+
+    days = days_to_fiscal_year(as_of, month_day.month, month_day.day)[0]
+
+    start = datetime(moment.year, month_day.month, month_day.day)
+    if start <= moment:
+        start = datetime(moment.year + 1, month_day.month, month_day.day)
+    assert days == (start - moment) / timedelta(days=1)
+    if (month_day.month, month_day.day) == (1, 1):  # the model's own feature, exactly
+        features = np.array([moment], dtype="datetime64[us]")
+        next_year = (features.astype("datetime64[Y]") + 1).astype("datetime64[us]")
+        assert days == ((next_year.astype(np.int64) - as_of) / DAY_US)[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("4-1", "MM-DD"),
+        ("13-01", "not a day of every year"),
+        ("02-29", "02-29 comes once in four years"),
+        ("04-31", "not a day of every year"),
+        (date(2025, 4, 1), "MM-DD"),  # unquoted in YAML: a date, with its year
+    ],
+)
+def test_a_fiscal_year_start_that_is_not_a_day_of_every_year_is_refused(
+    value: object, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RoutingPolicy.model_validate({**_policy_document(), "fiscal_year_start": value})
+
+
 def test_next_action_dates_fall_on_a_day_start() -> None:
     late_in_day = AS_OF + 15 * 3600 * 1_000_000
     row = route(
@@ -338,7 +402,6 @@ def test_routing_is_vectorised_and_keeps_row_order() -> None:
         stage=["mql"] * n,
         follow_up_days=[np.nan] * n,
         days_since_rejection=[1.0] * n,
-        days_to_next_year=[100.0] * n,
         recent_intent=[0.0, 3.0, 0.0, 5.0, 0.0],
         as_of=[AS_OF] * n,
     )
@@ -360,7 +423,7 @@ def _policy_document() -> dict[str, Any]:
 
 
 def test_the_default_policy_is_versioned() -> None:
-    assert POLICY.label == "default@v4"
+    assert POLICY.label == "default@v5"
 
 
 @pytest.mark.parametrize(
@@ -456,11 +519,11 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
     [
         # values YAML itself cannot build
         ("name: default", "name: 2024-02-30", "could not be read: a value YAML cannot read"),
-        ("version: 4", "version: !!timestamp x", "could not be read: a value YAML cannot read"),
-        ("version: 4", "version: " + "9" * 5000, "could not be read: a value YAML cannot read"),
+        ("version: 5", "version: !!timestamp x", "could not be read: a value YAML cannot read"),
+        ("version: 5", "version: " + "9" * 5000, "could not be read: a value YAML cannot read"),
         ("name: default", "name: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
         # a key given twice, the second silently winning before
-        ("version: 4\n", "version: 4\nversion: 1\n", "key 'version' appears twice"),
+        ("version: 5\n", "version: 5\nversion: 1\n", "key 'version' appears twice"),
         (
             "  timing: {",
             "  budget: {program: other_nurture}\n  timing: {",
@@ -479,7 +542,7 @@ COMPETITOR = "renewal_days: 365, lead_days: 60"
         # YAML's yes/no/on/off where a number is expected
         (HOT_TIER, HOT_TIER.replace("0.40", "on"), "tiers.0.min_probability: Value error"),
         ("cadence_days: 90", "cadence_days: yes", "low_touch.cadence_days: Value error"),
-        ("version: 4", "version: yes", "version: Value error, should be a number"),
+        ("version: 5", "version: yes", "version: Value error, should be a number"),
         # program names a CRM would not tell from another, or from the suppressed one
         ("program: rebound_to_sales", "program: ''", "rebound.program: String should"),
         ("program: timing_nurture", "program: '   '", "reasons.timing.program: String should"),
@@ -569,8 +632,8 @@ def test_a_policy_error_stays_one_readable_line_however_large_the_file(tmp_path:
 
 def test_a_repeated_key_is_refused_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(DEFAULT_TEXT.replace("version: 4\n", "version: 4\nversion: 1\n"), "utf-8")
-    line = DEFAULT_TEXT.split("version: 4\n")[0].count("\n") + 2
+    path.write_text(DEFAULT_TEXT.replace("version: 5\n", "version: 5\nversion: 1\n"), "utf-8")
+    line = DEFAULT_TEXT.split("version: 5\n")[0].count("\n") + 2
 
     with pytest.raises(PolicyError, match=f"line {line}, column 1"):
         read_policy(path)
@@ -592,12 +655,12 @@ def test_a_file_too_large_for_a_policy_is_refused_before_it_is_parsed(tmp_path: 
 def test_srl_check_policy_prints_the_label_or_the_problem(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(DEFAULT_TEXT, encoding="utf-8")
-    bad.write_text(DEFAULT_TEXT.replace("version: 4\n", "version: 4\nversion: 5\n"), "utf-8")
+    bad.write_text(DEFAULT_TEXT.replace("version: 5\n", "version: 5\nversion: 6\n"), "utf-8")
 
     passed = CliRunner().invoke(app, ["check-policy", str(good)])
     refused = CliRunner().invoke(app, ["check-policy", str(bad)])
 
-    assert (passed.exit_code, passed.stdout.strip()) == (0, "default@v4")
+    assert (passed.exit_code, passed.stdout.strip()) == (0, "default@v5")
     assert refused.exit_code == 1
     assert f"error: routing policy {bad} could not be read" in refused.stderr
     assert "key 'version' appears twice" in refused.stderr
@@ -625,10 +688,10 @@ def test_srl_check_policy_refuses_an_intent_feature_no_model_computes(
     ):
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith(
-            f"error: routing policy {path} (default@v4): rebound.recent_intent_feature "
+            f"error: routing policy {path} (default@v5): rebound.recent_intent_feature "
             f"'intent_3Od' is not a count of activities over a window ending at as_of of {against}"
         )
-    assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v4")
+    assert (fine.exit_code, fine.stdout.strip()) == (0, "default@v5")
     assert fine.stderr == ""
 
 
@@ -647,9 +710,9 @@ def test_a_model_that_records_no_trained_ages_leaves_the_age_rule_idle_and_says_
 
     # Then the policy is usable but its age rule can route nothing, which is said; with
     # ages, or without the rule, nothing is
-    assert (result.exit_code, result.stdout.strip()) == (0, "default@v4")
+    assert (result.exit_code, result.stdout.strip()) == (0, "default@v5")
     assert result.stderr.startswith(
-        "warning: default@v4: low_touch.beyond_trained_age routes nothing with this model"
+        "warning: default@v5: low_touch.beyond_trained_age routes nothing with this model"
     )
     without_rule = POLICY.model_copy(
         update={"low_touch": POLICY.low_touch.model_copy(update={"beyond_trained_age": False})}
@@ -677,7 +740,7 @@ def test_policies_that_decide_in_order_are_not_taken_for_contradictions(
     assert old in DEFAULT_TEXT
     path.write_text(DEFAULT_TEXT.replace(old, new, 1), encoding="utf-8")
 
-    assert read_policy(path).label == "default@v4"
+    assert read_policy(path).label == "default@v5"
 
 
 @pytest.mark.parametrize(

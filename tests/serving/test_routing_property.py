@@ -61,7 +61,6 @@ def routing_rows(draw: st.DrawFn) -> RoutingInputs:
         stage=column(st.sampled_from(STAGES), object),
         follow_up_days=column(floats, np.float64),
         days_since_rejection=column(st.floats(0, 3000), np.float64),
-        days_to_next_year=column(st.floats(0, 366), np.float64),
         recent_intent=column(st.floats(0, 50), np.float64),
         as_of=column(st.just(int(AS_OF.timestamp() * 1_000_000)), np.int64),
         latest_consent_index=column(st.integers(-1, len(CONSENT_STATUSES) - 1), np.int64),
