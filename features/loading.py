@@ -249,6 +249,7 @@ def build_export(
     _check_references(checks, lenient)
     _check_rejected_after_creation(checks)
     _note_same_moment_rejections(checks["rejections"])
+    _note_closed_before_created(checks["opportunities"])
     problems = [p for check in checks.values() for p in check.problems]
     structural = [p for check in checks.values() for p in check.structural]
     row_notes = [note for check in checks.values() for note in check.notes]
@@ -407,14 +408,35 @@ def _note_same_moment_rejections(rejections: TableCheck) -> None:
     keys = pd.DataFrame(
         {"lead": rejections.typed["lead_id"], "at": rejections.typed["rejected_at"]}
     )
-    valid = keys.notna().all(axis=1).to_numpy()
-    valid[list(rejections.bad_reasons)] = False
+    valid = keys.notna().all(axis=1).to_numpy() & _without_problems(rejections)
     tied = np.zeros(len(keys), dtype=bool)
     tied[valid] = keys[valid].duplicated(keep=False).to_numpy()
-    if tied.any():
-        first = int(np.flatnonzero(tied)[0]) + 1
-        note = RowNote(NoteKind.SAME_MOMENT_REJECTIONS, rejections.file, int(tied.sum()), first)
-        rejections.notes.append(note)
+    _note(rejections, NoteKind.SAME_MOMENT_REJECTIONS, tied)
+
+
+def _note_closed_before_created(opportunities: TableCheck) -> None:
+    """Note the valid opportunities whose ``closed_at`` comes before their ``created_at``
+    (the history reads each as closed at its creation)."""
+    if opportunities.frame is None or opportunities.frame.empty:
+        return
+    created = to_microseconds(opportunities.typed["created_at"])
+    closed = to_microseconds(opportunities.typed["closed_at"])
+    early = (closed != MISSING_TIME) & (created != MISSING_TIME) & (closed < created)
+    _note(opportunities, NoteKind.CLOSED_BEFORE_CREATED, early & _without_problems(opportunities))
+
+
+def _without_problems(check: TableCheck) -> np.ndarray:
+    """The rows of ``check`` that no rule flagged (those a lenient load keeps)."""
+    kept = np.ones(len(check.frame) if check.frame is not None else 0, dtype=bool)
+    kept[list(check.bad_reasons)] = False
+    return kept
+
+
+def _note(check: TableCheck, kind: NoteKind, rows: np.ndarray) -> None:
+    """Add a ``RowNote`` of ``kind`` on the ``rows`` of ``check``, if any."""
+    if rows.any():
+        first = int(np.flatnonzero(rows)[0]) + 1
+        check.notes.append(RowNote(kind, check.file, int(rows.sum()), first))
 
 
 #: The reason of a row whose lead is in the leads file, its row set aside (a lenient load).

@@ -29,6 +29,7 @@ class NoteKind(StrEnum):
     UNKNOWN_ACTIVITY_TYPE = "unknown_activity_type"
     SPACED_LEAD_ID = "spaced_lead_id"
     SAME_MOMENT_REJECTIONS = "same_moment_rejections"
+    CLOSED_BEFORE_CREATED = "closed_before_created"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ class RowNote:
                 f"with another (first at row {self.first_row}); of such rejections the one "
                 "with the greatest rejection_id (in code-point order) counts as the later: it "
                 "alone can be open and scored, the others count as its earlier rejections"
+            )
+        if self.kind is NoteKind.CLOSED_BEFORE_CREATED:
+            return (
+                f"{self.file}: {self.rows} opportunities close before they were created "
+                f"(closed_at before created_at; first at row {self.first_row}); each is read "
+                "as closed at its creation"
             )
         values = "1 lead_id value has" if self.rows == 1 else f"{self.rows} lead_id values have"
         return (

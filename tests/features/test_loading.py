@@ -223,6 +223,20 @@ def test_rejections_of_one_lead_at_one_moment_are_noted_and_the_greatest_id_is_o
     assert "R1" not in set(scored.keys["rejection_id"])
 
 
+def test_an_opportunity_closed_before_it_was_created_is_noted(tmp_path: Path) -> None:
+    opportunities = TINY_TABLES["opportunities"].replace(
+        "2024-08-01T00:00:00Z,2024-10-01T00:00:00Z", "2024-08-01T00:00:00Z,2024-07-01T00:00:00Z"
+    )
+
+    export = load_export(with_table(tmp_path, "opportunities", opportunities))
+
+    (note,) = [w for w in export.warnings if "close before" in w]
+    assert note.endswith(
+        "opportunities.csv: 1 opportunities close before they were created (closed_at before "
+        "created_at; first at row 1); each is read as closed at its creation"
+    )
+
+
 def test_a_blank_optional_identifier_is_missing_as_an_empty_one(tmp_path: Path) -> None:
     # Given a lead whose account_id holds only a zero-width space, another's only spaces
     directory = write_tiny_export(tmp_path / "export")
