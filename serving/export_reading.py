@@ -29,6 +29,7 @@ from features.loading import not_a_directory
 from features.problems import ContractError, Problem
 from features.table_files import (
     CSV_OPTIONS,
+    VERIFY_PAGE_CHECKSUMS,
     csv_header,
     locate_table_files,
     parquet_read_problem,
@@ -191,7 +192,7 @@ def iter_batches(
 
 
 def _parquet_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
-    source = pq.ParquetFile(path)
+    source = pq.ParquetFile(path, page_checksum_verification=VERIFY_PAGE_CHECKSUMS)
     schema = pa.schema([source.schema_arrow.field(c) for c in columns])
     found = False
     for batch in source.iter_batches(batch_size=batch_rows, columns=columns):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -290,8 +291,32 @@ def split_tables(rows: pa.Table, columns: dict[str, tuple[str, ...]]) -> dict[st
 
 
 def _failure(error: BaseException) -> ChunkFailure:
-    message = str(error).strip().splitlines()
-    return ChunkFailure(-1, type(error).__name__, message[0][:300] if message else "")
+    text = str(error).strip()
+    lines = text.splitlines()
+    message = unreadable_file(text) or (lines[0][:300] if lines else "")
+    return ChunkFailure(-1, type(error).__name__, message)
+
+
+#: Spark's error for a file its reader failed on, and a Java cause line of its trace.
+_FAILED_READ = re.compile(r"Encountered error while reading file (\S+?)\.?\s")
+_CAUSE = re.compile(r"^Caused by: ([\w.$]+)(?:: (.*))?$", re.MULTILINE)
+
+
+def unreadable_file(trace: str) -> str | None:
+    """The file a Spark job failed to read and why, from its Java trace (None when the
+    trace names no file): the innermost cause's class, and its message when it is
+    parquet-mr's (a damaged page, a failed checksum), which names no cell's value; other
+    causes' messages may quote one, so they are left out."""
+    found = _FAILED_READ.search(trace)
+    if found is None:
+        return None
+    message = f"Spark could not read {found.group(1)}"
+    causes = _CAUSE.findall(trace)
+    if causes:
+        name, detail = causes[-1]
+        said = f": {detail[:200]}" if name.startswith("org.apache.parquet.") and detail else ""
+        message += f" ({name.rsplit('.', 1)[-1]}{said})"
+    return message
 
 
 def _worker_model(files: dict[str, Any]) -> ReconversionModel:

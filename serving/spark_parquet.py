@@ -80,6 +80,12 @@ def require_literal_path(path: str) -> str:
     )
 
 
+#: parquet-mr's setting that checks each page's CRC where the writer stored one, as the
+#: local engine does (``features.table_files.VERIFY_PAGE_CHECKSUMS``); given as a read
+#: option, it reaches the reader's Hadoop configuration without changing the session's.
+VERIFY_CHECKSUMS_OPTION = "parquet.page.verify-checksum.enabled"
+
+
 def read_parquet(session: Any, path: str) -> Any:
     """A table's Parquet file or dataset as a Spark frame.
 
@@ -90,7 +96,7 @@ def read_parquet(session: Any, path: str) -> Any:
     """
     require_literal_path(path)
     try:
-        return session.read.parquet(path)
+        return session.read.option(VERIFY_CHECKSUMS_OPTION, "true").parquet(path)
     except Exception as error:  # pyspark's AnalysisException, without importing pyspark
         if type(error).__name__ != "AnalysisException":
             raise

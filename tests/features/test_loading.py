@@ -29,6 +29,7 @@ from features.table_files import read_table_file
 from features.timestamps import CLOCK_SKEW_ALLOWED, SPAN
 from tests.clock import years_ahead
 from tests.features.conftest import TINY_TABLES, write_tiny_export
+from tests.parquet_damage import damage_a_page
 
 
 def problems_of(directory: Path) -> list[Problem]:
@@ -235,6 +236,21 @@ def test_an_opportunity_closed_before_it_was_created_is_noted(tmp_path: Path) ->
         "opportunities.csv: 1 opportunities close before they were created (closed_at before "
         "created_at; first at row 1); each is read as closed at its creation"
     )
+
+
+def test_a_parquet_page_that_fails_its_checksum_is_named_not_read(tmp_path: Path) -> None:
+    # Given a leads file written with page checksums, one byte of a page changed since
+    directory = write_tiny_export(tmp_path / "export")
+    leads = pd.read_csv(directory / "leads.csv", dtype=str)
+    (directory / "leads.csv").unlink()
+    leads.to_parquet(directory / "leads.parquet")
+    damage_a_page(directory / "leads.parquet")
+
+    (problem,) = problems_of(directory)
+
+    # Then the file is refused by name, rather than read as other values
+    assert Path(problem.file).name == "leads.parquet"
+    assert "CRC checksum verification failed" in problem.message
 
 
 def test_a_blank_optional_identifier_is_missing_as_an_empty_one(tmp_path: Path) -> None:

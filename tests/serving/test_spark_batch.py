@@ -24,6 +24,7 @@ from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchError, BatchSummary, summary_path
 from serving.batch_signals import JobStopped, stop_behind
 from tests.clock import years_ahead
+from tests.parquet_damage import damage_a_page
 from tests.serving.batch_support import (
     contacted_leads,
     copy_export,
@@ -454,3 +455,28 @@ def test_a_spark_worker_loads_the_broadcast_model_and_leaves_no_copy_behind(
     # Then it is the model, and no copy of its files is left in the temporary folder
     assert model.feature_names == ReconversionModel.load(model_dir).feature_names
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_page_that_fails_its_checksum_stops_either_engine_naming_the_file(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export whose activities file has a damaged page (with its checksum)
+    damaged = copy_export(small_export_dir, tmp_path / "damaged")
+    damage_a_page(damaged / "activities.parquet", column=1)
+
+    # When either engine scores it
+    with pytest.raises(ContractError) as local:
+        run_batch(request(damaged, tmp_path / "local.parquet", model_dir))
+    spark_request = request(damaged, tmp_path / "spark.parquet", model_dir, engine="spark")
+    with pytest.raises(BatchError) as distributed:
+        run_batch(spark_request, spark=spark)
+
+    # Then each names the file and the failed checksum; nothing is written
+    (problem,) = local.value.problems
+    assert problem.file.endswith("activities.parquet")
+    assert "CRC checksum verification failed" in problem.message
+    (failure,) = distributed.value.summary.document["failures"]
+    assert "activities.parquet" in failure["message"]
+    assert "CRC checksum verification failed" in failure["message"]
+    assert not (tmp_path / "spark.parquet").exists()
+    assert not (tmp_path / "local.parquet").exists()
