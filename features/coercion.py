@@ -131,7 +131,8 @@ def check_table(
 
 
 def _note_spaced_lead_ids(check: TableCheck) -> None:
-    """Warn of ``leads.lead_id`` values with spaces around them.
+    """Warn of ``leads.lead_id`` values with spaces around them (a blank one is a problem of
+    its row, ``BLANK_ID``, not a spaced id).
 
     Ids are compared as written, so such a lead is found by no row of another table that
     writes its id without the spaces: those rows would only be reported as pointing to an
@@ -140,7 +141,7 @@ def _note_spaced_lead_ids(check: TableCheck) -> None:
     ids = check.typed.get("lead_id") if check.table.name == "leads" else None
     if ids is None or ids.empty:
         return
-    spaced = (ids.notna() & (ids.str.strip() != ids)).to_numpy(dtype=bool)
+    spaced = (ids.notna() & (ids.str.strip() != ids)).to_numpy(dtype=bool) & ~blank_texts(ids)
     count = int(spaced.sum())
     if count:
         first = int(np.flatnonzero(spaced)[0]) + 1

@@ -212,6 +212,7 @@ def build_export(
     snapshot_at: pd.Timestamp | None = None,
     stray_cut: StrayCut | None = None,
     clock: pd.Timestamp | None = None,
+    log_warnings: bool = True,
 ) -> Export:
     """Validate and type raw tables (strings or native types) into an ``Export``.
 
@@ -229,6 +230,8 @@ def build_export(
         clock: the moment no event may be dated after (``CLOCK_SKEW_ALLOWED`` aside);
             default: this machine's clock now. A batch job fixes it at its first start,
             so a resumed job sets aside the same rows.
+        log_warnings: log each warning (``Export.warnings``); a batch job's chunk does not,
+            as the job gives the export's warnings once, added up over its chunks.
 
     Raises:
         ContractError: listing every problem found.
@@ -255,7 +258,7 @@ def build_export(
     row_notes = [note for check in checks.values() for note in check.notes]
     warnings = [note.text() for note in row_notes]
     if structural or (problems and not lenient):
-        for warning in warnings:  # a note may explain a problem (a lead_id with spaces)
+        for warning in warnings if log_warnings else ():  # a note may explain a problem
             logger.warning(warning)
         raise ContractError(structural + problems, notes=warnings)
     rejected = [row for check in checks.values() for row in _rejected_rows(check)]
@@ -265,7 +268,7 @@ def build_export(
         snapshot = latest_timestamp(tables)
         warnings += stale_outcome_tables(tables, snapshot) + _closes_after(tables, snapshot)
         warnings += _settled_without_close(tables)
-    for warning in warnings:
+    for warning in warnings if log_warnings else ():
         logger.warning(warning)
     return Export(
         tables=tables,

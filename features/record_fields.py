@@ -136,8 +136,10 @@ class _ContractText:
         identifier, one character that is not blank."""
         if not self.identifier:
             return f"^[^{re.escape(forbidden)}]*$"
-        others = f"[^{re.escape(forbidden)}]*"
-        return f"^{others}[^{re.escape(forbidden)}{blank_class('ecma')}]{others}$"
+        # Blanks, then the first character that is neither blank nor forbidden, then any
+        # that is not forbidden: one way to match each string (no backtracking blow-up)
+        blank, refused = blank_class("json"), re.escape(forbidden)
+        return f"^[{blank}]*[^{refused}{blank}][^{refused}]*$"
 
     def written(self, value: float | int | bool) -> str:
         """A JSON number or boolean as text.
@@ -334,7 +336,7 @@ class _Vocabulary:
             }
         return {
             "type": "string",
-            "pattern": f"[^{blank_class('ecma')}]",
+            "pattern": f"[^{blank_class('json')}]",
             "description": (
                 f"one of: {values} (matched case-insensitively after trimming); any other "
                 f"value is kept as `{self.fallback}`"

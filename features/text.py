@@ -193,7 +193,32 @@ INVISIBLE_CHARACTERS = "".join(
 #: do not show (``INVISIBLE_CHARACTERS``). A blank value is a missing one (an unset property
 #: that a platform sends as ``" "`` or a lone zero-width space); a blank identifier names
 #: nothing, in a file as in a request.
-BLANK_CHARACTERS = SURROUNDING_SPACES + INVISIBLE_CHARACTERS
+#: Characters that show nothing although they are not format characters of the Basic
+#: Multilingual Plane: the combining grapheme joiner, the Hangul fillers (U+3164 is the
+#: classic "invisible name"), the Khmer inherent vowels, the blank braille pattern, the
+#: variation selectors, and the format characters past that plane (musical formatting,
+#: shorthand format controls, the tags).
+BLANK_LOOKALIKES = "".join(
+    chr(c)
+    for first, last in (
+        (0x034F, 0x034F),
+        (0x115F, 0x1160),
+        (0x17B4, 0x17B5),
+        (0x180B, 0x180D),
+        (0x180F, 0x180F),
+        (0x2800, 0x2800),
+        (0x3164, 0x3164),
+        (0xFE00, 0xFE0F),
+        (0xFFA0, 0xFFA0),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+        (0xE0100, 0xE01EF),
+    )
+    for c in range(first, last + 1)
+)
+BLANK_CHARACTERS = SURROUNDING_SPACES + INVISIBLE_CHARACTERS + BLANK_LOOKALIKES
 
 
 def is_blank(text: str) -> bool:
@@ -208,10 +233,13 @@ def blank_texts(texts: pd.Series) -> np.ndarray:
 
 
 def blank_class(syntax: str) -> str:
-    """``BLANK_CHARACTERS`` escaped for a regular expression's character class (without
-    its brackets). ``syntax`` is ``rust`` (pydantic's core) or ``ecma`` (JSON Schema)."""
-    escape = "\\x{{{:X}}}" if syntax == "rust" else "\\u{:04X}"
-    return "".join(escape.format(ord(c)) for c in BLANK_CHARACTERS)
+    """``BLANK_CHARACTERS`` for a regular expression's character class (without its
+    brackets). ``syntax`` is ``rust`` (pydantic's core: ``\\x{...}`` escapes) or ``json``
+    (a JSON Schema pattern: the characters themselves, which every engine reads, where
+    Go's RE2 refuses ECMA's ``\\u`` escapes; none of them is special in a class)."""
+    if syntax == "json":
+        return BLANK_CHARACTERS
+    return "".join(f"\\x{{{ord(c):X}}}" for c in BLANK_CHARACTERS)
 
 
 #: The full-width forms of ASCII (U+FF01-U+FF5E, typed with an East Asian keyboard) and

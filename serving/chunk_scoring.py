@@ -136,7 +136,12 @@ def score_chunk(
         None if settings.clock_us is None else pd.Timestamp(settings.clock_us, unit="us", tz="UTC")
     )
     export = build_export(
-        frames, lenient=True, snapshot_at=stamp, stray_cut=settings.stray_cut, clock=clock
+        frames,
+        lenient=True,
+        snapshot_at=stamp,
+        stray_cut=settings.stray_cut,
+        clock=clock,
+        log_warnings=False,
     )
     lead_rows = _kept_rows(rows["leads"], export, "leads")
     history = _known_leads(history_from_export(export, model.config))

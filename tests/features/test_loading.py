@@ -161,7 +161,11 @@ def test_values_the_api_would_refuse_for_length_are_named(tmp_path: Path) -> Non
     }
 
 
-@pytest.mark.parametrize("blank", ["", " ", "\t", "\u200b", " \u3000\ufeff "], ids=repr)
+@pytest.mark.parametrize(
+    "blank",
+    ["", " ", "\t", "\u200b", " \u3000\ufeff ", "\u3164", "\u2800\u034f", "\U000e0020"],
+    ids=repr,
+)
 def test_a_blank_identifier_in_parquet_is_named(tmp_path: Path, blank: str) -> None:
     directory = write_tiny_export(tmp_path / "export")
     leads = pd.read_csv(directory / "leads.csv", dtype=str)
@@ -251,6 +255,15 @@ def test_a_parquet_page_that_fails_its_checksum_is_named_not_read(tmp_path: Path
     # Then the file is refused by name, rather than read as other values
     assert Path(problem.file).name == "leads.parquet"
     assert "CRC checksum verification failed" in problem.message
+
+
+def test_a_blank_lead_id_is_not_counted_as_a_spaced_one(tmp_path: Path) -> None:
+    leads = TINY_TABLES["leads"].replace("\nL2,", '\n"L2 ",').replace("\nL1,", '\n" ",')
+
+    export = load_export(with_table(tmp_path, "leads", leads), lenient=True)
+
+    (note,) = [w for w in export.warnings if "a space at the start or end" in w]
+    assert "1 lead_id value has a space" in note
 
 
 def test_a_blank_optional_identifier_is_missing_as_an_empty_one(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,10 +19,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from features.coercion import check_table
-from features.contract import LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
+from features.contract import AT_SIGNS, LEADS, MAX_ID_LENGTH, MAX_TEXT_LENGTH, TABLES
 from features.numbers import number_from_text, numbers_from_text
 from features.records import LeadRecord, ScoreRequest
 from features.table_files import ARROW_STRING, arrow_to_pandas
+from features.text import is_blank
 from features.timestamps import parse_timestamp, parse_timestamps
 
 BODY: dict[str, Any] = {
@@ -96,7 +98,9 @@ def test_ambiguous_or_invalid_bodies_are_refused_at_the_field(
     assert message in error["msg"]
 
 
-@pytest.mark.parametrize("blank", [" ", "\t", "\u200b", "\u3000\ufeff"], ids=repr)
+@pytest.mark.parametrize(
+    "blank", [" ", "\t", "\u200b", "\u3000\ufeff", "\u3164", "\U000e0020\ufe0f"], ids=repr
+)
 @pytest.mark.parametrize(
     "path",
     [("lead", "lead_id"), ("rejection", "rejection_id"), ("activities", 0, "activity_id")],
@@ -131,6 +135,23 @@ def test_a_rejection_at_the_moment_its_lead_was_created_is_scored() -> None:
     request = ScoreRequest.model_validate(body_with(("lead", "created_at"), "2025-04-01"))
 
     assert request.lead.created_at == request.earlier_rejections[0].rejected_at
+
+
+ID_CHARACTERS = st.sampled_from(["a", "7", "@", "\uff20", " ", "\t", "\u200b", "\u3164", "é"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(ID_CHARACTERS, min_size=1, max_size=12))
+def test_the_json_schema_pattern_of_an_id_refuses_what_the_api_refuses(text: str) -> None:
+    schema = LeadRecord.model_json_schema()["properties"]["lead_id"]["anyOf"][0]
+    refused = is_blank(text) or any(sign in text for sign in AT_SIGNS)
+
+    assert (re.search(schema["pattern"], text) is None) == refused
+    if is_blank(text):  # the request refuses an @ (ScoreRequest), the record a blank id
+        with pytest.raises(ValidationError):
+            LeadRecord.model_validate({**BODY["lead"], "lead_id": text})
+    else:
+        assert LeadRecord.model_validate({**BODY["lead"], "lead_id": text}).lead_id == text
 
 
 def test_a_blank_optional_identifier_is_missing() -> None:

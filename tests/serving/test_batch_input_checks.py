@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -608,13 +609,17 @@ def _spread_row_warnings(folder: Path) -> None:
 
 
 def test_row_warnings_add_up_over_the_chunks_as_the_loader_counts_them(
-    small_export_dir: Path, model_dir: Path, tmp_path: Path
+    small_export_dir: Path, model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given an export whose unknown activity types and spaced lead ids fall in many chunks
     folder = copy_as_csv(small_export_dir, tmp_path / "export")
     _spread_row_warnings(folder)
 
-    summary = run_batch(request(folder, tmp_path / "scores.parquet", model_dir, chunk_leads=300))
+    with caplog.at_level(logging.WARNING):
+        summary = run_batch(
+            request(folder, tmp_path / "scores.parquet", model_dir, chunk_leads=300)
+        )
+    logged_by_the_job = caplog.text
 
     # Then the summary says what the loader says of the whole export: one warning per file
     # and kind, rows added up, distinct values counted once, the first row in file numbering
@@ -632,3 +637,5 @@ def test_row_warnings_add_up_over_the_chunks_as_the_loader_counts_them(
         "lead",
     ]
     assert summary.document["chunks"]["total"] >= 12
+    # and no chunk logs its own count (one worker: the chunks run in this process)
+    assert "unknown activity_type" not in logged_by_the_job
