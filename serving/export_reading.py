@@ -34,6 +34,7 @@ from features.table_files import (
     locate_table_files,
     parquet_read_problem,
     require_field_counts,
+    require_utf8_text,
 )
 from features.timestamps import CLOCK_SKEW_TEXT
 from features.utf8 import require_utf8, utf8_problem
@@ -195,9 +196,13 @@ def _parquet_batches(path: Path, columns: list[str], batch_rows: int) -> Iterato
     source = pq.ParquetFile(path, page_checksum_verification=VERIFY_PAGE_CHECKSUMS)
     schema = pa.schema([source.schema_arrow.field(c) for c in columns])
     found = False
+    first_row = 1
     for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
         found = True
-        yield pa.Table.from_batches([batch]).replace_schema_metadata(None)
+        table = pa.Table.from_batches([batch]).replace_schema_metadata(None)
+        require_utf8_text(table, str(path), first_row)
+        first_row += table.num_rows
+        yield table
     if not found:
         yield schema.empty_table()
 

@@ -293,8 +293,19 @@ def split_tables(rows: pa.Table, columns: dict[str, tuple[str, ...]]) -> dict[st
 def _failure(error: BaseException) -> ChunkFailure:
     text = str(error).strip()
     lines = text.splitlines()
-    message = unreadable_file(text) or (lines[0][:300] if lines else "")
+    message = unreadable_file(text) or refused_input(text) or (lines[0][:300] if lines else "")
     return ChunkFailure(-1, type(error).__name__, message)
+
+
+def refused_input(trace: str) -> str | None:
+    """The problems of a ``ContractError`` a Python worker raised (a chunk whose text is not
+    UTF-8), from the trace Spark wraps it in; None when there is none. Problems name
+    columns and rows, never values (``features.problems.Problem``)."""
+    _, found, after = trace.rpartition("features.problems.ContractError: ")
+    if not found:
+        return None
+    problems = [line.strip()[2:] for line in after.splitlines() if line.startswith("  - ")]
+    return "; ".join(problems)[:600] or None
 
 
 #: Spark's error for a file its reader failed on, and a Java cause line of its trace.

@@ -25,11 +25,11 @@ from features.loading import (
     load_export,
 )
 from features.problems import ContractError, Problem
-from features.table_files import read_table_file
+from features.table_files import NOT_UTF8_TEXT, read_table_file
 from features.timestamps import CLOCK_SKEW_ALLOWED, SPAN
 from tests.clock import years_ahead
 from tests.features.conftest import TINY_TABLES, write_tiny_export
-from tests.parquet_damage import damage_a_page
+from tests.parquet_damage import damage_a_page, with_bytes_not_utf8
 
 
 def problems_of(directory: Path) -> list[Problem]:
@@ -264,6 +264,24 @@ def test_a_blank_lead_id_is_not_counted_as_a_spaced_one(tmp_path: Path) -> None:
 
     (note,) = [w for w in export.warnings if "a space at the start or end" in w]
     assert "1 lead_id value has a space" in note
+
+
+@pytest.mark.parametrize("column", ["lead_id", "lead_source", "industry"])
+def test_parquet_text_that_is_not_utf8_is_named_by_column_and_row(
+    tmp_path: Path, column: str
+) -> None:
+    # Given a leads file whose text holds, in its second row, bytes that are not UTF-8
+    directory = write_tiny_export(tmp_path / "export")
+    leads = pd.read_csv(directory / "leads.csv", dtype=str, keep_default_na=False)
+    (directory / "leads.csv").unlink()
+    leads.to_parquet(directory / "leads.parquet")
+    with_bytes_not_utf8(directory / "leads.parquet", column, [1])
+
+    (problem,) = problems_of(directory)
+
+    # Then the file is refused, naming the column, the first such row and how many
+    assert (Path(problem.file).name, problem.column, problem.row) == ("leads.parquet", column, 2)
+    assert (problem.message, problem.count) == (NOT_UTF8_TEXT, 1)
 
 
 def test_a_blank_optional_identifier_is_missing_as_an_empty_one(tmp_path: Path) -> None:

@@ -20,11 +20,12 @@ import pytest
 from features.loading import load_export
 from features.predictor import ReconversionModel
 from features.problems import ContractError
+from features.table_files import NOT_UTF8_TEXT
 from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchError, BatchSummary, summary_path
 from serving.batch_signals import JobStopped, stop_behind
 from tests.clock import years_ahead
-from tests.parquet_damage import damage_a_page
+from tests.parquet_damage import damage_a_page, with_bytes_not_utf8
 from tests.serving.batch_support import (
     contacted_leads,
     copy_export,
@@ -480,3 +481,28 @@ def test_a_page_that_fails_its_checksum_stops_either_engine_naming_the_file(
     assert "CRC checksum verification failed" in failure["message"]
     assert not (tmp_path / "spark.parquet").exists()
     assert not (tmp_path / "local.parquet").exists()
+
+
+def test_parquet_text_that_is_not_utf8_stops_either_engine_naming_column_and_row(
+    spark: Any, small_export_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    # Given an export whose activities hold, in rows 41 and 2001, ids that are not UTF-8
+    damaged = copy_export(small_export_dir, tmp_path / "damaged")
+    with_bytes_not_utf8(damaged / "activities.parquet", "activity_id", [40, 2000])
+
+    with pytest.raises(ContractError) as local:
+        run_batch(request(damaged, tmp_path / "local.parquet", model_dir))
+    spark_request = request(damaged, tmp_path / "spark.parquet", model_dir, engine="spark")
+    with pytest.raises(BatchError) as distributed:
+        run_batch(spark_request, spark=spark)
+
+    # Then the local engine names the file, Spark the table, both the column and first row
+    (problem,) = local.value.problems
+    assert (problem.file.endswith("activities.parquet"), problem.column, problem.row) == (
+        True,
+        "activity_id",
+        41,
+    )
+    (failure,) = distributed.value.summary.document["failures"]
+    named = f"activities, column 'activity_id', row 41: {NOT_UTF8_TEXT}"
+    assert failure["message"].startswith(named)
