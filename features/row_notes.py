@@ -15,7 +15,7 @@ counted through short digests of them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -53,42 +53,15 @@ class RowNote:
 
     def text(self) -> str:
         """The warning as the loader writes it."""
-        if self.kind is NoteKind.UNKNOWN_ACTIVITY_TYPE:
-            distinct = len(self.values)
-            return (
-                f"{self.file}: {self.rows} activities with an unknown activity_type were kept "
-                f"as 'other' ({distinct} distinct value{'s' if distinct > 1 else ''}; first at "
-                f"row {self.first_row})"
-            )
-        if self.kind is NoteKind.SAME_MOMENT_REJECTIONS:
-            return (
-                f"{self.file}: {self.rows} rejections share their lead and their rejected_at "
-                f"with another (first at row {self.first_row}); of such rejections the one "
-                "with the greatest rejection_id (in code-point order) counts as the later: it "
-                "alone can be open and scored, the others count as its earlier rejections"
-            )
-        if self.kind is NoteKind.CLOSED_BEFORE_CREATED:
-            return (
-                f"{self.file}: {self.rows} opportunities close before they were created "
-                f"(closed_at before created_at; first at row {self.first_row}); each is read "
-                "as closed at its creation"
-            )
-        values = "1 lead_id value has" if self.rows == 1 else f"{self.rows} lead_id values have"
-        return (
-            f"{self.file}: {values} a space at the start or end (first at row "
-            f"{self.first_row}); ids are compared as written, so rows of other tables that "
-            "leave the spaces out point to no lead"
-        )
+        return f"{self.file}: {_SAID[self.kind](self)}"
 
-    def renumbered(self, file_rows: np.ndarray, file: str | None = None) -> RowNote:
-        """The note of a part of a file, numbered as in the file.
+    def renumbered(self, file_rows: np.ndarray) -> RowNote:
+        """The note of a part of a file, its first row numbered as in the file.
 
         Args:
             file_rows: the 0-based file row of each of the part's rows.
-            file: the file's name, when the part knew only its table's.
         """
-        first = int(file_rows[self.first_row - 1]) + 1
-        return replace(self, first_row=first, file=self.file if file is None else file)
+        return replace(self, first_row=int(file_rows[self.first_row - 1]) + 1)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (``from_dict`` reads it back)."""
@@ -110,6 +83,49 @@ class RowNote:
             int(data["first_row"]),
             tuple(str(v) for v in data["values"]),
         )
+
+
+def _unknown_types(note: RowNote) -> str:
+    distinct = len(note.values)
+    return (
+        f"{note.rows} activities with an unknown activity_type were kept as 'other' "
+        f"({distinct} distinct value{'s' if distinct > 1 else ''}; first at row "
+        f"{note.first_row})"
+    )
+
+
+def _spaced_lead_ids(note: RowNote) -> str:
+    values = "1 lead_id value has" if note.rows == 1 else f"{note.rows} lead_id values have"
+    return (
+        f"{values} a space at the start or end (first at row {note.first_row}); ids are "
+        "compared as written, so rows of other tables that leave the spaces out point to no "
+        "lead"
+    )
+
+
+def _same_moment_rejections(note: RowNote) -> str:
+    return (
+        f"{note.rows} rejections share their lead and their rejected_at with another (first "
+        f"at row {note.first_row}); of such rejections the one with the greatest "
+        "rejection_id (in code-point order) counts as the later: it alone can be open and "
+        "scored, the others count as its earlier rejections"
+    )
+
+
+def _closed_before_created(note: RowNote) -> str:
+    return (
+        f"{note.rows} opportunities close before they were created (closed_at before "
+        f"created_at; first at row {note.first_row}); each is read as closed at its creation"
+    )
+
+
+#: What each kind of note says of its rows, after its file's name.
+_SAID: dict[NoteKind, Callable[[RowNote], str]] = {
+    NoteKind.UNKNOWN_ACTIVITY_TYPE: _unknown_types,
+    NoteKind.SPACED_LEAD_ID: _spaced_lead_ids,
+    NoteKind.SAME_MOMENT_REJECTIONS: _same_moment_rejections,
+    NoteKind.CLOSED_BEFORE_CREATED: _closed_before_created,
+}
 
 
 def value_digest(value: str) -> str:

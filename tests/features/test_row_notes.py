@@ -99,3 +99,11 @@ def test_an_unknown_kind_is_refused_when_read_back() -> None:
         RowNote.from_dict(
             {"kind": "gossip", "file": "leads", "rows": 1, "first_row": 1, "values": []}
         )
+
+
+@pytest.mark.parametrize("kind", list(NoteKind))
+def test_every_kind_of_note_names_its_file_count_and_first_row(kind: NoteKind) -> None:
+    text = RowNote(kind, "table.csv", 2, 17, ("a", "b")).text()
+
+    assert text.startswith("table.csv: 2 ")
+    assert "first at row 17" in text
