@@ -194,13 +194,18 @@ INVISIBLE_CHARACTERS = "".join(
 #: that a platform sends as ``" "`` or a lone zero-width space); a blank identifier names
 #: nothing, in a file as in a request.
 #: Characters that show nothing although they are not format characters of the Basic
-#: Multilingual Plane: the combining grapheme joiner, the Hangul fillers (U+3164 is the
-#: classic "invisible name"), the Khmer inherent vowels, the blank braille pattern, the
-#: variation selectors, and the format characters past that plane (musical formatting,
-#: shorthand format controls, the tags).
+#: Multilingual Plane: the control characters that are not white space (NUL, which a CSV
+#: reader reads as an empty field, and the rest of C0 and C1), the combining grapheme
+#: joiner, the Hangul fillers (U+3164 is the classic "invisible name"), the Khmer inherent
+#: vowels, the blank braille pattern, the variation selectors, and the format characters
+#: past that plane (musical formatting, shorthand format controls, the tags).
 BLANK_LOOKALIKES = "".join(
     chr(c)
     for first, last in (
+        (0x0000, 0x0008),
+        (0x000E, 0x001B),
+        (0x007F, 0x0084),
+        (0x0086, 0x009F),
         (0x034F, 0x034F),
         (0x115F, 0x1160),
         (0x17B4, 0x17B5),

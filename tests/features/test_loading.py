@@ -163,7 +163,10 @@ def test_values_the_api_would_refuse_for_length_are_named(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     "blank",
-    ["", " ", "\t", "\u200b", " \u3000\ufeff ", "\u3164", "\u2800\u034f", "\U000e0020"],
+    [
+        *("", " ", "\t", "\u200b", " \u3000\ufeff ", "\u3164", "\u2800\u034f"),
+        *("\U000e0020", "\x00", "\x7f\x9f"),
+    ],
     ids=repr,
 )
 def test_a_blank_identifier_in_parquet_is_named(tmp_path: Path, blank: str) -> None:

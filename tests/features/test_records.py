@@ -99,7 +99,9 @@ def test_ambiguous_or_invalid_bodies_are_refused_at_the_field(
 
 
 @pytest.mark.parametrize(
-    "blank", [" ", "\t", "\u200b", "\u3000\ufeff", "\u3164", "\U000e0020\ufe0f"], ids=repr
+    "blank",
+    [" ", "\t", "\u200b", "\u3000\ufeff", "\u3164", "\U000e0020\ufe0f", "\x00"],
+    ids=repr,
 )
 @pytest.mark.parametrize(
     "path",
@@ -137,7 +139,9 @@ def test_a_rejection_at_the_moment_its_lead_was_created_is_scored() -> None:
     assert request.lead.created_at == request.earlier_rejections[0].rejected_at
 
 
-ID_CHARACTERS = st.sampled_from(["a", "7", "@", "\uff20", " ", "\t", "\u200b", "\u3164", "é"])
+ID_CHARACTERS = st.sampled_from(
+    ["a", "7", "@", "\uff20", " ", "\t", "\u200b", "\u3164", "é", "\x00", "\x9f"]
+)
 
 
 @settings(max_examples=300, deadline=None)
