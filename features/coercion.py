@@ -70,6 +70,13 @@ class TableCheck:
             if column is not None:
                 self.bad_columns.setdefault(position, set()).add(column)
 
+    def note(self, kind: NoteKind, rows: np.ndarray, values: tuple[str, ...] = ()) -> None:
+        """Note the ``rows`` (a mask) as a ``RowNote`` of ``kind``, if there are any: how
+        many, the first, and ``values`` (digests of the distinct values concerned)."""
+        if rows.any():
+            first = int(np.flatnonzero(rows)[0]) + 1
+            self.notes.append(RowNote(kind, self.file, int(rows.sum()), first, values))
+
     def _described(self, column: str | None, position: int) -> str | None:
         """The value of contract column ``column`` at ``position``, described."""
         if self.frame is None or column is None or column not in self.frame:
@@ -142,10 +149,7 @@ def _note_spaced_lead_ids(check: TableCheck) -> None:
     if ids is None or ids.empty:
         return
     spaced = (ids.notna() & (ids.str.strip() != ids)).to_numpy(dtype=bool) & ~blank_texts(ids)
-    count = int(spaced.sum())
-    if count:
-        first = int(np.flatnonzero(spaced)[0]) + 1
-        check.notes.append(RowNote(NoteKind.SPACED_LEAD_ID, check.file, count, first))
+    check.note(NoteKind.SPACED_LEAD_ID, spaced)
 
 
 #: Why an event dated ahead of this machine's clock is refused.
@@ -343,15 +347,8 @@ def _coerce_category(raw: pd.Series, column: Column, check: TableCheck) -> Coerc
     if is_activity_type and unknown_uniques.any():
         unique_codes = np.where(unknown_uniques, vocabulary.get_loc(OTHER_ACTIVITY), unique_codes)
         unknown = np.isin(codes, np.flatnonzero(unknown_uniques))
-        check.notes.append(  # the types are not quoted: a shifted row may hold anything
-            RowNote(
-                NoteKind.UNKNOWN_ACTIVITY_TYPE,
-                check.file,
-                int(unknown.sum()),
-                int(np.flatnonzero(unknown)[0]) + 1,
-                value_digests(normalised[unknown_uniques].tolist()),
-            )
-        )
+        digests = value_digests(normalised[unknown_uniques].tolist())  # never the types
+        check.note(NoteKind.UNKNOWN_ACTIVITY_TYPE, unknown, digests)
     mapped = np.where(codes >= 0, unique_codes[np.maximum(codes, 0)] if len(uniques) else -1, -1)
     bad = (codes >= 0) & (mapped < 0)
     typed = pd.Series(pd.Categorical.from_codes(np.where(bad, -1, mapped), categories=vocabulary))

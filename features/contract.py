@@ -475,10 +475,12 @@ EVENT_TIME_COLUMN: dict[str, str] = {
 }
 
 
-#: Why a rejection dated before its lead's creation is a problem of its row: a lead is
-#: rejected only once it exists, and scoring it would put the lead's creation after
-#: ``as_of`` (a negative age, known only later). The API refuses it alike.
-REJECTED_BEFORE_CREATED = (
-    "before its lead's created_at: a lead is rejected only once it exists (for a lead "
-    "merged or imported again, export its first creation time)"
+#: Why a rejection dated before its lead's creation is refused: a lead is rejected only
+#: once it exists, and scoring it would put the lead's creation after ``as_of`` (a
+#: negative age, known only later).
+REJECTED_BEFORE_LEAD_EXISTED = (
+    "a lead is rejected only once it exists (for a lead merged or imported again, export "
+    "its first creation time)"
 )
+#: The loader's problem for such a rejection row (the API's names ``lead.created_at``).
+REJECTED_BEFORE_CREATED = f"before its lead's created_at: {REJECTED_BEFORE_LEAD_EXISTED}"

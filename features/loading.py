@@ -414,7 +414,7 @@ def _note_same_moment_rejections(rejections: TableCheck) -> None:
     valid = keys.notna().all(axis=1).to_numpy() & _without_problems(rejections)
     tied = np.zeros(len(keys), dtype=bool)
     tied[valid] = keys[valid].duplicated(keep=False).to_numpy()
-    _note(rejections, NoteKind.SAME_MOMENT_REJECTIONS, tied)
+    rejections.note(NoteKind.SAME_MOMENT_REJECTIONS, tied)
 
 
 def _note_closed_before_created(opportunities: TableCheck) -> None:
@@ -425,7 +425,7 @@ def _note_closed_before_created(opportunities: TableCheck) -> None:
     created = to_microseconds(opportunities.typed["created_at"])
     closed = to_microseconds(opportunities.typed["closed_at"])
     early = (closed != MISSING_TIME) & (created != MISSING_TIME) & (closed < created)
-    _note(opportunities, NoteKind.CLOSED_BEFORE_CREATED, early & _without_problems(opportunities))
+    opportunities.note(NoteKind.CLOSED_BEFORE_CREATED, early & _without_problems(opportunities))
 
 
 def _without_problems(check: TableCheck) -> np.ndarray:
@@ -433,13 +433,6 @@ def _without_problems(check: TableCheck) -> np.ndarray:
     kept = np.ones(len(check.frame) if check.frame is not None else 0, dtype=bool)
     kept[list(check.bad_reasons)] = False
     return kept
-
-
-def _note(check: TableCheck, kind: NoteKind, rows: np.ndarray) -> None:
-    """Add a ``RowNote`` of ``kind`` on the ``rows`` of ``check``, if any."""
-    if rows.any():
-        first = int(np.flatnonzero(rows)[0]) + 1
-        check.notes.append(RowNote(kind, check.file, int(rows.sum()), first))
 
 
 #: The reason of a row whose lead is in the leads file, its row set aside (a lenient load).

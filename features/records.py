@@ -27,7 +27,7 @@ from features.contract import (
     AT_SIGNS,
     MAX_TEXT_LENGTH,
     PERSONAL_ID_RULE,
-    REJECTED_BEFORE_CREATED,
+    REJECTED_BEFORE_LEAD_EXISTED,
 )
 from features.record_fields import (
     BLANK_IS_MISSING,
@@ -180,11 +180,9 @@ def _holds_at_sign(text: str) -> bool:
     return any(sign in text for sign in AT_SIGNS)
 
 
-#: A rejection dated before ``lead.created_at``, in the loader's words
-#: (``features.loading.REJECTED_BEFORE_CREATED``).
-REJECTED_BEFORE_CREATED_HERE = "is " + REJECTED_BEFORE_CREATED.replace(
-    "its lead's created_at", "lead.created_at", 1
-)
+#: A rejection dated before ``lead.created_at``, refused as the loader sets its row aside
+#: (``features.contract.REJECTED_BEFORE_CREATED``).
+REJECTED_BEFORE_CREATED_HERE = f"is before lead.created_at: {REJECTED_BEFORE_LEAD_EXISTED}"
 
 
 def conflict(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
@@ -295,7 +293,7 @@ class ScoreRequest(BaseModel):
 
     def _misplaced_rejections(self) -> Iterator[InitErrorDetails]:
         """Earlier rejections that are the scored one, or that come after it, and any
-        rejection dated before the lead's creation (``REJECTED_BEFORE_CREATED``, as the
+        rejection dated before the lead's creation (``REJECTED_BEFORE_CREATED_HERE``, as the
         loader sets it aside)."""
         scored = self.rejection
         created = self.lead.created_at

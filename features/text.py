@@ -189,10 +189,6 @@ def arrow_without_surrounding_spaces(texts: pa.Array | pa.ChunkedArray) -> pa.Ar
 INVISIBLE_CHARACTERS = "".join(
     chr(c) for c in range(0x10000) if unicodedata.category(chr(c)) == "Cf" or c == 0x180E
 )
-#: What a blank value is made of: white space (``SURROUNDING_SPACES``) and characters that
-#: do not show (``INVISIBLE_CHARACTERS``). A blank value is a missing one (an unset property
-#: that a platform sends as ``" "`` or a lone zero-width space); a blank identifier names
-#: nothing, in a file as in a request.
 #: Characters that show nothing although they are not format characters of the Basic
 #: Multilingual Plane: the control characters that are not white space (NUL, which a CSV
 #: reader reads as an empty field, and the rest of C0 and C1), the combining grapheme
@@ -223,6 +219,10 @@ BLANK_LOOKALIKES = "".join(
     )
     for c in range(first, last + 1)
 )
+#: What a blank value is made of: white space (``SURROUNDING_SPACES``) and characters that
+#: do not show (``INVISIBLE_CHARACTERS``, ``BLANK_LOOKALIKES``). A blank value is a missing
+#: one (an unset property that a platform sends as ``" "`` or a lone zero-width space); a
+#: blank identifier names nothing, in a file as in a request.
 BLANK_CHARACTERS = SURROUNDING_SPACES + INVISIBLE_CHARACTERS + BLANK_LOOKALIKES
 
 
