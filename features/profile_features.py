@@ -125,14 +125,30 @@ def _follow_up_features(ctx: ExampleContext, table: FeatureTable, follow_up: np.
 def _calendar_features(ctx: ExampleContext, table: FeatureTable) -> None:
     moments = ctx.as_of.astype("datetime64[us]")
     months = moments.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    next_year = (moments.astype("datetime64[Y]") + 1).astype("datetime64[us]").astype(np.int64)
     table.add("as_of_month", months, source="as_of", meaning="calendar month of as_of")
     table.add(
         "days_to_next_year",
-        (next_year - ctx.as_of) / DAY_US,
+        days_to_year_start(ctx.as_of, 1, 1),
         source="as_of",
         meaning="days from as_of to the next calendar year (1 January)",
     )
+
+
+def days_to_year_start(as_of: np.ndarray, month: int, day: int) -> np.ndarray:
+    """Days from each ``as_of`` (int64 microseconds, UTC) to the next start of a year that
+    starts at midnight UTC of ``month``-``day``, strictly after ``as_of``: the calendar year
+    for the feature ``days_to_next_year`` (1 January), a routing policy's fiscal year."""
+    moments = as_of.astype("datetime64[us]")
+    years = moments.astype("datetime64[Y]")
+    this_year = _month_day_of(years, month, day)
+    start = np.where(this_year > moments, this_year, _month_day_of(years + 1, month, day))
+    return (start.astype(np.int64) - as_of) / DAY_US
+
+
+def _month_day_of(years: np.ndarray, month: int, day: int) -> np.ndarray:
+    """Midnight UTC of ``month``-``day`` in each year, as ``datetime64[us]``."""
+    first_of_month = years.astype("datetime64[M]") + (month - 1)
+    return (first_of_month.astype("datetime64[D]") + (day - 1)).astype("datetime64[us]")
 
 
 def earlier_rejection_block(ctx: ExampleContext, table: FeatureTable) -> None:

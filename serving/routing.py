@@ -17,6 +17,7 @@ from features.contract import CONSENT_STATUSES, REASON_CODES, STAGES
 from features.engine import FeatureTable
 from features.history import DAY_US
 from features.identity_cache import per_object
+from features.profile_features import days_to_year_start
 from serving.contact import ContactNow
 from serving.policy import (
     SUPPRESSED_PROGRAM,
@@ -401,7 +402,7 @@ def _dated_days(
     if rule.next_action == "follow_up":
         return future_follow_up
     if rule.next_action == "fiscal_year":
-        before_year = days_to_fiscal_year(inputs.as_of[chosen], *fiscal_start) - rule.lead_days
+        before_year = days_to_year_start(inputs.as_of[chosen], *fiscal_start) - rule.lead_days
         return np.fmin(np.where(before_year > 0, before_year, np.nan), future_follow_up)
     if rule.next_action == "renewal":
         # The rival's contract renews every renewal_days after the rejection: contact
@@ -411,23 +412,6 @@ def _dated_days(
         next_renewal = np.where(until > 0, until, np.mod(until, rule.renewal_days))
         return np.fmin(np.maximum(next_renewal - rule.lead_days, 0.0), future_follow_up)
     return np.full(int(chosen.sum()), np.nan)
-
-
-def days_to_fiscal_year(as_of: np.ndarray, month: int, day: int) -> np.ndarray:
-    """Days from each ``as_of`` (int64 microseconds, UTC) to the next start of a fiscal
-    year, at midnight UTC of ``month``-``day``, strictly after ``as_of``. With 1 January,
-    the model's ``days_to_next_year`` exactly."""
-    moments = as_of.astype("datetime64[us]")
-    years = moments.astype("datetime64[Y]")
-    this_year = _month_day_of(years, month, day)
-    start = np.where(this_year > moments, this_year, _month_day_of(years + 1, month, day))
-    return (start.astype(np.int64) - as_of) / DAY_US
-
-
-def _month_day_of(years: np.ndarray, month: int, day: int) -> np.ndarray:
-    """Midnight UTC of ``month``-``day`` in each year, as ``datetime64[us]``."""
-    first_of_month = years.astype("datetime64[M]") + (month - 1)
-    return (first_of_month.astype("datetime64[D]") + (day - 1)).astype("datetime64[us]")
 
 
 def _not_passed(follow_up_days: np.ndarray, as_of: np.ndarray) -> np.ndarray:

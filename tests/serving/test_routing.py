@@ -20,6 +20,7 @@ from features.config import FeatureConfig
 from features.dataset import ExampleSet
 from features.history import DAY_US
 from features.predictor import ReconversionModel
+from features.profile_features import days_to_year_start
 from serving.policy import (
     DEFAULT_POLICY,
     PolicyError,
@@ -36,7 +37,6 @@ from serving.routing import (
     SUPPRESSED_PROGRAM,
     Routes,
     RoutingInputs,
-    days_to_fiscal_year,
     route,
 )
 from srl.cli import app
@@ -329,13 +329,13 @@ def test_days_to_the_fiscal_year_count_to_its_next_start(moment: datetime, month
     as_of = np.array([int(moment.replace(tzinfo=UTC).timestamp()) * 1_000_000], dtype=np.int64)
     as_of += moment.microsecond
 
-    days = days_to_fiscal_year(as_of, month_day.month, month_day.day)[0]
+    days = days_to_year_start(as_of, month_day.month, month_day.day)[0]
 
     start = datetime(moment.year, month_day.month, month_day.day)
     if start <= moment:
         start = datetime(moment.year + 1, month_day.month, month_day.day)
     assert days == (start - moment) / timedelta(days=1)
-    if (month_day.month, month_day.day) == (1, 1):  # the model's own feature, exactly
+    if (month_day.month, month_day.day) == (1, 1):  # whole years in datetime64
         features = np.array([moment], dtype="datetime64[us]")
         next_year = (features.astype("datetime64[Y]") + 1).astype("datetime64[us]")
         assert days == ((next_year.astype(np.int64) - as_of) / DAY_US)[0]
