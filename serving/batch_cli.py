@@ -77,6 +77,13 @@ def _usage_failure(error: UsageError) -> dict[str, Any]:
     return {"chunk": None, "error": type(error).__name__, "message": error.format_message()}
 
 
+def _guarded_tables_option(flag: str, help_text: str) -> Any:
+    """A repeatable option naming guarded tables (``GUARDED_TABLES``), each checked."""
+    return typer.Option(
+        flag, callback=_guarded_tables, metavar=f"[{'|'.join(GUARDED_TABLES)}]", help=help_text
+    )
+
+
 def score(
     data: Annotated[
         str,
@@ -126,21 +133,17 @@ def score(
     ] = None,
     allow_missing: Annotated[
         list[str] | None,
-        typer.Option(
+        _guarded_tables_option(
             "--allow-missing",
-            callback=_guarded_tables,
-            metavar="[consent|opportunities]",
-            help="An optional table (consent, opportunities) the job may run without, "
-            "absent or empty; repeat for both. Without it such an export fails the job.",
+            "An optional table (consent, opportunities) the job may run without, absent or "
+            "empty; repeat for both. Without it such an export fails the job.",
         ),
     ] = None,
     allow_unmatched: Annotated[
         list[str] | None,
-        typer.Option(
+        _guarded_tables_option(
             "--allow-unmatched",
-            callback=_guarded_tables,
-            metavar="[consent|opportunities]",
-            help="A table (consent, opportunities) whose rows may name no lead of the export "
+            "A table (consent, opportunities) whose rows may name no lead of the export "
             "(set aside); repeat for both. Without it any such row fails the job: an opt-out "
             "that names no lead protects nobody.",
         ),

@@ -109,14 +109,11 @@ def _request_problems(request: BatchRequest) -> list[str]:
     if request.reasons not in get_args(ReasonMode):
         choices = ", ".join(get_args(ReasonMode))
         problems.append(f"reasons {request.reasons!r} is not one of {choices}")
-    unknown = sorted(set(request.allow_missing) - set(GUARDED_TABLES))
-    if unknown:
-        choices = ", ".join(GUARDED_TABLES)
-        problems.append(f"allow_missing {', '.join(map(repr, unknown))}: not one of {choices}")
-    unknown = sorted(set(request.allow_unmatched) - set(GUARDED_TABLES))
-    if unknown:
-        choices = ", ".join(GUARDED_TABLES)
-        problems.append(f"allow_unmatched {', '.join(map(repr, unknown))}: not one of {choices}")
+    for name in ("allow_missing", "allow_unmatched"):
+        unknown = sorted(set(getattr(request, name)) - set(GUARDED_TABLES))
+        if unknown:
+            choices = ", ".join(GUARDED_TABLES)
+            problems.append(f"{name} {', '.join(map(repr, unknown))}: not one of {choices}")
     if not 0.0 <= request.max_rejected_share <= 1.0:
         problems.append(f"max_rejected_share {request.max_rejected_share!r} is not in [0, 1]")
     if request.chunk_leads < 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from features.loading import Export, build_export, latest_timestamp
 from features.predictor import ReconversionModel
 from features.problems import ContractError
 from features.row_notes import RowNote
-from features.table_files import arrow_to_pandas, require_utf8_text
+from features.table_files import arrow_to_pandas
 from features.text import (
     arrow_loose_ids,
     arrow_without_surrounding_spaces,
@@ -361,33 +361,11 @@ def _raw_frames(
     for name, table in raw.items():
         rows[name] = table.column(ROW_COLUMN).to_numpy()
         moved[name] = table.column(MOVED_COLUMN).to_numpy(zero_copy_only=False)
-        data = table.drop_columns([ROW_COLUMN, MOVED_COLUMN])
-        _require_utf8(data, name, rows[name])
-        frames[name] = arrow_to_pandas(data)
+        frames[name] = arrow_to_pandas(table.drop_columns([ROW_COLUMN, MOVED_COLUMN]))
         if frames[name].empty and not TABLES_BY_NAME[name].optional:
             frames[name], rows[name] = _placeholder(frames[name])
             moved[name] = np.zeros(1, dtype=bool)
     return frames, rows, moved
-
-
-def _require_utf8(data: pa.Table, table: str, file_rows: np.ndarray) -> None:
-    """Refuse a chunk whose text is not UTF-8 (``features.table_files.require_utf8_text``),
-    rows numbered in their file: Spark's reader passes such bytes on unchecked (the local
-    engine refuses them as it reads the file, so there this finds nothing).
-
-    Raises:
-        ContractError: naming the table, the column and the first such row.
-    """
-    try:
-        require_utf8_text(data, table)
-    except ContractError as error:
-        problems = [replace(p, row=_file_row(file_rows, p.row)) for p in error.problems]
-        raise ContractError(problems) from None
-
-
-def _file_row(file_rows: np.ndarray, row: int | None) -> int | None:
-    """A chunk's 1-based ``row`` as the 1-based row of its file."""
-    return None if row is None else int(file_rows[row - 1]) + 1
 
 
 def _placeholder(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import pyarrow as pa
 
 from features.predictor import BOOSTER_FILE, METADATA_FILE, ReconversionModel
 from features.problems import ContractError, Problem
+from features.table_files import require_utf8_text
 from serving.batch import END_MOVES, finish, moved_export_end, open_job
 from serving.batch_job import (
     BatchError,
@@ -261,10 +263,33 @@ class BucketScorer:
     def score(self, rows: pa.Table) -> pa.Table:
         """Split the bucket into its tables, score it and encode the outcome for Spark."""
         raw = split_tables(rows, self.columns)
+        require_utf8_bucket(raw)
         outcome = score_chunk(
             raw, _worker_model(self.model_files.value), self.policy, self.settings
         )
         return encode_outcome(outcome, self.settings.reasons != "none")
+
+
+def require_utf8_bucket(raw: Mapping[str, pa.Table]) -> None:
+    """Refuse a bucket whose text is not UTF-8 (``features.table_files.require_utf8_text``),
+    rows numbered in their file: Spark's reader passes such bytes on unchecked, where the
+    local engine refuses them as it reads the file.
+
+    Raises:
+        ContractError: naming the table, the column and the first such row of its file.
+    """
+    for name, table in raw.items():
+        try:
+            require_utf8_text(table.drop_columns([ROW_COLUMN, MOVED_COLUMN]), name)
+        except ContractError as error:
+            file_rows = table.column(ROW_COLUMN).to_numpy()
+            problems = [replace(p, row=_file_row(file_rows, p.row)) for p in error.problems]
+            raise ContractError(problems) from None
+
+
+def _file_row(file_rows: np.ndarray, row: int | None) -> int | None:
+    """A bucket's 1-based ``row`` as the 1-based row of its file."""
+    return None if row is None else int(file_rows[row - 1]) + 1
 
 
 def _bucket_function(scorer: BucketScorer) -> Any:

@@ -19,7 +19,7 @@ import pytest
 
 from features.loading import load_export
 from features.predictor import ReconversionModel
-from features.problems import ContractError
+from features.problems import ContractError, Problem
 from features.table_files import NOT_UTF8_TEXT
 from serving.batch import run_batch
 from serving.batch_job import EXIT_OK, EXIT_REJECTED, BatchError, BatchSummary, summary_path
@@ -466,17 +466,11 @@ def test_a_page_that_fails_its_checksum_stops_either_engine_naming_the_file(
     damage_a_page(damaged / "activities.parquet", column=1)
 
     # When either engine scores it
-    with pytest.raises(ContractError) as local:
-        run_batch(request(damaged, tmp_path / "local.parquet", model_dir))
-    spark_request = request(damaged, tmp_path / "spark.parquet", model_dir, engine="spark")
-    with pytest.raises(BatchError) as distributed:
-        run_batch(spark_request, spark=spark)
+    problem, failure = _refused_by_both_engines(spark, damaged, model_dir, tmp_path)
 
     # Then each names the file and the failed checksum; nothing is written
-    (problem,) = local.value.problems
     assert problem.file.endswith("activities.parquet")
     assert "CRC checksum verification failed" in problem.message
-    (failure,) = distributed.value.summary.document["failures"]
     assert "activities.parquet" in failure["message"]
     assert "CRC checksum verification failed" in failure["message"]
     assert not (tmp_path / "spark.parquet").exists()
@@ -490,19 +484,28 @@ def test_parquet_text_that_is_not_utf8_stops_either_engine_naming_column_and_row
     damaged = copy_export(small_export_dir, tmp_path / "damaged")
     with_bytes_not_utf8(damaged / "activities.parquet", "activity_id", [40, 2000])
 
-    with pytest.raises(ContractError) as local:
-        run_batch(request(damaged, tmp_path / "local.parquet", model_dir))
-    spark_request = request(damaged, tmp_path / "spark.parquet", model_dir, engine="spark")
-    with pytest.raises(BatchError) as distributed:
-        run_batch(spark_request, spark=spark)
+    problem, failure = _refused_by_both_engines(spark, damaged, model_dir, tmp_path)
 
     # Then the local engine names the file, Spark the table, both the column and first row
-    (problem,) = local.value.problems
     assert (problem.file.endswith("activities.parquet"), problem.column, problem.row) == (
         True,
         "activity_id",
         41,
     )
-    (failure,) = distributed.value.summary.document["failures"]
     named = f"activities, column 'activity_id', row 41: {NOT_UTF8_TEXT}"
     assert failure["message"].startswith(named)
+
+
+def _refused_by_both_engines(
+    spark: Any, data: Path, model_dir: Path, folder: Path
+) -> tuple[Problem, dict[str, Any]]:
+    """The local engine's one problem and the Spark job's one failure, for an export both
+    refuse (the local engine before the job begins, Spark in its failed summary)."""
+    with pytest.raises(ContractError) as local:
+        run_batch(request(data, folder / "local.parquet", model_dir))
+    spark_request = request(data, folder / "spark.parquet", model_dir, engine="spark")
+    with pytest.raises(BatchError) as distributed:
+        run_batch(spark_request, spark=spark)
+    (problem,) = local.value.problems
+    (failure,) = distributed.value.summary.document["failures"]
+    return problem, failure
